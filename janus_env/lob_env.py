@@ -1,0 +1,321 @@
+"""``Janus-LOB-v0``: single-agent trading on a simulated (or replayed) limit order book."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from janus_env.actions import (
+    continuous_fraction,
+    discrete_index,
+    make_action_space,
+    sized_quantity,
+)
+from janus_env.config import REWARD_PNL, REWARD_RISK_ADJUSTED, MarketConfig
+from janus_env.regimes import SCENARIOS, scenario_config
+from janus_env.render import ansi_ladder, rgb_frame
+from janus_env.simulator import (
+    N_ACCOUNT,
+    N_MARKET,
+    O_CASH,
+    O_DRAWDOWN,
+    O_EQUITY,
+    O_EXEC_PRICE,
+    O_EXEC_QTY,
+    O_FEES,
+    O_MID,
+    O_N_FILLS,
+    O_PNL,
+    O_POSITION,
+    O_REJECTED,
+    O_REWARD,
+    O_SLIPPAGE_BPS,
+    O_SPREAD,
+    O_STEP,
+    O_TERMINATED,
+    O_TRUNCATED,
+    O_VOLATILITY,
+    O_VPIN,
+    SimulatedMarket,
+)
+
+REWARDS = {"pnl": REWARD_PNL, "risk_adjusted": REWARD_RISK_ADJUSTED}
+_BAD_REWARD = "Expected `reward` in {}, got {!r}"
+_BAD_RENDER = "Expected `render_mode` in {}, got {!r}"
+_BAD_SEED = "Expected `seed` to be an int or None, got {!r}"
+_NEED_RESET = "Call reset() before step()"
+
+
+def observation_space(window: int, n_levels: int) -> spaces.Dict:
+    """The ``Dict`` observation space shared by the LOB, execution and vector envs."""
+    inf = np.float32(np.inf)
+    account_low = np.array([-1.0, -inf, -inf, 0.0, 0.0], dtype=np.float32)
+    account_high = np.array([1.0, inf, inf, inf, 1.0], dtype=np.float32)
+    market_low = np.array([0.0, 0.0, 0.0, -1.0], dtype=np.float32)
+    market_high = np.array([1.0, inf, inf, 1.0], dtype=np.float32)
+    return spaces.Dict({
+        "prices": spaces.Box(-inf, inf, shape=(window,), dtype=np.float32),
+        "volumes": spaces.Box(0.0, inf, shape=(window,), dtype=np.float32),
+        "book": spaces.Box(-inf, inf, shape=(n_levels, 4), dtype=np.float32),
+        "account": spaces.Box(account_low, account_high, dtype=np.float32),
+        "market": spaces.Box(market_low, market_high, dtype=np.float32),
+    })
+
+
+def split_obs(flat: np.ndarray, window: int, n_levels: int) -> dict[str, np.ndarray]:
+    """Views of a flat observation row (or batch) as the ``Dict`` observation."""
+    w, b = window, 2 * window
+    a = b + 4 * n_levels
+    m = a + N_ACCOUNT
+    lead = flat.shape[:-1]
+    return {
+        "prices": flat[..., :w],
+        "volumes": flat[..., w:b],
+        "book": flat[..., b:a].reshape(lead + (n_levels, 4)),
+        "account": flat[..., a:m],
+        "market": flat[..., m:m + N_MARKET],
+    }
+
+
+def info_from_out(o: list[float]) -> dict[str, float]:
+    """The per-step info dict from the kernel's ``out`` row (as a list)."""
+    return {
+        "fills": int(o[O_N_FILLS]),
+        "exec_qty": o[O_EXEC_QTY],
+        "exec_price": o[O_EXEC_PRICE],
+        "slippage_bps": o[O_SLIPPAGE_BPS],
+        "fees": o[O_FEES],
+        "rejected_qty": o[O_REJECTED],
+        "vpin": o[O_VPIN],
+        "volatility": o[O_VOLATILITY],
+        "position": o[O_POSITION],
+        "cash": o[O_CASH],
+        "equity": o[O_EQUITY],
+        "pnl": o[O_PNL],
+        "drawdown": o[O_DRAWDOWN],
+        "mid": o[O_MID],
+        "spread": o[O_SPREAD],
+        "step": int(o[O_STEP]),
+    }
+
+
+def market_config(scenario: str, market: dict[str, Any]) -> MarketConfig:
+    """Scenario defaults with user overrides (validated by ``MarketConfig``)."""
+    if scenario == "historical":
+        return MarketConfig().replace(**market)
+    return scenario_config(scenario, **market)
+
+
+class JanusLOBEnv(gym.Env):
+    """Trade one instrument against a limit order book full of other traders.
+
+    ## Description
+
+    Each step the agent sends at most one market order, which executes
+    against the book it observed (price-time priority, partial fills, walking
+    the book); then one step of exogenous flow runs — noise traders, two
+    inventory-aware market makers, an informed trader who trades toward a
+    latent fundamental, a momentum trader, and the scenario's stress events.
+    The whole step is one numba call. With ``scenario="historical"`` the book
+    is replayed from recorded data instead (``data=``: a LOBSTER message file,
+    an L2 snapshot CSV or an OHLCV CSV) and the agent's orders consume the
+    recorded depth, with no look-ahead.
+
+    ## Action Space
+
+    | `action_type` | space | meaning |
+    | --- | --- | --- |
+    | `"discrete"` (default) | `Discrete(3)` | 0 HOLD, 1 BUY `lot` shares, 2 SELL `lot` shares |
+    | `"sized"` | `Discrete(2k+1)`, k = `n_sizes` | 0 HOLD, `i ≤ k` BUY `i·lot`, `i > k` SELL `(i−k)·lot` |
+    | `"continuous"` | `Box(-1, 1, (1,))` | target position as a signed fraction of `max_position` |
+
+    Orders that would take the position beyond `max_position` are cut at the
+    limit and the cut quantity is reported in `info["rejected_qty"]`. An
+    action outside the space raises `InvalidActionError` (a `ValueError`); a
+    wrong type raises `TypeError`. Nothing is clipped silently.
+
+    ## Observation Space
+
+    A `Dict` of float32 arrays (W = `window`, L = `n_levels`):
+
+    | Key | Shape | Num | Observation | Min | Max |
+    | --- | --- | --- | --- | --- | --- |
+    | `prices` | (W,) | i | log(mid[t−W+1+i] / mid[t]) in bps (0 before history exists) | -Inf | Inf |
+    | `volumes` | (W,) | i | log1p(traded shares in step t−W+1+i / lot) | 0 | Inf |
+    | `book` | (L, 4) | [i, 0] | bid level i: (price − mid) / mid in bps (0 if empty) | -Inf | Inf |
+    | | | [i, 1] | bid level i: log1p(shares / lot) | -Inf | Inf |
+    | | | [i, 2] | ask level i: (price − mid) / mid in bps (0 if empty) | -Inf | Inf |
+    | | | [i, 3] | ask level i: log1p(shares / lot) | -Inf | Inf |
+    | `account` | (5,) | 0 | position / max_position | -1 | 1 |
+    | | | 1 | cash / initial_cash | -Inf | Inf |
+    | | | 2 | unrealized PnL / initial_cash, percent | -Inf | Inf |
+    | | | 3 | drawdown from the session's peak equity, fraction | 0 | Inf |
+    | | | 4 | fraction of the session left | 0 | 1 |
+    | `market` | (4,) | 0 | VPIN over the last `vpin_n_buckets` volume buckets | 0 | 1 |
+    | | | 1 | realized volatility of one-step mid returns, bps | 0 | Inf |
+    | | | 2 | bid-ask spread, bps of mid | 0 | Inf |
+    | | | 3 | depth imbalance (Σbid − Σask)/(Σbid + Σask) over L levels | -1 | 1 |
+
+    ## Rewards
+
+    `"pnl"` (default): change in mark-to-market equity (cash + position × mid,
+    fees already deducted from cash) in basis points of `initial_cash`.
+    `"risk_adjusted"` *(ours)*: the same minus
+    `risk_aversion · |position value| / initial_cash · σ_bps`, the one-step
+    inventory risk.
+
+    ## Starting State
+
+    A ladder of noise orders around `initial_price`, then `warmup` steps of
+    flow; the agent starts flat with `initial_cash`.
+
+    ## Episode End
+
+    Terminated when equity ≤ 0 (bankruptcy). Truncated after `episode_steps`
+    decisions (the end of the session).
+
+    ## Info
+
+    `fills`, `exec_qty` (signed shares), `exec_price` (0 without a fill),
+    `slippage_bps` (vs the mid before the order, positive = cost), `fees`,
+    `rejected_qty`, `vpin`, `volatility`, `position`, `cash`, `equity`, `pnl`,
+    `drawdown`, `mid`, `spread` (0 while a side is empty), `step`.
+
+    ## Arguments
+
+    | Argument | Default | Meaning |
+    | --- | --- | --- |
+    | `scenario` | `"ou"` | `ou`, `gbm`, `regime`, `flash_crash`, `high_vol`, `squeeze`, `historical` |
+    | `action_type` | `"discrete"` | see Action Space |
+    | `n_sizes` | 3 | k for `action_type="sized"` |
+    | `reward` | `"pnl"` | `"pnl"` or `"risk_adjusted"` |
+    | `data` | None | file or `HistoricalSource` for `scenario="historical"` |
+    | `seed` | None | default seed of the first `reset()` |
+    | `render_mode` | None | `"ansi"` or `"rgb_array"` |
+    | `**market` | | any `MarketConfig` field: `episode_steps`, `window`, `n_levels`, `lot`, `max_position`, `fee_bps`, `initial_cash`, ... |
+
+    ```python
+    import gymnasium as gym
+    import envs_registry
+    env = gym.make("Janus-LOB-v0", scenario="regime", seed=0, episode_steps=500)
+    ```
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        scenario: str = "ou",
+        action_type: str = "discrete",
+        n_sizes: int = 3,
+        reward: str = "pnl",
+        data: Any = None,
+        seed: int | None = None,
+        render_mode: str | None = None,
+        **market: Any,
+    ) -> None:
+        if reward not in REWARDS:
+            raise ValueError(_BAD_REWARD.format(sorted(REWARDS), reward))
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(_BAD_RENDER.format(self.metadata["render_modes"], render_mode))
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(_BAD_SEED.format(seed))
+        self.scenario = scenario
+        self.config = market_config(scenario, market)
+        self.action_type = action_type
+        self.n_sizes = int(n_sizes) if action_type == "sized" else 1
+        self.reward_mode = reward
+        self.render_mode = render_mode
+        self.action_space = make_action_space(action_type, n_sizes)
+        self.observation_space = observation_space(self.config.window, self.config.n_levels)
+        self._default_seed = None if seed is None else int(seed)
+        self._market = self._make_market(scenario, data)
+        self._needs_reset = True
+        self._frames: list[np.ndarray] = []
+        self._mids: list[float] = []
+
+    def _make_market(self, scenario: str, data: Any) -> Any:
+        params_reward = REWARDS[self.reward_mode]
+        if scenario == "historical":
+            from janus_env.replay_market import HistoricalMarket
+
+            market = HistoricalMarket(self.config, data)
+        else:
+            if data is not None:
+                raise ValueError(f"`data` is only used with scenario='historical', got scenario={scenario!r}")
+            market = SimulatedMarket(self.config)
+        market.set_reward_mode(params_reward)
+        return market
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is None and self._default_seed is not None:
+            seed, self._default_seed = self._default_seed, None
+        super().reset(seed=seed)
+        self._market.reset(self.np_random)
+        self._needs_reset = False
+        self._mids = []
+        self._frames = []
+        out = self._market.out.tolist()
+        self._remember(out)
+        return self._observation(), info_from_out(out)
+
+    def step(self, action: Any):
+        if self._needs_reset:
+            raise RuntimeError(_NEED_RESET)
+        self._market.step(self._order_qty(action))
+        out = self._market.out.tolist()
+        terminated = out[O_TERMINATED] != 0.0
+        truncated = out[O_TRUNCATED] != 0.0
+        if terminated or truncated:
+            self._needs_reset = True
+        if self.render_mode is not None:
+            self._remember(out)
+        return self._observation(), out[O_REWARD], terminated, truncated, info_from_out(out)
+
+    def _order_qty(self, action: Any) -> int:
+        lot = self.config.lot
+        if self.action_type == "continuous":
+            target = round(continuous_fraction(action, self.action_space) * self.config.max_position)
+            return int(target - self._market.out[O_POSITION])
+        index = discrete_index(action, self.action_space)
+        return sized_quantity(index, self.n_sizes, lot)
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        return split_obs(self._market.obs.copy(), self.config.window, self.config.n_levels)
+
+    # --------------------------------------------------------------- rendering
+    def _remember(self, out: list[float]) -> None:
+        if self.render_mode == "rgb_array":
+            self._mids.append(out[O_MID])
+            book = self._market.l2(self.config.n_levels)
+            self._frames.append(np.concatenate([book[:, 1], book[:, 3]]))
+
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
+            return None
+        if self._needs_reset and not self._mids and self.render_mode == "rgb_array":
+            raise RuntimeError("Call reset() before render()")
+        if self.render_mode == "ansi":
+            return ansi_ladder(self._market.l2(self.config.n_levels), info_from_out(self._market.out.tolist()))
+        window = 128
+        prices = np.asarray(self._mids[-window:], dtype=np.float64)
+        depth = np.asarray(self._frames[-window:], dtype=np.float64)
+        return rgb_frame(prices, depth)
+
+    # ----------------------------------------------------------------- helpers
+    def book(self) -> np.ndarray:
+        """Top ``n_levels`` of the current book: rows (bid_px, bid_qty, ask_px, ask_qty) in currency/shares."""
+        return self._market.l2(self.config.n_levels)
+
+    @property
+    def scenarios(self) -> list[str]:
+        return sorted(SCENARIOS) + ["historical"]

@@ -1,0 +1,467 @@
+"""The simulated market behind the single-agent envs: one numba call per decision.
+
+``env_step`` executes the JANUS agent's market order against the book it
+observed, runs one step of exogenous flow (``flow.flow_step``), updates the
+features incrementally and writes the observation and the info scalars into
+preallocated arrays. ``vec_step`` does the same for N books in one call.
+
+Array layouts (all preallocated by ``MarketArrays``):
+
+* ``f`` float64: scalars ``F_*`` (see ``flow.py``), then the VPIN ring
+  (``vpin_n_buckets``), the mid history (``hist_len``, absolute ticks) and the
+  per-step volume history (``hist_len``, shares).
+* ``obs`` float32: ``prices (window) | volumes (window) | book (n_levels·4) |
+  account (5) | market (4)``; see ``JanusLOBEnv`` for the meaning of each.
+* ``out`` float64: the ``O_*`` scalars that become reward, flags and info.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from janus_env.book import (
+    BUY,
+    F_PRICE,
+    F_QTY,
+    F_TAKER_SIDE,
+    N_FILL_COLS,
+    N_LEVEL_COLS,
+    N_LOG_COLS,
+    N_ORDER_COLS,
+    N_STATE,
+    S_BEST_ASK,
+    S_BEST_BID,
+    S_N_FILLS,
+    book_reset,
+    snapshot,
+    submit,
+)
+from janus_env.config import (
+    AGENT_JANUS,
+    N_AGENTS,
+    P_EPISODE_STEPS,
+    P_FEE_BPS,
+    P_HIST_LEN,
+    P_INITIAL_CASH,
+    P_INITIAL_PRICE_TICKS,
+    P_LOT,
+    P_MAX_POSITION,
+    P_N_LEVELS,
+    P_N_TICKS,
+    P_REWARD_MODE,
+    P_RISK_AVERSION,
+    P_TICK_SIZE,
+    P_VPIN_BUCKET,
+    P_VPIN_N_BUCKETS,
+    P_WARMUP,
+    P_WINDOW,
+    REWARD_RISK_ADJUSTED,
+    MarketConfig,
+)
+from janus_env.features import N_VPIN_SCALARS, vpin_update
+from janus_env.rng import seed_state
+from janus_env.flow import (
+    F_ACTIVITY,
+    F_COST,
+    F_DONE,
+    F_FEES,
+    F_MID,
+    F_PEAK_EQUITY,
+    F_PREV_EQUITY,
+    F_RING_HEAD,
+    F_RING_N,
+    F_STEP,
+    F_STEP_VOLUME,
+    F_VOL,
+    F_VPIN,
+    F_VPIN0,
+    I_MM_QUOTES,
+    I_SNAPSHOT,
+    N_F_SCALARS,
+    N_MM_QUOTES,
+    current_mid,
+    flow_step,
+    seed_ladder,
+)
+
+# ---- out layout -------------------------------------------------------------------
+O_REWARD = 0
+O_TERMINATED = 1
+O_TRUNCATED = 2
+O_EXEC_QTY = 3
+O_EXEC_PRICE = 4
+O_SLIPPAGE_BPS = 5
+O_FEES = 6
+O_VPIN = 7
+O_VOLATILITY = 8
+O_POSITION = 9
+O_EQUITY = 10
+O_DRAWDOWN = 11
+O_MID = 12
+O_REJECTED = 13
+O_N_FILLS = 14
+O_CASH = 15
+O_SPREAD = 16
+O_STEP = 17
+O_PNL = 18
+N_OUT = 20
+
+N_ACCOUNT = 5
+N_MARKET = 4
+_LADDER_LEVELS = 20
+
+
+def obs_size(window: int, n_levels: int) -> int:
+    return 2 * window + 4 * n_levels + N_ACCOUNT + N_MARKET
+
+
+def f_size(p: np.ndarray) -> int:
+    return N_F_SCALARS + int(p[P_VPIN_N_BUCKETS]) + 2 * int(p[P_HIST_LEN])
+
+
+class MarketArrays:
+    """Preallocated state of ``n_books`` simulated books (leading dimension) for one config."""
+
+    def __init__(self, config: MarketConfig, n_books: int = 1, log_capacity: int = 0) -> None:
+        self.config = config
+        self.params = config.to_params()
+        self.n_books = int(n_books)
+        n, cap = self.n_books, config.capacity
+        self.levels = np.zeros((n, config.n_ticks, N_LEVEL_COLS), dtype=np.int64)
+        self.orders = np.zeros((n, cap, N_ORDER_COLS), dtype=np.int64)
+        self.state = np.zeros((n, N_STATE), dtype=np.int64)
+        self.accounts = np.zeros((n, N_AGENTS, 2), dtype=np.int64)
+        self.fills = np.zeros((n, cap + 1, N_FILL_COLS), dtype=np.int64)
+        self.log = np.zeros((n, int(log_capacity), N_LOG_COLS), dtype=np.int64)
+        self.rng = np.zeros((n, 4), dtype=np.uint64)
+        self.f = np.zeros((n, f_size(self.params)), dtype=np.float64)
+        self.ib = np.full((n, I_SNAPSHOT + 4 * config.n_levels), -1, dtype=np.int64)
+        self.obs = np.zeros((n, obs_size(config.window, config.n_levels)), dtype=np.float32)
+        self.out = np.zeros((n, N_OUT), dtype=np.float64)
+
+    def book(self, i: int = 0) -> tuple[np.ndarray, ...]:
+        """The arrays of book ``i`` in kernel argument order."""
+        return (self.levels[i], self.orders[i], self.state[i], self.accounts[i], self.fills[i], self.log[i],
+                self.rng[i], self.params, self.f[i], self.ib[i], self.obs[i], self.out[i])
+
+
+# ------------------------------------------------------------------------- kernels
+
+
+@njit(cache=True)
+def _origin(p):
+    return p[P_INITIAL_PRICE_TICKS] - 0.5 * p[P_N_TICKS]
+
+
+@njit(cache=True)
+def _ring_offsets(p):
+    vr = N_F_SCALARS
+    mr = vr + int(p[P_VPIN_N_BUCKETS])
+    h = int(p[P_HIST_LEN])
+    return vr, mr, mr + h, h
+
+
+@njit(cache=True)
+def _record_market(levels, state, fills, p, f, first_fill):
+    """Fold the step's trades into VPIN and the histories; update realized volatility."""
+    buy = 0.0
+    sell = 0.0
+    for i in range(first_fill, state[S_N_FILLS]):
+        if fills[i, F_TAKER_SIDE] == BUY:
+            buy += fills[i, F_QTY]
+        else:
+            sell += fills[i, F_QTY]
+    vr, mr, vo, h = _ring_offsets(p)
+    f[F_VPIN] = vpin_update(f[F_VPIN0:F_VPIN0 + N_VPIN_SCALARS], f[vr:mr], buy, sell, p[P_VPIN_BUCKET])
+    f[F_STEP_VOLUME] = buy + sell
+    head = int(f[F_RING_HEAD])
+    mid_abs = current_mid(levels, state, f) + _origin(p)
+    f[mr + head] = mid_abs
+    f[vo + head] = buy + sell
+    head = (head + 1) % h
+    f[F_RING_HEAD] = head
+    n = f[F_RING_N] + 1.0
+    if n > h:
+        n = h
+    f[F_RING_N] = n
+    # realized volatility over the last `window` returns
+    w = int(p[P_WINDOW])
+    m = int(n) - 1
+    if m > w:
+        m = w
+    acc = 0.0
+    for k in range(m):
+        a = f[mr + (head - 1 - k) % h]
+        b = f[mr + (head - 2 - k) % h]
+        r = math.log(a / b)
+        acc += r * r
+    f[F_VOL] = math.sqrt(acc / m) if m > 0 else 0.0
+
+
+@njit(cache=True)
+def _equity(accounts, p, f, mid):
+    cash = accounts[AGENT_JANUS, 0]
+    pos = accounts[AGENT_JANUS, 1]
+    return p[P_INITIAL_CASH] + p[P_TICK_SIZE] * (cash + pos * mid) - f[F_FEES]
+
+
+@njit(cache=True)
+def write_obs(levels, state, accounts, p, f, ib, obs):
+    """Fill ``obs`` from the current book, histories and account."""
+    w = int(p[P_WINDOW])
+    n_levels = int(p[P_N_LEVELS])
+    lot = p[P_LOT]
+    origin = _origin(p)
+    vr, mr, vo, h = _ring_offsets(p)
+    mid = current_mid(levels, state, f)
+    mid_abs = mid + origin
+    head = int(f[F_RING_HEAD])
+    n = int(f[F_RING_N])
+    for i in range(w):
+        back = w - i  # 1 = most recent
+        if back <= n:
+            idx = (head - back) % h
+            obs[i] = math.log(f[mr + idx] / mid_abs) * 1e4
+            obs[w + i] = math.log1p(f[vo + idx] / lot)
+        else:
+            obs[i] = 0.0
+            obs[w + i] = 0.0
+    snap = ib[I_SNAPSHOT:I_SNAPSHOT + 4 * n_levels].reshape((n_levels, 4))
+    snapshot(levels, state, snap)
+    b0 = 2 * w
+    bid_total = 0.0
+    ask_total = 0.0
+    for i in range(n_levels):
+        o = b0 + 4 * i
+        if snap[i, 0] >= 0:
+            obs[o] = (snap[i, 0] - mid) / mid_abs * 1e4
+            obs[o + 1] = math.log1p(snap[i, 1] / lot)
+            bid_total += snap[i, 1]
+        else:
+            obs[o] = 0.0
+            obs[o + 1] = 0.0
+        if snap[i, 2] >= 0:
+            obs[o + 2] = (snap[i, 2] - mid) / mid_abs * 1e4
+            obs[o + 3] = math.log1p(snap[i, 3] / lot)
+            ask_total += snap[i, 3]
+        else:
+            obs[o + 2] = 0.0
+            obs[o + 3] = 0.0
+    a0 = b0 + 4 * n_levels
+    tick = p[P_TICK_SIZE]
+    cash0 = p[P_INITIAL_CASH]
+    pos = accounts[AGENT_JANUS, 1]
+    cash = cash0 + tick * (accounts[AGENT_JANUS, 0] - origin * pos) - f[F_FEES]
+    equity = _equity(accounts, p, f, mid)
+    unrealized = tick * (pos * mid_abs - f[F_COST])
+    peak = f[F_PEAK_EQUITY]
+    obs[a0] = pos / p[P_MAX_POSITION]
+    obs[a0 + 1] = cash / cash0
+    obs[a0 + 2] = unrealized / cash0 * 100.0
+    obs[a0 + 3] = (peak - equity) / peak if peak > 0 else 0.0
+    obs[a0 + 4] = 1.0 - f[F_STEP] / p[P_EPISODE_STEPS]
+    m0 = a0 + N_ACCOUNT
+    obs[m0] = f[F_VPIN]
+    obs[m0 + 1] = f[F_VOL] * 1e4
+    bb = state[S_BEST_BID]
+    ba = state[S_BEST_ASK]
+    obs[m0 + 2] = (ba - bb) / mid_abs * 1e4 if (bb >= 0 and ba < levels.shape[0]) else 0.0
+    total = bid_total + ask_total
+    obs[m0 + 3] = (bid_total - ask_total) / total if total > 0 else 0.0
+
+
+@njit(cache=True)
+def env_reset(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, out):
+    """Empty the book, seed a ladder, run ``warmup`` flow steps and write the first observation."""
+    book_reset(levels, orders, state, accounts)
+    f[:] = 0.0
+    f[F_ACTIVITY] = 1.0
+    ib[I_MM_QUOTES:I_MM_QUOTES + 2 * N_MM_QUOTES] = -1
+    seed_ladder(levels, orders, state, accounts, fills, log, rng, p, f, _LADDER_LEVELS)
+    vr, mr, vo, h = _ring_offsets(p)
+    warmup = int(p[P_WARMUP])
+    for k in range(warmup):
+        state[S_N_FILLS] = 0
+        flow_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, f[mr:vo], float(k - warmup))
+        _record_market(levels, state, fills, p, f, 0)
+    state[S_N_FILLS] = 0
+    accounts[AGENT_JANUS, 0] = 0
+    accounts[AGENT_JANUS, 1] = 0
+    f[F_STEP] = 0.0
+    f[F_FEES] = 0.0
+    f[F_COST] = 0.0
+    f[F_DONE] = 0.0
+    mid = current_mid(levels, state, f)
+    equity = _equity(accounts, p, f, mid)
+    f[F_PEAK_EQUITY] = equity
+    f[F_PREV_EQUITY] = equity
+    write_obs(levels, state, accounts, p, f, ib, obs)
+    _write_out(levels, state, accounts, p, f, out, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0, mid)
+
+
+@njit(cache=True)
+def _write_out(levels, state, accounts, p, f, out, reward, exec_qty, exec_px, slip, fee, rejected, n_fills, mid):
+    origin = _origin(p)
+    tick = p[P_TICK_SIZE]
+    pos = accounts[AGENT_JANUS, 1]
+    equity = _equity(accounts, p, f, mid)
+    peak = f[F_PEAK_EQUITY]
+    out[O_REWARD] = reward
+    out[O_EXEC_QTY] = exec_qty
+    out[O_EXEC_PRICE] = exec_px
+    out[O_SLIPPAGE_BPS] = slip
+    out[O_FEES] = fee
+    out[O_VPIN] = f[F_VPIN]
+    out[O_VOLATILITY] = f[F_VOL]
+    out[O_POSITION] = pos
+    out[O_EQUITY] = equity
+    out[O_DRAWDOWN] = (peak - equity) / peak if peak > 0 else 0.0
+    out[O_MID] = (mid + origin) * tick
+    out[O_REJECTED] = rejected
+    out[O_N_FILLS] = n_fills
+    out[O_CASH] = p[P_INITIAL_CASH] + tick * (accounts[AGENT_JANUS, 0] - origin * pos) - f[F_FEES]
+    bb = state[S_BEST_BID]
+    ba = state[S_BEST_ASK]
+    out[O_SPREAD] = (ba - bb) * tick if (bb >= 0 and ba < levels.shape[0]) else 0.0
+    out[O_STEP] = f[F_STEP]
+    out[O_PNL] = equity - p[P_INITIAL_CASH]
+
+
+@njit(cache=True)
+def _update_cost(f, pos_before, dq, px):
+    """Average-cost basis of the open position (absolute ticks · shares)."""
+    if dq == 0:
+        return
+    if pos_before == 0 or (dq > 0) == (pos_before > 0):
+        f[F_COST] += dq * px
+        return
+    closing = min(abs(dq), abs(pos_before))
+    f[F_COST] *= (abs(pos_before) - closing) / abs(pos_before)
+    rest = abs(dq) - closing
+    if rest > 0:
+        f[F_COST] = (rest if dq > 0 else -rest) * px
+
+
+@njit(cache=True)
+def env_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, out, order_qty):
+    """Execute the agent's signed market order (shares), then one step of flow; fill ``obs``/``out``."""
+    t = f[F_STEP]
+    state[S_N_FILLS] = 0
+    origin = _origin(p)
+    mid_before = current_mid(levels, state, f)
+    pos = accounts[AGENT_JANUS, 1]
+    max_pos = int(p[P_MAX_POSITION])
+    q = order_qty
+    if pos + q > max_pos:
+        q = max_pos - pos
+    elif pos + q < -max_pos:
+        q = -max_pos - pos
+    rejected = order_qty - q
+    if q != 0:
+        submit(levels, orders, state, accounts, fills, log, AGENT_JANUS, BUY if q > 0 else -BUY, 0, abs(q), True)
+    n_agent = state[S_N_FILLS]
+    filled = 0
+    notional = 0.0
+    for i in range(n_agent):
+        filled += fills[i, F_QTY]
+        notional += fills[i, F_QTY] * (fills[i, F_PRICE] + origin)
+    tick = p[P_TICK_SIZE]
+    exec_px = 0.0
+    slip = 0.0
+    fee = 0.0
+    signed = filled if q > 0 else -filled
+    if filled > 0:
+        avg = notional / filled
+        exec_px = avg * tick
+        mid_abs = mid_before + origin
+        slip = (avg - mid_abs) / mid_abs * 1e4 if q > 0 else (mid_abs - avg) / mid_abs * 1e4
+        fee = p[P_FEE_BPS] * 1e-4 * notional * tick
+        f[F_FEES] += fee
+        _update_cost(f, pos, signed, avg)
+    vr, mr, vo, h = _ring_offsets(p)
+    flow_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, f[mr:vo], t)
+    _record_market(levels, state, fills, p, f, 0)
+    t += 1.0
+    f[F_STEP] = t
+    mid = current_mid(levels, state, f)
+    equity = _equity(accounts, p, f, mid)
+    cash0 = p[P_INITIAL_CASH]
+    reward = (equity - f[F_PREV_EQUITY]) / cash0 * 1e4
+    if p[P_REWARD_MODE] == REWARD_RISK_ADJUSTED:
+        exposure = abs(accounts[AGENT_JANUS, 1] * (mid + origin) * tick) / cash0
+        reward -= p[P_RISK_AVERSION] * exposure * f[F_VOL] * 1e4
+    f[F_PREV_EQUITY] = equity
+    if equity > f[F_PEAK_EQUITY]:
+        f[F_PEAK_EQUITY] = equity
+    terminated = equity <= 0.0
+    truncated = (not terminated) and t >= p[P_EPISODE_STEPS]
+    write_obs(levels, state, accounts, p, f, ib, obs)
+    _write_out(levels, state, accounts, p, f, out, reward, signed, exec_px, slip, fee, rejected, n_agent, mid)
+    out[O_TERMINATED] = 1.0 if terminated else 0.0
+    out[O_TRUNCATED] = 1.0 if truncated else 0.0
+    f[F_DONE] = 1.0 if (terminated or truncated) else 0.0
+
+
+@njit(cache=True)
+def vec_reset(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, out):
+    """Reset every book."""
+    for n in range(levels.shape[0]):
+        env_reset(levels[n], orders[n], state[n], accounts[n], fills[n], log[n], rng[n], p, f[n], ib[n],
+                  obs[n], out[n])
+
+
+@njit(cache=True)
+def vec_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, out, order_qty):
+    """Step every book; a book whose episode ended on the previous call is reset instead (NEXT_STEP autoreset)."""
+    for n in range(levels.shape[0]):
+        if f[n, F_DONE] != 0.0:
+            env_reset(levels[n], orders[n], state[n], accounts[n], fills[n], log[n], rng[n], p, f[n], ib[n],
+                      obs[n], out[n])
+            out[n, O_TERMINATED] = 0.0
+            out[n, O_TRUNCATED] = 0.0
+            out[n, O_REWARD] = 0.0
+        else:
+            env_step(levels[n], orders[n], state[n], accounts[n], fills[n], log[n], rng[n], p, f[n], ib[n],
+                     obs[n], out[n], order_qty[n])
+
+
+class SimulatedMarket:
+    """One simulated book behind a single-agent env: ``reset``/``step`` write ``obs`` and ``out`` in place."""
+
+    def __init__(self, config: MarketConfig, log_capacity: int = 0) -> None:
+        self.config = config
+        self.arrays = MarketArrays(config, 1, log_capacity=log_capacity)
+        self._args = self.arrays.book(0)
+        self.obs = self.arrays.obs[0]
+        self.out = self.arrays.out[0]
+
+    def reset(self, np_random: np.random.Generator) -> None:
+        self.arrays.rng[0] = seed_state(np_random)
+        env_reset(*self._args)
+
+    def set_reward_mode(self, mode: int) -> None:
+        self.arrays.params[P_REWARD_MODE] = mode
+
+    def step(self, order_qty: int) -> None:
+        env_step(*self._args, order_qty)
+
+    def l2(self, n_levels: int) -> np.ndarray:
+        """Top of book as float rows (bid_px, bid_qty, ask_px, ask_qty) in currency and shares."""
+        raw = np.empty((int(n_levels), 4), dtype=np.int64)
+        snapshot(self.arrays.levels[0], self.arrays.state[0], raw)
+        return ticks_to_currency(raw, self.arrays.params)
+
+
+def ticks_to_currency(raw: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """Convert snapshot rows on the tick grid to currency prices (NaN for missing levels)."""
+    origin = params[P_INITIAL_PRICE_TICKS] - 0.5 * params[P_N_TICKS]
+    tick = params[P_TICK_SIZE]
+    out = raw.astype(np.float64)
+    for col in (0, 2):
+        missing = raw[:, col] < 0
+        out[:, col] = (raw[:, col] + origin) * tick
+        out[missing, col] = np.nan
+    return out
