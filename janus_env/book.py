@@ -9,7 +9,8 @@ step is one numba call and a vector of books is a leading array dimension:
   quantity of every price level on a fixed tick grid ``[0, n_ticks)``.
 * ``orders`` ``(capacity, 9)``: the order pool; each row is one order slot
   (id, agent, side, price, qty, prev, next, generation, free-stack entry).
-* ``state`` ``(N_STATE,)``: best bid/ask, counters (see ``S_*``).
+* ``state`` ``(N_STATE,)``: best bid/ask, counters (see ``S_*``); slots are handed
+  out lowest-first, so ``S_HIGH_WATER`` bounds every slot ever used.
 * ``accounts`` ``(n_agents, 2)``: cash in tick·shares and position in shares.
 * ``fills`` ``(fill_capacity, 7)``: trades since the caller last reset ``S_N_FILLS``.
 * ``log`` ``(log_capacity, 6)``: optional LOBSTER-style event log
@@ -58,7 +59,8 @@ N_LEVEL_COLS = 3
     S_UNKNOWN_CANCELS,
     S_UNKNOWN_EXECUTIONS,
     S_LAST_TRADE,
-) = range(15)
+    S_HIGH_WATER,
+) = range(16)
 N_STATE = 16
 # fills columns
 F_MAKER_ID, F_TAKER_ID, F_PRICE, F_QTY, F_MAKER_AGENT, F_TAKER_AGENT, F_TAKER_SIDE = range(7)
@@ -111,6 +113,8 @@ def _alloc(orders, state):
     slot = orders[n_free, O_FREE]
     orders[slot, O_GEN] += 1
     orders[slot, O_ID] = orders[slot, O_GEN] * orders.shape[0] + slot
+    if slot >= state[S_HIGH_WATER]:
+        state[S_HIGH_WATER] = slot + 1
     return slot
 
 

@@ -141,7 +141,7 @@ class MarketConfig:
     p_turbulent_to_calm: float = 0.02
     lambda_limit: float = 2.4
     lambda_market: float = 0.5
-    cancel_rate: float = 0.05
+    cancel_rate: float = 0.01
     depth_decay: float = 0.35
     order_size: float = 200.0
     hawkes_decay: float = 0.9

@@ -34,6 +34,7 @@ from janus_env.book import (
     O_QTY,
     S_BEST_ASK,
     S_BEST_BID,
+    S_HIGH_WATER,
     S_N_FREE,
     _slot_of,
     cancel,
@@ -94,6 +95,8 @@ F_VPIN = 14
 F_VOL = 15
 F_VPIN0 = 16  # 5 VPIN scalars: 16..20
 F_BASE_FUND = 21
+F_SQ_SUM = 22
+F_STEP_COUNT = 23
 N_F_SCALARS = 32
 
 # ---- int scratch (ib array) ------------------------------------------------------
@@ -161,9 +164,10 @@ def _noise_cancels(levels, orders, state, log, rng, p):
     if lam > 60.0:
         lam = 60.0
     n = poisson(rng, lam)
+    used = state[S_HIGH_WATER]  # live slots are all below it, so rejection sampling rarely misses
     for _ in range(n):
-        for _try in range(4):
-            slot = int(uniform(rng) * cap)
+        for _try in range(8):
+            slot = int(uniform(rng) * used)
             if orders[slot, O_QTY] > 0 and orders[slot, O_AGENT] >= AGENT_NOISE0:
                 cancel(levels, orders, state, log, orders[slot, 0], 0)
                 break
@@ -209,7 +213,7 @@ def fundamental_ticks(p, f):
 
 @njit(cache=True)
 def flow_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, ring, t):
-    """One step of exogenous order flow at episode step ``t``; ``ring`` is the mid history."""
+    """One step of exogenous order flow at episode step ``t``; ``ring`` is the log-mid history."""
     base_f, regime = advance_fundamental(p, rng, f[F_BASE_FUND], int(f[F_REGIME]))
     f[F_BASE_FUND] = base_f
     f[F_REGIME] = regime
@@ -260,7 +264,7 @@ def flow_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, ring, 
         head = int(f[F_RING_HEAD])
         now = ring[(head - 1) % h]
         then = ring[(head - 1 - lookback) % h]
-        move = now - then
+        move = (now - then) * (f[F_MID] + p[P_INITIAL_PRICE_TICKS] - 0.5 * p[P_N_TICKS])  # ticks
         if move > p[P_MOMENTUM_THRESHOLD]:
             _market(levels, orders, state, accounts, fills, log, AGENT_MOMENTUM, BUY, int(p[P_MOMENTUM_SIZE]))
         elif move < -p[P_MOMENTUM_THRESHOLD]:

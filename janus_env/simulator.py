@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from janus_env.book import (
     BUY,
@@ -73,7 +73,9 @@ from janus_env.flow import (
     F_PREV_EQUITY,
     F_RING_HEAD,
     F_RING_N,
+    F_SQ_SUM,
     F_STEP,
+    F_STEP_COUNT,
     F_STEP_VOLUME,
     F_VOL,
     F_VPIN,
@@ -119,7 +121,7 @@ def obs_size(window: int, n_levels: int) -> int:
 
 
 def f_size(p: np.ndarray) -> int:
-    return N_F_SCALARS + int(p[P_VPIN_N_BUCKETS]) + 2 * int(p[P_HIST_LEN])
+    return N_F_SCALARS + int(p[P_VPIN_N_BUCKETS]) + 3 * int(p[P_HIST_LEN])
 
 
 class MarketArrays:
@@ -158,15 +160,21 @@ def _origin(p):
 
 @njit(cache=True)
 def _ring_offsets(p):
+    """Offsets in ``f`` of the VPIN ring, log-mid history, log-volume history and squared-return history."""
     vr = N_F_SCALARS
     mr = vr + int(p[P_VPIN_N_BUCKETS])
     h = int(p[P_HIST_LEN])
-    return vr, mr, mr + h, h
+    return vr, mr, mr + h, mr + 2 * h, h
 
 
 @njit(cache=True)
 def _record_market(levels, state, fills, p, f, first_fill):
-    """Fold the step's trades into VPIN and the histories; update realized volatility."""
+    """Fold the step's trades into VPIN and the histories; update realized volatility in O(1).
+
+    Realized volatility is ``sqrt(Σ r² / m)`` over the last ``m <= window``
+    one-step log returns of the mid, kept as a running sum (recomputed from
+    the ring every 256 steps so rounding cannot accumulate).
+    """
     buy = 0.0
     sell = 0.0
     for i in range(first_fill, state[S_N_FILLS]):
@@ -174,31 +182,34 @@ def _record_market(levels, state, fills, p, f, first_fill):
             buy += fills[i, F_QTY]
         else:
             sell += fills[i, F_QTY]
-    vr, mr, vo, h = _ring_offsets(p)
+    vr, mr, vo, sq, h = _ring_offsets(p)
     f[F_VPIN] = vpin_update(f[F_VPIN0:F_VPIN0 + N_VPIN_SCALARS], f[vr:mr], buy, sell, p[P_VPIN_BUCKET])
     f[F_STEP_VOLUME] = buy + sell
     head = int(f[F_RING_HEAD])
-    mid_abs = current_mid(levels, state, f) + _origin(p)
-    f[mr + head] = mid_abs
-    f[vo + head] = buy + sell
+    n = int(f[F_RING_N])
+    log_mid = math.log(current_mid(levels, state, f) + _origin(p))
+    w = int(p[P_WINDOW])
+    r2 = 0.0
+    if n > 0:
+        r = log_mid - f[mr + (head - 1) % h]
+        r2 = r * r
+    f[mr + head] = log_mid
+    f[vo + head] = math.log1p((buy + sell) / p[P_LOT])
+    f[sq + head] = r2
+    n_returns = n if n < w else w  # returns in the window after this step
+    acc = f[F_SQ_SUM] + r2
+    if n >= w + 1:
+        acc -= f[sq + (head - w) % h]
     head = (head + 1) % h
     f[F_RING_HEAD] = head
-    n = f[F_RING_N] + 1.0
-    if n > h:
-        n = h
-    f[F_RING_N] = n
-    # realized volatility over the last `window` returns
-    w = int(p[P_WINDOW])
-    m = int(n) - 1
-    if m > w:
-        m = w
-    acc = 0.0
-    for k in range(m):
-        a = f[mr + (head - 1 - k) % h]
-        b = f[mr + (head - 2 - k) % h]
-        r = math.log(a / b)
-        acc += r * r
-    f[F_VOL] = math.sqrt(acc / m) if m > 0 else 0.0
+    f[F_RING_N] = n + 1 if n + 1 < h else h
+    if int(f[F_STEP_COUNT]) % 256 == 0:
+        acc = 0.0
+        for k in range(n_returns):
+            acc += f[sq + (head - 1 - k) % h]
+    f[F_STEP_COUNT] += 1.0
+    f[F_SQ_SUM] = acc
+    f[F_VOL] = math.sqrt(max(acc, 0.0) / n_returns) if n_returns > 0 else 0.0
 
 
 @njit(cache=True)
@@ -215,17 +226,18 @@ def write_obs(levels, state, accounts, p, f, ib, obs):
     n_levels = int(p[P_N_LEVELS])
     lot = p[P_LOT]
     origin = _origin(p)
-    vr, mr, vo, h = _ring_offsets(p)
+    vr, mr, vo, sq, h = _ring_offsets(p)
     mid = current_mid(levels, state, f)
     mid_abs = mid + origin
+    log_mid = math.log(mid_abs)
     head = int(f[F_RING_HEAD])
     n = int(f[F_RING_N])
     for i in range(w):
         back = w - i  # 1 = most recent
         if back <= n:
             idx = (head - back) % h
-            obs[i] = math.log(f[mr + idx] / mid_abs) * 1e4
-            obs[w + i] = math.log1p(f[vo + idx] / lot)
+            obs[i] = (f[mr + idx] - log_mid) * 1e4
+            obs[w + i] = f[vo + idx]
         else:
             obs[i] = 0.0
             obs[w + i] = 0.0
@@ -281,7 +293,7 @@ def env_reset(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, o
     f[F_ACTIVITY] = 1.0
     ib[I_MM_QUOTES:I_MM_QUOTES + 2 * N_MM_QUOTES] = -1
     seed_ladder(levels, orders, state, accounts, fills, log, rng, p, f, _LADDER_LEVELS)
-    vr, mr, vo, h = _ring_offsets(p)
+    vr, mr, vo, sq, h = _ring_offsets(p)
     warmup = int(p[P_WARMUP])
     for k in range(warmup):
         state[S_N_FILLS] = 0
@@ -381,7 +393,7 @@ def env_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, ou
         fee = p[P_FEE_BPS] * 1e-4 * notional * tick
         f[F_FEES] += fee
         _update_cost(f, pos, signed, avg)
-    vr, mr, vo, h = _ring_offsets(p)
+    vr, mr, vo, sq, h = _ring_offsets(p)
     flow_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, f[mr:vo], t)
     _record_market(levels, state, fills, p, f, 0)
     t += 1.0
@@ -405,18 +417,16 @@ def env_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, ou
     f[F_DONE] = 1.0 if (terminated or truncated) else 0.0
 
 
-@njit(cache=True)
-def vec_reset(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, out):
+def _vec_reset(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, out):
     """Reset every book."""
-    for n in range(levels.shape[0]):
+    for n in prange(levels.shape[0]):
         env_reset(levels[n], orders[n], state[n], accounts[n], fills[n], log[n], rng[n], p, f[n], ib[n],
                   obs[n], out[n])
 
 
-@njit(cache=True)
-def vec_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, out, order_qty):
+def _vec_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, out, order_qty):
     """Step every book; a book whose episode ended on the previous call is reset instead (NEXT_STEP autoreset)."""
-    for n in range(levels.shape[0]):
+    for n in prange(levels.shape[0]):
         if f[n, F_DONE] != 0.0:
             env_reset(levels[n], orders[n], state[n], accounts[n], fills[n], log[n], rng[n], p, f[n], ib[n],
                       obs[n], out[n])
@@ -426,6 +436,14 @@ def vec_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, ou
         else:
             env_step(levels[n], orders[n], state[n], accounts[n], fills[n], log[n], rng[n], p, f[n], ib[n],
                      obs[n], out[n], order_qty[n])
+
+
+# Serial versions for small batches, threaded ones (one book per iteration, no shared writes) for large;
+# each compiles on first use only.
+vec_reset = njit(cache=True)(_vec_reset)
+vec_step = njit(cache=True)(_vec_step)
+vec_reset_parallel = njit(cache=True, parallel=True)(_vec_reset)
+vec_step_parallel = njit(cache=True, parallel=True)(_vec_step)
 
 
 class SimulatedMarket:

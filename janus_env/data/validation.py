@@ -1,0 +1,324 @@
+"""Shared validation for the historical data loaders.
+
+Every loader reads with pandas and then validates whole columns at once
+(vectorized masks, no Python loop per row). A bad row raises
+:class:`DataFormatError` whose message names the file, the 1-based line of the
+file the row came from (header and preamble lines counted) and what is wrong.
+When several rows are bad the *first* one in the file is reported; within a row
+the first failing check (in the order the loader lists them) wins.
+
+Messages are module-level constants so tests can match them literally::
+
+    ROW_ERROR.format(file="f.csv", line=7, problem=NEGATIVE.format(column="size", value=-3.0))
+    # "f.csv, line 7: column 'size' is negative: -3.0"
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# --------------------------------------------------------------------------- messages
+
+MISSING_FILE = "Data file not found: {}"
+ROW_ERROR = "{file}, line {line}: {problem}"
+FILE_ERROR = "{file}: {problem}"
+
+NON_NUMERIC = "column {column!r} is not a number: {value!r}"
+MISSING_VALUE = "column {column!r} is empty or NaN"
+NOT_FINITE = "column {column!r} is not finite: {value!r}"
+NOT_INTEGER = "column {column!r} is not an integer: {value!r}"
+NEGATIVE = "column {column!r} is negative: {value!r}"
+NOT_POSITIVE = "column {column!r} must be > 0, got {value!r}"
+HIGH_BELOW_LOW = "high {high!r} < low {low!r}"
+OUTSIDE_RANGE = "{column} {value!r} is outside [low, high] = [{low!r}, {high!r}]"
+CROSSED_BOOK = "crossed book: best bid {bid!r} >= best ask {ask!r}"
+UNSORTED_LEVELS = "{side} level {level} price {price!r} is not {order} than level {previous}'s {previous_price!r}"
+BAD_TIME = "column {column!r} is not a date/time: {value!r}"
+TIME_DECREASES = "time {value!r} is earlier than the previous line's {previous!r} (times must not decrease)"
+NOT_MONOTONIC = "time {value!r} breaks the file's {order} order (previous line: {previous!r})"
+DUPLICATE_TIME = "time {value!r} repeats the previous line's time"
+MISSING_COLUMNS = "missing column(s) {missing} (matched case-insensitively); found {found}"
+EMPTY_FILE = "no data rows"
+WRONG_FIELD_COUNT = "expected {expected} columns, found {found}"
+UNREADABLE = "cannot be parsed as CSV: {reason}"
+
+
+class DataFormatError(ValueError):
+    """A data file does not have the expected format.
+
+    The message names the file, the 1-based line number in the file and the
+    problem (see the ``*`` message constants of :mod:`janus_env.data.validation`).
+    """
+
+
+# --------------------------------------------------------------------------- files
+
+
+def check_file(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` as a :class:`~pathlib.Path`, or raise if it is not a file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist or is not a regular file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(MISSING_FILE.format(os.fspath(path)))
+    return p
+
+
+def read_csv(path: Path, file: str, **kwargs: object) -> pd.DataFrame:
+    """``pandas.read_csv`` with blank lines kept (so row i stays line ``first + i``).
+
+    Trailing all-empty rows (blank lines at the end of the file) are dropped.
+    Parser errors (ragged rows, empty file) become :class:`DataFormatError`.
+    """
+    try:
+        frame = pd.read_csv(path, skip_blank_lines=False, **kwargs)
+    except pd.errors.EmptyDataError as err:
+        raise DataFormatError(FILE_ERROR.format(file=file, problem=EMPTY_FILE)) from err
+    except pd.errors.ParserError as err:
+        reason = " ".join(str(err).split())
+        raise DataFormatError(FILE_ERROR.format(file=file, problem=UNREADABLE.format(reason=reason))) from err
+    return drop_trailing_blank(frame)
+
+
+def drop_trailing_blank(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drop all-NaN rows at the end of ``frame`` (blank lines before EOF)."""
+    if len(frame) == 0:
+        return frame
+    filled = frame.notna().to_numpy().any(axis=1)
+    last = np.flatnonzero(filled)
+    keep = int(last[-1]) + 1 if last.size else 0
+    return frame.iloc[:keep] if keep < len(frame) else frame
+
+
+# --------------------------------------------------------------------------- rows
+
+Check = tuple[np.ndarray, Callable[[int], str]]
+
+
+def raise_first(file: str, first_line: int, checks: Iterable[Check]) -> None:
+    """Raise :class:`DataFormatError` for the earliest row flagged by any check.
+
+    Args:
+        file: the file name to show.
+        first_line: the 1-based file line of row 0.
+        checks: ``(mask, describe)`` pairs; ``mask`` is a boolean array over rows
+            and ``describe(row)`` returns the problem text for a flagged row.
+            On a tie (two checks flag the same first row) the earlier check wins.
+
+    Raises:
+        DataFormatError: some mask has a True entry.
+    """
+    best_row = -1
+    best_describe: Callable[[int], str] | None = None
+    for mask, describe in checks:
+        hits = np.flatnonzero(mask)
+        if hits.size and (best_row < 0 or hits[0] < best_row):
+            best_row, best_describe = int(hits[0]), describe
+    if best_describe is not None:
+        raise DataFormatError(
+            ROW_ERROR.format(file=file, line=first_line + best_row, problem=best_describe(best_row))
+        )
+
+
+def _py(value: object) -> object:
+    """A plain Python scalar for messages (``3.0`` rather than ``np.float64(3.0)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def numeric_columns(
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    file: str,
+    first_line: int,
+    *,
+    labels: Sequence[str] | None = None,
+    integer: Iterable[str] = (),
+) -> dict[str, np.ndarray]:
+    """Convert ``columns`` of ``frame`` to float64 arrays, rejecting bad cells.
+
+    Args:
+        frame: the raw frame (numeric or string columns).
+        columns: frame columns to convert.
+        file: file name for messages.
+        first_line: file line of row 0.
+        labels: names to show in messages (defaults to ``columns``).
+        integer: columns whose values must be whole numbers.
+
+    Returns:
+        ``{column: float64 array}``.
+
+    Raises:
+        DataFormatError: an empty/NaN, non-numeric, infinite or (for ``integer``
+            columns) fractional cell; the first one in the file is reported.
+    """
+    labels = list(columns) if labels is None else list(labels)
+    integer = set(integer)
+    out: dict[str, np.ndarray] = {}
+    checks: list[Check] = []
+    for column, label in zip(columns, labels):
+        series = frame[column]
+        if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            missing = np.isnan(values)
+            non_numeric = np.zeros(len(values), dtype=bool)
+        else:
+            raw = series.astype("string")
+            stripped = raw.str.strip()
+            missing = (stripped.isna() | (stripped == "")).to_numpy(dtype=bool)
+            values = pd.to_numeric(stripped.mask(missing), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            non_numeric = np.isnan(values) & ~missing
+            # "nan" spelled out parses as NaN: report it as missing, not non-numeric
+            spelled_nan = non_numeric & stripped.str.lower().isin(["nan", "-nan", "+nan"]).to_numpy(dtype=bool)
+            missing |= spelled_nan
+            non_numeric &= ~spelled_nan
+        infinite = np.isinf(values)
+        checks.append((missing, lambda r, c=label: MISSING_VALUE.format(column=c)))
+        checks.append(
+            (non_numeric, lambda r, c=label, s=series: NON_NUMERIC.format(column=c, value=_py(s.iloc[r])))
+        )
+        checks.append((infinite, lambda r, c=label, v=values: NOT_FINITE.format(column=c, value=_py(v[r]))))
+        if column in integer:
+            with np.errstate(invalid="ignore"):
+                fractional = np.isfinite(values) & (values != np.floor(values))
+            checks.append(
+                (fractional, lambda r, c=label, v=values: NOT_INTEGER.format(column=c, value=_py(v[r])))
+            )
+        out[column] = values
+    raise_first(file, first_line, checks)
+    return out
+
+
+def negative_check(values: np.ndarray, label: str) -> Check:
+    """Check flagging negative entries of ``values``."""
+    return values < 0, lambda r: NEGATIVE.format(column=label, value=_py(values[r]))
+
+
+def positive_check(values: np.ndarray, label: str) -> Check:
+    """Check flagging entries of ``values`` that are not > 0."""
+    return values <= 0, lambda r: NOT_POSITIVE.format(column=label, value=_py(values[r]))
+
+
+def match_columns(
+    found: Sequence[str], required: dict[str, Sequence[str]], file: str
+) -> dict[str, str]:
+    """Map canonical names to the file's column names, case-insensitively.
+
+    Args:
+        found: the file's column names.
+        required: ``{canonical: aliases}``; the first alias present wins
+            (compared after ``strip().lower()``).
+        file: file name for messages.
+
+    Returns:
+        ``{canonical: column name as spelled in the file}``.
+
+    Raises:
+        DataFormatError: some canonical name has no alias in ``found``; the
+            message lists every missing one and what the file has.
+    """
+    lookup: dict[str, str] = {}
+    for name in found:
+        lookup.setdefault(str(name).strip().lower(), name)
+    resolved: dict[str, str] = {}
+    missing: list[str] = []
+    for canonical, aliases in required.items():
+        for alias in aliases:
+            if alias.lower() in lookup:
+                resolved[canonical] = lookup[alias.lower()]
+                break
+        else:
+            missing.append(canonical if len(aliases) <= 1 else "/".join(aliases))
+    if missing:
+        problem = MISSING_COLUMNS.format(missing=", ".join(missing), found=", ".join(map(str, found)))
+        raise DataFormatError(FILE_ERROR.format(file=file, problem=problem))
+    return resolved
+
+
+_TIME_FORMATS = (
+    "ISO8601",
+    "%d.%m.%Y %H:%M:%S.%f",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y",
+    "%Y%m%d",
+)
+
+
+def parse_times(series: pd.Series, label: str, file: str, first_line: int) -> np.ndarray:
+    """Parse a date/time column to ``datetime64[ns]`` (UTC, timezone dropped).
+
+    Numeric columns are read as Unix epochs: seconds, or milliseconds /
+    microseconds / nanoseconds when the magnitude says so (> 1e11, 1e14, 1e17).
+    Text columns are tried against ISO 8601 and a few common layouts
+    (``dd.mm.yyyy HH:MM:SS.fff`` as in Dukascopy/gym-anytrading FOREX files,
+    ``mm/dd/yyyy``); the layout that parses the most rows wins.
+
+    Raises:
+        DataFormatError: a value no layout parses (the first one is reported).
+    """
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        values = numeric_columns(series.to_frame("t"), ["t"], file, first_line, labels=[label])["t"]
+        scale = float(np.nanmax(np.abs(values))) if values.size else 0.0
+        unit = "s" if scale < 1e11 else "ms" if scale < 1e14 else "us" if scale < 1e17 else "ns"
+        return pd.to_datetime(values, unit=unit).to_numpy(dtype="datetime64[ns]")
+    text = series.astype("string").str.strip()
+    missing = (text.isna() | (text == "")).to_numpy(dtype=bool)
+    raise_first(file, first_line, [(missing, lambda r: MISSING_VALUE.format(column=label))])
+    best: pd.Series | None = None
+    best_bad = len(text) + 1
+    for fmt in _TIME_FORMATS:
+        try:
+            parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+        except (ValueError, TypeError):
+            continue
+        bad = int(parsed.isna().sum())
+        if bad < best_bad:
+            best, best_bad = parsed, bad
+            if bad == 0:
+                break
+    assert best is not None
+    unparsed = best.isna().to_numpy(dtype=bool)
+    raise_first(file, first_line, [(unparsed, lambda r: BAD_TIME.format(column=label, value=text.iloc[r]))])
+    return best.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
+def order_by_time(times: np.ndarray, file: str, first_line: int) -> np.ndarray:
+    """Row order that sorts a strictly monotonic (either direction) time column ascending.
+
+    Files stored newest first (CryptoDataDownload) are accepted and reversed;
+    anything else is rejected rather than silently re-ordered.
+
+    Returns:
+        Indices ``order`` so that ``times[order]`` is strictly increasing.
+
+    Raises:
+        DataFormatError: a repeated time, or a time that breaks the order set
+            by the file's first two rows.
+    """
+    n = len(times)
+    if n < 2:
+        return np.arange(n)
+    step = np.diff(times.astype("datetime64[ns]").astype(np.int64))
+    descending = step[0] < 0
+    shown = pd.DatetimeIndex(times).astype(str)
+    checks: list[Check] = [
+        (np.r_[False, step == 0], lambda r: DUPLICATE_TIME.format(value=shown[r])),
+        (
+            np.r_[False, (step > 0) if descending else (step < 0)],
+            lambda r: NOT_MONOTONIC.format(
+                value=shown[r], order="newest-first" if descending else "oldest-first", previous=shown[r - 1]
+            ),
+        ),
+    ]
+    raise_first(file, first_line, checks)
+    return np.arange(n)[::-1].copy() if descending else np.arange(n)

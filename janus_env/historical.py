@@ -1,0 +1,545 @@
+"""Historical market data behind one interface, for ``scenario="historical"``.
+
+A :class:`HistoricalSource` is a cursor over decision steps ``0 .. len − 1``.
+At step t it shows the book and the traded volume known at t and nothing later
+(no look-ahead), and executes the agent's market orders against the book it
+shows:
+
+==========================  ==================================================  ==================================
+source                      book at step t                                      ``advance()``
+==========================  ==================================================  ==================================
+:class:`L2SnapshotSource`   snapshot t (``midpoint · (1 + distance)``)          restores the next snapshot
+:class:`OHLCVSource`        synthetic book around bar t                         restores the next bar's book
+:class:`LOBSTERSource`      our engine after the messages up to decision t      replays the messages up to t + 1
+==========================  ==================================================  ==================================
+
+Execution is simulated: a market order walks the visible levels best-first,
+takes ``min(remaining, level qty)`` at each level's price and stops when it is
+filled or the book is exhausted (partial fill). Consumed depth stays consumed
+for the rest of the step (a second order sees it). For L2 and OHLCV the next
+step restores the recorded book, i.e. the agent has no lasting impact; for
+LOBSTER the consumed orders are gone from our engine for good, and later
+recorded messages about them are counted as unknown
+(:meth:`LOBSTERSource.report`).
+
+Example:
+    >>> src = load_source("/work/shared/data/ohlcv/btc_usd_hourly.csv")  # doctest: +SKIP
+    >>> src.reset(0); src.book().shape  # doctest: +SKIP
+    (10, 4)
+    >>> filled, notional = src.execute(BUY, 0.5)  # doctest: +SKIP
+    >>> src.advance()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from janus_env.book import BUY, SELL
+from janus_env.data.l2 import L2Snapshots, read_l2_snapshots
+from janus_env.data.lobster import (
+    EV_CROSS,
+    EV_EXECUTE,
+    EV_EXECUTE_HIDDEN,
+    PRICE_SCALE,
+    LOBSTERData,
+    LOBSTERReplayer,
+    ReplayReport,
+    read_lobster,
+)
+from janus_env.data.ohlcv import OHLCVBars, read_ohlcv, split_volume, synthetic_book
+from janus_env.data.validation import FILE_ERROR, DataFormatError, check_file
+
+BAD_SIDE = "Expected `side` to be BUY (1) or SELL (-1), got {!r}"
+BAD_QTY = "Expected `qty` to be a finite number >= 0, got {!r}"
+BAD_START = "Expected `start` in [0, {}), got {!r}"
+NOT_RESET = "Call reset() before {}()"
+PAST_END = "No step after {} (the source has {} steps)"
+BAD_STEP_ARGS = "Pass exactly one of `step_messages` (>= 1) and `step_seconds` (> 0), got {!r} and {!r}"
+TOO_SHORT = "{} messages give no complete decision step"
+BAD_TICK = "Expected `tick_size` > 0 that is a whole number of LOBSTER units (1e-4), got {!r}"
+BAD_N_LEVELS = "Expected `n_levels` >= 1, got {!r}"
+UNKNOWN_FORMAT = "cannot tell the format (expected LOBSTER messages, an L2 snapshot CSV or an OHLCV CSV)"
+ORDERBOOK_GIVEN = "looks like a LOBSTER orderbook file; pass the message file (and this as `orderbook`)"
+BAD_SPEC = "Expected a path, a (messages, orderbook) pair, a mapping with 'path', loaded data or a HistoricalSource, got {!r}"
+BAD_KIND = "Expected `kind` in {}, got {!r}"
+
+KINDS = ("l2", "ohlcv", "lobster")
+
+
+class HistoricalSource(ABC):
+    """Recorded market data as a sequence of decision steps.
+
+    Attributes:
+        tick_size: price grid step in currency.
+        n_levels: book levels per side in :meth:`book`.
+    """
+
+    tick_size: float
+    n_levels: int
+
+    def __init__(self) -> None:
+        self._step = -1
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of decision steps available."""
+
+    @abstractmethod
+    def reset(self, start: int = 0) -> None:
+        """Position the cursor at step ``start`` (0 <= start < len) with a fresh book.
+
+        Raises:
+            ValueError: ``start`` outside ``[0, len)``.
+        """
+
+    @abstractmethod
+    def book(self) -> np.ndarray:
+        """The visible book now: float64 ``(n_levels, 4)`` rows (bid_px, bid_qty, ask_px, ask_qty).
+
+        Prices in currency, quantities in shares, best level first; NaN price
+        and 0 quantity for missing levels. Reflects data up to the current
+        step only, minus what the agent consumed this step. A copy.
+        """
+
+    @abstractmethod
+    def traded(self) -> tuple[float, float]:
+        """(buy, sell) shares traded by others in the interval that ended at the current step."""
+
+    @abstractmethod
+    def execute(self, side: int, qty: float) -> tuple[float, float]:
+        """Agent market order of ``qty`` shares against the current book.
+
+        Args:
+            side: ``BUY`` (1, takes asks) or ``SELL`` (-1, takes bids).
+            qty: shares wanted (>= 0).
+
+        Returns:
+            ``(filled shares, notional in currency)``; VWAP = notional / filled.
+
+        Raises:
+            ValueError: bad ``side`` or ``qty``.
+            RuntimeError: called before :meth:`reset`.
+        """
+
+    @abstractmethod
+    def advance(self) -> None:
+        """Move to the next step.
+
+        Raises:
+            IndexError: already at the last step.
+            RuntimeError: called before :meth:`reset`.
+        """
+
+    @property
+    def step(self) -> int:
+        """Current step (-1 before :meth:`reset`)."""
+        return self._step
+
+    def mid(self) -> float:
+        """Mid of the current visible book (NaN when a side is empty)."""
+        b = self.book()
+        return float(0.5 * (b[0, 0] + b[0, 2]))
+
+    # ------------------------------------------------------------- helpers
+    def _check_reset(self, method: str) -> None:
+        if self._step < 0:
+            raise RuntimeError(NOT_RESET.format(method))
+
+    def _check_start(self, start: int) -> int:
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < len(self):
+            raise ValueError(BAD_START.format(len(self), start))
+        return int(start)
+
+    def _check_order(self, side: int, qty: float) -> float:
+        self._check_reset("execute")
+        if isinstance(side, bool) or side not in (BUY, SELL):
+            raise ValueError(BAD_SIDE.format(side))
+        try:
+            q = float(qty)
+        except (TypeError, ValueError) as err:
+            raise ValueError(BAD_QTY.format(qty)) from err
+        if not np.isfinite(q) or q < 0:
+            raise ValueError(BAD_QTY.format(qty))
+        return q
+
+    def _check_advance(self) -> None:
+        self._check_reset("advance")
+        if self._step + 1 >= len(self):
+            raise IndexError(PAST_END.format(self._step, len(self)))
+
+
+def walk_book(price: np.ndarray, qty: np.ndarray, want: float) -> np.ndarray:
+    """Shares a market order of ``want`` takes from each level, best first.
+
+    ``take_i = clip(want − Σ_{j<i} q_j, 0, q_i)`` (vectorized; the order stops
+    when filled or the levels are exhausted).
+    """
+    before = np.cumsum(qty) - qty
+    return np.clip(want - before, 0.0, qty)
+
+
+def _pack_side(price: np.ndarray, qty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    empty = qty <= 0
+    order = np.argsort(empty, kind="stable")
+    return np.where(empty, np.nan, price)[order], np.where(empty, 0.0, qty)[order]
+
+
+class _RecordedBookSource(HistoricalSource):
+    """A source whose book at step t is a fixed array (snapshot or bar), copied per step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._current = np.zeros((0, 4))
+
+    @abstractmethod
+    def _recorded_book(self, t: int) -> np.ndarray:
+        """The recorded/synthetic book of step ``t`` (uses data of step t only)."""
+
+    @abstractmethod
+    def _recorded_traded(self, t: int) -> tuple[float, float]:
+        """Traded (buy, sell) shares of step ``t``."""
+
+    def reset(self, start: int = 0) -> None:
+        self._step = self._check_start(start)
+        self._current = np.array(self._recorded_book(self._step), dtype=np.float64)
+
+    def book(self) -> np.ndarray:
+        self._check_reset("book")
+        return self._current.copy()
+
+    def traded(self) -> tuple[float, float]:
+        self._check_reset("traded")
+        buy, sell = self._recorded_traded(self._step)
+        return float(buy), float(sell)
+
+    def execute(self, side: int, qty: float) -> tuple[float, float]:
+        want = self._check_order(side, qty)
+        px_col, q_col = (2, 3) if side == BUY else (0, 1)
+        price = self._current[:, px_col]
+        avail = self._current[:, q_col]
+        take = walk_book(price, avail, want)
+        filled = float(take.sum())
+        notional = float(np.where(take > 0, take * np.nan_to_num(price), 0.0).sum())
+        self._current[:, px_col], self._current[:, q_col] = _pack_side(price, avail - take)
+        return filled, notional
+
+    def advance(self) -> None:
+        self._check_advance()
+        self._step += 1
+        self._current = np.array(self._recorded_book(self._step), dtype=np.float64)
+
+
+class L2SnapshotSource(_RecordedBookSource):
+    """Decision steps are the snapshots of an L2 CSV (:mod:`janus_env.data.l2`).
+
+    Args:
+        data: the CSV path or loaded :class:`~janus_env.data.l2.L2Snapshots`.
+        n_levels: levels to show (default: all in the file).
+        tick_size: the market's price step in currency (the file stores
+            continuous relative distances; used by callers for rounding only).
+
+    ``traded()`` at step t is the file's ``buys / midpoint`` and
+    ``sells / midpoint`` of row t (notional traded in the interval ending at t).
+    """
+
+    def __init__(self, data: str | os.PathLike[str] | L2Snapshots, *, n_levels: int | None = None,
+                 tick_size: float = 0.01) -> None:  # fmt: skip
+        super().__init__()
+        if not isinstance(data, L2Snapshots):
+            data = read_l2_snapshots(data, n_levels)
+        elif n_levels is not None:
+            if not 1 <= int(n_levels) <= data.book.shape[1]:
+                raise ValueError(BAD_N_LEVELS.format(n_levels))
+            data = data._replace(book=data.book[:, : int(n_levels)])
+        if not np.isfinite(tick_size) or tick_size <= 0:
+            raise ValueError(BAD_TICK.format(tick_size))
+        self.data = data
+        self.n_levels = int(data.book.shape[1])
+        self.tick_size = float(tick_size)
+
+    def __len__(self) -> int:
+        return int(self.data.book.shape[0])
+
+    def _recorded_book(self, t: int) -> np.ndarray:
+        return self.data.book[t]
+
+    def _recorded_traded(self, t: int) -> tuple[float, float]:
+        return self.data.buy_volume[t], self.data.sell_volume[t]
+
+
+class OHLCVSource(_RecordedBookSource):
+    """Decision steps are the bars of an OHLCV CSV, each with a synthetic book.
+
+    The book model (mid = close, spread and level spacing from the bar range,
+    depth from the bar volume with geometric decay) and the close-location
+    buy/sell split of ``traded()`` are documented in :mod:`janus_env.data.ohlcv`.
+
+    Args:
+        data: the CSV path or loaded :class:`~janus_env.data.ohlcv.OHLCVBars`.
+        n_levels: levels per side.
+        tick_size: price grid step (currency).
+        spread_fraction, level_fraction, depth_fraction, decay: book model
+            parameters (see :func:`~janus_env.data.ohlcv.synthetic_book`).
+        **read_kwargs: passed to :func:`~janus_env.data.ohlcv.read_ohlcv`.
+    """
+
+    def __init__(
+        self,
+        data: str | os.PathLike[str] | OHLCVBars,
+        *,
+        n_levels: int = 10,
+        tick_size: float = 0.01,
+        spread_fraction: float = 0.05,
+        level_fraction: float | None = None,
+        depth_fraction: float = 0.1,
+        decay: float = 0.8,
+        **read_kwargs: str | None,
+    ) -> None:
+        super().__init__()
+        self.data = data if isinstance(data, OHLCVBars) else read_ohlcv(data, **read_kwargs)
+        self._book_kwargs = dict(
+            n_levels=n_levels, tick_size=tick_size, spread_fraction=spread_fraction,
+            level_fraction=level_fraction, depth_fraction=depth_fraction, decay=decay,
+        )  # fmt: skip
+        synthetic_book(1.0, 1.0, 1.0, 1.0, **self._book_kwargs)  # validates the parameters
+        self.n_levels = int(n_levels)
+        self.tick_size = float(tick_size)
+        self._buy, self._sell = split_volume(self.data.high, self.data.low, self.data.close, self.data.volume)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def _recorded_book(self, t: int) -> np.ndarray:
+        d = self.data
+        return synthetic_book(d.high[t], d.low[t], d.close[t], d.volume[t], **self._book_kwargs)
+
+    def _recorded_traded(self, t: int) -> tuple[float, float]:
+        return self._buy[t], self._sell[t]
+
+
+class LOBSTERSource(HistoricalSource):
+    """Decision steps over a LOBSTER message stream replayed through our engine.
+
+    Step k shows the book after the messages up to decision k: every
+    ``step_messages`` messages (step k after ``(k + 1) · step_messages``) or
+    every ``step_seconds`` (step k after every message with time <=
+    ``time[0] + (k + 1) · step_seconds``). The agent's market orders match the
+    whole reconstructed book (not just the ``n_levels`` shown) and remove the
+    recorded orders they hit.
+
+    ``traded()`` sums the sizes of execution messages in the step's interval:
+    types 4 and 5 by direction (a sell order executed = buyer-initiated), type 6
+    (cross trades) half to each side. Executions of orders the agent already
+    consumed still count: they happened in the recorded market.
+
+    Args:
+        data: the message file path or loaded :class:`~janus_env.data.lobster.LOBSTERData`.
+        orderbook: the orderbook file (optional; validated, not needed to replay).
+        step_messages: messages per decision step (default 100 when neither is given).
+        step_seconds: seconds per decision step.
+        n_levels: levels shown by :meth:`book`.
+        tick_size: tick in currency (default $0.01 = 100 LOBSTER units).
+        capacity: engine order pool size (default: computed from the messages).
+    """
+
+    def __init__(
+        self,
+        data: str | os.PathLike[str] | LOBSTERData,
+        orderbook: str | os.PathLike[str] | None = None,
+        *,
+        step_messages: int | None = None,
+        step_seconds: float | None = None,
+        n_levels: int = 10,
+        tick_size: float = 0.01,
+        capacity: int | None = None,
+    ) -> None:
+        super().__init__()
+        if step_messages is None and step_seconds is None:
+            step_messages = 100
+        if (step_messages is None) == (step_seconds is None) or (
+            step_messages is not None and int(step_messages) < 1) or (
+            step_seconds is not None and not float(step_seconds) > 0):  # fmt: skip
+            raise ValueError(BAD_STEP_ARGS.format(step_messages, step_seconds))
+        units = round(float(tick_size) * PRICE_SCALE)
+        if not np.isfinite(tick_size) or units < 1 or abs(units - float(tick_size) * PRICE_SCALE) > 1e-6:
+            raise ValueError(BAD_TICK.format(tick_size))
+        if isinstance(n_levels, bool) or int(n_levels) < 1:
+            raise ValueError(BAD_N_LEVELS.format(n_levels))
+        self.data = data if isinstance(data, LOBSTERData) else read_lobster(data, orderbook)
+        self.tick_size = units / PRICE_SCALE
+        self.n_levels = int(n_levels)
+        self._replayer = LOBSTERReplayer(self.data, tick_size=units, capacity=capacity)
+        n = len(self.data)
+        if step_messages is not None:
+            self._bounds = np.arange(1, n // int(step_messages) + 1, dtype=np.int64) * int(step_messages)
+        else:
+            t = self.data.time
+            k = int(np.floor((t[-1] - t[0]) / float(step_seconds)))
+            edges = t[0] + np.arange(1, k + 1) * float(step_seconds)
+            self._bounds = np.searchsorted(t, edges, side="right").astype(np.int64)
+        if self._bounds.size == 0:
+            raise ValueError(TOO_SHORT.format(n))
+        typ, size, direction = self.data.type, self.data.size.astype(np.float64), self.data.direction
+        executed = (typ == EV_EXECUTE) | (typ == EV_EXECUTE_HIDDEN)
+        cross = np.where(typ == EV_CROSS, 0.5 * size, 0.0)
+        buy = np.where(executed & (direction == SELL), size, 0.0) + cross
+        sell = np.where(executed & (direction == BUY), size, 0.0) + cross
+        self._cum_buy = np.r_[0.0, np.cumsum(buy)]
+        self._cum_sell = np.r_[0.0, np.cumsum(sell)]
+        self._dirty = False
+
+    def __len__(self) -> int:
+        return int(self._bounds.size)
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """Messages applied before each step's observation (int64, increasing)."""
+        return self._bounds.copy()
+
+    def reset(self, start: int = 0) -> None:
+        start = self._check_start(start)
+        target = int(self._bounds[start])
+        if self._dirty or self._replayer.position > target:
+            self._replayer.reset()
+        self._replayer.replay_to(target)
+        self._dirty = False
+        self._step = start
+
+    def book(self) -> np.ndarray:
+        self._check_reset("book")
+        snap = self._replayer.l2(self.n_levels)
+        out = np.empty(snap.shape, dtype=np.float64)
+        grid = self._replayer.grid
+        for px, q in ((0, 1), (2, 3)):
+            ok = snap[:, px] >= 0
+            out[:, px] = np.where(ok, grid.to_price(snap[:, px]) / PRICE_SCALE, np.nan)
+            out[:, q] = np.where(ok, snap[:, q], 0).astype(np.float64)
+        return out
+
+    def traded(self) -> tuple[float, float]:
+        self._check_reset("traded")
+        hi = self._bounds[self._step]
+        lo = self._bounds[self._step - 1] if self._step > 0 else 0
+        return float(self._cum_buy[hi] - self._cum_buy[lo]), float(self._cum_sell[hi] - self._cum_sell[lo])
+
+    def execute(self, side: int, qty: float) -> tuple[float, float]:
+        """Agent market order; fills whole shares only (``floor(qty)``, the rest is not filled)."""
+        want = int(np.floor(self._check_order(side, qty) + 1e-9))
+        if want == 0:
+            return 0.0, 0.0
+        self._dirty = True
+        filled, notional = self._replayer.market(int(side), want)
+        return float(filled), notional / PRICE_SCALE
+
+    def advance(self) -> None:
+        self._check_advance()
+        self._replayer.replay_to(int(self._bounds[self._step + 1]))
+        self._step += 1
+
+    def report(self) -> ReplayReport:
+        """Replay counters so far (unknown cancels/executions include orders the agent consumed)."""
+        return self._replayer.report()
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def sniff_format(path: str | os.PathLike[str]) -> str:
+    """Guess a file's kind from its first lines: ``"l2"``, ``"ohlcv"`` or ``"lobster"``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        DataFormatError: a LOBSTER orderbook file, or nothing recognisable.
+    """
+    p = check_file(path)
+    with p.open(newline="") as handle:
+        lines = [handle.readline() for _ in range(5)]
+    fields = [[f.strip().strip('"').lower() for f in line.strip().split(",")] for line in lines if line.strip()]
+    if any("bids_distance_0" in row for row in fields):
+        return "l2"
+    if any({"open", "high", "low", "close"} <= set(row) for row in fields):
+        return "ohlcv"
+    if fields:
+        try:
+            [float(f) for f in fields[0]]
+        except ValueError:
+            pass
+        else:
+            if len(fields[0]) == 6:
+                return "lobster"
+            if len(fields[0]) % 4 == 0:
+                raise DataFormatError(FILE_ERROR.format(file=os.fspath(path), problem=ORDERBOOK_GIVEN))
+    raise DataFormatError(FILE_ERROR.format(file=os.fspath(path), problem=UNKNOWN_FORMAT))
+
+
+def _sibling_orderbook(path: Path) -> Path | None:
+    if "_message_" not in path.name:
+        return None
+    candidate = path.with_name(path.name.replace("_message_", "_orderbook_"))
+    return candidate if candidate.is_file() else None
+
+
+def load_source(
+    path_or_spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Mapping[str, object] | object,
+    **kwargs: object,
+) -> HistoricalSource:
+    """Build the right :class:`HistoricalSource` for a file, a spec or loaded data.
+
+    Args:
+        path_or_spec: one of
+            * a path, sniffed by :func:`sniff_format` (a LOBSTER
+              ``*_message_*`` file picks up its ``*_orderbook_*`` sibling);
+            * ``(messages, orderbook)`` paths (LOBSTER);
+            * a mapping ``{"path": ..., "kind": "l2" | "ohlcv" | "lobster",
+              "orderbook": ..., **constructor arguments}`` (``kind`` optional);
+            * :class:`L2Snapshots`, :class:`OHLCVBars` or :class:`LOBSTERData`;
+            * a :class:`HistoricalSource` (returned as is).
+        **kwargs: constructor arguments of the chosen source.
+
+    Raises:
+        FileNotFoundError: a file does not exist.
+        DataFormatError: unrecognisable or invalid data.
+        TypeError: an unsupported ``path_or_spec``.
+        ValueError: an unknown ``kind``.
+    """
+    spec = path_or_spec
+    if isinstance(spec, HistoricalSource):
+        return spec
+    if isinstance(spec, L2Snapshots):
+        return L2SnapshotSource(spec, **kwargs)  # type: ignore[arg-type]
+    if isinstance(spec, OHLCVBars):
+        return OHLCVSource(spec, **kwargs)  # type: ignore[arg-type]
+    if isinstance(spec, LOBSTERData):
+        return LOBSTERSource(spec, **kwargs)  # type: ignore[arg-type]
+    if isinstance(spec, Mapping):
+        options = dict(spec)
+        if "path" not in options:
+            raise TypeError(BAD_SPEC.format(spec))
+        path = options.pop("path")
+        kind = options.pop("kind", None)
+        options.update(kwargs)
+        if kind is None:
+            return load_source(path, **options)
+        if kind not in KINDS:
+            raise ValueError(BAD_KIND.format(KINDS, kind))
+        return _build(str(kind), path, options)  # type: ignore[arg-type]
+    if isinstance(spec, (tuple, list)) and len(spec) == 2:
+        return LOBSTERSource(spec[0], spec[1], **kwargs)  # type: ignore[arg-type]
+    if isinstance(spec, (str, os.PathLike)):
+        return _build(sniff_format(spec), spec, dict(kwargs))
+    raise TypeError(BAD_SPEC.format(spec))
+
+
+def _build(kind: str, path: str | os.PathLike[str], options: dict[str, object]) -> HistoricalSource:
+    if kind == "l2":
+        return L2SnapshotSource(path, **options)  # type: ignore[arg-type]
+    if kind == "ohlcv":
+        return OHLCVSource(path, **options)  # type: ignore[arg-type]
+    if "orderbook" not in options:
+        options["orderbook"] = _sibling_orderbook(check_file(path))
+    return LOBSTERSource(path, **options)  # type: ignore[arg-type]
