@@ -389,11 +389,14 @@ def add_resting(levels, orders, state, log, agent, side, price, qty):
 def execute_resting(levels, orders, state, accounts, fills, log, oid, qty, taker_agent):
     """Execute ``qty`` of resting order ``oid`` against ``taker_agent`` (recorded execution).
 
-    Returns the executed quantity (capped at what rests), or -1 when the id
-    is unknown (counted in ``state[S_UNKNOWN_EXECUTIONS]``).
+    Returns the executed quantity (capped at what rests), -1 when the id
+    is unknown (counted in ``state[S_UNKNOWN_EXECUTIONS]``), or ``ERR_QTY``
+    when ``qty`` <= 0.
     """
     state[S_N_MESSAGES] += 1
     state[S_TIME] += 1
+    if qty <= 0:
+        return ERR_QTY
     slot = _slot_of(orders, oid)
     if slot < 0:
         state[S_UNKNOWN_EXECUTIONS] += 1
@@ -415,7 +418,10 @@ def execute_resting(levels, orders, state, accounts, fills, log, oid, qty, taker
         _unlink(levels, orders, slot)
         _release(orders, state, slot)
         if levels[price, L_QTY] == 0:
-            _refresh_best(levels, state, side, price)
+            if side == BUY and price == state[S_BEST_BID]:
+                _refresh_best(levels, state, BUY, price)
+            elif side == SELL and price == state[S_BEST_ASK]:
+                _refresh_best(levels, state, SELL, price)
     else:
         orders[slot, O_QTY] = resting - q
         levels[price, L_QTY] -= q
@@ -484,9 +490,10 @@ _POOL_FULL = "Order pool is full ({} resting orders); raise `capacity`"
 _UNKNOWN_ORDER = "Order id {!r} is not resting on the book"
 
 
-def _as_int(value: object, message: str) -> int:
+def _as_int(value: object, message: str, *args: object) -> int:
+    """``int(value)`` for a (numpy) integer that is not a bool; else ``TypeError(message.format(*args, value))``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(message.format(value) if message.count("{") == 1 else message)
+        raise TypeError(message.format(*args, value))
     return int(value)
 
 
@@ -516,11 +523,11 @@ class OrderBook:
         log_capacity: int = 0,
         fill_capacity: int = 4096,
     ) -> None:
-        if int(n_ticks) < 2:
+        if _as_int(n_ticks, _BAD_N_TICKS) < 2:
             raise ValueError(_BAD_N_TICKS.format(n_ticks))
-        if int(capacity) < 1:
+        if _as_int(capacity, _BAD_CAPACITY) < 1:
             raise ValueError(_BAD_CAPACITY.format(capacity))
-        if int(n_agents) < 1:
+        if _as_int(n_agents, _BAD_N_AGENTS) < 1:
             raise ValueError(_BAD_N_AGENTS.format(n_agents))
         self.n_ticks = int(n_ticks)
         self.n_agents = int(n_agents)
@@ -538,7 +545,7 @@ class OrderBook:
 
     # ----------------------------------------------------------------- orders
     def _check(self, agent: object, side: object, qty: object) -> tuple[int, int, int]:
-        agent = _as_int(agent, _BAD_AGENT.format(self.n_agents, agent))
+        agent = _as_int(agent, _BAD_AGENT, self.n_agents)
         if not 0 <= agent < self.n_agents:
             raise ValueError(_BAD_AGENT.format(self.n_agents, agent))
         side = _as_int(side, _BAD_SIDE)
@@ -552,7 +559,7 @@ class OrderBook:
     def limit(self, agent: int, side: int, price: int, qty: int) -> int:
         """Submit a limit order; return its id (its fills are in ``last_fills()``)."""
         agent, side, qty = self._check(agent, side, qty)
-        price = _as_int(price, _BAD_PRICE.format(self.n_ticks, price))
+        price = _as_int(price, _BAD_PRICE, self.n_ticks)
         if not 0 <= price < self.n_ticks:
             raise ValueError(_BAD_PRICE.format(self.n_ticks, price))
         self.state[S_N_FILLS] = 0

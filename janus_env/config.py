@@ -162,7 +162,7 @@ class MarketConfig:
     event_start: float = 0.4
     event_length: float = 0.15
     event_depth: float = 0.06
-    event_intensity: float = 1.5
+    event_intensity: float = 3.0
     vpin_bucket: int = 2000
     vpin_n_buckets: int = 20
     risk_aversion: float = 0.1

@@ -35,6 +35,7 @@ from janus_env.book import (
     S_BEST_ASK,
     S_BEST_BID,
     S_HIGH_WATER,
+    S_LAST_TRADE,
     S_N_FREE,
     _slot_of,
     cancel,
@@ -108,11 +109,13 @@ N_MM_QUOTES = 4
 
 @njit(cache=True)
 def current_mid(levels, state, f):
-    """Mid in grid ticks; the last known mid while a side of the book is empty."""
+    """Mid in grid ticks; while a side is empty, the last trade price (else the last mid)."""
     bb = state[S_BEST_BID]
     ba = state[S_BEST_ASK]
     if bb >= 0 and ba < levels.shape[0]:
         return 0.5 * (bb + ba)
+    if state[S_LAST_TRADE] >= 0:
+        return float(state[S_LAST_TRADE])
     return f[F_MID]
 
 
@@ -129,26 +132,35 @@ def _noise_agent(rng):
 
 
 @njit(cache=True)
-def _noise_limit(levels, orders, state, accounts, fills, log, rng, p, mid):
+def _noise_limit(levels, orders, state, accounts, fills, log, rng, p, mid, thin_side):
+    """A noise limit order; on ``thin_side`` (a stress event's hit side) liquidity sits ~10x deeper."""
     n_ticks = levels.shape[0]
     side = BUY if uniform(rng) < 0.5 else -BUY
+    decay = p[P_DEPTH_DECAY] * (0.1 if side == thin_side else 1.0)
     bb = state[S_BEST_BID]
     ba = state[S_BEST_ASK]
     have_both = bb >= 0 and ba < n_ticks
     if side == BUY:
-        ref = bb if bb >= 0 else int(math.floor(mid)) - 1
-        if have_both and ba - bb > 1 and uniform(rng) < 0.3:
-            price = bb + 1
+        # with no bids left, buyers undercut the asks (a one-sided book re-forms around the trade)
+        ref = bb if bb >= 0 else (ba - 1 if ba < n_ticks else int(math.floor(mid)) - 1)
+        last = state[S_LAST_TRADE]
+        if ba >= n_ticks and last >= 0 and last - 1 > ref:
+            ref = last - 1  # asks are gone: bids chase the last trade up
+        if have_both and ba - bb > 1 and uniform(rng) < 0.3 and side != thin_side:
+            price = bb + 1 + int(uniform(rng) * (ba - bb - 1))  # improve anywhere inside the spread
         else:
-            price = ref - geometric(rng, p[P_DEPTH_DECAY])
+            price = ref - geometric(rng, decay)
         if have_both and price >= ba:
             price = ba - 1
     else:
-        ref = ba if ba < n_ticks else int(math.ceil(mid)) + 1
-        if have_both and ba - bb > 1 and uniform(rng) < 0.3:
-            price = ba - 1
+        ref = ba if ba < n_ticks else (bb + 1 if bb >= 0 else int(math.ceil(mid)) + 1)
+        last = state[S_LAST_TRADE]
+        if bb < 0 and last >= 0 and last + 1 < ref:
+            ref = last + 1  # bids are gone: asks chase the last trade down
+        if have_both and ba - bb > 1 and uniform(rng) < 0.3 and side != thin_side:
+            price = ba - 1 - int(uniform(rng) * (ba - bb - 1))
         else:
-            price = ref + geometric(rng, p[P_DEPTH_DECAY])
+            price = ref + geometric(rng, decay)
         if have_both and price <= bb:
             price = bb + 1
     if price < 0 or price >= n_ticks:
@@ -235,9 +247,12 @@ def flow_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, ring, 
     # noise traders
     _noise_cancels(levels, orders, state, log, rng, p)
     liquidity = 0.3 if crash_shock else 1.0
+    thin_side = 0
+    if phase == 1:
+        thin_side = BUY if kind == EVENT_FLASH_CRASH else -BUY
     n_limit = poisson(rng, p[P_LAMBDA_LIMIT] * liquidity * (0.5 + 0.5 * act))
     for _ in range(n_limit):
-        _noise_limit(levels, orders, state, accounts, fills, log, rng, p, current_mid(levels, state, f))
+        _noise_limit(levels, orders, state, accounts, fills, log, rng, p, current_mid(levels, state, f), thin_side)
     n_market = poisson(rng, p[P_LAMBDA_MARKET] * act)
     for _ in range(n_market):
         side = BUY if uniform(rng) < 0.5 else -BUY
@@ -248,7 +263,8 @@ def flow_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, ring, 
         value = fundamental_ticks(p, f)
         bb = state[S_BEST_BID]
         ba = state[S_BEST_ASK]
-        size = int(p[P_INFORMED_SIZE])
+        # during a stress event the informed side trades 3x harder: big fundamental moves get discovered
+        size = int(p[P_INFORMED_SIZE] * (3.0 if phase != 0 else 1.0))
         if size > 0:
             if ba < levels.shape[0] and value > ba + p[P_INFORMED_THRESHOLD]:
                 _market(levels, orders, state, accounts, fills, log, AGENT_INFORMED, BUY, size)

@@ -255,7 +255,7 @@ class L2SnapshotSource(_RecordedBookSource):
         elif n_levels is not None:
             if not 1 <= int(n_levels) <= data.book.shape[1]:
                 raise ValueError(BAD_N_LEVELS.format(n_levels))
-            data = data._replace(book=data.book[:, : int(n_levels)])
+            data = data.levels(int(n_levels))
         if not np.isfinite(tick_size) or tick_size <= 0:
             raise ValueError(BAD_TICK.format(tick_size))
         self.data = data
@@ -263,7 +263,7 @@ class L2SnapshotSource(_RecordedBookSource):
         self.tick_size = float(tick_size)
 
     def __len__(self) -> int:
-        return int(self.data.book.shape[0])
+        return len(self.data)
 
     def _recorded_book(self, t: int) -> np.ndarray:
         return self.data.book[t]

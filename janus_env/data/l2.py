@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import NamedTuple
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -60,7 +60,8 @@ DISTANCE_BELOW_MINUS_ONE = "column {column!r} is <= -1 ({value!r}): the level pr
 TIME_ALIASES = ("system_time", "time", "timestamp", "datetime", "date")
 
 
-class L2Snapshots(NamedTuple):
+@dataclass(frozen=True)
+class L2Snapshots:
     """A validated series of L2 snapshots, oldest first.
 
     Attributes:
@@ -79,7 +80,26 @@ class L2Snapshots(NamedTuple):
     book: np.ndarray
     buy_volume: np.ndarray
     sell_volume: np.ndarray
-    path: str
+    path: str = ""
+
+    def __len__(self) -> int:
+        return int(self.book.shape[0])
+
+    @property
+    def n_levels(self) -> int:
+        """Levels per side."""
+        return int(self.book.shape[1])
+
+    def head(self, n: int) -> L2Snapshots:
+        """The first (oldest) ``n`` snapshots."""
+        return replace(
+            self, time=None if self.time is None else self.time[:n], midpoint=self.midpoint[:n],
+            book=self.book[:n], buy_volume=self.buy_volume[:n], sell_volume=self.sell_volume[:n],
+        )  # fmt: skip
+
+    def levels(self, n_levels: int) -> L2Snapshots:
+        """The best ``n_levels`` per side only."""
+        return replace(self, book=self.book[:, :n_levels])
 
 
 def _level_count(columns: list[str]) -> int:

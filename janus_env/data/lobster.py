@@ -284,7 +284,6 @@ def read_lobster_orderbook(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _validate_orderbook(file: str, book: np.ndarray) -> None:
-    n_levels = book.shape[1] // 4
     ask_px, ask_sz, bid_px, bid_sz = (book[:, k::4] for k in range(4))
     checks = []
     for side, px, sz, empty_px, sign in (("ask", ask_px, ask_sz, EMPTY_ASK, 1), ("bid", bid_px, bid_sz, EMPTY_BID, -1)):
@@ -329,7 +328,6 @@ def _validate_orderbook(file: str, book: np.ndarray) -> None:
             checks.append((mask.any(axis=1), lambda r, m=mask, d=describe: d(r, int(np.argmax(m[r])))))
     crossed = (ask_px[:, 0] != EMPTY_ASK) & (bid_px[:, 0] != EMPTY_BID) & (bid_px[:, 0] >= ask_px[:, 0])
     checks.append((crossed, lambda r: CROSSED_BOOK.format(bid=_py(bid_px[r, 0]), ask=_py(ask_px[r, 0]))))
-    del n_levels
     raise_first(file, 1, checks)
 
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import NamedTuple
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -80,14 +80,15 @@ BAD_BOOK_ARG = "Expected `{}` {}, got {!r}"
 _SWAP_TOLERANCE = np.log(1.5)
 
 
-class OHLCVBars(NamedTuple):
+@dataclass(frozen=True)
+class OHLCVBars:
     """Validated OHLCV bars, oldest first.
 
     Attributes:
         time: ``datetime64[ns]`` bar times.
         open, high, low, close: float64 prices.
         volume: float64 volume in shares (base units).
-        path: the file read.
+        path: the file read ("" when built from arrays).
         swapped_volume_rows: rows whose base/quote volume columns were swapped
             in the file and fixed on load.
     """
@@ -98,16 +99,16 @@ class OHLCVBars(NamedTuple):
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
-    path: str
+    path: str = ""
     swapped_volume_rows: int = 0
 
-    def __len__(self) -> int:  # type: ignore[override]
+    def __len__(self) -> int:
         return int(self.close.shape[0])
 
     def head(self, n: int) -> OHLCVBars:
         """The first (oldest) ``n`` bars."""
-        return self._replace(
-            time=self.time[:n], open=self.open[:n], high=self.high[:n], low=self.low[:n],
+        return replace(
+            self, time=self.time[:n], open=self.open[:n], high=self.high[:n], low=self.low[:n],
             close=self.close[:n], volume=self.volume[:n],
         )  # fmt: skip
 

@@ -46,6 +46,8 @@ MISSING_COLUMNS = "missing column(s) {missing} (matched case-insensitively); fou
 EMPTY_FILE = "no data rows"
 WRONG_FIELD_COUNT = "expected {expected} columns, found {found}"
 UNREADABLE = "cannot be parsed as CSV: {reason}"
+MAX_SHOWN = 12
+"""Column names shown in a missing-column message."""
 
 
 class DataFormatError(ValueError):
@@ -236,7 +238,10 @@ def match_columns(
         else:
             missing.append(canonical if len(aliases) <= 1 else "/".join(aliases))
     if missing:
-        problem = MISSING_COLUMNS.format(missing=", ".join(missing), found=", ".join(map(str, found)))
+        shown = ", ".join(map(str, found[:MAX_SHOWN]))
+        if len(found) > MAX_SHOWN:
+            shown += f", ... ({len(found) - MAX_SHOWN} more)"
+        problem = MISSING_COLUMNS.format(missing=", ".join(missing), found=shown)
         raise DataFormatError(FILE_ERROR.format(file=file, problem=problem))
     return resolved
 
