@@ -170,7 +170,9 @@ class JanusLOBEnv(gym.Env):
     ## Starting State
 
     A ladder of noise orders around `initial_price`, then `warmup` steps of
-    flow; the agent starts flat with `initial_cash`.
+    flow; the agent starts flat with `initial_cash`. Historical: a start row
+    drawn from `np_random` (or `reset(options={"start": k})` for walk-forward
+    splits), then `window` rows that only build the history.
 
     ## Episode End
 
@@ -259,7 +261,13 @@ class JanusLOBEnv(gym.Env):
         if seed is None and self._default_seed is not None:
             seed, self._default_seed = self._default_seed, None
         super().reset(seed=seed)
-        self._market.reset(self.np_random)
+        start = (options or {}).get("start")
+        if self.scenario == "historical":
+            self._market.reset(self.np_random, start)
+        elif start is not None:
+            raise ValueError("options['start'] only applies to scenario='historical'")
+        else:
+            self._market.reset(self.np_random)
         self._needs_reset = False
         self._mids = []
         self._frames = []

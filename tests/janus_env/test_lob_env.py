@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import re
-import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env as gym_check_env
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs_registry
 from janus_env.actions import InvalidActionError
@@ -17,38 +14,22 @@ from janus_env.lob_env import JanusLOBEnv
 from janus_env.regimes import SCENARIOS
 
 SMALL = {"episode_steps": 300, "warmup": 16}
-# Warnings we accept, each for a documented reason: unbounded Box features are unbounded by design
-# (returns, log-sizes, bps), and the (levels, 4) book is the documented layout (SB3 flattens it).
-ALLOWED_WARNINGS = (
-    "A Box observation space minimum value is -infinity",
-    "A Box observation space maximum value is infinity",
-    "Your observation book has an unconventional shape",
-)
-
-
-def _check_all(env: gym.Env) -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        gym_check_env(env.unwrapped, skip_render_check=True)
-        sb3_check_env(env.unwrapped, warn=True)
-    unexpected = [str(w.message) for w in caught if not any(a in str(w.message) for a in ALLOWED_WARNINGS)]
-    assert not unexpected, unexpected
 
 
 @pytest.mark.parametrize("env_id", envs_registry.ENV_IDS)
-def test_env_api(env_id: str) -> None:
+def test_env_api(env_id: str, check_all) -> None:
     kwargs = {"horizon": 50} if env_id == "Janus-Execution-v0" else SMALL
-    _check_all(gym.make(env_id, **kwargs))
+    check_all(gym.make(env_id, **kwargs))
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 @pytest.mark.parametrize("action_type", ["discrete", "sized", "continuous"])
-def test_scenarios_and_action_types_pass_check_env(scenario: str, action_type: str) -> None:
-    _check_all(gym.make("Janus-LOB-v0", scenario=scenario, action_type=action_type, **SMALL))
+def test_scenarios_and_action_types_pass_check_env(scenario: str, action_type: str, check_all) -> None:
+    check_all(gym.make("Janus-LOB-v0", scenario=scenario, action_type=action_type, **SMALL))
 
 
-def test_risk_adjusted_reward_passes_check_env_and_penalizes_inventory() -> None:
-    _check_all(gym.make("Janus-LOB-v0", reward="risk_adjusted", **SMALL))
+def test_risk_adjusted_reward_passes_check_env_and_penalizes_inventory(check_all) -> None:
+    check_all(gym.make("Janus-LOB-v0", reward="risk_adjusted", **SMALL))
     plain = gym.make("Janus-LOB-v0", **SMALL)
     risky = gym.make("Janus-LOB-v0", reward="risk_adjusted", **SMALL)
     plain.reset(seed=3)

@@ -1,0 +1,255 @@
+"""The market behind ``scenario="historical"``: recorded data replayed step by step, no look-ahead.
+
+Same ``reset``/``step`` contract and the same ``obs``/``out`` layouts as
+``simulator.SimulatedMarket``, so ``JanusLOBEnv`` cannot tell them apart. At
+step t the observation is built from ``source.book()`` and ``source.traded()``
+at t only (the source guarantees they use data up to t); the agent's market
+order executes against that visible book, consuming depth; then the source
+advances to t+1 (restoring the recorded book, or replaying the LOBSTER
+messages up to t+1 through our engine).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from janus_env.config import REWARD_RISK_ADJUSTED, MarketConfig
+from janus_env.features import N_VPIN_SCALARS, vpin_update
+from janus_env.historical import HistoricalSource, load_source
+from janus_env.simulator import (
+    N_ACCOUNT,
+    N_OUT,
+    O_CASH,
+    O_DRAWDOWN,
+    O_EQUITY,
+    O_EXEC_PRICE,
+    O_EXEC_QTY,
+    O_FEES,
+    O_MID,
+    O_N_FILLS,
+    O_PNL,
+    O_POSITION,
+    O_REJECTED,
+    O_REWARD,
+    O_SLIPPAGE_BPS,
+    O_SPREAD,
+    O_STEP,
+    O_TERMINATED,
+    O_TRUNCATED,
+    O_VOLATILITY,
+    O_VPIN,
+    obs_size,
+)
+
+_NEED_DATA = ("scenario='historical' needs `data`: a LOBSTER message file, an L2 snapshot CSV, an OHLCV CSV "
+              "or a HistoricalSource")
+_TOO_SHORT = "The data has {} steps; `window` + 2 = {} are needed for one decision"
+_BAD_START = "Expected options['start'] in [0, {}], got {!r}"
+
+
+class HistoricalMarket:
+    """Replays a ``HistoricalSource`` for one agent.
+
+    Args:
+        config: market configuration (``window``, ``n_levels``, ``lot``, ``max_position``,
+            ``initial_cash``, ``fee_bps``, ``episode_steps``, VPIN settings are used).
+        data: anything ``historical.load_source`` accepts.
+
+    The first ``window`` steps after the episode start only build the
+    history; decisions start after them. ``reset(options={"start": k})``
+    pins the start (walk-forward evaluation); by default it is drawn from the
+    env's ``np_random``.
+    """
+
+    def __init__(self, config: MarketConfig, data: Any) -> None:
+        if data is None:
+            raise ValueError(_NEED_DATA)
+        self.config = config
+        self.source: HistoricalSource = load_source(data)
+        need = config.window + 2
+        if len(self.source) < need:
+            raise ValueError(_TOO_SHORT.format(len(self.source), need))
+        # a fixed episode length (not "whatever data is left"), so the clock leaks nothing about the future
+        self.episode_steps = min(config.episode_steps, len(self.source) - config.window)
+        self.obs = np.zeros(obs_size(config.window, config.n_levels), dtype=np.float32)
+        self.out = np.zeros(N_OUT, dtype=np.float64)
+        self._reward_mode = 0
+        w = config.window
+        self._log_mid = np.zeros(w, dtype=np.float64)
+        self._log_vol = np.zeros(w, dtype=np.float64)
+        self._vpin_scalars = np.zeros(N_VPIN_SCALARS, dtype=np.float64)
+        self._vpin_ring = np.zeros(config.vpin_n_buckets, dtype=np.float64)
+        self.start_override: int | None = None
+
+    def set_reward_mode(self, mode: int) -> None:
+        self._reward_mode = mode
+
+    @property
+    def max_start(self) -> int:
+        return len(self.source) - self.config.window - self.episode_steps
+
+    def reset(self, np_random: np.random.Generator, start: int | None = None) -> None:
+        cfg = self.config
+        if start is None:
+            start = int(np_random.integers(0, self.max_start + 1))
+        elif not 0 <= start <= self.max_start:
+            raise ValueError(_BAD_START.format(self.max_start, start))
+        self.source.reset(start)
+        self._log_mid[:] = 0.0
+        self._log_vol[:] = 0.0
+        self._vpin_scalars[:] = 0.0
+        self._vpin_ring[:] = 0.0
+        self._n_hist = 0
+        self._mid = float("nan")
+        self._record()
+        for _ in range(cfg.window - 1):
+            self.source.advance()
+            self._record()
+        self._steps = self.episode_steps
+        self._t = 0
+        self._cash = cfg.initial_cash
+        self._position = 0
+        self._cost = 0.0
+        self._fees = 0.0
+        self._peak = cfg.initial_cash
+        self._prev_equity = cfg.initial_cash
+        self.out[:] = 0.0
+        self._write(reward=0.0, exec_qty=0, exec_px=0.0, slip=0.0, fee=0.0, rejected=0, n_fills=0)
+
+    def _record(self) -> None:
+        """Fold the current step's book and trades into the histories and VPIN."""
+        book = self.source.book()
+        mid = 0.5 * (book[0, 0] + book[0, 2])
+        if math.isfinite(mid):
+            self._mid = mid
+        buy, sell = self.source.traded()
+        self._vpin = vpin_update(self._vpin_scalars, self._vpin_ring, float(buy), float(sell),
+                                 float(self.config.vpin_bucket))
+        self._log_mid = np.roll(self._log_mid, -1)
+        self._log_mid[-1] = math.log(self._mid) if math.isfinite(self._mid) else 0.0
+        self._log_vol = np.roll(self._log_vol, -1)
+        self._log_vol[-1] = math.log1p((buy + sell) / self.config.lot)
+        self._n_hist = min(self._n_hist + 1, self.config.window)
+        self._book = book
+
+    def step(self, order_qty: int) -> None:
+        cfg = self.config
+        mid_before = self._mid
+        q = order_qty
+        if self._position + q > cfg.max_position:
+            q = cfg.max_position - self._position
+        elif self._position + q < -cfg.max_position:
+            q = -cfg.max_position - self._position
+        rejected = order_qty - q
+        filled, notional, exec_px, slip, fee = 0, 0.0, 0.0, 0.0, 0.0
+        if q != 0:
+            got, notional = self.source.execute(1 if q > 0 else -1, abs(q))
+            filled = int(round(got))
+        signed = filled if q > 0 else -filled
+        if filled > 0:
+            avg = notional / got
+            exec_px = avg
+            slip = ((avg - mid_before) if q > 0 else (mid_before - avg)) / mid_before * 1e4
+            fee = cfg.fee_bps * 1e-4 * notional
+            self._fees += fee
+            self._cash -= (notional if q > 0 else -notional) + fee
+            self._update_cost(signed, avg)
+            self._position += signed
+        self.source.advance()
+        self._record()
+        self._t += 1
+        equity = self._cash + self._position * self._mid
+        reward = (equity - self._prev_equity) / cfg.initial_cash * 1e4
+        if self._reward_mode == REWARD_RISK_ADJUSTED:
+            exposure = abs(self._position * self._mid) / cfg.initial_cash
+            reward -= cfg.risk_aversion * exposure * self._volatility() * 1e4
+        self._prev_equity = equity
+        self._peak = max(self._peak, equity)
+        self._write(reward, signed, exec_px, slip, fee, rejected, 1 if filled else 0)
+        terminated = equity <= 0.0
+        self.out[O_TERMINATED] = float(terminated)
+        self.out[O_TRUNCATED] = float(not terminated and self._t >= self._steps)
+
+    def _update_cost(self, dq: int, px: float) -> None:
+        pos = self._position
+        if pos == 0 or (dq > 0) == (pos > 0):
+            self._cost += dq * px
+            return
+        closing = min(abs(dq), abs(pos))
+        self._cost *= (abs(pos) - closing) / abs(pos)
+        rest = abs(dq) - closing
+        if rest > 0:
+            self._cost = math.copysign(rest, dq) * px
+
+    def _volatility(self) -> float:
+        n = self._n_hist
+        if n < 2:
+            return 0.0
+        r = np.diff(self._log_mid[-n:])
+        return float(np.sqrt(np.mean(r * r)))
+
+    def _write(self, reward: float, exec_qty: int, exec_px: float, slip: float, fee: float, rejected: int,
+               n_fills: int) -> None:
+        cfg = self.config
+        w, n_levels = cfg.window, cfg.n_levels
+        obs, out = self.obs, self.out
+        mid = self._mid
+        log_mid = math.log(mid)
+        n = self._n_hist
+        obs[:w] = 0.0
+        obs[w:2 * w] = 0.0
+        obs[w - n:w] = (self._log_mid[w - n:] - log_mid) * 1e4
+        obs[2 * w - n:2 * w] = self._log_vol[w - n:]
+        rows = np.zeros((n_levels, 4), dtype=np.float64)
+        k = min(n_levels, self._book.shape[0])
+        book = self._book[:k]
+        for col in (0, 2):
+            live = np.isfinite(book[:, col]) & (book[:, col + 1] > 0)
+            rows[:k, col] = np.where(live, (book[:, col] - mid) / mid * 1e4, 0.0)
+            rows[:k, col + 1] = np.where(live, np.log1p(book[:, col + 1] / cfg.lot), 0.0)
+        b0 = 2 * w
+        obs[b0:b0 + 4 * n_levels] = rows.reshape(-1)
+        equity = self._cash + self._position * mid
+        a0 = b0 + 4 * n_levels
+        obs[a0] = self._position / cfg.max_position
+        obs[a0 + 1] = self._cash / cfg.initial_cash
+        obs[a0 + 2] = (self._position * mid - self._cost) / cfg.initial_cash * 100.0
+        obs[a0 + 3] = (self._peak - equity) / self._peak if self._peak > 0 else 0.0
+        obs[a0 + 4] = 1.0 - self._t / self._steps
+        m0 = a0 + N_ACCOUNT
+        bid_total = float(book[:, 1].sum())
+        ask_total = float(book[:, 3].sum())
+        spread = book[0, 2] - book[0, 0]
+        obs[m0] = self._vpin
+        obs[m0 + 1] = self._volatility() * 1e4
+        obs[m0 + 2] = spread / mid * 1e4 if math.isfinite(spread) else 0.0
+        total = bid_total + ask_total
+        obs[m0 + 3] = (bid_total - ask_total) / total if total > 0 else 0.0
+        out[O_REWARD] = reward
+        out[O_EXEC_QTY] = exec_qty
+        out[O_EXEC_PRICE] = exec_px
+        out[O_SLIPPAGE_BPS] = slip
+        out[O_FEES] = fee
+        out[O_VPIN] = self._vpin
+        out[O_VOLATILITY] = self._volatility()
+        out[O_POSITION] = self._position
+        out[O_EQUITY] = equity
+        out[O_DRAWDOWN] = obs[a0 + 3]
+        out[O_MID] = mid
+        out[O_REJECTED] = rejected
+        out[O_N_FILLS] = n_fills
+        out[O_CASH] = self._cash
+        out[O_SPREAD] = spread if math.isfinite(spread) else 0.0
+        out[O_STEP] = self._t
+        out[O_PNL] = equity - cfg.initial_cash
+
+    def l2(self, n_levels: int) -> np.ndarray:
+        """The visible book now, rows (bid_px, bid_qty, ask_px, ask_qty), padded to ``n_levels``."""
+        rows = np.full((int(n_levels), 4), np.nan)
+        rows[:, 1] = rows[:, 3] = 0.0
+        k = min(int(n_levels), self._book.shape[0])
+        rows[:k] = self._book[:k]
+        return rows
