@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from janus_env.book import BUY, SELL
+from janus_env.data.l2 import BAD_N_LEVELS as L2_BAD_N_LEVELS
 from janus_env.data.l2 import L2Snapshots, read_l2_snapshots
 from janus_env.data.lobster import (
     EV_CROSS,
@@ -253,8 +254,8 @@ class L2SnapshotSource(_RecordedBookSource):
         if not isinstance(data, L2Snapshots):
             data = read_l2_snapshots(data, n_levels)
         elif n_levels is not None:
-            if not 1 <= int(n_levels) <= data.book.shape[1]:
-                raise ValueError(BAD_N_LEVELS.format(n_levels))
+            if isinstance(n_levels, bool) or not 1 <= int(n_levels) <= data.n_levels:
+                raise ValueError(L2_BAD_N_LEVELS.format(data.n_levels, n_levels))
             data = data.levels(int(n_levels))
         if not np.isfinite(tick_size) or tick_size <= 0:
             raise ValueError(BAD_TICK.format(tick_size))

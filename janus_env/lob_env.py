@@ -38,6 +38,7 @@ from janus_env.simulator import (
     O_TERMINATED,
     O_TRUNCATED,
     O_VOLATILITY,
+    O_VOLUME,
     O_VPIN,
     SimulatedMarket,
 )
@@ -98,6 +99,7 @@ def info_from_out(o: list[float]) -> dict[str, float]:
         "drawdown": o[O_DRAWDOWN],
         "mid": o[O_MID],
         "spread": o[O_SPREAD],
+        "volume": o[O_VOLUME],
         "step": int(o[O_STEP]),
     }
 
@@ -184,7 +186,8 @@ class JanusLOBEnv(gym.Env):
     `fills`, `exec_qty` (signed shares), `exec_price` (0 without a fill),
     `slippage_bps` (vs the mid before the order, positive = cost), `fees`,
     `rejected_qty`, `vpin`, `volatility`, `position`, `cash`, `equity`, `pnl`,
-    `drawdown`, `mid`, `spread` (0 while a side is empty), `step`.
+    `drawdown`, `mid`, `spread` (0 while a side is empty), `volume` (shares traded by
+    everyone in the step), `step`.
 
     ## Arguments
 

@@ -40,6 +40,7 @@ from janus_env.simulator import (
     O_TERMINATED,
     O_TRUNCATED,
     O_VOLATILITY,
+    O_VOLUME,
     O_VPIN,
     obs_size,
 )
@@ -132,6 +133,7 @@ class HistoricalMarket:
         self._log_mid[-1] = math.log(self._mid) if math.isfinite(self._mid) else 0.0
         self._log_vol = np.roll(self._log_vol, -1)
         self._log_vol[-1] = math.log1p((buy + sell) / self.config.lot)
+        self._volume = float(buy + sell)
         self._n_hist = min(self._n_hist + 1, self.config.window)
         self._book = book
 
@@ -245,6 +247,7 @@ class HistoricalMarket:
         out[O_SPREAD] = spread if math.isfinite(spread) else 0.0
         out[O_STEP] = self._t
         out[O_PNL] = equity - cfg.initial_cash
+        out[O_VOLUME] = self._volume
 
     def l2(self, n_levels: int) -> np.ndarray:
         """The visible book now, rows (bid_px, bid_qty, ask_px, ask_qty), padded to ``n_levels``."""

@@ -109,6 +109,7 @@ O_CASH = 15
 O_SPREAD = 16
 O_STEP = 17
 O_PNL = 18
+O_VOLUME = 19
 N_OUT = 20
 
 N_ACCOUNT = 5
@@ -340,6 +341,7 @@ def _write_out(levels, state, accounts, p, f, out, reward, exec_qty, exec_px, sl
     out[O_SPREAD] = (ba - bb) * tick if (bb >= 0 and ba < levels.shape[0]) else 0.0
     out[O_STEP] = f[F_STEP]
     out[O_PNL] = equity - p[P_INITIAL_CASH]
+    out[O_VOLUME] = f[F_STEP_VOLUME]
 
 
 @njit(cache=True)

@@ -34,6 +34,7 @@ from janus_env.simulator import (
     O_TERMINATED,
     O_TRUNCATED,
     O_VOLATILITY,
+    O_VOLUME,
     O_VPIN,
     MarketArrays,
     vec_reset,
@@ -56,6 +57,7 @@ _INFO_COLUMNS = {
     "equity": O_EQUITY,
     "drawdown": O_DRAWDOWN,
     "mid": O_MID,
+    "volume": O_VOLUME,
 }
 _BAD_NUM_ENVS = "Expected `num_envs` >= 1, got {!r}"
 _BAD_ACTIONS = "Expected actions of shape {} and an integer dtype for {}, got {!r}"

@@ -151,7 +151,7 @@ def numeric_columns(
         file: file name for messages.
         first_line: file line of row 0.
         labels: names to show in messages (defaults to ``columns``).
-        integer: columns whose values must be whole numbers.
+        integer: columns whose values must be whole numbers (that fit in int64).
 
     Returns:
         ``{column: float64 array}``.
@@ -188,7 +188,7 @@ def numeric_columns(
         checks.append((infinite, lambda r, c=label, v=values: NOT_FINITE.format(column=c, value=_py(v[r]))))
         if column in integer:
             with np.errstate(invalid="ignore"):
-                fractional = np.isfinite(values) & (values != np.floor(values))
+                fractional = np.isfinite(values) & ((values != np.floor(values)) | (np.abs(values) >= 2.0**63))
             checks.append(
                 (fractional, lambda r, c=label, v=values: NOT_INTEGER.format(column=c, value=_py(v[r])))
             )

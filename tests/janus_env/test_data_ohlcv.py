@@ -1,0 +1,190 @@
+"""OHLCV loader (CryptoDataDownload, Coinbase, gym-anytrading layouts) and the synthetic book."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from janus_env.data import DataFormatError, read_ohlcv, split_volume, synthetic_book
+from janus_env.data import ohlcv as om
+from janus_env.data import validation as v
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+HOURLY = DATA_DIR / "btc_usd_hourly_head.csv"  # 6 newest + 6 oldest rows of the shared file
+COINBASE = DATA_DIR / "coinbase_btc_usd_daily_head.csv"  # credit line, header, 10 rows
+GOOGL = DATA_DIR / "STOCKS_GOOGL_head.csv"  # gym-anytrading STOCKS_GOOGL layout
+FOREX = DATA_DIR / "FOREX_EURUSD_1H_ASK_head.csv"  # gym-anytrading FOREX layout (Dukascopy times)
+
+
+def row_error(path: Path, line: int, problem: str) -> str:
+    return "^" + re.escape(v.ROW_ERROR.format(file=str(path), line=line, problem=problem)) + "$"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_hourly_newest_first_is_sorted_and_volume_fixed() -> None:
+    with pytest.warns(UserWarning, match=re.escape(om.VOLUME_SWAPPED.format(file=str(HOURLY), count=6))):
+        bars = read_ohlcv(HOURLY)
+    raw = pd.read_csv(HOURLY)
+    assert len(bars) == 12 and (np.diff(bars.time.astype(np.int64)) > 0).all()
+    np.testing.assert_array_equal(bars.close, raw["close"].to_numpy()[::-1])
+    assert bars.time[-1] == np.datetime64("2022-03-01T00:00:00")
+    # newest rows: `volume` is BTC; oldest rows store BTC under "Volume USD"
+    np.testing.assert_array_equal(bars.volume[-6:], raw["volume"].to_numpy()[:6][::-1])
+    np.testing.assert_array_equal(bars.volume[:6], raw["Volume USD"].to_numpy()[6:][::-1])
+    assert bars.swapped_volume_rows == 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        explicit = read_ohlcv(HOURLY, volume_column="VOLUME")  # case-insensitive, no fixing
+    np.testing.assert_array_equal(explicit.volume, raw["volume"].to_numpy()[::-1])
+
+
+def test_coinbase_credit_line_and_base_volume() -> None:
+    bars = read_ohlcv(COINBASE)
+    raw = pd.read_csv(COINBASE, skiprows=1)
+    assert len(bars) == 10 and bars.swapped_volume_rows == 0
+    np.testing.assert_array_equal(bars.volume, raw["volume_btc"].to_numpy()[::-1])  # "volume" is USD there
+    assert bars.time[0] == np.datetime64("2019-10-08")
+
+
+def test_gym_anytrading_layouts() -> None:
+    googl = read_ohlcv(GOOGL)
+    assert len(googl) == 8 and googl.time[0] == np.datetime64("2009-05-22")
+    np.testing.assert_allclose(googl.close[:2], [196.946945, 202.382385])  # Close, not Adj Close
+    forex = read_ohlcv(FOREX)
+    assert forex.time[0] == np.datetime64("2017-01-01T22:00") and forex.time[2] == np.datetime64("2017-01-02T00:00")
+    np.testing.assert_allclose(forex.volume[0], 2391.84)
+
+
+def test_iso_forex_times(tmp_path: Path) -> None:
+    text = FOREX.read_text().replace("01.01.2017 22:00:00.000", "2017-01-01 22:00:00")
+    text = text.replace("01.01.2017 23:00:00.000", "2017-01-01 23:00:00")
+    text = "\n".join(line if not line[:2].isdigit() or "-" in line[:5] else
+                     f"2017-01-{line[:2]} {line[11:19]}" + line[23:] for line in text.splitlines())  # fmt: skip
+    bars = read_ohlcv(write(tmp_path / "fx.csv", text + "\n"))
+    np.testing.assert_array_equal(bars.time, read_ohlcv(FOREX).time)
+
+
+def test_case_insensitive_columns(tmp_path: Path) -> None:
+    path = write(tmp_path / "up.csv", GOOGL.read_text().replace("Date,Open,High,Low,Close", "DATE,open,HIGH,low,ClOsE"))
+    np.testing.assert_array_equal(read_ohlcv(path).close, read_ohlcv(GOOGL).close)
+
+
+def test_missing_columns_listed(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.csv", "Date,Open,High,Low,Close\n2020-01-01,1,2,0.5,1.5\n")
+    problem = v.MISSING_COLUMNS.format(missing="volume", found="Date, Open, High, Low, Close")
+    with pytest.raises(DataFormatError, match="^" + re.escape(v.FILE_ERROR.format(file=path, problem=problem))):
+        read_ohlcv(path)
+    path = write(tmp_path / "n.csv", "Open,High,Low,Close,Vol\n1,2,0.5,1.5,3\n")
+    missing = "/".join(om.TIME_ALIASES)
+    problem = v.MISSING_COLUMNS.format(missing=missing, found="Open, High, Low, Close, Vol")
+    with pytest.raises(DataFormatError, match="^" + re.escape(v.FILE_ERROR.format(file=path, problem=problem))):
+        read_ohlcv(path)
+    path = write(tmp_path / "o.csv", "Date,Open,Low,Volume\n2020-01-01,1,0.5,3\n")
+    problem = v.MISSING_COLUMNS.format(missing="open, high, low, close", found="Date, Open, Low, Volume")
+    with pytest.raises(DataFormatError, match="^" + re.escape(v.FILE_ERROR.format(file=path, problem=problem))):
+        read_ohlcv(path)
+
+
+GOOGL_ROW = "2009-05-27,203.023026,206.136139,202.607605,202.982986,202.982986,6062500"
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ("2009-05-27,203.0,206.1,202.6,abc,202.9,6062500", v.NON_NUMERIC.format(column="close", value="abc")),
+        ("2009-05-27,203.0,206.1,202.6,,202.9,6062500", v.MISSING_VALUE.format(column="close")),
+        ("2009-05-27,203.0,206.1,202.6,NaN,202.9,6062500", v.MISSING_VALUE.format(column="close")),
+        ("2009-05-27,203.0,201.0,202.6,202.9,202.9,6062500", v.HIGH_BELOW_LOW.format(high=201.0, low=202.6)),
+        ("2009-05-27,203.0,206.1,202.6,210.0,202.9,6062500",
+         v.OUTSIDE_RANGE.format(column="close", value=210.0, low=202.6, high=206.1)),
+        ("2009-05-27,203.0,206.1,202.6,202.9,202.9,-5", v.NEGATIVE.format(column="volume", value=-5.0)),
+        ("2009-05-27,203.0,206.1,-1.0,202.9,202.9,5", v.NOT_POSITIVE.format(column="low", value=-1.0)),
+        ("2009-13-45,203.0,206.1,202.6,202.9,202.9,5", v.BAD_TIME.format(column="Date", value="2009-13-45")),
+        ("2009-05-26,203.0,206.1,202.6,202.9,202.9,5", v.DUPLICATE_TIME.format(value="2009-05-26")),
+        ("2009-05-25,203.0,206.1,202.6,202.9,202.9,5",
+         v.NOT_MONOTONIC.format(value="2009-05-25", order="oldest-first", previous="2009-05-26")),
+    ],
+)  # fmt: skip
+def test_bad_row_names_file_and_line(tmp_path: Path, row: str, problem: str) -> None:
+    path = write(tmp_path / "googl.csv", GOOGL.read_text().replace(GOOGL_ROW, row))
+    with pytest.raises(DataFormatError, match=row_error(path, 4, problem)):
+        read_ohlcv(path)
+
+
+def test_line_numbers_count_the_credit_line(tmp_path: Path) -> None:
+    lines = COINBASE.read_text().splitlines()
+    fields = lines[4].split(",")
+    fields[3] = str(float(fields[4]) - 1)  # high below low on the third data row = file line 5
+    lines[4] = ",".join(fields)
+    path = write(tmp_path / "cb.csv", "\n".join(lines) + "\n")
+    problem = v.HIGH_BELOW_LOW.format(high=float(fields[3]), low=float(fields[4]))
+    with pytest.raises(DataFormatError, match=row_error(path, 5, problem)):
+        read_ohlcv(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=re.escape(v.MISSING_FILE.format(tmp_path / "none.csv"))):
+        read_ohlcv(tmp_path / "none.csv")
+
+
+def test_synthetic_book_model() -> None:
+    h, lo, c, vol = 105.0, 95.0, 101.0, 1000.0
+    book = synthetic_book(h, lo, c, vol, n_levels=4, tick_size=0.01, spread_fraction=0.05, depth_fraction=0.1, decay=0.5)
+    assert book.shape == (4, 4)
+    # spread = 0.05 * 10 = 0.5 around the close; spacing = range / (2 n) = 1.25
+    np.testing.assert_allclose(book[:, 0], [100.75, 99.5, 98.25, 97.0])
+    np.testing.assert_allclose(book[:, 2], [101.25, 102.5, 103.75, 105.0])
+    q0 = 0.1 * 1000 * 0.5 / (1 - 0.5**4)
+    np.testing.assert_allclose(book[:, 1], q0 * 0.5 ** np.arange(4))
+    np.testing.assert_allclose(book[:, 1].sum(), 100.0)
+    np.testing.assert_array_equal(book[:, 1], book[:, 3])
+    ticks = np.round(book[:, [0, 2]] / 0.01)
+    np.testing.assert_allclose(book[:, [0, 2]], ticks * 0.01, atol=1e-9)
+
+
+def test_synthetic_book_edge_cases() -> None:
+    flat = synthetic_book(10.0, 10.0, 10.0, 50.0, n_levels=3, tick_size=0.5)
+    np.testing.assert_allclose(flat[:, 0], [9.5, 9.0, 8.5])  # one-tick spread floor and spacing
+    np.testing.assert_allclose(flat[:, 2], [10.5, 11.0, 11.5])
+    empty = synthetic_book(10.0, 9.0, 9.5, 0.0, n_levels=2)
+    assert np.isnan(empty[:, [0, 2]]).all() and (empty[:, [1, 3]] == 0).all()
+    low = synthetic_book(0.03, 0.01, 0.02, 10.0, n_levels=4, tick_size=0.01)
+    assert np.isnan(low[1:, 0]).all() and (low[1:, 1] == 0).all() and low[0, 0] == pytest.approx(0.01)
+    many = synthetic_book(np.array([2.0, 3.0]), np.array([1.0, 2.0]), np.array([1.5, 2.5]), np.array([1.0, 2.0]))
+    assert many.shape == (2, 10, 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name", "rule", "value"),
+    [({"n_levels": 0}, "n_levels", ">= 1", 0), ({"tick_size": 0.0}, "tick_size", "> 0", 0.0),
+     ({"decay": -1.0}, "decay", "> 0", -1.0), ({"spread_fraction": -0.1}, "spread_fraction", ">= 0", -0.1)],
+)  # fmt: skip
+def test_bad_book_args(kwargs: dict, name: str, rule: str, value: object) -> None:
+    with pytest.raises(ValueError, match=re.escape(om.BAD_BOOK_ARG.format(name, rule, value))):
+        synthetic_book(2.0, 1.0, 1.5, 10.0, **kwargs)
+
+
+def test_split_volume() -> None:
+    buy, sell = split_volume(np.array([10.0, 5.0]), np.array([6.0, 5.0]), np.array([9.0, 5.0]), np.array([100.0, 8.0]))
+    np.testing.assert_allclose(buy, [75.0, 4.0])
+    np.testing.assert_allclose(sell, [25.0, 4.0])
+
+
+def test_shared_files_load(shared_data: Path) -> None:
+    with pytest.warns(UserWarning, match="20143 rows"):
+        hourly = read_ohlcv(shared_data / "ohlcv" / "btc_usd_hourly.csv")
+    assert len(hourly) == 33_259 and hourly.swapped_volume_rows == 20_143
+    assert (np.diff(hourly.time.astype(np.int64)) == 3600 * 10**9).all()
+    notional = hourly.volume * hourly.close  # base volume in BTC: notional below $1bn per hour
+    assert notional.max() < 1e9
+    daily = read_ohlcv(shared_data / "ohlcv" / "coinbase_btc_usd_daily.csv")
+    assert len(daily) == 1770 and daily.time[0] == np.datetime64("2014-12-01")
