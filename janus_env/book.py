@@ -16,8 +16,8 @@ step is one numba call and a vector of books is a leading array dimension:
 * ``log`` ``(log_capacity, 6)``: optional LOBSTER-style event log
   (time, type, order id, size, price, direction); capacity 0 disables it.
 
-Order ids are ``generation * capacity + slot``: unique for the life of the
-book and an O(1) lookup. Self-trade prevention cancels the *resting* order
+Order ids are ``generation * capacity + slot``: unique between two resets of
+the book and an O(1) lookup. Self-trade prevention cancels the *resting* order
 (the "cancel oldest" mode of CME and most venues) and counts it in
 ``state[S_STP]``. Cancelling an unknown or already-finished id is a documented
 no-op returning ``-1`` from the kernel; the Python API turns it into
@@ -486,6 +486,8 @@ _BAD_SIDE = "Expected `side` to be BUY (1) or SELL (-1), got {!r}"
 _BAD_QTY = "Expected `qty` to be a positive integer, got {!r}"
 _BAD_PRICE = "Expected `price` to be an integer tick in [0, {}), got {!r}"
 _BAD_AGENT = "Expected `agent` to be an integer in [0, {}), got {!r}"
+_BAD_CANCEL_QTY = "Expected `qty` to be an integer >= 0 (0 cancels the whole order), got {!r}"
+_BAD_LOG_CAPACITY = "Expected `log_capacity` >= 0, got {!r}"
 _POOL_FULL = "Order pool is full ({} resting orders); raise `capacity`"
 _UNKNOWN_ORDER = "Order id {!r} is not resting on the book"
 
@@ -529,6 +531,8 @@ class OrderBook:
             raise ValueError(_BAD_CAPACITY.format(capacity))
         if _as_int(n_agents, _BAD_N_AGENTS) < 1:
             raise ValueError(_BAD_N_AGENTS.format(n_agents))
+        if _as_int(log_capacity, _BAD_LOG_CAPACITY) < 0:
+            raise ValueError(_BAD_LOG_CAPACITY.format(log_capacity))
         self.n_ticks = int(n_ticks)
         self.n_agents = int(n_agents)
         self.levels = np.empty((self.n_ticks, N_LEVEL_COLS), dtype=np.int64)
@@ -587,7 +591,9 @@ class OrderBook:
                 which returns 0; either way it is counted in ``unknown_cancels``).
         """
         order_id = _as_int(order_id, "Expected an integer order id, got {!r}")
-        qty = _as_int(qty, _BAD_QTY)
+        qty = _as_int(qty, _BAD_CANCEL_QTY)
+        if qty < 0:
+            raise ValueError(_BAD_CANCEL_QTY.format(qty))
         done = cancel(self.levels, self.orders, self.state, self.log, order_id, qty)
         if done < 0:
             if missing_ok:
