@@ -8,6 +8,13 @@ from pathlib import Path
 
 import pytest
 
+try:  # one torch thread: on 2 shared cores torch's default thread pool makes small nets 10-30x slower
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is a dependency
+    pass
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("JANUS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 TEST_DATA = ROOT / "tests" / "data"

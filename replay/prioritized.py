@@ -1,0 +1,460 @@
+"""Prioritized experience replay for Stable-Baselines3 (the hippocampal buffer).
+
+Proportional prioritization (Schaul, Quan, Antonoglou & Silver, 2016,
+"Prioritized Experience Replay") with the JANUS priority:
+
+* priority  ``p_i = |δ_i| + λ_logic·v_i + λ_reward·|r_i| + ε``, where ``v_i`` is
+  the LTN violation ``info["ltn"]["violation"] = 1 − SatAgg`` of the proposed
+  action (0 when absent), read when the transition is added and stored;
+* sampling  ``P(i) = p_i^α / Σ_k p_k^α``;
+* IS weights ``w_i = (N·P(i))^−β / max_j (N·P(j))^−β = (P(i) / min_j P(j))^−β``,
+  normalized by the maximum over the whole buffer (Schaul et al. 2016, §3.4),
+  so ``w_i ∈ (0, 1]``; β anneals linearly from ``beta0`` to ``beta_final``.
+
+New transitions enter with ``max(p_max, λ_logic·v + λ_reward·|r| + ε)`` where
+``p_max`` is the largest priority seen so far (Schaul et al. 2016, Alg. 1,
+line 6); the second term *(ours)* makes a violating transition at least as
+urgent as its known, TD-free part of the priority before its first replay.
+
+Both buffers are drop-in ``replay_buffer_class`` values for any SB3 off-policy
+algorithm (DQN, SAC, TD3, sb3-contrib QRDQN …). Algorithms that know about
+PER (``agents.JanusDQN``, ``replay.swr_replay``) use ``samples.weights`` and
+call :meth:`PrioritizedReplayMixin.update_priorities`; the stock SB3 ones
+ignore the extra fields, so for them every transition keeps its insertion
+priority and sampling is close to uniform.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
+from stable_baselines3.common.vec_env import VecNormalize
+
+from replay.sumtree import SumTree
+from replay.types import PrioritizedDictReplayBufferSamples, PrioritizedReplayBufferSamples
+
+_OPTIMIZE_MEMORY = (
+    "Prioritized replay buffers do not support optimize_memory_usage=True "
+    "(the shared observation array invalidates the oldest transition, which would stay "
+    "sampleable); pass optimize_memory_usage=False"
+)
+_BAD_NONNEGATIVE = "Expected `{}` >= 0 and finite, got {!r}"
+_BAD_POSITIVE = "Expected `{}` > 0 and finite, got {!r}"
+_BAD_UNIT = "Expected `{}` in [0, 1], got {!r}"
+_BAD_BETA_STEPS = "Expected `beta_steps` to be a positive int, got {!r}"
+_BAD_SEED = "Expected `seed` to be an int or None, got {!r}"
+_BAD_BATCH = "Expected `batch_size` to be a positive int, got {!r}"
+_BAD_INFOS = "Expected {} info dicts (one per env), got {}"
+_BAD_VIOLATION = "Expected info['ltn']['violation'] in [0, 1], got {!r} for env {}"
+_BAD_LTN_INFO = "Expected info['ltn'] to be a mapping (with a 'violation' entry), got {!r} for env {}"
+_BAD_INDEX_TYPE = "Expected integer indices, got dtype {}"
+_BAD_INDEX = "Index {} does not hold a transition: valid indices are [0, {})"
+_NOT_1D = "Expected a 1-D array of {}, got shape {}"
+_TD_MISMATCH = "Got {} indices but {} TD errors"
+_NONFINITE_TD = "Expected finite TD errors, got {!r} at position {}"
+_EMPTY_BUFFER = "Cannot sample from an empty replay buffer"
+
+
+def _check_real(value: object, name: str, *, positive: bool = False, unit: bool = False) -> float:
+    """Return ``value`` as a finite float >= 0 (> 0 if ``positive``, <= 1 if ``unit``)."""
+    message = _BAD_UNIT if unit else _BAD_POSITIVE if positive else _BAD_NONNEGATIVE
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(message.format(name, value))
+    out = float(value)
+    if not math.isfinite(out) or out < 0.0 or (positive and out == 0.0) or (unit and out > 1.0):
+        raise ValueError(message.format(name, value))
+    return out
+
+
+def _read_violations(infos: list[dict[str, Any]]) -> np.ndarray:
+    """``v_e = infos[e]["ltn"]["violation"]`` (0 when absent), validated in [0, 1]."""
+    out = np.zeros(len(infos), dtype=np.float32)
+    for env_idx, info in enumerate(infos):
+        ltn = info.get("ltn") if isinstance(info, Mapping) else None
+        if ltn is None:
+            continue
+        if not isinstance(ltn, Mapping):
+            raise TypeError(_BAD_LTN_INFO.format(ltn, env_idx))
+        if ltn.get("violation") is None:
+            continue
+        raw = ltn["violation"]
+        try:
+            value = float(raw)
+        except (TypeError, ValueError) as err:
+            raise ValueError(_BAD_VIOLATION.format(raw, env_idx)) from err
+        if not 0.0 <= value <= 1.0:  # also rejects NaN
+            raise ValueError(_BAD_VIOLATION.format(raw, env_idx))
+        out[env_idx] = value
+    return out
+
+
+def _as_numpy_1d(values: np.ndarray | th.Tensor | list[float], name: str) -> np.ndarray:
+    """Flatten a tensor / array of shape (B,) or (B, 1) to a float64 (B,) array."""
+    if isinstance(values, th.Tensor):
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(_NOT_1D.format(name, arr.shape))
+    return arr
+
+
+class PrioritizedReplayMixin:
+    """Priority bookkeeping shared by the array and ``Dict`` prioritized buffers.
+
+    Must precede an SB3 ``ReplayBuffer`` subclass in the bases; the concrete
+    class provides ``_gather`` (the SB3 sample layout at given env indices) and
+    ``_samples_class``. Indices are flat: ``position · n_envs + env``.
+    """
+
+    _samples_class: ClassVar[type]
+    # provided by the SB3 base class
+    buffer_size: int
+    n_envs: int
+    pos: int
+    full: bool
+    rewards: np.ndarray
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        *,
+        alpha: float = 0.6,
+        beta0: float = 0.4,
+        beta_final: float = 1.0,
+        beta_steps: int = 100_000,
+        lambda_logic: float = 2.0,
+        lambda_reward: float = 0.5,
+        eps: float = 1e-6,
+        seed: int | None = None,
+    ) -> None:
+        if optimize_memory_usage:
+            raise ValueError(_OPTIMIZE_MEMORY)
+        self.alpha = _check_real(alpha, "alpha")
+        self.beta0 = _check_real(beta0, "beta0", unit=True)
+        self.beta_final = _check_real(beta_final, "beta_final", unit=True)
+        if isinstance(beta_steps, bool) or not isinstance(beta_steps, numbers.Integral) or beta_steps <= 0:
+            raise ValueError(_BAD_BETA_STEPS.format(beta_steps))
+        self.beta_steps = int(beta_steps)
+        self.lambda_logic = _check_real(lambda_logic, "lambda_logic")
+        self.lambda_reward = _check_real(lambda_reward, "lambda_reward")
+        self.eps = _check_real(eps, "eps", positive=True)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(_BAD_SEED.format(seed))
+        super().__init__(  # type: ignore[call-arg]
+            buffer_size,
+            observation_space,
+            action_space,
+            device=device,
+            n_envs=n_envs,
+            optimize_memory_usage=False,
+            handle_timeout_termination=handle_timeout_termination,
+        )
+        n_slots = self.buffer_size * self.n_envs
+        self.tree = SumTree(n_slots)
+        self.violations = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
+        self._priorities = np.zeros(n_slots, dtype=np.float64)  # raw p_i, 0 = empty slot
+        self._priority_sum = 0.0
+        self._writes_since_resync = 0
+        self.max_priority = 1.0
+        self._rng = np.random.default_rng(seed)
+        self._n_sample_calls = 0
+        self._progress: float | None = None
+
+    # ----------------------------------------------------------------- schedule
+
+    @property
+    def beta(self) -> float:
+        """Current IS exponent ``β = β0 + (β_final − β0)·f``.
+
+        ``f`` is the last :meth:`set_progress` fraction if it was ever called,
+        else ``min(1, sample_calls / beta_steps)``.
+        """
+        if self._progress is not None:
+            frac = self._progress
+        else:
+            frac = min(1.0, self._n_sample_calls / self.beta_steps)
+        return self.beta0 + (self.beta_final - self.beta0) * frac
+
+    def set_progress(self, fraction: float) -> None:
+        """Anneal β by training progress instead of by sample calls.
+
+        Args:
+            fraction: elapsed fraction of training in ``[0, 1]`` (SB3's
+                ``1 − _current_progress_remaining``).
+
+        Raises:
+            ValueError: ``fraction`` outside ``[0, 1]``.
+        """
+        self._progress = _check_real(fraction, "fraction", unit=True)
+
+    # ----------------------------------------------------------------- priorities
+
+    @property
+    def n_transitions(self) -> int:
+        """Stored transitions over all envs: ``size() · n_envs``."""
+        return self.size() * self.n_envs  # type: ignore[attr-defined]
+
+    @property
+    def priorities(self) -> np.ndarray:
+        """Copy of the raw priorities ``p_i`` of the stored transitions (flat order)."""
+        return self._priorities[: self.n_transitions].copy()
+
+    def mean_priority(self) -> float:
+        """Mean raw priority over stored transitions (NaN when empty), O(1)."""
+        n = self.n_transitions
+        return self._priority_sum / n if n else math.nan
+
+    def _check_indices(self, indices: np.ndarray | list[int]) -> np.ndarray:
+        arr = np.asarray(indices)
+        if arr.ndim != 1:
+            raise ValueError(_NOT_1D.format("indices", arr.shape))
+        if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
+            raise TypeError(_BAD_INDEX_TYPE.format(arr.dtype))
+        n = self.n_transitions
+        bad = (arr < 0) | (arr >= n)
+        if bad.any():
+            raise ValueError(_BAD_INDEX.format(arr[np.argmax(bad)], n))
+        return arr.astype(np.int64, copy=False)
+
+    def _write_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
+        """Store raw ``p`` at unique ``indices`` and ``p^α`` in the tree."""
+        self.tree.update(indices, priorities**self.alpha)  # validates before any write
+        old_sum = float(self._priorities[indices].sum())
+        self._priorities[indices] = priorities
+        self._priority_sum += float(priorities.sum()) - old_sum
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+        self._writes_since_resync += indices.shape[0]
+        if self._writes_since_resync >= self._priorities.shape[0]:
+            # exact resum against drift of the running sum, amortized O(1)
+            self._priority_sum = float(self._priorities.sum())
+            self._writes_since_resync = 0
+
+    def update_priorities(self, indices: np.ndarray | list[int], td_errors: np.ndarray | th.Tensor) -> None:
+        """Set ``p_i = |δ_i| + λ_logic·v_i + λ_reward·|r_i| + ε`` for sampled indices.
+
+        Duplicate indices are allowed (the last TD error wins).
+
+        Args:
+            indices: flat indices from ``samples.indices``.
+            td_errors: TD errors ``δ``, shape ``(B,)`` or ``(B, 1)``, sign ignored.
+
+        Raises:
+            TypeError: non-integer indices.
+            ValueError: an index that holds no transition, length mismatch, or
+                a NaN / infinite TD error.
+        """
+        idx = self._check_indices(indices)
+        td = _as_numpy_1d(td_errors, "TD errors")
+        if td.shape[0] != idx.shape[0]:
+            raise ValueError(_TD_MISMATCH.format(idx.shape[0], td.shape[0]))
+        if idx.shape[0] == 0:
+            return
+        finite = np.isfinite(td)
+        if not finite.all():
+            pos = int(np.argmin(finite))
+            raise ValueError(_NONFINITE_TD.format(float(td[pos]), pos))
+        unique, first_in_reversed = np.unique(idx[::-1], return_index=True)
+        abs_td = np.abs(td[::-1][first_in_reversed])
+        rows, cols = np.divmod(unique, self.n_envs)
+        priorities = (
+            abs_td
+            + self.lambda_logic * self.violations[rows, cols].astype(np.float64)
+            + self.lambda_reward * np.abs(self.rewards[rows, cols].astype(np.float64))
+            + self.eps
+        )
+        self._write_priorities(unique, priorities)
+
+    # ----------------------------------------------------------------- SB3 API
+
+    def add(
+        self,
+        obs: Any,
+        next_obs: Any,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """Store one step of every env, with priority ``max(p_max, λ_logic·v + λ_reward·|r| + ε)``.
+
+        Raises:
+            ValueError: ``len(infos) != n_envs`` or a violation outside ``[0, 1]``.
+            TypeError: ``info["ltn"]`` present but not a mapping.
+        """
+        if len(infos) != self.n_envs:
+            raise ValueError(_BAD_INFOS.format(self.n_envs, len(infos)))
+        violations = _read_violations(infos)
+        pos = self.pos
+        super().add(obs, next_obs, action, reward, done, infos)  # type: ignore[misc]
+        self.violations[pos] = violations
+        known = (
+            self.lambda_logic * violations.astype(np.float64)
+            + self.lambda_reward * np.abs(self.rewards[pos].astype(np.float64))
+            + self.eps
+        )
+        indices = pos * self.n_envs + np.arange(self.n_envs, dtype=np.int64)
+        self._write_priorities(indices, np.maximum(known, self.max_priority))
+
+    def sample(  # type: ignore[override]
+        self, batch_size: int, env: VecNormalize | None = None
+    ) -> PrioritizedReplayBufferSamples | PrioritizedDictReplayBufferSamples:
+        """Draw ``batch_size`` transitions with ``P(i) = p_i^α / Σ p^α`` (stratified).
+
+        Uses the buffer's own generator; each call advances the β schedule by
+        one step (unless :meth:`set_progress` drives it).
+
+        Raises:
+            ValueError: ``batch_size`` <= 0 or the buffer is empty.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
+            raise ValueError(_BAD_BATCH.format(batch_size))
+        if self.n_transitions == 0:
+            raise ValueError(_EMPTY_BUFFER)
+        beta = self.beta
+        indices, scaled = self.tree.sample(int(batch_size), self._rng)
+        self._n_sample_calls += 1
+        return self._prioritized_samples(indices, scaled, beta, env)
+
+    def get_samples(
+        self, indices: np.ndarray | list[int], env: VecNormalize | None = None
+    ) -> PrioritizedReplayBufferSamples | PrioritizedDictReplayBufferSamples:
+        """The transitions at flat ``indices`` with IS weights at the current β.
+
+        Does not advance the β schedule (used by SWR replay of sequences).
+
+        Raises:
+            TypeError: non-integer indices.
+            ValueError: an index that holds no transition.
+        """
+        indices = self._check_indices(indices)
+        return self._prioritized_samples(indices, self.tree.get(indices), self.beta, env)
+
+    def _prioritized_samples(
+        self, indices: np.ndarray, scaled: np.ndarray, beta: float, env: VecNormalize | None
+    ) -> PrioritizedReplayBufferSamples | PrioritizedDictReplayBufferSamples:
+        """Gather rows and attach ``w_i = (p_i^α / min_j p_j^α)^−β`` (``scaled`` = p^α)."""
+        weights = (scaled / self.tree.min) ** (-beta)
+        rows, cols = np.divmod(indices, self.n_envs)
+        base = self._gather(rows, cols, env)
+        return self._samples_class(
+            *base[:6],
+            weights=self.to_torch(weights.astype(np.float32).reshape(-1, 1)),  # type: ignore[attr-defined]
+            indices=indices,
+        )
+
+    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> Any:
+        """SB3 hook: uniform env index per row, drawn from the buffer's generator."""
+        env_indices = self._rng.integers(0, self.n_envs, size=len(batch_inds))
+        return self._gather(batch_inds, env_indices, env)
+
+    def _gather(self, batch_inds: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None) -> Any:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Empty the buffer and forget every priority."""
+        super().reset()  # type: ignore[misc]
+        self.tree.clear()
+        self._priorities[:] = 0.0
+        self.violations[:] = 0.0
+        self._priority_sum = 0.0
+        self._writes_since_resync = 0
+        self.max_priority = 1.0
+
+
+class PrioritizedReplayBuffer(PrioritizedReplayMixin, ReplayBuffer):
+    """SB3 ``ReplayBuffer`` with proportional prioritized sampling.
+
+    ``p_i = |δ_i| + λ_logic·v_i + λ_reward·|r_i| + ε``, ``P(i) = p_i^α / Σ p^α``,
+    ``w_i = (N·P(i))^−β / max_j w_j`` (Schaul et al. 2016; JANUS design
+    "replay — the sleeping mind"). ``sample`` returns
+    :class:`replay.types.PrioritizedReplayBufferSamples`.
+
+    Args:
+        buffer_size: max number of transitions (split over ``n_envs`` as in SB3).
+        observation_space: observation space.
+        action_space: action space.
+        device: torch device of the sampled tensors.
+        n_envs: number of parallel envs.
+        optimize_memory_usage: must be ``False``.
+        handle_timeout_termination: treat ``TimeLimit.truncated`` as not done.
+        alpha: prioritization exponent α (0 = uniform), default 0.6.
+        beta0: initial IS exponent β, default 0.4.
+        beta_final: final IS exponent, default 1.0.
+        beta_steps: number of ``sample`` calls over which β anneals
+            (ignored once ``set_progress`` is used), default 100 000.
+        lambda_logic: weight of the LTN violation in the priority, default 2.0.
+        lambda_reward: weight of ``|r|`` in the priority, default 0.5.
+        eps: ``ε`` > 0 keeping every priority positive, default 1e-6.
+        seed: seed of the buffer's own ``np.random.default_rng``.
+
+    Raises:
+        ValueError: ``optimize_memory_usage=True``; ``alpha`` < 0; β outside
+            ``[0, 1]``; ``beta_steps`` <= 0; a negative λ; ``eps`` <= 0.
+        TypeError: ``seed`` is not an int or None.
+
+    Example:
+        >>> from stable_baselines3 import DQN
+        >>> model = DQN("MlpPolicy", "CartPole-v1", replay_buffer_class=PrioritizedReplayBuffer,
+        ...             replay_buffer_kwargs={"seed": 0})  # doctest: +SKIP
+    """
+
+    _samples_class = PrioritizedReplayBufferSamples
+
+    def _gather(
+        self, batch_inds: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None = None
+    ) -> ReplayBufferSamples:
+        """SB3's ``ReplayBuffer._get_samples`` at explicit env indices."""
+        data = (
+            self._normalize_obs(self.observations[batch_inds, env_indices, :], env),
+            self.actions[batch_inds, env_indices, :],
+            self._normalize_obs(self.next_observations[batch_inds, env_indices, :], env),
+            (self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])).reshape(-1, 1),
+            self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env),
+        )
+        return ReplayBufferSamples(*tuple(map(self.to_torch, data)))  # type: ignore[arg-type]
+
+
+class PrioritizedDictReplayBuffer(PrioritizedReplayMixin, DictReplayBuffer):
+    """SB3 ``DictReplayBuffer`` with proportional prioritized sampling.
+
+    Same priorities, arguments and errors as :class:`PrioritizedReplayBuffer`;
+    ``sample`` returns :class:`replay.types.PrioritizedDictReplayBufferSamples`.
+    """
+
+    _samples_class = PrioritizedDictReplayBufferSamples
+
+    def _gather(
+        self, batch_inds: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None = None
+    ) -> DictReplayBufferSamples:
+        """SB3's ``DictReplayBuffer._get_samples`` at explicit env indices."""
+        obs = self._normalize_obs({k: o[batch_inds, env_indices, :] for k, o in self.observations.items()}, env)
+        next_obs = self._normalize_obs(
+            {k: o[batch_inds, env_indices, :] for k, o in self.next_observations.items()}, env
+        )
+        assert isinstance(obs, dict) and isinstance(next_obs, dict)
+        dones = self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])
+        return DictReplayBufferSamples(
+            observations={k: self.to_torch(v) for k, v in obs.items()},
+            actions=self.to_torch(self.actions[batch_inds, env_indices]),
+            next_observations={k: self.to_torch(v) for k, v in next_obs.items()},
+            dones=self.to_torch(dones).reshape(-1, 1),
+            rewards=self.to_torch(self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env)),
+        )

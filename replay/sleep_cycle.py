@@ -1,0 +1,421 @@
+"""The JANUS sleep cycle: five phases run at "market close".
+
+``run_sleep_cycle(model, buffer, state, config)`` (Project JANUS, part 4,
+"sleep cycle"):
+
+1. **SWR replay** — :func:`replay.swr.swr_replay`: prioritized sequences
+   replayed forward and reversed, compressed by C ∈ [10, 20], IS-weighted
+   updates, priorities refreshed, TD error before/after. Runs only for a
+   DQN-family model (``q_net``, ``q_net_target``, ``gamma``,
+   ``policy.optimizer``) with a prioritized buffer holding at least
+   ``seq_len`` steps; otherwise skipped and the reason kept in
+   ``state.swr_skip_reason``.
+2. **Schema consolidation** — the transitions written since the previous cycle
+   (at most ``n_recent``) are flattened (``Dict`` observations: keys in sorted
+   order), optionally encoded by the hippocampus (``features="code"``), stored
+   in the episodic buffer, and offered to :class:`replay.schemas.SchemaMemory`
+   with ``r`` from ``buffer.rewards`` and ``SatAgg = 1 − buffer.violations``
+   (1.0 for a buffer without violations). Both gates must pass.
+3. **UMAP update** — :class:`replay.umap_monitor.UMAPMonitor` on the
+   consolidated points (subsampled to ``umap_max_points``) labelled by schema:
+   aligned fit, DBSCAN, parametric-net update; anomalies counted over all new
+   transitions.
+4. **Vector-store sync** — schemas pruned (size < 10 or older than 90 days on
+   ``config.clock``), the store pruned to the surviving ids, every schema
+   upserted (centroid μ_k + payload), and an atomic snapshot written when
+   ``store_path`` is set.
+5. **Metrics** — ``sleep/schema_count``, ``sleep/mean_schema_size``,
+   ``sleep/constraint_satisfaction``, ``sleep/td_error_improvement``,
+   ``sleep/umap_clusters``, ``sleep/anomalies``, ``sleep/replays`` and a few
+   diagnostics (``sleep/swr_skipped``, ``sleep/consolidated``,
+   ``sleep/new_schemas``, ``sleep/pruned``, ``sleep/elapsed_s``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from replay.hippocampus import EpisodicBuffer, PatternSeparationEncoder
+from replay.schemas import SECONDS_PER_DAY, SchemaMemory
+from replay.umap_monitor import UMAPMonitor
+from replay.vector_store import SchemaVectorStore
+
+__all__ = ["SleepConfig", "SleepState", "run_sleep_cycle"]
+
+_BAD_FEATURES = "Expected `features` in ('raw', 'code'), got {!r}"
+_BAD_COUNT = "Expected `{}` to be a positive int, got {!r}"
+_BAD_BUFFER = "Expected an SB3 replay buffer with `observations`, `rewards`, `pos`, `full` and `buffer_size`, got {}"
+_BAD_STATE = "Expected `state` to be a SleepState or None, got {}"
+_DIM_CHANGED = "The buffer's flattened observation has {} features but the sleep state was built for {}"
+
+SKIP_NO_MODEL = "no model"
+SKIP_NOT_DQN = "model is not DQN-family (needs q_net, q_net_target, gamma, policy.optimizer)"
+SKIP_NOT_PRIORITIZED = "buffer is not prioritized"
+SKIP_SHORT_BUFFER = "buffer holds fewer than seq_len steps"
+SKIP_NO_SWR = "replay.swr is not available"
+
+
+@dataclass
+class SleepConfig:
+    """Settings of one sleep cycle (every field has a default).
+
+    Times are seconds on ``clock`` (default ``time.time``; pass a simulated
+    market clock to age schemas in market time).
+    """
+
+    n_sequences: int = 16
+    """Phase 1: SWR sequences per cycle."""
+    seq_len: int = 32
+    """Phase 1: transitions per sequence."""
+    compression: float = 15.0
+    """Phase 1: SWR compression factor C ∈ [10, 20] (Project JANUS default 15)."""
+    budget_s: float = 0.5
+    """Phase 1: wall-clock budget of SWR replay in seconds."""
+    reverse: bool = True
+    """Phase 1: also replay each sequence in reverse."""
+    n_recent: int = 4096
+    """Phase 2: at most this many new transitions (over all envs) are consolidated."""
+    features: Literal["raw", "code"] = "raw"
+    """Phase 2: schema features — flattened observations or hippocampal codes."""
+    code_dim: int = 64
+    """Hippocampus code width d_h."""
+    sparsity: float = 0.1
+    """Hippocampus TopK fraction ρ (k = ⌈ρ·d_h⌉)."""
+    episodic_capacity: int = 10_000
+    """Hippocampus FIFO capacity (Project JANUS default 10,000)."""
+    tau_schema: float | None = None
+    """Schema log-likelihood threshold τ_schema (None: see SchemaMemory)."""
+    schema_eta: float = 0.01
+    """Schema EMA rate η."""
+    schema_init_var: float = 1.0
+    """Initial isotropic variance of a new schema."""
+    recall_weight: float = 1.0
+    """Recall gate W_r."""
+    recall_bias: float = 0.0
+    """Recall gate b_r."""
+    min_schema_size: int = 10
+    """Prune schemas with fewer points."""
+    max_schema_age_s: float = 90 * SECONDS_PER_DAY
+    """Prune schemas not updated for this long (seconds on ``clock``)."""
+    umap: bool = True
+    """Phase 3 on/off."""
+    umap_n_neighbors: int = 15
+    """UMAP n_neighbors."""
+    umap_n_epochs: int = 200
+    """UMAP n_epochs."""
+    umap_min_dist: float = 0.1
+    """UMAP min_dist."""
+    umap_window: int = 3
+    """Cycles kept for AlignedUMAP."""
+    umap_max_points: int = 512
+    """Consolidated points embedded per cycle (uniform subsample above this)."""
+    mlp_epochs: int = 200
+    """Parametric-UMAP Adam steps per cycle."""
+    dbscan_eps: float = 0.5
+    """DBSCAN eps (embedding units)."""
+    dbscan_min_samples: int = 5
+    """DBSCAN min_samples."""
+    tau_anomaly: float = 2.0
+    """Anomaly distance in the 3-D embedding (Project JANUS default 2.0)."""
+    plot_dir: str | None = None
+    """Phase 3: write ``umap_cycle_XXXX.png`` here when set."""
+    store_path: str | None = None
+    """Phase 4: atomic vector-store snapshot path (``.npz``) when set."""
+    store_device: Literal["auto", "cpu", "gpu"] = "auto"
+    """faiss search device."""
+    seed: int = 0
+    """Seed of the cycle's generator, the encoder init and UMAP."""
+    clock: Callable[[], float] = time.time
+    """Clock for schema timestamps, in seconds."""
+
+    def __post_init__(self) -> None:
+        if self.features not in ("raw", "code"):
+            raise ValueError(_BAD_FEATURES.format(self.features))
+        for name in ("n_recent", "code_dim", "episodic_capacity", "umap_max_points"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(_BAD_COUNT.format(name, value))
+
+
+@dataclass
+class SleepState:
+    """Everything a sleep cycle carries over to the next one."""
+
+    input_dim: int
+    """Width of the flattened observation."""
+    encoder: PatternSeparationEncoder
+    """Hippocampal pattern-separation encoder."""
+    episodic: EpisodicBuffer
+    """Hippocampal FIFO of codes (timestamp = transition counter, payload = flat buffer index)."""
+    schemas: SchemaMemory
+    """Neocortical schema memory."""
+    store: SchemaVectorStore
+    """faiss store of schema centroids."""
+    monitor: UMAPMonitor
+    """UMAP monitor."""
+    rng: np.random.Generator
+    """Generator for SWR starts and UMAP subsampling."""
+    cycle: int = 0
+    """Completed cycles."""
+    last_pos: int | None = None
+    """``buffer.pos`` at the end of the previous cycle (None before the first)."""
+    transitions_seen: int = 0
+    """Transitions consolidated so far (the episodic clock)."""
+    swr_report: Any = None
+    """Last ``SWRReport`` (None when phase 1 was skipped)."""
+    swr_skip_reason: str | None = None
+    """Why phase 1 was skipped in the last cycle (None when it ran)."""
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    """Metrics of the last cycle."""
+
+    @classmethod
+    def create(cls, input_dim: int, config: SleepConfig) -> SleepState:
+        """Fresh state for flattened observations of width ``input_dim``."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            encoder = PatternSeparationEncoder(input_dim, config.code_dim, sparsity=config.sparsity)
+        feature_dim = input_dim if config.features == "raw" else config.code_dim
+        return cls(
+            input_dim=input_dim,
+            encoder=encoder,
+            episodic=EpisodicBuffer(config.code_dim, capacity=config.episodic_capacity),
+            schemas=SchemaMemory(
+                feature_dim,
+                tau_schema=config.tau_schema,
+                eta=config.schema_eta,
+                init_var=config.schema_init_var,
+                recall_weight=config.recall_weight,
+                recall_bias=config.recall_bias,
+                min_size=config.min_schema_size,
+                max_age_s=config.max_schema_age_s,
+            ),
+            store=SchemaVectorStore(feature_dim, device=config.store_device),
+            monitor=UMAPMonitor(
+                n_neighbors=config.umap_n_neighbors,
+                n_epochs=config.umap_n_epochs,
+                min_dist=config.umap_min_dist,
+                window=config.umap_window,
+                dbscan_eps=config.dbscan_eps,
+                dbscan_min_samples=config.dbscan_min_samples,
+                tau_anomaly=config.tau_anomaly,
+                mlp_epochs=config.mlp_epochs,
+                seed=config.seed,
+            ),
+            rng=np.random.default_rng(config.seed),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Checkpointable state: ints, numpy arrays, the generator state and torch ``state_dict``s.
+
+        The vector store is not included: it mirrors the schemas after phase 4
+        and :meth:`from_state_dict` rebuilds it from them.
+        """
+        return {
+            "input_dim": self.input_dim,
+            "cycle": self.cycle,
+            "last_pos": -1 if self.last_pos is None else self.last_pos,
+            "transitions_seen": self.transitions_seen,
+            "rng": self.rng.bit_generator.state,
+            "encoder": {k: v.detach().clone() for k, v in self.encoder.state_dict().items()},
+            "episodic": self.episodic.state_dict(),
+            "schemas": self.schemas.state_dict(),
+            "monitor": self.monitor.state_dict(),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], config: SleepConfig) -> SleepState:
+        """Rebuild a :class:`SleepState` from :meth:`state_dict` output and the same ``config``."""
+        out = cls.create(int(state["input_dim"]), config)
+        out.cycle = int(state["cycle"])
+        out.last_pos = None if int(state["last_pos"]) < 0 else int(state["last_pos"])
+        out.transitions_seen = int(state["transitions_seen"])
+        out.rng.bit_generator.state = state["rng"]
+        out.encoder.load_state_dict(state["encoder"])
+        out.episodic.load_state_dict(state["episodic"])
+        out.schemas.load_state_dict(state["schemas"])
+        out.monitor.load_state_dict(state["monitor"])
+        if len(out.schemas):
+            out.store.upsert(out.schemas.ids, out.schemas.means, out.schemas.payloads())
+        return out
+
+
+def _flat_observations(buffer: Any, positions: np.ndarray) -> np.ndarray:
+    """``(len(positions)·n_envs, D)`` float64 observations, time-major (Dict: sorted keys)."""
+    obs = buffer.observations
+    if isinstance(obs, dict):
+        parts = [np.asarray(obs[key][positions]) for key in sorted(obs)]
+        n = positions.shape[0] * parts[0].shape[1] if parts else 0
+        return np.concatenate([p.reshape(n, -1) for p in parts], axis=1).astype(np.float64)
+    arr = np.asarray(obs[positions])
+    return arr.reshape(arr.shape[0] * arr.shape[1], -1).astype(np.float64)
+
+
+def _observation_dim(buffer: Any) -> int:
+    obs = buffer.observations
+    if isinstance(obs, dict):
+        return int(sum(int(np.prod(v.shape[2:])) for v in obs.values()))
+    return int(np.prod(obs.shape[2:]))
+
+
+def _new_positions(buffer: Any, last_pos: int | None, max_steps: int) -> np.ndarray:
+    """Buffer rows written since ``last_pos`` (oldest first), at most ``max_steps``.
+
+    Before the first cycle every stored row counts. A cycle is assumed to come
+    before the buffer wraps around completely since the previous one.
+    """
+    size = buffer.buffer_size if buffer.full else buffer.pos
+    n_steps = size if last_pos is None else (buffer.pos - last_pos) % buffer.buffer_size
+    n_steps = min(n_steps, size, max_steps)
+    return (buffer.pos - n_steps + np.arange(n_steps)) % buffer.buffer_size
+
+
+def _is_dqn_family(model: Any) -> bool:
+    policy = getattr(model, "policy", None)
+    return (
+        isinstance(getattr(model, "q_net", None), torch.nn.Module)
+        and isinstance(getattr(model, "q_net_target", None), torch.nn.Module)
+        and hasattr(model, "gamma")
+        and isinstance(getattr(policy, "optimizer", None), torch.optim.Optimizer)
+    )
+
+
+def _phase_swr(model: Any, buffer: Any, state: SleepState, config: SleepConfig) -> tuple[Any, str | None]:
+    """Phase 1; returns ``(report, None)`` or ``(None, skip reason)``."""
+    if model is None:
+        return None, SKIP_NO_MODEL
+    if not _is_dqn_family(model):
+        return None, SKIP_NOT_DQN
+    try:
+        from replay.prioritized import PrioritizedReplayMixin
+        from replay.swr import swr_replay
+    except ImportError:
+        return None, SKIP_NO_SWR
+    if not isinstance(buffer, PrioritizedReplayMixin):
+        return None, SKIP_NOT_PRIORITIZED
+    if buffer.size() < config.seq_len:
+        return None, SKIP_SHORT_BUFFER
+    report = swr_replay(
+        model,
+        buffer,
+        n_sequences=config.n_sequences,
+        seq_len=config.seq_len,
+        compression=config.compression,
+        budget_s=config.budget_s,
+        rng=state.rng,
+        reverse=config.reverse,
+    )
+    return report, None
+
+
+def run_sleep_cycle(
+    model: Any, buffer: Any, state: SleepState | None, config: SleepConfig
+) -> tuple[SleepState, dict[str, float]]:
+    """Run the five sleep phases once (see the module docstring).
+
+    Args:
+        model: The SB3 model (DQN-family for phase 1; anything else, or None,
+            skips phase 1).
+        buffer: An SB3 ``ReplayBuffer`` / ``DictReplayBuffer`` (prioritized for
+            phase 1; a ``violations`` array, as the prioritized buffers keep,
+            feeds the logic gate).
+        state: The state returned by the previous cycle, or None to start.
+        config: Cycle settings.
+
+    Returns:
+        ``(state, metrics)``; ``metrics`` keys start with ``sleep/``.
+        ``sleep/td_error_improvement`` is ``td_before − td_after`` (mean |δ|
+        over the replayed transitions; > 0 means replay reduced TD error),
+        0.0 when phase 1 was skipped (then ``sleep/swr_skipped`` = 1).
+        ``sleep/constraint_satisfaction`` is the mean SatAgg of the new
+        transitions (NaN when there were none). ``sleep/anomalies`` counts new
+        transitions flagged by the monitor (0 before its first fit).
+
+    Raises:
+        TypeError: If ``buffer`` is not an SB3-style replay buffer or
+            ``state`` is neither a SleepState nor None.
+        ValueError: If the observation width changed since ``state`` was built.
+    """
+    t_start = time.perf_counter()
+    if not all(hasattr(buffer, a) for a in ("observations", "rewards", "pos", "full", "buffer_size")):
+        raise TypeError(_BAD_BUFFER.format(type(buffer).__name__))
+    if state is not None and not isinstance(state, SleepState):
+        raise TypeError(_BAD_STATE.format(type(state).__name__))
+    input_dim = _observation_dim(buffer)
+    if state is None:
+        state = SleepState.create(input_dim, config)
+    elif state.input_dim != input_dim:
+        raise ValueError(_DIM_CHANGED.format(input_dim, state.input_dim))
+    now = float(config.clock())
+
+    # Phase 1 — SWR replay.
+    report, skip_reason = _phase_swr(model, buffer, state, config)
+    state.swr_report, state.swr_skip_reason = report, skip_reason
+
+    # Phase 2 — schema consolidation through the recall and logic gates.
+    n_envs = int(buffer.rewards.shape[1])
+    positions = _new_positions(buffer, state.last_pos, max(1, config.n_recent // n_envs))
+    state.last_pos = int(buffer.pos)
+    raw = _flat_observations(buffer, positions)
+    m = raw.shape[0]
+    rewards = np.asarray(buffer.rewards[positions], dtype=np.float64).reshape(-1)
+    violations = getattr(buffer, "violations", None)
+    sat = np.ones(m) if violations is None else 1.0 - np.asarray(violations[positions], dtype=np.float64).reshape(-1)
+    flat_ids = (positions[:, None] * n_envs + np.arange(n_envs)[None, :]).reshape(-1)
+    codes = state.encoder.encode_numpy(raw)
+    state.episodic.add(codes, state.transitions_seen + np.arange(m, dtype=np.float64), flat_ids)
+    state.transitions_seen += m
+    features = raw if config.features == "raw" else codes.astype(np.float64)
+    consolidation = state.schemas.consolidate(features, rewards, sat, now=now)
+    gated = consolidation.labels >= 0
+
+    # Phase 3 — UMAP update (aligned fit, DBSCAN, parametric net).
+    monitor = state.monitor
+    n_gated = int(gated.sum())
+    if config.umap and n_gated >= monitor.min_points:
+        idx = np.flatnonzero(gated)
+        if idx.shape[0] > config.umap_max_points:
+            idx = np.sort(state.rng.choice(idx, size=config.umap_max_points, replace=False))
+        monitor.update(features[idx], consolidation.labels[idx], probe=features)
+        if config.plot_dir is not None:
+            monitor.save_plot(Path(config.plot_dir) / f"umap_cycle_{state.cycle:04d}.png")
+        anomalies = monitor.n_anomalies
+    elif monitor.fitted and m > 0:
+        anomalies = int(np.sum(monitor.is_anomaly(features)))
+    else:
+        anomalies = 0
+
+    # Phase 4 — vector-store sync.
+    pruned = state.schemas.prune(now)
+    state.store.prune(state.schemas.ids)
+    if len(state.schemas):
+        state.store.upsert(state.schemas.ids, state.schemas.means, state.schemas.payloads())
+    if config.store_path is not None:
+        state.store.snapshot(config.store_path)
+
+    # Phase 5 — metrics.
+    state.cycle += 1
+    sizes = state.schemas.num_points
+    metrics = {
+        "sleep/schema_count": float(len(state.schemas)),
+        "sleep/mean_schema_size": float(sizes.mean()) if sizes.shape[0] else 0.0,
+        "sleep/constraint_satisfaction": float(sat.mean()) if m else math.nan,
+        "sleep/td_error_improvement": float(report.td_before - report.td_after) if report is not None else 0.0,
+        "sleep/umap_clusters": float(monitor.n_clusters),
+        "sleep/anomalies": float(anomalies),
+        "sleep/replays": float(report.replays) if report is not None else 0.0,
+        "sleep/swr_skipped": 0.0 if report is not None else 1.0,
+        "sleep/consolidated": float(consolidation.n_gated),
+        "sleep/new_schemas": float(consolidation.n_new_schemas),
+        "sleep/pruned": float(pruned.shape[0]),
+        "sleep/elapsed_s": time.perf_counter() - t_start,
+    }
+    state.last_metrics = metrics
+    return state, metrics

@@ -1,0 +1,80 @@
+"""Sample and report NamedTuples of the replay package.
+
+The prioritized sample tuples carry every field of SB3's
+``ReplayBufferSamples`` / ``DictReplayBufferSamples`` under the same names and
+in the same order, so SB3 algorithms that read ``replay_data.observations``,
+``replay_data.discounts`` … work unchanged; ``weights`` and ``indices`` are
+appended.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.type_aliases import TensorDict
+
+
+class PrioritizedReplayBufferSamples(NamedTuple):
+    """A prioritized minibatch (array observations).
+
+    Attributes:
+        observations: ``(B, *obs_shape)``.
+        actions: ``(B, action_dim)``.
+        next_observations: ``(B, *obs_shape)``.
+        dones: ``(B, 1)``, 0 for time-limit truncations when the buffer
+            handles timeouts.
+        rewards: ``(B, 1)``.
+        discounts: always ``None`` (no n-step returns); kept for SB3.
+        weights: ``(B, 1)`` float32 importance-sampling weights in ``(0, 1]``,
+            ``w_i = (N·P(i))^−β / max_j (N·P(j))^−β`` (Schaul et al. 2016).
+        indices: ``(B,)`` int64 flat buffer indices
+            (``position · n_envs + env``) to pass back to ``update_priorities``.
+    """
+
+    observations: th.Tensor
+    actions: th.Tensor
+    next_observations: th.Tensor
+    dones: th.Tensor
+    rewards: th.Tensor
+    discounts: th.Tensor | None
+    weights: th.Tensor
+    indices: np.ndarray
+
+
+class PrioritizedDictReplayBufferSamples(NamedTuple):
+    """A prioritized minibatch (``Dict`` observations); fields as above."""
+
+    observations: TensorDict
+    actions: th.Tensor
+    next_observations: TensorDict
+    dones: th.Tensor
+    rewards: th.Tensor
+    discounts: th.Tensor | None
+    weights: th.Tensor
+    indices: np.ndarray
+
+
+class SWRReport(NamedTuple):
+    """Outcome of one sharp-wave-ripple replay phase.
+
+    Attributes:
+        replays: completed sequence replays (a forward and a reverse pass of
+            the same sequence count as two).
+        mean_priority: mean raw priority over the whole buffer after the phase.
+        td_before: mean ``|δ|`` of the replayed transitions, each sequence
+            measured right before its replay (NaN when nothing was replayed).
+        td_after: the same, each sequence measured right after its replay.
+        elapsed_s: wall time of the phase in seconds.
+        compression: the compression factor C used.
+        n_updates: gradient updates performed.
+    """
+
+    replays: int
+    mean_priority: float
+    td_before: float
+    td_after: float
+    elapsed_s: float
+    compression: float
+    n_updates: int = 0

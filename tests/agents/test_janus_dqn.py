@@ -1,0 +1,173 @@
+"""JanusDQN: prioritized buffer by default, IS-weighted loss, priority refresh, logging."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.envs import SimpleMultiObsEnv
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+from torch.nn import functional as F
+
+from agents import JanusDQN
+from agents import janus_dqn
+from replay import PrioritizedDictReplayBuffer, PrioritizedReplayBuffer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread() -> Iterator[None]:
+    """Tiny MLPs run fastest on one thread; more threads thrash on a busy 2-core CI box."""
+    previous = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(previous)
+
+
+def make_model(env: Any = "CartPole-v1", **kwargs: Any) -> JanusDQN:
+    params: dict[str, Any] = dict(
+        learning_starts=200,
+        buffer_size=5000,
+        learning_rate=1e-3,
+        target_update_interval=250,
+        policy_kwargs={"net_arch": [64, 64]},
+        seed=0,
+        device="cpu",
+    )
+    params.update(kwargs)
+    return JanusDQN("MultiInputPolicy" if isinstance(env, SimpleMultiObsEnv) else "MlpPolicy", env, **params)
+
+
+def test_default_buffer_is_prioritized_and_configured() -> None:
+    model = make_model(lambda_logic=1.5, seed=4)
+    assert type(model.replay_buffer) is PrioritizedReplayBuffer
+    assert model.replay_buffer.lambda_logic == 1.5
+    assert model.replay_buffer_kwargs["seed"] == 4
+    dict_model = make_model(SimpleMultiObsEnv(random_start=False))
+    assert type(dict_model.replay_buffer) is PrioritizedDictReplayBuffer
+
+
+def test_trains_and_refreshes_priorities(tmp_path: Any) -> None:
+    model = make_model()
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(2000, log_interval=1)
+    buffer = model.replay_buffer
+    priorities = buffer.priorities
+    # every transition enters at the running max; replayed ones are re-scored from |δ|
+    assert (priorities < buffer.max_priority).mean() > 0.5
+    assert len(np.unique(priorities)) > 100
+    assert buffer.beta == pytest.approx(1.0, abs=0.01)  # annealed by progress
+    samples = buffer.sample(256)
+    assert float(samples.weights.min()) > 0.0 and float(samples.weights.max()) <= 1.0
+    with open(tmp_path / "progress.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("train/per_beta")]
+    assert rows, "train/per_beta was never logged"
+    betas = [float(row["train/per_beta"]) for row in rows]
+    assert betas == sorted(betas) and 0.4 <= betas[0] < betas[-1] <= 1.0
+    assert all(float(row["train/per_mean_priority"]) > 0 for row in rows)
+    assert "train/logic_loss" not in rows[0]  # MlpPolicy has no differentiable SatAgg
+
+
+def _fixed_batch(model: JanusDQN, monkeypatch: pytest.MonkeyPatch, weights: float | None = None) -> Any:
+    model.learning_starts = 10**9
+    model.learn(300)
+    samples = model.replay_buffer.sample(32)
+    if weights is not None:
+        samples = samples._replace(weights=th.full_like(samples.weights, weights))
+    monkeypatch.setattr(model.replay_buffer, "sample", lambda *args, **kwargs: samples)
+    return samples
+
+
+@pytest.mark.parametrize(("weight", "changes"), [(0.0, False), (1.0, True)])
+def test_is_weights_scale_the_loss(monkeypatch: pytest.MonkeyPatch, weight: float, changes: bool) -> None:
+    model = make_model()
+    _fixed_batch(model, monkeypatch, weights=weight)
+    before = [p.detach().clone() for p in model.q_net.parameters()]
+    model.train(gradient_steps=1, batch_size=32)
+    after = list(model.q_net.parameters())
+    assert any(not th.equal(a, b) for a, b in zip(before, after, strict=True)) is changes
+
+
+def test_loss_and_priorities_match_manual_computation(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_model(lambda_logic=2.0)
+    samples = _fixed_batch(model, monkeypatch)
+    buffer = model.replay_buffer
+    with th.no_grad():
+        next_q = model.q_net_target(samples.next_observations).max(dim=1)[0].reshape(-1, 1)
+        target = samples.rewards + (1 - samples.dones) * model.gamma * next_q
+        current = model.q_net(samples.observations).gather(1, samples.actions.long())
+        expected_loss = (samples.weights * F.smooth_l1_loss(current, target, reduction="none")).mean()
+    td = (target - current).abs().numpy()[:, 0]
+    model.train(gradient_steps=1, batch_size=32)
+    rows, cols = np.divmod(samples.indices, buffer.n_envs)
+    expected = td + 2.0 * buffer.violations[rows, cols] + 0.5 * np.abs(buffer.rewards[rows, cols]) + buffer.eps
+    np.testing.assert_allclose(buffer.priorities[samples.indices], expected, rtol=1e-5)
+    assert model.logger.name_to_value["train/loss"] == pytest.approx(float(expected_loss), rel=1e-5)
+
+
+def test_logic_loss_only_with_a_differentiable_satisfaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_model(lambda_logic=1.0)
+    _fixed_batch(model, monkeypatch)
+
+    def logic_satisfaction(observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        return th.sigmoid(model.q_net(observations).gather(1, actions.long())).reshape(-1)
+
+    model.train(gradient_steps=1, batch_size=32)
+    assert "train/logic_loss" not in model.logger.name_to_value
+    model.policy.logic_satisfaction = logic_satisfaction  # type: ignore[attr-defined]
+    model.train(gradient_steps=2, batch_size=32)
+    assert 0.0 <= model.logger.name_to_value["train/logic_loss"] <= 1.0
+
+
+def test_save_and_load(tmp_path: Any) -> None:
+    model = make_model(lambda_logic=0.7)
+    model.learn(300)
+    model.save(tmp_path / "janus")
+    loaded = JanusDQN.load(tmp_path / "janus", env=gym.make("CartPole-v1"), device="cpu")
+    assert loaded.lambda_logic == 0.7
+    assert type(loaded.replay_buffer) is PrioritizedReplayBuffer
+    obs, _ = gym.make("CartPole-v1").reset(seed=0)
+    assert loaded.predict(obs, deterministic=True)[0] == model.predict(obs, deterministic=True)[0]
+
+
+def test_bad_lambda_logic() -> None:
+    with pytest.raises(ValueError, match=re.escape(janus_dqn._BAD_LAMBDA.format(-1.0))):
+        make_model(lambda_logic=-1.0)
+
+
+def test_n_steps_rejected() -> None:
+    with pytest.raises(ValueError, match=re.escape(janus_dqn._NO_NSTEP.format(3))):
+        make_model(n_steps=3)
+
+
+def test_uniform_buffer_rejected() -> None:
+    with pytest.raises(TypeError, match=re.escape(janus_dqn._NOT_PRIORITIZED.format(ReplayBuffer))):
+        make_model(replay_buffer_class=ReplayBuffer)
+
+
+@pytest.mark.slow
+def test_learns_cartpole_better_than_random() -> None:
+    model = make_model(
+        learning_starts=1000,
+        buffer_size=50_000,
+        learning_rate=2.3e-3,
+        batch_size=64,
+        train_freq=4,
+        gradient_steps=4,
+        target_update_interval=500,
+        exploration_fraction=0.2,
+        exploration_final_eps=0.04,
+        policy_kwargs={"net_arch": [128, 128]},
+    )
+    model.learn(30_000)
+    eval_env = Monitor(gym.make("CartPole-v1"))
+    mean_reward, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
+    assert mean_reward > 100.0  # a random policy averages ~22

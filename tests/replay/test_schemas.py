@@ -1,0 +1,232 @@
+"""Tests for replay.schemas: Gaussian schema memory, gates, EMA, pruning."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+from replay.schemas import (
+    _BAD_DIM,
+    _BAD_ETA,
+    _BAD_LENGTH,
+    _BAD_X_SHAPE,
+    _NON_FINITE,
+    SECONDS_PER_DAY,
+    SchemaMemory,
+)
+
+
+def _ones(n: int) -> np.ndarray:
+    return np.ones(n)
+
+
+def test_two_clusters_two_schemas_near_truth() -> None:
+    rng = np.random.default_rng(0)
+    truth = np.array([[0.0, 0.0], [10.0, -5.0]])
+    x = np.concatenate([rng.normal(truth[0], 0.3, size=(1000, 2)), rng.normal(truth[1], 0.3, size=(1000, 2))])
+    perm = rng.permutation(x.shape[0])
+    x = x[perm]
+    mem = SchemaMemory(2)
+    report = mem.consolidate(x, _ones(2000), _ones(2000), now=0.0)
+    assert len(mem) == 2 and report.n_new_schemas == 2 and report.n_gated == 2000
+    order = np.argsort(mem.means[:, 0])
+    np.testing.assert_allclose(mem.means[order], truth, atol=0.1)
+    np.testing.assert_array_equal(mem.num_points, [1000, 1000])
+    for cov in mem.covariances:
+        np.testing.assert_allclose(cov, 0.09 * np.eye(2), atol=0.04)
+    # every point labelled with the schema of its own cluster
+    cluster = (perm >= 1000).astype(int)
+    labels = report.labels
+    assert len({(c, lab) for c, lab in zip(cluster, labels)}) == 2
+    # a second batch from cluster 1 joins its schema (a rare > 3.5σ outlier may open a
+    # singleton schema: τ_schema is a fixed log-likelihood threshold)
+    more = mem.consolidate(rng.normal(truth[1], 0.3, size=(50, 2)), _ones(50), _ones(50), now=1.0)
+    assert np.mean(more.labels == mem.ids[order[1]]) >= 0.9
+
+
+def test_log_likelihood_matches_scipy() -> None:
+    rng = np.random.default_rng(1)
+    d = 4
+    mem = SchemaMemory(d, eps=1e-12)
+    a = rng.normal(size=(3, d, d))
+    covs = a @ np.swapaxes(a, 1, 2) + 0.5 * np.eye(d)
+    means = rng.normal(size=(3, d))
+    x = rng.normal(size=(7, d))
+    ll = mem.log_likelihood(x, means, covs)
+    expected = np.stack([multivariate_normal(means[k], covs[k]).logpdf(x) for k in range(3)], axis=1)
+    np.testing.assert_allclose(ll, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_ema_mean_equals_sequential_ema() -> None:
+    rng = np.random.default_rng(2)
+    mem = SchemaMemory(3, tau_schema=-1e9)  # everything joins schema 0
+    mem.consolidate(np.zeros((1, 3)), _ones(1), _ones(1), now=0.0)
+    mu = mem.means[0].copy()
+    x = rng.normal(size=(40, 3))
+    mem.consolidate(x, _ones(40), _ones(40), now=1.0)
+    for row in x:  # reference loop (test only)
+        mu = (1 - 0.01) * mu + 0.01 * row
+    np.testing.assert_allclose(mem.means[0], mu, rtol=1e-12, atol=1e-12)
+    assert mem.num_points[0] == 41 and mem.last_updated[0] == 1.0 and mem.created_at[0] == 0.0
+
+
+def test_avg_reward_is_running_mean() -> None:
+    mem = SchemaMemory(1, tau_schema=-1e9)
+    mem.consolidate(np.zeros((3, 1)), np.array([1.0, 2.0, 3.0]), _ones(3), now=0.0)
+    mem.consolidate(np.zeros((1, 1)), np.array([6.0]), _ones(1), now=0.0)
+    assert mem.avg_reward[0] == pytest.approx(3.0)
+
+
+def test_logic_gate_rejects_exactly_at_threshold() -> None:
+    mem = SchemaMemory(2)
+    sat = np.array([0.7, np.nextafter(0.7, 1.0), 0.5, 1.0])
+    report = mem.consolidate(np.zeros((4, 2)), _ones(4), sat, now=0.0)
+    np.testing.assert_array_equal(report.logic_pass, [False, True, False, True])
+    np.testing.assert_array_equal(report.labels >= 0, [False, True, False, True])
+    assert mem.num_points.sum() == 2
+
+
+def test_recall_gate_rejects_exactly_at_threshold() -> None:
+    mem = SchemaMemory(2)  # W_r = 1, b_r = 0: sigmoid(r) > 0.3 ⇔ r > ln(3/7)
+    r_at = math.log(0.3 / 0.7)
+    assert mem.recall_probability(np.array([r_at]))[0] == 0.3
+    rewards = np.array([r_at, np.nextafter(r_at, 0.0), -5.0, 0.0])
+    report = mem.consolidate(np.zeros((4, 2)), rewards, _ones(4), now=0.0)
+    np.testing.assert_array_equal(report.recall_pass, [False, True, False, True])
+    np.testing.assert_array_equal(report.labels >= 0, [False, True, False, True])
+
+
+def test_both_gates_required() -> None:
+    mem = SchemaMemory(2)
+    rewards = np.array([1.0, -5.0, 1.0, -5.0])
+    sat = np.array([1.0, 1.0, 0.1, 0.1])
+    report = mem.consolidate(np.zeros((4, 2)), rewards, sat, now=0.0)
+    np.testing.assert_array_equal(report.labels >= 0, [True, False, False, False])
+    assert report.n_gated == 1
+
+
+def test_custom_recall_weights() -> None:
+    mem = SchemaMemory(2, recall_weight=0.0, recall_bias=0.0, recall_threshold=0.5)
+    report = mem.consolidate(np.zeros((2, 2)), np.array([100.0, -100.0]), _ones(2), now=0.0)
+    assert report.n_gated == 0  # sigmoid(0) = 0.5 is not > 0.5
+
+
+def test_prune_by_size_and_age() -> None:
+    mem = SchemaMemory(1, tau_schema=-3.0, init_var=0.01)
+    mem.consolidate(np.zeros((20, 1)), _ones(20), _ones(20), now=0.0)  # schema 0: 20 points
+    mem.consolidate(np.full((5, 1), 100.0), _ones(5), _ones(5), now=0.0)  # schema 1: 5 points
+    assert len(mem) == 2
+    np.testing.assert_array_equal(mem.prune(now=0.0), [1])
+    np.testing.assert_array_equal(mem.ids, [0])
+    assert mem.prune(now=90 * SECONDS_PER_DAY).shape[0] == 0  # exactly 90 days: kept
+    np.testing.assert_array_equal(mem.prune(now=90 * SECONDS_PER_DAY + 1.0), [0])
+    assert len(mem) == 0
+
+
+def test_age_counts_from_last_update() -> None:
+    mem = SchemaMemory(1, tau_schema=-1e9)
+    mem.consolidate(np.zeros((20, 1)), _ones(20), _ones(20), now=0.0)
+    mem.consolidate(np.zeros((1, 1)), _ones(1), _ones(1), now=50 * SECONDS_PER_DAY)
+    assert mem.prune(now=100 * SECONDS_PER_DAY).shape[0] == 0
+    assert mem.prune(now=141 * SECONDS_PER_DAY).shape[0] == 1
+
+
+def test_ids_never_reused() -> None:
+    mem = SchemaMemory(1, tau_schema=-3.0, init_var=0.01)
+    mem.consolidate(np.array([[0.0]]), _ones(1), _ones(1), now=0.0)
+    mem.prune(now=0.0)
+    mem.consolidate(np.array([[0.0]]), _ones(1), _ones(1), now=0.0)
+    np.testing.assert_array_equal(mem.ids, [1])
+
+
+@pytest.mark.parametrize("dim", [1, 3, 8])
+def test_degenerate_identical_points(dim: int) -> None:
+    mem = SchemaMemory(dim)
+    x = np.full((500, dim), 3.25)
+    for t in range(5):  # Σ shrinks towards 0; the ε ridge keeps Cholesky alive
+        report = mem.consolidate(x, _ones(500), _ones(500), now=float(t))
+        assert report.n_gated == 500
+    assert len(mem) == 1
+    np.testing.assert_allclose(mem.means[0], 3.25)
+    assert np.all(np.isfinite(mem.covariances)) and np.all(np.isfinite(mem.log_likelihood(x)))
+    ids, ll = mem.assign(x[:3])
+    np.testing.assert_array_equal(ids, [0, 0, 0])
+    assert np.all(np.isfinite(ll))
+
+
+def test_degenerate_rank_deficient_cluster() -> None:
+    rng = np.random.default_rng(3)
+    t = rng.normal(size=(300, 1))
+    x = np.concatenate([t, 2 * t, -t], axis=1)  # all on a line in 3-D
+    mem = SchemaMemory(3)
+    for _ in range(3):
+        mem.consolidate(x, _ones(300), _ones(300), now=0.0)
+    assert np.all(np.isfinite(mem.log_likelihood(x)))
+
+
+def test_empty_batch_and_no_schemas() -> None:
+    mem = SchemaMemory(2)
+    report = mem.consolidate(np.zeros((0, 2)), np.zeros(0), np.zeros(0), now=0.0)
+    assert report.n_seen == 0 and len(mem) == 0
+    ids, ll = mem.assign(np.zeros((2, 2)))
+    np.testing.assert_array_equal(ids, [-1, -1])
+    assert np.all(np.isneginf(ll))
+
+
+def test_max_schemas_cap() -> None:
+    mem = SchemaMemory(1, tau_schema=-1.0, init_var=1e-4, max_schemas=3)
+    report = mem.consolidate(np.arange(10.0)[:, None] * 10, _ones(10), _ones(10), now=0.0)
+    assert len(mem) == 3 and np.all(report.labels >= 0)
+
+
+def test_payloads_fields() -> None:
+    mem = SchemaMemory(2)
+    mem.consolidate(np.ones((3, 2)), np.array([1.0, 2.0, 3.0]), _ones(3), now=5.0)
+    (payload,) = mem.payloads()
+    assert set(payload) == {"id", "mean", "covariance", "num_points", "avg_reward", "created_at", "last_updated"}
+    assert payload["num_points"] == 3 and payload["avg_reward"] == pytest.approx(2.0)
+    assert payload["covariance"].shape == (2, 2) and payload["created_at"] == 5.0
+
+
+def test_state_dict_roundtrip() -> None:
+    rng = np.random.default_rng(4)
+    mem = SchemaMemory(3)
+    mem.consolidate(rng.normal(size=(50, 3)) * 4, _ones(50), _ones(50), now=1.0)
+    other = SchemaMemory(3)
+    other.load_state_dict(mem.state_dict())
+    x = rng.normal(size=(10, 3))
+    np.testing.assert_array_equal(other.log_likelihood(x), mem.log_likelihood(x))
+    assert other.next_id == mem.next_id
+
+
+def test_bad_dim() -> None:
+    with pytest.raises(ValueError, match=re.escape(_BAD_DIM.format(0))):
+        SchemaMemory(0)
+
+
+def test_bad_eta() -> None:
+    with pytest.raises(ValueError, match=re.escape(_BAD_ETA.format(0.0))):
+        SchemaMemory(2, eta=0.0)
+
+
+def test_bad_x_shape() -> None:
+    with pytest.raises(ValueError, match=re.escape(_BAD_X_SHAPE.format(2, (4, 3)))):
+        SchemaMemory(2).consolidate(np.zeros((4, 3)), _ones(4), _ones(4), now=0.0)
+
+
+def test_non_finite() -> None:
+    x = np.zeros((2, 2))
+    x[1, 0] = np.nan
+    with pytest.raises(ValueError, match=re.escape(_NON_FINITE.format("x"))):
+        SchemaMemory(2).consolidate(x, _ones(2), _ones(2), now=0.0)
+    with pytest.raises(ValueError, match=re.escape(_NON_FINITE.format("rewards"))):
+        SchemaMemory(2).consolidate(np.zeros((2, 2)), np.array([0.0, np.inf]), _ones(2), now=0.0)
+
+
+def test_bad_length() -> None:
+    with pytest.raises(ValueError, match=re.escape(_BAD_LENGTH.format("sat", 2, 3))):
+        SchemaMemory(2).consolidate(np.zeros((2, 2)), _ones(2), _ones(3), now=0.0)

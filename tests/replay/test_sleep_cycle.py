@@ -1,0 +1,236 @@
+"""Tests for replay.sleep_cycle: the five-phase sleep cycle end to end."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+
+from replay.sleep_cycle import (
+    _BAD_BUFFER,
+    _BAD_FEATURES,
+    _BAD_STATE,
+    _DIM_CHANGED,
+    SKIP_NO_MODEL,
+    SKIP_NOT_DQN,
+    SleepConfig,
+    SleepState,
+    run_sleep_cycle,
+)
+from replay.vector_store import SchemaVectorStore
+
+REQUIRED = {
+    "sleep/schema_count",
+    "sleep/mean_schema_size",
+    "sleep/constraint_satisfaction",
+    "sleep/td_error_improvement",
+    "sleep/umap_clusters",
+    "sleep/anomalies",
+    "sleep/replays",
+}
+TINY_UMAP = {"umap_n_neighbors": 5, "umap_n_epochs": 20, "mlp_epochs": 50, "umap_max_points": 150}
+
+OBS_SPACE = spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
+ACT_SPACE = spaces.Discrete(2)
+
+
+def _fill(buffer: ReplayBuffer, n: int, rng: np.random.Generator, centers: np.ndarray | None = None) -> None:
+    """Add n random CartPole-shaped transitions (clustered around `centers`)."""
+    centers = np.array([[0.0, 0.0, 0.0, 0.0], [4.0, 4.0, -4.0, 0.0]]) if centers is None else centers
+    for _ in range(n):
+        obs = (centers[rng.integers(len(centers))] + 0.2 * rng.normal(size=4)).astype(np.float32)[None]
+        buffer.add(obs, obs + 0.01, np.array([[rng.integers(2)]]), np.array([1.0]), np.array([False]), [{}])
+
+
+def _buffer(n: int = 300, seed: int = 0) -> ReplayBuffer:
+    buffer = ReplayBuffer(500, OBS_SPACE, ACT_SPACE, device="cpu")
+    _fill(buffer, n, np.random.default_rng(seed))
+    return buffer
+
+
+def _config(tmp_path: Path | None = None, **kwargs: Any) -> SleepConfig:
+    base = {"umap": False, "clock": lambda: 1_000.0, "store_device": "cpu"}
+    if tmp_path is not None:
+        base["store_path"] = str(tmp_path / "store" / "schemas.npz")
+    base.update(kwargs)
+    return SleepConfig(**base)
+
+
+def test_phases_2_to_5_without_model(tmp_path: Path) -> None:
+    buffer = _buffer()
+    config = _config(tmp_path)
+    state, metrics = run_sleep_cycle(None, buffer, None, config)
+    assert REQUIRED <= set(metrics) and all(isinstance(v, float) for v in metrics.values())
+    assert state.swr_skip_reason == SKIP_NO_MODEL and metrics["sleep/swr_skipped"] == 1.0
+    assert metrics["sleep/replays"] == 0.0 and metrics["sleep/td_error_improvement"] == 0.0
+    assert metrics["sleep/constraint_satisfaction"] == 1.0  # plain buffer: no violations
+    assert metrics["sleep/consolidated"] == 300.0  # reward 1 passes the recall gate
+    assert metrics["sleep/schema_count"] == 2.0  # two clusters
+    assert metrics["sleep/mean_schema_size"] == 150.0
+    np.testing.assert_array_equal(state.store.ids, state.schemas.ids)
+    hit = state.store.search(np.array([4.0, 4.0, -4.0, 0.0]), k=1)[0]
+    np.testing.assert_allclose(hit[2]["mean"], [4.0, 4.0, -4.0, 0.0], atol=0.2)
+    restored = SchemaVectorStore.restore(config.store_path, device="cpu")
+    np.testing.assert_array_equal(restored.ids, state.store.ids)
+    assert state.cycle == 1 and len(state.episodic) == 300
+
+    # the next cycle consolidates only what was written since
+    _fill(buffer, 40, np.random.default_rng(1))
+    state, metrics = run_sleep_cycle(None, buffer, state, config)
+    assert metrics["sleep/consolidated"] == 40.0 and state.cycle == 2
+    assert state.transitions_seen == 340
+    np.testing.assert_array_equal(state.episodic.last(40).payload_ids, np.arange(300, 340))
+
+
+def test_buffer_wraparound() -> None:
+    buffer = ReplayBuffer(100, OBS_SPACE, ACT_SPACE, device="cpu")
+    _fill(buffer, 150, np.random.default_rng(0))
+    state, metrics = run_sleep_cycle(None, buffer, None, _config())
+    assert metrics["sleep/consolidated"] == 100.0
+    _fill(buffer, 30, np.random.default_rng(1))  # pos 50 → 80
+    state, metrics = run_sleep_cycle(None, buffer, state, _config())
+    assert metrics["sleep/consolidated"] == 30.0
+    np.testing.assert_array_equal(state.episodic.last(30).payload_ids, np.arange(50, 80))
+
+
+def test_logic_and_recall_gates_from_buffer() -> None:
+    buffer = _buffer(200)
+    violations = np.zeros((buffer.buffer_size, 1), dtype=np.float32)
+    violations[:50] = 0.3  # SatAgg 0.7: exactly at the gate → rejected
+    violations[50:100] = 0.1
+    buffer.violations = violations  # what the prioritized buffer stores
+    buffer.rewards[150:200] = -5.0  # sigmoid(−5) < 0.3 → rejected
+    state, metrics = run_sleep_cycle(None, buffer, None, _config())
+    assert metrics["sleep/consolidated"] == 100.0
+    expected_sat = np.mean(1.0 - violations[:200, 0].astype(np.float64))
+    assert metrics["sleep/constraint_satisfaction"] == pytest.approx(expected_sat)
+
+
+def test_dict_observations_and_codes() -> None:
+    obs_space = spaces.Dict({"b": spaces.Box(-1, 1, (2, 2), np.float32), "a": spaces.Box(-1, 1, (3,), np.float32)})
+    buffer = DictReplayBuffer(100, obs_space, ACT_SPACE, device="cpu")
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        obs = {"a": rng.uniform(-1, 1, (1, 3)).astype(np.float32), "b": rng.uniform(-1, 1, (1, 2, 2)).astype(np.float32)}
+        buffer.add(obs, obs, np.array([[0]]), np.array([0.5]), np.array([False]), [{}])
+    config = _config(features="code", code_dim=16)
+    state, metrics = run_sleep_cycle(None, buffer, None, config)
+    assert state.input_dim == 7 and state.schemas.dim == 16
+    assert metrics["sleep/consolidated"] == 60.0
+    codes = state.episodic.last(60).codes
+    assert np.all((codes != 0).sum(axis=1) <= 2)  # k = ⌈0.1·16⌉ = 2
+
+
+def test_not_dqn_model_skips_phase_1() -> None:
+    state, metrics = run_sleep_cycle(object(), _buffer(50), None, _config())
+    assert state.swr_skip_reason == SKIP_NOT_DQN and metrics["sleep/swr_skipped"] == 1.0
+
+
+def test_bad_buffer() -> None:
+    with pytest.raises(TypeError, match=re.escape(_BAD_BUFFER.format("list"))):
+        run_sleep_cycle(None, [], None, _config())
+
+
+def test_bad_state() -> None:
+    with pytest.raises(TypeError, match=re.escape(_BAD_STATE.format("dict"))):
+        run_sleep_cycle(None, _buffer(20), {}, _config())  # type: ignore[arg-type]
+
+
+def test_dim_changed() -> None:
+    state = SleepState.create(7, _config())
+    with pytest.raises(ValueError, match=re.escape(_DIM_CHANGED.format(4, 7))):
+        run_sleep_cycle(None, _buffer(20), state, _config())
+
+
+def test_bad_features() -> None:
+    with pytest.raises(ValueError, match=re.escape(_BAD_FEATURES.format("pixels"))):
+        SleepConfig(features="pixels")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_full_cycle_with_umap(tmp_path: Path) -> None:
+    buffer = _buffer(300)
+    config = _config(tmp_path, umap=True, plot_dir=str(tmp_path / "plots"), **TINY_UMAP)
+    state, metrics = run_sleep_cycle(None, buffer, None, config)
+    _fill(buffer, 120, np.random.default_rng(2))
+    state, metrics = run_sleep_cycle(None, buffer, state, config)
+    assert state.monitor.n_cycles == 2 and metrics["sleep/umap_clusters"] >= 1.0
+    assert metrics["sleep/anomalies"] <= 120.0
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["umap_cycle_0000.png", "umap_cycle_0001.png"]
+    # a far-away state is anomalous, a familiar one is not
+    assert state.monitor.is_anomaly(np.array([50.0, -50.0, 50.0, 9.0]))
+    assert not state.monitor.is_anomaly(np.array([4.0, 4.0, -4.0, 0.0]))
+
+
+def _dqn(buffer_size: int = 1_000) -> Any:
+    from stable_baselines3 import DQN
+
+    from replay.prioritized import PrioritizedReplayBuffer
+
+    env = gym.make("CartPole-v1")
+    return DQN(
+        "MlpPolicy",
+        env,
+        learning_starts=64,
+        buffer_size=buffer_size,
+        batch_size=32,
+        train_freq=4,
+        policy_kwargs={"net_arch": [32]},
+        replay_buffer_class=PrioritizedReplayBuffer,
+        replay_buffer_kwargs={"seed": 0},
+        seed=0,
+        device="cpu",
+    )
+
+
+def test_dqn_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("replay.swr")
+    model = _dqn()
+    model.learn(400)
+    config = _config(tmp_path, n_sequences=4, seq_len=30, budget_s=5.0, **TINY_UMAP)
+    state, metrics = run_sleep_cycle(model, model.replay_buffer, None, config)
+    assert state.swr_skip_reason is None and metrics["sleep/swr_skipped"] == 0.0
+    assert metrics["sleep/replays"] == 8.0  # 4 sequences, forward + reverse
+    report = state.swr_report
+    assert metrics["sleep/td_error_improvement"] == pytest.approx(report.td_before - report.td_after)
+    assert math.isfinite(metrics["sleep/td_error_improvement"])
+    assert metrics["sleep/constraint_satisfaction"] == 1.0  # CartPole: no LTN violations
+    assert metrics["sleep/consolidated"] == 400.0
+    assert REQUIRED <= set(metrics)
+
+
+def test_sleep_phase_callback_runs_full_cycle() -> None:
+    swr = pytest.importorskip("replay.swr")
+    model = _dqn()
+    callback = swr.SleepPhaseCallback(
+        every_n_steps=150,
+        on_episode_end=False,
+        full_cycle=True,
+        sleep_config=_config(n_sequences=2, seq_len=16, budget_s=1.0),
+        seed=0,
+    )
+    model.learn(300, callback=callback)
+    assert callback.n_sleeps >= 1
+    assert REQUIRED <= set(callback.last_metrics)
+    assert isinstance(callback.sleep_state, SleepState) and callback.sleep_state.cycle == callback.n_sleeps
+
+
+def test_state_dict_roundtrip() -> None:
+    buffer = _buffer(200)
+    config = _config(features="code", code_dim=16)
+    state, _ = run_sleep_cycle(None, buffer, None, config)
+    restored = SleepState.from_state_dict(state.state_dict(), config)
+    _fill(buffer, 30, np.random.default_rng(3))
+    state, metrics = run_sleep_cycle(None, buffer, state, config)
+    restored, metrics_restored = run_sleep_cycle(None, buffer, restored, config)
+    metrics.pop("sleep/elapsed_s"), metrics_restored.pop("sleep/elapsed_s")
+    assert metrics == metrics_restored
+    np.testing.assert_array_equal(restored.schemas.means, state.schemas.means)
+    np.testing.assert_array_equal(restored.store.ids, state.store.ids)
