@@ -471,6 +471,9 @@ class SleepPhaseCallback(BaseCallback):
             config = self.sleep_config if self.sleep_config is not None else module.SleepConfig()
             self.sleep_state, raw = module.run_sleep_cycle(model, buffer, self.sleep_state, config)
             metrics = {key: float(value) for key, value in raw.items()}
+            monitor = getattr(self.sleep_state, "monitor", None)
+            if monitor is not None and monitor.fitted:  # the UMAP scatter of this cycle as a TensorBoard image
+                monitor.log_to_tensorboard(self.logger, self.num_timesteps)
         else:
             report = swr_replay(
                 model,
