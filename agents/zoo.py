@@ -1,0 +1,204 @@
+"""Algorithm zoo: hyper-parameters from YAML (RL Zoo style), env and model construction for the CLIs.
+
+Hyper-parameters resolve in this order, later wins: ``configs/<algo>.yml``
+``default`` section → its ``<env id>`` section → a user ``--config`` file (same
+layout, or a flat mapping) → ``--hp key=value`` overrides from the command
+line. The resolved mapping is what a run saves as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import yaml
+
+import envs_registry  # noqa: F401  (registers the Janus-* ids)
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+ALGOS = ("janus-dqn", "janus-ppo", "dqn", "ppo", "qrdqn")
+# keys that configure the run rather than the SB3 algorithm
+RUN_KEYS = ("policy", "n_timesteps", "n_envs", "shield", "sleep", "env_kwargs", "lambda_logic")
+
+_BAD_ALGO = "Unknown algo {!r}; expected one of {}"
+_BAD_CONFIG = "{}: expected a mapping of hyper-parameters, got {}"
+_BAD_OVERRIDE = "Expected --hp KEY=VALUE (VALUE in YAML syntax), got {!r}"
+_MISSING_CONFIG = "Config file {} does not exist"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used."""
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: nested mappings merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """``yaml.safe_load`` a mapping; errors name the file (and the line for syntax errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(_MISSING_CONFIG.format(path))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(err, 'problem', err)}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(_BAD_CONFIG.format(path, type(data).__name__))
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b=1e-3"`` → (["a", "b"], 0.001); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(_BAD_OVERRIDE.format(text))
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(_BAD_OVERRIDE.format(text)) from err
+    return key.strip().split("."), value
+
+
+def resolve_hyperparams(
+    algo: str,
+    env_id: str,
+    config: str | Path | None = None,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """The resolved hyper-parameters of ``algo`` on ``env_id`` (see module docstring)."""
+    if algo not in ALGOS:
+        raise ConfigError(_BAD_ALGO.format(algo, list(ALGOS)))
+    table = read_yaml(CONFIG_DIR / f"{algo}.yml")
+    params = _merge(table.get("default", {}), table.get(env_id, {}))
+    if config is not None:
+        user = read_yaml(config)
+        sections = {"default", env_id}
+        if set(user) & sections:
+            params = _merge(params, user.get("default", {}))
+            params = _merge(params, user.get(env_id, {}))
+        else:
+            params = _merge(params, user)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = params
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--hp {text!r}: {key!r} is not a mapping")
+        node[keys[-1]] = value
+    return params
+
+
+def algo_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments meant for the SB3 algorithm's constructor."""
+    return {k: copy.deepcopy(v) for k, v in params.items() if k not in RUN_KEYS}
+
+
+def env_factory(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool, seed: int, rank: int) -> Callable[[], gym.Env]:
+    """A thunk building one (optionally shielded) monitored env."""
+
+    def make() -> gym.Env:
+        from stable_baselines3.common.monitor import Monitor
+
+        env = gym.make(env_id, **dict(env_kwargs))
+        if shield:
+            from wrappers import LTNShield
+
+            env = LTNShield(env)
+        env = Monitor(env)
+        env.reset(seed=seed + rank)
+        env.action_space.seed(seed + rank)
+        return env
+
+    return make
+
+
+def make_vec_env(env_id: str, params: Mapping[str, Any], seed: int, n_envs: int | None = None):
+    """SB3 ``DummyVecEnv`` of ``n_envs`` monitored copies (seeds ``seed..seed+n-1``)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    n = int(n_envs if n_envs is not None else params.get("n_envs", 1))
+    if n < 1:
+        raise ConfigError(f"Expected n_envs >= 1, got {n}")
+    kwargs = dict(params.get("env_kwargs", {}))
+    shield = bool(params.get("shield", False))
+    return DummyVecEnv([env_factory(env_id, kwargs, shield=shield, seed=seed, rank=i) for i in range(n)])
+
+
+def build_model(algo: str, env: Any, params: Mapping[str, Any], *, seed: int, tensorboard_log: str | None,
+                device: str = "cpu") -> Any:
+    """Construct the SB3 model of ``algo`` with the resolved hyper-parameters."""
+    kwargs = algo_kwargs(params)
+    policy = params.get("policy", "MultiInputPolicy")
+    common = {"seed": seed, "tensorboard_log": tensorboard_log, "device": device, "verbose": 0}
+    if algo == "janus-dqn":
+        from agents.janus_dqn import JanusDQN
+
+        policy = _basal_ganglia_policy("dqn", policy)
+        return JanusDQN(policy, env, lambda_logic=float(params.get("lambda_logic", 2.0)), **kwargs, **common)
+    if algo == "janus-ppo":
+        from sb3_contrib import MaskablePPO
+
+        policy = _basal_ganglia_policy("maskable", policy)
+        return MaskablePPO(policy, env, **kwargs, **common)
+    if algo == "dqn":
+        from stable_baselines3 import DQN
+
+        return DQN(policy, env, **kwargs, **common)
+    if algo == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO(policy, env, **kwargs, **common)
+    if algo == "qrdqn":
+        from sb3_contrib import QRDQN
+
+        return QRDQN(policy, env, **kwargs, **common)
+    raise ConfigError(_BAD_ALGO.format(algo, list(ALGOS)))
+
+
+def algo_class(algo: str) -> type:
+    """The SB3 class that ``load`` must be called on for ``algo``."""
+    if algo == "janus-dqn":
+        from agents.janus_dqn import JanusDQN
+
+        return JanusDQN
+    if algo == "janus-ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+    if algo == "dqn":
+        from stable_baselines3 import DQN
+
+        return DQN
+    if algo == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO
+    if algo == "qrdqn":
+        from sb3_contrib import QRDQN
+
+        return QRDQN
+    raise ConfigError(_BAD_ALGO.format(algo, list(ALGOS)))
+
+
+def _basal_ganglia_policy(kind: str, default: Any) -> Any:
+    """The basal-ganglia policy class for ``kind`` when ``agents.basal_ganglia`` provides it."""
+    try:
+        from agents import basal_ganglia
+    except ImportError:
+        return default
+    name = {"dqn": "BasalGangliaDQNPolicy", "maskable": "BasalGangliaMaskablePolicy"}[kind]
+    return getattr(basal_ganglia, name, default)
