@@ -18,7 +18,9 @@ from agents.baselines import EXECUTION_BASELINES, TRADING_BASELINES, make_baseli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
+    from agents.cli import OneLineParser
+
+    parser = OneLineParser(prog="evaluate.py", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="Janus-LOB-v0", help="registered env id (default: %(default)s)")
     parser.add_argument("--scenario", default=None, help="market scenario, e.g. ou, regime, flash_crash")
     parser.add_argument("--baselines", default="all", help="comma-separated baseline names or 'all'")

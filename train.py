@@ -18,9 +18,10 @@ from agents.checkpoint import atomic_write_bytes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from agents.cli import OneLineParser
     from agents.zoo import ALGOS
 
-    p = argparse.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="train.py", description=__doc__.splitlines()[0])
     p.add_argument("--env", default="Janus-LOB-v0", help="registered env id (default: %(default)s)")
     p.add_argument("--algo", default="janus-dqn", choices=ALGOS, help="algorithm (default: %(default)s)")
     p.add_argument("--scenario", default=None, help="market scenario: ou, gbm, regime, flash_crash, high_vol, squeeze")

@@ -165,8 +165,8 @@ class AtomicCheckpointCallback(BaseCallback):
     def save(self) -> Path:
         sleep_state = getattr(self.sleep_callback, "sleep_state", None)
         extra = {**self.extra}
-        if self.sleep_callback is not None:
-            extra["n_sleeps"] = self.sleep_callback.n_sleeps
+        if sleep_state is not None:
+            extra["sleep_cycles"] = int(sleep_state.cycle)
         folder = save_checkpoint(self.run_dir, self.model, sleep_state=sleep_state, extra=extra)
         if self.verbose:
             print(f"checkpoint: {folder}")

@@ -2,15 +2,20 @@
 
 ```python
 import gymnasium as gym
+
+from envs_registry.pettingzoo_envs import make_aec_env, make_parallel_env, make_shared_policy_vec_env
 import envs_registry
 env = gym.make("Janus-LOB-v0", scenario="regime", seed=0)
 envs = gym.make_vec("Janus-LOB-v0", num_envs=64)   # one numba call steps all books
+market = envs_registry.make_parallel_env(roles={"market_maker": 1, "informed": 1, "janus": 2})
 ```
 """
 
 from __future__ import annotations
 
 import gymnasium as gym
+
+from envs_registry.pettingzoo_envs import make_aec_env, make_parallel_env, make_shared_policy_vec_env
 
 _LOB = "janus_env.lob_env:JanusLOBEnv"
 _LOB_VEC = "janus_env.vector_env:JanusLOBVectorEnv"
@@ -39,4 +44,4 @@ _register("Janus-Execution-v0", "janus_env.execution_env:JanusExecutionEnv")
 for _env_id, _scenario in SCENARIO_IDS.items():
     _register(_env_id, _LOB, vector_entry_point=_LOB_VEC, kwargs={"scenario": _scenario})
 
-__all__ = ["ENV_IDS", "SCENARIO_IDS"]
+__all__ = ["ENV_IDS", "SCENARIO_IDS", "make_aec_env", "make_parallel_env", "make_shared_policy_vec_env"]

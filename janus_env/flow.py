@@ -48,6 +48,7 @@ from janus_env.config import (
     AGENT_NOISE0,
     EVENT_FLASH_CRASH,
     EVENT_SQUEEZE,
+    N_AGENTS,
     N_MARKET_MAKERS,
     N_NOISE,
     P_ACTIVITY_MAX,
@@ -180,7 +181,8 @@ def _noise_cancels(levels, orders, state, log, rng, p):
     for _ in range(n):
         for _try in range(8):
             slot = int(uniform(rng) * used)
-            if orders[slot, O_QTY] > 0 and orders[slot, O_AGENT] >= AGENT_NOISE0:
+            agent = orders[slot, O_AGENT]
+            if orders[slot, O_QTY] > 0 and AGENT_NOISE0 <= agent < N_AGENTS:  # background noise orders only
                 cancel(levels, orders, state, log, orders[slot, 0], 0)
                 break
 

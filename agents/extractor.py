@@ -1,0 +1,223 @@
+"""``JanusExtractor``: SB3 features extractor for the ``Dict`` observation of ``Janus-LOB-v0``.
+
+Data flow (JANUS design, "agents — the conscious trader"; sizes *(ours)*)::
+
+    prices, volumes (W,) ──► one token per step: Linear([p_t, v_t]) + pos_t ─┐
+    book (L, 4)          ──► one token per level: Linear(level) + pos_level  ├─► H_ts (B, W+L+2, d)
+    account (5,)         ──► one token: Linear(account)                      │
+    market (4,)          ──► one token: Linear(market)                     ──┘
+    prices (W,) ──► DiffGAF video (F, 2, w, w) ──► ViViT ──► per-frame tokens H_vis (B, F, d)
+    text (K, D) [optional key] ──► Linear ──► H_text (B, K, d)
+
+    H2, λ = GatedCrossAttention(H_ts, H_vis, H_text)
+    features = ReLU(Linear(mean_i LayerNorm(H2)[i]))           (B, features_dim)
+
+Every numeric input of the token projections goes through
+``symlog(x) = sign(x)·log(1 + |x|)`` *(ours)*: the observation mixes basis
+points, log-sizes and fractions with heavy tails, and ``symlog`` keeps the sign
+and the order while bounding the scale. The DiffGAF branch gets the raw
+``prices`` (it min-max scales each window itself).
+
+The last gate values are kept for the audit log and TensorBoard:
+``extractor.last_gates`` → ``{"vis": float, "text": float}`` (batch means,
+``text`` is 0 without a text stream) and ``extractor.last_gate_tensors`` (per
+sample). They are not recorded while the module is being traced or exported.
+
+```python
+import gymnasium as gym
+import envs_registry
+from stable_baselines3 import PPO
+from agents.extractor import JanusExtractor
+
+env = gym.make("Janus-LOB-v0", seed=0)
+model = PPO("MultiInputPolicy", env, policy_kwargs={"features_extractor_class": JanusExtractor})
+```
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from agents.fusion import GatedCrossAttention
+from agents.gaf import DiffGAF, is_tracing, required_length
+from agents.vivit import ViViT
+
+OBS_KEYS = ("prices", "volumes", "book", "account", "market")
+"""Keys the extractor reads, in the order :func:`observation_tensors` returns them."""
+TEXT_KEY = "text"
+"""Optional ``Box(K, D)`` key: K text tokens of width D (e.g. news embeddings)."""
+
+_NOT_DICT = "JanusExtractor needs a gymnasium.spaces.Dict observation space, got {!r}"
+_MISSING_KEY = "JanusExtractor needs observation key {!r}; the space has {}"
+_BAD_SHAPE = "Expected observation {!r} of shape {}, got {}"
+_SHORT_WINDOW = (
+    "JanusExtractor needs `prices` of length >= {needed} "
+    "(gaf_window + (gaf_frames - 1) * gaf_stride = {w} + ({f} - 1) * {s}), got {got}; "
+    "make the env with gym.make('Janus-LOB-v0', window={needed}) "
+    "or lower gaf_window / gaf_stride / gaf_frames"
+)
+_BAD_SIZE = "Expected `{}` >= 1, got {!r}"
+_SHAPES = {
+    "prices": "(W,) with W >= 2",
+    "volumes": "(W,) like prices",
+    "book": "(L, 4)",
+    "account": "(n,)",
+    "market": "(m,)",
+    TEXT_KEY: "(K, D)",
+}
+
+
+def symlog(x: th.Tensor) -> th.Tensor:
+    """``sign(x)·log(1 + |x|)`` (Hafner et al. 2023, DreamerV3): sign- and order-preserving squashing."""
+    return th.sign(x) * th.log1p(th.abs(x))
+
+
+class JanusExtractor(BaseFeaturesExtractor):
+    """Token + GAF-video features of a ``Janus-LOB-v0`` observation, fused by gated cross-attention.
+
+    See the module docstring for the data flow. Use as
+    ``policy_kwargs={"features_extractor_class": JanusExtractor,
+    "features_extractor_kwargs": {...}}`` with ``"MultiInputPolicy"``.
+
+    Args:
+        observation_space: ``Dict`` with ``prices`` (W,), ``volumes`` (W,),
+            ``book`` (L, 4), ``account`` (n,), ``market`` (m,) and optionally
+            ``text`` (K, D).
+        features_dim: output size; default 64.
+        d_model: token width everywhere; default 32.
+        n_heads: attention heads (ViViT and fusion); default 2.
+        gaf_window: GAF frame side ``w``; default 16 (fits the default W = 32).
+        gaf_stride: samples between frames; default 4.
+        gaf_frames: frames per video; default 5 (16 + 4·4 = 32 samples).
+        patch_size: ViViT patch side; must divide ``gaf_window``; default 4.
+        vivit_depth: layers of the ViViT spatial and of its temporal transformer; default 1.
+        vivit_pooling: ``"cls"`` or ``"mean"``; default ``"cls"``.
+        learn_gaf: learn DiffGAF's ``α``, ``β``; default ``True``.
+        dropout: dropout in the attention blocks; default 0.
+
+    Raises:
+        TypeError: if ``observation_space`` is not a ``Dict``.
+        ValueError: for a missing key, a wrongly shaped key, ``prices`` shorter
+            than ``gaf_window + (gaf_frames − 1)·gaf_stride`` (the message names
+            the ``window=`` to pass to ``gym.make``), or bad sizes.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        features_dim: int = 64,
+        d_model: int = 32,
+        n_heads: int = 2,
+        gaf_window: int = 16,
+        gaf_stride: int = 4,
+        gaf_frames: int = 5,
+        patch_size: int = 4,
+        vivit_depth: int = 1,
+        vivit_pooling: str = "cls",
+        learn_gaf: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        if not isinstance(observation_space, spaces.Dict):
+            raise TypeError(_NOT_DICT.format(observation_space))
+        if isinstance(features_dim, bool) or not isinstance(features_dim, int) or features_dim < 1:
+            raise ValueError(_BAD_SIZE.format("features_dim", features_dim))
+        super().__init__(observation_space, features_dim)
+        shapes = self._check_space(observation_space)
+        window = shapes["prices"][0]
+        needed = required_length(gaf_window, gaf_stride, gaf_frames)
+        if window < needed:
+            raise ValueError(
+                _SHORT_WINDOW.format(needed=needed, w=gaf_window, f=gaf_frames, s=gaf_stride, got=window)
+            )
+        self.window = window
+        self.n_levels = shapes["book"][0]
+
+        self.ts_proj = nn.Linear(2, d_model)
+        self.ts_pos = nn.Parameter(th.zeros(1, window, d_model))
+        self.book_proj = nn.Linear(4, d_model)
+        self.book_pos = nn.Parameter(th.zeros(1, self.n_levels, d_model))
+        self.account_proj = nn.Linear(shapes["account"][0], d_model)
+        self.market_proj = nn.Linear(shapes["market"][0], d_model)
+        for p in (self.ts_pos, self.book_pos):
+            nn.init.trunc_normal_(p, std=0.02)
+
+        self.gaf = DiffGAF(gaf_window, gaf_stride, gaf_frames, learnable=learn_gaf)
+        self.vivit = ViViT(
+            gaf_window,
+            gaf_frames,
+            patch_size=patch_size,
+            d_model=d_model,
+            n_heads=n_heads,
+            spatial_depth=vivit_depth,
+            temporal_depth=vivit_depth,
+            dropout=dropout,
+            pooling=vivit_pooling,
+        )
+        self.has_text = TEXT_KEY in observation_space.spaces
+        if self.has_text:
+            self.text_proj = nn.Linear(shapes[TEXT_KEY][1], d_model)
+        self.fusion = GatedCrossAttention(d_model, n_heads, use_text=self.has_text, dropout=dropout)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Sequential(nn.Linear(d_model, features_dim), nn.ReLU())
+        self._last_gates: dict[str, th.Tensor] = {}
+
+    @staticmethod
+    def _check_space(space: spaces.Dict) -> dict[str, tuple[int, ...]]:
+        """Validate the keys and shapes; return the shape of every key used."""
+        for key in OBS_KEYS:
+            if key not in space.spaces:
+                raise ValueError(_MISSING_KEY.format(key, sorted(space.spaces)))
+        keys = OBS_KEYS + ((TEXT_KEY,) if TEXT_KEY in space.spaces else ())
+        shapes = {key: tuple(space[key].shape or ()) for key in keys}
+        ok = {
+            "prices": len(shapes["prices"]) == 1 and shapes["prices"][0] >= 2,
+            "volumes": shapes["volumes"] == shapes["prices"],
+            "book": len(shapes["book"]) == 2 and shapes["book"][0] >= 1 and shapes["book"][1] == 4,
+            "account": len(shapes["account"]) == 1 and shapes["account"][0] >= 1,
+            "market": len(shapes["market"]) == 1 and shapes["market"][0] >= 1,
+            TEXT_KEY: TEXT_KEY not in shapes or (len(shapes[TEXT_KEY]) == 2 and min(shapes[TEXT_KEY]) >= 1),
+        }
+        for key, good in ok.items():
+            if not good:
+                raise ValueError(_BAD_SHAPE.format(key, _SHAPES[key], shapes[key]))
+        return shapes
+
+    @property
+    def last_gates(self) -> dict[str, float]:
+        """Gate values of the last forward, batch means: ``{"vis": λ_vis, "text": λ_text}`` ({} before any)."""
+        return {k: float(v.mean()) for k, v in self._last_gates.items()}
+
+    @property
+    def last_gate_tensors(self) -> dict[str, th.Tensor]:
+        """Per-sample gate values ``(B,)`` of the last forward (detached)."""
+        return dict(self._last_gates)
+
+    def tokens(self, observations: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """The three token streams ``(H_ts (B, W+L+2, d), H_vis (B, F, d), H_text (B, K, d) | None)``."""
+        prices = observations["prices"].float()
+        series = th.stack((prices, observations["volumes"].float()), dim=-1)
+        h_series = self.ts_proj(symlog(series)) + self.ts_pos
+        h_book = self.book_proj(symlog(observations["book"].float())) + self.book_pos
+        h_account = self.account_proj(symlog(observations["account"].float())).unsqueeze(1)
+        h_market = self.market_proj(symlog(observations["market"].float())).unsqueeze(1)
+        h_ts = th.cat((h_series, h_book, h_account, h_market), dim=1)
+        h_vis = self.vivit.encode(self.gaf(prices)).frame_tokens
+        h_text = self.text_proj(observations[TEXT_KEY].float()) if self.has_text else None
+        return h_ts, h_vis, h_text
+
+    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+        """Features ``(B, features_dim)`` of a batch of ``Dict`` observations."""
+        h_ts, h_vis, h_text = self.tokens(observations)
+        fused, gates = self.fusion(h_ts, h_vis, h_text)
+        if not is_tracing():
+            self._last_gates = {k: v.detach() for k, v in gates.items()}
+        return self.head(self.norm(fused).mean(dim=1))
+
+
+def observation_tensors(observations: dict[str, th.Tensor]) -> tuple[th.Tensor, ...]:
+    """The observation tensors in :data:`OBS_KEYS` order (e.g. as positional ONNX inputs)."""
+    return tuple(observations[k] for k in OBS_KEYS)

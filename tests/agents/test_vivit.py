@@ -1,0 +1,155 @@
+"""ViViT factorized encoder: shapes, real temporal attention, errors, and it can learn regimes."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch as th
+from torch.nn import functional as F
+
+from agents import vivit as vivit_module
+from agents.gaf import DiffGAF
+from agents.vivit import ViViT, ViViTOutput
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; more threads thrash on a busy 2-core CI box."""
+    previous = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(previous)
+
+
+def tiny(**kwargs: Any) -> ViViT:
+    params: dict[str, Any] = dict(image_size=8, frames=4, patch_size=4, d_model=16, n_heads=2)
+    params.update(kwargs)
+    return ViViT(**params)
+
+
+def video(batch: int = 3, frames: int = 4, side: int = 8, seed: int = 0) -> th.Tensor:
+    generator = th.Generator().manual_seed(seed)
+    return th.rand(batch, frames, 2, side, side, generator=generator) * 2 - 1
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_shapes(pooling: str) -> None:
+    th.manual_seed(0)
+    model = tiny(pooling=pooling, embed_dim=7, spatial_depth=2, temporal_depth=2)
+    out = model.encode(video())
+    assert isinstance(out, ViViTOutput)
+    assert out.frame_tokens.shape == (3, 4, 16)
+    assert out.embedding.shape == (3, 7)
+    assert model(video()).shape == (3, 7)
+    assert model.n_patches == 4
+    assert (model.cls_spatial is None) == (pooling == "mean")
+
+
+def test_embedding_dim_defaults_to_d_model_and_batches_are_independent() -> None:
+    th.manual_seed(0)
+    model = tiny().eval()
+    clips = video(batch=5)
+    out = model(clips)
+    assert out.shape == (5, 16)
+    th.testing.assert_close(out[2:3], model(clips[2:3]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_permuting_frames_changes_the_output(pooling: str) -> None:
+    th.manual_seed(0)
+    model = tiny(pooling=pooling).eval()
+    clips = video()
+    reversed_clips = clips.flip(1)
+    with th.no_grad():
+        out, out_rev = model(clips), model(reversed_clips)
+    assert (out - out_rev).abs().max().item() > 1e-4
+    # without temporal positions the temporal transformer is permutation-invariant:
+    # the difference above comes from the learned temporal positions + temporal attention
+    with th.no_grad():
+        model.pos_temporal.zero_()
+        same, same_rev = model(clips), model(reversed_clips)
+    th.testing.assert_close(same, same_rev, atol=1e-5, rtol=1e-5)
+
+
+def test_each_frame_token_sees_the_other_frames() -> None:
+    th.manual_seed(0)
+    model = tiny().eval()
+    clips = video()
+    changed = clips.clone()
+    changed[:, 3] = -changed[:, 3]  # alter only the last frame
+    with th.no_grad():
+        first, first_changed = model.encode(clips).frame_tokens[:, 0], model.encode(changed).frame_tokens[:, 0]
+    assert (first - first_changed).abs().max().item() > 1e-4
+
+
+def test_forward_is_deterministic_and_gradients_reach_every_parameter() -> None:
+    th.manual_seed(0)
+    model = tiny()
+    clips = video()
+    th.testing.assert_close(model(clips), model(clips), atol=0, rtol=0)
+    model(clips).square().sum().backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def make_regimes(n: int, length: int, seed: int) -> tuple[th.Tensor, th.Tensor]:
+    """Label 0: mean-reverting AR(1), φ = 0.6; label 1: random walk with a drift of ±0.25σ."""
+    generator = th.Generator().manual_seed(seed)
+    labels = th.arange(n) % 2
+    noise = th.randn(n, length, generator=generator)
+    drift = th.where(th.rand(n, generator=generator) < 0.5, -0.25, 0.25)
+    series = th.zeros(n, length)
+    for t in range(1, length):  # over time steps, not over the batch
+        reverting = 0.6 * series[:, t - 1] + noise[:, t]
+        trending = series[:, t - 1] + drift + noise[:, t]
+        series[:, t] = th.where(labels == 1, trending, reverting)
+    return series, labels
+
+
+def test_overfits_two_regimes_from_gaf_videos() -> None:
+    th.manual_seed(0)
+    series, labels = make_regimes(96, 32, seed=0)
+    gaf = DiffGAF(window=16, stride=4, frames=5)
+    model = ViViT(16, 5, patch_size=4, d_model=16, n_heads=2, embed_dim=2)
+    optimizer = th.optim.Adam([*model.parameters(), *gaf.parameters()], lr=3e-3)
+    start = time.perf_counter()
+    for _ in range(300):
+        logits = model(gaf(series))
+        loss = F.cross_entropy(logits, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if (logits.argmax(dim=1) == labels).float().mean().item() > 0.97:
+            break
+    with th.no_grad():
+        accuracy = (model(gaf(series)).argmax(dim=1) == labels).float().mean().item()
+    assert accuracy > 0.95
+    assert time.perf_counter() - start < 20.0
+    assert gaf.log_alpha.item() != 0.0 and gaf.beta.item() != 0.0  # the GAF scaling was trained too
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"image_size": 10}, vivit_module._BAD_PATCH.format(10, 4)),
+        ({"d_model": 15}, vivit_module._BAD_HEADS.format(15, 2)),
+        ({"pooling": "max"}, vivit_module._BAD_POOLING.format("max")),
+        ({"frames": 0}, vivit_module._BAD_POSITIVE.format("frames", 1, 0)),
+        ({"spatial_depth": 0}, vivit_module._BAD_POSITIVE.format("spatial_depth", 1, 0)),
+        ({"embed_dim": 0}, vivit_module._BAD_POSITIVE.format("embed_dim", 1, 0)),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tiny(**kwargs)
+
+
+def test_bad_video_shape() -> None:
+    model = tiny()
+    bad = video(frames=3)
+    with pytest.raises(ValueError, match=re.escape(vivit_module._BAD_VIDEO.format(4, 2, 8, 8, tuple(bad.shape)))):
+        model(bad)

@@ -1,0 +1,104 @@
+"""train.py end to end: smoke runs, bad arguments, TensorBoard tags, kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--no-progress", "--hp", "env_kwargs.episode_steps=200", "--hp", "learning_starts=100"]
+
+
+def _train(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=check, timeout=600)
+
+
+def _scalars(run_dir: Path) -> dict[str, list[float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[float]] = {}
+    for events in run_dir.glob("tb_*/events*"):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
+        for tag in acc.Tags()["images"]:
+            out.setdefault(tag, []).append(0.0)
+    return out
+
+
+@pytest.mark.parametrize("algo", ["dqn", "ppo", "qrdqn"])
+def test_train_smoke_sb3_algos(tmp_path: Path, algo: str) -> None:
+    hp = ["--hp", "env_kwargs.episode_steps=200"] + (["--hp", "learning_starts=100"] if algo != "ppo" else [])
+    _train("--algo", algo, "--timesteps", "512", "--run-dir", str(tmp_path), "--run-name", "r", "--no-progress", *hp)
+    run = tmp_path / "r"
+    assert (run / "model.zip").is_file()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["run"]["algo"] == algo and config["run"]["seed"] == 0
+    assert "rollout/ep_rew_mean" in _scalars(run) or algo == "ppo"
+
+
+def test_janus_dqn_logs_brain_metrics(tmp_path: Path) -> None:
+    _train("--algo", "janus-dqn", "--timesteps", "1200", "--run-dir", str(tmp_path), "--run-name", "r",
+           "--hp", "sleep.every_n_steps=500", "--checkpoint-every", "600", *FAST)
+    scalars = _scalars(tmp_path / "r")
+    for tag in ("janus/per_mean_priority", "janus/per_beta", "janus/equity", "sleep/replays",
+                "sleep/td_error_improvement", "sleep/schema_count", "sleep/umap_clusters", "sleep/anomalies",
+                "janus/ltn_satisfaction", "janus/violation_rate", "janus/shield_overrides"):
+        assert tag in scalars, (tag, sorted(scalars))
+        assert all(math.isfinite(v) for v in scalars[tag]), tag
+    assert "janus/equity_curve" in scalars and "sleep/umap" in scalars
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--algo", "a2c"], "invalid choice: 'a2c'"),
+        (["--timesteps", "0"], "--timesteps must be >= 1, got 0"),
+        (["--hp", "novalue"], "Expected --hp KEY=VALUE"),
+        (["--config", "missing.yaml"], "Config file missing.yaml does not exist"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    result = _train(*args, "--run-dir", str(tmp_path), check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_kill_after_checkpoint_then_resume(tmp_path: Path) -> None:
+    args = ["--algo", "janus-dqn", "--timesteps", "2400", "--run-dir", str(tmp_path), "--run-name", "r",
+            "--checkpoint-every", "600", "--hp", "sleep.every_n_steps=500", *FAST]
+    proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    first = tmp_path / "r" / "checkpoints" / "step_000000600"
+    deadline = time.monotonic() + 300
+    while not first.is_dir() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert first.is_dir(), proc.stderr.read() if proc.poll() is not None else "no checkpoint in time"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    latest = (tmp_path / "r" / "checkpoints" / "latest").read_text().strip()
+    killed = json.loads((tmp_path / "r" / "checkpoints" / latest / "meta.json").read_text())
+    killed_at = killed["num_timesteps"]
+    assert killed_at < 2400
+    result = _train("--resume", str(tmp_path / "r"), "--no-progress")
+    assert f"at step {killed_at}" in result.stdout
+    final = (tmp_path / "r" / "checkpoints" / "latest").read_text().strip()
+    meta = json.loads((tmp_path / "r" / "checkpoints" / final / "meta.json").read_text())
+    assert meta["num_timesteps"] == 2400
+    # the sleep state survived the kill: cycles continued from the checkpoint's count
+    assert meta["sleep_cycles"] > killed.get("sleep_cycles", 0)
+    from agents.janus_dqn import JanusDQN
+
+    model = JanusDQN.load(tmp_path / "r" / "model.zip", device="cpu")
+    assert model.num_timesteps == 2400

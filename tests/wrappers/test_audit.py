@@ -1,0 +1,258 @@
+"""AuditLog: every changed action is explained; the log appends, flushes per episode and fails loudly."""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import re
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from janus_env.lob_env import JanusLOBEnv
+from wrappers.amygdala import Amygdala
+from wrappers.audit import _BAD_BUFFER, _BAD_PATH, _CORRUPT_LINE, AuditLog, AuditLogError, read_audit_log, to_jsonable
+from wrappers.hypothalamus import Hypothalamus
+
+N_SIZES = 5
+
+
+class FakeShield(gym.Wrapper):
+    """Stands in for ``LTNShield``: overrides buys of ≥ 4 lots and every 7th proposal with HOLD."""
+
+    def step(self, action):
+        a = int(action)
+        big_buy = 4 <= a <= N_SIZES
+        periodic = getattr(self, "n", 0) % 7 == 6
+        self.n = getattr(self, "n", 0) + 1
+        rules = {"position_limit": 0.3 if big_buy else 1.0, "wash_sale": 0.1 if periodic else 0.97,
+                 "vpin_toxicity": 0.95}
+        sat = float(np.sqrt(np.mean(np.square(list(rules.values())))))
+        overridden = big_buy or periodic
+        final = np.int64(0) if overridden else action
+        obs, r, te, tr, info = self.env.step(final)
+        info = dict(info)
+        info["ltn"] = {"rules": {k: np.float32(v) for k, v in rules.items()}, "sat_agg": sat,
+                       "violation": 1.0 - sat, "overridden": overridden, "proposed_action": action,
+                       "final_action": final, "threshold": 0.9}
+        return obs, r, te, tr, info
+
+
+def stack(path, seed: int = 0, **env_kw: Any) -> tuple[AuditLog, Amygdala]:
+    env = JanusLOBEnv(**{"scenario": "ou", "seed": seed, "action_type": "sized", "n_sizes": N_SIZES,
+                         "max_position": 5000, "lot": 300, "episode_steps": 120, **env_kw})
+    amygdala = Amygdala(FakeShield(Hypothalamus(env)), max_violation_rate=None)
+    return AuditLog(amygdala, path), amygdala
+
+
+def _val(x: Any) -> Any:
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return x
+
+
+def test_every_changed_action_is_explained(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    env, amygdala = stack(path)
+    env.reset()
+    rng = np.random.default_rng(0)
+    for t in range(200):
+        if t == 90:
+            amygdala.kill("end of test session")
+        _, _, term, trunc, _ = env.step(np.int64(rng.integers(0, 2 * N_SIZES + 1)))
+        if term or trunc:
+            break
+    env.close()
+    df = read_audit_log(path)
+    assert len(df) == 91 and list(df["step"]) == list(range(91))
+    assert {"ltn.rules.wash_sale", "ltn.overridden", "breakers.drawdown.value", "breakers.kill_switch.tripped",
+            "sizing.final_qty", "sizing.cuts.reserve", "go_nogo", "fusion_gates", "predicted_slippage_bps",
+            "slippage_bps", "reward", "position", "equity", "time", "episode", "halt_reason"} <= set(df.columns)
+    kinds = set()
+    for row in df.to_dict("records"):
+        proposed, final = _val(row["proposed_action"]), _val(row["final_action"])
+        if final == proposed:
+            assert row["explanation"] == []
+            continue
+        text = " | ".join(row["explanation"])
+        assert text and "unexplained" not in text, row
+        if _val(row.get("ltn.overridden")):
+            kinds.add("ltn")
+            assert row["ltn_violated_rules"] and all(name in text for name in row["ltn_violated_rules"])
+            assert row["ltn_violated_rules"][0] in ("position_limit", "wash_sale")
+        elif final is None:
+            kinds.add("halt")
+            assert row["halted"] and f"blocked: {row['halt_reason']}" in text
+        else:
+            kinds.add("sizing")
+            assert row["sizing.final_qty"] != row["sizing.proposed_qty"] and "sizing_cut" in text
+    assert kinds == {"ltn", "halt", "sizing"}
+    last = df.iloc[-1]
+    assert last["halt_reason"] == "kill_switch: end of test session" and last["terminated"]
+    assert last["action_forwarded"] is False or last["action_forwarded"] == 0
+
+
+def test_flushed_at_episode_end_and_second_episode_appends(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    path.write_text('{"earlier": "run"}\n')
+    env, _ = stack(path, episode_steps=30)
+    env.reset()
+    for _ in range(30):
+        env.step(0)
+    # truncated at the session end: flushed and fsync'd without close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 31 and lines[0] == '{"earlier": "run"}'
+    env.reset()
+    for _ in range(10):
+        env.step(1)
+    assert len(path.read_text().splitlines()) == 31  # still buffered mid-episode
+    env.reset()  # an unfinished episode is flushed on reset
+    assert len(path.read_text().splitlines()) == 41
+    env.step(0)
+    env.close()
+    env.close()  # idempotent
+    again, _ = stack(path, episode_steps=30)
+    again.reset()
+    again.step(0)
+    again.close()
+    df = read_audit_log(path)
+    assert len(df) == 43 and df["earlier"].iloc[0] == "run"
+    ours = df.iloc[1:]
+    assert list(ours["episode"]) == [0] * 30 + [1] * 10 + [2] + [0]
+    assert ours["run_id"].nunique() == 2
+
+
+def test_buffer_writes_when_full(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    env = AuditLog(JanusLOBEnv(scenario="ou", seed=0, episode_steps=50), path, buffer_size=4)
+    env.reset()
+    for _ in range(9):
+        env.step(0)
+    assert len(path.read_text().splitlines()) == 8
+    env.close()
+    assert len(path.read_text().splitlines()) == 9
+
+
+def test_plain_env_record(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    env = AuditLog(JanusLOBEnv(scenario="ou", seed=0, episode_steps=5), path)
+    env.reset()
+    for _ in range(5):
+        env.step(np.int64(1))
+    env.close()
+    rec = json.loads(path.read_text().splitlines()[0])
+    assert rec["proposed_action"] == rec["final_action"] == 1 and rec["explanation"] == []
+    for slot in ("ltn", "breakers", "sizing", "go_nogo", "fusion_gates", "predicted_slippage_bps",
+                 "halt_reason", "ltn_violated_rules", "action_forwarded"):
+        assert rec[slot] is None
+    assert rec["halted"] is False and rec["position"] == 100 and rec["sim_step"] == 1
+
+
+def test_slots_are_recorded_when_present(tmp_path):
+    class Slots(gym.Wrapper):
+        def step(self, action):
+            obs, r, te, tr, info = self.env.step(action)
+            return obs, r, te, tr, {**info, "go_nogo": {"go": np.float32(0.8), "nogo": np.array([0.1, 0.2])},
+                                    "fusion_gates": {"vis": np.float64(0.3)}, "predicted_slippage_bps": 1.5}
+
+    path = tmp_path / "audit.jsonl"
+    env = AuditLog(Slots(JanusLOBEnv(scenario="ou", seed=0, episode_steps=3)), path)
+    env.reset()
+    for _ in range(3):
+        env.step(1)
+    env.close()
+    df = read_audit_log(path)
+    assert df["go_nogo.go"].iloc[0] == pytest.approx(0.8) and df["go_nogo.nogo"].iloc[0] == [0.1, 0.2]
+    assert df["fusion_gates.vis"].iloc[0] == 0.3 and df["predicted_slippage_bps"].iloc[0] == 1.5
+
+
+def test_to_jsonable():
+    torch = pytest.importorskip("torch")
+    x = {"a": np.float32(1.5), "b": np.int64(3), "c": np.array([[1, 2]]), "d": np.bool_(True),
+         "e": float("nan"), "f": (np.float64(np.inf), None), 3: torch.tensor([0.5], requires_grad=True)}
+    out = to_jsonable(x)
+    assert out == {"a": 1.5, "b": 3, "c": [[1, 2]], "d": True, "e": None, "f": [None, None], "3": [0.5]}
+    json.dumps(out, allow_nan=False)
+
+
+def test_corrupt_line_names_file_and_line(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    path.write_text('{"step": 0}\n{"step": 1\n{"step": 2}\n')
+    with pytest.raises(AuditLogError, match=re.escape(_CORRUPT_LINE.format(path, 2, ""))):
+        read_audit_log(path)
+    path.write_text('{"step": 0}\n[1, 2]\n')
+    with pytest.raises(AuditLogError, match=re.escape(_CORRUPT_LINE.format(path, 2, "expected a JSON object"))):
+        read_audit_log(path)
+    assert issubclass(AuditLogError, ValueError)
+
+
+def test_empty_log(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    path.write_text("")
+    assert read_audit_log(path).empty
+
+
+def test_bad_arguments(tmp_path):
+    env = JanusLOBEnv(scenario="ou", seed=0)
+    with pytest.raises(TypeError, match=re.escape(_BAD_PATH.format(3))):
+        AuditLog(env, 3)
+    with pytest.raises(ValueError, match=re.escape(_BAD_BUFFER.format(0))):
+        AuditLog(env, tmp_path / "a.jsonl", buffer_size=0)
+    with pytest.raises(TypeError, match=re.escape(_BAD_PATH.format(None))):
+        read_audit_log(None)
+
+
+@pytest.mark.parametrize("action_type", ["sized", "continuous"])
+def test_documented_stack_with_ltn_shield_is_explained(tmp_path, action_type):
+    shield = pytest.importorskip("wrappers.shield")
+    path = tmp_path / "audit.jsonl"
+    base = JanusLOBEnv(scenario="ou", seed=3, action_type=action_type, n_sizes=N_SIZES, max_position=5000, lot=300,
+                       episode_steps=150)
+    env = AuditLog(Amygdala(shield.LTNShield(Hypothalamus(base))), path)
+    rng = np.random.default_rng(1)
+    for _ in range(2):
+        env.reset()
+        for _ in range(150):
+            a = (np.int64(rng.integers(0, 2 * N_SIZES + 1)) if action_type == "sized"
+                 else rng.uniform(-1, 1, 1).astype(np.float32))
+            _, _, term, trunc, _ = env.step(a)
+            if term or trunc:
+                break
+    env.close()
+    df = read_audit_log(path)
+    assert set(df["episode"]) == {0, 1}
+    changed = 0
+    for row in df.to_dict("records"):
+        proposed, final = _val(row["proposed_action"]), _val(row["final_action"])
+        if _val(row.get("ltn.overridden")) is not None:
+            # composition order: the shield's output is what the hypothalamus sized
+            assert row["sizing.proposed_action"] == row["ltn.final_action"]
+        if final == proposed:
+            continue
+        changed += 1
+        text = " | ".join(row["explanation"])
+        assert text and "unexplained" not in text
+        if row["ltn.overridden"]:
+            truths = {k[len("ltn.rules."):]: v for k, v in row.items() if k.startswith("ltn.rules.")}
+            below = sorted(k for k, v in truths.items() if v < 0.9)
+            assert sorted(row["ltn_violated_rules"]) == below or (not below and len(row["ltn_violated_rules"]) == 1)
+            assert all(name in text for name in row["ltn_violated_rules"])
+        elif final is None:
+            assert f"blocked: {row['halt_reason']}" in text
+        else:
+            assert "sizing_cut" in text
+    assert changed > 0
+
+
+def test_unclosed_log_keeps_its_records(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    env = AuditLog(JanusLOBEnv(scenario="ou", seed=0, episode_steps=50), path)
+    env.reset()
+    for _ in range(3):
+        env.step(0)
+    del env
+    gc.collect()
+    assert len(path.read_text().splitlines()) == 3
