@@ -1,0 +1,229 @@
+"""LTN shield cost: our whole knowledge base per step vs LTNtorch on one formula; env throughput with the shield.
+
+Two tables, measured in the same process:
+
+1. **Per-step decision, µs.** ``LTNShield.decide`` on a live ``Janus-LOB-v0``
+   state: the five-rule KB on *every* candidate action (one numba call), the
+   proposal's SatAgg, the fallback choice and the ``info["ltn"]["rules"]``
+   dict. Compared with the named baseline **LTNtorch** (Carraro, MIT; PyPI
+   ``LTNtorch``) evaluating *one* comparable formula,
+   ``∀x (P(x) → Q(x))`` (``AggregMin``, ``ImpliesLuk``, two
+   ``sigmoid(W·x + b)`` predicates, under ``torch.no_grad``) on a batch of the
+   same size (one row per candidate action, 5 features), and with the same
+   formula through our own torch path (``wrappers.logic``). The numpy
+   reference evaluation of the KB (``backend="numpy"``) is listed for scale.
+2. **Env steps/s**, unshielded ``gym.make("Janus-LOB-v0")`` vs the same env
+   inside ``LTNShield``, random valid actions drawn outside the timed region,
+   ``reset()`` when an episode ends. Repeats alternate between the two envs and
+   the ratio is the median of the per-pair ratios (robust to a noisy machine).
+
+LTNtorch is a benchmark-only dependency kept out of the project venv
+(``.bench-venv/bin/pip install torch==2.13.0 LTNtorch==1.0.2``; it declares
+only ``torch`` and ``numpy``). It is imported from the running interpreter,
+else from ``.bench-venv``, whose site-packages are appended *after* ours so
+that our torch and numpy win. Without it the script says so and prints our
+numbers alone.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_shield.py [--seconds 0.3] [--repeats 7]   # LTNtorch from .bench-venv
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from a checkout without an editable install
+    sys.path.insert(0, str(ROOT))
+
+import gymnasium as gym  # noqa: E402
+import torch  # noqa: E402
+
+import envs_registry  # noqa: E402,F401
+from wrappers import logic  # noqa: E402
+from wrappers.shield import LTNShield  # noqa: E402
+
+N_FEATURES = 5
+
+
+def per_call_us(fn: Callable[[], object], seconds: float, repeats: int) -> list[float]:
+    """µs per call of ``fn`` over ``repeats`` timed runs of about ``seconds`` each (after calibration)."""
+    fn()
+    k = 1
+    while True:  # calibrate (and warm up)
+        t0 = time.perf_counter()
+        for _ in range(k):
+            fn()
+        if time.perf_counter() - t0 > seconds / 4:
+            break
+        k *= 2
+    k = max(1, int(k * seconds / max(time.perf_counter() - t0, 1e-9)))
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(k):
+            fn()
+        out.append((time.perf_counter() - t0) / k * 1e6)
+    return out
+
+
+def import_ltntorch():
+    """``ltn`` from this interpreter or from ``.bench-venv`` (appended last); None if absent."""
+    try:
+        import ltn
+
+        return ltn
+    except ImportError:
+        pass
+    for site in sorted(glob.glob(str(ROOT / ".bench-venv" / "lib" / "python3*" / "site-packages"))):
+        if Path(site, "ltn").is_dir():
+            sys.path.append(site)
+            try:
+                import ltn
+
+                return ltn
+            except ImportError:
+                sys.path.remove(site)
+    return None
+
+
+def shield_env(action_type: str) -> LTNShield:
+    kwargs = {"n_sizes": 3} if action_type == "sized" else {}
+    env = LTNShield(gym.make("Janus-LOB-v0", action_type=action_type, seed=0, **kwargs))
+    env.reset(seed=0)
+    for a in (1, 1, 0, 2):  # a position and a little history
+        env.step(a)
+    return env
+
+
+def decision_table(seconds: float, repeats: int) -> tuple[list[tuple[str, float, int]], str | None]:
+    rows: list[tuple[str, float, int]] = []
+    for action_type in ("discrete", "sized"):
+        env = shield_env(action_type)
+        n = env.action_space.n
+
+        def decide(env=env) -> None:
+            env._scored = False  # force a fresh evaluation of every candidate, as after each step
+            env.decide(1, 1)
+
+        rows.append((f"JANUS KB + shield decision, all {n} actions ({action_type})",
+                     statistics.median(per_call_us(decide, seconds, repeats)), n))
+    q = env._quantities
+    book = np.ascontiguousarray(env._obs["book"], dtype=np.float64)
+    kb = env.knowledge_base
+    info = env._info
+    cfg = env.unwrapped.config
+    state = kb.state(info, env.history, cfg.max_position, cfg.lot, cfg.fee_bps, book_encoded=True)
+    rows.append((f"JANUS KB, numpy reference path, all {q.size} actions",
+                 statistics.median(per_call_us(lambda: kb.evaluate(q, book, state, backend="numpy"),
+                                               seconds, repeats)), q.size))
+
+    torch.manual_seed(0)
+    x = torch.rand(q.size, N_FEATURES)
+    p_ours, q_ours = logic.Predicate(N_FEATURES), logic.Predicate(N_FEATURES)
+
+    def ours_torch() -> None:
+        with torch.no_grad():
+            logic.forall(logic.implies(p_ours(x), q_ours(x)), axis=0)
+
+    rows.append((f"JANUS logic core, torch: ∀x (P(x) → Q(x)), batch {q.size}",
+                 statistics.median(per_call_us(ours_torch, seconds, repeats)), q.size))
+
+    ltn = import_ltntorch()
+    if ltn is None:
+        return rows, "LTNtorch is not installed (.bench-venv/bin/pip install torch==2.13.0 LTNtorch==1.0.2): our numbers only"
+    var = ltn.Variable("x", x)
+    mlp = lambda: torch.nn.Sequential(torch.nn.Linear(N_FEATURES, 1), torch.nn.Sigmoid())  # noqa: E731
+    p_ltn, q_ltn = ltn.Predicate(mlp()), ltn.Predicate(mlp())
+    implies = ltn.Connective(ltn.fuzzy_ops.ImpliesLuk())
+    forall = ltn.Quantifier(ltn.fuzzy_ops.AggregMin(), quantifier="f")
+
+    def ltntorch() -> None:
+        with torch.no_grad():
+            forall(var, implies(p_ltn(var), q_ltn(var))).value
+
+    try:
+        from importlib.metadata import version
+
+        label = f"LTNtorch {version('LTNtorch')}"
+    except Exception:  # metadata not found next to the package
+        label = "LTNtorch"
+    rows.append((f"{label}: ∀x (P(x) → Q(x)), batch {q.size}",
+                 statistics.median(per_call_us(ltntorch, seconds, repeats)), q.size))
+    return rows, None
+
+
+def steps_per_second(env: gym.Env, actions: list, k: int) -> float:
+    n = len(actions)
+    t0 = time.perf_counter()
+    for i in range(k):
+        _, _, terminated, truncated, _ = env.step(actions[i % n])
+        if terminated or truncated:
+            env.reset()
+    return k / (time.perf_counter() - t0)
+
+
+def throughput_table(seconds: float, repeats: int) -> list[tuple[str, float, float, float]]:
+    rows = []
+    for action_type in ("discrete", "sized"):
+        kwargs = {"n_sizes": 3} if action_type == "sized" else {}
+        plain = gym.make("Janus-LOB-v0", action_type=action_type, seed=0, **kwargs)
+        shielded = LTNShield(gym.make("Janus-LOB-v0", action_type=action_type, seed=0, **kwargs))
+        rng = np.random.default_rng(0)
+        actions = [int(a) for a in rng.integers(0, plain.action_space.n, 65_536)]
+        plain.reset(seed=0)
+        shielded.reset(seed=0)
+        k = 1000
+        while steps_per_second(plain, actions, k) * seconds > 2 * k:  # calibrate and warm up both
+            k *= 2
+        steps_per_second(shielded, actions, k)
+        pairs = [(steps_per_second(plain, actions, k), steps_per_second(shielded, actions, k))
+                 for _ in range(repeats)]
+        base = statistics.median(p for p, _ in pairs)
+        shield = statistics.median(s for _, s in pairs)
+        ratio = statistics.median(s / p for p, s in pairs)
+        rows.append((action_type, base, shield, ratio))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=0.3, help="target seconds per timed run")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (median reported)")
+    args = parser.parse_args()
+    if args.seconds <= 0 or args.repeats < 1:
+        parser.error("--seconds must be > 0 and --repeats >= 1")
+    torch.set_num_threads(1)
+
+    rows, note = decision_table(args.seconds, args.repeats)
+    ltn_us = next((us for name, us, _ in rows if name.startswith("LTNtorch")), None)
+    print("### Per-step decision (µs, median; lower is better)\n")
+    print("| evaluation | µs | × LTNtorch (one formula) |")
+    print("| --- | ---: | ---: |")
+    for name, us, _ in rows:
+        ratio = f"{ltn_us / us:.1f}× faster" if ltn_us and not name.startswith("LTNtorch") else "—"
+        print(f"| {name} | {us:.2f} | {ratio} |")
+    if note:
+        print(f"\n{note}")
+    ours = rows[0][1]
+    print(f"\nTarget < 10 µs for the whole KB: {'met' if ours < 10 else 'NOT met'} ({ours:.2f} µs, Discrete(3)).")
+
+    print("\n### Env throughput (steps/s, median of alternating runs)\n")
+    print("| action_type | unshielded | shielded | shielded / unshielded |")
+    print("| --- | ---: | ---: | ---: |")
+    for action_type, base, shield, ratio in throughput_table(args.seconds, args.repeats):
+        print(f"| {action_type} | {base:,.0f} | {shield:,.0f} | {ratio:.0%} |")
+    print("\nTarget ≥ 80%.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,368 @@
+"""Trading knowledge base: rule edge cases, trade history, and numpy ≡ numba kernel."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import envs_registry  # noqa: F401
+from wrappers.logic import and_, exists, forall, not_
+from wrappers.rules import (
+    K_LOG_VOL_THRESHOLD,
+    K_VOL_SLOPE,
+    N_STATE,
+    RULE_NAMES,
+    S_BOOK_ENCODED,
+    S_CASH,
+    S_EQUITY,
+    S_FEE_BPS,
+    S_LOT,
+    S_MAX_POSITION,
+    S_MEAN_VOLUME,
+    S_MID,
+    S_POSITION,
+    S_RECENT_LOSS_SALE,
+    S_VOLATILITY,
+    S_VPIN,
+    TradeHistory,
+    TradingKnowledgeBase,
+    volatile_truth,
+)
+
+WASH, IMPACT, VPIN, POSITION, CASH = range(5)
+KB = TradingKnowledgeBase()
+Q = np.array([0.0, 100.0, -100.0, 300.0, -300.0])
+
+
+def deep_book(mid: float = 100.0, qty: float = 1e9) -> np.ndarray:
+    """One huge level at mid on each side: no impact, exact cash arithmetic."""
+    book = np.full((5, 4), np.nan)
+    book[:, 1] = book[:, 3] = 0.0
+    book[0] = [mid, qty, mid, qty]
+    return book
+
+
+def make_state(**overrides: float) -> np.ndarray:
+    s = np.zeros(N_STATE)
+    s[S_POSITION] = 0.0
+    s[S_CASH] = 100_000.0
+    s[S_EQUITY] = 100_000.0
+    s[S_MID] = 100.0
+    s[S_VPIN] = 0.3
+    s[S_VOLATILITY] = 1e-4
+    s[S_MEAN_VOLUME] = 500.0
+    s[S_RECENT_LOSS_SALE] = 0.0
+    s[S_MAX_POSITION] = 1000.0
+    s[S_LOT] = 100.0
+    s[S_FEE_BPS] = 0.0
+    s[S_BOOK_ENCODED] = 0.0
+    names = {"position": S_POSITION, "cash": S_CASH, "equity": S_EQUITY, "mid": S_MID, "vpin": S_VPIN,
+             "volatility": S_VOLATILITY, "mean_volume": S_MEAN_VOLUME, "recent": S_RECENT_LOSS_SALE,
+             "max_position": S_MAX_POSITION, "lot": S_LOT, "fee_bps": S_FEE_BPS}
+    for key, value in overrides.items():
+        s[names[key]] = value
+    return s
+
+
+def both(q, book, state, kb: TradingKnowledgeBase = KB):
+    """Evaluate with numba and numpy, check they agree, return the numba result."""
+    fast = kb.evaluate(q, book, state, backend="numba")
+    ref = kb.evaluate(q, book, state, backend="numpy")
+    np.testing.assert_allclose(fast.truths, ref.truths, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast.sat, ref.sat, rtol=0, atol=1e-12)
+    return fast
+
+
+# ----------------------------------------------------------------------------- HOLD and shapes
+def test_rule_names_and_shapes() -> None:
+    res = both(Q, deep_book(), make_state())
+    assert res.truths.shape == (5, len(RULE_NAMES)) and res.sat.shape == (5,)
+    assert list(res.rules(0)) == list(RULE_NAMES)
+    assert all(isinstance(v, float) for v in res.rules(1).values())
+
+
+def test_calm_market_permits_everything() -> None:
+    res = both(Q, deep_book(), make_state())
+    np.testing.assert_array_equal(res.sat, np.ones(5))
+
+
+# ----------------------------------------------------------------------------- wash sale
+def test_wash_sale_blocks_buys_only() -> None:
+    res = both(Q, deep_book(), make_state(recent=1.0))
+    np.testing.assert_array_equal(res.truths[:, WASH], [1, 0, 1, 0, 1])
+    assert res.sat[1] == pytest.approx(math.sqrt(4 / 5))
+
+
+def test_wash_sale_forall_equals_negated_exists() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        losses = (rng.random(30) < 0.2).astype(float)
+        for buy in (0.0, 1.0):
+            lhs = forall(not_(and_(losses, buy)))
+            rhs = not_(and_(exists(losses), buy))
+            assert lhs == rhs
+
+
+def _history_with_loss_sale(at_step: int, sell_price: float = 99.0) -> TradeHistory:
+    h = TradeHistory(wash_sale_window=30)
+    h.reset({"volume": 0.0, "step": 0})
+    h.update({"exec_qty": 100.0, "exec_price": 100.0, "volume": 100.0, "step": 1})
+    for step in range(2, at_step):
+        h.update({"exec_qty": 0.0, "exec_price": 0.0, "volume": 0.0, "step": step})
+    h.update({"exec_qty": -100.0, "exec_price": sell_price, "volume": 100.0, "step": at_step})
+    return h
+
+
+def test_empty_history_has_no_loss_sale() -> None:
+    h = TradeHistory()
+    assert h.recent_loss_sale() == 0.0
+    h.reset({"volume": 10.0, "step": 0})
+    assert h.recent_loss_sale() == 0.0 and h.mean_volume == 10.0 and h.max_trades == 256 and h.trades == []
+
+
+def test_sale_at_zero_pnl_is_not_a_loss() -> None:
+    h = _history_with_loss_sale(5, sell_price=100.0)
+    assert h.last_loss_sale_step is None and h.recent_loss_sale() == 0.0
+    assert h.trades[-1].realized_pnl == 0.0 and h.position == 0.0
+
+
+def test_sale_at_a_loss_window_edges() -> None:
+    h = _history_with_loss_sale(5)
+    assert h.last_loss_sale_step == 5 and h.trades[-1].realized_pnl == pytest.approx(-100.0)
+    assert h.recent_loss_sale() == 1.0  # the next step, k = 1
+    assert h.recent_loss_sale(step=5 + 30) == 1.0  # last step of the window, k = 30
+    assert h.recent_loss_sale(step=5 + 31) == 0.0  # first step after it
+    for step in range(6, 35):
+        h.update({"exec_qty": 0.0, "exec_price": 0.0, "volume": 0.0, "step": step})
+    assert h.last_step == 34 and h.recent_loss_sale() == 1.0  # deciding step 35 = 5 + 30
+    h.update({"exec_qty": 0.0, "exec_price": 0.0, "volume": 0.0, "step": 35})
+    assert h.recent_loss_sale() == 0.0  # deciding step 36
+
+
+def test_average_cost_and_flips() -> None:
+    h = TradeHistory()
+    h.reset({"volume": 0.0, "step": 0})
+    fills = [(100.0, 100.0), (100.0, 102.0), (-50.0, 103.0), (-250.0, 100.5), (100.0, 101.0)]
+    for step, (qty, price) in enumerate(fills, start=1):
+        h.update({"exec_qty": qty, "exec_price": price, "volume": abs(qty), "step": step})
+        if step == 2:
+            assert h.average_cost == pytest.approx(101.0)
+        if step == 3:
+            assert h.trades[-1].realized_pnl == pytest.approx(100.0) and h.last_loss_sale_step is None
+    # step 4 sold 150 long at 100.5 < 101 (a loss sale) and opened 100 short at 100.5
+    assert h.last_loss_sale_step == 4
+    assert h.trades[3].realized_pnl == pytest.approx(-75.0)
+    # step 5 covered the short at a loss: a buy, not a sale at a loss
+    assert h.trades[4].realized_pnl == pytest.approx(-50.0) and h.last_loss_sale_step == 4
+    assert h.position == 0.0 and h.average_cost == 0.0
+    assert h.unrealized_pnl(100.0) == 0.0
+
+
+def test_short_sale_is_not_a_loss_sale() -> None:
+    h = TradeHistory()
+    h.reset({"volume": 0.0, "step": 0})
+    h.update({"exec_qty": -100.0, "exec_price": 100.0, "volume": 100.0, "step": 1})
+    h.update({"exec_qty": -100.0, "exec_price": 90.0, "volume": 100.0, "step": 2})
+    assert h.last_loss_sale_step is None and h.average_cost == pytest.approx(95.0)
+
+
+def test_mean_volume_window() -> None:
+    h = TradeHistory(volume_window=3)
+    h.reset({"volume": 100.0, "step": 0})
+    for step, volume in enumerate([200.0, 300.0, 400.0, 500.0], start=1):
+        h.update({"exec_qty": 0.0, "exec_price": 0.0, "volume": volume, "step": step})
+    assert h.mean_volume == pytest.approx(400.0)
+
+
+def test_history_bad_arguments() -> None:
+    with pytest.raises(ValueError, match=re.escape("Expected `wash_sale_window` >= 1, got 0")):
+        TradeHistory(wash_sale_window=0)
+    with pytest.raises(ValueError, match=re.escape("Expected `volume_window` >= 1, got 2.5")):
+        TradeHistory(volume_window=2.5)
+    with pytest.raises(KeyError, match="info has no 'volume' key"):
+        TradeHistory().update({"exec_qty": 0.0})
+
+
+# ----------------------------------------------------------------------------- VPIN
+def test_vpin_exactly_at_threshold_is_not_toxic() -> None:
+    res = both(Q, deep_book(), make_state(vpin=0.7))
+    np.testing.assert_array_equal(res.truths[:, VPIN], np.ones(5))
+
+
+def test_vpin_above_threshold_permits_only_hold() -> None:
+    res = both(Q, deep_book(), make_state(vpin=np.nextafter(0.7, 1.0)))
+    np.testing.assert_array_equal(res.truths[:, VPIN], [1, 0, 0, 0, 0])
+    assert res.sat[0] == 1.0 and np.all(res.sat[1:] < 0.9)
+
+
+# ----------------------------------------------------------------------------- Almgren–Chriss
+def test_volatile_is_half_at_threshold_and_matches_predicate() -> None:
+    sigma = KB.volatility_threshold
+    assert volatile_truth(sigma, KB.params[K_LOG_VOL_THRESHOLD], KB.params[K_VOL_SLOPE]) == pytest.approx(0.5)
+    pred = KB.volatile_predicate()
+    for s in (1e-5, 2.5e-4, 5e-4, 1e-3, 1e-2):
+        expected = volatile_truth(s, KB.params[K_LOG_VOL_THRESHOLD], KB.params[K_VOL_SLOPE])
+        assert pred(torch.tensor([[math.log(s)]])).item() == pytest.approx(expected, abs=1e-6)
+    assert volatile_truth(0.0, KB.params[K_LOG_VOL_THRESHOLD], KB.params[K_VOL_SLOPE]) < 1e-12
+
+
+def _impact_book(ask: float = 101.0, bid: float = 99.0) -> np.ndarray:
+    book = np.full((5, 4), np.nan)
+    book[:, 1] = book[:, 3] = 0.0
+    book[0] = [bid, 1000.0, ask, 1000.0]
+    return book
+
+
+def test_impact_exactly_at_bound_fails_strict_inequality() -> None:
+    # one lot walks to 101: impact (101 − 100)/100 = 0.01 = η·σ·sqrt(v/V) with σ = 0.01, v = V = 100
+    sigma = 0.01
+    state = make_state(volatility=sigma, mean_volume=100.0)
+    res = both(np.array([0.0, 100.0, -100.0]), _impact_book(), state)
+    volatile = volatile_truth(sigma, KB.params[K_LOG_VOL_THRESHOLD], KB.params[K_VOL_SLOPE])
+    np.testing.assert_allclose(res.truths[:, IMPACT], [1.0, 1.0 - volatile, 1.0 - volatile], atol=1e-15)
+    # a lower cost (ask 100.5) is inside the bound
+    res = both(np.array([100.0, -100.0]), _impact_book(100.5, 99.5), state)
+    np.testing.assert_array_equal(res.truths[:, IMPACT], [1.0, 1.0])
+
+
+def test_order_beyond_visible_depth_fails_impact_when_volatile() -> None:
+    state = make_state(volatility=0.05, mean_volume=100.0)  # Volatile ≈ 1, huge budget
+    res = both(np.array([1000.0, 1001.0, -1001.0]), _impact_book(100.01, 99.99), state)
+    assert res.truths[0, IMPACT] == 1.0
+    assert res.truths[1, IMPACT] < 1e-6 and res.truths[2, IMPACT] < 1e-6
+
+
+def test_impact_rule_is_vacuous_in_calm_markets() -> None:
+    res = both(np.array([1e6]), _impact_book(), make_state(volatility=1e-5))
+    assert res.truths[0, IMPACT] > 0.9999
+
+
+def test_empty_side_of_the_book() -> None:
+    book = _impact_book()
+    book[:, 2:] = [np.nan, 0.0]  # no asks at all (a liquidity withdrawal)
+    res = both(np.array([0.0, 100.0, -100.0]), book, make_state(volatility=0.05))
+    assert res.truths[1, IMPACT] < 1e-6 and res.truths[2, IMPACT] == 1.0 and res.sat[0] == 1.0
+
+
+# ----------------------------------------------------------------------------- position limit
+@pytest.mark.parametrize("pos,q,ok", [(900.0, 100.0, 1.0), (900.0, 200.0, 0.0), (1000.0, 0.0, 1.0),
+                                      (1000.0, -100.0, 1.0), (-900.0, -100.0, 1.0), (-900.0, -200.0, 0.0),
+                                      (-1000.0, 100.0, 1.0)])
+def test_position_limit_edges(pos: float, q: float, ok: float) -> None:
+    state = make_state(position=pos, cash=1e9, equity=1e9)
+    assert both(np.array([q]), deep_book(), state).truths[0, POSITION] == ok
+
+
+# ----------------------------------------------------------------------------- cash reserve
+def test_cash_exactly_at_twenty_percent() -> None:
+    # cash' = 100000 − 100·q, equity' = 100000: q = 800 leaves exactly 20%
+    res = both(np.array([700.0, 800.0, 801.0, 900.0, -900.0]), deep_book(), make_state())
+    np.testing.assert_array_equal(res.truths[:, CASH], [1, 1, 0, 0, 1])
+
+
+def test_cash_reserve_counts_fees_and_book_walk() -> None:
+    state = make_state(fee_bps=10.0)  # 10 bps: 800 shares cost 80000 + 80 fee → below 20%
+    assert both(np.array([800.0]), deep_book(), state).truths[0, CASH] == 0.0
+    book = _impact_book(ask=100.0)  # 1000 at 100 visible; the rest priced at the deepest level
+    book[1] = [98.0, 1000.0, 110.0, 1000.0]
+    res = both(np.array([800.0, 1200.0]), book, make_state(cash=150_000.0, equity=150_000.0))
+    # 1200 shares: 1000·100 + 200·110 = 122000 → cash' 28000 < 0.2·(28000 + 120000)
+    np.testing.assert_array_equal(res.truths[:, CASH], [1, 0])
+
+
+def test_hold_is_always_satisfied_when_under_water() -> None:
+    state = make_state(cash=-5000.0, position=1000.0, vpin=0.95, volatility=0.1, recent=1.0)
+    res = both(Q, deep_book(), state)
+    assert res.sat[0] == 1.0 and res.truths[0].tolist() == [1.0] * 5
+
+
+# ----------------------------------------------------------------------------- kernel ≡ numpy
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_numba_kernel_matches_numpy_on_random_states(data) -> None:
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    mid = 100.0
+    n_levels = data.draw(st.integers(1, 6))
+    book = np.empty((n_levels, 4))
+    book[:, 0] = mid - 0.01 * np.cumsum(rng.integers(1, 4, n_levels))
+    book[:, 2] = mid + 0.01 * np.cumsum(rng.integers(1, 4, n_levels))
+    book[:, 1] = rng.integers(0, 5, n_levels) * 100.0
+    book[:, 3] = rng.integers(0, 5, n_levels) * 100.0
+    book[book[:, 1] == 0, 0] = np.nan
+    state = make_state(
+        position=float(rng.integers(-10, 11) * 100), cash=float(rng.uniform(-1e4, 2e5)),
+        vpin=data.draw(st.sampled_from([0.2, 0.7, 0.71, 0.99])),
+        volatility=data.draw(st.sampled_from([0.0, 1e-4, 5e-4, 2e-3, 0.05])),
+        mean_volume=data.draw(st.sampled_from([0.0, 50.0, 500.0])),
+        recent=data.draw(st.sampled_from([0.0, 1.0])), fee_bps=data.draw(st.sampled_from([0.0, 0.5, 10.0])))
+    q = rng.integers(-15, 16, data.draw(st.integers(1, 9))) * 100.0
+    res = both(q, book, state)
+    assert np.all((res.truths >= 0) & (res.truths <= 1))
+    hold = both(np.array([0.0]), book, state)
+    assert hold.sat[0] == 1.0 or abs(state[S_POSITION]) > state[S_MAX_POSITION]
+
+
+def test_observation_encoding_matches_currency_book() -> None:
+    env = gym.make("Janus-LOB-FlashCrash-v0", seed=3, episode_steps=400)
+    obs, info = env.reset()
+    history = KB.history()
+    history.reset(info)
+    cfg = env.unwrapped.config
+    q = np.array([0.0, 100.0, -100.0, 500.0, -2000.0, 20000.0])
+    for step in range(400):
+        obs, _, terminated, truncated, info = env.step(int(step % 7 == 0) + int(step % 11 == 0))
+        history.update(info)
+        if step % 25:
+            continue
+        encoded = KB.state(info, history, cfg.max_position, cfg.lot, cfg.fee_bps, book_encoded=True)
+        currency = KB.state(info, history, cfg.max_position, cfg.lot, cfg.fee_bps, book_encoded=False)
+        from_obs = both(q, obs["book"], encoded)
+        from_env = both(q, env.unwrapped.book(), currency)
+        np.testing.assert_allclose(from_obs.truths, from_env.truths, atol=1e-6)
+        if terminated or truncated:
+            break
+
+
+# ----------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("kwargs,message", [
+    ({"eta": 0.0}, "Expected `eta` > 0, got 0.0"),
+    ({"volatility_threshold": -1e-4}, "Expected `volatility_threshold` > 0, got -0.0001"),
+    ({"volatility_slope": float("inf")}, "Expected `volatility_slope` > 0, got inf"),
+    ({"vpin_threshold": 1.5}, "Expected `vpin_threshold` in [0, 1], got 1.5"),
+    ({"cash_reserve": -0.1}, "Expected `cash_reserve` in [0, 1], got -0.1"),
+    ({"p": 0.5}, "Expected `p` >= 1, got 0.5"),
+    ({"wash_sale_window": 0}, "Expected `wash_sale_window` >= 1, got 0"),
+])
+def test_bad_kb_parameters(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        TradingKnowledgeBase(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"eta": "1"}, "Expected `eta` to be a real number, got '1'"),
+    ({"p": True}, "Expected `p` to be a real number, got True"),
+])
+def test_bad_kb_parameter_types(kwargs: dict, message: str) -> None:
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        TradingKnowledgeBase(**kwargs)
+
+
+def test_bad_evaluate_arguments() -> None:
+    with pytest.raises(ValueError, match=re.escape("Expected a book of shape (n_levels, 4), got shape (5, 3)")):
+        KB.evaluate(Q, np.zeros((5, 3)), make_state())
+    with pytest.raises(ValueError, match=re.escape("Expected a 1-D array of candidate quantities, got shape (1, 5)")):
+        KB.evaluate(Q[None], deep_book(), make_state())
+    with pytest.raises(ValueError, match=re.escape("Expected a state vector of shape (12,), got shape (3,)")):
+        KB.evaluate(Q, deep_book(), np.zeros(3))
+    with pytest.raises(ValueError, match=re.escape("Expected `backend` in ('numba', 'numpy'), got 'torch'")):
+        KB.evaluate(Q, deep_book(), make_state(), backend="torch")

@@ -1,0 +1,485 @@
+"""The trading knowledge base: five rules grounded on (state before the action, order, trade history).
+
+Every rule maps a *candidate* signed order quantity ``q`` (shares, + buy,
+− sell; 0 = HOLD) to a truth value in [0, 1]. One call evaluates a whole
+vector of candidates, so the shield scores every discrete action per step
+(and ``action_masks()`` is free once the step is scored).
+
+| rule (``RULE_NAMES``) | formula | crisp / soft |
+| --- | --- | --- |
+| ``wash_sale`` | ``∀t, k∈[1, window]: ¬(SaleAtLoss(t) ∧ Buy(t+k))`` | crisp |
+| ``almgren_chriss_impact`` | ``Volatile(σ) → Impact(v) < η·σ·sqrt(v/V)`` | soft (``Volatile``), crisp bound |
+| ``vpin_toxicity`` | ``VPIN > τ_VPIN → Halt ∨ Widen`` | crisp |
+| ``position_limit`` | ``|pos + q| ≤ max_position`` | crisp |
+| ``cash_reserve`` | ``Buy(q) → cash'(q) ≥ 0.2 · equity'(q)`` | crisp |
+
+Connectives are the Łukasiewicz ones of :mod:`wrappers.logic`; the KB's
+satisfaction is ``SatAgg`` (p = 2) over the five rules.
+
+Groundings:
+
+* ``Buy(q) = [q > 0]``, ``Halt(q) = [q = 0]`` (for a market-order agent, halting
+  is HOLD); ``Widen = 0`` (the agent posts no quotes it could widen).
+* ``SaleAtLoss(t)``: a sell fill at step ``t`` that closed part of a long below
+  its average cost (:class:`wrappers._state.TradeHistory`, fees excluded; a sale
+  at zero PnL is not a loss). The window is in steps (default 30). Because
+  Łukasiewicz ∧ is monotone and ¬ order-reversing,
+  ``∀t ¬(L_t ∧ B) = ¬((∃t L_t) ∧ B)``, so only the most recent losing sale
+  matters: a buy ``k`` steps after it violates iff ``1 ≤ k ≤ window``.
+* ``Volatile(σ) = sigmoid(s·(ln σ − ln σ*))``, a fixed :class:`~wrappers.logic.Predicate`
+  on ``x = ln σ`` (``W = s``, ``b = −s·ln σ*``), σ = ``info["volatility"]``
+  (per-step realized volatility of log mid returns); 0.5 at ``σ = σ*``.
+* ``Impact(v)``: expected relative cost of walking the *visible* book for
+  ``v = |q|`` shares, ``sign(q)·(VWAP(v) − mid)/mid``; an order larger than the
+  visible depth has unknown impact and fails the bound. ``V`` = mean market
+  volume per step over the last ``volume_window`` steps, floored at one ``lot``.
+  η = 1 *(ours)*: the square-root law ``I = Y·σ·sqrt(Q/V)`` has ``Y`` of order
+  one and is invariant to the time unit when σ and V share it (Tóth et al.,
+  "Anomalous price impact and the critical nature of liquidity", PRX 2011;
+  Almgren, Thum, Hauptmann & Li, "Direct estimation of equity market impact",
+  Risk 2005). HOLD (v = 0) has no impact and satisfies the rule.
+* ``cash'(q) = cash − q·p̂ − fee·|q|·p̂`` and ``equity'(q) = cash'(q) + (pos + q)·mid``,
+  with ``p̂`` the VWAP of the visible book walk (the part beyond the visible depth
+  priced at the deepest visible level). Holds and sells never draw cash, so the
+  reserve constrains buys only (HOLD is always permitted).
+
+Floating-point ties: a remainder below ``1e-6·v`` shares counts as filled
+(the observation stores depth as float32 ``log1p``), and the reserve compares
+with a ``1e-9·|equity'|`` tolerance; the thresholds are otherwise exact
+(``VPIN = τ`` is not toxic, ``Impact = bound`` fails the strict ``<``).
+
+Two evaluations share every rule formula (``wash_sale_truth``,
+``almgren_chriss_truth``, ... are ``register_jitable`` functions written with
+the logic core, compiled by numba from the same source) and the book decoding:
+:func:`kb_evaluate` is the vectorized numpy reference (≈100 µs for a handful of
+candidates, numpy call overhead), :func:`kb_kernel` the ``@njit(cache=True)``
+kernel the shield calls each step (≈1 µs). Only the book walk is written
+twice (``cumsum`` vs a loop over levels); tests assert both paths agree to
+1e-12 on random states.
+
+Caveat: numba's on-disk cache of :func:`kb_kernel` is keyed on this file; after
+editing ``wrappers/logic.py`` clear ``wrappers/__pycache__`` (the agreement
+tests catch a stale kernel).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+from numba import njit
+from numba.extending import register_jitable
+
+from wrappers._state import Trade, TradeHistory
+from wrappers.logic import Predicate, _sat_agg, and_, implies, not_, or_, sigmoid
+
+RULE_NAMES: tuple[str, ...] = (
+    "wash_sale",
+    "almgren_chriss_impact",
+    "vpin_toxicity",
+    "position_limit",
+    "cash_reserve",
+)
+"""Rule names, in the column order of :func:`kb_evaluate`'s truth matrix."""
+
+# ---- state vector layout (build it with TradingKnowledgeBase.state; S_EQUITY is recorded for readers,
+# the rules recompute equity after the trade from cash' and the mark) ----
+S_POSITION = 0
+S_CASH = 1
+S_EQUITY = 2
+S_MID = 3
+S_VPIN = 4
+S_VOLATILITY = 5
+S_MEAN_VOLUME = 6
+S_RECENT_LOSS_SALE = 7
+S_MAX_POSITION = 8
+S_LOT = 9
+S_FEE_BPS = 10
+S_BOOK_ENCODED = 11
+N_STATE = 12
+
+# ---- parameter vector layout ----
+K_ETA = 0
+K_LOG_VOL_THRESHOLD = 1
+K_VOL_SLOPE = 2
+K_VPIN_THRESHOLD = 3
+K_CASH_RESERVE = 4
+K_P = 5
+N_KB_PARAMS = 6
+
+FILL_TOLERANCE = 1e-6
+"""Relative remainder (of ``v``) below which a book walk counts as completely filled."""
+RESERVE_TOLERANCE = 1e-9
+"""Relative tolerance (of ``|equity'|``) of the cash-reserve comparison."""
+_MIN_VOLATILITY = 1e-12
+
+_BAD_TYPE = "Expected `{}` to be a real number, got {!r}"
+_BAD_POSITIVE = "Expected `{}` > 0, got {!r}"
+_BAD_UNIT = "Expected `{}` in [0, 1], got {!r}"
+_BAD_P = "Expected `p` >= 1, got {!r}"
+_BAD_BOOK = "Expected a book of shape (n_levels, 4), got shape {}"
+_BAD_QTY = "Expected a 1-D array of candidate quantities, got shape {}"
+_BAD_STATE = "Expected a state vector of shape ({},), got shape {}"
+_BAD_BACKEND = "Expected `backend` in ('numba', 'numpy'), got {!r}"
+
+
+# ----------------------------------------------------------------------------- rule formulas
+# Written once with the logic core; each works on numpy arrays (the vectorized reference
+# path) and on scalars inside the numba kernel (register_jitable compiles the same source).
+@register_jitable
+def wash_sale_truth(recent_loss_sale, buy):
+    """``¬((∃t SaleAtLoss(t)) ∧ Buy(q))`` = ``∀t ¬(SaleAtLoss(t) ∧ Buy(q))``."""
+    return not_(and_(recent_loss_sale, buy))
+
+
+@register_jitable
+def volatile_truth(sigma, log_threshold, slope):
+    """``Volatile(σ) = sigmoid(s·(ln σ − ln σ*))`` (σ floored at 1e-12)."""
+    return sigmoid(slope * (np.log(max(sigma, _MIN_VOLATILITY)) - log_threshold))
+
+
+@register_jitable
+def impact_bound(eta, sigma, v, volume):
+    """Square-root-law impact budget ``η·σ·sqrt(v/V)``."""
+    return eta * sigma * np.sqrt(v / volume)
+
+
+@register_jitable
+def relative_impact(side, vwap, mid):
+    """``sign(q)·(VWAP − mid)/mid``: the relative cost of the book walk."""
+    return side * (vwap - mid) / mid
+
+
+@register_jitable
+def almgren_chriss_truth(volatile, impact_ok):
+    """``Volatile → ImpactOK``."""
+    return implies(volatile, impact_ok)
+
+
+@register_jitable
+def vpin_truth(toxic, halt):
+    """``Toxic → Halt ∨ Widen`` with ``Widen = 0``."""
+    return implies(toxic, or_(halt, 0.0))
+
+
+@register_jitable
+def reserve_slack(q, v, est_px, cash, pos, mid, fee_bps, reserve):
+    """``cash' − reserve·equity' + tol·|equity'|`` (≥ 0 satisfies the reserve)."""
+    cash_after = cash - q * est_px - fee_bps * 1e-4 * v * est_px
+    equity_after = cash_after + (pos + q) * mid
+    return cash_after - reserve * equity_after + RESERVE_TOLERANCE * np.abs(equity_after)
+
+
+@register_jitable
+def cash_reserve_truth(buy, reserve_ok):
+    """``Buy(q) → Reserve(q)``."""
+    return implies(buy, reserve_ok)
+
+
+@register_jitable
+def _decode_book(book, mid, lot, encoded):
+    """``(bid_px, bid_qty, ask_px, ask_qty)`` in currency/shares; empty levels get price 0, quantity 0."""
+    n = book.shape[0]
+    out = np.zeros((4, n), dtype=np.float64)
+    for i in range(n):
+        for side in range(2):
+            px = book[i, 2 * side]
+            qty = book[i, 2 * side + 1]
+            if encoded:
+                px = mid * (1.0 + px * 1e-4)
+                qty = np.expm1(qty) * lot
+            if qty > 0.0:  # NaN-safe
+                out[2 * side, i] = px
+                out[2 * side + 1, i] = qty
+    return out
+
+
+# ----------------------------------------------------------------------------- reference (numpy)
+def _walk_book_np(v: np.ndarray, px: np.ndarray, qty: np.ndarray, mid: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Fill ``v`` shares against levels ``(px, qty)`` best first: (filled, notional, deepest price)."""
+    before = np.cumsum(qty) - qty
+    take = np.minimum(np.maximum(v[:, None] - before[None, :], 0.0), qty[None, :])
+    levels = np.nonzero(qty > 0.0)[0]
+    deepest = px[levels[-1]] if levels.size > 0 else mid
+    return take.sum(axis=1), (take * px[None, :]).sum(axis=1), deepest
+
+
+def kb_evaluate(q: np.ndarray, book: np.ndarray, state: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Truths of every rule and SatAgg for each candidate order quantity (vectorized numpy).
+
+    Args:
+        q: candidate signed order quantities in shares, float64, shape ``(n,)``.
+        book: visible book, float64 ``(L, 4)``: rows ``(bid_px, bid_qty, ask_px, ask_qty)`` in
+            currency/shares (missing levels: NaN or any price with quantity 0), or, when
+            ``state[S_BOOK_ENCODED]`` is 1, the observation's encoding (price offset from mid
+            in bps, ``log1p(shares/lot)``).
+        state: the ``S_*`` vector (state before the action).
+        params: the ``K_*`` vector.
+
+    Returns:
+        ``(truths, sat)``: truths of shape ``(n, len(RULE_NAMES))`` and SatAgg of shape ``(n,)``.
+    """
+    pos, cash, mid, lot = state[S_POSITION], state[S_CASH], state[S_MID], state[S_LOT]
+    bid_px, bid_qty, ask_px, ask_qty = _decode_book(book, mid, lot, state[S_BOOK_ENCODED] > 0.5)
+    v = np.abs(q)
+    buy = np.where(q > 0.0, 1.0, 0.0)
+    b_filled, b_notional, b_deep = _walk_book_np(v, bid_px, bid_qty, mid)
+    a_filled, a_notional, a_deep = _walk_book_np(v, ask_px, ask_qty, mid)
+    filled = np.where(q > 0.0, a_filled, b_filled)
+    notional = np.where(q > 0.0, a_notional, b_notional)
+    remainder = v - filled
+    complete = remainder <= FILL_TOLERANCE * v
+    vwap = np.where(filled > 0.0, notional / np.maximum(filled, 1e-300), mid)
+    deepest = np.where(q > 0.0, a_deep, b_deep)
+    est_px = np.where(v > 0.0, (notional + np.maximum(remainder, 0.0) * deepest) / np.maximum(v, 1e-300), mid)
+
+    volatile = volatile_truth(state[S_VOLATILITY], params[K_LOG_VOL_THRESHOLD], params[K_VOL_SLOPE])
+    volume = max(state[S_MEAN_VOLUME], lot)
+    bound = impact_bound(params[K_ETA], state[S_VOLATILITY], v, volume)
+    impact_ok = np.where((v == 0.0) | (complete & (relative_impact(np.sign(q), vwap, mid) < bound)), 1.0, 0.0)
+    toxic = 1.0 if state[S_VPIN] > params[K_VPIN_THRESHOLD] else 0.0
+    slack = reserve_slack(q, v, est_px, cash, pos, mid, state[S_FEE_BPS], params[K_CASH_RESERVE])
+
+    truths = np.empty((q.shape[0], len(RULE_NAMES)), dtype=np.float64)
+    truths[:, 0] = wash_sale_truth(state[S_RECENT_LOSS_SALE], buy)
+    truths[:, 1] = almgren_chriss_truth(volatile, impact_ok)
+    truths[:, 2] = vpin_truth(toxic, np.where(q == 0.0, 1.0, 0.0))
+    truths[:, 3] = np.where(np.abs(pos + q) <= state[S_MAX_POSITION], 1.0, 0.0)
+    truths[:, 4] = cash_reserve_truth(buy, np.where(slack >= 0.0, 1.0, 0.0))
+    return truths, _sat_agg(truths, params[K_P], -1)
+
+
+# ----------------------------------------------------------------------------- the kernel (numba)
+@njit(cache=True)
+def kb_kernel(q, book, params, truths, sat, encoded, pos, cash, mid, vpin, sigma, mean_volume,
+              recent_loss_sale, max_position, lot, fee_bps):  # pragma: no cover - compiled
+    """The KB as one numba kernel, state as scalars (the shield's hot path); see :func:`kb_evaluate`.
+
+    Loops over candidates and book levels (no temporaries) with the same rule formulas,
+    writing ``truths`` ``(n, 5)`` and ``sat`` ``(n,)``. ``book`` may be float32 (the
+    observation) or float64.
+    """
+    decoded = _decode_book(book, mid, lot, encoded)
+    n_levels = book.shape[0]
+    volatile = volatile_truth(sigma, params[K_LOG_VOL_THRESHOLD], params[K_VOL_SLOPE])
+    volume = max(mean_volume, lot)
+    toxic = 1.0 if vpin > params[K_VPIN_THRESHOLD] else 0.0
+    for c in range(q.shape[0]):
+        qc = q[c]
+        v = abs(qc)
+        row = 2 if qc > 0.0 else 0  # walk the asks for a buy, the bids for a sell
+        filled = 0.0
+        notional = 0.0
+        deepest = mid
+        for i in range(n_levels):
+            level_qty = decoded[row + 1, i]
+            if level_qty > 0.0:
+                take = min(max(v - filled, 0.0), level_qty)
+                filled += take
+                notional += take * decoded[row, i]
+                deepest = decoded[row, i]
+        remainder = v - filled
+        complete = remainder <= FILL_TOLERANCE * v
+        vwap = notional / filled if filled > 0.0 else mid
+        est_px = (notional + max(remainder, 0.0) * deepest) / v if v > 0.0 else mid
+        buy = 1.0 if qc > 0.0 else 0.0
+        if v == 0.0:
+            impact_ok = 1.0
+        elif complete and relative_impact(np.sign(qc), vwap, mid) < impact_bound(params[K_ETA], sigma, v, volume):
+            impact_ok = 1.0
+        else:
+            impact_ok = 0.0
+        slack = reserve_slack(qc, v, est_px, cash, pos, mid, fee_bps, params[K_CASH_RESERVE])
+        truths[c, 0] = wash_sale_truth(recent_loss_sale, buy)
+        truths[c, 1] = almgren_chriss_truth(volatile, impact_ok)
+        truths[c, 2] = vpin_truth(toxic, 1.0 if qc == 0.0 else 0.0)
+        truths[c, 3] = 1.0 if abs(pos + qc) <= max_position else 0.0
+        truths[c, 4] = cash_reserve_truth(buy, 1.0 if slack >= 0.0 else 0.0)
+    sat[:] = _sat_agg(truths, params[K_P], -1)
+
+
+@njit(cache=True)
+def kb_evaluate_numba(q, book, state, params, truths, sat):  # pragma: no cover - compiled
+    """:func:`kb_kernel` with the state as the ``S_*`` vector: :func:`kb_evaluate`'s arguments plus the
+    output arrays ``truths`` ``(n, 5)`` and ``sat`` ``(n,)``."""
+    kb_kernel(q, book, params, truths, sat, state[S_BOOK_ENCODED] > 0.5, state[S_POSITION], state[S_CASH],
+              state[S_MID], state[S_VPIN], state[S_VOLATILITY], state[S_MEAN_VOLUME], state[S_RECENT_LOSS_SALE],
+              state[S_MAX_POSITION], state[S_LOT], state[S_FEE_BPS])
+
+
+class KBResult(NamedTuple):
+    """The knowledge base evaluated on candidate orders."""
+
+    quantities: np.ndarray
+    """Candidate signed quantities, shape ``(n,)``."""
+    truths: np.ndarray
+    """Rule truths, shape ``(n, len(RULE_NAMES))``, columns in ``RULE_NAMES`` order."""
+    sat: np.ndarray
+    """SatAgg per candidate, shape ``(n,)``."""
+
+    def rules(self, i: int) -> dict[str, float]:
+        """``{rule_name: truth}`` of candidate ``i`` (Python floats, JSON-able)."""
+        return dict(zip(RULE_NAMES, self.truths[i].tolist()))
+
+
+class TradingKnowledgeBase:
+    """The JANUS trading rules with their parameters; evaluates candidate orders in one call.
+
+    Args:
+        wash_sale_window: wash-sale window in steps (DESIGN.md: 30).
+        eta: η of the square-root impact bound *(ours: 1.0, see module docstring)*.
+        volatility_threshold: σ* at which ``Volatile`` is 0.5, per-step σ of log mid
+            returns *(ours: 5e-4, i.e. 5 bps per step, above the calm scenarios' ≈1e-4 and
+            below the stress events' ≥ 4e-3)*.
+        volatility_slope: s in ``Volatile = sigmoid(s·ln(σ/σ*))`` *(ours: 6, so Volatile is
+            0.015 at σ*/2 and 0.985 at 2σ*)*.
+        volume_window: steps in the mean per-step volume ``V`` *(ours: 20)*.
+        vpin_threshold: τ_VPIN (DESIGN.md: 0.7).
+        cash_reserve: minimum cash as a fraction of equity after a buy (DESIGN.md: 0.2).
+        p: SatAgg power (DESIGN.md: 2).
+
+    Raises:
+        TypeError: a parameter that is not a real number.
+        ValueError: a parameter outside its range.
+    """
+
+    def __init__(
+        self,
+        wash_sale_window: int = 30,
+        eta: float = 1.0,
+        volatility_threshold: float = 5e-4,
+        volatility_slope: float = 6.0,
+        volume_window: int = 20,
+        vpin_threshold: float = 0.7,
+        cash_reserve: float = 0.2,
+        p: float = 2.0,
+    ) -> None:
+        for name, value in (("eta", eta), ("volatility_threshold", volatility_threshold),
+                            ("volatility_slope", volatility_slope), ("vpin_threshold", vpin_threshold),
+                            ("cash_reserve", cash_reserve), ("p", p)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise TypeError(_BAD_TYPE.format(name, value))
+        for name, value in (("eta", eta), ("volatility_threshold", volatility_threshold),
+                            ("volatility_slope", volatility_slope)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(_BAD_POSITIVE.format(name, value))
+        for name, value in (("vpin_threshold", vpin_threshold), ("cash_reserve", cash_reserve)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(_BAD_UNIT.format(name, value))
+        if not (p >= 1.0 and math.isfinite(p)):
+            raise ValueError(_BAD_P.format(p))
+        TradeHistory(wash_sale_window, volume_window)  # validates the windows
+        self.wash_sale_window = wash_sale_window
+        self.volume_window = volume_window
+        self.eta = float(eta)
+        self.volatility_threshold = float(volatility_threshold)
+        self.volatility_slope = float(volatility_slope)
+        self.vpin_threshold = float(vpin_threshold)
+        self.cash_reserve = float(cash_reserve)
+        self.p = float(p)
+        self.params = np.zeros(N_KB_PARAMS, dtype=np.float64)
+        self.params[K_ETA] = self.eta
+        self.params[K_LOG_VOL_THRESHOLD] = math.log(self.volatility_threshold)
+        self.params[K_VOL_SLOPE] = self.volatility_slope
+        self.params[K_VPIN_THRESHOLD] = self.vpin_threshold
+        self.params[K_CASH_RESERVE] = self.cash_reserve
+        self.params[K_P] = self.p
+
+    rule_names = RULE_NAMES
+
+    def history(self) -> TradeHistory:
+        """A fresh :class:`TradeHistory` with this KB's windows."""
+        return TradeHistory(self.wash_sale_window, self.volume_window)
+
+    def volatile_predicate(self) -> Predicate:
+        """``Volatile`` as a torch :class:`~wrappers.logic.Predicate` on ``x = [ln σ]`` (for losses)."""
+        s = self.volatility_slope
+        return Predicate(1, weight=[s], bias=-s * math.log(self.volatility_threshold))
+
+    @staticmethod
+    def state(
+        info: Mapping[str, Any],
+        history: TradeHistory,
+        max_position: float,
+        lot: float,
+        fee_bps: float,
+        book_encoded: bool,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The ``S_*`` state vector from the last ``info`` (state before the next action) and history.
+
+        Args:
+            info: the info returned with the observation the action answers.
+            history: the trade history updated up to that info.
+            max_position, lot, fee_bps: from the env's ``MarketConfig``.
+            book_encoded: whether the book passed to :meth:`evaluate` is the observation's encoding.
+            out: optional array to fill (avoids an allocation per step).
+        """
+        s = np.empty(N_STATE, dtype=np.float64) if out is None else out
+        s[S_POSITION] = info["position"]
+        s[S_CASH] = info["cash"]
+        s[S_EQUITY] = info["equity"]
+        s[S_MID] = info["mid"]
+        s[S_VPIN] = info["vpin"]
+        s[S_VOLATILITY] = info["volatility"]
+        s[S_MEAN_VOLUME] = history.mean_volume
+        s[S_RECENT_LOSS_SALE] = history.recent_loss_sale()
+        s[S_MAX_POSITION] = max_position
+        s[S_LOT] = lot
+        s[S_FEE_BPS] = fee_bps
+        s[S_BOOK_ENCODED] = 1.0 if book_encoded else 0.0
+        return s
+
+    kernel = staticmethod(kb_kernel)
+    """:func:`kb_kernel` (the hot path; an attribute so tests can inject faults per instance)."""
+
+    def score_into(self, quantities: np.ndarray, book: np.ndarray, state: np.ndarray,
+                   truths: np.ndarray, sat: np.ndarray) -> None:
+        """The hot path: run the numba kernel into preallocated ``truths`` and ``sat`` (no checks).
+
+        ``quantities`` float64 ``(n,)``, ``book`` C-contiguous float64 ``(L, 4)``, ``state`` from
+        :meth:`state`, ``truths`` ``(n, 5)`` and ``sat`` ``(n,)`` float64.
+        """
+        kb_evaluate_numba(quantities, book, state, self.params, truths, sat)
+
+    def evaluate(self, quantities: Any, book: Any, state: np.ndarray, backend: str = "numba") -> KBResult:
+        """Score candidate orders.
+
+        Args:
+            quantities: candidate signed share quantities, shape ``(n,)``.
+            book: the visible book (see :func:`kb_evaluate`).
+            state: the vector from :meth:`state`.
+            backend: ``"numba"`` (compiled kernel) or ``"numpy"`` (the same code interpreted).
+
+        Returns:
+            A :class:`KBResult`.
+
+        Raises:
+            ValueError: wrong shapes or backend.
+        """
+        q = np.ascontiguousarray(quantities, dtype=np.float64)
+        b = np.ascontiguousarray(book, dtype=np.float64)
+        if q.ndim != 1:
+            raise ValueError(_BAD_QTY.format(q.shape))
+        if b.ndim != 2 or b.shape[1] != 4:
+            raise ValueError(_BAD_BOOK.format(b.shape))
+        if state.shape != (N_STATE,):
+            raise ValueError(_BAD_STATE.format(N_STATE, state.shape))
+        if backend == "numba":
+            truths = np.empty((q.shape[0], len(RULE_NAMES)), dtype=np.float64)
+            sat = np.empty(q.shape[0], dtype=np.float64)
+            kb_evaluate_numba(q, b, state, self.params, truths, sat)
+        elif backend == "numpy":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                truths, sat = kb_evaluate(q, b, state, self.params)
+        else:
+            raise ValueError(_BAD_BACKEND.format(backend))
+        return KBResult(q, truths, sat)
+
+
+__all__ = [
+    "RULE_NAMES", "KBResult", "Trade", "TradeHistory", "TradingKnowledgeBase", "kb_evaluate", "kb_evaluate_numba",
+    "kb_kernel",
+]
