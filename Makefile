@@ -15,8 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+RUN := runs/quickstart__s$(SEED)__$(shell date +%Y%m%d-%H%M%S)
+
+# the main job: train a small janus-dqn on Janus-LOB-v0, then evaluate it against the baselines
 run: $(STAMP)
-	$(BIN)/python evaluate.py --env Janus-LOB-v0 --baselines all --episodes 3 --seed $(SEED)
+	$(BIN)/python train.py --env Janus-LOB-v0 --algo janus-dqn --timesteps 6000 --seed $(SEED) \
+		--run-dir runs --run-name $(notdir $(RUN))
+	$(BIN)/python evaluate.py $(RUN) --scenarios ou,regime,flash_crash --episodes 2 --baselines all
+	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(RUN)    plots: $(RUN)/eval/*.png"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(if $(CI),-m "not slow",)

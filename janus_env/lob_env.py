@@ -198,6 +198,7 @@ class JanusLOBEnv(gym.Env):
     | `n_sizes` | 3 | k for `action_type="sized"` |
     | `reward` | `"pnl"` | `"pnl"` or `"risk_adjusted"` |
     | `data` | None | file or `HistoricalSource` for `scenario="historical"` |
+    | `data_split` | `(0, 1)` | fraction of rows episodes may use (walk-forward: train `(0, .7)`, test `(.7, 1)`) |
     | `seed` | None | default seed of the first `reset()` |
     | `render_mode` | None | `"ansi"` or `"rgb_array"` |
     | `**market` | | any `MarketConfig` field: `episode_steps`, `window`, `n_levels`, `lot`, `max_position`, `fee_bps`, `initial_cash`, ... |
@@ -222,6 +223,7 @@ class JanusLOBEnv(gym.Env):
         n_sizes: int = 3,
         reward: str = "pnl",
         data: Any = None,
+        data_split: tuple[float, float] = (0.0, 1.0),
         seed: int | None = None,
         render_mode: str | None = None,
         **market: Any,
@@ -241,20 +243,21 @@ class JanusLOBEnv(gym.Env):
         self.action_space = make_action_space(action_type, n_sizes)
         self.observation_space = observation_space(self.config.window, self.config.n_levels)
         self._default_seed = None if seed is None else int(seed)
-        self._market = self._make_market(scenario, data)
+        self._market = self._make_market(scenario, data, tuple(data_split))
         self._needs_reset = True
         self._frames: list[np.ndarray] = []
         self._mids: list[float] = []
 
-    def _make_market(self, scenario: str, data: Any) -> Any:
+    def _make_market(self, scenario: str, data: Any, data_split: tuple[float, ...]) -> Any:
         params_reward = REWARDS[self.reward_mode]
         if scenario == "historical":
             from janus_env.replay_market import HistoricalMarket
 
-            market = HistoricalMarket(self.config, data)
+            market = HistoricalMarket(self.config, data, data_split)
         else:
-            if data is not None:
-                raise ValueError(f"`data` is only used with scenario='historical', got scenario={scenario!r}")
+            if data is not None or data_split != (0.0, 1.0):
+                raise ValueError(f"`data` and `data_split` are only used with scenario='historical', got "
+                                 f"scenario={scenario!r}")
             market = SimulatedMarket(self.config)
         market.set_reward_mode(params_reward)
         return market

@@ -48,7 +48,18 @@ from janus_env.simulator import (
 _NEED_DATA = ("scenario='historical' needs `data`: a LOBSTER message file, an L2 snapshot CSV, an OHLCV CSV "
               "or a HistoricalSource")
 _TOO_SHORT = "The data has {} steps; `window` + 2 = {} are needed for one decision"
-_BAD_START = "Expected options['start'] in [0, {}], got {!r}"
+_BAD_START = "Expected options['start'] in [{}, {}], got {!r}"
+_BAD_SPLIT = "Expected `data_split` = (lo, hi) with 0 <= lo < hi <= 1, got {!r}"
+
+
+def _check_split(split: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in split)
+    except (TypeError, ValueError) as err:
+        raise ValueError(_BAD_SPLIT.format(split)) from err
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(_BAD_SPLIT.format(split))
+    return lo, hi
 
 
 class HistoricalMarket:
@@ -61,20 +72,26 @@ class HistoricalMarket:
 
     The first ``window`` steps after the episode start only build the
     history; decisions start after them. ``reset(options={"start": k})``
-    pins the start (walk-forward evaluation); by default it is drawn from the
-    env's ``np_random``.
+    pins the start; by default it is drawn from the env's ``np_random``.
+    ``data_split=(lo, hi)`` keeps every episode inside rows ``[lo·N, hi·N)``
+    for walk-forward splits: train on ``(0, 0.7)``, evaluate on ``(0.7, 1)``.
     """
 
-    def __init__(self, config: MarketConfig, data: Any) -> None:
+    def __init__(self, config: MarketConfig, data: Any, data_split: tuple[float, float] = (0.0, 1.0)) -> None:
         if data is None:
             raise ValueError(_NEED_DATA)
+        lo, hi = _check_split(data_split)
         self.config = config
         self.source: HistoricalSource = load_source(data)
+        n = len(self.source)
+        # walk-forward: episodes (history window included) live entirely in rows [first_row, end_row)
+        self.first_row, self.end_row = int(np.floor(lo * n)), int(np.floor(hi * n))
+        available = self.end_row - self.first_row
         need = config.window + 2
-        if len(self.source) < need:
-            raise ValueError(_TOO_SHORT.format(len(self.source), need))
+        if available < need:
+            raise ValueError(_TOO_SHORT.format(available, need))
         # a fixed episode length (not "whatever data is left"), so the clock leaks nothing about the future
-        self.episode_steps = min(config.episode_steps, len(self.source) - config.window)
+        self.episode_steps = min(config.episode_steps, available - config.window)
         self.obs = np.zeros(obs_size(config.window, config.n_levels), dtype=np.float32)
         self.out = np.zeros(N_OUT, dtype=np.float64)
         self._reward_mode = 0
@@ -90,14 +107,14 @@ class HistoricalMarket:
 
     @property
     def max_start(self) -> int:
-        return len(self.source) - self.config.window - self.episode_steps
+        return self.end_row - self.config.window - self.episode_steps
 
     def reset(self, np_random: np.random.Generator, start: int | None = None) -> None:
         cfg = self.config
         if start is None:
-            start = int(np_random.integers(0, self.max_start + 1))
-        elif not 0 <= start <= self.max_start:
-            raise ValueError(_BAD_START.format(self.max_start, start))
+            start = int(np_random.integers(self.first_row, self.max_start + 1))
+        elif not self.first_row <= start <= self.max_start:
+            raise ValueError(_BAD_START.format(self.first_row, self.max_start, start))
         self.source.reset(start)
         self._log_mid[:] = 0.0
         self._log_vol[:] = 0.0

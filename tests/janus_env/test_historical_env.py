@@ -96,3 +96,16 @@ def test_bad_historical_arguments(l2_file: Path) -> None:
         env.reset(options={"start": 10_000})
     with pytest.raises(ValueError, match=re.escape("options['start'] only applies to scenario='historical'")):
         JanusLOBEnv().reset(options={"start": 3})
+
+
+def test_walk_forward_split_keeps_train_and_test_rows_apart(l2_file: Path) -> None:
+    train = JanusLOBEnv(scenario="historical", data=l2_file, data_split=(0.0, 0.5), **BTC)
+    test = JanusLOBEnv(scenario="historical", data=l2_file, data_split=(0.5, 1.0), **BTC)
+    n = len(train._market.source)
+    for seed in range(20):
+        train.reset(seed=seed)
+        test.reset(seed=seed)
+        assert train._market.source.step + train._market.episode_steps < n // 2
+        assert test._market.source.step - BTC["window"] + 1 >= n // 2
+    with pytest.raises(ValueError, match=re.escape("Expected `data_split` = (lo, hi) with 0 <= lo < hi <= 1")):
+        JanusLOBEnv(scenario="historical", data=l2_file, data_split=(0.6, 0.2), **BTC)

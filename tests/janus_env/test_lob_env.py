@@ -146,7 +146,7 @@ def test_step_before_reset() -> None:
         ({"depth_decay": 1.5}, ValueError, "Expected `depth_decay` in [0, 1] (depth_decay > 0), got 1.5"),
         ({"lots": 5}, TypeError, "Unknown market parameter(s) ['lots']"),
         ({"seed": "zero"}, TypeError, "Expected `seed` to be an int or None, got 'zero'"),
-        ({"data": "x.csv"}, ValueError, "`data` is only used with scenario='historical'"),
+        ({"data": "x.csv"}, ValueError, "`data` and `data_split` are only used with scenario='historical'"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, error, message) -> None:
