@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.torch_threads)
     from agents.callbacks import AtomicCheckpointCallback, JanusMetricsCallback
     from agents.checkpoint import latest_checkpoint, load_checkpoint
-    from agents.zoo import ConfigError, algo_class, build_model, make_vec_env
+    from agents.zoo import ConfigError, algo_class, brain_callbacks, build_model, make_vec_env
 
     try:
         config, run_dir = resolve(args)
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         sleep_cb = SleepPhaseCallback(sleep_config=cycle, seed=run["seed"], **sleep)
         if sleep_state is not None:
             sleep_cb.sleep_state = SleepState.from_state_dict(sleep_state, cycle)
-    callbacks = [cb for cb in (sleep_cb,) if cb is not None]
+    callbacks = [cb for cb in (sleep_cb,) if cb is not None] + brain_callbacks(run["algo"], params, env)
     callbacks += [JanusMetricsCallback(plot_dir=run_dir / "plots"),
                   AtomicCheckpointCallback(run_dir, run["checkpoint_every"], sleep_cb, extra={"run": run})]
     remaining = int(run["timesteps"]) - int(model.num_timesteps)

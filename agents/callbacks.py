@@ -13,7 +13,7 @@ so SB3 averages them over its logging interval:
 | `janus/shield_overrides` | fraction of steps the shield replaced the action |
 | `janus/halts/<reason>` | episodes ended by a breaker, per reason (count) |
 | `janus/go_mean`, `janus/nogo_mean`, `janus/veto_rate` | basal-ganglia scores |
-| `janus/fusion_gate/<name>` | thalamus gate values |
+| `janus/fusion_gate/<name>` | thalamus gate values (from ``info`` or the policy's ``JanusExtractor``) |
 | `janus/cerebellum_error` | |actual − predicted| slippage, bps |
 | `janus/per_mean_priority`, `janus/per_beta` | prioritized replay |
 | `janus/equity` | mark-to-market equity of env 0 |
@@ -102,6 +102,11 @@ class JanusMetricsCallback(BaseCallback):
                 record("janus/equity", float(info["equity"]))
                 if dones is not None and bool(dones[0]):
                     self._episode_finished()
+        policy = self.model.policy
+        extractor = getattr(policy, "features_extractor", None) or getattr(getattr(policy, "q_net", None),
+                                                                            "features_extractor", None)
+        for name, value in _mean_numbers(getattr(extractor, "last_gates", None)).items():
+            record(f"janus/fusion_gate/{name}", value)
         buffer = getattr(self.model, "replay_buffer", None)
         if buffer is not None and hasattr(buffer, "mean_priority") and buffer.size() > 0:
             record("janus/per_mean_priority", float(buffer.mean_priority()))

@@ -128,7 +128,7 @@ def load_checkpoint(folder: Path, algo_cls: type, env: Any, *, device: str = "cp
 def to_weights_only(obj: Any) -> Any:
     """Make ``obj`` loadable by ``torch.load(weights_only=True)``: arrays become tagged tensors."""
     if isinstance(obj, np.ndarray):
-        return {_ARRAY_TAG: th.from_numpy(np.ascontiguousarray(obj).copy())}
+        return {_ARRAY_TAG: th.from_numpy(np.array(obj, order="C", copy=True))}  # keeps 0-d arrays 0-d
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, dict):

@@ -21,7 +21,8 @@ import envs_registry  # noqa: F401  (registers the Janus-* ids)
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 ALGOS = ("janus-dqn", "janus-ppo", "dqn", "ppo", "qrdqn")
 # keys that configure the run rather than the SB3 algorithm
-RUN_KEYS = ("policy", "n_timesteps", "n_envs", "shield", "sleep", "env_kwargs", "lambda_logic")
+RUN_KEYS = ("policy", "n_timesteps", "n_envs", "shield", "breakers", "sleep", "env_kwargs", "lambda_logic",
+            "basal_ganglia", "cerebellum")
 
 _BAD_ALGO = "Unknown algo {!r}; expected one of {}"
 _BAD_CONFIG = "{}: expected a mapping of hyper-parameters, got {}"
@@ -103,12 +104,37 @@ def resolve_hyperparams(
 
 
 def algo_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments meant for the SB3 algorithm's constructor."""
-    return {k: copy.deepcopy(v) for k, v in params.items() if k not in RUN_KEYS}
+    """The keyword arguments meant for the SB3 algorithm's constructor.
+
+    ``policy_kwargs.features_extractor_class`` may name a class as ``"module:Class"``
+    (only from this project's ``agents`` package or from ``stable_baselines3``).
+    """
+    kwargs = {k: copy.deepcopy(v) for k, v in params.items() if k not in RUN_KEYS}
+    policy_kwargs = kwargs.get("policy_kwargs") or {}
+    name = policy_kwargs.get("features_extractor_class")
+    if isinstance(name, str):
+        policy_kwargs["features_extractor_class"] = _named_class(name)
+    return kwargs
 
 
-def env_factory(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool, seed: int, rank: int) -> Callable[[], gym.Env]:
-    """A thunk building one (optionally shielded) monitored env."""
+def _named_class(name: str) -> type:
+    import importlib
+
+    module, _, attr = name.partition(":")
+    if not attr or not (module == "agents" or module.startswith(("agents.", "stable_baselines3"))):
+        raise ConfigError(f"Expected a class as 'agents.module:Class' or 'stable_baselines3...:Class', got {name!r}")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"Cannot import {name!r}: {err}") from err
+
+
+def env_factory(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool, seed: int, rank: int,
+                breakers: Mapping[str, Any] | bool | None = None) -> Callable[[], gym.Env]:
+    """A thunk building one monitored env, optionally behind the LTN shield and the amygdala's breakers.
+
+    ``breakers`` is ``True`` for the default thresholds or a mapping of ``Amygdala`` keyword arguments.
+    """
 
     def make() -> gym.Env:
         from stable_baselines3.common.monitor import Monitor
@@ -118,6 +144,10 @@ def env_factory(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool, see
             from wrappers import LTNShield
 
             env = LTNShield(env)
+        if breakers:
+            from wrappers import Amygdala
+
+            env = Amygdala(env, **(dict(breakers) if isinstance(breakers, Mapping) else {}))
         env = Monitor(env)
         env.reset(seed=seed + rank)
         env.action_space.seed(seed + rank)
@@ -135,7 +165,9 @@ def make_vec_env(env_id: str, params: Mapping[str, Any], seed: int, n_envs: int 
         raise ConfigError(f"Expected n_envs >= 1, got {n}")
     kwargs = dict(params.get("env_kwargs", {}))
     shield = bool(params.get("shield", False))
-    return DummyVecEnv([env_factory(env_id, kwargs, shield=shield, seed=seed, rank=i) for i in range(n)])
+    breakers = params.get("breakers") or None
+    return DummyVecEnv([env_factory(env_id, kwargs, shield=shield, breakers=breakers, seed=seed, rank=i)
+                        for i in range(n)])
 
 
 def build_model(algo: str, env: Any, params: Mapping[str, Any], *, seed: int, tensorboard_log: str | None,
@@ -145,10 +177,10 @@ def build_model(algo: str, env: Any, params: Mapping[str, Any], *, seed: int, te
     policy = params.get("policy", "MultiInputPolicy")
     common = {"seed": seed, "tensorboard_log": tensorboard_log, "device": device, "verbose": 0}
     if algo == "janus-dqn":
-        from agents.janus_dqn import JanusDQN
+        from agents.basal_ganglia import GatedJanusDQN
 
         policy = _basal_ganglia_policy("dqn", policy)
-        return JanusDQN(policy, env, lambda_logic=float(params.get("lambda_logic", 2.0)), **kwargs, **common)
+        return GatedJanusDQN(policy, env, lambda_logic=float(params.get("lambda_logic", 2.0)), **kwargs, **common)
     if algo == "janus-ppo":
         from sb3_contrib import MaskablePPO
 
@@ -172,9 +204,9 @@ def build_model(algo: str, env: Any, params: Mapping[str, Any], *, seed: int, te
 def algo_class(algo: str) -> type:
     """The SB3 class that ``load`` must be called on for ``algo``."""
     if algo == "janus-dqn":
-        from agents.janus_dqn import JanusDQN
+        from agents.basal_ganglia import GatedJanusDQN
 
-        return JanusDQN
+        return GatedJanusDQN
     if algo == "janus-ppo":
         from sb3_contrib import MaskablePPO
 
@@ -195,10 +227,26 @@ def algo_class(algo: str) -> type:
 
 
 def _basal_ganglia_policy(kind: str, default: Any) -> Any:
-    """The basal-ganglia policy class for ``kind`` when ``agents.basal_ganglia`` provides it."""
-    try:
-        from agents import basal_ganglia
-    except ImportError:
-        return default
-    name = {"dqn": "BasalGangliaDQNPolicy", "maskable": "BasalGangliaMaskablePolicy"}[kind]
-    return getattr(basal_ganglia, name, default)
+    """The basal-ganglia policy class for ``kind`` (``default`` only when the config names another policy)."""
+    from agents import basal_ganglia
+
+    if default not in ("MultiInputPolicy", "MlpPolicy"):
+        return default  # an explicit policy in the config wins
+    return {"dqn": basal_ganglia.BasalGangliaDQNPolicy, "maskable": basal_ganglia.BasalGangliaMaskablePolicy}[kind]
+
+
+def brain_callbacks(algo: str, params: Mapping[str, Any], env: Any) -> list[Any]:
+    """The online-learning callbacks of the JANUS algorithms: cerebellum (slippage) and basal ganglia (No-Go).
+
+    The cerebellum runs first so the No-Go labels can use its predicted slippage.
+    """
+    if not algo.startswith("janus-"):
+        return []
+    from agents.basal_ganglia import BasalGangliaCallback
+    from agents.cerebellum import Cerebellum, CerebellumCallback
+
+    base = env.envs[0].unwrapped if hasattr(env, "envs") else env.unwrapped
+    config = base.config
+    cerebellum = Cerebellum(n_levels=config.n_levels, lot=config.lot, **dict(params.get("cerebellum", {})))
+    return [CerebellumCallback(cerebellum),
+            BasalGangliaCallback(slippage_predictor=cerebellum.predictor, **dict(params.get("basal_ganglia", {})))]

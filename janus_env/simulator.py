@@ -18,6 +18,7 @@ Array layouts (all preallocated by ``MarketArrays``):
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 from numba import njit, prange
@@ -440,12 +441,20 @@ def _vec_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, o
                      obs[n], out[n], order_qty[n])
 
 
+def _renamed(fn, name: str):
+    """A copy of ``fn`` under another name: numba's on-disk cache keys on the name, not on ``parallel=``."""
+    clone = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = name
+    clone.__doc__ = fn.__doc__
+    return clone
+
+
 # Serial versions for small batches, threaded ones (one book per iteration, no shared writes) for large;
-# each compiles on first use only.
+# each compiles on first use only, into its own cache entry.
 vec_reset = njit(cache=True)(_vec_reset)
 vec_step = njit(cache=True)(_vec_step)
-vec_reset_parallel = njit(cache=True, parallel=True)(_vec_reset)
-vec_step_parallel = njit(cache=True, parallel=True)(_vec_step)
+vec_reset_parallel = njit(cache=True, parallel=True)(_renamed(_vec_reset, "_vec_reset_parallel"))
+vec_step_parallel = njit(cache=True, parallel=True)(_renamed(_vec_step, "_vec_step_parallel"))
 
 
 class SimulatedMarket:

@@ -38,7 +38,7 @@ def _scalars(run_dir: Path) -> dict[str, list[float]]:
 
 @pytest.mark.parametrize("algo", ["dqn", "ppo", "qrdqn"])
 def test_train_smoke_sb3_algos(tmp_path: Path, algo: str) -> None:
-    hp = ["--hp", "env_kwargs.episode_steps=200"] + (["--hp", "learning_starts=100"] if algo != "ppo" else [])
+    hp = ["--hp", "env_kwargs.episode_steps=100"] + (["--hp", "learning_starts=100"] if algo != "ppo" else [])
     _train("--algo", algo, "--timesteps", "512", "--run-dir", str(tmp_path), "--run-name", "r", "--no-progress", *hp)
     run = tmp_path / "r"
     assert (run / "model.zip").is_file()
