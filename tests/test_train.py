@@ -49,11 +49,16 @@ def test_train_smoke_sb3_algos(tmp_path: Path, algo: str) -> None:
 
 def test_janus_dqn_logs_brain_metrics(tmp_path: Path) -> None:
     _train("--algo", "janus-dqn", "--timesteps", "1200", "--run-dir", str(tmp_path), "--run-name", "r",
-           "--hp", "sleep.every_n_steps=500", "--checkpoint-every", "600", *FAST)
+           "--hp", "sleep.every_n_steps=500", "--checkpoint-every", "600", "--hp", "breakers=true", *FAST)
     scalars = _scalars(tmp_path / "r")
+    gates = [t for t in scalars if t.startswith("janus/fusion_gate/")]
+    assert gates, sorted(scalars)
+    halts = [t for t in scalars if t.startswith("janus/halts/")]
+    assert halts, sorted(scalars)  # random early actions trip the violation-rate breaker
     for tag in ("janus/per_mean_priority", "janus/per_beta", "janus/equity", "sleep/replays",
                 "sleep/td_error_improvement", "sleep/schema_count", "sleep/umap_clusters", "sleep/anomalies",
-                "janus/ltn_satisfaction", "janus/violation_rate", "janus/shield_overrides"):
+                "janus/ltn_satisfaction", "janus/violation_rate", "janus/shield_overrides", "janus/go_mean",
+                "janus/nogo_mean", "janus/veto_rate", "janus/cerebellum_error", *gates, *halts):
         assert tag in scalars, (tag, sorted(scalars))
         assert all(math.isfinite(v) for v in scalars[tag]), tag
     assert "janus/equity_curve" in scalars and "sleep/umap" in scalars
@@ -77,7 +82,9 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, args: list[str], mes
 
 def test_kill_after_checkpoint_then_resume(tmp_path: Path) -> None:
     args = ["--algo", "janus-dqn", "--timesteps", "2400", "--run-dir", str(tmp_path), "--run-name", "r",
-            "--checkpoint-every", "600", "--hp", "sleep.every_n_steps=500", *FAST]
+            "--checkpoint-every", "600", "--hp", "sleep.every_n_steps=500", *FAST,
+            # SB3's plain extractor keeps this test fast; the JanusExtractor path is covered above
+            "--hp", "policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor"]
     proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     first = tmp_path / "r" / "checkpoints" / "step_000000600"
@@ -98,7 +105,21 @@ def test_kill_after_checkpoint_then_resume(tmp_path: Path) -> None:
     assert meta["num_timesteps"] == 2400
     # the sleep state survived the kill: cycles continued from the checkpoint's count
     assert meta["sleep_cycles"] > killed.get("sleep_cycles", 0)
-    from agents.janus_dqn import JanusDQN
+    from agents.basal_ganglia import GatedJanusDQN
 
-    model = JanusDQN.load(tmp_path / "r" / "model.zip", device="cpu")
+    model = GatedJanusDQN.load(tmp_path / "r" / "model.zip", device="cpu")
     assert model.num_timesteps == 2400
+
+
+def test_janus_ppo_trains_behind_the_shield_and_evaluates(tmp_path: Path) -> None:
+    _train("--algo", "janus-ppo", "--timesteps", "256", "--n-envs", "2", "--run-dir", str(tmp_path), "--run-name",
+           "r", "--no-progress", "--hp", "n_steps=64", "--hp", "batch_size=64", "--hp", "env_kwargs.episode_steps=100")
+    config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert config["hyperparams"]["shield"] is True
+    from sb3_contrib import MaskablePPO
+
+    from agents.basal_ganglia import BasalGangliaMaskablePolicy
+
+    model = MaskablePPO.load(tmp_path / "r" / "model.zip", device="cpu")
+    assert isinstance(model.policy, BasalGangliaMaskablePolicy)
+    assert model.num_timesteps >= 256

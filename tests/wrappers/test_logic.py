@@ -75,7 +75,7 @@ def test_predicate_numpy_matches_torch(x, w, b) -> None:
     np.testing.assert_allclose(predicate_truth(x, w, b), 1.0 / (1.0 + np.exp(-(x @ w + b))), atol=1e-12)
 
 
-@njit(cache=True)
+@njit  # no on-disk cache: pytest imports test modules under names numba cannot re-import
 def _numba_ops(a, b, x, m):
     """Every operator inside numba code: scalars, a 1-D domain and a 2-D batch (one compile)."""
     return (np.array([and_(a, b), or_(a, b), not_(a), implies(a, b), sigmoid(a - b),
