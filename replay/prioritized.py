@@ -57,6 +57,7 @@ _BAD_VIOLATION = "Expected info['ltn']['violation'] in [0, 1], got {!r} for env 
 _BAD_LTN_INFO = "Expected info['ltn'] to be a mapping (with a 'violation' entry), got {!r} for env {}"
 _BAD_INDEX_TYPE = "Expected integer indices, got dtype {}"
 _BAD_INDEX = "Index {} does not hold a transition: valid indices are [0, {})"
+_BAD_BOOST = "Expected a priority boost >= 0 and finite, got {!r}"
 _NOT_1D = "Expected a 1-D array of {}, got shape {}"
 _TD_MISMATCH = "Got {} indices but {} TD errors"
 _NONFINITE_TD = "Expected finite TD errors, got {!r} at position {}"
@@ -281,6 +282,18 @@ class PrioritizedReplayMixin:
             + self.eps
         )
         self._write_priorities(unique, priorities)
+
+    def boost_priorities(self, indices: np.ndarray | list[int], amount: float) -> None:
+        """Add ``amount`` to the raw priority of ``indices`` (the sleep cycle's UMAP anomalies).
+
+        Raises:
+            ValueError: ``amount`` negative or not finite, or a bad index.
+        """
+        if not math.isfinite(amount) or amount < 0:
+            raise ValueError(_BAD_BOOST.format(amount))
+        idx = np.unique(self._check_indices(indices))
+        if idx.shape[0]:
+            self._write_priorities(idx, self._priorities[idx] + float(amount))
 
     # ----------------------------------------------------------------- SB3 API
 

@@ -51,6 +51,7 @@ from replay.vector_store import SchemaVectorStore
 __all__ = ["SleepConfig", "SleepState", "run_sleep_cycle"]
 
 _BAD_FEATURES = "Expected `features` in ('raw', 'code'), got {!r}"
+_BAD_ANOMALY_PRIORITY = "Expected `anomaly_priority` >= 0 and finite, got {!r}"
 _BAD_COUNT = "Expected `{}` to be a positive int, got {!r}"
 _BAD_BUFFER = "Expected an SB3 replay buffer with `observations`, `rewards`, `pos`, `full` and `buffer_size`, got {}"
 _BAD_STATE = "Expected `state` to be a SleepState or None, got {}"
@@ -125,6 +126,8 @@ class SleepConfig:
     """DBSCAN min_samples."""
     tau_anomaly: float = 2.0
     """Anomaly distance in the 3-D embedding (Project JANUS default 2.0)."""
+    anomaly_priority: float = 1.0
+    """Raw priority added to transitions the UMAP monitor flags as anomalous (0 disables)."""
     plot_dir: str | None = None
     """Phase 3: write ``umap_cycle_XXXX.png`` here when set."""
     store_path: str | None = None
@@ -143,6 +146,8 @@ class SleepConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(_BAD_COUNT.format(name, value))
+        if not math.isfinite(self.anomaly_priority) or self.anomaly_priority < 0:
+            raise ValueError(_BAD_ANOMALY_PRIORITY.format(self.anomaly_priority))
 
 
 @dataclass
@@ -391,6 +396,11 @@ def run_sleep_cycle(
         anomalies = int(np.sum(monitor.is_anomaly(features)))
     else:
         anomalies = 0
+    if monitor.fitted and m > 0 and config.anomaly_priority > 0 and hasattr(buffer, "boost_priorities"):
+        # experience far from every schema is replayed more: its priority rises by `anomaly_priority`
+        flags = np.asarray(monitor.is_anomaly(features), dtype=bool).reshape(-1)
+        if flags.any():
+            buffer.boost_priorities(flat_ids[flags], config.anomaly_priority)
 
     # Phase 4 — vector-store sync.
     pruned = state.schemas.prune(now)

@@ -54,6 +54,7 @@ _BAD_RATIO = "Expected `{}` > 0 (or None to disable the breaker), got {!r}"
 _BAD_FRACTION = "Expected `{}` in (0, 1) (or None to disable the breaker), got {!r}"
 _BAD_COUNT = "Expected `{}` to be an int >= 1, got {!r}"
 _BAD_POSITIVE = "Expected `{}` > 0, got {!r}"
+_BAD_DETECTOR = "Expected `anomaly_detector` to be a callable obs -> bool, got {!r}"
 _BAD_FEAR_WEIGHTS = "Expected `fear_weights` to be 3 finite numbers (VPIN, σ bps, Δp_max bps), got {!r}"
 _BAD_FEAR_BIAS = "Expected `fear_bias` to be a finite number, got {!r}"
 _BAD_PREDICTOR = "Expected `slippage_predictor` to be a callable (obs, action, info) -> bps, or None, got {!r}"
@@ -214,6 +215,9 @@ class Amygdala(gym.Wrapper):
         vol_halflife: half-life of the σ_hist EMA, steps (500) *(ours)*.
         fear_threshold: τ_fear in (0, 1) (0.7).
         fear_weights: W_f for (VPIN, σ bps, Δp_max bps).
+        anomaly_detector: optional ``obs -> bool``, e.g. ``SleepState.monitor.is_anomaly`` on flattened
+            observations; an anomaly (or ``info["anomaly"]``) adds ``anomaly_weight`` to the fear input.
+        anomaly_weight: fear-input weight of an anomaly (3.0, *(ours)*).
         fear_bias: b_f.
         fear_window: steps over which Δp_max is taken (20) *(ours)*.
         slippage_ratio: slippage breaker threshold, multiple of the prediction (2.0).
@@ -265,6 +269,8 @@ class Amygdala(gym.Wrapper):
         min_proposals: int = 20,
         kill_file: str | os.PathLike[str] | None = None,
         halt_on_env_error: bool = True,
+        anomaly_detector: Callable[[Any], Any] | None = None,
+        anomaly_weight: float = 3.0,
     ) -> None:
         super().__init__(env)
         self.max_drawdown = _check_ratio("max_drawdown", max_drawdown)
@@ -298,6 +304,11 @@ class Amygdala(gym.Wrapper):
             raise TypeError(_BAD_KILL_FILE.format(kill_file))
         self.kill_file = kill_file
         self.halt_on_env_error = bool(halt_on_env_error)
+        if anomaly_detector is not None and not callable(anomaly_detector):
+            raise TypeError(_BAD_DETECTOR.format(anomaly_detector))
+        self.anomaly_detector = anomaly_detector
+        self.anomaly_weight = _check_positive("anomaly_weight", anomaly_weight)
+        self._obs_now: Any = None
         self._vol_alpha = 1.0 - 2.0 ** (-1.0 / self.vol_halflife)
         self._kill_reason: str | None = None
         self._needs_reset = True
@@ -367,6 +378,7 @@ class Amygdala(gym.Wrapper):
             if not self.halt_on_env_error:
                 raise
             return self._blocked(_error_reason("wrapped env step", err), forwarded=None)
+        self._obs_now = obs
         try:
             info = dict(info)
         except Exception as err:
@@ -494,11 +506,16 @@ class Amygdala(gym.Wrapper):
         sigma_bps = _finite("info['volatility']", info["volatility"]) * 1e4
         dp_max = self._dp_max_bps()
         w = self.fear_weights
-        z = w[0] * vpin + w[1] * sigma_bps + w[2] * dp_max + self.fear_bias
+        # an observation far from every learned schema (the sleep cycle's UMAP monitor) raises fear
+        anomaly = bool(info.get("anomaly", False))
+        if self.anomaly_detector is not None:
+            anomaly = anomaly or bool(np.any(self.anomaly_detector(self._obs_now)))
+        info["anomaly"] = anomaly
+        z = w[0] * vpin + w[1] * sigma_bps + w[2] * dp_max + self.fear_bias + self.anomaly_weight * anomaly
         fear = _sigmoid(z)
         thr = self.fear_threshold
         reason = (f"fear: activation {fear:.3f} > {thr} (VPIN {vpin:.2f}, σ {sigma_bps:.1f} bps, "
-                  f"Δp_max {dp_max:.1f} bps)")
+                  f"Δp_max {dp_max:.1f} bps, anomaly {anomaly})")
         return Reading(fear, thr, thr is not None, reason)
 
     def _check_slippage(self, info: dict[str, Any]) -> Reading:

@@ -359,3 +359,20 @@ def test_td3() -> None:
 def test_qrdqn() -> None:
     sb3_contrib = pytest.importorskip("sb3_contrib")
     _learn(sb3_contrib.QRDQN, "CartPole-v1", replay_buffer_class=PrioritizedReplayBuffer)
+
+
+def test_boost_priorities_adds_to_raw_priority() -> None:
+    import gymnasium as gym
+
+    from replay import PrioritizedReplayBuffer
+
+    space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    buf = PrioritizedReplayBuffer(16, space, gym.spaces.Discrete(2), device="cpu", seed=0)
+    for _ in range(4):
+        buf.add(np.zeros(2), np.zeros(2), np.array([0]), np.array([0.0]), np.array([False]), [{}])
+    before = buf.priorities.copy()
+    buf.boost_priorities(np.array([1, 3, 3]), 2.5)
+    np.testing.assert_allclose(buf.priorities, before + np.array([0.0, 2.5, 0.0, 2.5]))
+    assert buf.mean_priority() == pytest.approx(buf.priorities.mean())
+    with pytest.raises(ValueError, match="Expected a priority boost >= 0 and finite, got -1.0"):
+        buf.boost_priorities(np.array([0]), -1.0)

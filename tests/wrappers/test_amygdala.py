@@ -451,3 +451,34 @@ def test_violation_rate_with_ltn_shield():
     assert n == 20 and all(i["ltn"]["overridden"] for i in infos)
     assert info["halt_reason"] == "violation_rate: 20/20 proposed actions violated the LTN rules (100.0% > 0.05)"
     assert info["position"] == 0
+
+
+def test_anomaly_raises_fear_and_can_halt() -> None:
+    import gymnasium as gym
+
+    from wrappers import Amygdala
+
+    calm = Amygdala(gym.make("Janus-LOB-v0", episode_steps=50), fear_threshold=0.5)
+    scared = Amygdala(gym.make("Janus-LOB-v0", episode_steps=50), fear_threshold=0.5,
+                      anomaly_detector=lambda obs: True, anomaly_weight=8.0)
+    calm.reset(seed=0)
+    scared.reset(seed=0)
+    _, _, _, _, info_calm = calm.step(0)
+    _, _, terminated, _, info = scared.step(0)
+    assert info["anomaly"] is True and info_calm["anomaly"] is False
+    assert terminated and info["halted"] and info["halt_reason"].startswith("fear:")
+    assert "anomaly True" in info["halt_reason"]
+
+
+def test_failing_anomaly_detector_halts() -> None:
+    import gymnasium as gym
+
+    from wrappers import Amygdala
+
+    def broken(obs):
+        raise RuntimeError("detector down")
+
+    env = Amygdala(gym.make("Janus-LOB-v0", episode_steps=50), anomaly_detector=broken)
+    env.reset(seed=0)
+    _, _, terminated, _, info = env.step(1)
+    assert terminated and info["halted"] and "detector down" in info["halt_reason"]
