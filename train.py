@@ -2,6 +2,7 @@
 
     python train.py --env Janus-LOB-v0 --algo janus-dqn --timesteps 20000 --seed 0
     python train.py --resume runs/<run>            # continue a killed run from its last checkpoint
+    python train.py multi --config configs/adversarial.yaml   # multi-agent tournament (agents/tournament.py)
 """
 
 from __future__ import annotations
@@ -74,7 +75,29 @@ def resolve(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     return config, run_dir
 
 
+def multi(argv: list[str]) -> int:
+    """``train.py multi``: train the learned agents of a roster and play its round-robin tournament."""
+    from agents.cli import OneLineParser
+
+    p = OneLineParser(prog="train.py multi", description="Multi-agent tournament on janus_market_v0.")
+    p.add_argument("--config", type=Path, required=True, help="tournament YAML (see agents/tournament.py)")
+    p.add_argument("--run-dir", type=Path, default=Path("runs"), help="parent folder of runs (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = p.parse_args(argv)
+    from agents import tournament
+
+    try:
+        return tournament.main(args.config, args.run_dir, seed=args.seed, progress=not args.no_progress)
+    except ValueError as err:  # ConfigError is a ValueError
+        print(f"train.py multi: error: {err}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["multi"]:
+        return multi(argv[1:])
     args = parse_args(argv)
     import torch
 

@@ -1,0 +1,432 @@
+"""Multi-agent tournaments on ``janus_market_v0``: train learned agents, play round-robin matchups, report payoffs.
+
+    python train.py multi --config configs/adversarial.yaml
+
+The YAML roster::
+
+    env: {roles: {market_maker: 1, informed: 1, janus: 2}, episode_steps: 200}   # make_parallel_env kwargs
+    agents:                       # agent name ("janus_0") or role ("janus") -> strategy
+      market_maker: fixed_quotes
+      informed: informed
+      janus: {algo: ppo, timesteps: 3000, shared: true}
+    matchups:                     # each a named override of `agents` (and optionally of `env`)
+      - {name: vs_scripted_maker}
+      - {name: vs_learned_maker, agents: {market_maker: {algo: ppo, timesteps: 3000}}}
+    seeds: [0, 1]
+    episodes: 2
+
+A strategy is a scripted name (``STRATEGIES``) or a learned policy
+``{algo: ppo|dqn, timesteps: N, shared: bool, hyperparams: {...}}``.
+
+Training design (one round of sequential best response, per matchup): every
+learned agent gets a fresh SB3 model; the learner groups are trained one after
+the other, each against all other agents playing their current strategy (scripted
+rules, or the other learners' current weights, untrained ones from their
+initial weights). ``SingleAgentAdapter`` turns the parallel env into a
+Gymnasium env for one agent. Independent learners (``shared: false``) are one
+group each; the ``shared: true`` learners of a role are one group with one
+policy (parameter sharing): the adapter controls one of them per episode,
+round-robin, while the others of the group act with the same policy being
+trained. (``make_shared_policy_vec_env`` is not used: it only holds takers and
+cannot keep scripted opponents or a maker in the market.) A learned maker uses
+the same adapter with its ``MultiDiscrete`` action space and PPO.
+
+Evaluation: for each matchup and seed, ``episodes`` episodes; an agent's PnL
+is the sum of its rewards (bps of initial cash); a role's PnL in an episode is
+the mean over its agents. The payoff is the mean over seeds × episodes with a
+95% Student-t interval (``t_interval``).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import yaml
+
+from agents.baselines import BUY, HOLD, SELL, BuyAndHoldPolicy, MeanReversionPolicy, MomentumPolicy, RandomPolicy
+from agents.checkpoint import atomic_write_bytes
+from agents.zoo import ConfigError, read_yaml
+
+TAKER_STRATEGIES = ("buy_and_hold", "momentum", "mean_reversion", "random", "hold", "informed")
+MAKER_STRATEGIES = ("fixed_quotes",)
+LEARNED_ALGOS = ("ppo", "dqn")
+DEFAULT_STRATEGY = {"market_maker": "fixed_quotes", "informed": "informed", "momentum": "momentum",
+                    "noise": "random", "janus": "hold"}
+ALGO_DEFAULTS = {"ppo": {"n_steps": 256, "batch_size": 64}, "dqn": {"learning_starts": 100, "buffer_size": 10_000}}
+
+_BAD_SECTION = "Expected `{}` to be a {}, got {!r}"
+_BAD_AGENT_KEY = "Unknown agent or role {!r} in `agents`; expected one of {}"
+_BAD_STRATEGY = "Unknown strategy {!r} for {}; expected one of {} or {{algo: ppo|dqn, timesteps: N}}"
+_BAD_ALGO = "Expected `algo` in {} for {}, got {!r}"
+_MAKER_DQN = "A learned market maker needs algo: ppo (DQN has no MultiDiscrete actions), got {!r} for {}"
+_BAD_TIMESTEPS = "Expected `timesteps` to be an integer >= 1 for {}, got {!r}"
+_BAD_LEARNED_KEYS = "Unknown keys {} in the learned strategy of {}; expected some of {}"
+_BAD_SEEDS = "Expected `seeds` to be a non-empty list of integers, got {!r}"
+_BAD_EPISODES = "Expected `episodes` to be an integer >= 1, got {!r}"
+_BAD_MATCHUP = "Expected each matchup to be a mapping with a unique `name`, got {!r}"
+_LEARNED_KEYS = ("algo", "timesteps", "shared", "hyperparams")
+
+
+# --------------------------------------------------------------------------- scripted strategies
+class HoldPolicy:
+    """Taker that never trades."""
+
+    def predict(self, observation: dict[str, np.ndarray], deterministic: bool = True) -> tuple[int, None]:
+        return HOLD, None
+
+
+class InformedPolicy:
+    """Taker that trades on the informed ``signal``: buy when it exceeds ``threshold_bps``, sell below minus it."""
+
+    def __init__(self, threshold_bps: float = 5.0) -> None:
+        self.threshold_bps = float(threshold_bps)
+
+    def predict(self, observation: dict[str, np.ndarray], deterministic: bool = True) -> tuple[int, None]:
+        signal = float(np.asarray(observation.get("signal", [0.0]))[0])
+        pos = float(observation["account"][0])
+        if signal > self.threshold_bps and pos < 1.0 - 1e-6:
+            return BUY, None
+        if signal < -self.threshold_bps and pos > -1.0 + 1e-6:
+            return SELL, None
+        return HOLD, None
+
+
+class FixedQuotesPolicy:
+    """Market maker that always quotes the tightest offset (0 ticks) with 1 lot on both sides."""
+
+    def predict(self, observation: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
+        return np.array([0, 0, 1, 1], dtype=np.int64), None
+
+
+def scripted_policy(name: str, action_space: gym.Space, seed: int) -> Any:
+    """A scripted strategy with an SB3-style ``predict(obs)`` for one agent."""
+    table = {"buy_and_hold": BuyAndHoldPolicy, "momentum": MomentumPolicy, "mean_reversion": MeanReversionPolicy,
+             "hold": HoldPolicy, "informed": InformedPolicy, "fixed_quotes": FixedQuotesPolicy}
+    if name == "random":
+        return RandomPolicy(action_space, seed=seed)
+    return table[name]()
+
+
+def _env_action(action: Any, is_maker: bool) -> Any:
+    return np.asarray(action, dtype=np.int64).reshape(4) if is_maker else int(np.asarray(action).reshape(()))
+
+
+# --------------------------------------------------------------------------- single-agent adapter
+class SingleAgentAdapter(gym.Env):
+    """Gymnasium view of ``JanusParallelEnv`` for one agent (or a parameter-sharing group, one per episode).
+
+    Args:
+        env_kwargs: ``make_parallel_env`` arguments.
+        group: the learning agents; the episode ``k`` controls ``group[k % len(group)]``.
+        policies: ``predict``-able strategy of every other agent (group members included:
+            they act with the shared policy).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, env_kwargs: dict[str, Any], group: list[str], policies: dict[str, Any]) -> None:
+        from envs_registry.pettingzoo_envs import make_parallel_env
+
+        self.par = make_parallel_env(**env_kwargs)
+        self.group = list(group)
+        self.policies = policies
+        self.observation_space = self.par.observation_spaces[group[0]]
+        self.action_space = self.par.action_spaces[group[0]]
+        self._episode = 0
+        self._obs: dict[str, Any] = {}
+        self.ego = group[0]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.ego = self.group[self._episode % len(self.group)]
+        self._episode += 1
+        self._obs, infos = self.par.reset(seed=seed)
+        return self._obs[self.ego], infos[self.ego]
+
+    def step(self, action: Any):
+        actions = {self.ego: _env_action(action, self.ego.startswith("market_maker"))}
+        for agent in self.par.agents:
+            if agent != self.ego:
+                act, _ = self.policies[agent].predict(self._obs[agent], deterministic=True)
+                actions[agent] = _env_action(act, agent.startswith("market_maker"))
+        obs, rewards, terms, truncs, infos = self.par.step(actions)
+        self._obs = obs
+        done_all = not self.par.agents
+        return (obs[self.ego], float(rewards[self.ego]), bool(terms[self.ego]),
+                bool(truncs[self.ego] or (done_all and not terms[self.ego])), infos[self.ego])
+
+
+# --------------------------------------------------------------------------- config
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_strategy(agent: str, strategy: Any) -> Any:
+    maker = agent.startswith("market_maker")
+    if isinstance(strategy, str):
+        allowed = MAKER_STRATEGIES if maker else TAKER_STRATEGIES
+        if strategy not in allowed:
+            raise ConfigError(_BAD_STRATEGY.format(strategy, agent, list(allowed)))
+        return strategy
+    if not isinstance(strategy, dict):
+        raise ConfigError(_BAD_STRATEGY.format(strategy, agent, list(MAKER_STRATEGIES if maker else TAKER_STRATEGIES)))
+    unknown = sorted(set(strategy) - set(_LEARNED_KEYS))
+    if unknown:
+        raise ConfigError(_BAD_LEARNED_KEYS.format(unknown, agent, list(_LEARNED_KEYS)))
+    algo = strategy.get("algo")
+    if algo not in LEARNED_ALGOS:
+        raise ConfigError(_BAD_ALGO.format(list(LEARNED_ALGOS), agent, algo))
+    if maker and algo != "ppo":
+        raise ConfigError(_MAKER_DQN.format(algo, agent))
+    timesteps = strategy.get("timesteps", 3000)
+    if not _is_int(timesteps) or timesteps < 1:
+        raise ConfigError(_BAD_TIMESTEPS.format(agent, timesteps))
+    hyper = strategy.get("hyperparams", {}) or {}
+    if not isinstance(hyper, dict):
+        raise ConfigError(_BAD_SECTION.format("hyperparams", "mapping", hyper))
+    return {"algo": algo, "timesteps": timesteps, "shared": bool(strategy.get("shared", False)), "hyperparams": hyper}
+
+
+def resolve_roster(env_kwargs: dict[str, Any], agents: dict[str, Any]) -> dict[str, Any]:
+    """Agent name → checked strategy for every agent of ``env_kwargs["roles"]`` (names beat roles, then defaults).
+
+    Raises:
+        ConfigError: an unknown agent/role key or strategy.
+        ValueError: invalid ``roles``.
+    """
+    from janus_env.parallel_env import DEFAULT_ROLES, validate_roles
+
+    roles = validate_roles(env_kwargs.get("roles", DEFAULT_ROLES))
+    names = [f"{role}_{k}" for role, count in roles.items() for k in range(count)]
+    unknown = [key for key in agents if key not in names and key not in roles]
+    if unknown:
+        raise ConfigError(_BAD_AGENT_KEY.format(unknown[0], list(roles) + names))
+    roster = {}
+    for name in names:
+        role = name.rsplit("_", 1)[0]
+        roster[name] = _check_strategy(name, agents.get(name, agents.get(role, DEFAULT_STRATEGY[role])))
+    return roster
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and check a tournament YAML; returns it with every matchup's roster resolved.
+
+    Raises:
+        ConfigError: a missing file, bad YAML or an invalid section.
+        ValueError: invalid env arguments.
+    """
+    raw = read_yaml(path)
+    env = raw.get("env", {}) or {}
+    agents = raw.get("agents", {}) or {}
+    for key, value, kind in (("env", env, dict), ("agents", agents, dict)):
+        if not isinstance(value, kind):
+            raise ConfigError(_BAD_SECTION.format(key, "mapping", value))
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) for s in seeds):
+        raise ConfigError(_BAD_SEEDS.format(seeds))
+    episodes = raw.get("episodes", 1)
+    if not _is_int(episodes) or episodes < 1:
+        raise ConfigError(_BAD_EPISODES.format(episodes))
+    matchups = raw.get("matchups", [{"name": "default"}])
+    if not isinstance(matchups, list) or not matchups:
+        raise ConfigError(_BAD_SECTION.format("matchups", "non-empty list", matchups))
+    resolved, seen = [], set()
+    for m in matchups:
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or m["name"] in seen:
+            raise ConfigError(_BAD_MATCHUP.format(m))
+        seen.add(m["name"])
+        m_env = {**copy.deepcopy(env), **(m.get("env") or {})}
+        m_agents = {**agents, **(m.get("agents") or {})}
+        resolved.append({"name": m["name"], "env": m_env, "agents": resolve_roster(m_env, m_agents)})
+    return {"matchups": resolved, "seeds": seeds, "episodes": episodes}
+
+
+# --------------------------------------------------------------------------- statistics
+def t_interval(samples: Any, confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of the Student-t confidence interval: ``x̄ ± t_{(1+c)/2, n−1} · s / √n``.
+
+    Returns ``(mean, nan)`` for fewer than two samples.
+    """
+    from scipy import stats
+
+    x = np.asarray(samples, dtype=np.float64)
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, math.nan
+    half = float(stats.t.ppf((1.0 + confidence) / 2.0, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return mean, half
+
+
+# --------------------------------------------------------------------------- train and play
+def _groups(roster: dict[str, Any]) -> list[list[str]]:
+    """Learner groups in roster order: the shared learners of a role together, the others alone."""
+    groups: dict[str, list[str]] = {}
+    for agent, strategy in roster.items():
+        if isinstance(strategy, dict):
+            key = agent.rsplit("_", 1)[0] + "/shared" if strategy["shared"] else agent
+            groups.setdefault(key, []).append(agent)
+    return list(groups.values())
+
+
+def train_learners(matchup: dict[str, Any], seed: int, run_dir: Path) -> dict[str, Any]:
+    """Train the matchup's learned agents (sequential best response); returns agent → policy."""
+    from stable_baselines3 import DQN, PPO
+
+    from envs_registry.pettingzoo_envs import make_parallel_env
+
+    env_kwargs, roster = matchup["env"], matchup["agents"]
+    spaces = make_parallel_env(**env_kwargs).action_spaces
+    policies = {a: scripted_policy(s, spaces[a], seed + i)
+                for i, (a, s) in enumerate(roster.items()) if isinstance(s, str)}
+    models = []
+    for group in _groups(roster):
+        spec = roster[group[0]]
+        adapter = SingleAgentAdapter(env_kwargs, group, policies)
+        cls = PPO if spec["algo"] == "ppo" else DQN
+        hyper = {**ALGO_DEFAULTS[spec["algo"]], **spec["hyperparams"]}
+        model = cls("MultiInputPolicy", adapter, seed=seed, verbose=0,
+                    tensorboard_log=str(run_dir / "tb" / "+".join(group)), **hyper)
+        policies.update({agent: model for agent in group})
+        models.append((model, spec["timesteps"]))
+    for model, timesteps in models:
+        model.learn(total_timesteps=timesteps, tb_log_name=matchup["name"])
+    return policies
+
+
+def play(matchup: dict[str, Any], policies: dict[str, Any], seed: int, episodes: int) -> list[dict[str, float]]:
+    """Play ``episodes`` episodes (first reset seeded with ``seed``); per episode, role → mean agent PnL (bps)."""
+    from envs_registry.pettingzoo_envs import make_parallel_env
+
+    env = make_parallel_env(**matchup["env"])
+    policies = {a: (scripted_policy(s, env.action_spaces[a], seed * 1000 + i) if isinstance(s, str) else policies[a])
+                for i, (a, s) in enumerate(matchup["agents"].items())}
+    out = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed if episode == 0 else None)
+        pnl = dict.fromkeys(env.possible_agents, 0.0)
+        while env.agents:
+            actions = {a: _env_action(policies[a].predict(obs[a], deterministic=True)[0], a.startswith("market_maker"))
+                       for a in env.agents}
+            obs, rewards, _, _, _ = env.step(actions)
+            for agent, reward in rewards.items():
+                pnl[agent] += reward
+        by_role: dict[str, list[float]] = {}
+        for agent, value in pnl.items():
+            by_role.setdefault(agent.rsplit("_", 1)[0], []).append(value)
+        out.append({role: float(np.mean(v)) for role, v in by_role.items()})
+    return out
+
+
+# --------------------------------------------------------------------------- reports
+def payoff_table(results: dict[str, dict[str, list[float]]], confidence: float = 0.95) -> dict[str, Any]:
+    """matchup → role → ``{mean, ci, ci_low, ci_high, n}`` (``ci`` the half-width)."""
+    table: dict[str, Any] = {}
+    for matchup, by_role in results.items():
+        table[matchup] = {}
+        for role, samples in by_role.items():
+            mean, half = t_interval(samples, confidence)
+            table[matchup][role] = {"mean": mean, "ci": half, "ci_low": mean - half, "ci_high": mean + half,
+                                    "n": len(samples)}
+    return table
+
+
+def _roles(table: dict[str, Any]) -> list[str]:
+    from janus_env.parallel_env import ROLES
+
+    present = {role for row in table.values() for role in row}
+    return [role for role in ROLES if role in present]
+
+
+def to_markdown(table: dict[str, Any]) -> str:
+    """Markdown payoff matrix: rows matchups, columns roles, cells ``mean ± ci`` (bps)."""
+    roles = _roles(table)
+    lines = ["| matchup | " + " | ".join(roles) + " |", "| --- |" + " ---: |" * len(roles)]
+    for matchup, row in table.items():
+        cells = [f"{row[r]['mean']:.2f} ± {row[r]['ci']:.2f}" if r in row else "" for r in roles]
+        lines.append(f"| {matchup} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(table: dict[str, Any], run_dir: Path) -> str:
+    """Write ``payoff.md``, ``payoff.csv``, ``payoff.json`` and ``payoff.png``; returns the Markdown."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markdown = to_markdown(table)
+    atomic_write_bytes(run_dir / "payoff.md", markdown.encode())
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["matchup", "role", "mean_bps", "ci_bps", "ci_low", "ci_high", "n"])
+    for matchup, row in table.items():
+        for role, c in row.items():
+            writer.writerow([matchup, role, c["mean"], c["ci"], c["ci_low"], c["ci_high"], c["n"]])
+    atomic_write_bytes(run_dir / "payoff.csv", buf.getvalue().encode())
+    clean = {m: {r: {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in c.items()}
+                 for r, c in row.items()} for m, row in table.items()}
+    atomic_write_bytes(run_dir / "payoff.json", json.dumps(clean, indent=2).encode())
+
+    roles, matchups = _roles(table), list(table)
+    grid = np.array([[table[m].get(r, {}).get("mean", np.nan) for r in roles] for m in matchups])
+    fig, ax = plt.subplots(figsize=(1.6 * len(roles) + 2, 0.6 * len(matchups) + 1.5))
+    bound = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
+    im = ax.imshow(grid, cmap="RdYlGn", vmin=-bound, vmax=bound, aspect="auto")
+    ax.set_xticks(range(len(roles)), roles)
+    ax.set_yticks(range(len(matchups)), matchups)
+    for i, m in enumerate(matchups):
+        for j, r in enumerate(roles):
+            if r in table[m]:
+                ax.text(j, i, f"{table[m][r]['mean']:.1f}", ha="center", va="center", fontsize=9)
+    fig.colorbar(im, ax=ax, label="mean episode PnL (bps)")
+    ax.set_title("payoff: mean episode PnL per role")
+    fig.tight_layout()
+    fig.savefig(run_dir / "payoff.png", dpi=100)
+    plt.close(fig)
+    return markdown
+
+
+def main(config: Path, run_dir: Path = Path("runs"), seed: int = 0, progress: bool = True) -> int:
+    """Train, play the round-robin and write the payoff reports into ``run_dir/multi__<stem>__<time>``.
+
+    Raises:
+        ConfigError: an invalid config (before anything is written).
+        ValueError: invalid env arguments.
+    """
+    import torch
+    from tqdm import tqdm
+
+    torch.set_num_threads(1)
+    cfg = load_config(config)
+    out = run_dir / f"multi__{Path(config).stem}__{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=False)
+    atomic_write_bytes(out / "config.yaml", yaml.safe_dump({"seed": seed, **cfg}, sort_keys=False).encode())
+    start = time.perf_counter()
+    results: dict[str, dict[str, list[float]]] = {}
+    for matchup in tqdm(cfg["matchups"], desc="matchups", disable=not progress, file=sys.stderr):
+        policies = train_learners(matchup, seed, out)
+        samples: dict[str, list[float]] = {}
+        for s in cfg["seeds"]:
+            for episode in play(matchup, policies, s, cfg["episodes"]):
+                for role, value in episode.items():
+                    samples.setdefault(role, []).append(value)
+        results[matchup["name"]] = samples
+    markdown = write_reports(payoff_table(results), out)
+    print(f"\npayoff (mean episode PnL in bps ± 95% CI, {len(cfg['seeds'])} seeds × {cfg['episodes']} episodes):\n")
+    print(markdown)
+    print(f"tournament done in {time.perf_counter() - start:.0f}s")
+    print(f"  reports:     {out}/payoff.{{md,csv,json,png}}")
+    print(f"  config:      {out / 'config.yaml'}")
+    print(f"  TensorBoard: tensorboard --logdir {out / 'tb'}")
+    return 0
