@@ -280,6 +280,35 @@ def _default_extractor(observation_space: spaces.Space) -> type[BaseFeaturesExtr
 class _BasalGangliaMixin:
     """Go/No-Go machinery shared by the four policies (kept private: use the concrete classes)."""
 
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        *,
+        tau_veto: float = TAU_VETO,
+        tau_logic: float = TAU_LOGIC,
+        hold_action: int = HOLD,
+        market_key: str | None = "market",
+        vpin_index: int = 0,
+        volatility_index: int = 1,
+        nogo_lr: float = 1e-3,
+        nogo_init_bias: float = NOGO_INIT_BIAS,
+        nogo_weight_decay: float = NOGO_WEIGHT_DECAY,
+        **kwargs: Any,
+    ) -> None:
+        self._init_basal_ganglia(
+            observation_space, action_space, tau_veto, tau_logic, hold_action, market_key,
+            vpin_index, volatility_index, nogo_lr, nogo_init_bias, nogo_weight_decay,
+        )  # fmt: skip
+        kwargs.setdefault("features_extractor_class", _default_extractor(observation_space))
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[call-arg]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(self._basal_ganglia_parameters())
+        return data
+
     # set by the concrete SB3 base classes
     observation_space: spaces.Space
     action_space: spaces.Discrete
@@ -629,30 +658,6 @@ class BasalGangliaDQNPolicy(_BasalGangliaMixin, DQNPolicy):
         ValueError: a threshold, index or learning rate out of range, or no market key.
     """
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        lr_schedule: Schedule,
-        *,
-        tau_veto: float = TAU_VETO,
-        tau_logic: float = TAU_LOGIC,
-        hold_action: int = HOLD,
-        market_key: str | None = "market",
-        vpin_index: int = 0,
-        volatility_index: int = 1,
-        nogo_lr: float = 1e-3,
-        nogo_init_bias: float = NOGO_INIT_BIAS,
-        nogo_weight_decay: float = NOGO_WEIGHT_DECAY,
-        **kwargs: Any,
-    ) -> None:
-        self._init_basal_ganglia(
-            observation_space, action_space, tau_veto, tau_logic, hold_action, market_key,
-            vpin_index, volatility_index, nogo_lr, nogo_init_bias, nogo_weight_decay,
-        )  # fmt: skip
-        kwargs.setdefault("features_extractor_class", _default_extractor(observation_space))
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[arg-type]
-
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)
         self._build_nogo(self.q_net.features_dim)
@@ -667,11 +672,6 @@ class BasalGangliaDQNPolicy(_BasalGangliaMixin, DQNPolicy):
         features = self._nogo_features(obs)
         go = self._go_from_features(features)
         return self._gate(obs, features, go, go.argmax(dim=1))
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(self._basal_ganglia_parameters())
-        return data
 
 
 class BasalGangliaQRDQNPolicy(_BasalGangliaMixin, QRDQNPolicy):
@@ -697,30 +697,6 @@ class BasalGangliaQRDQNPolicy(_BasalGangliaMixin, QRDQNPolicy):
         ValueError: a threshold, index or learning rate out of range, or no market key.
     """
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        lr_schedule: Schedule,
-        *,
-        tau_veto: float = TAU_VETO,
-        tau_logic: float = TAU_LOGIC,
-        hold_action: int = HOLD,
-        market_key: str | None = "market",
-        vpin_index: int = 0,
-        volatility_index: int = 1,
-        nogo_lr: float = 1e-3,
-        nogo_init_bias: float = NOGO_INIT_BIAS,
-        nogo_weight_decay: float = NOGO_WEIGHT_DECAY,
-        **kwargs: Any,
-    ) -> None:
-        self._init_basal_ganglia(
-            observation_space, action_space, tau_veto, tau_logic, hold_action, market_key,
-            vpin_index, volatility_index, nogo_lr, nogo_init_bias, nogo_weight_decay,
-        )  # fmt: skip
-        kwargs.setdefault("features_extractor_class", _default_extractor(observation_space))
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[arg-type]
-
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)
         self._build_nogo(self.quantile_net.features_dim)
@@ -737,11 +713,6 @@ class BasalGangliaQRDQNPolicy(_BasalGangliaMixin, QRDQNPolicy):
         features = self._nogo_features(obs)
         go = self._go_from_features(features)
         return self._gate(obs, features, go, go.argmax(dim=1))
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(self._basal_ganglia_parameters())
-        return data
 
 
 class GatedExplorationMixin:
@@ -838,30 +809,6 @@ class BasalGangliaActorCriticPolicy(_BasalGangliaMixin, ActorCriticPolicy):
         ValueError: a threshold, index or learning rate out of range, or no market key.
     """
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        lr_schedule: Schedule,
-        *,
-        tau_veto: float = TAU_VETO,
-        tau_logic: float = TAU_LOGIC,
-        hold_action: int = HOLD,
-        market_key: str | None = "market",
-        vpin_index: int = 0,
-        volatility_index: int = 1,
-        nogo_lr: float = 1e-3,
-        nogo_init_bias: float = NOGO_INIT_BIAS,
-        nogo_weight_decay: float = NOGO_WEIGHT_DECAY,
-        **kwargs: Any,
-    ) -> None:
-        self._init_basal_ganglia(
-            observation_space, action_space, tau_veto, tau_logic, hold_action, market_key,
-            vpin_index, volatility_index, nogo_lr, nogo_init_bias, nogo_weight_decay,
-        )  # fmt: skip
-        kwargs.setdefault("features_extractor_class", _default_extractor(observation_space))
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
-
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)  # the PPO optimizer is built here, without the No-Go head
         self._build_nogo(self.features_dim)
@@ -895,11 +842,6 @@ class BasalGangliaActorCriticPolicy(_BasalGangliaMixin, ActorCriticPolicy):
         proposed = self.action_dist.proba_distribution(action_logits=go).get_actions(deterministic=deterministic)
         return self._gate(observation, features, go, proposed)
 
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(self._basal_ganglia_parameters())
-        return data
-
 
 class BasalGangliaMaskablePolicy(_BasalGangliaMixin, MaskableActorCriticPolicy):
     """MaskablePPO policy with the gate; the action mask applies to the proposal, HOLD must be allowed to veto.
@@ -923,30 +865,6 @@ class BasalGangliaMaskablePolicy(_BasalGangliaMixin, MaskableActorCriticPolicy):
         TypeError: the action space is not ``Discrete``.
         ValueError: a threshold, index or learning rate out of range, or no market key.
     """
-
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        lr_schedule: Schedule,
-        *,
-        tau_veto: float = TAU_VETO,
-        tau_logic: float = TAU_LOGIC,
-        hold_action: int = HOLD,
-        market_key: str | None = "market",
-        vpin_index: int = 0,
-        volatility_index: int = 1,
-        nogo_lr: float = 1e-3,
-        nogo_init_bias: float = NOGO_INIT_BIAS,
-        nogo_weight_decay: float = NOGO_WEIGHT_DECAY,
-        **kwargs: Any,
-    ) -> None:
-        self._init_basal_ganglia(
-            observation_space, action_space, tau_veto, tau_logic, hold_action, market_key,
-            vpin_index, volatility_index, nogo_lr, nogo_init_bias, nogo_weight_decay,
-        )  # fmt: skip
-        kwargs.setdefault("features_extractor_class", _default_extractor(observation_space))
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)
@@ -1001,11 +919,6 @@ class BasalGangliaMaskablePolicy(_BasalGangliaMixin, MaskableActorCriticPolicy):
             distribution.apply_masking(action_masks)
         proposed = distribution.get_actions(deterministic=deterministic)
         return self._gate(observation, features, go, proposed, self._hold_allowed(action_masks, go.shape[0]))
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(self._basal_ganglia_parameters())
-        return data
 
 
 BASAL_GANGLIA_POLICIES: tuple[type, ...] = (
