@@ -28,24 +28,11 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from janus_env.atomic import atomic_write_bytes  # noqa: F401  (re-exported for train.py)
+
 LATEST = "latest"
 _ARRAY_TAG = "__ndarray__"
 _NO_CHECKPOINT = "No checkpoint in {} (expected {}/latest)"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _rng_state() -> dict[str, Any]:

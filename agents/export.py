@@ -46,7 +46,6 @@ import copy
 import math
 import numbers
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -61,6 +60,7 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
 from agents.basal_ganglia import basal_ganglia_gate, is_basal_ganglia_policy
+from janus_env.atomic import atomic_path
 
 _NOT_POLICY = "Expected an SB3 algorithm or policy, got {}"
 _UNSUPPORTED = "ONNX export supports basal-ganglia, DQN, QR-DQN, actor-critic and maskable policies, got {}"
@@ -268,39 +268,33 @@ def export_onnx(
     inputs = [x[2:] for x in inputs]  # ... validated on n_validation others: the batch axis must be dynamic
     tensors = tuple(th.as_tensor(x, device=device) for x in inputs)
     dynamic_axes = {name: {0: "batch"} for name in graph.input_names + graph.output_names}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        # Grad stays enabled on purpose: under no_grad, nn.TransformerEncoderLayer (ViViT, fusion) takes
-        # its fused fast path (aten::_transformer_encoder_layer_fwd), which has no ONNX symbolic.
-        with th.enable_grad():
-            expected = [t.detach().cpu().numpy() for t in graph(*tensors)]
-            with warnings.catch_warnings():
-                # the legacy exporter's deprecation notice, and tracer warnings from torch's own attention code
-                # (shape checks); a trace that froze a shape fails the validation below, on another batch size
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.simplefilter("ignore", th.jit.TracerWarning)
-                th.onnx.export(
-                    graph,
-                    trace_inputs,
-                    str(tmp),
-                    input_names=graph.input_names,
-                    output_names=graph.output_names,
-                    dynamic_axes=dynamic_axes,
-                    opset_version=int(opset),
-                    dynamo=False,
-                )
-        onnx.checker.check_model(str(tmp))
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        feed = {name: x for name, x in zip(graph.input_names, inputs)}
-        got = session.run(graph.output_names, feed)
-        for name, exp, out in zip(graph.output_names, expected, got):
-            _compare(name, exp, np.asarray(out), float(atol))
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_path(target) as tmp:  # ``target`` changes only once the ONNX Runtime check passes
+            # Grad stays enabled on purpose: under no_grad, nn.TransformerEncoderLayer (ViViT, fusion) takes
+            # its fused fast path (aten::_transformer_encoder_layer_fwd), which has no ONNX symbolic.
+            with th.enable_grad():
+                expected = [t.detach().cpu().numpy() for t in graph(*tensors)]
+                with warnings.catch_warnings():
+                    # the legacy exporter's deprecation notice, and tracer warnings from torch's own attention
+                    # code (shape checks); a trace that froze a shape fails the validation below
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    warnings.simplefilter("ignore", th.jit.TracerWarning)
+                    th.onnx.export(
+                        graph,
+                        trace_inputs,
+                        str(tmp),
+                        input_names=graph.input_names,
+                        output_names=graph.output_names,
+                        dynamic_axes=dynamic_axes,
+                        opset_version=int(opset),
+                        dynamo=False,
+                    )
+            onnx.checker.check_model(str(tmp))
+            session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+            feed = {name: x for name, x in zip(graph.input_names, inputs)}
+            got = session.run(graph.output_names, feed)
+            for name, exp, out in zip(graph.output_names, expected, got):
+                _compare(name, exp, np.asarray(out), float(atol))
     finally:
         policy.set_training_mode(was_training)
     return target

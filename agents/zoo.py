@@ -176,29 +176,13 @@ def build_model(algo: str, env: Any, params: Mapping[str, Any], *, seed: int, te
     kwargs = algo_kwargs(params)
     policy = params.get("policy", "MultiInputPolicy")
     common = {"seed": seed, "tensorboard_log": tensorboard_log, "device": device, "verbose": 0}
+    cls = algo_class(algo)
     if algo == "janus-dqn":
-        from agents.basal_ganglia import GatedJanusDQN
-
         policy = _basal_ganglia_policy("dqn", policy)
-        return GatedJanusDQN(policy, env, lambda_logic=float(params.get("lambda_logic", 2.0)), **kwargs, **common)
-    if algo == "janus-ppo":
-        from sb3_contrib import MaskablePPO
-
+        kwargs["lambda_logic"] = float(params.get("lambda_logic", 2.0))
+    elif algo == "janus-ppo":
         policy = _basal_ganglia_policy("maskable", policy)
-        return MaskablePPO(policy, env, **kwargs, **common)
-    if algo == "dqn":
-        from stable_baselines3 import DQN
-
-        return DQN(policy, env, **kwargs, **common)
-    if algo == "ppo":
-        from stable_baselines3 import PPO
-
-        return PPO(policy, env, **kwargs, **common)
-    if algo == "qrdqn":
-        from sb3_contrib import QRDQN
-
-        return QRDQN(policy, env, **kwargs, **common)
-    raise ConfigError(_BAD_ALGO.format(algo, list(ALGOS)))
+    return cls(policy, env, **kwargs, **common)
 
 
 def algo_class(algo: str) -> type:

@@ -69,7 +69,6 @@ from janus_env.flow import (
     F_COST,
     F_DONE,
     F_FEES,
-    F_MID,
     F_PEAK_EQUITY,
     F_PREV_EQUITY,
     F_RING_HEAD,
