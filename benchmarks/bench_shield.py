@@ -14,8 +14,10 @@ Two tables, measured in the same process:
    reference evaluation of the KB (``backend="numpy"``) is listed for scale.
 2. **Env steps/s**, unshielded ``gym.make("Janus-LOB-v0")`` vs the same env
    inside ``LTNShield``, random valid actions drawn outside the timed region,
-   ``reset()`` when an episode ends. Repeats alternate between the two envs and
-   the ratio is the median of the per-pair ratios (robust to a noisy machine).
+   ``reset()`` when an episode ends; and the native vector env
+   (``gym.make_vec``, N = 64 and 256) vs the same inside ``LTNVectorShield``.
+   Repeats alternate between the two envs and the ratio is the median of the
+   per-pair ratios (robust to a noisy machine).
 
 LTNtorch is a benchmark-only dependency kept out of the project venv
 (``.bench-venv/bin/pip install torch==2.13.0 LTNtorch==1.0.2``; it declares
@@ -51,6 +53,7 @@ import torch  # noqa: E402
 import envs_registry  # noqa: E402,F401
 from wrappers import logic  # noqa: E402
 from wrappers.shield import LTNShield  # noqa: E402
+from wrappers.vector_shield import LTNVectorShield  # noqa: E402
 
 N_FEATURES = 5
 
@@ -172,7 +175,30 @@ def steps_per_second(env: gym.Env, actions: list, k: int) -> float:
     return k / (time.perf_counter() - t0)
 
 
+def vector_steps_per_second(envs: gym.vector.VectorEnv, actions: np.ndarray, k: int) -> float:
+    """Agent-steps/s of a vector env (next-step autoreset: no reset calls)."""
+    n = len(actions)
+    t0 = time.perf_counter()
+    for i in range(k):
+        envs.step(actions[i % n])
+    return k * envs.num_envs / (time.perf_counter() - t0)
+
+
+def _paired(plain_run: Callable[[int], float], shielded_run: Callable[[int], float], seconds: float,
+            repeats: int) -> tuple[float, float, float]:
+    """``run(k)`` steps ``k`` times and returns steps/s. Calibrate ``k`` to about ``seconds`` on the plain
+    env (warming both up), then alternate plain/shielded runs: their medians and the median per-pair ratio."""
+    k = 16
+    while k / plain_run(k) < seconds:
+        k *= 2
+    shielded_run(k)
+    pairs = [(plain_run(k), shielded_run(k)) for _ in range(repeats)]
+    return (statistics.median(p for p, _ in pairs), statistics.median(s for _, s in pairs),
+            statistics.median(s / p for p, s in pairs))
+
+
 def throughput_table(seconds: float, repeats: int) -> list[tuple[str, float, float, float]]:
+    """Rows ``(env, unshielded steps/s, shielded steps/s, ratio)``: single envs, then native vector envs."""
     rows = []
     for action_type in ("discrete", "sized"):
         kwargs = {"n_sizes": 3} if action_type == "sized" else {}
@@ -182,16 +208,19 @@ def throughput_table(seconds: float, repeats: int) -> list[tuple[str, float, flo
         actions = [int(a) for a in rng.integers(0, plain.action_space.n, 65_536)]
         plain.reset(seed=0)
         shielded.reset(seed=0)
-        k = 1000
-        while steps_per_second(plain, actions, k) * seconds > 2 * k:  # calibrate and warm up both
-            k *= 2
-        steps_per_second(shielded, actions, k)
-        pairs = [(steps_per_second(plain, actions, k), steps_per_second(shielded, actions, k))
-                 for _ in range(repeats)]
-        base = statistics.median(p for p, _ in pairs)
-        shield = statistics.median(s for _, s in pairs)
-        ratio = statistics.median(s / p for p, s in pairs)
-        rows.append((action_type, base, shield, ratio))
+        rows.append((f"{action_type}, gym.make", *_paired(lambda k: steps_per_second(plain, actions, k),
+                                                          lambda k: steps_per_second(shielded, actions, k),
+                                                          seconds, repeats)))
+    for n_envs in (64, 256):
+        plain_v = gym.make_vec("Janus-LOB-v0", num_envs=n_envs, action_type="sized", n_sizes=3)
+        shielded_v = LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=n_envs, action_type="sized", n_sizes=3))
+        batches = np.random.default_rng(0).integers(0, 7, (64, n_envs))
+        plain_v.reset(seed=0)
+        shielded_v.reset(seed=0)
+        base, shield, ratio = _paired(lambda k: vector_steps_per_second(plain_v, batches, k) / n_envs,
+                                      lambda k: vector_steps_per_second(shielded_v, batches, k) / n_envs,
+                                      seconds, repeats)
+        rows.append((f"sized, gym.make_vec N={n_envs} (agent-steps/s)", base * n_envs, shield * n_envs, ratio))
     return rows
 
 
@@ -218,7 +247,7 @@ def main() -> None:
     print(f"\nTarget < 10 µs for the whole KB: {'met' if ours < 10 else 'NOT met'} ({ours:.2f} µs, Discrete(3)).")
 
     print("\n### Env throughput (steps/s, median of alternating runs)\n")
-    print("| action_type | unshielded | shielded | shielded / unshielded |")
+    print("| env | unshielded | shielded | shielded / unshielded |")
     print("| --- | ---: | ---: | ---: |")
     for action_type, base, shield, ratio in throughput_table(args.seconds, args.repeats):
         print(f"| {action_type} | {base:,.0f} | {shield:,.0f} | {ratio:.0%} |")

@@ -330,6 +330,12 @@ class JanusLOBEnv(gym.Env):
         """Top ``n_levels`` of the current book: rows (bid_px, bid_qty, ask_px, ask_qty) in currency/shares."""
         return self._market.l2(self.config.n_levels)
 
+    def buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """The market's live buffers as ``(1, …)`` views: the flat float32 observation and the float64
+        ``O_*`` out row (the source of reward and ``info``). Kernels that read the state after each
+        step (the shield) use them without copies; treat them as read-only."""
+        return self._market.obs.reshape(1, -1), self._market.out.reshape(1, -1)
+
     @property
     def scenarios(self) -> list[str]:
         return sorted(SCENARIOS) + ["historical"]

@@ -156,13 +156,18 @@ class JanusLOBVectorEnv(VectorEnv):
     def step(self, actions: Any):
         if self._needs_reset:
             raise RuntimeError(_NEED_RESET)
-        self._qty[:] = self._quantities(actions)
+        self._qty[:] = self.order_quantities(actions)
         self._step_kernel(*self._args, self._qty)
         out = self._m.out
         return (self._observation(), out[:, O_REWARD].copy(), out[:, O_TERMINATED] != 0.0,
                 out[:, O_TRUNCATED] != 0.0, self._info())
 
-    def _quantities(self, actions: Any) -> np.ndarray:
+    def order_quantities(self, actions: Any) -> np.ndarray:
+        """Validate a batch of actions and return the signed order quantity (shares) of each env.
+
+        Raises:
+            TypeError: wrong shape or dtype; InvalidActionError: a value outside the action space.
+        """
         a = np.asarray(actions)
         if self._table is not None:
             if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer):
@@ -179,6 +184,11 @@ class JanusLOBVectorEnv(VectorEnv):
             raise InvalidActionError(f"Action {float(bad)!r} is outside {self.single_action_space}")
         target = np.round(a.astype(np.float64) * self.config.max_position).astype(np.int64)
         return target - self._m.out[:, O_POSITION].astype(np.int64)
+
+    def buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """The live market buffers: flat float32 observations ``(num_envs, D)`` and the float64 ``O_*``
+        out rows ``(num_envs, N_OUT)``; read-only (see ``JanusLOBEnv.buffers``)."""
+        return self._m.obs, self._m.out
 
     def _observation(self) -> dict[str, np.ndarray]:
         return split_obs(self._m.obs.copy(), self.config.window, self.config.n_levels)

@@ -6,6 +6,10 @@ sees what the inner ones reported):
 ```python
 env = AuditLog(Amygdala(LTNShield(Hypothalamus(gym.make("Janus-LOB-v0", action_type="sized")))), "audit.jsonl")
 ```
+
+Native vector env (``gym.make_vec``): ``LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=64))`` scores
+every book in one numba call; the other wrappers go per sub-env through
+``gym.make_vec(..., vectorization_mode="sync", wrappers=[LTNShield, Amygdala])``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from wrappers.audit import AuditLog, read_audit_log
 from wrappers.gaf import GAFObservation, GAFObservationVector, gaf_images, gaf_video
 from wrappers.hypothalamus import Hypothalamus
 from wrappers.shield import LTNShield
+from wrappers.vector_shield import LTNVectorShield
 
 __all__ = [
     "Amygdala",
@@ -23,6 +28,7 @@ __all__ = [
     "GAFObservationVector",
     "Hypothalamus",
     "LTNShield",
+    "LTNVectorShield",
     "gaf_images",
     "gaf_video",
     "read_audit_log",

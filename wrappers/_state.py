@@ -1,11 +1,19 @@
-"""Trade-history bookkeeping shared by the glass-box wrappers (updated from each step's ``info``)."""
+"""Trade-history bookkeeping of the glass-box wrappers, kept in a float64 array updated by numba.
+
+The state of one history is one flat row (``H_*`` header, the volume ring, the
+trade ring), so that a shield can update and read it inside its compiled step
+(:mod:`wrappers.shield_kernel`), for one env or a whole vector env at once,
+while :class:`TradeHistory` gives the same row a Python API.
+"""
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Mapping
 from typing import Any, NamedTuple
+
+import numpy as np
+from numba import njit
 
 _BAD_WINDOW = "Expected `{}` >= 1, got {!r}"
 _MISSING_KEY = "info has no {!r} key; TradeHistory needs the Janus-LOB info keys exec_qty, exec_price, volume, step"
@@ -13,6 +21,127 @@ _MISSING_KEY = "info has no {!r} key; TradeHistory needs the Janus-LOB info keys
 LOSS_TOLERANCE = 1e-9
 """A closing sale is *at a loss* when ``(price − average_cost) < −LOSS_TOLERANCE · average_cost``
 (relative tolerance for the float average; a sale exactly at cost is not a loss)."""
+
+# ---- row layout ---------------------------------------------------------------------
+H_POSITION = 0
+H_AVERAGE_COST = 1
+H_LAST_LOSS_STEP = 2
+"""Step of the last sale at a loss; :data:`NO_STEP` when none."""
+H_LAST_STEP = 3
+H_VOLUME_SUM = 4
+H_N_VOLUMES = 5
+H_VOLUME_NEXT = 6
+H_N_TRADES = 7
+H_TRADE_NEXT = 8
+H_WASH_WINDOW = 9
+H_VOLUME_WINDOW = 10
+H_MAX_TRADES = 11
+H_HEADER = 12
+TRADE_FIELDS = 4
+NO_STEP = -1.0
+
+
+def history_size(volume_window: int, max_trades: int) -> int:
+    """Length of one history row."""
+    return H_HEADER + volume_window + TRADE_FIELDS * max_trades
+
+
+def new_history_rows(n: int, wash_sale_window: int, volume_window: int, max_trades: int) -> np.ndarray:
+    """``(n, history_size)`` float64 rows, each a flat history with these windows."""
+    rows = np.zeros((n, history_size(volume_window, max_trades)), dtype=np.float64)
+    rows[:, H_WASH_WINDOW] = wash_sale_window
+    rows[:, H_VOLUME_WINDOW] = volume_window
+    rows[:, H_MAX_TRADES] = max_trades
+    rows[:, H_LAST_LOSS_STEP] = NO_STEP
+    return rows
+
+
+@njit(cache=True)
+def history_reset(h, volume, step):  # pragma: no cover - compiled
+    """Start a session flat; record the reset step's ``volume`` and ``step``."""
+    window = int(h[H_VOLUME_WINDOW])
+    h[H_POSITION] = 0.0
+    h[H_AVERAGE_COST] = 0.0
+    h[H_LAST_LOSS_STEP] = NO_STEP
+    h[H_VOLUME_SUM] = 0.0
+    h[H_N_VOLUMES] = 0.0
+    h[H_VOLUME_NEXT] = 0.0
+    h[H_N_TRADES] = 0.0
+    h[H_TRADE_NEXT] = 0.0
+    h[H_HEADER:H_HEADER + window] = 0.0
+    history_record(h, volume, step, 0.0, 0.0)
+
+
+@njit(cache=True)
+def history_record(h, volume, step, qty, price):  # pragma: no cover - compiled
+    """Record one step: its market ``volume``, ``step`` and the agent's fill ``qty`` at ``price``."""
+    window = int(h[H_VOLUME_WINDOW])
+    h[H_LAST_STEP] = step
+    # ring of the last `window` volumes with a running sum
+    i = int(h[H_VOLUME_NEXT])
+    v = H_HEADER + i
+    h[H_VOLUME_SUM] += volume - h[v]
+    h[v] = volume
+    i = (i + 1) % window
+    h[H_VOLUME_NEXT] = i
+    if i == 0:  # once per wrap: drop the rounding drift of fractional volumes
+        total = 0.0
+        for k in range(window):
+            total += h[H_HEADER + k]
+        h[H_VOLUME_SUM] = total
+    if h[H_N_VOLUMES] < window:
+        h[H_N_VOLUMES] += 1.0
+    if qty != 0.0:
+        _fill(h, step, qty, price)
+
+
+@njit(cache=True)
+def _fill(h, step, qty, price):  # pragma: no cover - compiled
+    pos = h[H_POSITION]
+    new = pos + qty
+    realized = 0.0
+    if pos == 0.0 or (pos > 0.0) == (qty > 0.0):  # open or add: new average cost
+        h[H_AVERAGE_COST] = (h[H_AVERAGE_COST] * abs(pos) + price * abs(qty)) / abs(new)
+    else:  # reduce, close or flip
+        cost = h[H_AVERAGE_COST]
+        if pos > 0.0:
+            realized = (price - cost) * min(-qty, pos)
+            if price - cost < -LOSS_TOLERANCE * cost:
+                h[H_LAST_LOSS_STEP] = step
+        else:
+            realized = (cost - price) * min(qty, -pos)
+        if new == 0.0:
+            h[H_AVERAGE_COST] = 0.0
+        elif (new > 0.0) != (pos > 0.0):
+            h[H_AVERAGE_COST] = price
+    h[H_POSITION] = new
+    max_trades = int(h[H_MAX_TRADES])
+    t = int(h[H_TRADE_NEXT])
+    o = H_HEADER + int(h[H_VOLUME_WINDOW]) + TRADE_FIELDS * t
+    h[o] = step
+    h[o + 1] = qty
+    h[o + 2] = price
+    h[o + 3] = realized
+    h[H_TRADE_NEXT] = (t + 1) % max_trades
+    if h[H_N_TRADES] < max_trades:
+        h[H_N_TRADES] += 1.0
+
+
+@njit(cache=True)
+def mean_volume(h):  # pragma: no cover - compiled
+    """``V``: mean market volume per step over the last ``volume_window`` steps (0 before any)."""
+    n = h[H_N_VOLUMES]
+    return h[H_VOLUME_SUM] / n if n > 0.0 else 0.0
+
+
+@njit(cache=True)
+def recent_loss_sale(h, step):  # pragma: no cover - compiled
+    """``∃t: SaleAtLoss(t) ∧ 1 ≤ step − t ≤ wash_sale_window``, crisp (1.0 or 0.0)."""
+    last = h[H_LAST_LOSS_STEP]
+    if last == NO_STEP:
+        return 0.0
+    k = step - last
+    return 1.0 if 1.0 <= k <= h[H_WASH_WINDOW] else 0.0
 
 
 class Trade(NamedTuple):
@@ -51,32 +180,40 @@ class TradeHistory:
         volume_window: number of steps (including the reset step) in the mean
             per-step market volume ``V``.
         max_trades: fills kept in :attr:`trades` (oldest dropped first).
+        row: an existing row to view as is (e.g. one env's row of a vector shield), laid out by
+            :func:`new_history_rows` with the same windows; default a fresh, reset one.
 
     Raises:
-        ValueError: a window or ``max_trades`` below 1.
+        ValueError: a window or ``max_trades`` below 1, or a ``row`` of another layout.
         KeyError: an ``info`` without the Janus-LOB keys.
     """
 
-    def __init__(self, wash_sale_window: int = 30, volume_window: int = 20, max_trades: int = 256) -> None:
+    def __init__(self, wash_sale_window: int = 30, volume_window: int = 20, max_trades: int = 256,
+                 row: np.ndarray | None = None) -> None:
         self.wash_sale_window = _check_window("wash_sale_window", wash_sale_window)
         self.volume_window = _check_window("volume_window", volume_window)
         self.max_trades = _check_window("max_trades", max_trades)
-        self._trades: deque[tuple[int, float, float, float]] = deque(maxlen=self.max_trades)
-        self.reset()
+        fresh = row is None
+        if fresh:
+            row = new_history_rows(1, wash_sale_window, volume_window, max_trades)[0]
+        elif row.shape != (history_size(volume_window, max_trades),) or row.dtype != np.float64 \
+                or row[H_WASH_WINDOW] != wash_sale_window or row[H_VOLUME_WINDOW] != volume_window:
+            raise ValueError(f"`row` does not hold a history with windows ({wash_sale_window}, {volume_window}, "
+                             f"{max_trades})")
+        self.row = row
+        """The flat float64 state (see the ``H_*`` layout)."""
+        if fresh:
+            self.reset()
 
     def reset(self, info: Mapping[str, Any] | None = None) -> None:
         """Start a session flat; ``info`` is the reset info (its ``volume`` and ``step`` are recorded)."""
-        self.position = 0.0
-        self.average_cost = 0.0
-        self.last_loss_sale_step: int | None = None
-        self.last_step = 0
-        self._trades.clear()
-        self._volumes = [0.0] * self.volume_window
-        self._n_volumes = 0
-        self._volume_next = 0
-        self._volume_sum = 0.0
-        if info is not None:
-            self.update(info, fills=False)
+        if info is None:
+            history_reset(self.row, 0.0, 0.0)
+            self.row[H_N_VOLUMES] = 0.0  # nothing recorded yet
+            self.row[H_VOLUME_NEXT] = 0.0
+            return
+        volume, step = _read(info, ("volume", "step"))
+        history_reset(self.row, float(volume), float(step))
 
     def update(self, info: Mapping[str, Any], fills: bool = True) -> None:
         """Record one step: its fill (``exec_qty``, ``exec_price``), ``volume`` and ``step``.
@@ -85,56 +222,42 @@ class TradeHistory:
             info: the step's info.
             fills: whether to read the fill keys (``False`` for the reset info).
         """
-        try:
-            volume = info["volume"]
-            step = info["step"]
-            qty = info["exec_qty"] if fills else 0.0
-            price = info["exec_price"] if qty else 0.0
-        except KeyError as err:
-            raise KeyError(_MISSING_KEY.format(err.args[0])) from err
-        self.last_step = step
-        # ring buffer of the last `volume_window` volumes with a running sum
-        i = self._volume_next
-        self._volume_sum += volume - self._volumes[i]
-        self._volumes[i] = volume
-        self._volume_next = (i + 1) % self.volume_window
-        if self._volume_next == 0:  # once per wrap: drop the rounding drift of fractional volumes
-            self._volume_sum = sum(self._volumes)
-        if self._n_volumes < self.volume_window:
-            self._n_volumes += 1
-        if qty:
-            self._fill(int(step), float(qty), float(price))
+        volume, step = _read(info, ("volume", "step"))
+        qty = _read(info, ("exec_qty",))[0] if fills else 0.0
+        price = _read(info, ("exec_price",))[0] if qty else 0.0
+        history_record(self.row, float(volume), float(step), float(qty), float(price))
 
-    def _fill(self, step: int, qty: float, price: float) -> None:
-        pos = self.position
-        new = pos + qty
-        realized = 0.0
-        if pos == 0.0 or (pos > 0.0) == (qty > 0.0):  # open or add: new average cost
-            self.average_cost = (self.average_cost * abs(pos) + price * abs(qty)) / abs(new)
-        else:  # reduce, close or flip
-            cost = self.average_cost
-            if pos > 0.0:
-                realized = (price - cost) * min(-qty, pos)
-                if price - cost < -LOSS_TOLERANCE * cost:
-                    self.last_loss_sale_step = step
-            else:
-                realized = (cost - price) * min(qty, -pos)
-            if new == 0.0:
-                self.average_cost = 0.0
-            elif (new > 0.0) != (pos > 0.0):
-                self.average_cost = price
-        self.position = new
-        self._trades.append((step, qty, price, realized))
+    @property
+    def position(self) -> float:
+        return float(self.row[H_POSITION])
+
+    @property
+    def average_cost(self) -> float:
+        return float(self.row[H_AVERAGE_COST])
+
+    @property
+    def last_loss_sale_step(self) -> int | None:
+        last = self.row[H_LAST_LOSS_STEP]
+        return None if last == NO_STEP else int(last)
+
+    @property
+    def last_step(self) -> int:
+        return int(self.row[H_LAST_STEP])
 
     @property
     def trades(self) -> list[Trade]:
         """The last ``max_trades`` fills, oldest first."""
-        return [Trade(*t) for t in self._trades]
+        h = self.row
+        n = int(h[H_N_TRADES])
+        ring = h[H_HEADER + self.volume_window:].reshape(self.max_trades, TRADE_FIELDS)
+        start = (int(h[H_TRADE_NEXT]) - n) % self.max_trades
+        order = (start + np.arange(n)) % self.max_trades
+        return [Trade(int(s), q, p, r) for s, q, p, r in ring[order].tolist()]
 
     @property
     def mean_volume(self) -> float:
         """``V``: mean market volume per step over the last ``volume_window`` steps (0 before any)."""
-        return self._volume_sum / self._n_volumes if self._n_volumes else 0.0
+        return float(mean_volume(self.row))
 
     def recent_loss_sale(self, step: int | None = None) -> float:
         """``∃t: SaleAtLoss(t) ∧ 1 ≤ step − t ≤ wash_sale_window``, crisp (1.0 or 0.0).
@@ -143,14 +266,18 @@ class TradeHistory:
             step: the step of the decision being judged; default the next one
                 (``last_step + 1``, since ``info["step"]`` counts executed steps).
         """
-        if self.last_loss_sale_step is None:
-            return 0.0
-        step = self.last_step + 1 if step is None else step
-        k = step - self.last_loss_sale_step
-        return 1.0 if 1 <= k <= self.wash_sale_window else 0.0
+        step = self.row[H_LAST_STEP] + 1.0 if step is None else float(step)
+        return float(recent_loss_sale(self.row, step))
 
     def unrealized_pnl(self, mid: float) -> float:
         """Mark-to-market PnL of the open position against its average cost."""
         if self.position == 0.0 or not math.isfinite(mid):
             return 0.0
         return (mid - self.average_cost) * self.position
+
+
+def _read(info: Mapping[str, Any], keys: tuple[str, ...]) -> list[Any]:
+    try:
+        return [info[k] for k in keys]
+    except KeyError as err:
+        raise KeyError(_MISSING_KEY.format(err.args[0])) from err

@@ -179,11 +179,10 @@ def cash_reserve_truth(buy, reserve_ok):
 
 
 @register_jitable
-def _decode_book(book, mid, lot, encoded):
-    """``(bid_px, bid_qty, ask_px, ask_qty)`` in currency/shares; empty levels get price 0, quantity 0."""
-    n = book.shape[0]
-    out = np.zeros((4, n), dtype=np.float64)
-    for i in range(n):
+def _decode_into(book, mid, lot, encoded, out):
+    """Fill ``out`` ``(4, L)`` with ``(bid_px, bid_qty, ask_px, ask_qty)`` rows in currency/shares;
+    empty levels get price 0, quantity 0."""
+    for i in range(book.shape[0]):
         for side in range(2):
             px = book[i, 2 * side]
             qty = book[i, 2 * side + 1]
@@ -193,6 +192,16 @@ def _decode_book(book, mid, lot, encoded):
             if qty > 0.0:  # NaN-safe
                 out[2 * side, i] = px
                 out[2 * side + 1, i] = qty
+            else:
+                out[2 * side, i] = 0.0
+                out[2 * side + 1, i] = 0.0
+
+
+@register_jitable
+def _decode_book(book, mid, lot, encoded):
+    """``(bid_px, bid_qty, ask_px, ask_qty)`` in currency/shares; empty levels get price 0, quantity 0."""
+    out = np.empty((4, book.shape[0]), dtype=np.float64)
+    _decode_into(book, mid, lot, encoded, out)
     return out
 
 
@@ -257,12 +266,19 @@ def kb_kernel(q, book, params, truths, sat, encoded, pos, cash, mid, vpin, sigma
               recent_loss_sale, max_position, lot, fee_bps):  # pragma: no cover - compiled
     """The KB as one numba kernel, state as scalars (the shield's hot path); see :func:`kb_evaluate`.
 
-    Loops over candidates and book levels (no temporaries) with the same rule formulas,
-    writing ``truths`` ``(n, 5)`` and ``sat`` ``(n,)``. ``book`` may be float32 (the
+    Writes ``truths`` ``(n, 5)`` and ``sat`` ``(n,)``. ``book`` may be float32 (the
     observation) or float64.
     """
     decoded = _decode_book(book, mid, lot, encoded)
-    n_levels = book.shape[0]
+    kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, mean_volume, recent_loss_sale,
+               max_position, lot, fee_bps)
+
+
+@register_jitable
+def kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, mean_volume, recent_loss_sale,
+               max_position, lot, fee_bps):
+    """:func:`kb_kernel` on a book already decoded by :func:`_decode_into` (loops, no temporaries)."""
+    n_levels = decoded.shape[1]
     volatile = volatile_truth(sigma, params[K_LOG_VOL_THRESHOLD], params[K_VOL_SLOPE])
     volume = max(mean_volume, lot)
     toxic = 1.0 if vpin > params[K_VPIN_THRESHOLD] else 0.0
@@ -273,13 +289,14 @@ def kb_kernel(q, book, params, truths, sat, encoded, pos, cash, mid, vpin, sigma
         filled = 0.0
         notional = 0.0
         deepest = mid
-        for i in range(n_levels):
-            level_qty = decoded[row + 1, i]
-            if level_qty > 0.0:
-                take = min(max(v - filled, 0.0), level_qty)
-                filled += take
-                notional += take * decoded[row, i]
-                deepest = decoded[row, i]
+        if v > 0.0:
+            for i in range(n_levels):
+                level_qty = decoded[row + 1, i]
+                if level_qty > 0.0:
+                    take = min(max(v - filled, 0.0), level_qty)
+                    filled += take
+                    notional += take * decoded[row, i]
+                    deepest = decoded[row, i]
         remainder = v - filled
         complete = remainder <= FILL_TOLERANCE * v
         vwap = notional / filled if filled > 0.0 else mid
@@ -297,7 +314,17 @@ def kb_kernel(q, book, params, truths, sat, encoded, pos, cash, mid, vpin, sigma
         truths[c, 2] = vpin_truth(toxic, 1.0 if qc == 0.0 else 0.0)
         truths[c, 3] = 1.0 if abs(pos + qc) <= max_position else 0.0
         truths[c, 4] = cash_reserve_truth(buy, 1.0 if slack >= 0.0 else 0.0)
-    sat[:] = _sat_agg(truths, params[K_P], -1)
+        # SatAgg (logic.sat_agg, p-mean over the rules) as a loop: no temporaries on the hot path
+        p = params[K_P]
+        total = 0.0
+        if p == 2.0:  # the default: squares and one sqrt instead of 6 calls to pow
+            for r in range(truths.shape[1]):
+                total += truths[c, r] * truths[c, r]
+            sat[c] = math.sqrt(total / truths.shape[1])
+        else:
+            for r in range(truths.shape[1]):
+                total += truths[c, r] ** p
+            sat[c] = (total / truths.shape[1]) ** (1.0 / p)
 
 
 @njit(cache=True)

@@ -10,7 +10,10 @@ from gymnasium import spaces
 
 from janus_env.actions import continuous_fraction, discrete_index, sized_quantity
 from janus_env.lob_env import JanusLOBEnv
-from wrappers.rules import RULE_NAMES, KBResult, TradingKnowledgeBase, _decode_book, kb_kernel
+from janus_env.simulator import O_POSITION, O_STEP, O_VOLUME
+from wrappers._state import TradeHistory, history_reset, new_history_rows
+from wrappers.rules import RULE_NAMES, KBResult, TradingKnowledgeBase
+from wrappers.shield_kernel import choose_actions, shield_context, shield_score, sync_histories
 
 HOLD = 0
 """The discrete HOLD action (always permitted)."""
@@ -27,7 +30,6 @@ _BAD_SPACE = "LTNShield needs the env's own action space {} at its level, got {}
 _MASKS_DISCRETE = "action_masks() needs a Discrete action space, got {}"
 _NEED_RESET = "Call reset() before step()"
 _NO_FILL = {"fills": 0, "exec_qty": 0.0, "exec_price": 0.0, "slippage_bps": 0.0, "fees": 0.0, "rejected_qty": 0.0}
-_BOOK_RTOL = 1e-4
 _R0, _R1, _R2, _R3, _R4 = RULE_NAMES
 
 
@@ -95,13 +97,15 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
     All actions are scored in one numba call per step and the scores are
     reused by ``step``, so masks cost nothing extra.
 
-    ## Book
+    ## State
 
-    The book walk reads the observation's ``book`` (price offsets in bps of
-    ``info["mid"]``, ``log1p(shares/lot)``). At each reset the decoded book is
-    compared with ``env.unwrapped.book()``; if an observation wrapper inside
-    the shield changed or removed it, the shield reads ``env.unwrapped.book()``
-    every step instead (correct, slower).
+    The shield judges the market's own state, not what inner wrappers show:
+    position, cash, mid, VPIN, σ and the fill of the last step come from the
+    market's ``out`` row and the book from its raw observation buffer
+    (``env.unwrapped.buffers()``), so an observation or info wrapper inside
+    the shield cannot blind it. The trade history (:attr:`history`) is brought
+    up to date inside the same compiled call that scores the next decision
+    (:func:`wrappers.shield_kernel.shield_score`): one numba call per step.
 
     Args:
         env: a Janus-LOB env (any ``Janus-LOB*`` id, any scenario, ``action_type``
@@ -150,28 +154,55 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.threshold = float(threshold)
         self.fallback = fallback
         self.knowledge_base = knowledge_base if knowledge_base is not None else TradingKnowledgeBase()
-        self.history = self.knowledge_base.history()
+        kb = self.knowledge_base
+        self._hist = new_history_rows(1, kb.wash_sale_window, kb.volume_window, 256)
+        self._history = TradeHistory(kb.wash_sale_window, kb.volume_window, 256, row=self._hist[0])
         config = base.config
         self._lot = float(config.lot)
         self._max_position = float(config.max_position)
         self._fee_bps = float(config.fee_bps)
+        self._window = int(config.window)
         self._n_levels = int(config.n_levels)
         self._discrete = isinstance(self.action_space, spaces.Discrete)
         if self._discrete:
             n = int(self.action_space.n)
             self._quantities = np.array([sized_quantity(i, base.n_sizes, config.lot) for i in range(n)],
                                         dtype=np.float64)
-            self._truths = np.empty((n, len(RULE_NAMES)), dtype=np.float64)
-            self._sat = np.empty(n, dtype=np.float64)
+            self._q2 = self._quantities[None, :]
+            self._proposed = np.zeros(1, dtype=np.int64)
+            self._final = np.zeros(1, dtype=np.int64)
+            self._truths = np.empty((1, n, len(RULE_NAMES)), dtype=np.float64)
+            self._sat = np.empty((1, n), dtype=np.float64)
             self._n_actions = n
         self._obs: Any = None
         self._info: dict[str, Any] = {}
+        self._buffers: tuple[np.ndarray, np.ndarray] = base.buffers()
+        self._args: tuple = ()
         self._scored = False
         self._error: Exception | None = None
-        self._book_from_obs = True
+        self._kernel_fn: Any = shield_score
         self._entry: Any = None
-        self._entry_dtype: Any = None
+        self._score_args: tuple = ()
         self._needs_reset = True
+
+    @property
+    def kernel(self) -> Any:
+        """The compiled history update + KB scoring, :func:`~wrappers.shield_kernel.shield_score`.
+
+        Settable per instance (tests inject faults with it); setting it drops the cached entry point.
+        """
+        return self._kernel_fn
+
+    @kernel.setter
+    def kernel(self, fn: Any) -> None:
+        self._kernel_fn = fn
+        self._entry = None
+
+    @property
+    def history(self) -> TradeHistory:
+        """The agent's trade history, up to date with the last step."""
+        sync_histories(self._hist, self._buffers[1])
+        return self._history
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -181,8 +212,13 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._scored = False
         self._obs, self._info = obs, info
         try:
-            self.history.reset(info)
-            self._book_from_obs = self._observation_book_matches(obs, info)
+            self._buffers = obs_buffer, out = self.env.unwrapped.buffers()
+            history_reset(self._hist[0], out[0, O_VOLUME], out[0, O_STEP])
+            ctx = shield_context(self.knowledge_base.params, self._window, self._n_levels, self._max_position,
+                                 self._lot, self._fee_bps)
+            self._args = (self._hist, obs_buffer, out, ctx)
+            if self._discrete:
+                self._score_args = (*self._args, self._q2, self._truths, self._sat)
         except Exception as err:  # fail-safe: the first step halts
             self._error = err
         return obs, info
@@ -200,9 +236,14 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 raise self._error
             if self._discrete:  # decide() inlined: this is the hot path
                 if not self._scored:
-                    self._score()
+                    entry = self._entry
+                    if entry is not None:
+                        entry(*self._score_args)
+                        self._scored = True
+                    else:
+                        self._score()
                 sat = self._sat.item(payload)
-                t = self._truths[payload].tolist()
+                t = self._truths[0, payload].tolist()
                 if sat >= self.threshold:
                     final = env_action = payload
                 else:
@@ -214,15 +255,9 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
             return self._halt(err, proposed)
 
         obs, reward, terminated, truncated, info = self.env.step(env_action)
-        try:
-            self._obs = obs
-            self._info = info
-            self._scored = False
-            self.history.update(info)
-        except Exception as err:  # the env stepped; stop here all the same
-            self._error = err
-            info.update(halted=True, halt_reason=self._reason(err))
-            terminated = True
+        self._scored = False  # the history records this step in the next scoring call (or when read)
+        self._obs = obs
+        self._info = info
         if terminated or truncated:
             self._needs_reset = True
         info["ltn"] = {
@@ -259,7 +294,7 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
             if not self._scored:
                 self._score()
             sat = self._sat.item(payload)
-            t = self._truths[payload].tolist()
+            t = self._truths[0, payload].tolist()
             if sat >= self.threshold:
                 final = payload
             else:
@@ -281,7 +316,7 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
             try:
                 if not self._scored:
                     self._score()
-                mask = self._sat >= self.threshold
+                mask = self._sat[0] >= self.threshold
                 mask[HOLD] = True
                 return mask
             except Exception as err:  # fail-safe: only HOLD now, and the next step halts
@@ -296,61 +331,47 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if self._needs_reset:
             raise RuntimeError(_NEED_RESET)
         q = self._quantities if quantities is None else np.ascontiguousarray(quantities, dtype=np.float64)
-        truths = np.empty((q.shape[0], len(RULE_NAMES)), dtype=np.float64)
-        sat = np.empty(q.shape[0], dtype=np.float64)
-        self._kernel(q, truths, sat)
-        return KBResult(q, truths, sat)
+        truths = np.empty((1, q.shape[0], len(RULE_NAMES)), dtype=np.float64)
+        sat = np.empty((1, q.shape[0]), dtype=np.float64)
+        self._kernel(q[None, :], truths, sat)
+        return KBResult(q, truths[0], sat[0])
 
     def _score(self) -> None:
-        self._kernel(self._quantities, self._truths, self._sat)
+        self._kernel(self._q2, self._truths, self._sat)
         self._scored = True
 
     def _kernel(self, quantities: np.ndarray, truths: np.ndarray, sat: np.ndarray) -> None:
-        """Score ``quantities`` on the current state with the numba kernel (state passed as scalars).
+        """History update + scoring of ``quantities`` in one compiled call (see :mod:`wrappers.shield_kernel`).
 
-        The observation's book is passed as is (float32). After the first call the compiled
-        specialization's entry point is called directly, skipping numba's per-call type dispatch
-        (≈0.5 µs); it is used only while the KB's kernel is :func:`kb_kernel` and the book keeps
-        the dtype and C layout it was compiled for.
+        The first call through the stock kernel caches its compiled entry point, which the hot path
+        then calls directly, skipping numba's per-call type dispatch (≈0.3 µs).
         """
-        info = self._info
-        history = self.history
-        kernel = self.knowledge_base.kernel
-        if self._book_from_obs:
-            book = self._obs["book"]
-            if kernel is kb_kernel and book.dtype is self._entry_dtype and book.flags.c_contiguous:
-                kernel = self._entry
-        else:
-            book = np.ascontiguousarray(self.env.unwrapped.book(), dtype=np.float64)
-        args = (quantities, book, self.knowledge_base.params, truths, sat, self._book_from_obs,
-                info["position"], info["cash"], info["mid"], info["vpin"], info["volatility"],
-                history.mean_volume, history.recent_loss_sale(), self._max_position, self._lot, self._fee_bps)
+        args = (*self._args, quantities, truths, sat)
+        if self._entry is not None:
+            self._entry(*args)
+            return
+        kernel = self._kernel_fn
         kernel(*args)
-        if kernel is kb_kernel and self._entry is None and self._book_from_obs and book.flags.c_contiguous:
-            self._entry = _entry_point(kb_kernel, args)
-            self._entry_dtype = book.dtype if self._entry is not None else None
+        if kernel is shield_score:
+            self._entry = _entry_point(kernel, args)
 
     def _nearest(self, index: int) -> int:
-        q, s = self._quantities, self._sat
-        best, best_key = HOLD, (abs(q[index]), -s[HOLD], 0.0, HOLD)
-        for a in range(q.shape[0]):
-            if s[a] >= self.threshold:
-                key = (abs(q[a] - q[index]), -s[a], abs(q[a]), a)
-                if key < best_key:
-                    best, best_key = a, key
-        return best
+        self._proposed[0] = index
+        choose_actions(self._q2, self._sat, self._proposed, self.threshold, True, self._final)
+        return int(self._final[0])
 
     def _decide_continuous(self, fraction: float, action: Any) -> tuple[list[float], Any, float, list[float]]:
-        position = float(self._info["position"])
+        position = float(self._buffers[1][0, O_POSITION])
         proposal = round(fraction * self._max_position) - position
         if self.fallback == "nearest" and proposal != 0.0:
             steps = np.arange(int(abs(proposal) // self._lot), 0, -1, dtype=np.float64)
             candidates = np.concatenate(([proposal], np.sign(proposal) * self._lot * steps, [0.0]))
         else:
             candidates = np.array([proposal, 0.0])
-        truths = np.empty((candidates.shape[0], len(RULE_NAMES)), dtype=np.float64)
-        sat_all = np.empty(candidates.shape[0], dtype=np.float64)
-        self._kernel(candidates, truths, sat_all)
+        truths3 = np.empty((1, candidates.shape[0], len(RULE_NAMES)), dtype=np.float64)
+        sat2 = np.empty((1, candidates.shape[0]), dtype=np.float64)
+        self._kernel(candidates[None, :], truths3, sat2)
+        truths, sat_all = truths3[0], sat2[0]
         sat = float(sat_all[0])
         if sat >= self.threshold:
             return [fraction], action, sat, truths[0].tolist()
@@ -378,14 +399,3 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
             "threshold": self.threshold,
         }
         return self._obs, 0.0, True, False, info
-
-    def _observation_book_matches(self, obs: Any, info: dict[str, Any]) -> bool:
-        """Whether ``obs["book"]`` decodes to ``env.unwrapped.book()`` (checked once per reset)."""
-        book = obs.get("book") if isinstance(obs, dict) else None
-        if not isinstance(book, np.ndarray) or book.shape != (self._n_levels, 4) \
-                or book.dtype not in (np.float32, np.float64) or not book.flags.c_contiguous:
-            return False
-        mid = float(info["mid"])
-        decoded = _decode_book(np.asarray(book, dtype=np.float64), mid, self._lot, True)
-        truth = _decode_book(np.asarray(self.env.unwrapped.book(), dtype=np.float64), mid, self._lot, False)
-        return bool(np.allclose(decoded, truth, rtol=_BOOK_RTOL, atol=1e-6 * self._lot))

@@ -152,9 +152,9 @@ def test_nearest_fallback_picks_closest_permitted_quantity() -> None:
 def test_hold_fallback_and_rules_of_the_proposal() -> None:
     env = make(fallback="hold")
     env.reset(seed=0)
-    env._sat[:] = [1, 1, 1, 0.5, 1, 1, 1]
+    env._sat[0] = [1, 1, 1, 0.5, 1, 1, 1]
     env._truths[:] = 1.0
-    env._truths[3, 3] = 0.0
+    env._truths[0, 3, 3] = 0.0
     env._scored = True
     final, env_action, sat, rules = env.decide(BUY3, BUY3)
     assert final == env_action == HOLD and sat == 0.5 and rules["position_limit"] == 0.0
@@ -269,7 +269,7 @@ def test_kb_fault_halts_without_executing(monkeypatch: pytest.MonkeyPatch) -> No
     def boom(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(env.knowledge_base, "kernel", boom)
+    monkeypatch.setattr(env, "kernel", boom)
     obs2, reward, terminated, truncated, info = env.step(1)
     assert inner.n_steps == before  # the proposed BUY never reached the env
     assert terminated and not truncated and reward == 0.0 and info["halted"]
@@ -290,7 +290,7 @@ def test_fault_in_action_masks_allows_only_hold_then_halts(monkeypatch: pytest.M
     inner = CountingWrapper(gym.make("Janus-LOB-v0", seed=0))
     env = LTNShield(inner)
     env.reset(seed=0)
-    monkeypatch.setattr(env.knowledge_base, "kernel", lambda *a: 1 / 0)
+    monkeypatch.setattr(env, "kernel", lambda *a: 1 / 0)
     np.testing.assert_array_equal(env.action_masks(), [True, False, False])
     monkeypatch.undo()  # even if the fault was transient, the shield stays halted
     _, _, terminated, _, info = env.step(HOLD)
@@ -298,31 +298,54 @@ def test_fault_in_action_masks_allows_only_hold_then_halts(monkeypatch: pytest.M
     assert inner.n_steps == 0
 
 
-def test_fault_after_the_step_terminates(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fault_in_the_history_update_halts_the_next_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The history records a step inside the next scoring call: a fault there stops the next action."""
     inner = CountingWrapper(gym.make("Janus-LOB-v0", seed=0))
     env = LTNShield(inner)
     env.reset(seed=0)
+    assert not env.step(1)[2]
 
-    def broken(info):
+    def broken(hist, out):
         raise KeyError("exec_qty")
 
-    monkeypatch.setattr(env.history, "update", broken)
+    stock = env.kernel
+    monkeypatch.setattr(env, "kernel", lambda *args: (broken(args[0], args[2]), stock(*args)))
     _, _, terminated, _, info = env.step(1)
-    assert inner.n_steps == 1 and terminated and info["halted"]
+    assert inner.n_steps == 1 and terminated and info["halted"] and info["ltn"]["final_action"] is None
     assert info["halt_reason"] == "shield_error: KeyError: 'exec_qty'"
 
 
-def test_missing_info_key_halts() -> None:
-    class DropCash(gym.Wrapper):
-        def reset(self, **kwargs):
-            obs, info = self.env.reset(**kwargs)
-            info.pop("cash")
+def test_inner_wrappers_cannot_blind_the_shield() -> None:
+    """The shield reads the market's own buffers: an inner wrapper that hides or falsifies info and the
+    observed book changes nothing in its decisions."""
+
+    class Liar(gym.Wrapper):
+        def _lie(self, obs, info):
+            obs = {**obs, "book": np.zeros_like(obs["book"])}
+            info = {k: v for k, v in info.items() if k != "cash"}
+            info["position"] = 0.0
             return obs, info
 
-    env = LTNShield(DropCash(gym.make("Janus-LOB-v0", seed=0)))
-    env.reset(seed=0)
-    _, _, terminated, _, info = env.step(1)
-    assert terminated and info["halt_reason"] == "shield_error: KeyError: 'cash'"
+        def reset(self, **kwargs):
+            return self._lie(*self.env.reset(**kwargs))
+
+        def step(self, action):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            obs, info = self._lie(obs, info)
+            return obs, reward, terminated, truncated, info
+
+    lied = LTNShield(Liar(gym.make("Janus-LOB-v0", action_type="sized", n_sizes=3, scenario="high_vol")))
+    plain = make(scenario="high_vol")
+    lied.reset(seed=5)
+    plain.reset(seed=5)
+    rng = np.random.default_rng(0)
+    overridden = 0
+    for _ in range(150):
+        a = int(rng.integers(7))
+        info_l, info_p = lied.step(a)[4], plain.step(a)[4]
+        assert info_l["ltn"] == info_p["ltn"]
+        overridden += info_p["ltn"]["overridden"]
+    assert overridden > 0 and lied.history.position == plain.history.position
 
 
 # ----------------------------------------------------------------------------- API and composition
@@ -380,7 +403,6 @@ def test_random_rollout_every_lob_id(env_id: str, action_type: str) -> None:
     env = LTNShield(gym.make(env_id, action_type=action_type, episode_steps=120, **kwargs), fallback="nearest")
     env.action_space.seed(0)
     obs, info = env.reset(seed=0)
-    assert env._book_from_obs
     for _ in range(120):
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
         assert env.observation_space.contains(obs) and math.isfinite(reward)
@@ -399,7 +421,6 @@ def test_historical_scenario() -> None:
                         max_position=2, initial_cash=1e6, episode_steps=6, window=4)
     env = LTNShield(base, fallback="nearest")
     env.reset(seed=0)
-    assert env._book_from_obs
     for _ in range(6):
         _, _, terminated, truncated, info = env.step(1)  # keep buying: the limit of 2 must hold
         check_ltn(info)
@@ -408,20 +429,18 @@ def test_historical_scenario() -> None:
             break
 
 
-def test_book_from_env_when_an_inner_wrapper_drops_it() -> None:
+def test_an_inner_wrapper_may_drop_the_book() -> None:
     keys = ["prices", "volumes", "account", "market"]
     filtered = LTNShield(gym.wrappers.FilterObservation(gym.make("Janus-LOB-v0", action_type="sized", n_sizes=3,
                                                                  scenario="high_vol"), keys))
     plain = make(scenario="high_vol")
     filtered.reset(seed=5)
     plain.reset(seed=5)
-    assert not filtered._book_from_obs and plain._book_from_obs
     rng = np.random.default_rng(0)
     for _ in range(150):
         a = int(rng.integers(7))
         info_f, info_p = filtered.step(a)[4], plain.step(a)[4]
-        assert info_f["ltn"]["final_action"] == info_p["ltn"]["final_action"]
-        assert info_f["ltn"]["sat_agg"] == pytest.approx(info_p["ltn"]["sat_agg"], abs=1e-6)
+        assert info_f["ltn"] == info_p["ltn"]
 
 
 def test_other_wrappers_inside_and_outside() -> None:
