@@ -12,6 +12,7 @@ The YAML roster::
     matchups:                     # each a named override of `agents` (and optionally of `env`)
       - {name: vs_scripted_maker}
       - {name: vs_learned_maker, agents: {market_maker: {algo: ppo, timesteps: 3000}}}
+    safety: {shield: true, breakers: true}   # optional glass box per agent (default: off)
     seeds: [0, 1]
     episodes: 2
 
@@ -29,7 +30,19 @@ policy (parameter sharing): the adapter controls one of them per episode,
 round-robin, while the others of the group act with the same policy being
 trained. (``make_shared_policy_vec_env`` is not used: it only holds takers and
 cannot keep scripted opponents or a maker in the market.) A learned maker uses
-the same adapter with its ``MultiDiscrete`` action space and PPO.
+the same adapter with its ``MultiDiscrete`` action space and PPO. After training
+every learned model is saved atomically to ``models/<matchup>/<agent>.zip`` in the
+run folder (one file per agent; the agents of a shared group hold the same
+weights); reload it with ``PPO.load`` / ``DQN.load``.
+
+Safety (``safety:``, top level or per matchup, off by default): ``shield`` wraps the
+market in :class:`~wrappers.parallel_shield.ParallelLTNShield` and ``breakers`` in
+:class:`~wrappers.parallel_amygdala.ParallelAmygdala` (outside the shield), each
+``true`` (defaults: the ``janus`` agents) or a mapping of its arguments
+(``agents``, ``threshold``, ``knowledge_base: {...}``, ``on_halt``; ``max_drawdown``,
+``vol_ratio``, ``kill_file``, ...). Learners train and play behind it; a halted
+agent leaves the episode (``on_halt: terminate``), its PnL the one at the halt.
+Every halt of the evaluation episodes is written to ``halts.json``.
 
 Evaluation: for each matchup and seed, ``episodes`` episodes; an agent's PnL
 is the sum of its rewards (bps of initial cash); a role's PnL in an episode is
@@ -55,6 +68,7 @@ import yaml
 from agents.baselines import BUY, HOLD, SELL, BuyAndHoldPolicy, MeanReversionPolicy, MomentumPolicy, RandomPolicy
 from agents.checkpoint import atomic_write_bytes
 from agents.zoo import ConfigError, read_yaml
+from janus_env.atomic import atomic_path
 
 TAKER_STRATEGIES = ("buy_and_hold", "momentum", "mean_reversion", "random", "hold", "informed")
 MAKER_STRATEGIES = ("fixed_quotes",)
@@ -74,6 +88,10 @@ _BAD_SEEDS = "Expected `seeds` to be a non-empty list of integers, got {!r}"
 _BAD_EPISODES = "Expected `episodes` to be an integer >= 1, got {!r}"
 _BAD_MATCHUP = "Expected each matchup to be a mapping with a unique `name`, got {!r}"
 _LEARNED_KEYS = ("algo", "timesteps", "shared", "hyperparams")
+_BAD_SAFETY = "Expected `safety` to be true, false or a mapping with keys `shield` and `breakers`, got {!r}"
+_BAD_SAFETY_PART = "Expected `safety.{}` to be true, false or a mapping of its arguments, got {!r}"
+_BAD_SAFETY_KEY = "Unknown key {!r} in `safety.{}`; expected some of {}"
+SHIELD_KEYS = ("agents", "threshold", "knowledge_base", "on_halt")
 
 
 # --------------------------------------------------------------------------- scripted strategies
@@ -129,14 +147,14 @@ class SingleAgentAdapter(gym.Env):
         group: the learning agents; the episode ``k`` controls ``group[k % len(group)]``.
         policies: ``predict``-able strategy of every other agent (group members included:
             they act with the shared policy).
+        safety: the checked ``safety`` section (:func:`make_market`), or None.
     """
 
     metadata = {"render_modes": []}
 
-    def __init__(self, env_kwargs: dict[str, Any], group: list[str], policies: dict[str, Any]) -> None:
-        from envs_registry.pettingzoo_envs import make_parallel_env
-
-        self.par = make_parallel_env(**env_kwargs)
+    def __init__(self, env_kwargs: dict[str, Any], group: list[str], policies: dict[str, Any],
+                 safety: dict[str, Any] | None = None) -> None:
+        self.par = make_market(env_kwargs, safety)
         self.group = list(group)
         self.policies = policies
         self.observation_space = self.par.observation_spaces[group[0]]
@@ -196,6 +214,71 @@ def _check_strategy(agent: str, strategy: Any) -> Any:
     return {"algo": algo, "timesteps": timesteps, "shared": bool(strategy.get("shared", False)), "hyperparams": hyper}
 
 
+def check_safety(safety: Any, env_kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``safety`` section as ``{"shield": kwargs | None, "breakers": kwargs | None}``, or None when off.
+
+    The wrappers are built once on the matchup's market, so bad agents or thresholds fail here.
+
+    Raises:
+        ConfigError: a malformed section, an unknown key, or arguments the wrappers reject.
+    """
+    from wrappers.parallel_amygdala import BREAKER_ARGS
+
+    if safety is None or safety is False:
+        return None
+    if safety is True:
+        safety = {"shield": True, "breakers": True}
+    if not isinstance(safety, dict) or not set(safety) <= {"shield", "breakers"}:
+        raise ConfigError(_BAD_SAFETY.format(safety))
+    allowed = {"shield": SHIELD_KEYS,
+               "breakers": ("agents", "on_halt", "kill_file") + tuple(
+                   k for k in BREAKER_ARGS if k not in ("slippage_predictor", "anomaly_detector"))}
+    out: dict[str, Any] = {}
+    for part in ("shield", "breakers"):
+        value = safety.get(part, False)
+        if value is None or value is False:
+            out[part] = None
+            continue
+        if value is True:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(_BAD_SAFETY_PART.format(part, value))
+        for key in value:
+            if key not in allowed[part]:
+                raise ConfigError(_BAD_SAFETY_KEY.format(key, part, list(allowed[part])))
+        out[part] = copy.deepcopy(value)
+    if out["shield"] is None and out["breakers"] is None:
+        return None
+    try:
+        make_market(env_kwargs, out)
+    except TypeError as err:
+        raise ConfigError(str(err)) from err
+    return out
+
+
+def make_market(env_kwargs: dict[str, Any], safety: dict[str, Any] | None = None) -> Any:
+    """``make_parallel_env(**env_kwargs)``, behind ``ParallelAmygdala(ParallelLTNShield(...))`` as ``safety`` says."""
+    from envs_registry.pettingzoo_envs import make_parallel_env
+
+    env = make_parallel_env(**env_kwargs)
+    if not safety:
+        return env
+    if safety.get("shield") is not None:
+        from wrappers.parallel_shield import ParallelLTNShield
+        from wrappers.rules import TradingKnowledgeBase
+
+        kwargs = dict(safety["shield"])
+        kb = kwargs.pop("knowledge_base", None)
+        if kb is not None and not isinstance(kb, dict):
+            raise ConfigError(_BAD_SECTION.format("safety.shield.knowledge_base", "mapping", kb))
+        env = ParallelLTNShield(env, knowledge_base=TradingKnowledgeBase(**kb) if kb else None, **kwargs)
+    if safety.get("breakers") is not None:
+        from wrappers.parallel_amygdala import ParallelAmygdala
+
+        env = ParallelAmygdala(env, **safety["breakers"])
+    return env
+
+
 def resolve_roster(env_kwargs: dict[str, Any], agents: dict[str, Any]) -> dict[str, Any]:
     """Agent name → checked strategy for every agent of ``env_kwargs["roles"]`` (names beat roles, then defaults).
 
@@ -236,6 +319,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     episodes = raw.get("episodes", 1)
     if not _is_int(episodes) or episodes < 1:
         raise ConfigError(_BAD_EPISODES.format(episodes))
+    safety = raw.get("safety")
     matchups = raw.get("matchups", [{"name": "default"}])
     if not isinstance(matchups, list) or not matchups:
         raise ConfigError(_BAD_SECTION.format("matchups", "non-empty list", matchups))
@@ -246,7 +330,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
         seen.add(m["name"])
         m_env = {**copy.deepcopy(env), **(m.get("env") or {})}
         m_agents = {**agents, **(m.get("agents") or {})}
-        resolved.append({"name": m["name"], "env": m_env, "agents": resolve_roster(m_env, m_agents)})
+        roster = resolve_roster(m_env, m_agents)
+        m_safety = check_safety(m["safety"] if "safety" in m else safety, m_env)
+        resolved.append({"name": m["name"], "env": m_env, "agents": roster, "safety": m_safety})
     return {"matchups": resolved, "seeds": seeds, "episodes": episodes}
 
 
@@ -278,47 +364,66 @@ def _groups(roster: dict[str, Any]) -> list[list[str]]:
 
 
 def train_learners(matchup: dict[str, Any], seed: int, run_dir: Path) -> dict[str, Any]:
-    """Train the matchup's learned agents (sequential best response); returns agent → policy."""
+    """Train the matchup's learned agents (sequential best response); returns agent → policy.
+
+    Each trained model is saved atomically to ``run_dir/models/<matchup>/<agent>.zip``.
+    """
     from stable_baselines3 import DQN, PPO
 
-    from envs_registry.pettingzoo_envs import make_parallel_env
-
     env_kwargs, roster = matchup["env"], matchup["agents"]
-    spaces = make_parallel_env(**env_kwargs).action_spaces
+    spaces = make_market(env_kwargs).action_spaces
     policies = {a: scripted_policy(s, spaces[a], seed + i)
                 for i, (a, s) in enumerate(roster.items()) if isinstance(s, str)}
     models = []
     for group in _groups(roster):
         spec = roster[group[0]]
-        adapter = SingleAgentAdapter(env_kwargs, group, policies)
+        adapter = SingleAgentAdapter(env_kwargs, group, policies, matchup.get("safety"))
         cls = PPO if spec["algo"] == "ppo" else DQN
         hyper = {**ALGO_DEFAULTS[spec["algo"]], **spec["hyperparams"]}
         model = cls("MultiInputPolicy", adapter, seed=seed, verbose=0,
                     tensorboard_log=str(run_dir / "tb" / "+".join(group)), **hyper)
         policies.update({agent: model for agent in group})
-        models.append((model, spec["timesteps"]))
-    for model, timesteps in models:
+        models.append((model, spec["timesteps"], group))
+    for model, timesteps, group in models:
         model.learn(total_timesteps=timesteps, tb_log_name=matchup["name"])
+        for agent in group:
+            save_model(model, run_dir / "models" / matchup["name"] / f"{agent}.zip")
     return policies
 
 
-def play(matchup: dict[str, Any], policies: dict[str, Any], seed: int, episodes: int) -> list[dict[str, float]]:
-    """Play ``episodes`` episodes (first reset seeded with ``seed``); per episode, role → mean agent PnL (bps)."""
-    from envs_registry.pettingzoo_envs import make_parallel_env
+def save_model(model: Any, path: Path) -> None:
+    """``model.save`` into a temporary file beside ``path``, then an atomic rename (never a torn zip)."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
-    env = make_parallel_env(**matchup["env"])
+
+def play(matchup: dict[str, Any], policies: dict[str, Any], seed: int, episodes: int,
+         halts: list[dict[str, Any]] | None = None) -> list[dict[str, float]]:
+    """Play ``episodes`` episodes (first reset seeded with ``seed``); per episode, role → mean agent PnL (bps).
+
+    With ``halts`` (a list), every agent halted in an episode appends
+    ``{"seed", "episode", "agent", "step", "reason"}`` (its first halt).
+    """
+    env = make_market(matchup["env"], matchup.get("safety"))
     policies = {a: (scripted_policy(s, env.action_spaces[a], seed * 1000 + i) if isinstance(s, str) else policies[a])
                 for i, (a, s) in enumerate(matchup["agents"].items())}
     out = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed if episode == 0 else None)
         pnl = dict.fromkeys(env.possible_agents, 0.0)
+        halted: set[str] = set()
         while env.agents:
             actions = {a: _env_action(policies[a].predict(obs[a], deterministic=True)[0], a.startswith("market_maker"))
                        for a in env.agents}
-            obs, rewards, _, _, _ = env.step(actions)
+            obs, rewards, _, _, infos = env.step(actions)
             for agent, reward in rewards.items():
                 pnl[agent] += reward
+            if halts is not None:
+                for agent, info in infos.items():
+                    if info.get("halted") and agent not in halted:
+                        halted.add(agent)
+                        halts.append({"seed": seed, "episode": episode, "agent": agent, "step": info["step"],
+                                      "reason": info.get("halt_reason")})
         by_role: dict[str, list[float]] = {}
         for agent, value in pnl.items():
             by_role.setdefault(agent.rsplit("_", 1)[0], []).append(value)
@@ -414,19 +519,34 @@ def main(config: Path, run_dir: Path = Path("runs"), seed: int = 0, progress: bo
     atomic_write_bytes(out / "config.yaml", yaml.safe_dump({"seed": seed, **cfg}, sort_keys=False).encode())
     start = time.perf_counter()
     results: dict[str, dict[str, list[float]]] = {}
+    halts: dict[str, Any] = {}
     for matchup in tqdm(cfg["matchups"], desc="matchups", disable=not progress, file=sys.stderr):
         policies = train_learners(matchup, seed, out)
         samples: dict[str, list[float]] = {}
+        records: list[dict[str, Any]] = []
         for s in cfg["seeds"]:
-            for episode in play(matchup, policies, s, cfg["episodes"]):
+            for episode in play(matchup, policies, s, cfg["episodes"], records):
                 for role, value in episode.items():
                     samples.setdefault(role, []).append(value)
         results[matchup["name"]] = samples
+        if matchup["safety"] is not None:
+            counts = {agent: sum(r["agent"] == agent for r in records) for agent in matchup["agents"]}
+            halts[matchup["name"]] = {"halted_episodes": counts, "halts": records}
     markdown = write_reports(payoff_table(results), out)
+    if halts:
+        atomic_write_bytes(out / "halts.json", json.dumps(halts, indent=2).encode())
     print(f"\npayoff (mean episode PnL in bps ± 95% CI, {len(cfg['seeds'])} seeds × {cfg['episodes']} episodes):\n")
     print(markdown)
+    n_episodes = len(cfg["seeds"]) * cfg["episodes"]
+    for name, h in halts.items():
+        summary = ", ".join(f"{a} {n}/{n_episodes}" for a, n in h["halted_episodes"].items() if n) or "none"
+        print(f"halted episodes in {name}: {summary}")
     print(f"tournament done in {time.perf_counter() - start:.0f}s")
+    if halts:
+        print(f"  halts:       {out / 'halts.json'}")
     print(f"  reports:     {out}/payoff.{{md,csv,json,png}}")
+    if (out / "models").is_dir():
+        print(f"  models:      {out / 'models'}/<matchup>/<agent>.zip")
     print(f"  config:      {out / 'config.yaml'}")
     print(f"  TensorBoard: tensorboard --logdir {out / 'tb'}")
     return 0

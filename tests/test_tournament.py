@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from agents.tournament import t_interval
+from agents.tournament import load_config, t_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """
@@ -34,10 +35,18 @@ def _multi(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def test_multi_writes_payoff_reports(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    """One run of the TINY tournament, shared by the tests that read its outputs."""
+    tmp_path = tmp_path_factory.mktemp("tiny")
     proc = _multi(tmp_path, TINY)
     assert proc.returncode == 0, proc.stderr
     (run,) = (tmp_path / "runs").glob("multi__tiny__*")
+    return proc, run
+
+
+def test_multi_writes_payoff_reports(tiny: tuple[subprocess.CompletedProcess, Path]) -> None:
+    proc, run = tiny
     for name in ("payoff.md", "payoff.csv", "payoff.json", "payoff.png", "config.yaml"):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("janus_0+janus_1/*/events*"))  # shared policy in scripted_maker
@@ -50,6 +59,71 @@ def test_multi_writes_payoff_reports(tmp_path: Path) -> None:
             assert math.isfinite(cell["mean"]) and math.isfinite(cell["ci"]) and cell["n"] == 2
     assert "| matchup | market_maker | informed | janus |" in proc.stdout
     assert (run / "payoff.md").read_text() in proc.stdout
+    assert not (run / "halts.json").exists()  # no `safety:` section
+
+
+def test_learned_models_are_saved_and_reload(tiny: tuple[subprocess.CompletedProcess, Path]) -> None:
+    from stable_baselines3 import DQN, PPO
+
+    from envs_registry.pettingzoo_envs import make_parallel_env
+
+    models = tiny[1] / "models"
+    saved = sorted(p.relative_to(models).as_posix() for p in models.rglob("*") if p.is_file())
+    assert saved == ["learned_maker/janus_0.zip", "learned_maker/janus_1.zip", "learned_maker/market_maker_0.zip",
+                     "scripted_maker/janus_0.zip", "scripted_maker/janus_1.zip"]  # no temporary file left
+    obs, _ = make_parallel_env(roles={"market_maker": 1, "informed": 1, "janus": 2}, episode_steps=50).reset(seed=0)
+    for name, cls, agent in (("scripted_maker/janus_1", PPO, "janus_1"), ("learned_maker/janus_1", DQN, "janus_1"),
+                             ("learned_maker/market_maker_0", PPO, "market_maker_0")):
+        model = cls.load(models / f"{name}.zip", device="cpu")
+        action, _ = model.predict(obs[agent], deterministic=True)
+        assert model.action_space.contains(np.asarray(action, dtype=np.int64).reshape(model.action_space.shape))
+
+
+GUARDED = """
+env: {roles: {market_maker: 1, noise: 1, janus: 2}, episode_steps: 40}
+agents:
+  janus_0: random
+  janus_1: {algo: ppo, timesteps: 128, hyperparams: {n_steps: 64, batch_size: 32}}
+safety: {shield: true, breakers: {max_drawdown: 0.0001}}
+matchups:
+  - {name: guarded}
+  - {name: unguarded, safety: false}
+seeds: [0]
+episodes: 1
+"""
+
+
+def test_safety_halts_are_reported_per_agent(tmp_path: Path) -> None:
+    proc = _multi(tmp_path, GUARDED)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = (tmp_path / "runs").glob("multi__tiny__*")
+    halts = json.loads((run / "halts.json").read_text())
+    assert set(halts) == {"guarded"}  # the unguarded matchup has no glass box
+    counts = halts["guarded"]["halted_episodes"]
+    assert counts["janus_0"] == 1 and counts["market_maker_0"] == counts["noise_0"] == 0
+    (record,) = [r for r in halts["guarded"]["halts"] if r["agent"] == "janus_0"]
+    assert record["reason"].startswith("drawdown: ") and record["seed"] == 0 and record["episode"] == 0
+    assert "halted episodes in guarded: janus_0 1/1" in proc.stdout
+    assert set(json.loads((run / "payoff.json").read_text())) == {"guarded", "unguarded"}
+    assert (run / "models" / "guarded" / "janus_1.zip").is_file()
+
+
+@pytest.mark.parametrize(("safety", "message"), [
+    ("{shield: {threshold: 2}}", "Expected `threshold` in (0, 1], got 2"),
+    ("{shield: {agents: [whale]}}", "Unknown agent or role 'whale' in `agents`"),
+    ("{shield: {agents: market_maker}}", "The LTN shield guards takers only; 'market_maker_0' is a market maker"),
+    ("{breakers: {max_drawdwn: 0.1}}", "Unknown key 'max_drawdwn' in `safety.breakers`"),
+    ("{breakers: {max_drawdown: 0.5, vol_ratio: -3}}", "Expected `vol_ratio` > 0"),
+    ("{breakers: yes please}", "Expected `safety.breakers` to be true, false or a mapping"),
+    ("{shield: {knowledge_base: {wash_sale_window: 0}}}", "Expected `wash_sale_window` >= 1, got 0"),
+    ("[shield]", "Expected `safety` to be true, false or a mapping with keys `shield` and `breakers`"),
+])
+def test_bad_safety_section_is_a_config_error(tmp_path: Path, safety: str, message: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"env: {{roles: {{market_maker: 1, janus: 1}}}}\nsafety: {safety}\n")
+    with pytest.raises(ValueError) as info:  # ConfigError or the wrappers' ValueError: train.py exits 2
+        load_config(config)
+    assert message in str(info.value)
 
 
 def test_t_interval_matches_hand_computation() -> None:

@@ -10,25 +10,36 @@ env = AuditLog(Amygdala(LTNShield(Hypothalamus(gym.make("Janus-LOB-v0", action_t
 Native vector env (``gym.make_vec``): ``LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=64))`` scores
 every book in one numba call; the other wrappers go per sub-env through
 ``gym.make_vec(..., vectorization_mode="sync", wrappers=[LTNShield, Amygdala])``.
+
+Multi-agent (``janus_market_v0``): the same shield and breakers per agent, the market going on when one halts:
+
+```python
+env = ParallelAmygdala(ParallelLTNShield(make_parallel_env(seed=0)))   # guards the janus agents
+```
 """
 
 from __future__ import annotations
 
-from wrappers.amygdala import Amygdala
+from wrappers.amygdala import Amygdala, CircuitBreakers
 from wrappers.audit import AuditLog, read_audit_log
 from wrappers.gaf import GAFObservation, GAFObservationVector, gaf_images, gaf_video
 from wrappers.hypothalamus import Hypothalamus
+from wrappers.parallel_amygdala import ParallelAmygdala
+from wrappers.parallel_shield import ParallelLTNShield
 from wrappers.shield import LTNShield
 from wrappers.vector_shield import LTNVectorShield
 
 __all__ = [
     "Amygdala",
     "AuditLog",
+    "CircuitBreakers",
     "GAFObservation",
     "GAFObservationVector",
     "Hypothalamus",
     "LTNShield",
     "LTNVectorShield",
+    "ParallelAmygdala",
+    "ParallelLTNShield",
     "gaf_images",
     "gaf_video",
     "read_audit_log",

@@ -28,6 +28,10 @@ unless ``halt_on_env_error=False``.
 Place the amygdala *outside* the LTN shield so that it reads ``info["ltn"]``
 (info travels from the innermost wrapper outwards); the documented stack is
 ``AuditLog(Amygdala(LTNShield(Hypothalamus(env))))``.
+
+``CircuitBreakers`` is the breakers of one account without the wrapper:
+``Amygdala`` is built on it, and ``ParallelAmygdala`` keeps one per agent of the
+multi-agent env.
 """
 
 from __future__ import annotations
@@ -151,106 +155,34 @@ def _error_reason(stage: str, err: BaseException) -> str:
     return f"{ERROR_PREFIX}: {stage} raised {type(err).__name__}: {err}"
 
 
-class Amygdala(gym.Wrapper):
-    """Circuit breakers around a trading env; halts the session when any trips (fail-safe).
+class CircuitBreakers:
+    """The amygdala's six breakers on one account, without an env around them.
 
-    Breakers (see the module docstring table); each threshold can be ``None`` to disable it:
+    :class:`Amygdala` is this plus the Gymnasium wrapper plumbing (blocking the
+    action, the terminal transition); :class:`~wrappers.parallel_amygdala.ParallelAmygdala`
+    keeps one instance per guarded agent of a multi-agent env. The breakers, their
+    inputs and their defaults are those of :class:`Amygdala` (see its docstring
+    and the module table). Use per session::
 
-    * **drawdown** — ``info["drawdown"]``, the env's loss from the session's peak
-      equity, > ``max_drawdown`` (0.10).
-    * **volatility** — realized volatility ``σ_t = info["volatility"]`` (per-step
-      std of one-step log mid returns over the env's window) > ``vol_ratio`` (3) ×
-      the historical level ``σ_hist``. ``σ_hist`` starts at the reset-time value
-      (the env's warm-up window) and then follows a long EMA with half-life
-      ``vol_halflife`` steps (500): ``σ_hist ← σ_hist + α(σ_t − σ_hist)``,
-      ``α = 1 − 2^(−1/halflife)``, updated *after* the comparison. It is per
-      session, so each ``reset()`` takes a fresh baseline; if the env reports
-      ``σ = 0`` at reset (no history yet) the breaker stays inactive until the
-      first positive value.
-    * **fear** — ``sigmoid(W_f·[VPIN, σ_bps, Δp_max] + b_f) > fear_threshold``
-      (τ_fear = 0.7, DESIGN.md's τ_risk). Inputs: VPIN = ``info["vpin"]`` ∈ [0, 1];
-      σ_bps = ``1e4·info["volatility"]``; Δp_max = max |log(mid_t / mid_{t−1})|·1e4
-      over the last ``fear_window`` (20) steps, from ``info["mid"]``.
-      Defaults *(ours)* W_f = (4.0, 0.2, 0.05) per (1, bps, bps), b_f = −6.0:
-      a calm market scores ≈ 0.02, VPIN = 1 alone ≈ 0.14, a flash crash
-      (σ ≈ 50 bps, Δp_max ≈ 170 bps) ≈ 1.
-    * **slippage** — over the last ``slippage_window`` (50) steps with a fill
-      (``info["exec_qty"] != 0``), ``mean(info["slippage_bps"]) /
-      max(mean(predicted), min_predicted_bps)`` > ``slippage_ratio`` (2); needs
-      ``min_fills`` (5) fills. The prediction comes from ``slippage_predictor``
-      — called *before* the action is forwarded as ``predictor(obs, action,
-      info)`` with the observation and info the agent decided on — or else from
-      ``info["predicted_slippage_bps"]`` written by an inner component (the
-      cerebellum). Inactive when neither exists. The floor
-      ``min_predicted_bps`` (0.1 bps) keeps a zero prediction from dividing by 0.
-      When the predictor is used and the key is absent, the wrapper writes
-      ``info["predicted_slippage_bps"]`` for the audit log.
-    * **violation_rate** — a *proposed* action counts as an LTN violation when
-      ``info["ltn"]["overridden"]`` is true or ``info["ltn"]["violation"] >
-      1 − info["ltn"]["threshold"]`` (SatAgg of the proposed action below the
-      shield's τ; τ = 0.9 when the key is absent). Every step whose info carries
-      ``"ltn"`` is one proposal; steps without it (no shield) are not counted. The
-      value is the share of violations among the last ``violation_window`` (100)
-      proposals; it can fire only after ``min_proposals`` (20) proposals.
-    * **kill_switch** — ``kill(reason)`` or the existence of ``kill_file``,
-      checked before every action and again after the step. Only "file not
-      found" counts as no flag; any other error reading the path (permission,
-      bad path) halts as an ``amygdala_error``. A ``kill()`` persists across
-      ``reset()`` until ``clear_kill()``; the file flag lasts as long as the file.
+        breakers.start_session(obs, info)          # after reset
+        reason = breakers.before_action(action)    # None: the action may go to the market
+        reason = breakers.after_step(obs, info)    # None: still trading
+        info["breakers"] = breakers.breaker_info()
 
-    Every step writes ``info["breakers"] = {name: {"value", "threshold",
-    "active", "tripped", "reason"}}`` for all six, ``info["halted"]``,
-    ``info["halt_reason"]`` (None when not halted) and ``info["action_forwarded"]``
-    (False on blocked transitions, None when the wrapped env raised). An
-    ``info["halted"] = True`` coming from an inner safety wrapper is respected:
-    the amygdala keeps its ``halt_reason`` and stops forwarding too.
-
-    Required info keys (a missing key halts as an error): ``volatility``,
-    ``drawdown``, ``vpin``, ``mid``, ``exec_qty``, ``slippage_bps``.
+    The session methods are fail-safe: an exception inside a breaker, the kill-switch check
+    or the slippage predictor halts (``halt_reason = "amygdala_error: ..."``); it
+    is never raised.
 
     Args:
-        env: the env to protect (``JanusLOBEnv`` or a wrapper of it).
-        max_drawdown: drawdown breaker threshold, fraction of peak equity (0.10).
-        vol_ratio: volatility breaker threshold, multiple of σ_hist (3.0).
-        vol_halflife: half-life of the σ_hist EMA, steps (500) *(ours)*.
-        fear_threshold: τ_fear in (0, 1) (0.7).
-        fear_weights: W_f for (VPIN, σ bps, Δp_max bps).
-        anomaly_detector: optional ``obs -> bool``, e.g. ``SleepState.monitor.is_anomaly`` on flattened
-            observations; an anomaly (or ``info["anomaly"]``) adds ``anomaly_weight`` to the fear input.
-        anomaly_weight: fear-input weight of an anomaly (3.0, *(ours)*).
-        fear_bias: b_f.
-        fear_window: steps over which Δp_max is taken (20) *(ours)*.
-        slippage_ratio: slippage breaker threshold, multiple of the prediction (2.0).
-        slippage_predictor: optional callable ``(obs, action, info) -> bps``.
-        slippage_window: fills averaged (50) *(ours)*.
-        min_fills: fills needed before the slippage breaker can fire (5) *(ours)*.
-        min_predicted_bps: floor of the predicted mean in the ratio (0.1 bps) *(ours)*.
-        max_violation_rate: violation-rate threshold, fraction of proposals (0.05).
-        violation_window: proposals in the rolling rate (100) *(ours)*.
-        min_proposals: proposals needed before the rate can fire (20) *(ours)*.
-        kill_file: path whose existence halts trading (None: no file flag).
-        halt_on_env_error: halt (True) or re-raise (False) when the wrapped env's
-            ``step`` raises.
+        every keyword of :class:`Amygdala` except ``env`` and ``halt_on_env_error``.
 
     Raises:
         ValueError / TypeError: for an out-of-range or wrongly typed argument
             (messages are the module's ``_BAD_*`` constants).
-        RuntimeError: ``step()`` before ``reset()`` or after an episode that ended
-            without a halt (after a halt, ``step()`` repeats the terminal transition).
-
-    Example:
-        ```python
-        env = Amygdala(gym.make("Janus-LOB-v0", scenario="flash_crash", seed=0),
-                       kill_file="/tmp/janus.kill")
-        obs, info = env.reset()
-        obs, r, terminated, truncated, info = env.step(0)
-        info["breakers"]["volatility"]   # e.g. {"value": 1.02, "threshold": 3.0, "active": True, ...}
-        ```
     """
 
     def __init__(
         self,
-        env: gym.Env,
         *,
         max_drawdown: float | None = 0.10,
         vol_ratio: float | None = 3.0,
@@ -268,11 +200,9 @@ class Amygdala(gym.Wrapper):
         violation_window: int = 100,
         min_proposals: int = 20,
         kill_file: str | os.PathLike[str] | None = None,
-        halt_on_env_error: bool = True,
         anomaly_detector: Callable[[Any], Any] | None = None,
         anomaly_weight: float = 3.0,
     ) -> None:
-        super().__init__(env)
         self.max_drawdown = _check_ratio("max_drawdown", max_drawdown)
         self.vol_ratio = _check_ratio("vol_ratio", vol_ratio)
         self.vol_halflife = _check_positive("vol_halflife", vol_halflife)
@@ -303,7 +233,6 @@ class Amygdala(gym.Wrapper):
         if kill_file is not None and not isinstance(kill_file, (str, os.PathLike)):
             raise TypeError(_BAD_KILL_FILE.format(kill_file))
         self.kill_file = kill_file
-        self.halt_on_env_error = bool(halt_on_env_error)
         if anomaly_detector is not None and not callable(anomaly_detector):
             raise TypeError(_BAD_DETECTOR.format(anomaly_detector))
         self.anomaly_detector = anomaly_detector
@@ -311,12 +240,11 @@ class Amygdala(gym.Wrapper):
         self._obs_now: Any = None
         self._vol_alpha = 1.0 - 2.0 ** (-1.0 / self.vol_halflife)
         self._kill_reason: str | None = None
-        self._needs_reset = True
         self._clear_session()
 
     # ------------------------------------------------------------- kill switch
     def kill(self, reason: str = "manual kill") -> None:
-        """Engage the manual kill switch: the next ``step()`` halts without forwarding its action.
+        """Engage the manual kill switch: the next action halts without being forwarded.
 
         The switch stays engaged across ``reset()`` until ``clear_kill()``.
 
@@ -342,11 +270,13 @@ class Amygdala(gym.Wrapper):
     def halt_reason(self) -> str | None:
         return self._halt_reason
 
-    # ---------------------------------------------------------------- gym API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
+    # ------------------------------------------------------------- one session
+    def start_session(self, obs: Any, info: dict[str, Any]) -> None:
+        """Forget the last session and take the reset ``info`` as the new one's baseline (σ_hist, mids).
+
+        A manual ``kill()`` is kept. An error here halts: the session's first action is not let through.
+        """
         self._clear_session()
-        info = dict(info)
         try:
             sigma = _finite("info['volatility']", info["volatility"])
             if sigma > 0:
@@ -355,45 +285,44 @@ class Amygdala(gym.Wrapper):
             self._readings = self._idle_readings()
         except Exception as err:  # fail-safe: the first step will not forward its action
             self._halt(_error_reason("reset bookkeeping", err))
-        self._needs_reset = False
         self._last_obs = obs
         self._last_info = info
-        self._annotate(info, forwarded=None)
-        return obs, info
 
-    def step(self, action: Any):
-        if self._needs_reset:
-            raise RuntimeError(_NEED_RESET)
+    def before_action(self, action: Any) -> str | None:
+        """Kill switch and slippage prediction for ``action``; the halt reason if it must not be forwarded.
+
+        Returns None when the action may go to the market; otherwise (already halted, kill switch,
+        or an error in the check or the predictor) the breakers are halted and the reason returned.
+        """
         if self._halted:
-            return self._blocked()
+            return self._halt_reason
         try:
             reason = self._pre_step(action)
         except Exception as err:
-            return self._blocked(_error_reason(self._stage, err))
+            reason = _error_reason(self._stage, err)
         if reason is not None:
-            return self._blocked(reason)
-        try:
-            obs, reward, terminated, truncated, info = self.env.step(action)
-        except Exception as err:
-            if not self.halt_on_env_error:
-                raise
-            return self._blocked(_error_reason("wrapped env step", err), forwarded=None)
+            self._halt(reason)
+        return reason
+
+    def after_step(self, obs: Any, info: dict[str, Any]) -> str | None:
+        """Update every breaker from the step's ``obs`` and ``info``; the halt reason if halted, else None.
+
+        ``info`` gains ``predicted_slippage_bps`` (when a predictor is used) and ``anomaly``,
+        as with :class:`Amygdala`. An ``info["halted"]`` from an inner safety layer halts too.
+        """
         self._obs_now = obs
-        try:
-            info = dict(info)
-        except Exception as err:
-            info = {}
-            self._halt(_error_reason("info copy", err))
         if not self._halted:
-            self._post_step(info)
-        if self._halted:
-            terminated = True
-        elif terminated or truncated:
-            self._needs_reset = True
+            try:
+                self._post_step(info)
+            except Exception as err:
+                self._halt(_error_reason("post-step bookkeeping", err))
         self._last_obs = obs
         self._last_info = info
-        self._annotate(info, forwarded=True)
-        return obs, reward, terminated, truncated, info
+        return self._halt_reason if self._halted else None
+
+    def breaker_info(self) -> dict[str, dict[str, Any]]:
+        """``{breaker: {"value", "threshold", "active", "tripped", "reason"}}`` for all six (``info["breakers"]``)."""
+        return self._breaker_info()
 
     # --------------------------------------------------------------- internals
     def _clear_session(self) -> None:
@@ -574,6 +503,182 @@ class Amygdala(gym.Wrapper):
                 out[name] = {"value": float(r.value), "threshold": r.threshold, "active": bool(r.active),
                              "tripped": r.tripped, "reason": r.reason}
         return out
+
+class Amygdala(gym.Wrapper, CircuitBreakers):
+    """Circuit breakers around a trading env; halts the session when any trips (fail-safe).
+
+    Breakers (see the module docstring table); each threshold can be ``None`` to disable it:
+
+    * **drawdown** — ``info["drawdown"]``, the env's loss from the session's peak
+      equity, > ``max_drawdown`` (0.10).
+    * **volatility** — realized volatility ``σ_t = info["volatility"]`` (per-step
+      std of one-step log mid returns over the env's window) > ``vol_ratio`` (3) ×
+      the historical level ``σ_hist``. ``σ_hist`` starts at the reset-time value
+      (the env's warm-up window) and then follows a long EMA with half-life
+      ``vol_halflife`` steps (500): ``σ_hist ← σ_hist + α(σ_t − σ_hist)``,
+      ``α = 1 − 2^(−1/halflife)``, updated *after* the comparison. It is per
+      session, so each ``reset()`` takes a fresh baseline; if the env reports
+      ``σ = 0`` at reset (no history yet) the breaker stays inactive until the
+      first positive value.
+    * **fear** — ``sigmoid(W_f·[VPIN, σ_bps, Δp_max] + b_f) > fear_threshold``
+      (τ_fear = 0.7, DESIGN.md's τ_risk). Inputs: VPIN = ``info["vpin"]`` ∈ [0, 1];
+      σ_bps = ``1e4·info["volatility"]``; Δp_max = max |log(mid_t / mid_{t−1})|·1e4
+      over the last ``fear_window`` (20) steps, from ``info["mid"]``.
+      Defaults *(ours)* W_f = (4.0, 0.2, 0.05) per (1, bps, bps), b_f = −6.0:
+      a calm market scores ≈ 0.02, VPIN = 1 alone ≈ 0.14, a flash crash
+      (σ ≈ 50 bps, Δp_max ≈ 170 bps) ≈ 1.
+    * **slippage** — over the last ``slippage_window`` (50) steps with a fill
+      (``info["exec_qty"] != 0``), ``mean(info["slippage_bps"]) /
+      max(mean(predicted), min_predicted_bps)`` > ``slippage_ratio`` (2); needs
+      ``min_fills`` (5) fills. The prediction comes from ``slippage_predictor``
+      — called *before* the action is forwarded as ``predictor(obs, action,
+      info)`` with the observation and info the agent decided on — or else from
+      ``info["predicted_slippage_bps"]`` written by an inner component (the
+      cerebellum). Inactive when neither exists. The floor
+      ``min_predicted_bps`` (0.1 bps) keeps a zero prediction from dividing by 0.
+      When the predictor is used and the key is absent, the wrapper writes
+      ``info["predicted_slippage_bps"]`` for the audit log.
+    * **violation_rate** — a *proposed* action counts as an LTN violation when
+      ``info["ltn"]["overridden"]`` is true or ``info["ltn"]["violation"] >
+      1 − info["ltn"]["threshold"]`` (SatAgg of the proposed action below the
+      shield's τ; τ = 0.9 when the key is absent). Every step whose info carries
+      ``"ltn"`` is one proposal; steps without it (no shield) are not counted. The
+      value is the share of violations among the last ``violation_window`` (100)
+      proposals; it can fire only after ``min_proposals`` (20) proposals.
+    * **kill_switch** — ``kill(reason)`` or the existence of ``kill_file``,
+      checked before every action and again after the step. Only "file not
+      found" counts as no flag; any other error reading the path (permission,
+      bad path) halts as an ``amygdala_error``. A ``kill()`` persists across
+      ``reset()`` until ``clear_kill()``; the file flag lasts as long as the file.
+
+    Every step writes ``info["breakers"] = {name: {"value", "threshold",
+    "active", "tripped", "reason"}}`` for all six, ``info["halted"]``,
+    ``info["halt_reason"]`` (None when not halted) and ``info["action_forwarded"]``
+    (False on blocked transitions, None when the wrapped env raised). An
+    ``info["halted"] = True`` coming from an inner safety wrapper is respected:
+    the amygdala keeps its ``halt_reason`` and stops forwarding too.
+
+    Required info keys (a missing key halts as an error): ``volatility``,
+    ``drawdown``, ``vpin``, ``mid``, ``exec_qty``, ``slippage_bps``.
+
+    Args:
+        env: the env to protect (``JanusLOBEnv`` or a wrapper of it).
+        max_drawdown: drawdown breaker threshold, fraction of peak equity (0.10).
+        vol_ratio: volatility breaker threshold, multiple of σ_hist (3.0).
+        vol_halflife: half-life of the σ_hist EMA, steps (500) *(ours)*.
+        fear_threshold: τ_fear in (0, 1) (0.7).
+        fear_weights: W_f for (VPIN, σ bps, Δp_max bps).
+        anomaly_detector: optional ``obs -> bool``, e.g. ``SleepState.monitor.is_anomaly`` on flattened
+            observations; an anomaly (or ``info["anomaly"]``) adds ``anomaly_weight`` to the fear input.
+        anomaly_weight: fear-input weight of an anomaly (3.0, *(ours)*).
+        fear_bias: b_f.
+        fear_window: steps over which Δp_max is taken (20) *(ours)*.
+        slippage_ratio: slippage breaker threshold, multiple of the prediction (2.0).
+        slippage_predictor: optional callable ``(obs, action, info) -> bps``.
+        slippage_window: fills averaged (50) *(ours)*.
+        min_fills: fills needed before the slippage breaker can fire (5) *(ours)*.
+        min_predicted_bps: floor of the predicted mean in the ratio (0.1 bps) *(ours)*.
+        max_violation_rate: violation-rate threshold, fraction of proposals (0.05).
+        violation_window: proposals in the rolling rate (100) *(ours)*.
+        min_proposals: proposals needed before the rate can fire (20) *(ours)*.
+        kill_file: path whose existence halts trading (None: no file flag).
+        halt_on_env_error: halt (True) or re-raise (False) when the wrapped env's
+            ``step`` raises.
+
+    Raises:
+        ValueError / TypeError: for an out-of-range or wrongly typed argument
+            (messages are the module's ``_BAD_*`` constants).
+        RuntimeError: ``step()`` before ``reset()`` or after an episode that ended
+            without a halt (after a halt, ``step()`` repeats the terminal transition).
+
+    Example:
+        ```python
+        env = Amygdala(gym.make("Janus-LOB-v0", scenario="flash_crash", seed=0),
+                       kill_file="/tmp/janus.kill")
+        obs, info = env.reset()
+        obs, r, terminated, truncated, info = env.step(0)
+        info["breakers"]["volatility"]   # e.g. {"value": 1.02, "threshold": 3.0, "active": True, ...}
+        ```
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        *,
+        max_drawdown: float | None = 0.10,
+        vol_ratio: float | None = 3.0,
+        vol_halflife: float = 500.0,
+        fear_threshold: float | None = 0.7,
+        fear_weights: tuple[float, float, float] = DEFAULT_FEAR_WEIGHTS,
+        fear_bias: float = DEFAULT_FEAR_BIAS,
+        fear_window: int = 20,
+        slippage_ratio: float | None = 2.0,
+        slippage_predictor: Callable[[Any, Any, dict[str, Any]], SupportsFloat] | None = None,
+        slippage_window: int = 50,
+        min_fills: int = 5,
+        min_predicted_bps: float = 0.1,
+        max_violation_rate: float | None = 0.05,
+        violation_window: int = 100,
+        min_proposals: int = 20,
+        kill_file: str | os.PathLike[str] | None = None,
+        halt_on_env_error: bool = True,
+        anomaly_detector: Callable[[Any], Any] | None = None,
+        anomaly_weight: float = 3.0,
+    ) -> None:
+        gym.Wrapper.__init__(self, env)
+        CircuitBreakers.__init__(
+            self, max_drawdown=max_drawdown, vol_ratio=vol_ratio, vol_halflife=vol_halflife,
+            fear_threshold=fear_threshold, fear_weights=fear_weights, fear_bias=fear_bias, fear_window=fear_window,
+            slippage_ratio=slippage_ratio, slippage_predictor=slippage_predictor, slippage_window=slippage_window,
+            min_fills=min_fills, min_predicted_bps=min_predicted_bps, max_violation_rate=max_violation_rate,
+            violation_window=violation_window, min_proposals=min_proposals, kill_file=kill_file,
+            anomaly_detector=anomaly_detector, anomaly_weight=anomaly_weight,
+        )
+        self.halt_on_env_error = bool(halt_on_env_error)
+        self._needs_reset = True
+
+    # ---------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        info = dict(info)
+        self.start_session(obs, info)
+        self._needs_reset = False
+        self._annotate(info, forwarded=None)
+        return obs, info
+
+    def step(self, action: Any):
+        if self._needs_reset:
+            raise RuntimeError(_NEED_RESET)
+        if self._halted:
+            return self._blocked()
+        try:
+            reason = self._pre_step(action)
+        except Exception as err:
+            return self._blocked(_error_reason(self._stage, err))
+        if reason is not None:
+            return self._blocked(reason)
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+        except Exception as err:
+            if not self.halt_on_env_error:
+                raise
+            return self._blocked(_error_reason("wrapped env step", err), forwarded=None)
+        self._obs_now = obs
+        try:
+            info = dict(info)
+        except Exception as err:
+            info = {}
+            self._halt(_error_reason("info copy", err))
+        if not self._halted:
+            self._post_step(info)
+        if self._halted:
+            terminated = True
+        elif terminated or truncated:
+            self._needs_reset = True
+        self._last_obs = obs
+        self._last_info = info
+        self._annotate(info, forwarded=True)
+        return obs, reward, terminated, truncated, info
 
     def _annotate(self, info: dict[str, Any], forwarded: bool | None) -> None:
         info["breakers"] = self._breaker_info()

@@ -1,0 +1,154 @@
+"""``ParallelAmygdala``: the amygdala's circuit breakers per agent on the shared book of ``janus_market_v0``."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from wrappers._parallel import ParallelSafetyWrapper
+from wrappers.amygdala import _BAD_KILL_FILE, CircuitBreakers, _error_reason
+
+BREAKER_ARGS: tuple[str, ...] = tuple(
+    name for name in inspect.signature(CircuitBreakers.__init__).parameters if name not in ("self", "kill_file"))
+"""Keyword arguments passed on to every agent's :class:`~wrappers.amygdala.CircuitBreakers`."""
+
+_BAD_BREAKER_ARG = "Unknown breaker argument {!r}; expected some of {}"
+_NOT_GUARDED = "Agent {!r} has no circuit breakers; guarded agents: {}"
+
+
+def kill_path(kill_file: str | os.PathLike[str] | None, agent: str) -> str | None:
+    """``agent``'s kill-switch flag file: ``kill_file`` with ``{agent}`` replaced by the agent's name."""
+    if kill_file is None:
+        return None
+    return os.fspath(kill_file).replace("{agent}", agent)
+
+
+class ParallelAmygdala(ParallelSafetyWrapper):
+    """Circuit breakers on each guarded agent's own account; a tripped agent is halted, the market goes on.
+
+    Every guarded agent has its own :class:`~wrappers.amygdala.CircuitBreakers`:
+    the six breakers of :class:`~wrappers.amygdala.Amygdala`, with its
+    thresholds and defaults, on that agent's ``infos[agent]``:
+
+    * **drawdown** — the agent's loss from its session peak equity > ``max_drawdown`` (0.10);
+    * **volatility** — the market's realized σ > ``vol_ratio`` (3) × its historical level
+      (σ_hist from the agent's reset info, then a long EMA);
+    * **fear** — ``sigmoid(W_f·[VPIN, σ_bps, Δp_max] + b_f)`` > ``fear_threshold`` (0.7);
+    * **slippage** — the agent's mean slippage over its last fills > ``slippage_ratio`` (2) ×
+      the prediction of ``slippage_predictor(obs, action, info)`` (called with the agent's
+      observation, its *proposed* action — None if it sent none — and info) or of an inner
+      ``infos[agent]["predicted_slippage_bps"]``; inactive without either;
+    * **violation_rate** — share of the agent's recent proposals that violated the LTN rules
+      (``infos[agent]["ltn"]`` from an inner :class:`~wrappers.parallel_shield.ParallelLTNShield`)
+      > ``max_violation_rate`` (0.05);
+    * **kill_switch** — :meth:`kill` ``(agent)`` or the flag file ``kill_file``; a ``kill_file``
+      containing ``{agent}`` is one file per agent (``"/tmp/janus.{agent}.kill"``), else one
+      file halts every guarded agent.
+
+    Volatility and fear read the shared market, so they trip for every guarded agent at once;
+    drawdown, slippage, violation rate and the kill switch are the agent's own.
+
+    The kill switch is checked before the action goes to the market (a killed agent's
+    action is never executed); the breakers are updated after the step. A tripped agent
+    is halted through ``JanusParallelEnv.halt`` (its quotes cancelled, its actions ignored),
+    ``infos[agent]["halted"] = True``, ``infos[agent]["halt_reason"] = "<breaker>: <details>"``;
+    with ``on_halt="terminate"`` (default) it is reported ``terminated=True`` in that step and
+    leaves ``agents``, with ``"stay"`` it stays halted until the episode ends
+    (see :mod:`wrappers._parallel`). An ``infos[agent]["halted"]`` from below (an inner
+    shield's fail-safe, or ``env.halt``) halts its breakers too. Every step each guarded agent
+    gets ``infos[agent]["breakers"] = {name: {"value", "threshold", "active", "tripped",
+    "reason"}}``. Unguarded agents trade on, unwatched.
+
+    Fail-safe: an exception in a breaker, the kill-switch check, the predictor or the
+    bookkeeping halts that agent with ``halt_reason = "amygdala_error: ..."``.
+
+    Args:
+        env: a ``JanusParallelEnv`` or a parallel wrapper of one (put the shield inside).
+        agents: guarded agents: names and/or roles (default: every ``janus`` agent); makers allowed.
+        on_halt: ``"terminate"`` (default) or ``"stay"``.
+        kill_file: flag file path (``{agent}`` is replaced by the agent's name), or None.
+        **breakers: any other :class:`~wrappers.amygdala.Amygdala` keyword (``BREAKER_ARGS``):
+            ``max_drawdown``, ``vol_ratio``, ``fear_threshold``, ``slippage_predictor``, ...
+
+    Raises:
+        TypeError: ``env`` is not a janus_market env, an unknown breaker argument, or an argument
+            of the wrong type.
+        ValueError: an unknown agent or role, an out-of-range threshold, or an unknown ``on_halt``.
+
+    ```python
+    env = ParallelAmygdala(ParallelLTNShield(make_parallel_env(scenario="flash_crash", seed=0)),
+                           agents=["janus", "market_maker_0"], max_drawdown=0.05)
+    ```
+    """
+
+    def __init__(
+        self,
+        env: Any,
+        agents: str | Iterable[str] | None = None,
+        *,
+        on_halt: str = "terminate",
+        kill_file: str | os.PathLike[str] | None = None,
+        **breakers: Any,
+    ) -> None:
+        super().__init__(env, agents, on_halt)
+        for name in breakers:
+            if name not in BREAKER_ARGS:
+                raise TypeError(_BAD_BREAKER_ARG.format(name, list(BREAKER_ARGS)))
+        if kill_file is not None and not isinstance(kill_file, (str, os.PathLike)):
+            raise TypeError(_BAD_KILL_FILE.format(kill_file))
+        self.kill_file = kill_file
+        self.breakers = {agent: CircuitBreakers(kill_file=kill_path(kill_file, agent), **breakers)
+                         for agent in self.guarded}
+        """Agent → its :class:`~wrappers.amygdala.CircuitBreakers`."""
+
+    # ---------------------------------------------------------------- kill switch
+    def kill(self, agent: str, reason: str = "manual kill") -> None:
+        """Engage ``agent``'s kill switch: its next action is not executed and it is halted.
+
+        Stays engaged across ``reset()`` until :meth:`clear_kill`.
+
+        Raises:
+            ValueError: ``agent`` is not guarded, or ``reason`` is empty.
+            TypeError: ``reason`` is not a str.
+        """
+        self._breakers_of(agent).kill(reason)
+
+    def clear_kill(self, agent: str) -> None:
+        """Disengage ``agent``'s manual kill switch (a flag file is cleared by deleting it)."""
+        self._breakers_of(agent).clear_kill()
+
+    def _breakers_of(self, agent: str) -> CircuitBreakers:
+        if agent not in self.breakers:
+            raise ValueError(_NOT_GUARDED.format(agent, self.guarded))
+        return self.breakers[agent]
+
+    # ---------------------------------------------------------------- hooks
+    def _after_reset(self, obs: dict[str, Any], infos: dict[str, dict[str, Any]]) -> None:
+        for agent, breakers in self.breakers.items():
+            if agent in infos:
+                breakers.start_session(obs.get(agent), infos[agent])  # an error halts at the first step
+                infos[agent]["breakers"] = breakers.breaker_info()
+
+    def _before_step(self, actions: dict[str, Any]) -> dict[str, Any]:
+        forwarded = dict(actions)
+        for agent, breakers in self.breakers.items():
+            if self._is_trading(agent):
+                reason = breakers.before_action(actions.get(agent))
+                if reason is not None:
+                    forwarded.pop(agent, None)
+                    self._halt_agent(agent, reason)
+        return forwarded
+
+    def _after_step(self, obs: dict[str, Any], infos: dict[str, dict[str, Any]]) -> None:
+        for agent, breakers in self.breakers.items():
+            if agent not in infos or agent in self._departed:
+                continue
+            try:
+                reason = breakers.after_step(obs[agent], infos[agent])
+                infos[agent]["breakers"] = breakers.breaker_info()
+            except Exception as err:  # bookkeeping around the breakers: halt all the same
+                reason = _error_reason("breaker bookkeeping", err)
+            if reason is not None:
+                self._halt_agent(agent, reason)
