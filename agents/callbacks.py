@@ -113,6 +113,10 @@ class JanusMetricsCallback(BaseCallback):
             record("janus/per_beta", float(buffer.beta))
         return True
 
+    def _on_training_end(self) -> None:
+        # off-policy algorithms write logs every k episodes: keep what was recorded since the last write
+        self.logger.dump(self.num_timesteps)
+
     def _episode_finished(self) -> None:
         curve = np.asarray(self._equity)
         self._equity = []

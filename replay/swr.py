@@ -494,6 +494,9 @@ class SleepPhaseCallback(BaseCallback):
             }
         for key, value in metrics.items():
             self.logger.record(key if "/" in key else f"sleep/{key}", value)
+        # a sleep phase is an event at this step: write it now rather than at the algorithm's next log
+        # interval, which may never come before training ends (off-policy algorithms log every k episodes)
+        self.logger.dump(self.num_timesteps)
         self.n_sleeps += 1
         self.last_metrics = metrics
         return metrics

@@ -48,8 +48,8 @@ def test_train_smoke_sb3_algos(tmp_path: Path, algo: str) -> None:
 
 
 def test_janus_dqn_logs_brain_metrics(tmp_path: Path) -> None:
-    _train("--algo", "janus-dqn", "--timesteps", "1200", "--run-dir", str(tmp_path), "--run-name", "r",
-           "--hp", "sleep.every_n_steps=500", "--checkpoint-every", "600", "--hp", "breakers=true", *FAST)
+    _train("--algo", "janus-dqn", "--timesteps", "700", "--run-dir", str(tmp_path), "--run-name", "r",
+           "--hp", "sleep.every_n_steps=300", "--checkpoint-every", "600", "--hp", "breakers=true", *FAST)
     scalars = _scalars(tmp_path / "r")
     gates = [t for t in scalars if t.startswith("janus/fusion_gate/")]
     assert gates, sorted(scalars)
