@@ -43,6 +43,7 @@ bench: $(STAMP) $(BENCH_VENV)/.installed
 	$(BIN)/python benchmarks/bench_shield.py
 	PYTHONPATH=. $(BENCH_VENV)/bin/python benchmarks/bench_gaf.py
 	$(BIN)/python benchmarks/bench_multi_agent.py
+	$(BIN)/python benchmarks/bench_agent.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
