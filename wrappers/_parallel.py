@@ -21,6 +21,7 @@ agent's session is over for good, as in the single-agent ``Amygdala``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
@@ -79,7 +80,7 @@ def resolve_agents(spec: Any, env: JanusParallelEnv) -> list[str]:
     return [a for a in env.possible_agents if a in chosen]
 
 
-class ParallelSafetyWrapper(BaseParallelWrapper):
+class ParallelSafetyWrapper(BaseParallelWrapper, ABC):
     """Base of the per-agent safety layers: guarded agents, halting them, reporting the halt.
 
     Subclasses implement ``_before_step(actions) -> forwarded actions`` (halting with
@@ -173,11 +174,14 @@ class ParallelSafetyWrapper(BaseParallelWrapper):
         return obs, rewards, terminations, truncations, infos
 
     # ---------------------------------------------------------------- hooks
+    @abstractmethod
     def _after_reset(self, obs: dict[str, Any], infos: dict[str, dict[str, Any]]) -> None:
-        raise NotImplementedError
+        """Implemented by each safety wrapper."""
 
+    @abstractmethod
     def _before_step(self, actions: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """Implemented by each safety wrapper."""
 
+    @abstractmethod
     def _after_step(self, obs: dict[str, Any], infos: dict[str, dict[str, Any]]) -> None:
-        raise NotImplementedError
+        """Implemented by each safety wrapper."""
