@@ -2,8 +2,8 @@
 
 Data flow (JANUS design, "agents — the conscious trader"; sizes *(ours)*)::
 
-    prices, volumes (W,) ──► one token per step: Linear([p_t, v_t]) + pos_t ─┐
-    book (L, 4)          ──► one token per level: Linear(level) + pos_level  ├─► H_ts (B, W+L+2, d)
+    prices, volumes (W,) ──► one token per patch of P steps: Linear(patch) + pos ─┐
+    book (L, 4)          ──► one token per level: Linear(level) + pos_level       ├─► H_ts (B, W/P+L+2, d)
     account (5,)         ──► one token: Linear(account)                      │
     market (4,)          ──► one token: Linear(market)                     ──┘
     prices (W,) ──► DiffGAF video (F, 2, w, w) ──► ViViT ──► per-frame tokens H_vis (B, F, d)
@@ -12,6 +12,13 @@ Data flow (JANUS design, "agents — the conscious trader"; sizes *(ours)*)::
     H2, λ = GatedCrossAttention(H_ts, H_vis, H_text)
     N = LayerNorm(H2)                                         (per token)
     features = ReLU(Linear([mean_t N_series; mean_l N_book; N_account; N_market]))   (B, features_dim)
+
+The series is cut into non-overlapping patches of ``ts_patch`` = P steps,
+one token per patch (PatchTST, Nie et al. 2023, "A Time Series is Worth 64
+Words", ICLR) *(ours)*: a token sees P consecutive (price, volume) pairs, so
+it can read a local level and slope, and the fusion attends from W/P instead of
+W series tokens, which is what the extractor's cost scales with. ``ts_patch=1``
+is one token per step.
 
 The fused tokens are pooled **per stream** *(ours)*: the mean over the W
 series tokens, the mean over the L book tokens, and the account and market
@@ -73,7 +80,8 @@ _SHORT_WINDOW = (
     "make the env with gym.make('Janus-LOB-v0', window={needed}) "
     "or lower gaf_window / gaf_stride / gaf_frames"
 )
-_BAD_SIZE = "Expected `{}` >= 1, got {!r}"
+_BAD_SIZE = "Expected `{}` to be an int >= 1, got {!r}"
+_BAD_PATCH = "Expected `ts_patch` ({ts_patch}) to divide the `prices` window W = {window}; pick a divisor of {window}"
 _SHAPES = {
     "prices": "(W,) with W >= 2",
     "volumes": "(W,) like prices",
@@ -106,6 +114,7 @@ class JanusExtractor(BaseFeaturesExtractor):
         gaf_window: GAF frame side ``w``; default 16 (fits the default W = 32).
         gaf_stride: samples between frames; default 4.
         gaf_frames: frames per video; default 5 (16 + 4·4 = 32 samples).
+        ts_patch: steps per series token ``P``; must divide the window ``W``; default 1.
         patch_size: ViViT patch side; must divide ``gaf_window``; default 4.
         vivit_depth: layers of the ViViT spatial and of its temporal transformer; default 1.
         vivit_pooling: ``"cls"`` or ``"mean"``; default ``"cls"``.
@@ -116,7 +125,8 @@ class JanusExtractor(BaseFeaturesExtractor):
         TypeError: if ``observation_space`` is not a ``Dict``.
         ValueError: for a missing key, a wrongly shaped key, ``prices`` shorter
             than ``gaf_window + (gaf_frames − 1)·gaf_stride`` (the message names
-            the ``window=`` to pass to ``gym.make``), or bad sizes.
+            the ``window=`` to pass to ``gym.make``), a window that ``ts_patch``
+            does not divide, or bad sizes.
     """
 
     def __init__(
@@ -128,6 +138,7 @@ class JanusExtractor(BaseFeaturesExtractor):
         gaf_window: int = 16,
         gaf_stride: int = 4,
         gaf_frames: int = 5,
+        ts_patch: int = 1,
         patch_size: int = 4,
         vivit_depth: int = 1,
         vivit_pooling: str = "cls",
@@ -136,8 +147,9 @@ class JanusExtractor(BaseFeaturesExtractor):
     ) -> None:
         if not isinstance(observation_space, spaces.Dict):
             raise TypeError(_NOT_DICT.format(observation_space))
-        if isinstance(features_dim, bool) or not isinstance(features_dim, int) or features_dim < 1:
-            raise ValueError(_BAD_SIZE.format("features_dim", features_dim))
+        for name, value in (("features_dim", features_dim), ("ts_patch", ts_patch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(_BAD_SIZE.format(name, value))
         super().__init__(observation_space, features_dim)
         shapes = self._check_space(observation_space)
         window = shapes["prices"][0]
@@ -146,11 +158,15 @@ class JanusExtractor(BaseFeaturesExtractor):
             raise ValueError(
                 _SHORT_WINDOW.format(needed=needed, w=gaf_window, f=gaf_frames, s=gaf_stride, got=window)
             )
+        if window % ts_patch != 0:
+            raise ValueError(_BAD_PATCH.format(ts_patch=ts_patch, window=window))
         self.window = window
+        self.ts_patch = ts_patch
+        self.n_series = window // ts_patch
         self.n_levels = shapes["book"][0]
 
-        self.ts_proj = nn.Linear(2, d_model)
-        self.ts_pos = nn.Parameter(th.zeros(1, window, d_model))
+        self.ts_proj = nn.Linear(2 * ts_patch, d_model)
+        self.ts_pos = nn.Parameter(th.zeros(1, self.n_series, d_model))
         self.book_proj = nn.Linear(4, d_model)
         self.book_pos = nn.Parameter(th.zeros(1, self.n_levels, d_model))
         self.account_proj = nn.Linear(shapes["account"][0], d_model)
@@ -210,9 +226,11 @@ class JanusExtractor(BaseFeaturesExtractor):
         return dict(self._last_gates)
 
     def tokens(self, observations: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
-        """The three token streams ``(H_ts (B, W+L+2, d), H_vis (B, F, d), H_text (B, K, d) | None)``."""
+        """The three token streams ``(H_ts (B, W/P+L+2, d), H_vis (B, F, d), H_text (B, K, d) | None)``."""
         prices = observations["prices"].float()
+        # (B, W, 2) → (B, W/P, 2P): patch j holds [p, v] of steps jP .. jP + P − 1, oldest first
         series = th.stack((prices, observations["volumes"].float()), dim=-1)
+        series = series.reshape(-1, self.n_series, 2 * self.ts_patch)
         h_series = self.ts_proj(symlog(series)) + self.ts_pos
         h_book = self.book_proj(symlog(observations["book"].float())) + self.book_pos
         h_account = self.account_proj(symlog(observations["account"].float())).unsqueeze(1)
@@ -231,8 +249,8 @@ class JanusExtractor(BaseFeaturesExtractor):
         return self.head(self.pool(self.norm(fused)))
 
     def pool(self, tokens: th.Tensor) -> th.Tensor:
-        """Per-stream pooling of ``(B, W+L+2, d)`` tokens: ``[mean series; mean book; account; market]`` (B, 4d)."""
-        w, n_levels = self.window, self.n_levels
+        """Per-stream pooling of ``(B, W/P+L+2, d)`` tokens: ``[mean series; mean book; account; market]`` (B, 4d)."""
+        w, n_levels = self.n_series, self.n_levels
         return th.cat(
             (
                 tokens[:, :w].mean(dim=1),

@@ -270,3 +270,23 @@ def test_bad_observation_spaces() -> None:
         JanusExtractor(bad_volumes)
     with pytest.raises(ValueError, match=re.escape(extractor_module._BAD_SIZE.format("features_dim", 0))):
         JanusExtractor(base, features_dim=0)
+    with pytest.raises(ValueError, match=re.escape(extractor_module._BAD_SIZE.format("ts_patch", 0))):
+        JanusExtractor(base, ts_patch=0)
+    with pytest.raises(ValueError, match=re.escape(extractor_module._BAD_PATCH.format(ts_patch=5, window=32))):
+        JanusExtractor(base, ts_patch=5)
+
+
+def test_series_patches_are_tokens_of_consecutive_steps() -> None:
+    """``ts_patch=P``: W/P series tokens, token j = Linear([p, v] of steps jP..jP+P−1) + pos_j."""
+    extractor = make_extractor(ts_patch=4)
+    obs = as_tensors(env_observations(3))
+    h_ts, _, _ = extractor.tokens(obs)
+    assert h_ts.shape == (3, 32 // 4 + 5 + 2, 32) and extractor(obs).shape == (3, 64)
+    series = th.stack((obs["prices"], obs["volumes"]), dim=-1)[:, 4:8].reshape(3, 8)  # steps 4..7 → token 1
+    want = extractor.ts_proj(extractor_module.symlog(series)) + extractor.ts_pos[0, 1]
+    th.testing.assert_close(h_ts[:, 1], want)
+    later = {k: v.clone() for k, v in obs.items()}
+    later["prices"][:, 8:] += 5.0  # steps 8.. change: tokens 0 and 1 do not
+    h_later, _, _ = extractor.tokens(later)
+    th.testing.assert_close(h_later[:, :2], h_ts[:, :2], atol=0, rtol=0)
+    assert (h_later[:, 2] - h_ts[:, 2]).abs().max().item() > 1e-3

@@ -153,3 +153,33 @@ def test_bad_video_shape() -> None:
     bad = video(frames=3)
     with pytest.raises(ValueError, match=re.escape(vivit_module._BAD_VIDEO.format(4, 2, 8, 8, tuple(bad.shape)))):
         model(bad)
+
+
+def test_patch_embedding_equals_the_strided_convolution() -> None:
+    """``embed_patches`` (patchify + matmul) computes ViT's ``Conv2d(kernel=stride=p)`` patch embedding."""
+    model = tiny(image_size=12, frames=3, patch_size=4)
+    clip = video(batch=2, frames=3, side=12)
+    conv = model.patch_embed(clip.reshape(6, 2, 12, 12)).flatten(2).transpose(1, 2)
+    th.testing.assert_close(model.embed_patches(clip), conv, atol=1e-6, rtol=1e-5)
+
+
+def test_encoder_matches_torch_transformer_encoder_and_shares_its_state_dict() -> None:
+    """``agents.transformer.Encoder`` is ``nn.TransformerEncoder`` (pre-norm, GELU, batch-first), faster."""
+    from torch import nn
+
+    from agents.transformer import Encoder
+
+    th.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True)
+    reference = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16), enable_nested_tensor=False)
+    for p in reference.parameters():  # deepcopied layers start equal; make them differ
+        p.data.normal_(0.0, 0.3)
+    ours = Encoder(16, 2, depth=2, dim_feedforward=32)
+    ours.load_state_dict(reference.state_dict())
+    tokens = th.randn(5, 7, 16)
+    th.testing.assert_close(ours(tokens), reference(tokens), atol=1e-5, rtol=1e-5)
+    reference.load_state_dict(ours.state_dict())  # and back
+    ours.eval(), reference.eval()
+    with th.no_grad():
+        th.testing.assert_close(ours(tokens), reference(tokens), atol=1e-5, rtol=1e-5)
