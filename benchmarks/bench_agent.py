@@ -1,6 +1,6 @@
 """The wake agent's cost: decision latency (torch eager vs ONNX Runtime) and PPO training fps.
 
-Two tables, measured in one process (one torch thread, CPU):
+Two tables, measured in one process (one torch thread unless a row says otherwise, CPU):
 
 1. **Decision latency**, batch 1: the full deterministic decision path of PPO
    with the default ``JanusExtractor`` (DiffGAF → ViViT → gated fusion) and
@@ -16,7 +16,10 @@ Two tables, measured in one process (one torch thread, CPU):
 2. **Training fps**: SB3 PPO (``n_steps=256``, ``batch_size=256``, 4 epochs — the settings of ``bench_learning.py`` —
    1 env) learning on ``Janus-LOB-v0`` for ``--train-steps`` steps after a
    warm-up of one rollout, with the default ``JanusExtractor`` +
-   basal-ganglia policy, with ``JanusExtractor`` in SB3's plain
+   basal-ganglia policy (also with torch's default thread count, one per core,
+   which is what ``train.py`` gets), with one JanusExtractor each for the actor and the
+   critic (``share_features_extractor=False``, as ``bench_learning.py`` and
+   ``configs/janus-ppo.yml`` use), with ``JanusExtractor`` in SB3's plain
    ``MultiInputPolicy``, and the named baseline SB3's default
    ``MultiInputPolicy`` (``CombinedExtractor`` + MLP). fps = env steps per
    second of wall time, gradient updates included. Target ≥ 300 fps with the
@@ -68,8 +71,11 @@ def make_env() -> Any:
     return gym.make(ENV_ID, scenario="ou", episode_steps=1000, seed=0)
 
 
-def janus_ppo(env: Any, policy: str = "bg") -> Any:
-    """PPO with the default JanusExtractor, under the basal-ganglia policy (``bg``) or SB3's ``MultiInputPolicy``."""
+def janus_ppo(env: Any, policy: str = "bg", share: bool = True) -> Any:
+    """PPO with the default JanusExtractor, under the basal-ganglia policy (``bg``) or SB3's ``MultiInputPolicy``.
+
+    ``share=False``: the actor and the critic each have their own JanusExtractor (as in bench_learning).
+    """
     from stable_baselines3 import PPO
 
     from agents.basal_ganglia import BasalGangliaActorCriticPolicy
@@ -77,7 +83,7 @@ def janus_ppo(env: Any, policy: str = "bg") -> Any:
 
     policy_class: Any = BasalGangliaActorCriticPolicy if policy == "bg" else "MultiInputPolicy"
     return PPO(policy_class, env, n_steps=256, batch_size=256, n_epochs=4, seed=0, device="cpu", verbose=0,
-               policy_kwargs={"features_extractor_class": JanusExtractor})
+               policy_kwargs={"features_extractor_class": JanusExtractor, "share_features_extractor": share})
 
 
 def recorded_observations(n: int) -> list[dict[str, np.ndarray]]:
@@ -152,11 +158,16 @@ def latency_table(calls: int) -> tuple[list[tuple[str, tuple[float, float, float
     return rows, note
 
 
-def training_fps(label: str, build: Any, steps: int) -> tuple[str, float]:
-    model = build(make_env())
-    model.learn(256)  # warm-up: one rollout and its updates (numba and torch first calls)
-    t0 = time.perf_counter()
-    model.learn(steps, reset_num_timesteps=False)
+def training_fps(label: str, build: Any, steps: int, threads: int = 1) -> tuple[str, float]:
+    previous = th.get_num_threads()
+    th.set_num_threads(threads)
+    try:
+        model = build(make_env())
+        model.learn(256)  # warm-up: one rollout and its updates (numba and torch first calls)
+        t0 = time.perf_counter()
+        model.learn(steps, reset_num_timesteps=False)
+    finally:
+        th.set_num_threads(previous)
     return label, steps / (time.perf_counter() - t0)
 
 
@@ -185,6 +196,10 @@ def main(argv: list[str] | None = None) -> None:
 
     fps = [
         training_fps("PPO + JanusExtractor (default) + basal-ganglia policy", janus_ppo, args.train_steps),
+        training_fps(f"same, {os.cpu_count()} torch threads (torch's default here)", janus_ppo, args.train_steps,
+                     threads=os.cpu_count() or 1),
+        training_fps("PPO + JanusExtractor (default), one per actor and critic, + basal-ganglia policy",
+                     lambda e: janus_ppo(e, share=False), args.train_steps),
         training_fps("PPO + JanusExtractor (default) in MultiInputPolicy", lambda e: janus_ppo(e, "plain"),
                      args.train_steps),
         training_fps("baseline: PPO MultiInputPolicy (CombinedExtractor + MLP)", plain, args.train_steps),
@@ -195,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     print("| --- | ---: | ---: |")
     for name, value in fps:
         print(f"| {name} | {value:,.0f} | {value / base:.2f} |")
-    print(f"\nTarget ≥ 300 fps with the default JanusExtractor: {'met' if fps[0][1] >= 300 else 'NOT met'}; "
+    verdict = "met" if fps[0][1] >= 300 else "NOT met"
+    print(f"\nTarget ≥ 300 fps with the default JanusExtractor (1 thread): {verdict}; "
           f"load average {os.getloadavg()[0]:.2f} at end.")
 
 

@@ -502,3 +502,27 @@ def test_gated_exploration_needs_basal_ganglia_policy() -> None:
 def test_bad_callback_arguments(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         BasalGangliaCallback(**kwargs)
+
+
+def test_actor_critic_with_an_extractor_each_keeps_the_value_loss_out_of_the_actor(tmp_path: Path) -> None:
+    """``share_features_extractor=False`` (configs/janus-ppo.yml): the value loss leaves the actor's features alone."""
+    import envs_registry  # noqa: F401
+    from agents.extractor import JanusExtractor
+
+    env = gym.make("Janus-LOB-v0")
+    model = PPO(BasalGangliaActorCriticPolicy, env, n_steps=32, batch_size=16, n_epochs=1, seed=0, device="cpu",
+                policy_kwargs={"features_extractor_class": JanusExtractor, "share_features_extractor": False})
+    policy = model.policy
+    assert policy.pi_features_extractor is not policy.vf_features_extractor
+    obs, _ = env.reset(seed=1)
+    tensor_obs, _ = policy.obs_to_tensor(obs)
+    policy.optimizer.zero_grad()
+    policy.predict_values(tensor_obs).sum().backward()
+    assert all(p.grad is None for p in policy.pi_features_extractor.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.vf_features_extractor.parameters())
+    model.learn(64, callback=BasalGangliaCallback())
+    assert policy.last_go_nogo is not None  # the gate ran on the actor's own features
+    model.save(tmp_path / "ppo")
+    loaded = PPO.load(tmp_path / "ppo", device="cpu")
+    assert loaded.policy.share_features_extractor is False
+    assert loaded.predict(obs, deterministic=True)[0] == model.predict(obs, deterministic=True)[0]
