@@ -794,10 +794,10 @@ class BasalGangliaActorCriticPolicy(_BasalGangliaMixin, ActorCriticPolicy):
     actor and the critic then each have their own, and the value loss — a
     regression on returns whose gradient dwarfs the policy gradient — no longer
     shapes the features the actor decides on (Cobbe et al. 2021, "Phasic
-    Policy Gradient", ICML). In ``benchmarks/bench_learning.py`` PPO reached
-    64 bps per episode with one shared JanusExtractor and 85 with one each,
-    against 71 for SB3's ``MultiInputPolicy`` *(ours)*; the price is a second
-    extractor (about half the training fps).
+    Policy Gradient", ICML). In ``benchmarks/bench_learning.py`` (five seeds)
+    PPO earned 47 bps per episode with one shared JanusExtractor and 82 with
+    one each, against 61 for SB3's ``MultiInputPolicy`` *(ours)*; the price is
+    a second extractor (about half the training fps).
 
     Args:
         observation_space: observation space.
