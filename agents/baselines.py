@@ -97,8 +97,11 @@ class MeanReversionPolicy(BaselinePolicy):
     def __init__(self, threshold_bps: float = 1.0) -> None:
         self.threshold_bps = float(threshold_bps)
 
+    def _deviation(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return -obs["prices"].mean(axis=1)  # current mid relative to the window mean, bps
+
     def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        deviation = -obs["prices"].mean(axis=1)  # current mid relative to the window mean, bps
+        deviation = self._deviation(obs)
         pos = obs["account"][:, 0]
         act = np.full(deviation.shape, HOLD, dtype=np.int64)
         act[(deviation > self.threshold_bps) & (pos > -1.0 + 1e-6)] = SELL
@@ -107,6 +110,19 @@ class MeanReversionPolicy(BaselinePolicy):
         act[near & (pos > 1e-6)] = SELL
         act[near & (pos < -1e-6)] = BUY
         return act
+
+
+class ZScoreMeanReversionPolicy(MeanReversionPolicy):
+    """:class:`MeanReversionPolicy` on ``z = (mid − window mean) / window std``, threshold ``k`` in stds."""
+
+    name = "zscore_mean_reversion"
+
+    def __init__(self, k: float = 1.0) -> None:
+        super().__init__(threshold_bps=k)
+
+    def _deviation(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        prices = obs["prices"]
+        return -prices.mean(axis=1) / (prices.std(axis=1) + 1e-9)
 
 
 class RandomPolicy(BaselinePolicy):

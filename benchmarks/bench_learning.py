@@ -13,7 +13,7 @@ Methods, each run with seeds 0, 1, 2 (not run in CI):
   ``MultiInputPolicy`` (``CombinedExtractor`` + MLP).
 * ``random`` — uniform random actions (``agents.baselines.RandomPolicy``).
 * ``scripted-mean-reversion`` — reference rule, no learning
-  (:class:`ScriptedMeanReversion`: ``z = (mid − window mean)/window std``;
+  (``agents.baselines.ZScoreMeanReversionPolicy``: ``z = (mid − window mean)/window std``;
   sell one lot while ``z > 1``, buy one while ``z < −1``, step back toward
   flat while ``|z| < 0.25``).
 
@@ -165,7 +165,6 @@ MARKET: dict[str, Any] = {
 """``MarketConfig`` overrides on top of the ``ou`` scenario (see the module docstring for why)."""
 EXTRACTOR_KWARGS: dict[str, Any] = {"gaf_window": 16, "gaf_stride": 28, "gaf_frames": 5}
 """JanusExtractor settings for ``window=128``: five 16-sample GAF frames spread over the whole window."""
-HOLD, BUY, SELL = 0, 1, 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -240,31 +239,6 @@ def make_train_env(seed: int, args: argparse.Namespace) -> Any:
     return env
 
 
-class ScriptedMeanReversion:
-    """Reference rule: ``z = (mid − window mean) / window std`` of the observed ``prices``.
-
-    Sell one lot while ``z > k``, buy one while ``z < −k`` (up to the position
-    limit), step back toward flat while ``|z| < k/4``, else hold. ``prices`` are
-    ``log(mid_i / mid_t)`` in bps, so the deviation is ``−mean(prices)``.
-    """
-
-    def __init__(self, k: float = 1.0) -> None:
-        self.k = float(k)
-
-    def predict(self, observation: dict[str, np.ndarray], state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[np.ndarray, None]:
-        prices = np.atleast_2d(observation["prices"])
-        pos = np.atleast_2d(observation["account"])[:, 0]
-        z = -prices.mean(axis=1) / (prices.std(axis=1) + 1e-9)
-        act = np.full(z.shape, HOLD, dtype=np.int64)
-        act[(z > self.k) & (pos > -1 + 1e-6)] = SELL
-        act[(z < -self.k) & (pos < 1 - 1e-6)] = BUY
-        near = np.abs(z) < 0.25 * self.k
-        act[near & (pos > 1e-6)] = SELL
-        act[near & (pos < -1e-6)] = BUY
-        return act, None
-
-
 def evaluate(model: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Held-out evaluation: episode returns, share of non-HOLD actions and veto rate."""
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -303,7 +277,7 @@ def run_job(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     from stable_baselines3 import PPO
 
     from agents.basal_ganglia import BasalGangliaActorCriticPolicy, BasalGangliaCallback
-    from agents.baselines import RandomPolicy
+    from agents.baselines import RandomPolicy, ZScoreMeanReversionPolicy
 
     start = time.perf_counter()
     ppo_kwargs = dict(
@@ -314,7 +288,7 @@ def run_job(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     if method == "random":
         model: Any = RandomPolicy(make_env(10_000 + seed, 1, args).action_space, seed=seed)
     elif method == "scripted-mean-reversion":
-        model = ScriptedMeanReversion()
+        model = ZScoreMeanReversionPolicy(k=1.0)
     elif method == "ppo-multiinput":
         model = PPO("MultiInputPolicy", make_train_env(1000 * seed, args), **ppo_kwargs)
         model.learn(args.timesteps)
