@@ -2,7 +2,7 @@
 
     python evaluate.py runs/<run> --scenarios all --episodes 3 --baselines all
     python evaluate.py --baselines all --scenarios ou,flash_crash          # baselines only
-    python evaluate.py runs/<run> --scenarios historical --data ../shared/data/l2/btc_book_15_levels.csv
+    python evaluate.py runs/<run> --scenarios historical --data janus_env/samples/btc_book_15_levels.csv
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ recorded messages about them are counted as unknown
 (:meth:`LOBSTERSource.report`).
 
 Example:
-    >>> src = load_source("/work/shared/data/ohlcv/btc_usd_hourly.csv")  # doctest: +SKIP
+    >>> src = load_source("janus_env/samples/btc_usd_hourly_2021-08_2022-03.csv")  # doctest: +SKIP
     >>> src.reset(0); src.book().shape  # doctest: +SKIP
     (10, 4)
     >>> filled, notional = src.execute(BUY, 0.5)  # doctest: +SKIP

@@ -1,8 +1,7 @@
-"""Shared fixtures: paths to the real market data in ../shared/data (when present)."""
+"""Shared fixtures and the env-checker helper (real data samples: ``janus_env.samples``)."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -16,16 +15,6 @@ except ImportError:  # pragma: no cover - torch is a dependency
     pass
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("JANUS_SHARED_DATA", ROOT.parent / "shared" / "data"))
-TEST_DATA = ROOT / "tests" / "data"
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` — skip with a reason when this checkout has none beside it."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real market data not found at {SHARED_DATA} (set JANUS_SHARED_DATA)")
-    return SHARED_DATA
 
 
 # Warnings we accept from the env checkers, each for a documented reason: unbounded Box features are
@@ -35,8 +24,6 @@ ALLOWED_WARNINGS = (
     "A Box observation space minimum value is -infinity",
     "A Box observation space maximum value is infinity",
     "Your observation book has an unconventional shape",
-    # the real btc_usd_hourly.csv swaps base/quote volume columns on some rows; the loader says so
-    "rows store base and quote volume the other way round",
 )
 
 

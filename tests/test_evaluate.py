@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from janus_env.samples import sample_path
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -38,8 +40,8 @@ def test_trained_run_is_evaluated_against_baselines(tmp_path: Path) -> None:
     assert rows[0]["latency_p50_us"] > 0
 
 
-def test_historical_walk_forward(tmp_path: Path, shared_data: Path) -> None:
-    data = shared_data / "l2" / "btc_book_15_levels.csv"
+def test_historical_walk_forward(tmp_path: Path) -> None:
+    data = sample_path("btc_book_15_levels")
     result = _run("evaluate.py", "--scenarios", "historical", "--data", str(data), "--episodes", "1",
                   "--steps", "40", "--baselines", "momentum", "--out", str(tmp_path), "--no-glass-box")
     assert "historical" in result.stdout

@@ -12,6 +12,7 @@ import pytest
 from janus_env.data import DataFormatError, l2_frame, read_l2_snapshots
 from janus_env.data import l2 as l2mod
 from janus_env.data import validation as v
+from janus_env.samples import sample_path
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 HEAD = DATA_DIR / "btc_book_15_levels_head.csv"  # first 8 snapshots of the shared file
@@ -137,8 +138,8 @@ def test_missing_file(tmp_path: Path) -> None:
         read_l2_snapshots(tmp_path / "x.csv")
 
 
-def test_shared_file_loads(shared_data: Path) -> None:
-    snaps = read_l2_snapshots(shared_data / "l2" / "btc_book_15_levels.csv")
+def test_real_sample_loads() -> None:
+    snaps = read_l2_snapshots(sample_path("btc_book_15_levels"))
     assert snaps.book.shape == (600, 15, 4)
     assert (np.diff(snaps.time.astype(np.int64)) > 0).all()
     filled = snaps.book[:, :, 1] > 0

@@ -13,6 +13,7 @@ import pytest
 from janus_env.data import DataFormatError, read_ohlcv, split_volume, synthetic_book
 from janus_env.data import ohlcv as om
 from janus_env.data import validation as v
+from janus_env.samples import sample_path
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 HOURLY = DATA_DIR / "btc_usd_hourly_head.csv"  # 6 newest + 6 oldest rows of the shared file
@@ -179,12 +180,11 @@ def test_split_volume() -> None:
     np.testing.assert_allclose(sell, [25.0, 4.0])
 
 
-def test_shared_files_load(shared_data: Path) -> None:
-    with pytest.warns(UserWarning, match="20143 rows"):
-        hourly = read_ohlcv(shared_data / "ohlcv" / "btc_usd_hourly.csv")
-    assert len(hourly) == 33_259 and hourly.swapped_volume_rows == 20_143
+def test_real_samples_load() -> None:
+    hourly = read_ohlcv(sample_path("btc_usd_hourly"))
+    assert len(hourly) == 5000 and hourly.swapped_volume_rows == 0
     assert (np.diff(hourly.time.astype(np.int64)) == 3600 * 10**9).all()
     notional = hourly.volume * hourly.close  # base volume in BTC: notional below $1bn per hour
     assert notional.max() < 1e9
-    daily = read_ohlcv(shared_data / "ohlcv" / "coinbase_btc_usd_daily.csv")
+    daily = read_ohlcv(sample_path("btc_usd_daily"))
     assert len(daily) == 1770 and daily.time[0] == np.datetime64("2014-12-01")

@@ -14,6 +14,7 @@ from janus_env import historical as hist
 from janus_env.book import BUY, SELL
 from janus_env.data import DataFormatError, L2Snapshots, read_l2_snapshots, read_lobster, read_ohlcv
 from janus_env.data import validation as v
+from janus_env.samples import sample_path
 from janus_env.historical import (
     HistoricalSource,
     L2SnapshotSource,
@@ -309,14 +310,13 @@ class _no_warning:
 # --------------------------------------------------------------------------- real files
 
 
-@pytest.mark.filterwarnings("ignore:.*rows store base and quote volume")
 @pytest.mark.parametrize(
     ("name", "kind", "steps"),
-    [("l2/btc_book_15_levels.csv", L2SnapshotSource, 600), ("ohlcv/btc_usd_hourly.csv", OHLCVSource, 33_259),
-     ("ohlcv/coinbase_btc_usd_daily.csv", OHLCVSource, 1770)],
+    [("btc_book_15_levels", L2SnapshotSource, 600), ("btc_usd_hourly", OHLCVSource, 5000),
+     ("btc_usd_daily", OHLCVSource, 1770)],
 )  # fmt: skip
-def test_shared_files(shared_data: Path, name: str, kind: type, steps: int) -> None:
-    src = load_source(shared_data / name)
+def test_real_samples(name: str, kind: type, steps: int) -> None:
+    src = load_source(sample_path(name))
     assert isinstance(src, kind) and len(src) == steps
     src.reset(len(src) - 5)
     for _ in range(4):

@@ -13,35 +13,25 @@ from gymnasium.utils.env_checker import data_equivalence
 
 import envs_registry  # noqa: F401
 from janus_env.lob_env import JanusLOBEnv
+from janus_env.samples import sample_path
 
 BTC = {"lot": 1, "max_position": 2, "initial_cash": 1_000_000.0, "episode_steps": 60, "window": 16}
 
 
 @pytest.fixture(scope="module")
-def l2_file(shared_data: Path) -> Path:
-    return shared_data / "l2" / "btc_book_15_levels.csv"
+def l2_file() -> Path:
+    return sample_path("btc_book_15_levels")
 
 
 @pytest.fixture(scope="module")
-def hourly_file(shared_data: Path) -> Path:
-    return shared_data / "ohlcv" / "btc_usd_hourly.csv"
+def hourly_file() -> Path:
+    return sample_path("btc_usd_hourly")
 
 
-@pytest.mark.parametrize("name", ["l2", "hourly", "daily"])
-def test_historical_env_passes_check_env(shared_data: Path, name: str, check_all) -> None:
-    path = {"l2": "l2/btc_book_15_levels.csv", "hourly": "ohlcv/btc_usd_hourly.csv",
-            "daily": "ohlcv/coinbase_btc_usd_daily.csv"}[name]
-    with pytest.warns(UserWarning) if name == "hourly" else _nothing():
-        env = gym.make("Janus-LOB-v0", scenario="historical", data=shared_data / path, **BTC)
+@pytest.mark.parametrize("name", ["btc_book_15_levels", "btc_usd_hourly", "btc_usd_daily"])
+def test_historical_env_passes_check_env(name: str, check_all) -> None:
+    env = gym.make("Janus-LOB-v0", scenario="historical", data=sample_path(name), **BTC)
     check_all(env)
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _episode(env: gym.Env, start: int, actions: list[int]) -> list:
@@ -79,9 +69,8 @@ def test_orders_execute_against_the_visible_book(l2_file: Path) -> None:
 
 
 def test_same_seed_same_historical_episode(hourly_file: Path) -> None:
-    with pytest.warns(UserWarning):
-        a = gym.make("Janus-LOB-v0", scenario="historical", data=hourly_file, **BTC)
-        b = gym.make("Janus-LOB-v0", scenario="historical", data=hourly_file, **BTC)
+    a = gym.make("Janus-LOB-v0", scenario="historical", data=hourly_file, **BTC)
+    b = gym.make("Janus-LOB-v0", scenario="historical", data=hourly_file, **BTC)
     ra, rb = a.reset(seed=5), b.reset(seed=5)
     assert data_equivalence(ra, rb, exact=True)
     for _ in range(20):
