@@ -5,8 +5,13 @@ and cancel orders, partial fills and self-trade prevention per agent id. The
 book lives in a handful of preallocated int64 arrays so that a whole market
 step is one numba call and a vector of books is a leading array dimension:
 
-* ``levels`` ``(n_ticks, 3)``: FIFO head slot, tail slot and total resting
-  quantity of every price level on a fixed tick grid ``[0, n_ticks)``.
+* ``levels`` ``(n_ticks, 6)``: per side, the FIFO head slot, tail slot and
+  total resting quantity of every price level on a fixed tick grid
+  ``[0, n_ticks)`` (columns ``L_BID + L_HEAD/L_TAIL/L_QTY`` for buy orders,
+  ``L_ASK + ...`` for sell orders). The two sides never share a queue or a
+  quantity, so even a book that is crossed on purpose (``add_resting``
+  replays a recorded message without matching) cannot net a bid against an
+  ask at one tick, and a market buy only ever fills against sell orders.
 * ``orders`` ``(capacity, 9)``: the order pool; each row is one order slot
   (id, agent, side, price, qty, prev, next, generation, free-stack entry).
 * ``state`` ``(N_STATE,)``: best bid/ask, counters (see ``S_*``); slots are handed
@@ -22,6 +27,11 @@ the book and an O(1) lookup. Self-trade prevention cancels the *resting* order
 ``state[S_STP]``. Cancelling an unknown or already-finished id is a documented
 no-op returning ``-1`` from the kernel; the Python API turns it into
 ``UnknownOrderError`` unless asked not to.
+
+Recorded-data replays (:mod:`janus_env.data.lobster`) also use
+``add_resting`` (rest without matching), ``execute_resting`` (a recorded
+execution of one order) and ``remove_range`` / ``remove_ahead`` (drop orders
+the recording proves gone).
 
 Nothing here imports gymnasium: the engine is usable on its own.
 """
@@ -39,9 +49,13 @@ SELL = -1
 # orders columns
 O_ID, O_AGENT, O_SIDE, O_PRICE, O_QTY, O_PREV, O_NEXT, O_GEN, O_FREE = range(9)
 N_ORDER_COLS = 9
-# levels columns
+# levels columns: one (head, tail, qty) block per side; column = side block + field
 L_HEAD, L_TAIL, L_QTY = range(3)
-N_LEVEL_COLS = 3
+L_BID = 0
+"""First ``levels`` column of the buy side (``levels[p, L_BID + L_QTY]`` = bid quantity at tick p)."""
+L_ASK = 3
+"""First ``levels`` column of the sell side."""
+N_LEVEL_COLS = 6
 # state entries
 (
     S_BEST_BID,
@@ -81,13 +95,20 @@ ERR_QTY = -4
 
 
 @njit(cache=True)
+def side_block(side):
+    """First ``levels`` column of ``side``'s block: ``L_BID`` for BUY, ``L_ASK`` for SELL."""
+    return L_BID if side == BUY else L_ASK
+
+
+@njit(cache=True)
 def book_reset(levels, orders, state, accounts):
     """Empty the book, the pool, the counters and every account."""
     n_ticks = levels.shape[0]
     cap = orders.shape[0]
-    levels[:, L_HEAD] = -1
-    levels[:, L_TAIL] = -1
-    levels[:, L_QTY] = 0
+    for b in (L_BID, L_ASK):
+        levels[:, b + L_HEAD] = -1
+        levels[:, b + L_TAIL] = -1
+        levels[:, b + L_QTY] = 0
     for i in range(cap):
         orders[i, O_ID] = -1
         orders[i, O_QTY] = 0
@@ -145,45 +166,47 @@ def _log_event(log, state, typ, oid, qty, price, direction):
 
 @njit(cache=True)
 def _append(levels, orders, slot, price):
-    tail = levels[price, L_TAIL]
+    b = side_block(orders[slot, O_SIDE])
+    tail = levels[price, b + L_TAIL]
     orders[slot, O_PREV] = tail
     orders[slot, O_NEXT] = -1
     if tail >= 0:
         orders[tail, O_NEXT] = slot
     else:
-        levels[price, L_HEAD] = slot
-    levels[price, L_TAIL] = slot
-    levels[price, L_QTY] += orders[slot, O_QTY]
+        levels[price, b + L_HEAD] = slot
+    levels[price, b + L_TAIL] = slot
+    levels[price, b + L_QTY] += orders[slot, O_QTY]
 
 
 @njit(cache=True)
 def _unlink(levels, orders, slot):
+    b = side_block(orders[slot, O_SIDE])
     price = orders[slot, O_PRICE]
     prev = orders[slot, O_PREV]
     nxt = orders[slot, O_NEXT]
     if prev >= 0:
         orders[prev, O_NEXT] = nxt
     else:
-        levels[price, L_HEAD] = nxt
+        levels[price, b + L_HEAD] = nxt
     if nxt >= 0:
         orders[nxt, O_PREV] = prev
     else:
-        levels[price, L_TAIL] = prev
-    levels[price, L_QTY] -= orders[slot, O_QTY]
+        levels[price, b + L_TAIL] = prev
+    levels[price, b + L_QTY] -= orders[slot, O_QTY]
 
 
 @njit(cache=True)
 def _refresh_best(levels, state, side, start):
-    """Move the best price of ``side`` from ``start`` to the next non-empty level."""
+    """Move the best price of ``side`` from ``start`` to the next level with ``side`` quantity."""
     if side == BUY:
         p = start
-        while p >= 0 and levels[p, L_QTY] == 0:
+        while p >= 0 and levels[p, L_BID + L_QTY] == 0:
             p -= 1
         state[S_BEST_BID] = p
     else:
         n = levels.shape[0]
         p = start
-        while p < n and levels[p, L_QTY] == 0:
+        while p < n and levels[p, L_ASK + L_QTY] == 0:
             p += 1
         state[S_BEST_ASK] = p
 
@@ -221,7 +244,7 @@ def _remove_resting(levels, orders, state, log, slot, log_type):
     _log_event(log, state, log_type, orders[slot, O_ID], orders[slot, O_QTY], price, side)
     _unlink(levels, orders, slot)
     _release(orders, state, slot)
-    if levels[price, L_QTY] == 0:
+    if levels[price, side_block(side) + L_QTY] == 0:
         if side == BUY and price == state[S_BEST_BID]:
             _refresh_best(levels, state, BUY, price)
         elif side == SELL and price == state[S_BEST_ASK]:
@@ -232,6 +255,7 @@ def _remove_resting(levels, orders, state, log, slot, log_type):
 def _match(levels, orders, state, accounts, fills, log, agent, side, limit_price, qty, taker_id):
     """Match an incoming order against the opposite side; return the unfilled qty."""
     n_ticks = levels.shape[0]
+    b = side_block(-side)  # the resting side's block
     while qty > 0:
         if side == BUY:
             price = state[S_BEST_ASK]
@@ -241,7 +265,7 @@ def _match(levels, orders, state, accounts, fills, log, agent, side, limit_price
             price = state[S_BEST_BID]
             if price < 0 or price < limit_price:
                 break
-        slot = levels[price, L_HEAD]
+        slot = levels[price, b + L_HEAD]
         while slot >= 0 and qty > 0:
             nxt = orders[slot, O_NEXT]
             maker_agent = orders[slot, O_AGENT]
@@ -269,9 +293,9 @@ def _match(levels, orders, state, accounts, fills, log, agent, side, limit_price
                 _release(orders, state, slot)
             else:
                 orders[slot, O_QTY] = resting - q
-                levels[price, L_QTY] -= q
+                levels[price, b + L_QTY] -= q
             slot = nxt
-        if levels[price, L_QTY] == 0:
+        if levels[price, b + L_QTY] == 0:
             _refresh_best(levels, state, -side, price)
     return qty
 
@@ -347,15 +371,20 @@ def cancel(levels, orders, state, log, oid, qty):
         _remove_resting(levels, orders, state, log, slot, EV_DELETE)
         return resting
     price = orders[slot, O_PRICE]
-    _log_event(log, state, EV_CANCEL, oid, qty, price, orders[slot, O_SIDE])
+    side = orders[slot, O_SIDE]
+    _log_event(log, state, EV_CANCEL, oid, qty, price, side)
     orders[slot, O_QTY] = resting - qty
-    levels[price, L_QTY] -= qty
+    levels[price, side_block(side) + L_QTY] -= qty
     return qty
 
 
 @njit(cache=True)
 def add_resting(levels, orders, state, log, agent, side, price, qty):
     """Rest an order without matching (replaying a recorded LOBSTER submission).
+
+    The order joins its own side's queue at ``price`` even when the opposite
+    side rests there too (a crossed recorded book): quantities are per side,
+    so nothing nets.
 
     Returns the new id or a negative ``ERR_*`` code.
     """
@@ -417,15 +446,63 @@ def execute_resting(levels, orders, state, accounts, fills, log, oid, qty, taker
     if q == resting:
         _unlink(levels, orders, slot)
         _release(orders, state, slot)
-        if levels[price, L_QTY] == 0:
+        if levels[price, side_block(side) + L_QTY] == 0:
             if side == BUY and price == state[S_BEST_BID]:
                 _refresh_best(levels, state, BUY, price)
             elif side == SELL and price == state[S_BEST_ASK]:
                 _refresh_best(levels, state, SELL, price)
     else:
         orders[slot, O_QTY] = resting - q
-        levels[price, L_QTY] -= q
+        levels[price, side_block(side) + L_QTY] -= q
     return q
+
+
+@njit(cache=True)
+def remove_range(levels, orders, state, log, side, lo, hi):
+    """Delete every resting ``side`` order priced in ticks ``[lo, hi]`` (clipped to the grid).
+
+    Used by replays to drop *stale* orders: recorded orders our reconstruction
+    still holds although the recorded market shows they are gone (see
+    :mod:`janus_env.data.lobster`). Each deletion is logged as type 3 and the
+    best price moves as with a cancel.
+
+    Returns:
+        ``(orders removed, shares removed)``.
+    """
+    b = side_block(side)
+    n = 0
+    shares = 0
+    first = lo if lo > 0 else 0
+    last = hi if hi < levels.shape[0] - 1 else levels.shape[0] - 1
+    for p in range(first, last + 1):
+        slot = levels[p, b + L_HEAD]
+        while slot >= 0:
+            nxt = orders[slot, O_NEXT]
+            n += 1
+            shares += orders[slot, O_QTY]
+            _remove_resting(levels, orders, state, log, slot, EV_DELETE)
+            slot = nxt
+    return n, shares
+
+
+@njit(cache=True)
+def remove_ahead(levels, orders, state, log, slot):
+    """Delete every order ahead of resting ``slot`` in its FIFO queue (time priority's stale orders).
+
+    Returns:
+        ``(orders removed, shares removed)``.
+    """
+    b = side_block(orders[slot, O_SIDE])
+    price = orders[slot, O_PRICE]
+    n = 0
+    shares = 0
+    head = levels[price, b + L_HEAD]
+    while head != slot and head >= 0:
+        n += 1
+        shares += orders[head, O_QTY]
+        _remove_resting(levels, orders, state, log, head, EV_DELETE)
+        head = levels[price, b + L_HEAD]
+    return n, shares
 
 
 @njit(cache=True)
@@ -438,22 +515,22 @@ def snapshot(levels, state, out):
     n_ticks = levels.shape[0]
     p = state[S_BEST_BID]
     for i in range(n):
-        while p >= 0 and levels[p, L_QTY] == 0:
+        while p >= 0 and levels[p, L_BID + L_QTY] == 0:
             p -= 1
         if p >= 0:
             out[i, 0] = p
-            out[i, 1] = levels[p, L_QTY]
+            out[i, 1] = levels[p, L_BID + L_QTY]
             p -= 1
         else:
             out[i, 0] = -1
             out[i, 1] = 0
     p = state[S_BEST_ASK]
     for i in range(n):
-        while p < n_ticks and levels[p, L_QTY] == 0:
+        while p < n_ticks and levels[p, L_ASK + L_QTY] == 0:
             p += 1
         if p < n_ticks:
             out[i, 2] = p
-            out[i, 3] = levels[p, L_QTY]
+            out[i, 3] = levels[p, L_ASK + L_QTY]
             p += 1
         else:
             out[i, 2] = -1

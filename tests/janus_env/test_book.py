@@ -33,6 +33,8 @@ from janus_env.book import (
     EV_DELETE,
     EV_EXECUTE,
     EV_SUBMIT,
+    L_ASK,
+    L_BID,
     L_QTY,
     S_N_FILLS,
     S_N_MESSAGES,
@@ -46,6 +48,9 @@ from janus_env.book import (
     UnknownOrderError,
     add_resting,
     execute_resting,
+    remove_ahead,
+    remove_range,
+    side_block,
     submit,
 )
 
@@ -111,7 +116,7 @@ def test_partial_fill_keeps_remainder_at_head_of_queue(book: OrderBook) -> None:
     behind = book.limit(agent=1, side=SELL, price=10, qty=5)
     book.market(agent=2, side=BUY, qty=2)
     assert rows(book) == sorted([(head, 0, SELL, 10, 3), (behind, 1, SELL, 10, 5)])
-    assert book.levels[10, L_QTY] == 8
+    assert book.levels[10, L_ASK + L_QTY] == 8 and book.levels[10, L_BID + L_QTY] == 0
     # the partly filled order keeps its time priority
     fills = book.market(agent=2, side=BUY, qty=4)
     assert [(f.maker_id, f.qty) for f in fills] == [(head, 3), (behind, 1)]
@@ -205,7 +210,7 @@ def test_partial_cancel_keeps_order_and_priority(book: OrderBook) -> None:
     behind = book.limit(agent=1, side=BUY, price=6, qty=5)
     assert book.cancel(head, 3) == 3
     assert rows(book) == sorted([(head, 0, BUY, 6, 2), (behind, 1, BUY, 6, 5)])
-    assert book.levels[6, L_QTY] == 7 and book.best_bid == 6
+    assert book.levels[6, L_BID + L_QTY] == 7 and book.best_bid == 6
     fills = book.market(agent=2, side=SELL, qty=3)
     assert [(f.maker_id, f.qty) for f in fills] == [(head, 2), (behind, 1)]
 
@@ -216,7 +221,7 @@ def test_full_cancel_removes_order_and_moves_best(book: OrderBook, qty: int) -> 
     book.limit(agent=1, side=SELL, price=13, qty=1)
     assert book.cancel(inner, qty) == 5  # qty 0 or >= the remainder: everything
     assert book.best_ask == 13
-    assert book.levels[9, L_QTY] == 0
+    assert book.levels[9, L_ASK + L_QTY] == 0
     assert [r[3] for r in rows(book)] == [13]
 
 
@@ -541,6 +546,57 @@ def test_add_resting_rests_without_matching(book: OrderBook) -> None:
     assert [r[1] for r in a.events().tolist()] == [EV_SUBMIT, EV_SUBMIT]
 
 
+def test_crossed_tick_keeps_bid_and_ask_apart(book: OrderBook) -> None:
+    """A recorded bid and ask at the same tick: a market buy takes the ask only, never the bid."""
+    a = book
+    bid = add_resting(a.levels, a.orders, a.state, a.log, 0, BUY, 10, 3)
+    ask = add_resting(a.levels, a.orders, a.state, a.log, 1, SELL, 10, 2)
+    assert a.levels[10, L_BID + L_QTY] == 3 and a.levels[10, L_ASK + L_QTY] == 2
+    assert a.l2(1).tolist() == [[10, 3, 10, 2]]
+    fills = a.market(agent=2, side=BUY, qty=5)
+    assert [(f.maker_id, f.price, f.qty, f.maker_agent) for f in fills] == [(ask, 10, 2, 1)]
+    assert rows(a) == [(bid, 0, BUY, 10, 3)]
+    assert (a.best_bid, a.best_ask) == (10, N_TICKS)
+    fills = a.market(agent=2, side=SELL, qty=1)
+    assert [(f.maker_id, f.qty) for f in fills] == [(bid, 1)]
+    assert a.levels[10, L_BID + L_QTY] == 2 and a.levels[10, L_ASK + L_QTY] == 0
+    assert (a.position(2), a.cash(2)) == (2 - 1, -20 + 10)
+
+
+def test_side_block() -> None:
+    assert (side_block(BUY), side_block(SELL)) == (L_BID, L_ASK)
+    assert book_module.N_LEVEL_COLS == 6
+
+
+def test_remove_range_deletes_one_side_only(book: OrderBook) -> None:
+    a = book
+    low = a.limit(agent=0, side=BUY, price=3, qty=1)
+    for price, qty in ((5, 2), (5, 3), (7, 4)):
+        a.limit(agent=0, side=BUY, price=price, qty=qty)
+    ask = add_resting(a.levels, a.orders, a.state, a.log, 1, SELL, 5, 9)  # crossed, at a removed bid tick
+    assert remove_range(a.levels, a.orders, a.state, a.log, BUY, 4, 99) == (3, 2 + 3 + 4)
+    assert rows(a) == sorted([(low, 0, BUY, 3, 1), (ask, 1, SELL, 5, 9)])
+    assert (a.best_bid, a.best_ask) == (3, 5)
+    assert a.levels[5, L_BID + L_QTY] == 0 and a.levels[5, L_ASK + L_QTY] == 9
+    assert [r[1] for r in a.events().tolist()[-3:]] == [EV_DELETE] * 3
+    assert remove_range(a.levels, a.orders, a.state, a.log, SELL, -5, 4) == (0, 0)
+    assert remove_range(a.levels, a.orders, a.state, a.log, SELL, -5, N_TICKS + 5) == (1, 9)
+    assert a.best_ask == N_TICKS
+
+
+def test_remove_ahead_keeps_the_order_and_what_follows(book: OrderBook) -> None:
+    a = book
+    first = a.limit(agent=0, side=SELL, price=9, qty=2)
+    second = a.limit(agent=1, side=SELL, price=9, qty=3)
+    third = a.limit(agent=0, side=SELL, price=9, qty=4)
+    slot = third % a.orders.shape[0]
+    assert remove_ahead(a.levels, a.orders, a.state, a.log, slot) == (2, 5)
+    assert rows(a) == [(third, 0, SELL, 9, 4)] and a.levels[9, L_ASK + L_QTY] == 4
+    assert remove_ahead(a.levels, a.orders, a.state, a.log, slot) == (0, 0)
+    assert first not in a.resting_orders()[:, 0] and second not in a.resting_orders()[:, 0]
+
+
+
 def test_execute_resting_partial_full_capped_and_unknown(book: OrderBook) -> None:
     a = book
     ask = a.limit(agent=0, side=SELL, price=10, qty=5)
@@ -577,7 +633,7 @@ def test_execute_resting_rejects_non_positive_qty(book: OrderBook, qty: int) -> 
     book.state[S_N_FILLS] = 0
     assert execute_resting(*args, bid, qty, 1) == ERR_QTY
     assert rows(book) == [(bid, 0, BUY, 7, 4)]
-    assert book.levels[7, L_QTY] == 4
+    assert book.levels[7, L_BID + L_QTY] == 4
     assert book.accounts.tolist() == [[0, 0]] * N_AGENTS
     assert book.last_fills() == []
 

@@ -25,6 +25,8 @@ from janus_env.book import (
     EV_DELETE,
     EV_EXECUTE,
     EV_SUBMIT,
+    L_ASK,
+    L_BID,
     L_HEAD,
     L_QTY,
     L_TAIL,
@@ -34,6 +36,7 @@ from janus_env.book import (
     O_NEXT,
     O_PREV,
     O_QTY,
+    O_SIDE,
     S_N_FILLS,
     S_N_FREE,
     S_N_MESSAGES,
@@ -44,7 +47,9 @@ from janus_env.book import (
     S_UNKNOWN_EXECUTIONS,
     SELL,
     OrderBook,
+    ERR_POOL_FULL,
     UnknownOrderError,
+    add_resting,
     execute_resting,
 )
 
@@ -185,9 +190,17 @@ class ReferenceBook:
     def resting(self) -> list[tuple[int, int, int, int, int]]:
         return sorted((oid, o.agent, o.side, o.price, o.qty) for oid, o in self.orders.items())
 
-    def queue(self, price: int) -> list[int]:
-        """Ids resting at ``price`` in time priority."""
-        return [oid for oid, o in sorted(self.orders.items(), key=lambda kv: kv[1].seq) if o.price == price]
+    def queue(self, price: int, side: int) -> list[int]:
+        """Ids of ``side`` resting at ``price`` in time priority."""
+        by_time = sorted(self.orders.items(), key=lambda kv: kv[1].seq)
+        return [oid for oid, o in by_time if o.price == price and o.side == side]
+
+    def rest(self, oid: int, agent: int, side: int, price: int, qty: int) -> None:
+        """A recorded submission: rests without matching (the book may cross)."""
+        self.time += 1
+        self.seq += 1
+        self.orders[oid] = RefOrder(agent, side, price, qty, self.seq)
+        self.events.append((self.time, EV_SUBMIT, oid, qty, price, side))
 
 
 # --------------------------------------------------------------------------- streams
@@ -221,13 +234,14 @@ def engine_fills(book: OrderBook) -> list[tuple]:
 # --------------------------------------------------------------------------- invariants
 
 
-def check_invariants(book: OrderBook, ref: ReferenceBook, seen_ids: set[int]) -> None:
+def check_invariants(book: OrderBook, ref: ReferenceBook, seen_ids: set[int], crossed_ok: bool = False) -> None:
+    """The design invariants; ``crossed_ok`` for streams with ``add_resting`` (a recorded, possibly crossed book)."""
     resting = book.resting_orders()
     ids, agent, side, price, qty = (resting[:, j] for j in range(5))
 
     # no negative sizes anywhere
     assert (book.orders[:, O_QTY] >= 0).all()
-    assert (book.levels[:, L_QTY] >= 0).all()
+    assert (book.levels[:, [L_BID + L_QTY, L_ASK + L_QTY]] >= 0).all()
     assert (qty > 0).all()
 
     # ids of resting orders are distinct and were issued by this stream
@@ -238,25 +252,32 @@ def check_invariants(book: OrderBook, ref: ReferenceBook, seen_ids: set[int]) ->
     bids, asks = price[side == BUY], price[side == SELL]
     assert book.best_bid == (int(bids.max()) if bids.size else -1)
     assert book.best_ask == (int(asks.min()) if asks.size else N_TICKS)
-    if book.best_bid >= 0 and book.best_ask < N_TICKS:
+    if book.best_bid >= 0 and book.best_ask < N_TICKS and not crossed_ok:
         assert book.best_bid < book.best_ask
 
-    # level totals equal the sum of resting quantities; each level is one side only
-    expected = np.zeros(N_TICKS, dtype=np.int64)
-    np.add.at(expected, price, qty)
-    np.testing.assert_array_equal(book.levels[:, L_QTY], expected)
-    for p in range(N_TICKS):
-        assert len(set(side[price == p].tolist())) <= 1
+    # per-side level totals equal the sum of that side's resting quantities (bid and
+    # ask quantity never net, even at one tick of a crossed book); a matched book has
+    # one side per level
+    expected = {}
+    for s, block in ((BUY, L_BID), (SELL, L_ASK)):
+        expected[s] = np.zeros(N_TICKS, dtype=np.int64)
+        np.add.at(expected[s], price[side == s], qty[side == s])
+        np.testing.assert_array_equal(book.levels[:, block + L_QTY], expected[s])
+    if not crossed_ok:
+        for p in range(N_TICKS):
+            assert len(set(side[price == p].tolist())) <= 1
 
-    # each level's linked FIFO queue is the reference's time-priority queue
+    # each level's linked FIFO queue on each side is the reference's time-priority queue
     for p in range(N_TICKS):
-        walked, prev, slot = [], -1, book.levels[p, L_HEAD]
-        while slot >= 0:
-            assert book.orders[slot, O_PREV] == prev
-            walked.append(int(book.orders[slot, O_ID]))
-            prev, slot = slot, book.orders[slot, O_NEXT]
-        assert book.levels[p, L_TAIL] == prev
-        assert walked == ref.queue(p)
+        for s, block in ((BUY, L_BID), (SELL, L_ASK)):
+            walked, prev, slot = [], -1, book.levels[p, block + L_HEAD]
+            while slot >= 0:
+                assert book.orders[slot, O_PREV] == prev
+                assert book.orders[slot, O_SIDE] == s
+                walked.append(int(book.orders[slot, O_ID]))
+                prev, slot = slot, book.orders[slot, O_NEXT]
+            assert book.levels[p, block + L_TAIL] == prev
+            assert walked == ref.queue(p, s)
 
     # the pool neither leaks nor double-books a slot
     n_free = int(book.state[S_N_FREE])
@@ -270,9 +291,9 @@ def check_invariants(book: OrderBook, ref: ReferenceBook, seen_ids: set[int]) ->
     ask_levels = sorted({int(p) for p in asks})
     want = np.array([[-1, 0, -1, 0]] * N_TICKS, dtype=np.int64)
     for i, p in enumerate(bid_levels):
-        want[i, :2] = (p, expected[p])
+        want[i, :2] = (p, expected[BUY][p])
     for i, p in enumerate(ask_levels):
-        want[i, 2:] = (p, expected[p])
+        want[i, 2:] = (p, expected[SELL][p])
     np.testing.assert_array_equal(snap, want)
 
     # zero-sum accounts: traded quantity equal on both sides, cash conserved (no fees)
@@ -295,7 +316,7 @@ def check_invariants(book: OrderBook, ref: ReferenceBook, seen_ids: set[int]) ->
     assert [tuple(r) for r in book.events().tolist()] == ref.events
 
 
-def run_stream(stream: list[tuple]) -> tuple[OrderBook, ReferenceBook]:
+def run_stream(stream: list[tuple], crossed_ok: bool = False) -> tuple[OrderBook, ReferenceBook]:
     book = OrderBook(n_ticks=N_TICKS, capacity=CAPACITY, n_agents=N_AGENTS, log_capacity=16 * MAX_OPS)
     ref = ReferenceBook(N_AGENTS)
     issued: list[int] = []
@@ -334,6 +355,16 @@ def run_stream(stream: list[tuple]) -> tuple[OrderBook, ReferenceBook]:
                     for t in takers:
                         new_id(t)
                 assert fills == want
+        elif kind == "rest":
+            _, a, s, p, q = op
+            full = ref.pool_full(CAPACITY)
+            oid = add_resting(book.levels, book.orders, book.state, book.log, a, s, p, q)
+            if full:
+                assert oid == ERR_POOL_FULL
+                ref.reject()
+            else:
+                new_id(oid)
+                ref.rest(oid, a, s, p, q)
         elif kind == "cancel":
             _, target, q, missing_ok = op
             oid = pick_id(target, issued)
@@ -357,7 +388,7 @@ def run_stream(stream: list[tuple]) -> tuple[OrderBook, ReferenceBook]:
             assert got == want
             assert engine_fills(book) == want_fills
             assert all(f.taker_id == -1 for f in book.last_fills())
-        check_invariants(book, ref, seen_ids)
+        check_invariants(book, ref, seen_ids, crossed_ok)
     return book, ref
 
 
@@ -368,6 +399,24 @@ def test_book_matches_reference_and_keeps_invariants(stream: list[tuple]) -> Non
     # the final state, once more in plain words: same resting orders and accounts
     assert sorted(tuple(r) for r in book.resting_orders().tolist()) == ref.resting()
     assert book.accounts.tolist() == [list(ca) for ca in zip(ref.cash, ref.position)]
+
+
+rest_ops = st.tuples(st.just("rest"), agents, sides, st.integers(0, N_TICKS - 1), st.integers(1, 8))
+crossed_streams = st.lists(st.one_of(rest_ops, rest_ops, limit_ops, market_ops, cancel_ops, execute_ops),
+                           min_size=20, max_size=MAX_OPS)
+
+
+@settings(max_examples=150, deadline=None)
+@given(crossed_streams)
+def test_crossed_recorded_book_never_nets_bid_and_ask(stream: list[tuple]) -> None:
+    """``add_resting`` may cross the book (replayed messages); bids and asks at one tick stay apart.
+
+    Every fill of an incoming order is against the opposite side only (the
+    reference scans resting orders by side), level totals and FIFO queues are
+    per side, and the accounts stay zero-sum.
+    """
+    book, ref = run_stream(stream, crossed_ok=True)
+    assert sorted(tuple(r) for r in book.resting_orders().tolist()) == ref.resting()
 
 
 @settings(max_examples=60, deadline=None)

@@ -232,7 +232,11 @@ def test_capacity_bound_matches_replay() -> None:
     for stop in range(1, len(data) + 1):
         replayer.replay_to(stop)
         live.append(int((replayer.book.orders[:, 4] > 0).sum()))
-    assert bound == max(live)
+    # room for one synthetic order per level that comes into view (rule 4); the complete fixture needs none
+    revealed = sum(int(m.sum()) for m in lob.revealed_cells(data.orderbook))
+    assert revealed > 0 and replayer.report().revealed_levels == revealed
+    assert replayer.report().revealed_orders == replayer.report().trimmed_orders == 0
+    assert bound == max(live) + revealed
 
 
 # --------------------------------------------------------------------------- validation
@@ -250,7 +254,9 @@ def test_capacity_bound_matches_replay() -> None:
         ("34200.003,2,11,4,1000100,0", lob.BAD_DIRECTION.format(value=0)),
         ("34200.003,2,11,0,1000100,1", lob.ZERO_SIZE.format(type=2)),
         ("34200.003,2,11,4,0,1", v.NOT_POSITIVE.format(column="price", value=0)),
-        ("34200.003,2,-11,4,1000100,1", v.NEGATIVE.format(column="order_id", value=-11)),
+        ("34200.003,2,-11,4,1000100,1", lob.NEGATIVE_ID.format(type=2, value=-11)),
+        ("34200.003,4,-1,4,1000100,1", lob.NEGATIVE_ID.format(type=4, value=-1)),
+        ("34200.003,5,0,4,1000100,0", lob.BAD_DIRECTION.format(value=0)),
         ("34200.0015,2,11,4,1000100,1", v.TIME_DECREASES.format(value=34200.0015, previous=34200.002)),
         ("inf,2,11,4,1000100,1", v.NOT_FINITE.format(column="time", value=float("inf"))),
     ],
@@ -277,8 +283,12 @@ def test_halt_rows_are_valid(tmp_path: Path) -> None:
 
 def test_wrong_column_count(tmp_path: Path) -> None:
     path = write_rows(tmp_path / "seven.csv", [r + ",0" for r in GOOD])
-    with pytest.raises(DataFormatError, match=row_error(path, 1, v.WRONG_FIELD_COUNT.format(expected=6, found=7))):
+    problem = lob.EXTRA_COLUMNS.format(problem=v.WRONG_FIELD_COUNT.format(expected=6, found=7))
+    with pytest.raises(DataFormatError, match=row_error(path, 1, problem)):
         lob.read_lobster_messages(path)
+    five = write_rows(tmp_path / "five.csv", [r.rsplit(",", 1)[0] for r in GOOD])
+    with pytest.raises(DataFormatError, match=row_error(five, 1, v.WRONG_FIELD_COUNT.format(expected=6, found=5))):
+        lob.read_lobster_messages(five, extra_columns="ignore")
     ragged = write_rows(tmp_path / "ragged.csv", GOOD[:3] + [GOOD[3] + ",0"] + GOOD[4:])
     with pytest.raises(DataFormatError, match=re.escape(str(ragged)) + ".*line 4"):
         lob.read_lobster_messages(ragged)
