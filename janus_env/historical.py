@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -41,7 +42,8 @@ import numpy as np
 
 from janus_env.book import BUY, SELL
 from janus_env.data.l2 import BAD_N_LEVELS as L2_BAD_N_LEVELS
-from janus_env.data.l2 import L2Snapshots, read_l2_snapshots
+from janus_env.data.l2 import LEVEL_KEYS as L2_LEVEL_KEYS
+from janus_env.data.l2 import L2Snapshots, level_columns, read_l2_snapshots
 from janus_env.data.lobster import (
     EV_CROSS,
     EV_EXECUTE,
@@ -52,11 +54,14 @@ from janus_env.data.lobster import (
     ReplayReport,
     read_lobster,
 )
-from janus_env.data.ohlcv import OHLCVBars, read_ohlcv, split_volume, synthetic_book
+from janus_env.data.ohlcv import PRICE_COLUMNS as OHLCV_PRICE_COLUMNS
+from janus_env.data.ohlcv import OHLCVBars, read_ohlcv, split_volume, strip_asset, synthetic_book, wide_assets
 from janus_env.data.validation import FILE_ERROR, DataFormatError, check_file
+from janus_env.samples import SAMPLES, sample_path
 
 BAD_SIDE = "Expected `side` to be BUY (1) or SELL (-1), got {!r}"
 BAD_QTY = "Expected `qty` to be a finite number >= 0, got {!r}"
+BAD_QTY_STEP = "Expected `qty_step` to be a finite number > 0 or None, got {!r}"
 BAD_START = "Expected `start` in [0, {}), got {!r}"
 NOT_RESET = "Call reset() before {}()"
 PAST_END = "No step after {} (the source has {} steps)"
@@ -68,6 +73,8 @@ UNKNOWN_FORMAT = "cannot tell the format (expected LOBSTER messages, an L2 snaps
 ORDERBOOK_GIVEN = "looks like a LOBSTER orderbook file; pass the message file (and this as `orderbook`)"
 BAD_SPEC = "Expected a path, a (messages, orderbook) pair, a mapping with 'path', loaded data or a HistoricalSource, got {!r}"
 BAD_KIND = "Expected `kind` in {}, got {!r}"
+BAD_OPTION = "Unknown data option {!r} for {} data; accepted: {}"
+READ_OPTIONS_NEED_FILE = "File read options {} need a file path, not loaded data"
 
 KINDS = ("l2", "ohlcv", "lobster")
 
@@ -141,6 +148,15 @@ class HistoricalSource(ABC):
         """Current step (-1 before :meth:`reset`)."""
         return self._step
 
+    @property
+    def step_seconds(self) -> float | None:
+        """Median duration of one decision step in seconds, from the data's time stamps (None without them).
+
+        The median of the spacings between consecutive steps, so weekend and
+        overnight gaps do not count (a daily file gives 86,400, an hourly one 3,600).
+        """
+        return None
+
     def mid(self) -> float:
         """Mid of the current visible book (NaN when a side is empty)."""
         b = self.book()
@@ -156,7 +172,7 @@ class HistoricalSource(ABC):
             raise ValueError(BAD_START.format(len(self), start))
         return int(start)
 
-    def _check_order(self, side: int, qty: float) -> float:
+    def _check_order(self, side: int, qty: float, qty_step: float | None = None) -> float:
         self._check_reset("execute")
         if isinstance(side, bool) or side not in (BUY, SELL):
             raise ValueError(BAD_SIDE.format(side))
@@ -166,6 +182,9 @@ class HistoricalSource(ABC):
             raise ValueError(BAD_QTY.format(qty)) from err
         if not np.isfinite(q) or q < 0:
             raise ValueError(BAD_QTY.format(qty))
+        if qty_step is not None and (isinstance(qty_step, bool) or not isinstance(qty_step, (int, float, np.number))
+                                     or not np.isfinite(qty_step) or qty_step <= 0):
+            raise ValueError(BAD_QTY_STEP.format(qty_step))
         return q
 
     def _check_advance(self) -> None:
@@ -184,8 +203,28 @@ def walk_book(price: np.ndarray, qty: np.ndarray, want: float) -> np.ndarray:
     return np.clip(want - before, 0.0, qty)
 
 
-def _pack_side(price: np.ndarray, qty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    empty = qty <= 0
+def median_spacing_seconds(times: np.ndarray | None) -> float | None:
+    """Median of the positive spacings of ``times`` in seconds (``datetime64`` or float seconds); None
+    with fewer than two stamps or no positive spacing."""
+    if times is None or np.size(times) < 2:
+        return None
+    t = np.asarray(times)
+    if np.issubdtype(t.dtype, np.datetime64):
+        gaps = np.diff(t.astype("datetime64[ns]").astype(np.int64))
+        gaps = gaps[gaps > 0]
+        return float(np.median(gaps)) / 1e9 if gaps.size else None
+    gaps = np.diff(t.astype(np.float64))
+    gaps = gaps[gaps > 0]
+    return float(np.median(gaps)) if gaps.size else None
+
+
+_DUST = 1e-12
+"""Depth left at a level below this fraction of what was there counts as consumed (float rounding only)."""
+
+
+def _pack_side(price: np.ndarray, qty: np.ndarray, before: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Move empty levels to the end (NaN price, 0 quantity); with ``before``, float dust counts as empty."""
+    empty = qty <= 0 if before is None else qty <= _DUST * before
     order = np.argsort(empty, kind="stable")
     return np.where(empty, np.nan, price)[order], np.where(empty, 0.0, qty)[order]
 
@@ -218,15 +257,28 @@ class _RecordedBookSource(HistoricalSource):
         buy, sell = self._recorded_traded(self._step)
         return float(buy), float(sell)
 
-    def execute(self, side: int, qty: float) -> tuple[float, float]:
-        want = self._check_order(side, qty)
+    def execute(self, side: int, qty: float, qty_step: float | None = None) -> tuple[float, float]:
+        """Walk the visible book (see :meth:`HistoricalSource.execute`).
+
+        Args:
+            qty_step: when given, fill only whole multiples of it: if the book runs out first, the
+                fill is the largest multiple of ``qty_step`` it holds, and the rest stays on the book.
+                The returned quantity is then ``k · qty_step`` for an integer ``k``.
+        """
+        want = self._check_order(side, qty, qty_step)
         px_col, q_col = (2, 3) if side == BUY else (0, 1)
         price = self._current[:, px_col]
         avail = self._current[:, q_col]
         take = walk_book(price, avail, want)
         filled = float(take.sum())
+        if qty_step is not None:
+            units = int(np.floor(filled / qty_step + 1e-9))  # 1e-9 unit: rounding of the walk, not depth
+            grid = units * float(qty_step)
+            if grid < filled:
+                take = walk_book(price, avail, grid)
+            filled = grid
         notional = float(np.where(take > 0, take * np.nan_to_num(price), 0.0).sum())
-        self._current[:, px_col], self._current[:, q_col] = _pack_side(price, avail - take)
+        self._current[:, px_col], self._current[:, q_col] = _pack_side(price, avail - take, avail)
         return filled, notional
 
     def advance(self) -> None:
@@ -243,16 +295,20 @@ class L2SnapshotSource(_RecordedBookSource):
         n_levels: levels to show (default: all in the file).
         tick_size: the market's price step in currency (the file stores
             continuous relative distances; used by callers for rounding only).
+        columns: column mapping for :func:`~janus_env.data.l2.read_l2_snapshots`
+            (files only).
 
     ``traded()`` at step t is the file's ``buys / midpoint`` and
     ``sells / midpoint`` of row t (notional traded in the interval ending at t).
     """
 
     def __init__(self, data: str | os.PathLike[str] | L2Snapshots, *, n_levels: int | None = None,
-                 tick_size: float = 0.01) -> None:  # fmt: skip
+                 tick_size: float = 0.01, columns: Mapping[str, str] | None = None) -> None:  # fmt: skip
         super().__init__()
         if not isinstance(data, L2Snapshots):
-            data = read_l2_snapshots(data, n_levels)
+            data = read_l2_snapshots(data, n_levels, columns=columns)
+        elif columns is not None:
+            raise ValueError(READ_OPTIONS_NEED_FILE.format(["columns"]))
         elif n_levels is not None:
             if isinstance(n_levels, bool) or not 1 <= int(n_levels) <= data.n_levels:
                 raise ValueError(L2_BAD_N_LEVELS.format(data.n_levels, n_levels))
@@ -265,6 +321,11 @@ class L2SnapshotSource(_RecordedBookSource):
 
     def __len__(self) -> int:
         return len(self.data)
+
+    @property
+    def step_seconds(self) -> float | None:
+        """Median spacing of the snapshots' ``system_time`` (None when the file has no time column)."""
+        return median_spacing_seconds(self.data.time)
 
     def _recorded_book(self, t: int) -> np.ndarray:
         return self.data.book[t]
@@ -286,7 +347,12 @@ class OHLCVSource(_RecordedBookSource):
         tick_size: price grid step (currency).
         spread_fraction, level_fraction, depth_fraction, decay: book model
             parameters (see :func:`~janus_env.data.ohlcv.synthetic_book`).
-        **read_kwargs: passed to :func:`~janus_env.data.ohlcv.read_ohlcv`.
+        **read_kwargs: passed to :func:`~janus_env.data.ohlcv.read_ohlcv`
+            (files only): ``asset``, ``columns``, ``skip_empty_rows``,
+            ``volume_column``, ``time_column``.
+
+    Raises:
+        ValueError: read options given with loaded bars.
     """
 
     def __init__(
@@ -299,10 +365,12 @@ class OHLCVSource(_RecordedBookSource):
         level_fraction: float | None = None,
         depth_fraction: float = 0.1,
         decay: float = 0.8,
-        **read_kwargs: str | None,
+        **read_kwargs: object,
     ) -> None:
         super().__init__()
-        self.data = data if isinstance(data, OHLCVBars) else read_ohlcv(data, **read_kwargs)
+        if isinstance(data, OHLCVBars) and read_kwargs:
+            raise ValueError(READ_OPTIONS_NEED_FILE.format(sorted(read_kwargs)))
+        self.data = data if isinstance(data, OHLCVBars) else read_ohlcv(data, **read_kwargs)  # type: ignore[arg-type]
         self._book_kwargs = dict(
             n_levels=n_levels, tick_size=tick_size, spread_fraction=spread_fraction,
             level_fraction=level_fraction, depth_fraction=depth_fraction, decay=decay,
@@ -314,6 +382,11 @@ class OHLCVSource(_RecordedBookSource):
 
     def __len__(self) -> int:
         return len(self.data)
+
+    @property
+    def step_seconds(self) -> float | None:
+        """Median spacing of the bar times (3,600 for hourly bars, 86,400 for daily ones)."""
+        return median_spacing_seconds(self.data.time)
 
     def _recorded_book(self, t: int) -> np.ndarray:
         d = self.data
@@ -333,6 +406,16 @@ class LOBSTERSource(HistoricalSource):
     whole reconstructed book (not just the ``n_levels`` shown) and remove the
     recorded orders they hit.
 
+    The book is reconstructed as in :mod:`janus_env.data.lobster`: with an
+    orderbook file (given, or the ``*_orderbook_*`` sibling that
+    :func:`load_source` picks up) it starts from the book before message 0,
+    and stale orders (crossed by a submission, priced better than an execution
+    on their side, or ahead of an executed order in its queue) are removed, so
+    the book shown is never crossed. Levels that come into view at the edge of
+    the orderbook file's window are set from the file row of the same message
+    (no look-ahead); they refill what the agent consumed there, as the
+    recorded market did.
+
     ``traded()`` sums the sizes of execution messages in the step's interval:
     types 4 and 5 by direction (a sell order executed = buyer-initiated), type 6
     (cross trades) half to each side. Executions of orders the agent already
@@ -340,12 +423,24 @@ class LOBSTERSource(HistoricalSource):
 
     Args:
         data: the message file path or loaded :class:`~janus_env.data.lobster.LOBSTERData`.
-        orderbook: the orderbook file (optional; validated, not needed to replay).
+        orderbook: the orderbook file (optional; validated; its first row
+            gives the initial state).
         step_messages: messages per decision step (default 100 when neither is given).
         step_seconds: seconds per decision step.
         n_levels: levels shown by :meth:`book`.
         tick_size: tick in currency (default $0.01 = 100 LOBSTER units).
         capacity: engine order pool size (default: computed from the messages).
+        initial_state: start from the orderbook file's first row (default None:
+            when there is an orderbook; see
+            :class:`~janus_env.data.lobster.LOBSTERReplayer`).
+        remove_stale: remove stale orders (default True; False replays the
+            messages literally and the book can cross).
+        reveal_levels: set levels that come into view beyond the previous
+            row's window from the orderbook file (default None: when there is
+            an orderbook; see :class:`~janus_env.data.lobster.LOBSTERReplayer`).
+        extra_columns: ``"error"`` (default) or ``"ignore"`` message-file
+            columns after the sixth (files only; see
+            :func:`~janus_env.data.lobster.read_lobster_messages`).
     """
 
     def __init__(
@@ -358,6 +453,10 @@ class LOBSTERSource(HistoricalSource):
         n_levels: int = 10,
         tick_size: float = 0.01,
         capacity: int | None = None,
+        initial_state: bool | None = None,
+        remove_stale: bool = True,
+        extra_columns: str = "error",
+        reveal_levels: bool | None = None,
     ) -> None:
         super().__init__()
         if step_messages is None and step_seconds is None:
@@ -371,10 +470,16 @@ class LOBSTERSource(HistoricalSource):
             raise ValueError(BAD_TICK.format(tick_size))
         if isinstance(n_levels, bool) or int(n_levels) < 1:
             raise ValueError(BAD_N_LEVELS.format(n_levels))
-        self.data = data if isinstance(data, LOBSTERData) else read_lobster(data, orderbook)
+        if isinstance(data, LOBSTERData) and extra_columns != "error":
+            raise ValueError(READ_OPTIONS_NEED_FILE.format(["extra_columns"]))
+        if not isinstance(data, LOBSTERData):
+            data = read_lobster(data, orderbook, extra_columns=extra_columns)
+        self.data = data
+        self._step_seconds = None if step_seconds is None else float(step_seconds)
         self.tick_size = units / PRICE_SCALE
         self.n_levels = int(n_levels)
-        self._replayer = LOBSTERReplayer(self.data, tick_size=units, capacity=capacity)
+        self._replayer = LOBSTERReplayer(self.data, tick_size=units, capacity=capacity, initial_state=initial_state,
+                                         remove_stale=remove_stale, reveal_levels=reveal_levels)  # fmt: skip
         n = len(self.data)
         if step_messages is not None:
             self._bounds = np.arange(1, n // int(step_messages) + 1, dtype=np.int64) * int(step_messages)
@@ -396,6 +501,14 @@ class LOBSTERSource(HistoricalSource):
 
     def __len__(self) -> int:
         return int(self._bounds.size)
+
+    @property
+    def step_seconds(self) -> float | None:
+        """``step_seconds`` when steps are fixed in time; with ``step_messages``, the median time between
+        the last messages of consecutive steps (None when the steps span no time)."""
+        if self._step_seconds is not None:
+            return self._step_seconds
+        return median_spacing_seconds(self.data.time[self._bounds - 1])
 
     @property
     def bounds(self) -> np.ndarray:
@@ -450,8 +563,18 @@ class LOBSTERSource(HistoricalSource):
 # --------------------------------------------------------------------------- factory
 
 
-def sniff_format(path: str | os.PathLike[str]) -> str:
+def sniff_format(path: str | os.PathLike[str], options: Mapping[str, object] | None = None) -> str:
     """Guess a file's kind from its first lines: ``"l2"``, ``"ohlcv"`` or ``"lobster"``.
+
+    L2: a ``bids_distance_0`` column (relative layout) or bid/ask price and
+    size columns per level in the first line (``bid1_price``, ``ask_size_1``,
+    ...; absolute layout). OHLCV: a line naming open, high, low and close,
+    bare or for one asset of a wide file (``BTC:open``, ...). ``options``
+    (the load options) lets a ``columns`` mapping and ``asset`` count:
+    ``{"columns": {"close": "Adj Close"}}`` makes ``Adj Close`` the close.
+    LOBSTER messages: six numeric fields, or more with a decimal time first
+    (a message file with extra columns, read with ``extra_columns="ignore"``);
+    a numeric line of 4·L integer fields is an orderbook file.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -461,18 +584,31 @@ def sniff_format(path: str | os.PathLike[str]) -> str:
     with p.open(newline="") as handle:
         lines = [handle.readline() for _ in range(5)]
     fields = [[f.strip().strip('"').lower() for f in line.strip().split(",")] for line in lines if line.strip()]
-    if any("bids_distance_0" in row for row in fields):
+    options = options or {}
+    mapping = options.get("columns")
+    mapping = mapping if isinstance(mapping, Mapping) else {}
+    if any("bids_distance_0" in row for row in fields) or any(k in mapping for k in L2_LEVEL_KEYS):
         return "l2"
-    if any({"open", "high", "low", "close"} <= set(row) for row in fields):
+    if fields and level_columns(fields[0], {})[0]:
+        return "l2"
+    asset = options.get("asset")
+    asset = str(asset) if isinstance(asset, (str, int)) and not isinstance(asset, bool) else None
+    price = [strip_asset(str(mapping.get(c, c)), asset).strip().lower() for c in OHLCV_PRICE_COLUMNS]
+    if any(set(price) <= set(row) or wide_assets(row, price) for row in fields):
         return "ohlcv"
     if fields:
+        try:
+            [float(f) for f in fields[0][:6]]
+        except ValueError:
+            pass
+        else:
+            if len(fields[0]) == 6 or (len(fields[0]) > 6 and "." in fields[0][0]):
+                return "lobster"  # 6 numeric columns, or more after a decimal time (extra LOBSTER columns)
         try:
             [float(f) for f in fields[0]]
         except ValueError:
             pass
         else:
-            if len(fields[0]) == 6:
-                return "lobster"
             if len(fields[0]) % 4 == 0:
                 raise DataFormatError(FILE_ERROR.format(file=os.fspath(path), problem=ORDERBOOK_GIVEN))
     raise DataFormatError(FILE_ERROR.format(file=os.fspath(path), problem=UNKNOWN_FORMAT))
@@ -485,6 +621,45 @@ def _sibling_orderbook(path: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def data_options(kind: str | None = None) -> tuple[str, ...]:
+    """Names of the options :func:`load_source` accepts for ``kind`` (every kind when None), sorted.
+
+    They are the keyword arguments of the source's constructor (and, for
+    OHLCV, of :func:`~janus_env.data.ohlcv.read_ohlcv`); a spec mapping also
+    takes ``path`` and ``kind``.
+
+    Raises:
+        ValueError: an unknown ``kind``.
+    """
+    if kind is None:
+        return tuple(sorted({name for k in KINDS for name in data_options(k)}))
+    if kind not in KINDS:
+        raise ValueError(BAD_KIND.format(KINDS, kind))
+    cls = {"l2": L2SnapshotSource, "ohlcv": OHLCVSource, "lobster": LOBSTERSource}[kind]
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = {p.name for p in inspect.signature(cls.__init__).parameters.values() if p.kind in plain}
+    if kind == "ohlcv":
+        names |= {p.name for p in inspect.signature(read_ohlcv).parameters.values() if p.kind in plain}
+    return tuple(sorted(names - {"self", "data", "path"}))
+
+
+def _check_options(kind: str, options: Mapping[str, object]) -> None:
+    accepted = data_options(kind)
+    for key in options:
+        if key not in accepted:
+            raise ValueError(BAD_OPTION.format(key, kind, ", ".join(accepted)))
+
+
+def resolve_data_path(path: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """``path``, or the shipped sample of that name (:data:`janus_env.samples.SAMPLES`) when no such file exists.
+
+    ``"btc_usd_hourly"`` → ``janus_env/samples/btc_usd_hourly_2021-08_2022-03.csv``.
+    """
+    if isinstance(path, str) and path in SAMPLES and not os.path.exists(path):
+        return sample_path(path)
+    return path
+
+
 def load_source(
     path_or_spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Mapping[str, object] | object,
     **kwargs: object,
@@ -494,28 +669,42 @@ def load_source(
     Args:
         path_or_spec: one of
             * a path, sniffed by :func:`sniff_format` (a LOBSTER
-              ``*_message_*`` file picks up its ``*_orderbook_*`` sibling);
+              ``*_message_*`` file picks up its ``*_orderbook_*`` sibling), or
+              the name of a shipped sample (``"btc_usd_hourly"``, see
+              :mod:`janus_env.samples`);
             * ``(messages, orderbook)`` paths (LOBSTER);
             * a mapping ``{"path": ..., "kind": "l2" | "ohlcv" | "lobster",
-              "orderbook": ..., **constructor arguments}`` (``kind`` optional);
+              **options}`` (``kind`` optional), e.g.
+              ``{"path": "prices.csv", "asset": "ETH"}``;
             * :class:`L2Snapshots`, :class:`OHLCVBars` or :class:`LOBSTERData`;
             * a :class:`HistoricalSource` (returned as is).
-        **kwargs: constructor arguments of the chosen source.
+        **kwargs: options of the chosen source (:func:`data_options`): its
+            constructor arguments (``n_levels``, ``tick_size``, ...;
+            LOBSTER: ``orderbook``, ``step_messages``, ``step_seconds``, ...)
+            and the file reader's (OHLCV: ``asset``, ``columns``,
+            ``skip_empty_rows``, ``volume_column``, ``time_column``; L2:
+            ``columns``). Mapping entries and ``kwargs`` merge, ``kwargs`` win.
 
     Raises:
         FileNotFoundError: a file does not exist.
         DataFormatError: unrecognisable or invalid data.
         TypeError: an unsupported ``path_or_spec``.
-        ValueError: an unknown ``kind``.
+        ValueError: an unknown ``kind``, or an option the source does not take
+            (:data:`BAD_OPTION`, naming the accepted ones).
     """
     spec = path_or_spec
     if isinstance(spec, HistoricalSource):
+        if kwargs:
+            raise ValueError(READ_OPTIONS_NEED_FILE.format(sorted(kwargs)))
         return spec
     if isinstance(spec, L2Snapshots):
+        _check_options("l2", kwargs)
         return L2SnapshotSource(spec, **kwargs)  # type: ignore[arg-type]
     if isinstance(spec, OHLCVBars):
+        _check_options("ohlcv", kwargs)
         return OHLCVSource(spec, **kwargs)  # type: ignore[arg-type]
     if isinstance(spec, LOBSTERData):
+        _check_options("lobster", kwargs)
         return LOBSTERSource(spec, **kwargs)  # type: ignore[arg-type]
     if isinstance(spec, Mapping):
         options = dict(spec)
@@ -528,19 +717,24 @@ def load_source(
             return load_source(path, **options)
         if kind not in KINDS:
             raise ValueError(BAD_KIND.format(KINDS, kind))
-        return _build(str(kind), path, options)  # type: ignore[arg-type]
+        return _build(str(kind), resolve_data_path(path), options)  # type: ignore[arg-type]
     if isinstance(spec, (tuple, list)) and len(spec) == 2:
-        return LOBSTERSource(spec[0], spec[1], **kwargs)  # type: ignore[arg-type]
+        _check_options("lobster", kwargs)
+        return LOBSTERSource(resolve_data_path(spec[0]), resolve_data_path(spec[1]), **kwargs)  # type: ignore[arg-type]
     if isinstance(spec, (str, os.PathLike)):
-        return _build(sniff_format(spec), spec, dict(kwargs))
+        path = resolve_data_path(spec)
+        return _build(sniff_format(path, kwargs), path, dict(kwargs))
     raise TypeError(BAD_SPEC.format(spec))
 
 
 def _build(kind: str, path: str | os.PathLike[str], options: dict[str, object]) -> HistoricalSource:
+    _check_options(kind, options)
     if kind == "l2":
         return L2SnapshotSource(path, **options)  # type: ignore[arg-type]
     if kind == "ohlcv":
         return OHLCVSource(path, **options)  # type: ignore[arg-type]
     if "orderbook" not in options:
         options["orderbook"] = _sibling_orderbook(check_file(path))
+    else:
+        options["orderbook"] = resolve_data_path(options["orderbook"])  # type: ignore[arg-type]
     return LOBSTERSource(path, **options)  # type: ignore[arg-type]

@@ -5,7 +5,15 @@ Every loader reads with pandas and then validates whole columns at once
 :class:`DataFormatError` whose message names the file, the 1-based line of the
 file the row came from (header and preamble lines counted) and what is wrong.
 When several rows are bad the *first* one in the file is reported; within a row
-the first failing check (in the order the loader lists them) wins.
+the first failing check (in the order the loader lists them) wins. Loaders that
+keep only some rows (one asset of a long file) pass the file line of every kept
+row (an int array) instead of the line of row 0.
+
+Arrays given to the data classes directly (``OHLCVBars(...)``,
+``L2Snapshots(...)``) are held to the same rules and raise ``ValueError``
+naming the class, the field and the index (:data:`ARRAY_ERROR`)::
+
+    "OHLCVBars.close[3]: not finite: nan"
 
 Messages are module-level constants so tests can match them literally::
 
@@ -46,6 +54,16 @@ MISSING_COLUMNS = "missing column(s) {missing} (matched case-insensitively); fou
 EMPTY_FILE = "no data rows"
 WRONG_FIELD_COUNT = "expected {expected} columns, found {found}"
 UNREADABLE = "cannot be parsed as CSV: {reason}"
+
+ARRAY_ERROR = "{owner}.{field}[{index}]: {problem}"
+ARRAY_SHAPE = "Expected `{owner}.{field}` of shape {expected}, got {shape}"
+ARRAY_SHAPE_LIKE = "Expected `{owner}.{field}` of shape {expected} (as `{like}`), got {shape}"
+ARRAY_TYPE = "Expected `{owner}.{field}` to be {expected}, got {value!r}"
+A_NOT_FINITE = "not finite: {value!r}"
+A_NEGATIVE = "negative: {value!r}"
+A_NOT_POSITIVE = "must be > 0, got {value!r}"
+A_NOT_AFTER = "{value} is not after the previous time {previous} (times must increase)"
+A_MISSING_TIME = "missing time (NaT)"
 MAX_SHOWN = 12
 """Column names shown in a missing-column message."""
 
@@ -102,14 +120,22 @@ def drop_trailing_blank(frame: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- rows
 
 Check = tuple[np.ndarray, Callable[[int], str]]
+Lines = int | np.ndarray
+"""The 1-based file line of row 0 (rows are consecutive lines), or the line of every row."""
 
 
-def raise_first(file: str, first_line: int, checks: Iterable[Check]) -> None:
+def line_of(lines: Lines, row: int) -> int:
+    """File line of ``row`` given :data:`Lines`."""
+    return int(lines[row]) if isinstance(lines, np.ndarray) else int(lines) + row
+
+
+def raise_first(file: str, first_line: Lines, checks: Iterable[Check]) -> None:
     """Raise :class:`DataFormatError` for the earliest row flagged by any check.
 
     Args:
         file: the file name to show.
-        first_line: the 1-based file line of row 0.
+        first_line: the 1-based file line of row 0, or an int array with the
+            file line of every row (rows taken out of a longer file).
         checks: ``(mask, describe)`` pairs; ``mask`` is a boolean array over rows
             and ``describe(row)`` returns the problem text for a flagged row.
             On a tie (two checks flag the same first row) the earlier check wins.
@@ -125,7 +151,7 @@ def raise_first(file: str, first_line: int, checks: Iterable[Check]) -> None:
             best_row, best_describe = int(hits[0]), describe
     if best_describe is not None:
         raise DataFormatError(
-            ROW_ERROR.format(file=file, line=first_line + best_row, problem=best_describe(best_row))
+            ROW_ERROR.format(file=file, line=line_of(first_line, best_row), problem=best_describe(best_row))
         )
 
 
@@ -138,7 +164,7 @@ def numeric_columns(
     frame: pd.DataFrame,
     columns: Sequence[str],
     file: str,
-    first_line: int,
+    first_line: Lines,
     *,
     labels: Sequence[str] | None = None,
     integer: Iterable[str] = (),
@@ -259,7 +285,7 @@ _TIME_FORMATS = (
 )
 
 
-def parse_times(series: pd.Series, label: str, file: str, first_line: int) -> np.ndarray:
+def parse_times(series: pd.Series, label: str, file: str, first_line: Lines) -> np.ndarray:
     """Parse a date/time column to ``datetime64[ns]`` (UTC, timezone dropped).
 
     Numeric columns are read as Unix epochs: seconds, or milliseconds /
@@ -297,7 +323,7 @@ def parse_times(series: pd.Series, label: str, file: str, first_line: int) -> np
     return best.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
-def order_by_time(times: np.ndarray, file: str, first_line: int) -> np.ndarray:
+def order_by_time(times: np.ndarray, file: str, first_line: Lines) -> np.ndarray:
     """Row order that sorts a strictly monotonic (either direction) time column ascending.
 
     Files stored newest first (CryptoDataDownload) are accepted and reversed;
@@ -327,3 +353,79 @@ def order_by_time(times: np.ndarray, file: str, first_line: int) -> np.ndarray:
     ]
     raise_first(file, first_line, checks)
     return np.arange(n)[::-1].copy() if descending else np.arange(n)
+
+
+# --------------------------------------------------------------------------- arrays
+
+ArrayCheck = tuple[str, np.ndarray, Callable[[tuple[int, ...]], str]]
+"""``(field, mask, describe)``: ``mask`` flags bad entries, ``describe(index)`` names the problem."""
+
+
+def as_array(
+    owner: str, field: str, value: object, dtype: object, shape: tuple[int | None, ...], like: str | None = None
+) -> np.ndarray:
+    """``value`` as an array of ``dtype`` whose shape matches ``shape`` (``None``: any length).
+
+    ``like`` names the field the expected shape comes from, for the message.
+
+    Raises:
+        TypeError: ``value`` cannot be converted to ``dtype``.
+        ValueError: the shape does not match.
+    """
+    try:
+        out = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        expected = f"an array of {np.dtype(dtype).name}"
+        raise TypeError(ARRAY_TYPE.format(owner=owner, field=field, expected=expected, value=value)) from err
+    if out.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, out.shape)):
+        expected = "(" + ", ".join("n" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+        message = ARRAY_SHAPE if like is None else ARRAY_SHAPE_LIKE
+        raise ValueError(message.format(owner=owner, field=field, expected=expected, shape=out.shape, like=like))
+    return out
+
+
+def raise_first_array(owner: str, checks: Iterable[ArrayCheck]) -> None:
+    """Raise ``ValueError`` for the flagged entry with the lowest row (first axis) index.
+
+    On a tie the earlier check wins; within one mask the first entry in C order.
+
+    Raises:
+        ValueError: some mask has a True entry; the message is :data:`ARRAY_ERROR`.
+    """
+    best: tuple[str, tuple[int, ...], Callable[[tuple[int, ...]], str]] | None = None
+    for field, mask, describe in checks:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            index = tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
+            if best is None or index[0] < best[1][0]:
+                best = (field, index, describe)
+    if best is not None:
+        field, index, describe = best
+        shown = ", ".join(map(str, index))
+        raise ValueError(ARRAY_ERROR.format(owner=owner, field=field, index=shown, problem=describe(index)))
+
+
+def finite_checks(
+    field: str, values: np.ndarray, *, positive: bool = False, nonnegative: bool = False
+) -> list[ArrayCheck]:
+    """Checks for NaN/inf entries and, optionally, entries <= 0 or < 0 (among the finite ones)."""
+    finite = np.isfinite(values)
+    checks: list[ArrayCheck] = [(field, ~finite, lambda i: A_NOT_FINITE.format(value=_py(values[i])))]
+    with np.errstate(invalid="ignore"):
+        if positive:
+            checks.append((field, finite & (values <= 0), lambda i: A_NOT_POSITIVE.format(value=_py(values[i]))))
+        if nonnegative:
+            checks.append((field, finite & (values < 0), lambda i: A_NEGATIVE.format(value=_py(values[i]))))
+    return checks
+
+
+def time_checks(field: str, times: np.ndarray) -> list[ArrayCheck]:
+    """Checks that ``datetime64`` ``times`` have no NaT and strictly increase."""
+    nat = np.isnat(times)
+    ints = times.astype("datetime64[ns]").astype(np.int64)
+    shown = lambda i: str(pd.Timestamp(times[i]))  # noqa: E731
+    later = np.r_[False, (ints[1:] <= ints[:-1]) & ~nat[1:] & ~nat[:-1]]
+    return [
+        (field, nat, lambda i: A_MISSING_TIME),
+        (field, later, lambda i: A_NOT_AFTER.format(value=shown(i[0]), previous=shown(i[0] - 1))),
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,206 @@ def test_real_samples_load() -> None:
     assert notional.max() < 1e9
     daily = read_ohlcv(sample_path("btc_usd_daily"))
     assert len(daily) == 1770 and daily.time[0] == np.datetime64("2014-12-01")
+
+
+# --------------------------------------------------------------------------- wide / long files, column mapping
+
+WIDE = DATA_DIR / "wide_btc_eth_hourly.csv"  # hand-made: date + BTC:open..BTC:volume + ETH:open..ETH:volume, 12 rows
+FIELDS = ("open", "high", "low", "close", "volume")
+
+
+def test_wide_file_asset_selection() -> None:
+    raw = pd.read_csv(WIDE)
+    for asset in ("ETH", "eth", "BTC"):
+        bars = read_ohlcv(WIDE, asset=asset)
+        assert bars.asset == asset.upper() and len(bars) == 12
+        for field in FIELDS:
+            np.testing.assert_array_equal(getattr(bars, field), raw[f"{asset.upper()}:{field}"].to_numpy())
+        np.testing.assert_array_equal(bars.time, pd.to_datetime(raw["date"]).to_numpy())
+
+
+def test_wide_file_needs_an_asset(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match="^" + re.escape(om.NEED_ASSET.format(file=WIDE, count=2,
+                                                                                       assets="BTC, ETH")) + "$"):
+        read_ohlcv(WIDE)
+    with pytest.raises(DataFormatError, match="^" + re.escape(om.UNKNOWN_ASSET.format(file=WIDE, asset="SOL",
+                                                                                          assets="BTC, ETH")) + "$"):
+        read_ohlcv(WIDE, asset="SOL")
+    with pytest.raises(TypeError, match=re.escape(om.BAD_ASSET.format(["ETH"]))):
+        read_ohlcv(WIDE, asset=["ETH"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("pattern", ["{field}_{asset}", "{asset}/{field}", "{asset} {field}", "{asset}.{field}"])
+def test_wide_name_variants(tmp_path: Path, pattern: str) -> None:
+    raw = pd.read_csv(WIDE)
+    raw.columns = ["date"] + [pattern.format(asset=c.split(":")[0].lower(), field=c.split(":")[1].upper())
+                              for c in raw.columns[1:]]  # fmt: skip
+    path = tmp_path / "wide.csv"
+    raw.to_csv(path, index=False)
+    np.testing.assert_array_equal(read_ohlcv(path, asset="ETH").close, read_ohlcv(WIDE, asset="ETH").close)
+
+
+def test_wide_file_validates_only_the_chosen_asset(tmp_path: Path) -> None:
+    raw = pd.read_csv(WIDE, dtype=str)
+    raw.loc[4, "BTC:close"] = "abc"  # file line 6
+    raw.loc[7, "ETH:low"] = "-1"  # file line 9
+    path = tmp_path / "wide.csv"
+    raw.to_csv(path, index=False)
+    with pytest.raises(DataFormatError, match=row_error(path, 6, v.NON_NUMERIC.format(column="close", value="abc"))):
+        read_ohlcv(path, asset="BTC")
+    with pytest.raises(DataFormatError, match=row_error(path, 9, v.NOT_POSITIVE.format(column="low", value=-1.0))):
+        read_ohlcv(path, asset="ETH")
+
+
+def test_skip_empty_rows(tmp_path: Path) -> None:
+    raw = pd.read_csv(WIDE, dtype=str)
+    raw.loc[:2, [f"ETH:{f}" for f in FIELDS]] = ""  # ETH starts trading on the 4th hour
+    path = tmp_path / "late.csv"
+    raw.to_csv(path, index=False)
+    with pytest.raises(DataFormatError, match=row_error(path, 2, v.MISSING_VALUE.format(column="open"))):
+        read_ohlcv(path, asset="ETH")
+    bars = read_ohlcv(path, asset="ETH", skip_empty_rows=True)
+    full = read_ohlcv(WIDE, asset="ETH")
+    assert len(bars) == 9 and bars.skipped_rows == 3
+    np.testing.assert_array_equal(bars.close, full.close[3:])
+    np.testing.assert_array_equal(bars.time, full.time[3:])
+    assert read_ohlcv(path, asset="BTC", skip_empty_rows=True).skipped_rows == 0
+    raw.loc[5, "ETH:volume"] = ""  # a partly empty row stays an error (file line 7)
+    raw.to_csv(path, index=False)
+    with pytest.raises(DataFormatError, match=row_error(path, 7, v.MISSING_VALUE.format(column="volume"))):
+        read_ohlcv(path, asset="ETH", skip_empty_rows=True)
+
+
+def _long_file(tmp_path: Path) -> Path:
+    """The wide file as a long one: rows alternate BTC, ETH (ETH row k on file line 2k + 3)."""
+    raw = pd.read_csv(WIDE)
+    rows = [{"date": r["date"], "Ticker": a, **{f: r[f"{a}:{f}"] for f in FIELDS}}
+            for _, r in raw.iterrows() for a in ("BTC", "ETH")]  # fmt: skip
+    path = tmp_path / "long.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_long_file_asset_filter(tmp_path: Path) -> None:
+    path = _long_file(tmp_path)
+    bars = read_ohlcv(path, asset="eth")
+    wide = read_ohlcv(WIDE, asset="ETH")
+    assert bars.asset == "ETH"
+    for field in ("time",) + FIELDS:
+        np.testing.assert_array_equal(getattr(bars, field), getattr(wide, field))
+    with pytest.raises(DataFormatError, match="^" + re.escape(om.NEED_ASSET.format(file=path, count=2,
+                                                                                       assets="BTC, ETH")) + "$"):
+        read_ohlcv(path)
+    with pytest.raises(DataFormatError, match=re.escape(om.UNKNOWN_ASSET.format(file=path, asset="X",
+                                                                                 assets="BTC, ETH"))):
+        read_ohlcv(path, asset="X")
+    lines = path.read_text().splitlines()
+    fields = lines[2 * 4 + 2].split(",")  # ETH row 4 → file line 11
+    assert fields[1] == "ETH"
+    fields[5] = str(float(fields[4]) - 1)  # close below low
+    lines[2 * 4 + 2] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    problem = v.OUTSIDE_RANGE.format(column="close", value=float(fields[5]), low=float(fields[4]),
+                                     high=float(fields[3]))  # fmt: skip
+    with pytest.raises(DataFormatError, match=row_error(path, 11, problem)):
+        read_ohlcv(path, asset="ETH")
+    assert len(read_ohlcv(path, asset="BTC")) == 12
+
+
+def test_single_symbol_file_and_asset_on_plain_file() -> None:
+    with pytest.warns(UserWarning):
+        assert len(read_ohlcv(HOURLY, asset="btc/usd")) == 12  # CryptoDataDownload: symbol column "BTC/USD"
+    with pytest.raises(DataFormatError, match=re.escape(om.UNKNOWN_ASSET.format(file=COINBASE, asset="ETH",
+                                                                                 assets="BTCUSD"))):
+        read_ohlcv(COINBASE, asset="ETH")
+    problem = om.NO_ASSETS.format(file=GOOGL, asset="GOOGL", aliases=", ".join(om.SYMBOL_ALIASES))
+    with pytest.raises(DataFormatError, match="^" + re.escape(problem) + "$"):
+        read_ohlcv(GOOGL, asset="GOOGL")
+
+
+def test_column_mapping(tmp_path: Path) -> None:
+    raw = pd.read_csv(GOOGL)
+    adjusted = raw.copy()
+    adjusted["Adj Close"] = raw["Close"] * 0.5  # make Adj Close differ from Close
+    adjusted["Adj Close"] = adjusted["Adj Close"].clip(lower=raw["Low"], upper=raw["High"])
+    path = tmp_path / "adj.csv"
+    adjusted.to_csv(path, index=False)
+    bars = read_ohlcv(path, columns={"close": "adj close"})
+    np.testing.assert_array_equal(bars.close, adjusted["Adj Close"].to_numpy())
+    renamed = raw.rename(columns={"Date": "Stamp", "Open": "o", "High": "h", "Low": "l", "Close": "c", "Volume": "q"})
+    path = tmp_path / "renamed.csv"
+    renamed.to_csv(path, index=False)
+    mapping = {"time": "Stamp", "open": "o", "high": "h", "low": "l", "close": "c", "volume": "q"}
+    got, want = read_ohlcv(path, columns=mapping), read_ohlcv(GOOGL)
+    for field in ("time",) + FIELDS:
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+    eth = read_ohlcv(WIDE, asset="ETH", columns={"close": "ETH:open"})  # a wide column named in full
+    np.testing.assert_array_equal(eth.close, pd.read_csv(WIDE)["ETH:open"].to_numpy())
+
+
+def test_bad_column_mapping() -> None:
+    with pytest.raises(ValueError, match=re.escape(om.BAD_COLUMNS_KEY.format(list(om.COLUMN_KEYS), "adj_close"))):
+        read_ohlcv(GOOGL, columns={"adj_close": "Adj Close"})
+    with pytest.raises(TypeError, match=re.escape(om.BAD_COLUMNS.format(list(om.COLUMN_KEYS), "Adj Close"))):
+        read_ohlcv(GOOGL, columns="Adj Close")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=re.escape(om.COLUMNS_CONFLICT.format("volume_column", "volume", "x", "y"))):
+        read_ohlcv(GOOGL, columns={"volume": "y"}, volume_column="x")
+    problem = v.MISSING_COLUMNS.format(missing="open, high, low, Last",
+                                       found="Date, Open, High, Low, Close, Adj Close, Volume")
+    with pytest.raises(DataFormatError, match="^" + re.escape(v.FILE_ERROR.format(file=GOOGL, problem=problem)) + "$"):
+        read_ohlcv(GOOGL, columns={"close": "Last"})
+
+
+# --------------------------------------------------------------------------- bars built from arrays
+
+
+def _arrays() -> dict[str, np.ndarray]:
+    bars = read_ohlcv(GOOGL)
+    return {f: getattr(bars, f).copy() for f in ("time",) + FIELDS}
+
+
+def _with(field: str, index: int, value: object) -> dict[str, np.ndarray]:
+    arrays = _arrays()
+    arrays[field] = arrays[field].astype(object if field == "time" else np.float64)
+    arrays[field][index] = value
+    if field == "time":
+        arrays[field] = arrays[field].astype("datetime64[ns]")
+    return arrays
+
+
+@pytest.mark.parametrize(
+    ("field", "index", "value", "problem"),
+    [
+        ("close", 3, np.nan, lambda a: v.A_NOT_FINITE.format(value=np.nan)),
+        ("open", 0, np.inf, lambda a: v.A_NOT_FINITE.format(value=np.inf)),
+        ("volume", 5, -1.0, lambda a: v.A_NEGATIVE.format(value=-1.0)),
+        ("volume", 2, np.nan, lambda a: v.A_NOT_FINITE.format(value=np.nan)),
+        ("low", 1, 0.0, lambda a: v.A_NOT_POSITIVE.format(value=0.0)),
+        ("high", 4, 1.0, lambda a: v.HIGH_BELOW_LOW.format(high=1.0, low=float(a["low"][4]))),
+        ("close", 6, 1e6, lambda a: v.OUTSIDE_RANGE.format(column="close", value=1e6, low=float(a["low"][6]),
+                                                           high=float(a["high"][6]))),
+        ("time", 2, np.datetime64("NaT"), lambda a: v.A_MISSING_TIME),
+        ("time", 7, np.datetime64("2009-05-22"), lambda a: v.A_NOT_AFTER.format(
+            value="2009-05-22 00:00:00", previous=str(pd.Timestamp(a["time"][6])))),
+    ],
+)  # fmt: skip
+def test_arrays_are_validated(field: str, index: int, value: object, problem) -> None:
+    arrays = _with(field, index, value)
+    message = v.ARRAY_ERROR.format(owner="OHLCVBars", field=field, index=index, problem=problem(arrays))
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        om.OHLCVBars(**arrays)
+
+
+def test_arrays_shapes_and_types() -> None:
+    arrays = _arrays()
+    bars = om.OHLCVBars(**{k: (x.tolist() if k != "time" else x) for k, x in arrays.items()})  # lists convert
+    assert bars.close.dtype == np.float64 and len(bars) == 8 and len(bars.head(3)) == 3
+    short = {**arrays, "volume": arrays["volume"][:5]}
+    message = v.ARRAY_SHAPE_LIKE.format(owner="OHLCVBars", field="volume", expected="(8,)", like="close", shape=(5,))
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        om.OHLCVBars(**short)
+    with pytest.raises(TypeError, match=re.escape(v.ARRAY_TYPE.format(owner="OHLCVBars", field="open",
+                                                                     expected="an array of float64", value="abc"))):
+        om.OHLCVBars(**{**arrays, "open": "abc"})
+    with pytest.raises(ValueError, match=re.escape("OHLCVBars.close[3]: not finite: nan")):  # also via replace()
+        replace(bars, close=np.where(np.arange(8) == 3, np.nan, bars.close))

@@ -329,3 +329,90 @@ def test_real_samples(name: str, kind: type, steps: int) -> None:
         filled, notional = src.execute(BUY, 2 * depth)  # more than the book holds: partial
         assert filled == pytest.approx(depth) and notional / filled >= book[0, 2]
         src.advance()
+
+
+# --------------------------------------------------------------------------- data options (wide OHLCV, absolute L2)
+
+WIDE = DATA_DIR / "wide_btc_eth_hourly.csv"
+L2_ABS = DATA_DIR / "btc_l2_5_levels_absolute.csv"
+
+
+def test_sniff_new_layouts(tmp_path: Path) -> None:
+    assert hist.sniff_format(WIDE) == "ohlcv" and hist.sniff_format(L2_ABS) == "l2"
+    odd = tmp_path / "odd.csv"
+    odd.write_text("when,o,h,l,last,qty\n2024-01-01,1,2,0.5,1.5,3\n2024-01-02,1,2,0.5,1.5,3\n")
+    with pytest.raises(DataFormatError, match=re.escape(hist.UNKNOWN_FORMAT)):
+        hist.sniff_format(odd)
+    columns = {"time": "when", "open": "o", "high": "h", "low": "l", "close": "last", "volume": "qty"}
+    assert hist.sniff_format(odd, {"columns": columns}) == "ohlcv"
+    src = load_source({"path": odd, "columns": columns})
+    assert isinstance(src, OHLCVSource) and src.data.close.tolist() == [1.5, 1.5]
+
+
+def test_load_source_passes_read_options() -> None:
+    raw = pd.read_csv(WIDE)
+    for spec, kwargs in (({"path": WIDE, "asset": "ETH"}, {}), (WIDE, {"asset": "eth"}),
+                         ({"path": str(WIDE), "kind": "ohlcv"}, {"asset": "ETH"})):  # fmt: skip
+        src = load_source(spec, **kwargs)
+        assert isinstance(src, OHLCVSource) and src.data.asset == "ETH"
+        np.testing.assert_array_equal(src.data.close, raw["ETH:close"].to_numpy())
+    l2 = load_source({"path": L2_ABS, "n_levels": 3})
+    assert isinstance(l2, L2SnapshotSource) and l2.n_levels == 3
+    l2.reset(0)
+    row = pd.read_csv(L2_ABS).iloc[0]
+    same(l2.book()[0], [row["bid1_price"], row["bid1_size"], row["ask1_price"], row["ask1_size"]])
+
+
+def test_load_source_rejects_unknown_options() -> None:
+    accepted = hist.data_options("ohlcv")
+    assert {"asset", "columns", "skip_empty_rows", "n_levels", "tick_size"} <= set(accepted)
+    assert "asset" not in hist.data_options("l2") and "step_messages" in hist.data_options("lobster")
+    assert set(hist.data_options()) >= set(accepted) | set(hist.data_options("lobster"))
+    with pytest.raises(ValueError, match="^" + re.escape(hist.BAD_OPTION.format("assett", "ohlcv",
+                                                                                  ", ".join(accepted))) + "$"):
+        load_source({"path": WIDE, "assett": "ETH"})
+    with pytest.raises(ValueError, match=re.escape(hist.BAD_OPTION.format("asset", "l2",
+                                                                           ", ".join(hist.data_options("l2"))))):
+        load_source(L2_ABS, asset="ETH")
+    bars = read_ohlcv(WIDE, asset="BTC")
+    with pytest.raises(ValueError, match=re.escape(hist.READ_OPTIONS_NEED_FILE.format(["asset"]))):
+        load_source(bars, asset="ETH")
+    with pytest.raises(ValueError, match=re.escape(hist.READ_OPTIONS_NEED_FILE.format(["columns"]))):
+        L2SnapshotSource(hand_book(), columns={"time": "t"})
+    with pytest.raises(ValueError, match=re.escape(hist.BAD_KIND.format(hist.KINDS, "csv"))):
+        hist.data_options("csv")
+
+
+def test_sample_names_resolve() -> None:
+    src = load_source("btc_usd_daily")
+    assert isinstance(src, OHLCVSource) and src.data.path == str(sample_path("btc_usd_daily"))
+    assert load_source({"path": "btc_book_15_levels", "n_levels": 2}).n_levels == 2
+    lob = load_source("lobster_aapl", step_messages=100)
+    assert isinstance(lob, LOBSTERSource)
+    with pytest.raises(FileNotFoundError, match=re.escape(v.MISSING_FILE.format("btc_usd_weekly"))):
+        load_source("btc_usd_weekly")
+
+
+@pytest.mark.parametrize("layout", ["wide_ohlcv", "absolute_l2"])
+def test_env_reads_new_layouts(layout: str, check_all) -> None:
+    import gymnasium as gym
+
+    import envs_registry  # noqa: F401
+
+    settings = {"lot": 1, "max_position": 2, "initial_cash": 1e6, "episode_steps": 5, "window": 4}
+    data = {"path": str(WIDE), "asset": "ETH"} if layout == "wide_ohlcv" else str(L2_ABS)
+    env = gym.make("Janus-LOB-v0", scenario="historical", data=data, **settings)
+    check_all(env)
+    raw = pd.read_csv(WIDE if layout == "wide_ohlcv" else L2_ABS)
+    start = 2
+    _, info = env.reset(seed=0, options={"start": start})
+    for k in range(3):
+        row = raw.iloc[start + settings["window"] - 1 + k]  # the row the decision sees
+        if layout == "wide_ohlcv":  # synthetic book around ETH's close (within a tick), ETH's volume
+            assert abs(info["mid"] - row["ETH:close"]) <= 0.01 + 1e-9
+            assert info["volume"] == pytest.approx(row["ETH:volume"])
+        else:
+            assert info["mid"] == pytest.approx((row["bid1_price"] + row["ask1_price"]) / 2)
+            assert info["spread"] == pytest.approx(row["ask1_price"] - row["bid1_price"])
+        _, _, terminated, truncated, info = env.step(0)
+        assert not terminated

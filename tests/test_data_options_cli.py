@@ -1,0 +1,82 @@
+"""``--data-option KEY=VALUE`` in train.py and evaluate.py, and the shared parsing in ``agents.cli``."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agents import cli
+from janus_env.historical import data_options
+
+ROOT = Path(__file__).resolve().parents[1]
+WIDE = ROOT / "tests" / "data" / "wide_btc_eth_hourly.csv"
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_data_option_parses_yaml_values() -> None:
+    assert cli.data_option("asset=ETH") == (["asset"], "ETH")
+    assert cli.data_option("n_levels=5") == (["n_levels"], 5)
+    assert cli.data_option("columns.close=Adj Close") == (["columns", "close"], "Adj Close")
+    parsed = cli.data_option("columns={close: Adj Close, time: ts}")
+    assert parsed == (["columns"], {"close": "Adj Close", "time": "ts"})
+    assert cli.data_option("skip_empty_rows=true") == (["skip_empty_rows"], True)
+    accepted = ", ".join(sorted({"path", "kind", *data_options()}))
+    with pytest.raises(argparse.ArgumentTypeError, match="^" + re.escape(
+            cli._UNKNOWN_DATA_OPTION.format("assett", accepted)) + "$"):  # fmt: skip
+        cli.data_option("assett=ETH")
+    for bad in ("asset", "=ETH", "columns.=x", "asset=[unclosed"):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(cli._BAD_DATA_OPTION.format(bad))):
+            cli.data_option(bad)
+
+
+def test_data_spec_merges_options() -> None:
+    assert cli.data_spec("file.csv", []) == "file.csv"
+    opts = [cli.data_option("asset=ETH"), cli.data_option("columns.close=Adj Close")]
+    assert cli.data_spec("file.csv", opts) == {"path": "file.csv", "asset": "ETH", "columns": {"close": "Adj Close"}}
+    base = {"path": "a.csv", "columns": {"time": "ts"}, "asset": "BTC"}
+    merged = cli.data_spec(base, opts)
+    assert merged == {"path": "a.csv", "asset": "ETH", "columns": {"time": "ts", "close": "Adj Close"}}
+    assert base["columns"] == {"time": "ts"}  # not modified
+    assert cli.data_spec(None, [cli.data_option("path=btc_usd_hourly")]) == {"path": "btc_usd_hourly"}
+    with pytest.raises(ValueError, match=re.escape(cli._DATA_OPTION_NOT_MAPPING.format("asset.x", "asset"))):
+        cli.data_spec("f.csv", [cli.data_option("asset=ETH"), cli.data_option("asset.x=1")])
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py"])
+def test_bad_data_option_exits_2_with_one_line(script: str, tmp_path: Path) -> None:
+    args = ["--data-option", "assett=ETH"] + (["--run-dir", str(tmp_path)] if script == "train.py" else
+                                              ["--data", str(WIDE), "--out", str(tmp_path)])  # fmt: skip
+    result = _run(script, *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown data option 'assett'; accepted: asset, " in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and not any(tmp_path.iterdir())
+
+
+def test_train_data_option_needs_a_file_and_the_historical_scenario(tmp_path: Path) -> None:
+    result = _run("train.py", "--scenario", "historical", "--data-option", "asset=ETH", "--run-dir", str(tmp_path))
+    assert result.returncode == 2 and "--data-option needs the data file" in result.stderr
+    result = _run("train.py", "--data-option", f"path={WIDE}", "--run-dir", str(tmp_path))
+    assert result.returncode == 2 and "--data-option needs --scenario historical, got None" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_on_one_asset_of_a_wide_file(tmp_path: Path) -> None:
+    result = _run("train.py", "--algo", "ppo", "--timesteps", "32", "--scenario", "historical",
+                  "--data-option", f"path={WIDE}", "--data-option", "asset=ETH", "--n-envs", "1",
+                  "--hp", "n_steps=32", "--hp", "batch_size=16", "--hp", "n_epochs=1",
+                  "--hp", "env_kwargs.window=4", "--hp", "env_kwargs.episode_steps=5", "--hp", "env_kwargs.lot=1",
+                  "--run-dir", str(tmp_path), "--run-name", "r", "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert config["hyperparams"]["env_kwargs"]["data"] == {"path": str(WIDE), "asset": "ETH"}
+    assert (tmp_path / "r" / "model.zip").is_file()
