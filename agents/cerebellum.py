@@ -59,6 +59,7 @@ _BAD_OBS = "Expected an observation with keys {!r} and {!r}, shapes ({}, 4) and 
 _BAD_BATCH = "Expected equal-length rows in the batch, got sizes {}"
 _EMPTY_BATCH = "Expected a non-empty batch of fills"
 _NOT_CEREBELLUM = "Expected a Cerebellum, got {}"
+_BAD_LOT = "Expected `lot` to be a finite number > 0, got {!r}"
 _NO_LOB_ENV = "Expected an env whose unwrapped config has `n_levels` and `lot` (Janus-LOB-v0), got {!r}"
 
 
@@ -98,7 +99,7 @@ class Cerebellum(nn.Module):
         n_market: width M of ``obs["market"]``.
         hidden: MLP hidden widths (ReLU).
         lr: Adam learning rate of :meth:`update`.
-        lot: shares per lot (to turn ``exec_qty`` into lots).
+        lot: quantity per lot (to turn ``exec_qty`` into lots; fractional on e.g. ``lot=0.01`` BTC data).
         n_sizes: k of the env's ``Discrete(2k+1)`` actions (1 = HOLD/BUY/SELL).
         book_key: observation key of the book.
         market_key: observation key of the market features.
@@ -115,7 +116,7 @@ class Cerebellum(nn.Module):
         *,
         hidden: Sequence[int] = (64, 64),
         lr: float = 1e-3,
-        lot: int = 100,
+        lot: float = 100,
         n_sizes: int = 1,
         book_key: str = "book",
         market_key: str = "market",
@@ -124,7 +125,9 @@ class Cerebellum(nn.Module):
         super().__init__()
         self.n_levels = _check_int("n_levels", n_levels, 1)
         self.n_market = _check_int("n_market", n_market, 0)
-        self.lot = _check_int("lot", lot, 1)
+        if isinstance(lot, bool) or not isinstance(lot, numbers.Real) or not 0.0 < float(lot) < math.inf:
+            raise ValueError(_BAD_LOT.format(lot))
+        self.lot = float(lot)
         self.n_sizes = _check_int("n_sizes", n_sizes, 1)
         if (
             isinstance(hidden, (str, bytes))
@@ -164,7 +167,7 @@ class Cerebellum(nn.Module):
         if config is None or not hasattr(config, "n_levels") or not hasattr(config, "lot"):
             raise TypeError(_NO_LOB_ENV.format(env))
         kwargs.setdefault("n_levels", int(config.n_levels))
-        kwargs.setdefault("lot", int(config.lot))
+        kwargs.setdefault("lot", float(config.lot))
         kwargs.setdefault("n_sizes", int(getattr(base, "n_sizes", 1)))
         market = getattr(base, "observation_space", None)
         if market is not None and "market" in getattr(market, "spaces", {}):

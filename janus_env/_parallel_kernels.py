@@ -8,12 +8,15 @@ A step of the multi-agent market is a single ``parallel_step`` call:
 2. in that order, each live agent acts on the book it observed: a maker cancels
    its two previous quotes and posts its new bid/ask (prices fixed relative to
    the *observed* mid); a taker sends a market order (immediate-or-cancel);
+   orders and quotes are first cut to the position and leverage limits
+   (``accounting.cut_order``), and whatever is cut, left unfilled or refused by
+   the engine is counted in ``Q_REJECTED`` with its ``Q_REJECT_REASON`` flags;
 3. one step of exogenous background flow (``flow.flow_step``), or only the
    fundamental's move when the background is off;
 4. VPIN, volume and volatility histories (``simulator._record_market``) over
    every fill of the step;
 5. every fill of the step is attributed to the learning agents on either side
-   (maker/taker fees, cost basis, executed quantity, slippage);
+   (maker/taker fees, cost basis, executed quantity, slippage, gross buys and sells);
 6. per-agent equity, reward, bankruptcy, and the observation rows.
 
 Learning agent ``i`` trades on the book under account id ``agent_base + i``
@@ -41,8 +44,16 @@ import math
 
 from numba import njit
 
+from janus_env.accounting import (
+    REJECT_BOOK_EXHAUSTED,
+    REJECT_POOL_FULL,
+    REJECT_PRICE_RANGE,
+    cut_order,
+)
 from janus_env.book import (
     BUY,
+    ERR_POOL_FULL,
+    ERR_PRICE,
     F_MAKER_AGENT,
     F_PRICE,
     F_QTY,
@@ -63,6 +74,7 @@ from janus_env.config import (
     P_HIST_LEN,
     P_INITIAL_CASH,
     P_LOT,
+    P_MAX_LEVERAGE,
     P_MAX_POSITION,
     P_TICK_SIZE,
     P_VPIN_N_BUCKETS,
@@ -142,7 +154,12 @@ Q_ORDER_RANK = 19
 Q_NOTIONAL = 20  # scratch: Σ qty · absolute price of the step's fills
 Q_SIGNED_EDGE = 21  # scratch: Σ side · (price − mid) · qty
 Q_GROSS_QTY = 22  # scratch: Σ qty
-N_AOUT = 24
+Q_REJECT_REASON = 23  # accounting.REJECT_* flags of the step's cut or unfilled quantity
+Q_BUY_QTY = 24  # gross shares bought in the step (as taker and as maker)
+Q_BUY_NOTIONAL = 25  # their notional, currency
+Q_SELL_QTY = 26  # gross shares sold
+Q_SELL_NOTIONAL = 27
+N_AOUT = 28
 
 # ---- market-wide step results (mout) -----------------------------------------------
 M_MID = 0
@@ -219,6 +236,12 @@ def _agent_fill(ag, aout, i, side, qty, price_grid, origin, mid_grid, fee_bps, t
     aout[i, Q_N_FILLS] += 1.0
     aout[i, Q_NOTIONAL] += qty * px
     aout[i, Q_GROSS_QTY] += qty
+    if side == BUY:
+        aout[i, Q_BUY_QTY] += qty
+        aout[i, Q_BUY_NOTIONAL] += qty * px * tick
+    else:
+        aout[i, Q_SELL_QTY] += qty
+        aout[i, Q_SELL_NOTIONAL] += qty * px * tick
     aout[i, Q_SIGNED_EDGE] += (price_grid - mid_grid) * dq
     if passive:
         aout[i, Q_PASSIVE_QTY] += qty
@@ -332,7 +355,9 @@ def parallel_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, ar
     tick = p[P_TICK_SIZE]
     lot = int(p[P_LOT])
     max_pos = int(p[P_MAX_POSITION])
+    max_lev = p[P_MAX_LEVERAGE]
     mid0 = current_mid(levels, state, f)
+    mark = (mid0 + origin) * tick  # the observed mid in currency: orders are checked against it
 
     # 1. this step's order: Fisher–Yates shuffle from the agents' own stream
     for i in range(n):
@@ -354,37 +379,59 @@ def parallel_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, ar
         if status[i] != STATUS_LIVE:
             continue
         aid = base + i
+        pos = accounts[aid, 1]
+        equity = _equity(accounts, ag, p, aid, i, mid0)
         if roles[i] == ROLE_MARKET_MAKER:
             _cancel_quotes(levels, orders, state, log, quotes, i)
-            pos = accounts[aid, 1]
+            # each quote is checked as if it alone were filled in full
             want_bid = act[i, 2] * lot
             want_ask = act[i, 3] * lot
-            room_bid = max_pos - pos if max_pos - pos > 0 else 0
-            room_ask = max_pos + pos if max_pos + pos > 0 else 0
-            bid_qty = want_bid if want_bid < room_bid else room_bid
-            ask_qty = want_ask if want_ask < room_ask else room_ask
-            aout[i, Q_REJECTED] = (want_bid - bid_qty) + (want_ask - ask_qty)
+            bid_qty, why_bid = cut_order(pos, want_bid, max_pos, mark, equity, max_lev)
+            ask_qty, why_ask = cut_order(pos, -want_ask, max_pos, mark, equity, max_lev)
+            ask_qty = -ask_qty
+            rejected = (want_bid - bid_qty) + (want_ask - ask_qty)
+            reasons = why_bid | why_ask
             bid = int(math.ceil(mid0)) - 1 - act[i, 0]
             ask = int(math.floor(mid0)) + 1 + act[i, 1]
-            if bid_qty > 0 and 0 <= bid < n_ticks:
-                quotes[i, 0] = submit(levels, orders, state, accounts, fills, log, aid, BUY, bid, bid_qty, False)
-                aout[i, Q_BID_PRICE] = (bid + origin) * tick
-                aout[i, Q_BID_SIZE] = bid_qty
-            if ask_qty > 0 and 0 <= ask < n_ticks:
-                quotes[i, 1] = submit(levels, orders, state, accounts, fills, log, aid, -BUY, ask, ask_qty, False)
-                aout[i, Q_ASK_PRICE] = (ask + origin) * tick
-                aout[i, Q_ASK_SIZE] = ask_qty
+            if bid_qty > 0:
+                oid = submit(levels, orders, state, accounts, fills, log, aid, BUY, bid, bid_qty, False) \
+                    if 0 <= bid < n_ticks else ERR_PRICE
+                if oid >= 0:
+                    quotes[i, 0] = oid
+                    aout[i, Q_BID_PRICE] = (bid + origin) * tick
+                    aout[i, Q_BID_SIZE] = bid_qty
+                else:
+                    rejected += bid_qty
+                    reasons |= REJECT_POOL_FULL if oid == ERR_POOL_FULL else REJECT_PRICE_RANGE
+            if ask_qty > 0:
+                oid = submit(levels, orders, state, accounts, fills, log, aid, -BUY, ask, ask_qty, False) \
+                    if 0 <= ask < n_ticks else ERR_PRICE
+                if oid >= 0:
+                    quotes[i, 1] = oid
+                    aout[i, Q_ASK_PRICE] = (ask + origin) * tick
+                    aout[i, Q_ASK_SIZE] = ask_qty
+                else:
+                    rejected += ask_qty
+                    reasons |= REJECT_POOL_FULL if oid == ERR_POOL_FULL else REJECT_PRICE_RANGE
+            aout[i, Q_REJECTED] = rejected
+            aout[i, Q_REJECT_REASON] = reasons
         else:
-            pos = accounts[aid, 1]
             want = act[i, 0]
-            q = want
-            if pos + q > max_pos:
-                q = max_pos - pos
-            elif pos + q < -max_pos:
-                q = -max_pos - pos
-            aout[i, Q_REJECTED] = abs(want - q)
+            q, reasons = cut_order(pos, want, max_pos, mark, equity, max_lev)
+            filled = 0
             if q != 0:
-                submit(levels, orders, state, accounts, fills, log, aid, BUY if q > 0 else -BUY, 0, abs(q), True)
+                first = state[S_N_FILLS]
+                oid = submit(levels, orders, state, accounts, fills, log, aid, BUY if q > 0 else -BUY, 0, abs(q),
+                             True)
+                if oid < 0:
+                    reasons |= REJECT_POOL_FULL
+                else:
+                    for r in range(first, state[S_N_FILLS]):
+                        filled += fills[r, F_QTY]
+                    if filled < abs(q):
+                        reasons |= REJECT_BOOK_EXHAUSTED
+            aout[i, Q_REJECTED] = abs(want) - filled
+            aout[i, Q_REJECT_REASON] = reasons
 
     # 3.-4. background flow and the market's histories
     _market_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, t, ep[EP_BACKGROUND] != 0.0)

@@ -59,7 +59,8 @@ P_WARMUP = 44
 P_FUND_LIMIT = 45
 P_HIST_LEN = 46
 P_REWARD_MODE = 47
-N_PARAMS = 48
+P_MAX_LEVERAGE = 48
+N_PARAMS = 49
 
 PROCESS_OU, PROCESS_GBM, PROCESS_MARKOV = 0, 1, 2
 EVENT_NONE, EVENT_FLASH_CRASH, EVENT_SQUEEZE = 0, 1, 2
@@ -88,11 +89,26 @@ class MarketConfig:
         initial_price: starting mid in currency (the centre of the tick grid).
         n_ticks: width of the price grid; the fundamental is kept inside its middle 90%.
         capacity: maximum resting orders per book.
-        lot: shares per action unit.
-        max_position: absolute position limit in shares (orders beyond it are cut and reported).
+        lot: quantity per action unit (shares, or units of the asset: ``0.01`` BTC on fractional data).
+        max_position: absolute position limit, same unit as ``lot`` (orders beyond it are cut and reported).
+        qty_step: the quantity grid: orders, fills and positions are whole multiples of it (kept as
+            integer counts internally, so they are exact). ``None`` (default): the finest decimal step
+            of ``lot`` and ``max_position``, at most 1 (``lot=100`` → 1 share, ``lot=0.01`` → 0.01).
+            ``lot`` and ``max_position`` must be multiples of it. The simulated book trades whole
+            shares (step 1); fractional steps need ``scenario="historical"`` data in fractional units.
+        max_leverage: buying power: an order may take gross exposure ``|position| · mid`` to at most
+            ``max_leverage`` × equity; beyond that it is cut and reported (``rejected_reason``
+            ``"leverage"``); reducing orders always pass; ``inf`` disables the check. Default 2, the
+            initial margin of a US margin account (Regulation T, 12 CFR 220.12: 50% of the position's
+            value): it never binds in the default simulated market (``max_position · initial_price``
+            = 1 × ``initial_cash``) and keeps any single order from bankrupting the account (the
+            default ``lot=100`` on BTC data is cut to about 2 × cash / price).
         initial_cash: agent cash at reset, in currency.
         fee_bps: taker fee on the agent's traded notional, basis points.
         episode_steps: decisions per session.
+        step_seconds: market time one step stands for, in seconds (23.4; used to annualize results):
+            1000 steps of 23.4 s make one 6.5-hour equity session (23,400 s), and the default per-step
+            volatility 4 bps gives 0.0004·sqrt(252·1000) ≈ 20% a year, a typical large-cap stock.
         window: length of the ``prices``/``volumes`` history.
         n_levels: book levels in the observation.
         process: fundamental process, ``"ou"``, ``"gbm"`` or ``"markov"``.
@@ -125,11 +141,14 @@ class MarketConfig:
     initial_price: float = 100.0
     n_ticks: int = 4096
     capacity: int = 2048
-    lot: int = 100
-    max_position: int = 1000
+    lot: float = 100
+    max_position: float = 1000
+    qty_step: float | None = None
+    max_leverage: float = 2.0
     initial_cash: float = 100_000.0
     fee_bps: float = 0.5
     episode_steps: int = 1000
+    step_seconds: float = 23.4
     window: int = 32
     n_levels: int = 5
     process: str = "ou"
@@ -171,7 +190,7 @@ class MarketConfig:
     def __post_init__(self) -> None:
         positive = ("tick_size", "initial_price", "lot", "max_position", "initial_cash", "episode_steps",
                     "window", "n_levels", "order_size", "mm_refresh", "vpin_bucket", "vpin_n_buckets",
-                    "activity_max", "momentum_lookback")
+                    "activity_max", "momentum_lookback", "step_seconds")
         for name in positive:
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
@@ -202,6 +221,34 @@ class MarketConfig:
             raise ValueError(_BAD_FIELD.format(
                 "initial_price / tick_size", f">= n_ticks / 2 = {self.n_ticks // 2}",
                 self.initial_price / self.tick_size))
+        if not self.max_leverage > 0:  # NaN fails too; inf disables the check
+            raise ValueError(_BAD_FIELD.format("max_leverage", "> 0 (inf disables the check)", self.max_leverage))
+        step = _resolve_qty_step(self.lot, self.max_position, self.qty_step)
+        inverse = round(1.0 / step)
+        object.__setattr__(self, "_qty_step", step)
+        # a step of 1/k (0.01 = 1/100): units / k is the float nearest the exact decimal
+        object.__setattr__(self, "_qty_inverse", inverse if abs(inverse * step - 1.0) < 1e-12 else 0)
+
+    @property
+    def resolved_qty_step(self) -> float:
+        """The quantity grid in use: ``qty_step``, or the one derived from ``lot`` and ``max_position``."""
+        return self._qty_step  # type: ignore[attr-defined]
+
+    @property
+    def lot_units(self) -> int:
+        """``lot`` in grid units (an exact integer)."""
+        return int(round(self.lot / self._qty_step))  # type: ignore[attr-defined]
+
+    @property
+    def max_position_units(self) -> int:
+        """``max_position`` in grid units (an exact integer)."""
+        return int(round(self.max_position / self._qty_step))  # type: ignore[attr-defined]
+
+    def to_qty(self, units: float | np.ndarray) -> float | np.ndarray:
+        """Grid units → quantity, as the nearest float to the exact decimal (``3`` units of 0.01 → ``0.03``)."""
+        if self._qty_inverse:  # type: ignore[attr-defined]
+            return units / self._qty_inverse  # type: ignore[attr-defined]  # one correctly rounded division
+        return units * self._qty_step  # type: ignore[attr-defined]
 
     def replace(self, **changes: object) -> "MarketConfig":
         """A copy with ``changes`` applied (validated); unknown names are a ``TypeError``."""
@@ -266,7 +313,37 @@ class MarketConfig:
         half = 0.45 * self.n_ticks
         p[P_FUND_LIMIT] = np.log1p(half / p[P_INITIAL_PRICE_TICKS])
         p[P_HIST_LEN] = max(self.window, self.momentum_lookback + 1)
+        p[P_MAX_LEVERAGE] = self.max_leverage
         return p
+
+
+_MAX_DECIMALS = 9
+_BAD_QTY_STEP = "Expected `qty_step` to be a finite number > 0 or None, got {!r}"
+_OFF_GRID = "Expected `{}` to be a whole multiple of `qty_step` = {!r}, got {!r}"
+_TOO_FINE = "Expected `{}` with at most 9 decimals (or an explicit `qty_step` it is a multiple of), got {!r}"
+
+
+def _decimals(name: str, value: float) -> int:
+    """The fewest decimals that write ``value`` exactly (to 1e-9 relative)."""
+    for d in range(_MAX_DECIMALS + 1):
+        scaled = value * 10**d
+        if round(scaled) >= 1 and abs(scaled - round(scaled)) <= 1e-9 * scaled:
+            return d
+    raise ValueError(_TOO_FINE.format(name, value))
+
+
+def _resolve_qty_step(lot: float, max_position: float, qty_step: float | None) -> float:
+    """``qty_step``, checked, or the finest decimal step of ``lot`` and ``max_position`` (at most 1)."""
+    if qty_step is None:
+        return 10.0 ** -max(_decimals("lot", lot), _decimals("max_position", max_position))
+    if isinstance(qty_step, bool) or not isinstance(qty_step, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(qty_step) or qty_step <= 0:
+        raise ValueError(_BAD_QTY_STEP.format(qty_step))
+    for name, value in (("lot", lot), ("max_position", max_position)):
+        k = value / qty_step
+        if round(k) < 1 or abs(k - round(k)) > 1e-9 * k:
+            raise ValueError(_OFF_GRID.format(name, qty_step, value))
+    return float(qty_step)
 
 
 _PROCESSES = {"ou": PROCESS_OU, "gbm": PROCESS_GBM, "markov": PROCESS_MARKOV}

@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from janus_env.actions import continuous_fraction, discrete_index
 from janus_env.config import AGENT_JANUS, P_INITIAL_PRICE_TICKS, P_N_TICKS
-from janus_env.flow import F_COST, F_PEAK_EQUITY, F_PREV_EQUITY
+from janus_env.flow import F_COST, F_PEAK_EQUITY, F_PREV_EQUITY, current_mid
 from janus_env.lob_env import info_from_out, observation_space, split_obs
 from janus_env.regimes import scenario_config
 from janus_env.simulator import (
@@ -22,6 +22,8 @@ from janus_env.simulator import (
     O_POSITION,
     O_TERMINATED,
     SimulatedMarket,
+    _write_out,
+    check_whole_shares,
     write_obs,
 )
 
@@ -97,7 +99,14 @@ class JanusExecutionEnv(gym.Env):
     ## Episode End
 
     Terminated when everything is sold (at the latest at the deadline, when the
-    rest is sold at market). Never truncated.
+    rest is sold at market), or on ruin (equity ≤ 0, `info["ruin"]`). Never truncated.
+
+    ## Info
+
+    The `Janus-LOB-v0` keys (`exec_qty`, `exec_price`, `fees`, `rejected_qty`,
+    `rejected_reason`, `position`, `cash`, `equity`, `ruin`, ...; a sale the book
+    cannot absorb shows as `rejected_qty` with reason `"book_exhausted"`) plus
+    `remaining` (shares left to sell), `shortfall` (currency) and `arrival_price`.
 
     ## Arguments
 
@@ -132,18 +141,22 @@ class JanusExecutionEnv(gym.Env):
         render_mode: str | None = None,
         **market: Any,
     ) -> None:
-        lot = int(market.get("lot", 100))
-        if isinstance(shares, bool) or not isinstance(shares, (int, np.integer)) or shares <= 0 or shares % lot:
+        lot = market.get("lot", 100)
+        if isinstance(shares, bool) or not isinstance(shares, (int, np.integer)) or shares <= 0:
             raise ValueError(_BAD_SHARES.format(shares, lot))
         if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
             raise ValueError(_BAD_HORIZON.format(horizon))
+        config = scenario_config(scenario, max_position=int(shares), episode_steps=int(horizon) + 1, **market)
+        check_whole_shares(config)  # the simulated book trades whole shares
+        if shares % config.lot:
+            raise ValueError(_BAD_SHARES.format(shares, lot))
         if action_type not in ("continuous", "discrete"):
             raise ValueError(f"Expected `action_type` in ('continuous', 'discrete'), got {action_type!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"Expected `render_mode` in {self.metadata['render_modes']}, got {render_mode!r}")
         self.shares = int(shares)
         self.horizon = int(horizon)
-        self.config = scenario_config(scenario, max_position=self.shares, episode_steps=self.horizon + 1, **market)
+        self.config = config
         self.action_type = action_type
         self.render_mode = render_mode
         if action_type == "discrete":
@@ -168,7 +181,7 @@ class JanusExecutionEnv(gym.Env):
         market.reset(self.np_random)
         arrays = market.arrays
         origin = arrays.params[P_INITIAL_PRICE_TICKS] - 0.5 * arrays.params[P_N_TICKS]
-        mid_ticks = market.out[O_MID] / self.config.tick_size - origin
+        mid_ticks = current_mid(arrays.levels[0], arrays.state[0], arrays.f[0])
         # endow the block at the arrival mid: cash goes down by its value so equity is unchanged
         arrays.accounts[0, AGENT_JANUS, 1] = self.shares
         arrays.accounts[0, AGENT_JANUS, 0] = -int(round(self.shares * mid_ticks))
@@ -177,9 +190,11 @@ class JanusExecutionEnv(gym.Env):
             arrays.accounts[0, AGENT_JANUS, 0] + self.shares * mid_ticks)
         arrays.f[0, F_PEAK_EQUITY] = equity
         arrays.f[0, F_PREV_EQUITY] = equity
-        market.out[O_POSITION] = self.shares
         write_obs(arrays.levels[0], arrays.state[0], arrays.accounts[0], arrays.params, arrays.f[0], arrays.ib[0],
                   market.obs)
+        # the account scalars of the first info (position, cash, equity, ...) after the endowment
+        _write_out(arrays.levels[0], arrays.state[0], arrays.accounts[0], arrays.params, arrays.f[0], market.out,
+                   0.0, 0, 0.0, 0.0, 0.0, 0, 0, 0, mid_ticks)
         self._arrival = float(market.out[O_MID])
         self._t = 0
         self._needs_reset = False

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from janus_env.accounting import REASON_STRINGS
 from janus_env.actions import (
     continuous_fraction,
     discrete_index,
@@ -30,6 +31,7 @@ from janus_env.simulator import (
     O_N_FILLS,
     O_PNL,
     O_POSITION,
+    O_REJECT_REASON,
     O_REJECTED,
     O_REWARD,
     O_SLIPPAGE_BPS,
@@ -81,8 +83,11 @@ def split_obs(flat: np.ndarray, window: int, n_levels: int) -> dict[str, np.ndar
     }
 
 
-def info_from_out(o: list[float]) -> dict[str, float]:
-    """The per-step info dict from the kernel's ``out`` row (as a list)."""
+def info_from_out(o: list[float], rounding_qty: float = 0.0) -> dict[str, Any]:
+    """The per-step info dict from the kernel's ``out`` row (as a list).
+
+    ``rounding_qty``: what rounding a continuous action to the quantity grid left out (signed).
+    """
     return {
         "fills": int(o[O_N_FILLS]),
         "exec_qty": o[O_EXEC_QTY],
@@ -90,6 +95,9 @@ def info_from_out(o: list[float]) -> dict[str, float]:
         "slippage_bps": o[O_SLIPPAGE_BPS],
         "fees": o[O_FEES],
         "rejected_qty": o[O_REJECTED],
+        "rejected_reason": REASON_STRINGS[o[O_REJECT_REASON]],
+        "rounding_qty": rounding_qty,
+        "ruin": o[O_TERMINATED] != 0.0,
         "vpin": o[O_VPIN],
         "volatility": o[O_VOLATILITY],
         "position": o[O_POSITION],
@@ -102,6 +110,11 @@ def info_from_out(o: list[float]) -> dict[str, float]:
         "volume": o[O_VOLUME],
         "step": int(o[O_STEP]),
     }
+
+
+NO_EXECUTION_INFO: dict[str, Any] = {"fills": 0, "exec_qty": 0.0, "exec_price": 0.0, "slippage_bps": 0.0,
+                                     "fees": 0.0, "rejected_qty": 0.0, "rejected_reason": "", "rounding_qty": 0.0}
+"""The execution keys of ``info`` for a decision that sent nothing to the market (a safety layer blocked it)."""
 
 
 def market_config(scenario: str, market: dict[str, Any]) -> MarketConfig:
@@ -134,10 +147,18 @@ class JanusLOBEnv(gym.Env):
     | `"sized"` | `Discrete(2k+1)`, k = `n_sizes` | 0 HOLD, `i ≤ k` BUY `i·lot`, `i > k` SELL `(i−k)·lot` |
     | `"continuous"` | `Box(-1, 1, (1,))` | target position as a signed fraction of `max_position` |
 
-    Orders that would take the position beyond `max_position` are cut at the
-    limit and the cut quantity is reported in `info["rejected_qty"]`. An
-    action outside the space raises `InvalidActionError` (a `ValueError`); a
-    wrong type raises `TypeError`. Nothing is clipped silently.
+    Quantities live on a grid of `qty_step` (one share on the simulated book;
+    e.g. 0.01 BTC with `lot=0.01` on fractional data): orders, fills and the
+    position are exact multiples of it, and a continuous target is rounded to
+    it (the rest is `info["rounding_qty"]`). Before an order reaches the book it
+    is cut to `max_position` and to the buying power: gross exposure
+    `|position| · mid` after the order, at the mid the agent observed, may not
+    exceed `max_leverage` × equity (reducing orders always pass). Whatever is
+    cut, or sent but not filled because the book ran out of depth (or the
+    engine's order pool was full), is reported in `info["rejected_qty"]` with
+    `info["rejected_reason"]`. An action outside the space raises
+    `InvalidActionError` (a `ValueError`); a wrong type raises `TypeError`.
+    Nothing is clipped silently.
 
     ## Observation Space
 
@@ -178,16 +199,28 @@ class JanusLOBEnv(gym.Env):
 
     ## Episode End
 
-    Terminated when equity ≤ 0 (bankruptcy). Truncated after `episode_steps`
-    decisions (the end of the session).
+    Terminated when equity ≤ 0: ruin, with `info["ruin"] = True` (the buying-power
+    check keeps a single order from getting there; adverse moves can). Truncated
+    after `episode_steps` decisions (the end of the session).
 
     ## Info
 
-    `fills`, `exec_qty` (signed shares), `exec_price` (0 without a fill),
-    `slippage_bps` (vs the mid before the order, positive = cost), `fees`,
-    `rejected_qty`, `vpin`, `volatility`, `position`, `cash`, `equity`, `pnl`,
-    `drawdown`, `mid`, `spread` (0 while a side is empty), `volume` (shares traded by
-    everyone in the step), `step`.
+    | Key | Meaning |
+    | --- | --- |
+    | `fills` | the agent's fills this step |
+    | `exec_qty` | signed quantity executed (shares, or units of the asset), a multiple of `qty_step` |
+    | `exec_price` | VWAP of those fills (0 without a fill) |
+    | `slippage_bps` | `exec_price` vs the mid before the order, positive = cost |
+    | `fees` | `fee_bps` of the fills' notional, currency |
+    | `rejected_qty` | quantity ≥ 0 requested but not executed (absolute requested minus absolute `exec_qty`) |
+    | `rejected_reason` | why, comma-separated: `position_limit`, `leverage`, `book_exhausted`, `pool_full`; `""` if nothing |
+    | `rounding_qty` | continuous actions: target quantity left out by rounding to the grid (signed, ≤ `qty_step`/2) |
+    | `ruin` | equity ≤ 0 ended the episode |
+    | `position`, `cash`, `equity`, `pnl`, `drawdown` | the account after the step (`pnl` = equity − `initial_cash`) |
+    | `vpin`, `volatility`, `mid`, `spread`, `volume`, `step` | the market (`spread` 0 while a side is empty; `volume` traded by everyone in the step) |
+
+    Exact accounting, on every step: `Δcash = −exec_qty · exec_price − fees`,
+    `Δposition = exec_qty` and `equity = cash + position · mid`.
 
     ## Arguments
 
@@ -200,13 +233,21 @@ class JanusLOBEnv(gym.Env):
     | `data` | None | file or `HistoricalSource` for `scenario="historical"` |
     | `data_split` | `(0, 1)` | fraction of rows episodes may use (walk-forward: train `(0, .7)`, test `(.7, 1)`) |
     | `seed` | None | default seed of the first `reset()` |
+    | `step_seconds` | 23.4 | market seconds per step, for annualizing results: 1000 steps = one 6.5-h equity session, and the default 4 bps per-step volatility ≈ 20% a year; historical data use the median spacing of their time stamps instead (`env.step_seconds`) |
     | `render_mode` | None | `"ansi"` or `"rgb_array"` |
-    | `**market` | | any `MarketConfig` field: `episode_steps`, `window`, `n_levels`, `lot`, `max_position`, `fee_bps`, `initial_cash`, ... |
+    | `lot` | 100 | quantity per action unit; fractional (e.g. `0.01` BTC) on `historical` L2/OHLCV data only |
+    | `max_position` | 1000 | position limit, same unit as `lot` |
+    | `qty_step` | None | quantity grid; None: the finest decimal step of `lot` and `max_position` (at most 1) |
+    | `max_leverage` | 2.0 | buying power: gross exposure ≤ `max_leverage` × equity (Reg T initial margin, 50%); `inf` turns it off |
+    | `**market` | | any other `MarketConfig` field: `episode_steps`, `window`, `n_levels`, `fee_bps`, `initial_cash`, ... |
 
     ```python
     import gymnasium as gym
     import envs_registry
+    from janus_env.samples import sample_path
     env = gym.make("Janus-LOB-v0", scenario="regime", seed=0, episode_steps=500)
+    btc = gym.make("Janus-LOB-v0", scenario="historical", data=sample_path("btc_usd_hourly"),
+                   lot=0.01, max_position=1.0)  # 0.01 BTC per action
     ```
 
     ## Version History
@@ -243,6 +284,10 @@ class JanusLOBEnv(gym.Env):
         self.action_space = make_action_space(action_type, n_sizes)
         self.observation_space = observation_space(self.config.window, self.config.n_levels)
         self._default_seed = None if seed is None else int(seed)
+        self._lot_units = self.config.lot_units
+        self._max_units = self.config.max_position_units
+        self._qty_step = self.config.resolved_qty_step
+        self._rounding = 0.0
         self._market = self._make_market(scenario, data, tuple(data_split))
         self._needs_reset = True
         self._frames: list[np.ndarray] = []
@@ -284,7 +329,7 @@ class JanusLOBEnv(gym.Env):
     def step(self, action: Any):
         if self._needs_reset:
             raise RuntimeError(_NEED_RESET)
-        self._market.step(self._order_qty(action))
+        self._market.step(self._order_units(action))
         out = self._market.out.tolist()
         terminated = out[O_TERMINATED] != 0.0
         truncated = out[O_TRUNCATED] != 0.0
@@ -292,15 +337,16 @@ class JanusLOBEnv(gym.Env):
             self._needs_reset = True
         if self.render_mode is not None:
             self._remember(out)
-        return self._observation(), out[O_REWARD], terminated, truncated, info_from_out(out)
+        return self._observation(), out[O_REWARD], terminated, truncated, info_from_out(out, self._rounding)
 
-    def _order_qty(self, action: Any) -> int:
-        lot = self.config.lot
+    def _order_units(self, action: Any) -> int:
+        """The signed order in grid units; a continuous target is rounded to the grid (rest in ``_rounding``)."""
         if self.action_type == "continuous":
-            target = round(continuous_fraction(action, self.action_space) * self.config.max_position)
-            return int(target - self._market.out[O_POSITION])
-        index = discrete_index(action, self.action_space)
-        return sized_quantity(index, self.n_sizes, lot)
+            target = continuous_fraction(action, self.action_space) * self._max_units
+            units = round(target)
+            self._rounding = (target - units) * self._qty_step
+            return int(units - self._market.position_units)
+        return sized_quantity(discrete_index(action, self.action_space), self.n_sizes, self._lot_units)
 
     def _observation(self) -> dict[str, np.ndarray]:
         return split_obs(self._market.obs.copy(), self.config.window, self.config.n_levels)
@@ -335,6 +381,21 @@ class JanusLOBEnv(gym.Env):
         ``O_*`` out row (the source of reward and ``info``). Kernels that read the state after each
         step (the shield) use them without copies; treat them as read-only."""
         return self._market.obs.reshape(1, -1), self._market.out.reshape(1, -1)
+
+    @property
+    def step_seconds(self) -> float:
+        """Market time one decision step stands for, in seconds (what evaluation annualizes with).
+
+        ``scenario="historical"``: the data's median step spacing
+        (:attr:`janus_env.historical.HistoricalSource.step_seconds`), or
+        ``MarketConfig.step_seconds`` when the data has no time stamps. Simulated
+        scenarios: ``MarketConfig.step_seconds`` (23.4 s by default).
+        """
+        if self.scenario == "historical":
+            seconds = self._market.source.step_seconds
+            if seconds is not None:
+                return float(seconds)
+        return float(self.config.step_seconds)
 
     @property
     def scenarios(self) -> list[str]:

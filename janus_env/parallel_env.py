@@ -22,6 +22,7 @@ features and every agent's observation) is one numba call
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,8 @@ from janus_env._parallel_kernels import (
     Q_ASK_SIZE,
     Q_BID_PRICE,
     Q_BID_SIZE,
+    Q_BUY_NOTIONAL,
+    Q_BUY_QTY,
     Q_CASH,
     Q_DRAWDOWN,
     Q_EQUITY,
@@ -63,8 +66,11 @@ from janus_env._parallel_kernels import (
     Q_PASSIVE_QTY,
     Q_PNL,
     Q_POSITION,
+    Q_REJECT_REASON,
     Q_REJECTED,
     Q_REWARD,
+    Q_SELL_NOTIONAL,
+    Q_SELL_QTY,
     Q_SLIPPAGE_BPS,
     Q_TERMINATED,
     ROLE_INFORMED,
@@ -79,6 +85,7 @@ from janus_env._parallel_kernels import (
     parallel_reset,
     parallel_step,
 )
+from janus_env.accounting import REASON_STRINGS
 from janus_env.actions import (
     ACTION_TYPES,
     InvalidActionError,
@@ -105,7 +112,7 @@ from janus_env.flow import I_SNAPSHOT
 from janus_env.lob_env import market_config, observation_space, split_obs
 from janus_env.render import ansi_ladder
 from janus_env.rng import seed_state
-from janus_env.simulator import _LADDER_LEVELS, f_size, obs_size, ticks_to_currency
+from janus_env.simulator import _LADDER_LEVELS, check_whole_shares, f_size, obs_size, ticks_to_currency
 
 ROLES: tuple[str, ...] = ("market_maker", "informed", "momentum", "noise", "janus")
 """Role names in the order their agents appear in ``possible_agents``."""
@@ -151,6 +158,10 @@ _TAKER_INFO_COLUMNS = {
     "fees": Q_FEES,
     "rejected_qty": Q_REJECTED,
     "passive_qty": Q_PASSIVE_QTY,
+    "buy_qty": Q_BUY_QTY,
+    "buy_notional": Q_BUY_NOTIONAL,
+    "sell_qty": Q_SELL_QTY,
+    "sell_notional": Q_SELL_NOTIONAL,
     "position": Q_POSITION,
     "cash": Q_CASH,
     "equity": Q_EQUITY,
@@ -165,8 +176,8 @@ _MAKER_INFO_COLUMNS = {
     "ask_size": Q_ASK_SIZE,
     "inventory_penalty": Q_INVENTORY_PENALTY,
 }
-_TAKER_INFO = (tuple(_TAKER_INFO_COLUMNS), tuple(_TAKER_INFO_COLUMNS.values()))
-_MAKER_INFO = (tuple(_MAKER_INFO_COLUMNS), tuple(_MAKER_INFO_COLUMNS.values()))
+_TAKER_INFO = (tuple(_TAKER_INFO_COLUMNS), itemgetter(*_TAKER_INFO_COLUMNS.values()))
+_MAKER_INFO = (tuple(_MAKER_INFO_COLUMNS), itemgetter(*_MAKER_INFO_COLUMNS.values()))
 
 
 def _is_int(value: object) -> bool:
@@ -239,8 +250,14 @@ class JanusParallelEnv(ParallelEnv):
     | takers, `"continuous"` | `Box(-1, 1, (1,))` | target position as a signed fraction of `max_position` |
     | `market_maker` | `MultiDiscrete([K, K, S+1, S+1])`, K = `maker_offsets`, S = `maker_sizes` | (bid offset ticks, ask offset ticks, bid size lots, ask size lots); size 0 = no quote on that side |
 
-    Orders (and quote sizes) that could take a position beyond `max_position`
-    are cut at the limit and the cut shares reported in `info["rejected_qty"]`.
+    Orders (and quote sizes) that could take a position beyond `max_position`,
+    or gross exposure `|position| · mid` beyond `max_leverage` × the agent's
+    equity (each quote checked as if it alone were filled; reducing orders
+    always pass; see `janus_env.accounting`), are cut. Nothing vanishes
+    silently: cut shares, the unfilled rest of a market order (book
+    exhausted), and orders or quotes the engine could not accept (order pool
+    full: raise `capacity`; a quote priced off the tick grid) are reported in
+    `info["rejected_qty"]`, with the reasons in `info["rejected_reason"]`.
     An action outside its space raises `InvalidActionError` (a `ValueError`),
     a wrong type `TypeError`. A live agent missing from the `actions` dict
     HOLDs (a maker then quotes nothing: its old quotes are cancelled at its turn).
@@ -279,8 +296,9 @@ class JanusParallelEnv(ParallelEnv):
 
     ## Episode End
 
-    An agent whose equity falls to ≤ 0 is terminated (its quotes are cancelled,
-    its position stays on the book) and removed from `agents`; with
+    An agent whose equity falls to ≤ 0 is ruined: terminated with
+    `info["ruin"] = True` (its quotes are cancelled, its position stays on the
+    book) and removed from `agents`; with
     `on_bankruptcy="end_episode"` every other agent is truncated in the same
     step (SuperSuit's vector envs need all agents to finish together). All agents
     are truncated after `episode_steps` steps.
@@ -301,13 +319,23 @@ class JanusParallelEnv(ParallelEnv):
     ## Info
 
     Per agent: `role`, `rank` (position in this step's order), `halted`,
-    `halt_reason`, `fills`, `exec_qty` (signed shares, all the agent's fills),
-    `exec_price` (average, 0 without a fill), `slippage_bps` (vs the observed
-    mid, positive = cost), `fees`, `rejected_qty`, `passive_qty` (shares filled
-    as maker), `position`, `cash`, `equity`, `pnl`, `drawdown`, and the market's
-    `mid`, `spread`, `vpin`, `volatility`, `volume`, `step`; makers also
-    `bid_price`, `bid_size`, `ask_price`, `ask_size` (0 for no quote) and
-    `inventory_penalty`.
+    `halt_reason`, `fills`, `exec_qty` (signed shares, net of all the agent's
+    fills), `exec_price` (average over buys and sells, 0 without a fill),
+    `slippage_bps` (vs the observed mid, positive = cost), `fees`,
+    `rejected_qty` (shares ≥ 0 cut or not filled, see Action Space),
+    `rejected_reason` (comma-separated `position_limit`, `leverage`,
+    `book_exhausted`, `pool_full`, `price_range`; `""` when nothing was
+    rejected), `rounding_qty` (continuous takers: target shares left out by
+    rounding to whole shares), `passive_qty` (shares filled as maker), the
+    gross flows `buy_qty`, `buy_notional`, `sell_qty`, `sell_notional`
+    (shares and currency, as taker and maker), `position`, `cash`, `equity`,
+    `pnl`, `drawdown`, `ruin`, and the market's `mid`, `spread`, `vpin`,
+    `volatility`, `volume`, `step`; makers also `bid_price`, `bid_size`,
+    `ask_price`, `ask_size` (0 for no quote) and `inventory_penalty`.
+
+    Every step, for every agent: `Δcash = sell_notional − buy_notional − fees`,
+    `Δposition = buy_qty − sell_qty = exec_qty` and `equity = cash + position · mid`,
+    so cash is rebuilt from the infos alone.
 
     ## Arguments
 
@@ -327,7 +355,7 @@ class JanusParallelEnv(ParallelEnv):
     | `on_bankruptcy` | `"remove"` | `"remove"` or `"end_episode"` |
     | `seed` | None | default seed of the first `reset()` |
     | `render_mode` | None | `"ansi"` or `"human"` (prints the ansi text) |
-    | `**market` | | any `MarketConfig` field: `episode_steps`, `lot`, `max_position`, `fee_bps`, ... |
+    | `**market` | | any `MarketConfig` field: `episode_steps`, `lot`, `max_position`, `max_leverage` (2), `fee_bps`, ...; the book trades whole shares, so a fractional `lot` or `qty_step` is a `ValueError` |
 
     ```python
     from envs_registry.pettingzoo_envs import make_parallel_env
@@ -387,6 +415,7 @@ class JanusParallelEnv(ParallelEnv):
         if seed is not None and not _is_int(seed):
             raise TypeError(_BAD_SEED.format(seed))
         self.config = market_config(scenario, market)
+        check_whole_shares(self.config)
         self.scenario = scenario
         self.action_type = action_type
         self.n_sizes = int(n_sizes) if action_type == "sized" else 1
@@ -443,8 +472,10 @@ class JanusParallelEnv(ParallelEnv):
         self._ep[EP_SEED_LADDER] = _LADDER_LEVELS
         self._halt_reason: dict[str, str] = {}
         self._remove_pending: set[str] = set()
+        self._rounding = [0.0] * n  # continuous takers: target shares left out by rounding
         self._n_taker_actions = 0 if action_type == "continuous" else 2 * self.n_sizes + 1
-        self._taker_table = [sized_quantity(a, self.n_sizes, self.config.lot) for a in range(self._n_taker_actions)]
+        self._taker_table = [sized_quantity(a, self.n_sizes, self.config.lot_units)
+                             for a in range(self._n_taker_actions)]
         self._with_signal = [self.pad_observations or role == "informed" for role in self._role_of]
         self.np_random, self._np_random_seed = seeding.np_random(None)
         self._seeded = False
@@ -487,6 +518,7 @@ class JanusParallelEnv(ParallelEnv):
         self.agents = list(self.possible_agents)
         self._halt_reason = {}
         self._remove_pending = set()
+        self._rounding = [0.0] * len(self.possible_agents)
         live = list(range(len(self.possible_agents)))
         return self._observations(live), self._infos(live)
 
@@ -504,6 +536,8 @@ class JanusParallelEnv(ParallelEnv):
                 raise ValueError(_NOT_LIVE.format(agent, self.agents))
         act = self._act
         act[:] = 0
+        if self.action_type == "continuous":
+            self._rounding = [0.0] * len(self.possible_agents)
         for i in live:
             if self._status[i] != STATUS_LIVE:
                 continue  # halted: the action is ignored (HOLD)
@@ -559,8 +593,10 @@ class JanusParallelEnv(ParallelEnv):
         if type(action) in _FAST_INTS and 0 <= action < self._n_taker_actions:  # fast path of the common case
             return self._taker_table[int(action)]
         if self.action_type == "continuous":
-            target = round(continuous_fraction(action, space) * self.config.max_position)
-            return int(target - self._accounts[self._agent_base + i, 1])
+            target = continuous_fraction(action, space) * self.config.max_position
+            units = round(target)
+            self._rounding[i] = target - units
+            return int(units - self._accounts[self._agent_base + i, 1])
         return sized_quantity(discrete_index(action, space), self.n_sizes, self.config.lot)
 
     def _observations(self, live: list[int]) -> dict[str, dict[str, np.ndarray]]:
@@ -581,14 +617,18 @@ class JanusParallelEnv(ParallelEnv):
                   "volume": m[M_VOLUME], "step": int(m[M_STEP])}
         rows = self._aout.tolist()
         status = self._status.tolist()
+        rounding = self._rounding
         infos = {}
         for i in live:
             agent = self.possible_agents[i]
             o = rows[i]
             info = {"role": self._role_of[i], "rank": int(o[Q_ORDER_RANK]), "halted": status[i] == STATUS_HALTED,
                     "halt_reason": self._halt_reason.get(agent), "fills": int(o[Q_N_FILLS])}
-            keys, cols = _MAKER_INFO if self._is_maker[i] else _TAKER_INFO
-            info.update(zip(keys, [o[c] for c in cols]))
+            keys, columns = _MAKER_INFO if self._is_maker[i] else _TAKER_INFO
+            info.update(zip(keys, columns(o)))
+            info["rejected_reason"] = REASON_STRINGS[o[Q_REJECT_REASON]]
+            info["rounding_qty"] = rounding[i]
+            info["ruin"] = o[Q_TERMINATED] != 0.0
             info.update(market)
             infos[agent] = info
         return infos

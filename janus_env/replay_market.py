@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from janus_env.accounting import REJECT_BOOK_EXHAUSTED, cut_order
+from janus_env.book import BUY, SELL
 from janus_env.config import REWARD_RISK_ADJUSTED, MarketConfig
 from janus_env.features import N_VPIN_SCALARS, vpin_update
-from janus_env.historical import HistoricalSource, load_source
+from janus_env.historical import HistoricalSource, _RecordedBookSource, load_source
 from janus_env.simulator import (
     N_ACCOUNT,
     N_OUT,
@@ -32,6 +34,7 @@ from janus_env.simulator import (
     O_N_FILLS,
     O_PNL,
     O_POSITION,
+    O_REJECT_REASON,
     O_REJECTED,
     O_REWARD,
     O_SLIPPAGE_BPS,
@@ -50,6 +53,9 @@ _NEED_DATA = ("scenario='historical' needs `data`: a LOBSTER message file, an L2
 _TOO_SHORT = "The data has {} steps; `window` + 2 = {} are needed for one decision"
 _BAD_START = "Expected options['start'] in [{}, {}], got {!r}"
 _BAD_SPLIT = "Expected `data_split` = (lo, hi) with 0 <= lo < hi <= 1, got {!r}"
+_WHOLE_SHARES = ("Expected a quantity grid of whole shares (`qty_step` = 1) for {}, which fills whole shares only; "
+                 "got qty_step={!r} (lot={!r}, max_position={!r})")
+_OFF_GRID_FILL = "{}.execute filled {!r}, which is not a whole multiple of `qty_step` = {!r}"
 
 
 def _check_split(split: Any) -> tuple[float, float]:
@@ -75,6 +81,19 @@ class HistoricalMarket:
     pins the start; by default it is drawn from the env's ``np_random``.
     ``data_split=(lo, hi)`` keeps every episode inside rows ``[lo·N, hi·N)``
     for walk-forward splits: train on ``(0, 0.7)``, evaluate on ``(0.7, 1)``.
+
+    Accounting: orders and the position are integer counts of ``config.resolved_qty_step``
+    (e.g. 0.01 BTC), so the position is an exact multiple of the grid; a recorded book
+    (L2, OHLCV) fills whole grid steps only, and cash is charged exactly the notional of
+    those fills: ``Δcash = −exec_qty · exec_price − fees`` with ``exec_price`` their VWAP.
+    Orders are cut to ``max_position`` and ``max_leverage`` (``accounting.cut_order``, at the
+    mid the agent observed) before they reach the book; what is cut or not filled is
+    ``rejected_qty``. LOBSTER replays whole shares, so it needs ``qty_step`` = 1.
+
+    Raises:
+        ValueError: no ``data``, too little of it, a bad ``data_split``, or a fractional
+            quantity grid on a whole-share source (LOBSTER); at ``step``, a custom source
+            whose fill is not a whole multiple of the grid.
     """
 
     def __init__(self, config: MarketConfig, data: Any, data_split: tuple[float, float] = (0.0, 1.0)) -> None:
@@ -83,6 +102,12 @@ class HistoricalMarket:
         lo, hi = _check_split(data_split)
         self.config = config
         self.source: HistoricalSource = load_source(data)
+        self._qty_step = config.resolved_qty_step
+        self._max_units = config.max_position_units
+        self._recorded = isinstance(self.source, _RecordedBookSource)  # fills on any grid
+        if not self._recorded and self._qty_step != 1.0:
+            raise ValueError(_WHOLE_SHARES.format(type(self.source).__name__, config.qty_step, config.lot,
+                                                  config.max_position))
         n = len(self.source)
         # walk-forward: episodes (history window included) live entirely in rows [first_row, end_row)
         self.first_row, self.end_row = int(np.floor(lo * n)), int(np.floor(hi * n))
@@ -129,13 +154,19 @@ class HistoricalMarket:
         self._steps = self.episode_steps
         self._t = 0
         self._cash = cfg.initial_cash
-        self._position = 0
+        self._units = 0  # position in grid units (exact)
+        self._position = 0.0  # the same in quantity
         self._cost = 0.0
         self._fees = 0.0
         self._peak = cfg.initial_cash
         self._prev_equity = cfg.initial_cash
         self.out[:] = 0.0
-        self._write(reward=0.0, exec_qty=0, exec_px=0.0, slip=0.0, fee=0.0, rejected=0, n_fills=0)
+        self._write(reward=0.0, exec_qty=0.0, exec_px=0.0, slip=0.0, fee=0.0, rejected=0.0, reasons=0, n_fills=0)
+
+    @property
+    def position_units(self) -> int:
+        """The agent's position in grid units."""
+        return self._units
 
     def _record(self) -> None:
         """Fold the current step's book and trades into the histories and VPIN."""
@@ -154,29 +185,30 @@ class HistoricalMarket:
         self._n_hist = min(self._n_hist + 1, self.config.window)
         self._book = book
 
-    def step(self, order_qty: int) -> None:
+    def step(self, order_units: int) -> None:
+        """Execute a signed order of ``order_units`` grid units, then advance the data one step."""
         cfg = self.config
         mid_before = self._mid
-        q = order_qty
-        if self._position + q > cfg.max_position:
-            q = cfg.max_position - self._position
-        elif self._position + q < -cfg.max_position:
-            q = -cfg.max_position - self._position
-        rejected = order_qty - q
-        filled, notional, exec_px, slip, fee = 0, 0.0, 0.0, 0.0, 0.0
+        equity_before = self._cash + self._position * mid_before
+        q, reasons = cut_order(self._units, int(order_units), self._max_units, mid_before * self._qty_step,
+                               equity_before, float(cfg.max_leverage))
+        filled, notional, exec_qty, exec_px, slip, fee = 0, 0.0, 0.0, 0.0, 0.0, 0.0
         if q != 0:
-            got, notional = self.source.execute(1 if q > 0 else -1, abs(q))
-            filled = int(round(got))
-        signed = filled if q > 0 else -filled
+            filled, notional = self._execute(BUY if q > 0 else SELL, abs(q))
+            if filled < abs(q):
+                reasons |= REJECT_BOOK_EXHAUSTED
         if filled > 0:
-            avg = notional / got
-            exec_px = avg
-            slip = ((avg - mid_before) if q > 0 else (mid_before - avg)) / mid_before * 1e4
+            qty = cfg.to_qty(filled)
+            exec_px = notional / qty  # the fills' VWAP, so exec_qty · exec_price is the notional charged
+            exec_qty = qty if q > 0 else -qty
+            slip = ((exec_px - mid_before) if q > 0 else (mid_before - exec_px)) / mid_before * 1e4
             fee = cfg.fee_bps * 1e-4 * notional
             self._fees += fee
             self._cash -= (notional if q > 0 else -notional) + fee
-            self._update_cost(signed, avg)
-            self._position += signed
+            self._update_cost(exec_qty, exec_px)
+            self._units += filled if q > 0 else -filled
+            self._position = cfg.to_qty(self._units)
+        rejected = cfg.to_qty(abs(int(order_units)) - filled)
         self.source.advance()
         self._record()
         self._t += 1
@@ -187,12 +219,25 @@ class HistoricalMarket:
             reward -= cfg.risk_aversion * exposure * self._volatility() * 1e4
         self._prev_equity = equity
         self._peak = max(self._peak, equity)
-        self._write(reward, signed, exec_px, slip, fee, rejected, 1 if filled else 0)
+        self._write(reward, exec_qty, exec_px, slip, fee, rejected, reasons, 1 if filled else 0)
         terminated = equity <= 0.0
         self.out[O_TERMINATED] = float(terminated)
         self.out[O_TRUNCATED] = float(not terminated and self._t >= self._steps)
 
-    def _update_cost(self, dq: int, px: float) -> None:
+    def _execute(self, side: int, units: int) -> tuple[int, float]:
+        """Send ``units`` grid units to the source; return (filled units, notional in currency)."""
+        step = self._qty_step
+        if self._recorded:
+            source: Any = self.source  # a _RecordedBookSource: fills on any grid
+            got, notional = source.execute(side, self.config.to_qty(units), qty_step=step)
+        else:
+            got, notional = self.source.execute(side, float(units))  # whole shares (qty_step = 1)
+        filled = int(round(got / step))
+        if abs(filled * step - got) > 1e-9 * max(step, abs(got)):
+            raise ValueError(_OFF_GRID_FILL.format(type(self.source).__name__, got, step))
+        return filled, float(notional)
+
+    def _update_cost(self, dq: float, px: float) -> None:
         pos = self._position
         if pos == 0 or (dq > 0) == (pos > 0):
             self._cost += dq * px
@@ -210,8 +255,8 @@ class HistoricalMarket:
         r = np.diff(self._log_mid[-n:])
         return float(np.sqrt(np.mean(r * r)))
 
-    def _write(self, reward: float, exec_qty: int, exec_px: float, slip: float, fee: float, rejected: int,
-               n_fills: int) -> None:
+    def _write(self, reward: float, exec_qty: float, exec_px: float, slip: float, fee: float, rejected: float,
+               reasons: int, n_fills: int) -> None:
         cfg = self.config
         w, n_levels = cfg.window, cfg.n_levels
         obs, out = self.obs, self.out
@@ -259,6 +304,7 @@ class HistoricalMarket:
         out[O_DRAWDOWN] = obs[a0 + 3]
         out[O_MID] = mid
         out[O_REJECTED] = rejected
+        out[O_REJECT_REASON] = reasons
         out[O_N_FILLS] = n_fills
         out[O_CASH] = self._cash
         out[O_SPREAD] = spread if math.isfinite(spread) else 0.0

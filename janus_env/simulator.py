@@ -23,6 +23,7 @@ import types
 import numpy as np
 from numba import njit, prange
 
+from janus_env.accounting import REJECT_BOOK_EXHAUSTED, REJECT_POOL_FULL, cut_order
 from janus_env.book import (
     BUY,
     F_PRICE,
@@ -49,6 +50,7 @@ from janus_env.config import (
     P_INITIAL_CASH,
     P_INITIAL_PRICE_TICKS,
     P_LOT,
+    P_MAX_LEVERAGE,
     P_MAX_POSITION,
     P_N_LEVELS,
     P_N_TICKS,
@@ -110,7 +112,8 @@ O_SPREAD = 16
 O_STEP = 17
 O_PNL = 18
 O_VOLUME = 19
-N_OUT = 20
+O_REJECT_REASON = 20
+N_OUT = 21
 
 N_ACCOUNT = 5
 N_MARKET = 4
@@ -125,10 +128,30 @@ def f_size(p: np.ndarray) -> int:
     return N_F_SCALARS + int(p[P_VPIN_N_BUCKETS]) + 3 * int(p[P_HIST_LEN])
 
 
+_FRACTIONAL = ("Expected `{}` to be a whole number of shares: the simulated book trades integer shares "
+               "(fractional quantities need scenario='historical' data in fractional units), got {!r}")
+
+
+def check_whole_shares(config: MarketConfig) -> None:
+    """Raise ``ValueError`` unless ``lot``, ``max_position`` and the quantity grid are whole shares."""
+    for name in ("lot", "max_position"):
+        value = getattr(config, name)
+        if value != round(value):
+            raise ValueError(_FRACTIONAL.format(name, value))
+    if config.resolved_qty_step != 1.0:
+        raise ValueError(_FRACTIONAL.format("qty_step", config.qty_step).replace("a whole number of shares",
+                                                                                  "1 (one share)"))
+
+
 class MarketArrays:
-    """Preallocated state of ``n_books`` simulated books (leading dimension) for one config."""
+    """Preallocated state of ``n_books`` simulated books (leading dimension) for one config.
+
+    Raises:
+        ValueError: a fractional ``lot``, ``max_position`` or ``qty_step`` (see ``check_whole_shares``).
+    """
 
     def __init__(self, config: MarketConfig, n_books: int = 1, log_capacity: int = 0) -> None:
+        check_whole_shares(config)
         self.config = config
         self.params = config.to_params()
         self.n_books = int(n_books)
@@ -194,13 +217,14 @@ def _record_market(levels, state, fills, p, f, first_fill):
     if n > 0:
         r = log_mid - f[mr + (head - 1) % h]
         r2 = r * r
+    # the return that leaves the window: read it before its ring slot is reused (hist_len may equal
+    # window), and count entries with F_STEP_COUNT, which (unlike the ring count) is not capped at hist_len
+    leaving = f[sq + (head - w) % h] if int(f[F_STEP_COUNT]) >= w + 1 else 0.0
     f[mr + head] = log_mid
     f[vo + head] = math.log1p((buy + sell) / p[P_LOT])
     f[sq + head] = r2
     n_returns = n if n < w else w  # returns in the window after this step
-    acc = f[F_SQ_SUM] + r2
-    if n >= w + 1:
-        acc -= f[sq + (head - w) % h]
+    acc = f[F_SQ_SUM] + r2 - leaving
     head = (head + 1) % h
     f[F_RING_HEAD] = head
     f[F_RING_N] = n + 1 if n + 1 < h else h
@@ -312,11 +336,14 @@ def env_reset(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, o
     f[F_PEAK_EQUITY] = equity
     f[F_PREV_EQUITY] = equity
     write_obs(levels, state, accounts, p, f, ib, obs)
-    _write_out(levels, state, accounts, p, f, out, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0, mid)
+    _write_out(levels, state, accounts, p, f, out, 0.0, 0, 0.0, 0.0, 0.0, 0, 0, 0, mid)
+    out[O_TERMINATED] = 0.0
+    out[O_TRUNCATED] = 0.0
 
 
 @njit(cache=True)
-def _write_out(levels, state, accounts, p, f, out, reward, exec_qty, exec_px, slip, fee, rejected, n_fills, mid):
+def _write_out(levels, state, accounts, p, f, out, reward, exec_qty, exec_px, slip, fee, rejected, reasons, n_fills,
+               mid):
     origin = _origin(p)
     tick = p[P_TICK_SIZE]
     pos = accounts[AGENT_JANUS, 1]
@@ -334,6 +361,7 @@ def _write_out(levels, state, accounts, p, f, out, reward, exec_qty, exec_px, sl
     out[O_DRAWDOWN] = (peak - equity) / peak if peak > 0 else 0.0
     out[O_MID] = (mid + origin) * tick
     out[O_REJECTED] = rejected
+    out[O_REJECT_REASON] = reasons
     out[O_N_FILLS] = n_fills
     out[O_CASH] = p[P_INITIAL_CASH] + tick * (accounts[AGENT_JANUS, 0] - origin * pos) - f[F_FEES]
     bb = state[S_BEST_BID]
@@ -361,28 +389,34 @@ def _update_cost(f, pos_before, dq, px):
 
 @njit(cache=True)
 def env_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, out, order_qty):
-    """Execute the agent's signed market order (shares), then one step of flow; fill ``obs``/``out``."""
+    """Execute the agent's signed market order (shares), then one step of flow; fill ``obs``/``out``.
+
+    The order is first cut to the position and leverage limits (``accounting.cut_order``, marked at
+    the mid the agent observed); whatever is cut or not filled is ``O_REJECTED`` (shares, >= 0) with
+    its reasons in ``O_REJECT_REASON``.
+    """
     t = f[F_STEP]
     state[S_N_FILLS] = 0
     origin = _origin(p)
+    tick = p[P_TICK_SIZE]
     mid_before = current_mid(levels, state, f)
     pos = accounts[AGENT_JANUS, 1]
-    max_pos = int(p[P_MAX_POSITION])
-    q = order_qty
-    if pos + q > max_pos:
-        q = max_pos - pos
-    elif pos + q < -max_pos:
-        q = -max_pos - pos
-    rejected = order_qty - q
+    q, reasons = cut_order(pos, order_qty, int(p[P_MAX_POSITION]), (mid_before + origin) * tick,
+                           _equity(accounts, p, f, mid_before), p[P_MAX_LEVERAGE])
     if q != 0:
-        submit(levels, orders, state, accounts, fills, log, AGENT_JANUS, BUY if q > 0 else -BUY, 0, abs(q), True)
+        oid = submit(levels, orders, state, accounts, fills, log, AGENT_JANUS, BUY if q > 0 else -BUY, 0, abs(q),
+                     True)
+        if oid < 0:
+            reasons |= REJECT_POOL_FULL
     n_agent = state[S_N_FILLS]
     filled = 0
     notional = 0.0
     for i in range(n_agent):
         filled += fills[i, F_QTY]
         notional += fills[i, F_QTY] * (fills[i, F_PRICE] + origin)
-    tick = p[P_TICK_SIZE]
+    if filled < abs(q) and (reasons & REJECT_POOL_FULL) == 0:
+        reasons |= REJECT_BOOK_EXHAUSTED
+    rejected = abs(order_qty) - filled
     exec_px = 0.0
     slip = 0.0
     fee = 0.0
@@ -413,7 +447,8 @@ def env_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, ou
     terminated = equity <= 0.0
     truncated = (not terminated) and t >= p[P_EPISODE_STEPS]
     write_obs(levels, state, accounts, p, f, ib, obs)
-    _write_out(levels, state, accounts, p, f, out, reward, signed, exec_px, slip, fee, rejected, n_agent, mid)
+    _write_out(levels, state, accounts, p, f, out, reward, signed, exec_px, slip, fee, rejected, reasons, n_agent,
+               mid)
     out[O_TERMINATED] = 1.0 if terminated else 0.0
     out[O_TRUNCATED] = 1.0 if truncated else 0.0
     f[F_DONE] = 1.0 if (terminated or truncated) else 0.0
@@ -475,6 +510,11 @@ class SimulatedMarket:
 
     def step(self, order_qty: int) -> None:
         env_step(*self._args, order_qty)
+
+    @property
+    def position_units(self) -> int:
+        """The agent's position in grid units (shares on the simulated book)."""
+        return int(self.arrays.accounts[0, AGENT_JANUS, 1])
 
     def l2(self, n_levels: int) -> np.ndarray:
         """Top of book as float rows (bid_px, bid_qty, ask_px, ask_qty) in currency and shares."""

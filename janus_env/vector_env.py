@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from janus_env.accounting import REASON_TABLE
 from janus_env.actions import InvalidActionError, make_action_space
 from janus_env.lob_env import REWARDS, market_config, observation_space, split_obs
 from janus_env.rng import seed_state
@@ -28,6 +29,7 @@ from janus_env.simulator import (
     O_FEES,
     O_MID,
     O_POSITION,
+    O_REJECT_REASON,
     O_REJECTED,
     O_REWARD,
     O_SLIPPAGE_BPS,
@@ -43,6 +45,7 @@ from janus_env.simulator import (
     vec_step_parallel,
 )
 from janus_env.config import P_REWARD_MODE
+from janus_env.flow import F_DONE
 
 _INFO_COLUMNS = {
     "exec_qty": O_EXEC_QTY,
@@ -76,7 +79,16 @@ class JanusLOBVectorEnv(VectorEnv):
             and numba has at least 4 threads). Results are identical either way.
 
     Info is a dict of arrays of shape ``(num_envs,)`` with the ``_key`` masks
-    of Gymnasium's vector convention.
+    of Gymnasium's vector convention: ``exec_qty``, ``exec_price``, ``slippage_bps``,
+    ``fees``, ``rejected_qty``, ``rejected_reason`` (str), ``rounding_qty``, ``ruin``
+    (bool), ``vpin``, ``volatility``, ``position``, ``cash``, ``equity``, ``drawdown``,
+    ``mid``, ``volume``, each as in ``JanusLOBEnv``'s ``## Info``. On every step
+    ``Δcash = −exec_qty · exec_price − fees``, ``Δposition = exec_qty`` and
+    ``equity = cash + position · mid``.
+
+    Raises:
+        ValueError: a fractional ``lot``, ``max_position`` or ``qty_step`` (the simulated
+            book trades whole shares), and the bad arguments ``JanusLOBEnv`` rejects.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -123,6 +135,7 @@ class JanusLOBVectorEnv(VectorEnv):
         self._step_kernel = vec_step_parallel if self.parallel else vec_step
         self._reset_kernel = vec_reset_parallel if self.parallel else vec_reset
         self._qty = np.zeros(self.num_envs, dtype=np.int64)
+        self._rounding = np.zeros(self.num_envs, dtype=np.float64)
         self._mask = np.ones(self.num_envs, dtype=bool)
         self._default_seed = seed
         self._needs_reset = True
@@ -150,6 +163,7 @@ class JanusLOBVectorEnv(VectorEnv):
             for i in range(self.num_envs):
                 self._m.rng[i] = seed_state(self.np_random)
         self._reset_kernel(*self._args)
+        self._rounding[:] = 0.0
         self._needs_reset = False
         return self._observation(), self._info()
 
@@ -157,7 +171,11 @@ class JanusLOBVectorEnv(VectorEnv):
         if self._needs_reset:
             raise RuntimeError(_NEED_RESET)
         self._qty[:] = self.order_quantities(actions)
+        resetting = self._m.f[:, F_DONE] != 0.0  # these books reset this step and ignore their action
         self._step_kernel(*self._args, self._qty)
+        if self._table is None:  # continuous: what rounding the target to whole shares left out
+            target = np.asarray(actions, dtype=np.float64).reshape(self.num_envs) * self.config.max_position
+            self._rounding = np.where(resetting, 0.0, target - np.round(target))
         out = self._m.out
         return (self._observation(), out[:, O_REWARD].copy(), out[:, O_TERMINATED] != 0.0,
                 out[:, O_TRUNCATED] != 0.0, self._info())
@@ -198,5 +216,10 @@ class JanusLOBVectorEnv(VectorEnv):
         info: dict[str, np.ndarray] = {}
         for key, col in _INFO_COLUMNS.items():
             info[key] = out[:, col].copy()
+            info["_" + key] = self._mask
+        info["rejected_reason"] = REASON_TABLE[out[:, O_REJECT_REASON].astype(np.int64)]
+        info["ruin"] = out[:, O_TERMINATED] != 0.0
+        info["rounding_qty"] = self._rounding.copy()
+        for key in ("rejected_reason", "ruin", "rounding_qty"):
             info["_" + key] = self._mask
         return info

@@ -142,9 +142,17 @@ class Hypothalamus(gym.Wrapper):
       positive and acts as an edge gate: it shrinks orders as f* → 0 and blocks
       new exposure when f* ≤ 0. Statistics are per session (cleared by
       ``reset()``) unless ``persist_stats=True``.
-    * volatility: ``vol_scale = min(1, σ_target/σ)``, σ = ``1e4·info["volatility"]``
-      bps per step, ``sigma_target_bps`` = 1.0 *(ours; calm OU runs at ≈ 0.7)*;
-      σ = 0 gives 1.
+    * volatility (volatility targeting, e.g. Moreira & Muir, 2017):
+      ``vol_scale = min(1, σ_target/σ)``, σ = ``1e4·info["volatility"]`` bps per
+      step; σ = 0 gives 1. By default the target is relative to the instrument's
+      own history, so it adapts to bar size and asset: ``σ_target =
+      sigma_target_ratio · σ_base`` with ``σ_base`` the root of an EWMA of σ²
+      (seeded by the reset info's σ, equal weights for the first readings, then a
+      half-life of ``vol_halflife`` = 500 steps, the breakers' baseline horizon)
+      and ``sigma_target_ratio`` = 1.5 *(ours: calm fluctuations of the window σ
+      stay near 1× their baseline, so calm orders pass whole; sizes shrink once σ
+      runs 1.5× above its norm, half-way to the amygdala's 3× halt)*. An absolute
+      ``sigma_target_bps`` (bps per step) overrides it.
     * drawdown: ``drawdown_scale = max(min_drawdown_scale, 1 − DD/DD_max)``,
       DD = ``info["drawdown"]``, ``max_drawdown`` = 0.10 (the amygdala's
       breaker), ``min_drawdown_scale`` = 0.1.
@@ -159,8 +167,8 @@ class Hypothalamus(gym.Wrapper):
     For a short, the sale proceeds are not free cash: the short is collateralized
     one-for-one from equity, and the reserve is what is left,
     ``E′ − |q′|·m ≥ ρ·E′`` — the mirror image of the long rule. Both bound gross
-    exposure by 80% of equity. The increasing part of the order is cut (to whole
-    shares, then to the action's granularity) until this holds; an order that
+    exposure by 80% of equity. The increasing part of the order is cut (to whole units
+    of the quantity grid, then to the action's granularity) until this holds; an order that
     would need more depth than the visible book (``n_levels``) is cut to it. If
     the reserve already fails before the order (the price moved since the last
     trade), no exposure is added, but reductions still pass: the wrapper never
@@ -180,8 +188,9 @@ class Hypothalamus(gym.Wrapper):
 
     ``info["sizing"]`` (every step): ``kelly_fraction``, ``kelly_scale``,
     ``win_rate``, ``win_loss_ratio``, ``n_trades``, ``vol_scale``,
-    ``drawdown_scale``, ``scale``, ``proposed_qty`` (shares the raw action asked
-    for), ``final_qty`` (shares sent), ``cuts`` (shares removed by
+    ``drawdown_scale``, ``scale``, ``proposed_qty`` (quantity the raw action asked
+    for, in the env's units: shares, or e.g. BTC on a ``lot=0.01`` grid), ``final_qty``
+    (quantity sent), ``cuts`` (quantity removed by
     ``position_limit``, ``scale``, ``reserve``, ``rounding``), ``reserve_ok_before``,
     ``proposed_action``, ``final_action``.
 
@@ -192,7 +201,10 @@ class Hypothalamus(gym.Wrapper):
         prior_win_rate: p₀ (0.55).
         prior_avg_win: w₀, average winning return (0.001 = 10 bps).
         prior_avg_loss: l₀, average losing return magnitude (0.001).
-        sigma_target_bps: σ_target, bps per step (1.0).
+        sigma_target_bps: absolute σ_target, bps per step; None (default) → relative to the
+            instrument's own σ baseline (see above).
+        sigma_target_ratio: σ_target / σ_base in the relative mode (1.5).
+        vol_halflife: half-life of the σ baseline's EWMA, steps (500).
         max_drawdown: DD_max (0.10).
         min_drawdown_scale: floor of the drawdown scale (0.1).
         cash_reserve: ρ (0.2).
@@ -220,7 +232,9 @@ class Hypothalamus(gym.Wrapper):
         prior_win_rate: float = 0.55,
         prior_avg_win: float = 0.001,
         prior_avg_loss: float = 0.001,
-        sigma_target_bps: float = 1.0,
+        sigma_target_bps: float | None = None,
+        sigma_target_ratio: float = 1.5,
+        vol_halflife: float = 500.0,
         max_drawdown: float = 0.10,
         min_drawdown_scale: float = 0.1,
         cash_reserve: float = 0.2,
@@ -238,8 +252,10 @@ class Hypothalamus(gym.Wrapper):
             raise ValueError(_BAD_ACTION_TYPE.format(action_type))
         self.action_type = action_type
         self.n_sizes = int(getattr(base, "n_sizes", 1))
-        self.lot = int(config.lot)
-        self.max_position = int(config.max_position)
+        # sizing runs in whole units of the env's quantity grid (1 share, or e.g. 0.01 BTC), so it stays exact
+        self.qty_step = float(getattr(config, "resolved_qty_step", 1.0))
+        self.lot = int(round(float(config.lot) / self.qty_step))
+        self.max_position = int(round(float(config.max_position) / self.qty_step))
         self.fee_bps = float(config.fee_bps)
         self.kelly_multiplier = _number("kelly_multiplier", kelly_multiplier, _BAD_POSITIVE)
         if self.kelly_multiplier <= 0:
@@ -251,11 +267,17 @@ class Hypothalamus(gym.Wrapper):
         if not 0.0 < p0 < 1.0:
             raise ValueError(_BAD_PROB.format("prior_win_rate", prior_win_rate))
         for name, value in (("prior_avg_win", prior_avg_win), ("prior_avg_loss", prior_avg_loss),
-                            ("sigma_target_bps", sigma_target_bps), ("max_drawdown", max_drawdown)):
+                            ("sigma_target_ratio", sigma_target_ratio), ("vol_halflife", vol_halflife),
+                            ("max_drawdown", max_drawdown)) + (
+                                () if sigma_target_bps is None else (("sigma_target_bps", sigma_target_bps),)):
             if _number(name, value, _BAD_POSITIVE) <= 0:
                 raise ValueError(_BAD_POSITIVE.format(name, value))
         self.stats = TradeStats(n0, p0, float(prior_avg_win), float(prior_avg_loss))
-        self.sigma_target_bps = float(sigma_target_bps)
+        self.sigma_target_bps = None if sigma_target_bps is None else float(sigma_target_bps)
+        self.sigma_target_ratio = float(sigma_target_ratio)
+        self._vol_alpha = 1.0 - 2.0 ** (-1.0 / float(vol_halflife))
+        self._var_base = 0.0
+        self._n_base = 0
         self.max_drawdown = float(max_drawdown)
         self.min_drawdown_scale = _number("min_drawdown_scale", min_drawdown_scale, _BAD_MIN_DD_SCALE)
         if not 0.0 <= self.min_drawdown_scale <= 1.0:
@@ -277,6 +299,8 @@ class Hypothalamus(gym.Wrapper):
             self.stats.clear()
         self._info = dict(info)
         self._cost = 0.0
+        self._var_base, self._n_base = 0.0, 0
+        self._observe_volatility(info)
         return obs, info
 
     def step(self, action: Any):
@@ -286,11 +310,27 @@ class Hypothalamus(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(final_action)
         info = dict(info)
         self._record_fill(info)
+        self._observe_volatility(info)
         info["sizing"] = sizing
         self._info = None if (terminated or truncated) else info
         return obs, reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ sizing
+    def _observe_volatility(self, info: dict[str, Any]) -> None:
+        """Fold ``info["volatility"]`` into the σ baseline (equal weights first, then the EWMA)."""
+        sigma = float(info.get("volatility", 0.0))
+        if not (math.isfinite(sigma) and sigma > 0.0):
+            return
+        self._n_base += 1
+        alpha = max(1.0 / self._n_base, self._vol_alpha)
+        self._var_base += alpha * (sigma * sigma - self._var_base)
+
+    def sigma_target(self) -> float:
+        """σ_target in bps per step: absolute, or ``sigma_target_ratio · σ_base`` (0 before any reading)."""
+        if self.sigma_target_bps is not None:
+            return self.sigma_target_bps
+        return self.sigma_target_ratio * math.sqrt(self._var_base) * 1e4
+
     def scales(self) -> dict[str, float]:
         """Kelly, volatility and drawdown scales for the next order (from the last info)."""
         info = self._info if self._info is not None else {}
@@ -301,13 +341,14 @@ class Hypothalamus(gym.Wrapper):
         k_frac = self.kelly_multiplier * max(f_star, 0.0)
         equity = float(info.get("equity", 0.0))
         mid = float(info.get("mid", 0.0))
-        limit_value = self.max_position * mid
+        limit_value = self.max_position * self.qty_step * mid
         if k_frac <= 0 or equity <= 0 or limit_value <= 0:
             k_scale = 0.0
         else:
             k_scale = min(1.0, k_frac / avg_loss * equity / limit_value)
         sigma_bps = float(info.get("volatility", 0.0)) * 1e4
-        vol_scale = 1.0 if sigma_bps <= 0 else min(1.0, self.sigma_target_bps / sigma_bps)
+        target = self.sigma_target()
+        vol_scale = 1.0 if sigma_bps <= 0 or target <= 0 else min(1.0, target / sigma_bps)
         dd = float(info.get("drawdown", 0.0))
         dd_scale = max(self.min_drawdown_scale, 1.0 - dd / self.max_drawdown)
         dd_scale = min(1.0, dd_scale)
@@ -320,7 +361,7 @@ class Hypothalamus(gym.Wrapper):
         if self._info is None:
             raise RuntimeError(_NEED_RESET)
         info = self._info
-        q0 = int(round(float(info["position"])))
+        q0 = int(round(float(info["position"]) / self.qty_step))
         m = self.max_position
         if self.action_type == "sized":
             proposed = sized_quantity(discrete_index(action, self.action_space), self.n_sizes, self.lot)
@@ -357,16 +398,22 @@ class Hypothalamus(gym.Wrapper):
         cut_round = abs(final) - abs(rounded)
         sizing = {
             **sc,
-            "proposed_qty": int(proposed),
-            "final_qty": int(rounded),
-            "cuts": {"position_limit": int(cut_limit), "scale": int(cut_scale), "reserve": int(cut_reserve),
-                     "rounding": int(cut_round)},
+            "proposed_qty": self._qty(proposed),
+            "final_qty": self._qty(rounded),
+            "cuts": {"position_limit": self._qty(cut_limit), "scale": self._qty(cut_scale),
+                     "reserve": self._qty(cut_reserve), "rounding": self._qty(cut_round)},
             "reserve_ok_before": bool(reserve_ok_before),
             "cash_reserve": self.cash_reserve,
             "proposed_action": proposed_action,
             "final_action": final_action_rec,
         }
         return final_action, sizing
+
+    def _qty(self, units: int) -> int | float:
+        """Grid units as a quantity: an int on a whole-share grid, else the float nearest the decimal."""
+        if self.qty_step == 1.0:
+            return int(units)
+        return round(units * self.qty_step, 12)
 
     # ------------------------------------------------------------ cash reserve
     def _book(self) -> np.ndarray | None:
@@ -376,8 +423,8 @@ class Hypothalamus(gym.Wrapper):
         return np.asarray(book(), dtype=np.float64)
 
     def _order_cost(self, qty: int, mid: float, book: np.ndarray | None) -> float | None:
-        """Notional of a market order of ``qty`` shares (signed) against ``book``; None if the book is too thin."""
-        n = abs(qty)
+        """Notional of a market order of ``qty`` grid units (signed) against ``book``; None if the book is too thin."""
+        n = abs(qty) * self.qty_step
         if n == 0:
             return 0.0
         if book is None:
@@ -391,12 +438,12 @@ class Hypothalamus(gym.Wrapper):
             take = min(n, sz)
             notional += take * px
             n -= take
-            if n <= 0:
+            if n <= 1e-12 * abs(qty) * self.qty_step:
                 return notional
         return None
 
     def _reserve_ok(self, q0: int, delta: int, book: np.ndarray | None = None) -> bool:
-        """Cash-reserve rule after an order of ``delta`` shares (see the class docstring)."""
+        """Cash-reserve rule after an order of ``delta`` grid units (see the class docstring)."""
         info = self._info
         mid = float(info["mid"])
         cash = float(info["cash"])
@@ -407,7 +454,7 @@ class Hypothalamus(gym.Wrapper):
             return False
         fee = self.fee_bps * 1e-4 * notional
         cash_after = cash - notional - fee if delta > 0 else cash + notional - fee
-        q1 = q0 + delta
+        q1 = (q0 + delta) * self.qty_step
         equity = cash_after + q1 * mid
         if equity <= 0 or mid <= 0:
             return q1 == 0

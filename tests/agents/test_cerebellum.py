@@ -159,7 +159,7 @@ def test_plugs_into_the_amygdala(fills: dict[str, np.ndarray]) -> None:
     ("kwargs", "message"),
     [
         ({"n_levels": 0}, cb._BAD_INT.format("n_levels", 1, 0)),
-        ({"lot": 0}, cb._BAD_INT.format("lot", 1, 0)),
+        ({"lot": 0}, cb._BAD_LOT.format(0)),
         ({"lr": 0.0}, cb._BAD_LR.format(0.0)),
         ({"hidden": (16, 0)}, cb._BAD_HIDDEN.format((16, 0))),
     ],

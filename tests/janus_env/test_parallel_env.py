@@ -334,13 +334,17 @@ def test_halt_with_remove_truncates_next_step() -> None:
 
 def test_bankruptcy_terminates_and_optionally_ends_episode() -> None:
     for mode in ("remove", "end_episode"):
-        env = make_parallel_env(roles={"janus": 2}, initial_cash=2.0, on_bankruptcy=mode, **SMALL)
+        # without the buying-power check (max_leverage=inf) round trips of 100 shares on $2 bleed cash to ruin
+        env = make_parallel_env(roles={"janus": 2}, initial_cash=2.0, max_leverage=float("inf"), on_bankruptcy=mode,
+                                **SMALL)
         env.reset(seed=0)
         for step in range(SMALL["episode_steps"]):
-            obs, rewards, term, trunc, infos = env.step({"janus_0": 1 + step % 2})  # round trips bleed cash
+            obs, rewards, term, trunc, infos = env.step({"janus_0": 1 + step % 2})
+            assert infos["janus_0"]["ruin"] == term["janus_0"]
             if term["janus_0"]:
                 break
-        assert term["janus_0"] and infos["janus_0"]["equity"] <= 0
+        assert term["janus_0"] and infos["janus_0"]["equity"] <= 0 and infos["janus_0"]["ruin"]
+        assert not infos["janus_1"]["ruin"]
         if mode == "remove":
             assert env.agents == ["janus_1"] and not trunc["janus_1"]
         else:

@@ -76,13 +76,30 @@ def test_default_prior_does_not_shrink_orders():
 
 # --------------------------------------------------------------------------- scales
 def test_volatility_scale_cuts_to_a_smaller_lot():
-    env = Hypothalamus(PatchInfo(sized_env(), volatility=5e-4))  # 5 bps/step vs σ_target 1 bps
+    env = Hypothalamus(PatchInfo(sized_env(), volatility=5e-4), sigma_target_bps=1.0)  # 5 bps/step vs 1
     env.reset()
     _, _, _, _, info = env.step(5)  # buy 5 lots
     s = info["sizing"]
     assert s["vol_scale"] == pytest.approx(0.2)
     assert s["proposed_qty"] == 500 and s["final_qty"] == 100 and s["final_action"] == 1
     assert s["cuts"]["scale"] == 400 and info["exec_qty"] == 100
+
+
+def test_relative_volatility_target_follows_the_instrument():
+    """Default target = 1.5 × the instrument's own σ baseline: the same market at any σ level sizes alike,
+    and a spike to 3× the baseline halves the order (0.5 = 1.5 / 3)."""
+    for sigma in (5e-5, 5e-3):  # a calm stock and an hourly coin: same relative sizing
+        patch = PatchInfo(sized_env(), volatility=sigma)
+        env = Hypothalamus(patch)
+        env.reset()
+        for _ in range(5):
+            _, _, _, _, info = env.step(0)
+        assert env.sigma_target() == pytest.approx(1.5 * sigma * 1e4)
+        assert env.scales()["vol_scale"] == 1.0
+        patch.patch = {"volatility": 3 * sigma}
+        env.step(0)  # the spike enters the baseline with weight 1/7
+        base = ((6 * sigma**2 + 9 * sigma**2) / 7) ** 0.5
+        assert env.scales()["vol_scale"] == pytest.approx(1.5 * base / (3 * sigma))
 
 
 @pytest.mark.parametrize(("dd", "scale"), [(0.0, 1.0), (0.05, 0.5), (0.095, 0.1), (0.5, 0.1)])
@@ -94,7 +111,7 @@ def test_drawdown_scale(dd, scale):
 
 def test_reductions_are_not_scaled_and_flips_scale_only_the_new_side():
     patch = PatchInfo(sized_env(n_sizes=10))
-    env = Hypothalamus(patch)
+    env = Hypothalamus(patch, sigma_target_bps=1.0)
     env.reset()
     env.step(3)  # long 300 at normal volatility
     patch.patch = {"volatility": 5e-4}  # now stressed: vol_scale 0.2 from the next decision on
@@ -136,7 +153,7 @@ def test_closed_trade_updates_stats():
 
 def test_continuous_target_is_scaled():
     env = Hypothalamus(PatchInfo(JanusLOBEnv(scenario="ou", seed=0, action_type="continuous"),
-                                 volatility=2e-4))  # vol_scale 0.5
+                                 volatility=2e-4), sigma_target_bps=1.0)  # vol_scale 0.5
     env.reset()
     _, _, _, _, info = env.step(np.array([0.5], dtype=np.float32))
     s = info["sizing"]
@@ -263,3 +280,29 @@ def test_step_before_reset():
 def test_bad_arguments(kwargs, exc, message):
     with pytest.raises(exc, match=re.escape(message)):
         Hypothalamus(sized_env(), **kwargs)
+
+
+@pytest.mark.parametrize("action_type", ["sized", "continuous"])
+def test_fractional_lots_on_btc(action_type):
+    """0.01-BTC lots: sizes stay on the env's grid, the reserve holds, nothing is rejected by the env."""
+    from janus_env.samples import sample_path
+
+    env = Hypothalamus(JanusLOBEnv(scenario="historical", data=sample_path("btc_usd_hourly"), seed=3,
+                                   action_type=action_type, n_sizes=5, lot=0.01, max_position=2.0,
+                                   initial_cash=100_000.0, episode_steps=40, window=8))
+    _, prev = env.reset(seed=3)
+    traded = 0.0
+    for k in range(40):
+        action = np.int64(5) if action_type == "sized" else np.array([0.9], dtype=np.float32)
+        _, _, term, trunc, info = env.step(action)
+        s = info["sizing"]
+        assert abs(s["final_qty"] / 0.01 - round(s["final_qty"] / 0.01)) < 1e-9  # on the 0.01 grid
+        assert info["rejected_qty"] == 0
+        traded += abs(info["exec_qty"])
+        q1, m, cash = info["position"], prev["mid"], info["cash"]
+        if q1 > abs(prev["position"]):
+            assert q1 * m <= 0.8 * (cash + q1 * m) * (1 + 1e-9)
+        prev = info
+        if term or trunc:
+            break
+    assert 0.0 < traded <= 2.0 + 1e-9  # it bought, in fractions of a coin, up to the reserve
