@@ -18,6 +18,17 @@ Two tables, measured in the same process:
    (``gym.make_vec``, N = 64 and 256) vs the same inside ``LTNVectorShield``.
    Repeats alternate between the two envs and the ratio is the median of the
    per-pair ratios (robust to a noisy machine).
+3. **Block rates** (``--block-rates``, instead of 1 and 2): the share of
+   proposed orders (non-HOLD proposals) that the default ``LTNShield`` blocks
+   for the buy-and-hold, momentum and mean-reversion baselines
+   (``agents.baselines.make_baseline``) on the simulated ``ou``, ``regime``
+   and ``flash_crash`` scenarios and on every shipped sample
+   (``janus_env.samples``: BTC with ``lot=1, max_position=5,
+   initial_cash=1e6``; the LOBSTER AAPL sample 10 messages per decision,
+   ``window=8, lot=10, max_position=100``), with the rules that failed
+   (truth < 0.5) in the blocked ones. A sane strategy in a calm market should
+   mostly pass; what is blocked should be a crisp rule (wash sale, cash
+   reserve, VPIN) or an impact-heavy order in a volatile market.
 
 LTNtorch is a benchmark-only dependency kept out of the project venv
 (``.bench-venv/bin/pip install torch==2.13.0 LTNtorch==1.0.2``; it declares
@@ -29,6 +40,7 @@ numbers alone.
 Usage::
 
     .venv/bin/python benchmarks/bench_shield.py [--seconds 0.3] [--repeats 7]   # LTNtorch from .bench-venv
+    .venv/bin/python benchmarks/bench_shield.py --block-rates [--seeds 3] [--steps 500]   # ≈ 15 s
 """
 
 from __future__ import annotations
@@ -51,11 +63,27 @@ import gymnasium as gym  # noqa: E402
 import torch  # noqa: E402
 
 import envs_registry  # noqa: E402,F401
+from agents.baselines import make_baseline  # noqa: E402
+from janus_env.samples import sample_path  # noqa: E402
 from wrappers import logic  # noqa: E402
+from wrappers.rules import RULE_NAMES  # noqa: E402
 from wrappers.shield import LTNShield  # noqa: E402
 from wrappers.vector_shield import LTNVectorShield  # noqa: E402
 
 N_FEATURES = 5
+_BTC = {"lot": 1, "max_position": 5, "initial_cash": 1e6}
+BLOCK_MARKETS: dict[str, dict] = {
+    "ou": {"scenario": "ou"},
+    "regime": {"scenario": "regime"},
+    "flash_crash": {"scenario": "flash_crash"},
+    "btc_usd_hourly": {"scenario": "historical", "data": "btc_usd_hourly", **_BTC},
+    "btc_usd_daily": {"scenario": "historical", "data": "btc_usd_daily", **_BTC},
+    "btc_book_15_levels": {"scenario": "historical", "data": "btc_book_15_levels", **_BTC},
+    "lobster_aapl": {"scenario": "historical", "data": {"path": "lobster_aapl", "step_messages": 10}, "window": 8,
+                     "lot": 10, "max_position": 100},
+}
+"""The markets of the block-rate table (sample names resolved with ``sample_path``)."""
+BLOCK_POLICIES = ("buy_and_hold", "momentum", "mean_reversion")
 
 
 def per_call_us(fn: Callable[[], object], seconds: float, repeats: int) -> list[float]:
@@ -224,13 +252,68 @@ def throughput_table(seconds: float, repeats: int) -> list[tuple[str, float, flo
     return rows
 
 
+def _block_env(market: str, steps: int) -> LTNShield:
+    spec = dict(BLOCK_MARKETS[market])
+    data = spec.get("data")
+    if isinstance(data, str):
+        spec["data"] = str(sample_path(data))
+    elif isinstance(data, dict):
+        spec["data"] = {**data, "path": str(sample_path(data["path"]))}
+    return LTNShield(gym.make("Janus-LOB-v0", episode_steps=steps, **spec))
+
+
+def block_rates(market: str, policy: str, seeds: int, steps: int) -> tuple[int, int, dict[str, int]]:
+    """``(proposed, blocked, {rule: count})``: non-HOLD proposals, those the shield replaced, and per rule how
+    many of the blocked ones it failed (truth < 0.5), over ``seeds`` episodes (seeds 0, 1, ...)."""
+    env = _block_env(market, steps)
+    proposed = blocked = 0
+    failed = dict.fromkeys(RULE_NAMES, 0)
+    for seed in range(seeds):
+        obs, _ = env.reset(seed=seed)
+        agent = make_baseline(policy, env, seed=seed)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(agent.predict(obs, deterministic=True)[0])
+            done = terminated or truncated
+            ltn = info["ltn"]
+            if ltn["proposed_action"] == 0:
+                continue
+            proposed += 1
+            if ltn["overridden"]:
+                blocked += 1
+                for rule, truth in ltn["rules"].items():
+                    failed[rule] += truth < 0.5
+    return proposed, blocked, failed
+
+
+def print_block_rates(seeds: int, steps: int) -> None:
+    print(f"### Orders blocked by the default LTNShield ({seeds} seeds × {steps} steps per cell)\n")
+    print("| market | policy | proposed | blocked | blocked share | failed rules in blocked orders |")
+    print("| --- | --- | ---: | ---: | ---: | --- |")
+    for market in BLOCK_MARKETS:
+        for policy in BLOCK_POLICIES:
+            proposed, blocked, failed = block_rates(market, policy, seeds, steps)
+            share = f"{blocked / proposed:.1%}" if proposed else "—"
+            rules = ", ".join(f"{rule} {n}" for rule, n in failed.items() if n) or "—"
+            print(f"| {market} | {policy} | {proposed} | {blocked} | {share} | {rules} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.3, help="target seconds per timed run")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (median reported)")
+    parser.add_argument("--block-rates", action="store_true",
+                        help="print the share of baseline orders the shield blocks per market instead")
+    parser.add_argument("--seeds", type=int, default=3, help="episodes per block-rate cell")
+    parser.add_argument("--steps", type=int, default=500, help="steps per block-rate episode")
     args = parser.parse_args()
     if args.seconds <= 0 or args.repeats < 1:
         parser.error("--seconds must be > 0 and --repeats >= 1")
+    if args.seeds < 1 or args.steps < 1:
+        parser.error("--seeds and --steps must be >= 1")
+    if args.block_rates:
+        print_block_rates(args.seeds, args.steps)
+        return
     torch.set_num_threads(1)
 
     rows, note = decision_table(args.seconds, args.repeats)

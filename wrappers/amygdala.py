@@ -1,16 +1,61 @@
 """``Amygdala``: fail-safe circuit breakers that halt trading.
 
-Six breakers, checked on every step (defaults from DESIGN.md, "breakers: 3× vol,
-10% DD, 5% violations, 2× slippage"; the fear and window defaults are *(ours)*):
+Six breakers, checked on every step. The thresholds are DESIGN.md's ("breakers:
+3× vol, 10% DD, 5% violations, 2× slippage", τ_fear 0.7); what each one is
+measured against is the instrument's own history, so one set of defaults holds
+for a simulated book with 0.5 bps steps, hourly BTC with 70 bps bars and daily
+BTC with 450 bps bars. Windows, weights and minimum counts are *(ours)*.
 
 | breaker | value | halts when |
 | --- | --- | --- |
 | `kill_switch` | 1 if `kill()` was called or the flag file exists, else 0 | value > 0 |
 | `drawdown` | `info["drawdown"]`: loss from the session's peak equity, fraction | value > 0.10 |
-| `volatility` | σ_t / σ_hist: realized vol over its long-run (historical) level | value > 3 |
-| `fear` | `sigmoid(W_f·[VPIN, σ_bps, Δp_max_bps] + b_f)` | value > 0.7 (τ_fear) |
-| `slippage` | mean actual slippage / mean predicted slippage over the last fills | value > 2 |
-| `violation_rate` | share of recent proposed actions that violated the LTN rules | value > 0.05 |
+| `volatility` | σ_t / σ_hist: the env's realized σ over the instrument's long-run σ | value > 3 |
+| `fear` | `sigmoid(W_f·[VPIN excess, σ_t/σ_hist, Δp_max/σ_hist] + b_f)` | value > 0.7 (τ_fear) |
+| `slippage` | mean actual / mean predicted slippage over the last 50 fills | value > 2, from 5 fills |
+| `violation_rate` | (executed + 0.1 · blocked violations) / proposals, last 100 | value > 0.05, from 20 |
+
+Why these defaults:
+
+* drawdown 10%: DESIGN.md; a fraction of equity is already scale-free.
+* volatility 3×: DESIGN.md; what it is measured against (σ_hist) is below.
+* fear 0.7: DESIGN.md's τ_risk; the weights' calibration table is at
+  :data:`DEFAULT_FEAR_WEIGHTS`, Δp_max over 20 steps (the largest of 20 calm
+  moves is 2–4 σ).
+* slippage 2× over 50 fills, from 5: DESIGN.md's 2×; the mean of fewer fills
+  is one order's luck.
+* violation rate 5% over 100 proposals, from 20: DESIGN.md's 5%; at fewer
+  proposals one or two events decide the rate (1/20 is the threshold itself);
+  blocked proposals weigh 0.1 (below).
+
+**σ_hist** (the volatility baseline, also the unit of the fear inputs) starts
+at the reset ``info["volatility"]`` — the env's realized σ over its window of
+history *before* the session — and then averages the variance of the normal
+readings, ``σ_hist² ← σ_hist² + α_n·(σ_t² − σ_hist²)``, updated after the
+comparison: ``α_n = max(1/(n + 1), 1 − 2^(−1/500))`` after ``n`` readings, an
+equal-weight running mean for the first ~720 readings (no single early window
+dominates), then an EWMA with a 500-step half-life (it follows slow regime
+changes). A reading above 3·σ_hist (the breaker's own threshold) is an event,
+not history, and is left out, so a crash cannot raise its own baseline: through
+the 75 steps of a simulated flash crash at 20–290× the calm σ, σ_hist moves by
+at most 18% (20 seeds; winsorizing instead, at 3σ_hist, let it grow up to 3×).
+Measured over 450 calm simulated episodes (``ou``, ``gbm``, ``regime``, five
+policies, 500 steps), the 99th percentile of an episode's largest σ_t/σ_hist is
+2.5–2.75 (2.92 at most), and over the whole hourly BTC file 2.34; a flash crash
+or a squeeze trips it 2–17 steps after the event starts
+(``benchmarks/bench_breakers.py``).
+
+**Blocked proposals**: a proposal counts as a *violation* when its SatAgg is
+below the shield's τ (``info["ltn"]["violation"] > 1 − threshold``). If the
+shield replaced it (``info["ltn"]["overridden"]``) it is *blocked*: nothing
+reached the market, the shield did its job, and it counts ``blocked_weight``
+(0.1) of an *executed* violation (one that reached the market: no vetoing
+shield, e.g. a monitoring rule layer or a hand-written ``info["ltn"]``), which
+counts 1. So executed violations halt above 5% of proposals, as DESIGN.md
+says, while blocked ones halt only when more than half of the recent proposals
+were blocked — a policy that keeps resending orders its risk layer rejects is
+malfunctioning (the reject-rate kill switch of exchange pre-trade controls),
+but one that meets the wash-sale or cash-reserve rule now and then is not.
 
 A halt ends the episode: ``terminated=True``, ``info["halted"] = True`` and
 ``info["halt_reason"] = "<breaker>: <details>"``. From then until ``reset()``
@@ -23,7 +68,8 @@ a breaker, or the bookkeeping around them halts with
 ``halt_reason = "amygdala_error: <stage> raised <Error>: <message>"`` — the action
 is never let through on an error. Exceptions from the wrapped env's own ``step``
 (a shield or a sizing wrapper inside, or the market itself) halt the same way
-unless ``halt_on_env_error=False``.
+unless ``halt_on_env_error=False``. Same seed, same breaker trajectory: the
+breakers hold no randomness and no clock.
 
 Place the amygdala *outside* the LTN shield so that it reads ``info["ltn"]``
 (info travels from the innermost wrapper outwards); the documented stack is
@@ -44,22 +90,55 @@ from typing import Any, Callable, NamedTuple, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
+from janus_env.lob_env import NO_EXECUTION_INFO
+
 BREAKERS: tuple[str, ...] = ("kill_switch", "drawdown", "volatility", "fear", "slippage", "violation_rate")
 """Breaker names, in the priority order used for ``halt_reason`` when several trip at once."""
 
-DEFAULT_FEAR_WEIGHTS: tuple[float, float, float] = (4.0, 0.2, 0.05)
-"""W_f for [VPIN (0–1), σ (bps per step), Δp_max (bps)] *(ours)*."""
+DEFAULT_FEAR_WEIGHTS: tuple[float, float, float] = (2.0, 1.0, 0.25)
+"""W_f for [VPIN excess (0–1), σ_t/σ_hist, Δp_max/σ_hist] *(ours)*, with :data:`DEFAULT_FEAR_BIAS`.
+
+Inputs, all relative to the instrument's own history: VPIN excess =
+``max(0, VPIN − VPIN_hist) / (1 − VPIN_hist)``, how far VPIN has moved from its
+running mean towards 1 (Easley, López de Prado & O'Hara, 2012, read VPIN through
+its own CDF for the same reason: its level differs by instrument); σ_t/σ_hist,
+the volatility breaker's value; Δp_max/σ_hist, the largest one-step mid move of
+the last ``fear_window`` steps in historical σ units. Calibration (z = W_f·x + b_f;
+τ_fear = 0.7 is z = 0.85):
+
+| market | VPIN excess | σ ratio | Δp_max/σ_hist | fear |
+| --- | --- | --- | --- | --- |
+| calm (simulated or real) | 0–0.2 | 1 | 2–4 | 0.01–0.03 |
+| calm, 99th percentile of the episode maxima (450 simulated episodes) | | | | 0.13–0.26 |
+| calm, worst reading measured: a 2 bps (two-tick) move in a quiet simulated book | 0.35 | 2.8 | 11 | 0.56 |
+| BTC 2021-09-07 14:00, −6.5% in one hour (11σ; the hourly sample's largest bar) | ≈ 0 | 2.1 | 11 | 0.20 |
+| 3× volatility with a 12σ move and toxic flow | 0.5 | 3 | 12 | 0.73 |
+| flash-crash onset (simulated), BTC 2021-04-18 03:21 (15-level book) | | ≥ 3 | ≥ 15 | > 0.7: trips |
+
+So fear fires on a crash, not on one large bar of a volatile asset (measurements:
+``benchmarks/bench_breakers.py``)."""
 DEFAULT_FEAR_BIAS: float = -6.0
-"""b_f *(ours)*; with W_f above, a calm market (VPIN 0.5, σ 0.7 bps, Δp_max 1.5 bps) scores ≈ 0.02."""
+"""b_f *(ours)*; see :data:`DEFAULT_FEAR_WEIGHTS`."""
+DEFAULT_BLOCKED_WEIGHT: float = 0.1
+"""Weight of a proposal the shield blocked in the violation rate (an executed violation weighs 1) *(ours)*."""
+ZERO_VOLATILITY: float = 1e-9
+"""A realized σ at or below this (1e-5 bps per step: what a running sum leaves of a window without a price
+move) is no move: like σ = 0 it neither seeds nor enters σ_hist."""
+VOL_EVENT_RATIO: float = 3.0
+"""Readings above this multiple of σ_hist are left out of σ_hist when the volatility breaker is disabled
+(else above its ``vol_ratio``)."""
 
 ERROR_PREFIX = "amygdala_error"
+
+_CLEAN, _BLOCKED, _EXECUTED = 0, 1, 2  # a proposal's class in the violation rate
 
 _BAD_RATIO = "Expected `{}` > 0 (or None to disable the breaker), got {!r}"
 _BAD_FRACTION = "Expected `{}` in (0, 1) (or None to disable the breaker), got {!r}"
 _BAD_COUNT = "Expected `{}` to be an int >= 1, got {!r}"
 _BAD_POSITIVE = "Expected `{}` > 0, got {!r}"
 _BAD_DETECTOR = "Expected `anomaly_detector` to be a callable obs -> bool, got {!r}"
-_BAD_FEAR_WEIGHTS = "Expected `fear_weights` to be 3 finite numbers (VPIN, σ bps, Δp_max bps), got {!r}"
+_BAD_FEAR_WEIGHTS = "Expected `fear_weights` to be 3 finite numbers (VPIN excess, σ ratio, Δp_max ratio), got {!r}"
+_BAD_WEIGHT = "Expected `blocked_weight` in [0, 1], got {!r}"
 _BAD_FEAR_BIAS = "Expected `fear_bias` to be a finite number, got {!r}"
 _BAD_PREDICTOR = "Expected `slippage_predictor` to be a callable (obs, action, info) -> bps, or None, got {!r}"
 _BAD_KILL_FILE = "Expected `kill_file` to be a str or os.PathLike, or None, got {!r}"
@@ -68,8 +147,8 @@ _NOT_FINITE = "{} is not finite: {!r}"
 _NEED_RESET = "Call reset() before step()"
 
 # Keys of the last info that describe the agent's own execution or decision; a blocked
-# (not forwarded) transition zeroes / drops them so that nothing looks like a trade.
-_EXEC_KEYS = ("fills", "exec_qty", "exec_price", "slippage_bps", "fees", "rejected_qty", "volume")
+# (not forwarded) transition drops them and resets the execution keys (NO_EXECUTION_INFO), so that
+# nothing looks like a trade.
 _DECISION_KEYS = ("ltn", "sizing", "go_nogo", "fusion_gates", "predicted_slippage_bps", "breakers",
                   "halted", "halt_reason", "action_forwarded")
 
@@ -199,6 +278,7 @@ class CircuitBreakers:
         max_violation_rate: float | None = 0.05,
         violation_window: int = 100,
         min_proposals: int = 20,
+        blocked_weight: float = DEFAULT_BLOCKED_WEIGHT,
         kill_file: str | os.PathLike[str] | None = None,
         anomaly_detector: Callable[[Any], Any] | None = None,
         anomaly_weight: float = 3.0,
@@ -230,6 +310,11 @@ class CircuitBreakers:
         self.max_violation_rate = _check_fraction("max_violation_rate", max_violation_rate)
         self.violation_window = _check_count("violation_window", violation_window)
         self.min_proposals = _check_count("min_proposals", min_proposals)
+        if isinstance(blocked_weight, bool) or not isinstance(blocked_weight, (int, float, np.integer, np.floating)):
+            raise TypeError(_BAD_WEIGHT.format(blocked_weight))
+        if not 0.0 <= blocked_weight <= 1.0:
+            raise ValueError(_BAD_WEIGHT.format(blocked_weight))
+        self.blocked_weight = float(blocked_weight)
         if kill_file is not None and not isinstance(kill_file, (str, os.PathLike)):
             raise TypeError(_BAD_KILL_FILE.format(kill_file))
         self.kill_file = kill_file
@@ -239,6 +324,7 @@ class CircuitBreakers:
         self.anomaly_weight = _check_positive("anomaly_weight", anomaly_weight)
         self._obs_now: Any = None
         self._vol_alpha = 1.0 - 2.0 ** (-1.0 / self.vol_halflife)
+        self._event_ratio = self.vol_ratio if self.vol_ratio is not None else VOL_EVENT_RATIO
         self._kill_reason: str | None = None
         self._clear_session()
 
@@ -272,16 +358,22 @@ class CircuitBreakers:
 
     # ------------------------------------------------------------- one session
     def start_session(self, obs: Any, info: dict[str, Any]) -> None:
-        """Forget the last session and take the reset ``info`` as the new one's baseline (σ_hist, mids).
+        """Forget the last session and seed the new one's baselines from the reset ``info``.
 
-        A manual ``kill()`` is kept. An error here halts: the session's first action is not let through.
+        σ_hist starts at ``info["volatility"]`` (the env's realized σ over its window of history
+        before the session; inactive until a positive reading if it is 0), VPIN_hist at
+        ``info["vpin"]``, and the mid history at ``info["mid"]``. A manual ``kill()`` is kept.
+        An error here halts: the session's first action is not let through.
         """
         self._clear_session()
         try:
             sigma = _finite("info['volatility']", info["volatility"])
-            if sigma > 0:
-                self._vol_hist = sigma
-            self._mids.append(_finite("info['mid']", info["mid"]))
+            if sigma < 0:
+                raise ValueError(_NOT_FINITE.format("info['volatility'] (negative)", sigma))
+            if sigma > ZERO_VOLATILITY:
+                self._vol_var, self._vol_n = sigma * sigma, 1
+            self._vpin_hist, self._vpin_n = _finite("info['vpin']", info["vpin"]), 1
+            self._last_mid = _finite("info['mid']", info["mid"])
             self._readings = self._idle_readings()
         except Exception as err:  # fail-safe: the first step will not forward its action
             self._halt(_error_reason("reset bookkeeping", err))
@@ -324,14 +416,29 @@ class CircuitBreakers:
         """``{breaker: {"value", "threshold", "active", "tripped", "reason"}}`` for all six (``info["breakers"]``)."""
         return self._breaker_info()
 
+    @property
+    def sigma_hist(self) -> float | None:
+        """σ_hist, the session's long-run volatility baseline (per-step σ; None before a positive reading)."""
+        return None if self._vol_var is None else math.sqrt(self._vol_var)
+
+    @property
+    def vpin_hist(self) -> float | None:
+        """VPIN_hist, the running mean of VPIN the fear breaker's VPIN excess is measured from."""
+        return self._vpin_hist
+
     # --------------------------------------------------------------- internals
     def _clear_session(self) -> None:
         self._halted = False
         self._halt_reason: str | None = None
-        self._vol_hist: float | None = None
-        self._mids: deque[float] = deque(maxlen=self.fear_window + 1)
+        self._vol_var: float | None = None  # σ_hist²
+        self._vol_n = 0  # readings in σ_hist
+        self._vpin_hist: float | None = None
+        self._vpin_n = 0
+        self._last_mid: float | None = None
+        # |log mid_s/mid_{s-1}| of the fear_window − 1 steps before this one (Δp_max adds this step's move)
+        self._moves: deque[float] = deque(maxlen=self.fear_window - 1)
         self._fills: deque[tuple[float, float]] = deque(maxlen=self.slippage_window)
-        self._proposals: deque[bool] = deque(maxlen=self.violation_window)
+        self._proposals: deque[int] = deque(maxlen=self.violation_window)  # 0 clean, 1 blocked, 2 executed
         self._prediction: float | None = None
         self._readings: dict[str, Reading | str] = {}
         self._last_obs: Any = None
@@ -385,6 +492,11 @@ class CircuitBreakers:
         self._readings = readings
         if info.get("halted"):
             self._halt(str(info.get("halt_reason") or "halted by an inner safety wrapper"))
+        if not errors:
+            try:
+                self._update_baselines(info)
+            except Exception as err:
+                errors.append(_error_reason("baseline update", err))
         if errors:
             self._halt(errors[0])
             return
@@ -411,41 +523,69 @@ class CircuitBreakers:
         sigma = _finite("info['volatility']", info["volatility"])
         if sigma < 0:
             raise ValueError(_NOT_FINITE.format("info['volatility'] (negative)", sigma))
-        hist = self._vol_hist
+        hist = self.sigma_hist
         if hist is None:
-            value, active = 0.0, False
-            reason = "volatility: no historical baseline yet"
-        else:
-            value = sigma / hist
-            active = self.vol_ratio is not None
-            reason = (f"volatility: realized σ {sigma * 1e4:.2f} bps = {value:.2f}× historical "
-                      f"{hist * 1e4:.2f} bps > {self.vol_ratio}×")
-        if sigma > 0:
-            self._vol_hist = sigma if hist is None else hist + self._vol_alpha * (sigma - hist)
-        return Reading(value, self.vol_ratio, active, reason)
+            return Reading(0.0, self.vol_ratio, False, "volatility: no historical baseline yet")
+        value = sigma / hist
+        reason = (f"volatility: realized σ {sigma * 1e4:.2f} bps = {value:.2f}× historical "
+                  f"{hist * 1e4:.2f} bps > {self.vol_ratio}×")
+        return Reading(value, self.vol_ratio, self.vol_ratio is not None, reason)
 
-    def _dp_max_bps(self) -> float:
-        mids = list(self._mids)
-        moves = [abs(math.log(b / a)) * 1e4 for a, b in zip(mids[:-1], mids[1:]) if a > 0 and b > 0]
-        return max(moves, default=0.0)
+    def _move(self, info: dict[str, Any]) -> float:
+        """``|log(mid_t / mid_{t−1})|`` of this step (0 when either mid is not positive)."""
+        mid = _finite("info['mid']", info["mid"])
+        last = self._last_mid
+        return abs(math.log(mid / last)) if last is not None and last > 0 and mid > 0 else 0.0
 
     def _check_fear(self, info: dict[str, Any]) -> Reading:
-        self._mids.append(_finite("info['mid']", info["mid"]))
+        move = self._move(info)
         vpin = _finite("info['vpin']", info["vpin"])
-        sigma_bps = _finite("info['volatility']", info["volatility"]) * 1e4
-        dp_max = self._dp_max_bps()
-        w = self.fear_weights
+        sigma = _finite("info['volatility']", info["volatility"])
         # an observation far from every learned schema (the sleep cycle's UMAP monitor) raises fear
         anomaly = bool(info.get("anomaly", False))
         if self.anomaly_detector is not None:
             anomaly = anomaly or bool(np.any(self.anomaly_detector(self._obs_now)))
         info["anomaly"] = anomaly
-        z = w[0] * vpin + w[1] * sigma_bps + w[2] * dp_max + self.fear_bias + self.anomaly_weight * anomaly
-        fear = _sigmoid(z)
+        hist = self.sigma_hist
         thr = self.fear_threshold
-        reason = (f"fear: activation {fear:.3f} > {thr} (VPIN {vpin:.2f}, σ {sigma_bps:.1f} bps, "
-                  f"Δp_max {dp_max:.1f} bps, anomaly {anomaly})")
+        if hist is None:
+            return Reading(0.0, thr, False, "fear: no historical volatility baseline yet")
+        base = self._vpin_hist if self._vpin_hist is not None else vpin
+        excess = max(0.0, vpin - base) / (1.0 - base) if base < 1.0 else 0.0
+        ratio = sigma / hist
+        dp_max = max(max(self._moves, default=0.0), move) / hist
+        w = self.fear_weights
+        z = w[0] * excess + w[1] * ratio + w[2] * dp_max + self.fear_bias + self.anomaly_weight * anomaly
+        fear = _sigmoid(z)
+        reason = (f"fear: activation {fear:.3f} > {thr} (VPIN {vpin:.2f} = excess {excess:.2f} over "
+                  f"{base:.2f}, σ {ratio:.2f}× historical, Δp_max {dp_max:.1f}σ, anomaly {anomaly})")
         return Reading(fear, thr, thr is not None, reason)
+
+    def _update_baselines(self, info: dict[str, Any]) -> None:
+        """Fold this step into σ_hist, VPIN_hist and the move history, after every breaker read them.
+
+        ``σ_hist² ← σ_hist² + α_n·(σ_t² − σ_hist²)``,
+        ``α_n = max(1/(n + 1), 1 − 2^(−1/vol_halflife))`` after ``n`` readings. Not readings:
+        σ_t ≤ ``ZERO_VOLATILITY`` (no move in the env's window: the next tick would look like an
+        explosion) and σ_t > c·σ_hist with c = ``vol_ratio`` (3; ``VOL_EVENT_RATIO`` when the breaker
+        is disabled): an event, not history. VPIN_hist is the same running mean of every VPIN
+        reading (VPIN is bounded).
+        """
+        sigma = _finite("info['volatility']", info["volatility"])
+        if sigma > ZERO_VOLATILITY:
+            if self._vol_var is None:
+                self._vol_var, self._vol_n = sigma * sigma, 1
+            elif sigma * sigma <= self._event_ratio * self._event_ratio * self._vol_var:
+                self._vol_n += 1
+                self._vol_var += max(1.0 / self._vol_n, self._vol_alpha) * (sigma * sigma - self._vol_var)
+        vpin = _finite("info['vpin']", info["vpin"])
+        if self._vpin_hist is None:
+            self._vpin_hist, self._vpin_n = vpin, 1
+        else:
+            self._vpin_n += 1
+            self._vpin_hist += max(1.0 / self._vpin_n, self._vol_alpha) * (vpin - self._vpin_hist)
+        self._moves.append(self._move(info))
+        self._last_mid = _finite("info['mid']", info["mid"])
 
     def _check_slippage(self, info: dict[str, Any]) -> Reading:
         pred = self._prediction if self.slippage_predictor is not None else info.get("predicted_slippage_bps")
@@ -468,16 +608,20 @@ class CircuitBreakers:
         ltn = info.get("ltn")
         if ltn is not None:
             tau = float(ltn.get("threshold", 0.9))
-            violated = bool(ltn.get("overridden", False)) or _finite("ltn violation", ltn["violation"]) > 1.0 - tau
-            self._proposals.append(violated)
+            violated = _finite("ltn violation", ltn["violation"]) > 1.0 - tau
+            if bool(ltn.get("overridden", False)):
+                self._proposals.append(_BLOCKED)  # the shield replaced it: nothing reached the market
+            else:
+                self._proposals.append(_EXECUTED if violated else _CLEAN)
         n = len(self._proposals)
         if n == 0:
             return Reading(0.0, self.max_violation_rate, False, "violation_rate: no LTN proposals yet")
-        k = sum(self._proposals)
-        rate = k / n
+        executed = self._proposals.count(_EXECUTED)
+        blocked = self._proposals.count(_BLOCKED)
+        rate = (executed + self.blocked_weight * blocked) / n
         active = self.max_violation_rate is not None and n >= self.min_proposals
-        reason = (f"violation_rate: {k}/{n} proposed actions violated the LTN rules "
-                  f"({rate:.1%} > {self.max_violation_rate})")
+        reason = (f"violation_rate: {executed} executed + {self.blocked_weight:g} × {blocked} blocked violations "
+                  f"in {n} proposals ({rate:.1%} > {self.max_violation_rate})")
         return Reading(rate, self.max_violation_rate, active, reason)
 
     # -------------------------------------------------------------- reporting
@@ -512,21 +656,27 @@ class Amygdala(gym.Wrapper, CircuitBreakers):
     * **drawdown** — ``info["drawdown"]``, the env's loss from the session's peak
       equity, > ``max_drawdown`` (0.10).
     * **volatility** — realized volatility ``σ_t = info["volatility"]`` (per-step
-      std of one-step log mid returns over the env's window) > ``vol_ratio`` (3) ×
-      the historical level ``σ_hist``. ``σ_hist`` starts at the reset-time value
-      (the env's warm-up window) and then follows a long EMA with half-life
-      ``vol_halflife`` steps (500): ``σ_hist ← σ_hist + α(σ_t − σ_hist)``,
-      ``α = 1 − 2^(−1/halflife)``, updated *after* the comparison. It is per
-      session, so each ``reset()`` takes a fresh baseline; if the env reports
-      ``σ = 0`` at reset (no history yet) the breaker stays inactive until the
-      first positive value.
-    * **fear** — ``sigmoid(W_f·[VPIN, σ_bps, Δp_max] + b_f) > fear_threshold``
-      (τ_fear = 0.7, DESIGN.md's τ_risk). Inputs: VPIN = ``info["vpin"]`` ∈ [0, 1];
-      σ_bps = ``1e4·info["volatility"]``; Δp_max = max |log(mid_t / mid_{t−1})|·1e4
-      over the last ``fear_window`` (20) steps, from ``info["mid"]``.
-      Defaults *(ours)* W_f = (4.0, 0.2, 0.05) per (1, bps, bps), b_f = −6.0:
-      a calm market scores ≈ 0.02, VPIN = 1 alone ≈ 0.14, a flash crash
-      (σ ≈ 50 bps, Δp_max ≈ 170 bps) ≈ 1.
+      RMS of one-step log mid returns over the env's window) > ``vol_ratio`` (3) ×
+      the instrument's long-run level ``σ_hist``: seeded by the reset-time σ (the
+      env's window of history before the session), then
+      ``σ_hist² ← σ_hist² + α_n·(σ_t² − σ_hist²)`` with
+      ``α_n = max(1/(n + 1), 1 − 2^(−1/vol_halflife))`` after ``n`` readings — an
+      equal-weight mean of the session's readings until the 500-step half-life
+      EWMA takes over — updated *after* the comparison; a reading that trips
+      (σ_t > vol_ratio·σ_hist) is left out, so a crash cannot lift its own
+      baseline, and so is σ_t = 0. Per session: each
+      ``reset()`` takes a fresh baseline; while σ = 0 (no move yet) the breaker
+      is inactive. Readable as :attr:`sigma_hist`.
+    * **fear** — ``sigmoid(W_f·x + b_f + anomaly_weight·anomaly) > fear_threshold``
+      (τ_fear = 0.7, DESIGN.md's τ_risk) with x = [VPIN excess, σ_t/σ_hist,
+      Δp_max/σ_hist]: VPIN excess = ``max(0, VPIN − VPIN_hist)/(1 − VPIN_hist)``
+      (VPIN_hist the same running mean of every ``info["vpin"]``);
+      Δp_max = max |log(mid_t / mid_{t−1})| over the last ``fear_window`` (20)
+      steps, from ``info["mid"]``. Every input is relative to the instrument's
+      own history, so the same W_f serve a 0.5 bps simulated book and 450 bps
+      daily bars. Defaults *(ours)* W_f = (2.0, 1.0, 0.25), b_f = −6.0: calm ≈
+      0.02, a single 11σ hourly BTC bar ≈ 0.2, a flash crash ≈ 1 (calibration
+      table at :data:`DEFAULT_FEAR_WEIGHTS`). Inactive without σ_hist.
     * **slippage** — over the last ``slippage_window`` (50) steps with a fill
       (``info["exec_qty"] != 0``), ``mean(info["slippage_bps"]) /
       max(mean(predicted), min_predicted_bps)`` > ``slippage_ratio`` (2); needs
@@ -538,13 +688,16 @@ class Amygdala(gym.Wrapper, CircuitBreakers):
       ``min_predicted_bps`` (0.1 bps) keeps a zero prediction from dividing by 0.
       When the predictor is used and the key is absent, the wrapper writes
       ``info["predicted_slippage_bps"]`` for the audit log.
-    * **violation_rate** — a *proposed* action counts as an LTN violation when
-      ``info["ltn"]["overridden"]`` is true or ``info["ltn"]["violation"] >
-      1 − info["ltn"]["threshold"]`` (SatAgg of the proposed action below the
-      shield's τ; τ = 0.9 when the key is absent). Every step whose info carries
-      ``"ltn"`` is one proposal; steps without it (no shield) are not counted. The
-      value is the share of violations among the last ``violation_window`` (100)
-      proposals; it can fire only after ``min_proposals`` (20) proposals.
+    * **violation_rate** — every step whose info carries ``"ltn"`` is one
+      *proposal* (steps without it, no shield, are not counted). A proposal the
+      shield replaced (``info["ltn"]["overridden"]``) is *blocked* and weighs
+      ``blocked_weight`` (0.1); one that violated the rules
+      (``info["ltn"]["violation"] > 1 − info["ltn"]["threshold"]``, SatAgg below
+      τ; τ = 0.9 when the key is absent) and was not replaced is *executed* and
+      weighs 1. The value is the weighted count over the last ``violation_window``
+      (100) proposals divided by their number; it can fire only after
+      ``min_proposals`` (20). So executed violations halt above 5%, blocked ones
+      only above half of the proposals (why: module docstring).
     * **kill_switch** — ``kill(reason)`` or the existence of ``kill_file``,
       checked before every action and again after the step. Only "file not
       found" counts as no flag; any other error reading the path (permission,
@@ -565,14 +718,16 @@ class Amygdala(gym.Wrapper, CircuitBreakers):
         env: the env to protect (``JanusLOBEnv`` or a wrapper of it).
         max_drawdown: drawdown breaker threshold, fraction of peak equity (0.10).
         vol_ratio: volatility breaker threshold, multiple of σ_hist (3.0).
-        vol_halflife: half-life of the σ_hist EMA, steps (500) *(ours)*.
+        vol_halflife: half-life of the σ_hist EWMA once the running mean hands over, steps (500) *(ours)*:
+            long enough that a 75-step event is a small part of the baseline, short enough to follow a
+            change of regime over a trading session.
         fear_threshold: τ_fear in (0, 1) (0.7).
-        fear_weights: W_f for (VPIN, σ bps, Δp_max bps).
+        fear_weights: W_f for (VPIN excess, σ_t/σ_hist, Δp_max/σ_hist) (2.0, 1.0, 0.25) *(ours)*.
         anomaly_detector: optional ``obs -> bool``, e.g. ``SleepState.monitor.is_anomaly`` on flattened
             observations; an anomaly (or ``info["anomaly"]``) adds ``anomaly_weight`` to the fear input.
         anomaly_weight: fear-input weight of an anomaly (3.0, *(ours)*).
-        fear_bias: b_f.
-        fear_window: steps over which Δp_max is taken (20) *(ours)*.
+        fear_bias: b_f (−6.0) *(ours)*.
+        fear_window: steps over which Δp_max is taken (20) *(ours)*: the maximum of 20 calm moves is 2–4 σ.
         slippage_ratio: slippage breaker threshold, multiple of the prediction (2.0).
         slippage_predictor: optional callable ``(obs, action, info) -> bps``.
         slippage_window: fills averaged (50) *(ours)*.
@@ -580,7 +735,10 @@ class Amygdala(gym.Wrapper, CircuitBreakers):
         min_predicted_bps: floor of the predicted mean in the ratio (0.1 bps) *(ours)*.
         max_violation_rate: violation-rate threshold, fraction of proposals (0.05).
         violation_window: proposals in the rolling rate (100) *(ours)*.
-        min_proposals: proposals needed before the rate can fire (20) *(ours)*.
+        min_proposals: proposals needed before the rate can fire (20) *(ours)*: at fewer, one or two
+            events decide the rate (1/20 is the threshold itself).
+        blocked_weight: weight in [0, 1] of a proposal the shield blocked (0.1) *(ours)*; 1 counts blocked
+            proposals like executed violations, 0 ignores them.
         kill_file: path whose existence halts trading (None: no file flag).
         halt_on_env_error: halt (True) or re-raise (False) when the wrapped env's
             ``step`` raises.
@@ -620,6 +778,7 @@ class Amygdala(gym.Wrapper, CircuitBreakers):
         max_violation_rate: float | None = 0.05,
         violation_window: int = 100,
         min_proposals: int = 20,
+        blocked_weight: float = DEFAULT_BLOCKED_WEIGHT,
         kill_file: str | os.PathLike[str] | None = None,
         halt_on_env_error: bool = True,
         anomaly_detector: Callable[[Any], Any] | None = None,
@@ -631,7 +790,8 @@ class Amygdala(gym.Wrapper, CircuitBreakers):
             fear_threshold=fear_threshold, fear_weights=fear_weights, fear_bias=fear_bias, fear_window=fear_window,
             slippage_ratio=slippage_ratio, slippage_predictor=slippage_predictor, slippage_window=slippage_window,
             min_fills=min_fills, min_predicted_bps=min_predicted_bps, max_violation_rate=max_violation_rate,
-            violation_window=violation_window, min_proposals=min_proposals, kill_file=kill_file,
+            violation_window=violation_window, min_proposals=min_proposals, blocked_weight=blocked_weight,
+            kill_file=kill_file,
             anomaly_detector=anomaly_detector, anomaly_weight=anomaly_weight,
         )
         self.halt_on_env_error = bool(halt_on_env_error)
@@ -692,9 +852,9 @@ class Amygdala(gym.Wrapper, CircuitBreakers):
         if reason is not None:
             self._halt(reason)
         info = {k: v for k, v in self._last_info.items() if k not in _DECISION_KEYS}
-        for key in _EXEC_KEYS:
-            if key in info:
-                info[key] = 0
+        info.update({k: v for k, v in NO_EXECUTION_INFO.items() if k in info})
+        if "volume" in info:  # the market did not step
+            info["volume"] = 0.0
         self._annotate(info, forwarded=forwarded)
         info["action_forwarded"] = forwarded
         return self._last_obs, 0.0, True, False, info

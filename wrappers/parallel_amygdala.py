@@ -33,16 +33,18 @@ class ParallelAmygdala(ParallelSafetyWrapper):
     thresholds and defaults, on that agent's ``infos[agent]``:
 
     * **drawdown** — the agent's loss from its session peak equity > ``max_drawdown`` (0.10);
-    * **volatility** — the market's realized σ > ``vol_ratio`` (3) × its historical level
-      (σ_hist from the agent's reset info, then a long EMA);
-    * **fear** — ``sigmoid(W_f·[VPIN, σ_bps, Δp_max] + b_f)`` > ``fear_threshold`` (0.7);
+    * **volatility** — the market's realized σ > ``vol_ratio`` (3) × its long-run level σ_hist
+      (seeded by the agent's reset info, then the running mean / 500-step EWMA of the readings
+      that do not trip; see :mod:`wrappers.amygdala`);
+    * **fear** — ``sigmoid(W_f·[VPIN excess, σ_t/σ_hist, Δp_max/σ_hist] + b_f)`` > ``fear_threshold``
+      (0.7), every input relative to the market's own history;
     * **slippage** — the agent's mean slippage over its last fills > ``slippage_ratio`` (2) ×
       the prediction of ``slippage_predictor(obs, action, info)`` (called with the agent's
       observation, its *proposed* action — None if it sent none — and info) or of an inner
       ``infos[agent]["predicted_slippage_bps"]``; inactive without either;
-    * **violation_rate** — share of the agent's recent proposals that violated the LTN rules
-      (``infos[agent]["ltn"]`` from an inner :class:`~wrappers.parallel_shield.ParallelLTNShield`)
-      > ``max_violation_rate`` (0.05);
+    * **violation_rate** — the agent's recent rule-breaking proposals (``infos[agent]["ltn"]`` from an
+      inner :class:`~wrappers.parallel_shield.ParallelLTNShield`), executed ones weighing 1 and ones the
+      shield blocked ``blocked_weight`` (0.1), per proposal > ``max_violation_rate`` (0.05);
     * **kill_switch** — :meth:`kill` ``(agent)`` or the flag file ``kill_file``; a ``kill_file``
       containing ``{agent}`` is one file per agent (``"/tmp/janus.{agent}.kill"``), else one
       file halts every guarded agent.

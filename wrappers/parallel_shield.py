@@ -48,7 +48,9 @@ class ParallelLTNShield(ParallelSafetyWrapper):
     action: its position and cash (``infos[agent]``), the shared book (its
     observation's ``book``), the market's mid, VPIN and σ, and its own trade
     history (one :class:`~wrappers._state.TradeHistory` per agent, updated from
-    its fills — so the wash-sale rule sees only its own losing sales). If
+    its fills — so the wash-sale rule sees only its own losing sales — and
+    holding the market's volatility baseline σ_hist from the infos it saw, the
+    same for every agent). If
     ``SatAgg(q) < threshold`` the agent HOLDs instead: action 0 for discrete and
     sized actions; for continuous actions (a target fraction of
     ``max_position``) the current position, ``[position / max_position]``.
@@ -282,5 +284,5 @@ class ParallelLTNShield(ParallelSafetyWrapper):
             book = np.ascontiguousarray(self.env.unwrapped.book(), dtype=np.float64)
         self.knowledge_base.kernel(quantities, book, self.knowledge_base.params, truths, sat, self._book_from_obs,
                                    info["position"], info["cash"], info["mid"], info["vpin"], info["volatility"],
-                                   history.mean_volume, history.recent_loss_sale(), self._max_position, self._lot,
-                                   self._fee_bps)
+                                   history.sigma_hist, history.mean_volume, history.recent_loss_sale(),
+                                   self._max_position, self._lot, self._fee_bps)

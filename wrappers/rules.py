@@ -8,36 +8,84 @@ vector of candidates, so the shield scores every discrete action per step
 | rule (``RULE_NAMES``) | formula | crisp / soft |
 | --- | --- | --- |
 | ``wash_sale`` | ``∀t, k∈[1, window]: ¬(SaleAtLoss(t) ∧ Buy(t+k))`` | crisp |
-| ``almgren_chriss_impact`` | ``Volatile(σ) → Impact(v) < η·σ·sqrt(v/V)`` | soft (``Volatile``), crisp bound |
-| ``vpin_toxicity`` | ``VPIN > τ_VPIN → Halt ∨ Widen`` | crisp |
+| ``almgren_chriss_impact`` | ``Volatile → Impact(v) < η·σ_t·sqrt(v/V)`` | soft (``Volatile``), crisp bound |
+| ``vpin_toxicity`` | ``VPIN_t > τ_VPIN → Halt ∨ Widen`` | crisp |
 | ``position_limit`` | ``|pos + q| ≤ max_position`` | crisp |
 | ``cash_reserve`` | ``Buy(q) → cash'(q) ≥ 0.2 · equity'(q)`` | crisp |
 
 Connectives are the Łukasiewicz ones of :mod:`wrappers.logic`; the KB's
 satisfaction is ``SatAgg`` (p = 2) over the five rules.
 
+Predicates, their thresholds and why. The market predicates are measured
+against the instrument's own history or scale with it, so one set of defaults
+holds for a simulated book with 0.5 bps steps, hourly BTC with 70 bps bars and
+daily BTC with 450 bps bars:
+
+| predicate | formula | threshold (default) | reason |
+| --- | --- | --- | --- |
+| ``Buy(q)`` | ``[q > 0]`` | | |
+| ``Halt(q)`` | ``[q = 0]`` | | a market-order agent halts by holding |
+| ``Widen`` | ``0`` | | the agent posts no quotes to widen |
+| ``SaleAtLoss(t)`` | sell fill closing a long below average cost | window 30 steps | DESIGN.md (30 days on daily bars) |
+| ``Volatile(σ_t)`` | ``sigmoid(s·ln(σ_t/(c·σ_hist)))`` | c = 2, s = 6 | scale-free, below |
+| ``Impact(v)`` | ``sign(q)·(VWAP(v) − touch)/mid`` | ``< η·σ_t·sqrt(v/V)``, η = 1 | square-root law, below |
+| ``Toxic`` | ``[VPIN_t > τ_VPIN]`` | τ_VPIN = 0.7 | DESIGN.md; a probability on volume buckets, not bars |
+| ``Reserve(q)`` | ``[cash'(q) ≥ 0.2·equity'(q)]`` | 0.2 | DESIGN.md: cash ≥ 20% of equity |
+| position limit | ``|pos + q| ≤ max_position`` | ``MarketConfig`` | the env's limit |
+
 Groundings:
 
-* ``Buy(q) = [q > 0]``, ``Halt(q) = [q = 0]`` (for a market-order agent, halting
-  is HOLD); ``Widen = 0`` (the agent posts no quotes it could widen).
 * ``SaleAtLoss(t)``: a sell fill at step ``t`` that closed part of a long below
   its average cost (:class:`wrappers._state.TradeHistory`, fees excluded; a sale
   at zero PnL is not a loss). The window is in steps (default 30). Because
   Łukasiewicz ∧ is monotone and ¬ order-reversing,
   ``∀t ¬(L_t ∧ B) = ¬((∃t L_t) ∧ B)``, so only the most recent losing sale
   matters: a buy ``k`` steps after it violates iff ``1 ≤ k ≤ window``.
-* ``Volatile(σ) = sigmoid(s·(ln σ − ln σ*))``, a fixed :class:`~wrappers.logic.Predicate`
-  on ``x = ln σ`` (``W = s``, ``b = −s·ln σ*``), σ = ``info["volatility"]``
-  (per-step realized volatility of log mid returns); 0.5 at ``σ = σ*``.
-* ``Impact(v)``: expected relative cost of walking the *visible* book for
-  ``v = |q|`` shares, ``sign(q)·(VWAP(v) − mid)/mid``; an order larger than the
-  visible depth has unknown impact and fails the bound. ``V`` = mean market
-  volume per step over the last ``volume_window`` steps, floored at one ``lot``.
-  η = 1 *(ours)*: the square-root law ``I = Y·σ·sqrt(Q/V)`` has ``Y`` of order
-  one and is invariant to the time unit when σ and V share it (Tóth et al.,
-  "Anomalous price impact and the critical nature of liquidity", PRX 2011;
-  Almgren, Thum, Hauptmann & Li, "Direct estimation of equity market impact",
-  Risk 2005). HOLD (v = 0) has no impact and satisfies the rule.
+* ``Volatile(σ_t) = sigmoid(s·(ln(σ_t/σ_hist) − ln c))``, a fixed
+  :class:`~wrappers.logic.Predicate` on ``x = ln(σ_t/σ_hist)`` (``W = s``,
+  ``b = −s·ln c``). σ_t = ``info["volatility"]``, the per-step realized σ of
+  log mid returns over the env's window; σ_hist is the instrument's own
+  baseline kept by the trade history (:mod:`wrappers._state`: seeded by the
+  env's pre-session window, a running mean of σ² then a 500-step-half-life
+  EWMA, readings above 3σ_hist left out) — the same baseline as the amygdala's
+  volatility breaker. Without a baseline (no price move yet) ``Volatile = 0``.
+  Both σ's are per step, so the ratio is the same for any bar size (scaling
+  every return by k scales both) and any asset: with the fixed 5 bps
+  threshold used before, every daily BTC bar was volatile and no simulated
+  step was. c = 2 *(ours)*: ``Volatile`` is 0.015 at σ_hist, 0.5 at 2σ_hist
+  and 0.92 at 3σ_hist, the amygdala's halt; an order that breaks the impact
+  budget is vetoed (SatAgg < 0.9, one soft rule below 0.224) from
+  ``σ_t ≥ 2.46·σ_hist`` on, so the shield restricts impact-heavy orders before
+  the breaker stops all trading, while calm markets seldom get there. Measured
+  (momentum baseline, 6 seeds × 500 steps on ``ou``, ``gbm``, ``regime`` and
+  the shipped samples): the 99th percentile of σ_t/σ_hist is 1.6–2.3, steps
+  at ≥ 2.46 are 0.13% on hourly BTC and none elsewhere; in ``flash_crash`` the
+  rule binds 6–8 steps after the crash starts and never before it.
+  s = 6 *(ours)*: the predicate goes from 0.015 to 0.985 between c/2 and 2c.
+* ``Impact(v)``: the price concession of walking the *visible* book for
+  ``v = |q|`` shares, measured **from the touch** (best ask for a buy, best bid
+  for a sell), ``sign(q)·(VWAP(v) − touch)/mid``; an order larger than the
+  visible depth has unknown impact and fails the bound. Why from the touch:
+  Almgren & Chriss ("Optimal execution of portfolio transactions", J. Risk
+  2000, §1.5) write the temporary impact as ``h(v) = ε·sgn(v) + η·v/τ``, with
+  ε the fixed cost of trading (estimated as half the bid-ask spread plus
+  fees) kept apart from the size-dependent term; and the square-root law
+  ``I = Y·σ·sqrt(Q/V)`` (Tóth et al., "Anomalous price impact and the critical
+  nature of liquidity", PRX 2011; Almgren, Thum, Hauptmann & Li, "Direct
+  estimation of equity market impact", Risk 2005) measures the *price move*
+  an order causes, not the spread it pays. Measured from the mid, a one-lot
+  order paid the half-spread, which on daily BTC bars (synthetic spread 5% of
+  the bar's range: ≈ 10 bps per side at the median 384 bps range) exceeds the
+  whole budget of a small order (``σ·sqrt(v/V)`` ≈ 2–5 bps for 1 BTC of a
+  day's median 7,700): with the old fixed 5 bps ``Volatile`` threshold as
+  well, 97% of a momentum baseline's orders were vetoed
+  (``benchmarks/bench_shield.py --block-rates``). The half-spread is
+  still a cost where costs are counted: the cash-reserve rule prices the order
+  at the VWAP of the walk, and the env charges the fill. ``V`` = mean market
+  volume per step over the last ``volume_window`` steps, floored at one
+  ``lot``. η = 1 *(ours)*: ``Y`` is of order one and the law is invariant to
+  the time unit when σ and V share it (both are per step here). HOLD (v = 0)
+  has no impact and satisfies the rule.
 * ``cash'(q) = cash − q·p̂ − fee·|q|·p̂`` and ``equity'(q) = cash'(q) + (pos + q)·mid``,
   with ``p̂`` the VWAP of the visible book walk (the part beyond the visible depth
   priced at the deepest visible level). Holds and sells never draw cash, so the
@@ -57,9 +105,11 @@ kernel the shield calls each step (≈1 µs). Only the book walk is written
 twice (``cumsum`` vs a loop over levels); tests assert both paths agree to
 1e-12 on random states.
 
-Caveat: numba's on-disk cache of :func:`kb_kernel` is keyed on this file; after
-editing ``wrappers/logic.py`` clear ``wrappers/__pycache__`` (the agreement
-tests catch a stale kernel).
+numba's on-disk cache of a compiled function is keyed on its own file only,
+while ``shield_kernel``'s cached step inlines this file, ``logic.py`` and
+``_state.py``: ``janus_env._numba_cache`` drops the project's caches whenever
+any of these sources changes (the agreement tests would catch a stale
+:func:`kb_kernel`).
 """
 
 from __future__ import annotations
@@ -72,7 +122,13 @@ import numpy as np
 from numba import njit
 from numba.extending import register_jitable
 
-from wrappers._state import Trade, TradeHistory
+from wrappers._state import (
+    DEFAULT_VOL_EVENT_RATIO,
+    DEFAULT_VOL_HALFLIFE,
+    Trade,
+    TradeHistory,
+    new_history_rows,
+)
 from wrappers.logic import Predicate, _sat_agg, and_, implies, not_, or_, sigmoid
 
 RULE_NAMES: tuple[str, ...] = (
@@ -98,11 +154,13 @@ S_MAX_POSITION = 8
 S_LOT = 9
 S_FEE_BPS = 10
 S_BOOK_ENCODED = 11
-N_STATE = 12
+S_VOL_BASELINE = 12
+"""σ_hist, the volatility baseline of ``Volatile`` (0: none yet)."""
+N_STATE = 13
 
 # ---- parameter vector layout ----
 K_ETA = 0
-K_LOG_VOL_THRESHOLD = 1
+K_LOG_VOL_RATIO = 1
 K_VOL_SLOPE = 2
 K_VPIN_THRESHOLD = 3
 K_CASH_RESERVE = 4
@@ -135,9 +193,12 @@ def wash_sale_truth(recent_loss_sale, buy):
 
 
 @register_jitable
-def volatile_truth(sigma, log_threshold, slope):
-    """``Volatile(σ) = sigmoid(s·(ln σ − ln σ*))`` (σ floored at 1e-12)."""
-    return sigmoid(slope * (np.log(max(sigma, _MIN_VOLATILITY)) - log_threshold))
+def volatile_truth(sigma, sigma_hist, log_ratio, slope):
+    """``Volatile(σ_t) = sigmoid(s·(ln(σ_t/σ_hist) − ln c))`` (σ_t floored at 1e-12); 0 when there is no
+    baseline (``σ_hist ≤ 0``)."""
+    if not sigma_hist > 0.0:
+        return 0.0
+    return sigmoid(slope * (np.log(max(sigma, _MIN_VOLATILITY) / sigma_hist) - log_ratio))
 
 
 @register_jitable
@@ -147,9 +208,9 @@ def impact_bound(eta, sigma, v, volume):
 
 
 @register_jitable
-def relative_impact(side, vwap, mid):
-    """``sign(q)·(VWAP − mid)/mid``: the relative cost of the book walk."""
-    return side * (vwap - mid) / mid
+def relative_impact(side, vwap, touch, mid):
+    """``sign(q)·(VWAP − touch)/mid``: the price concession of the book walk beyond the best quote."""
+    return side * (vwap - touch) / mid
 
 
 @register_jitable
@@ -206,13 +267,15 @@ def _decode_book(book, mid, lot, encoded):
 
 
 # ----------------------------------------------------------------------------- reference (numpy)
-def _walk_book_np(v: np.ndarray, px: np.ndarray, qty: np.ndarray, mid: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Fill ``v`` shares against levels ``(px, qty)`` best first: (filled, notional, deepest price)."""
+def _walk_book_np(v: np.ndarray, px: np.ndarray, qty: np.ndarray,
+                  mid: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Fill ``v`` shares against levels ``(px, qty)`` best first: (filled, notional, deepest price, touch)."""
     before = np.cumsum(qty) - qty
     take = np.minimum(np.maximum(v[:, None] - before[None, :], 0.0), qty[None, :])
     levels = np.nonzero(qty > 0.0)[0]
     deepest = px[levels[-1]] if levels.size > 0 else mid
-    return take.sum(axis=1), (take * px[None, :]).sum(axis=1), deepest
+    touch = px[levels[0]] if levels.size > 0 else mid
+    return take.sum(axis=1), (take * px[None, :]).sum(axis=1), deepest, touch
 
 
 def kb_evaluate(q: np.ndarray, book: np.ndarray, state: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -234,20 +297,23 @@ def kb_evaluate(q: np.ndarray, book: np.ndarray, state: np.ndarray, params: np.n
     bid_px, bid_qty, ask_px, ask_qty = _decode_book(book, mid, lot, state[S_BOOK_ENCODED] > 0.5)
     v = np.abs(q)
     buy = np.where(q > 0.0, 1.0, 0.0)
-    b_filled, b_notional, b_deep = _walk_book_np(v, bid_px, bid_qty, mid)
-    a_filled, a_notional, a_deep = _walk_book_np(v, ask_px, ask_qty, mid)
+    b_filled, b_notional, b_deep, b_touch = _walk_book_np(v, bid_px, bid_qty, mid)
+    a_filled, a_notional, a_deep, a_touch = _walk_book_np(v, ask_px, ask_qty, mid)
     filled = np.where(q > 0.0, a_filled, b_filled)
     notional = np.where(q > 0.0, a_notional, b_notional)
     remainder = v - filled
     complete = remainder <= FILL_TOLERANCE * v
     vwap = np.where(filled > 0.0, notional / np.maximum(filled, 1e-300), mid)
     deepest = np.where(q > 0.0, a_deep, b_deep)
+    touch = np.where(q > 0.0, a_touch, b_touch)
     est_px = np.where(v > 0.0, (notional + np.maximum(remainder, 0.0) * deepest) / np.maximum(v, 1e-300), mid)
 
-    volatile = volatile_truth(state[S_VOLATILITY], params[K_LOG_VOL_THRESHOLD], params[K_VOL_SLOPE])
+    volatile = volatile_truth(state[S_VOLATILITY], state[S_VOL_BASELINE], params[K_LOG_VOL_RATIO],
+                              params[K_VOL_SLOPE])
     volume = max(state[S_MEAN_VOLUME], lot)
     bound = impact_bound(params[K_ETA], state[S_VOLATILITY], v, volume)
-    impact_ok = np.where((v == 0.0) | (complete & (relative_impact(np.sign(q), vwap, mid) < bound)), 1.0, 0.0)
+    impact = relative_impact(np.sign(q), vwap, touch, mid)
+    impact_ok = np.where((v == 0.0) | (complete & (impact < bound)), 1.0, 0.0)
     toxic = 1.0 if state[S_VPIN] > params[K_VPIN_THRESHOLD] else 0.0
     slack = reserve_slack(q, v, est_px, cash, pos, mid, state[S_FEE_BPS], params[K_CASH_RESERVE])
 
@@ -262,24 +328,24 @@ def kb_evaluate(q: np.ndarray, book: np.ndarray, state: np.ndarray, params: np.n
 
 # ----------------------------------------------------------------------------- the kernel (numba)
 @njit(cache=True)
-def kb_kernel(q, book, params, truths, sat, encoded, pos, cash, mid, vpin, sigma, mean_volume,
+def kb_kernel(q, book, params, truths, sat, encoded, pos, cash, mid, vpin, sigma, sigma_hist, mean_volume,
               recent_loss_sale, max_position, lot, fee_bps):  # pragma: no cover - compiled
     """The KB as one numba kernel, state as scalars (the shield's hot path); see :func:`kb_evaluate`.
 
     Writes ``truths`` ``(n, 5)`` and ``sat`` ``(n,)``. ``book`` may be float32 (the
-    observation) or float64.
+    observation) or float64. ``sigma_hist`` is the volatility baseline (0: none).
     """
     decoded = _decode_book(book, mid, lot, encoded)
-    kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, mean_volume, recent_loss_sale,
-               max_position, lot, fee_bps)
+    kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, sigma_hist, mean_volume,
+               recent_loss_sale, max_position, lot, fee_bps)
 
 
 @register_jitable
-def kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, mean_volume, recent_loss_sale,
-               max_position, lot, fee_bps):
+def kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, sigma_hist, mean_volume,
+               recent_loss_sale, max_position, lot, fee_bps):
     """:func:`kb_kernel` on a book already decoded by :func:`_decode_into` (loops, no temporaries)."""
     n_levels = decoded.shape[1]
-    volatile = volatile_truth(sigma, params[K_LOG_VOL_THRESHOLD], params[K_VOL_SLOPE])
+    volatile = volatile_truth(sigma, sigma_hist, params[K_LOG_VOL_RATIO], params[K_VOL_SLOPE])
     volume = max(mean_volume, lot)
     toxic = 1.0 if vpin > params[K_VPIN_THRESHOLD] else 0.0
     for c in range(q.shape[0]):
@@ -289,6 +355,8 @@ def kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, mea
         filled = 0.0
         notional = 0.0
         deepest = mid
+        touch = mid
+        found = False
         if v > 0.0:
             for i in range(n_levels):
                 level_qty = decoded[row + 1, i]
@@ -297,6 +365,9 @@ def kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, mea
                     filled += take
                     notional += take * decoded[row, i]
                     deepest = decoded[row, i]
+                    if not found:
+                        touch = deepest
+                        found = True
         remainder = v - filled
         complete = remainder <= FILL_TOLERANCE * v
         vwap = notional / filled if filled > 0.0 else mid
@@ -304,7 +375,8 @@ def kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, mea
         buy = 1.0 if qc > 0.0 else 0.0
         if v == 0.0:
             impact_ok = 1.0
-        elif complete and relative_impact(np.sign(qc), vwap, mid) < impact_bound(params[K_ETA], sigma, v, volume):
+        elif complete and relative_impact(np.sign(qc), vwap, touch, mid) < impact_bound(params[K_ETA], sigma, v,
+                                                                                          volume):
             impact_ok = 1.0
         else:
             impact_ok = 0.0
@@ -332,8 +404,8 @@ def kb_evaluate_numba(q, book, state, params, truths, sat):  # pragma: no cover 
     """:func:`kb_kernel` with the state as the ``S_*`` vector: :func:`kb_evaluate`'s arguments plus the
     output arrays ``truths`` ``(n, 5)`` and ``sat`` ``(n,)``."""
     kb_kernel(q, book, params, truths, sat, state[S_BOOK_ENCODED] > 0.5, state[S_POSITION], state[S_CASH],
-              state[S_MID], state[S_VPIN], state[S_VOLATILITY], state[S_MEAN_VOLUME], state[S_RECENT_LOSS_SALE],
-              state[S_MAX_POSITION], state[S_LOT], state[S_FEE_BPS])
+              state[S_MID], state[S_VPIN], state[S_VOLATILITY], state[S_VOL_BASELINE], state[S_MEAN_VOLUME],
+              state[S_RECENT_LOSS_SALE], state[S_MAX_POSITION], state[S_LOT], state[S_FEE_BPS])
 
 
 class KBResult(NamedTuple):
@@ -357,15 +429,19 @@ class TradingKnowledgeBase:
     Args:
         wash_sale_window: wash-sale window in steps (DESIGN.md: 30).
         eta: η of the square-root impact bound *(ours: 1.0, see module docstring)*.
-        volatility_threshold: σ* at which ``Volatile`` is 0.5, per-step σ of log mid
-            returns *(ours: 5e-4, i.e. 5 bps per step, above the calm scenarios' ≈1e-4 and
-            below the stress events' ≥ 4e-3)*.
-        volatility_slope: s in ``Volatile = sigmoid(s·ln(σ/σ*))`` *(ours: 6, so Volatile is
-            0.015 at σ*/2 and 0.985 at 2σ*)*.
+        volatility_ratio: c, the ratio σ_t/σ_hist at which ``Volatile`` is 0.5 *(ours: 2.0; an
+            order over the impact budget is vetoed from 2.46·σ_hist, below the amygdala's 3× halt;
+            see module docstring)*.
+        volatility_slope: s in ``Volatile = sigmoid(s·ln(σ_t/(c·σ_hist)))`` *(ours: 6, so Volatile is
+            0.015 at c/2 and 0.985 at 2c)*.
         volume_window: steps in the mean per-step volume ``V`` *(ours: 20)*.
         vpin_threshold: τ_VPIN (DESIGN.md: 0.7).
         cash_reserve: minimum cash as a fraction of equity after a buy (DESIGN.md: 0.2).
         p: SatAgg power (DESIGN.md: 2).
+        vol_halflife: half-life in steps of the σ_hist EWMA *(ours: 500, the amygdala's; see
+            :mod:`wrappers._state`)*.
+        vol_event_ratio: readings above this multiple of σ_hist are events, left out of σ_hist
+            (3: DESIGN.md's volatility breaker).
 
     Raises:
         TypeError: a parameter that is not a real number.
@@ -376,19 +452,21 @@ class TradingKnowledgeBase:
         self,
         wash_sale_window: int = 30,
         eta: float = 1.0,
-        volatility_threshold: float = 5e-4,
+        volatility_ratio: float = 2.0,
         volatility_slope: float = 6.0,
         volume_window: int = 20,
         vpin_threshold: float = 0.7,
         cash_reserve: float = 0.2,
         p: float = 2.0,
+        vol_halflife: float = DEFAULT_VOL_HALFLIFE,
+        vol_event_ratio: float = DEFAULT_VOL_EVENT_RATIO,
     ) -> None:
-        for name, value in (("eta", eta), ("volatility_threshold", volatility_threshold),
+        for name, value in (("eta", eta), ("volatility_ratio", volatility_ratio),
                             ("volatility_slope", volatility_slope), ("vpin_threshold", vpin_threshold),
                             ("cash_reserve", cash_reserve), ("p", p)):
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
                 raise TypeError(_BAD_TYPE.format(name, value))
-        for name, value in (("eta", eta), ("volatility_threshold", volatility_threshold),
+        for name, value in (("eta", eta), ("volatility_ratio", volatility_ratio),
                             ("volatility_slope", volatility_slope)):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(_BAD_POSITIVE.format(name, value))
@@ -397,18 +475,21 @@ class TradingKnowledgeBase:
                 raise ValueError(_BAD_UNIT.format(name, value))
         if not (p >= 1.0 and math.isfinite(p)):
             raise ValueError(_BAD_P.format(p))
-        TradeHistory(wash_sale_window, volume_window)  # validates the windows
+        # validates the windows and the σ_hist settings
+        TradeHistory(wash_sale_window, volume_window, vol_halflife=vol_halflife, vol_event_ratio=vol_event_ratio)
         self.wash_sale_window = wash_sale_window
         self.volume_window = volume_window
+        self.vol_halflife = float(vol_halflife)
+        self.vol_event_ratio = float(vol_event_ratio)
         self.eta = float(eta)
-        self.volatility_threshold = float(volatility_threshold)
+        self.volatility_ratio = float(volatility_ratio)
         self.volatility_slope = float(volatility_slope)
         self.vpin_threshold = float(vpin_threshold)
         self.cash_reserve = float(cash_reserve)
         self.p = float(p)
         self.params = np.zeros(N_KB_PARAMS, dtype=np.float64)
         self.params[K_ETA] = self.eta
-        self.params[K_LOG_VOL_THRESHOLD] = math.log(self.volatility_threshold)
+        self.params[K_LOG_VOL_RATIO] = math.log(self.volatility_ratio)
         self.params[K_VOL_SLOPE] = self.volatility_slope
         self.params[K_VPIN_THRESHOLD] = self.vpin_threshold
         self.params[K_CASH_RESERVE] = self.cash_reserve
@@ -416,14 +497,20 @@ class TradingKnowledgeBase:
 
     rule_names = RULE_NAMES
 
-    def history(self) -> TradeHistory:
-        """A fresh :class:`TradeHistory` with this KB's windows."""
-        return TradeHistory(self.wash_sale_window, self.volume_window)
+    def history(self, max_trades: int = 256, row: np.ndarray | None = None) -> TradeHistory:
+        """A :class:`TradeHistory` with this KB's windows and σ_hist settings (fresh, or viewing ``row``)."""
+        return TradeHistory(self.wash_sale_window, self.volume_window, max_trades, row=row,
+                            vol_halflife=self.vol_halflife, vol_event_ratio=self.vol_event_ratio)
+
+    def history_rows(self, n: int, max_trades: int = 256) -> np.ndarray:
+        """``(n, H)`` flat history rows with this KB's windows and σ_hist settings (the shields' state)."""
+        return new_history_rows(n, self.wash_sale_window, self.volume_window, max_trades, self.vol_halflife,
+                                self.vol_event_ratio)
 
     def volatile_predicate(self) -> Predicate:
-        """``Volatile`` as a torch :class:`~wrappers.logic.Predicate` on ``x = [ln σ]`` (for losses)."""
+        """``Volatile`` as a torch :class:`~wrappers.logic.Predicate` on ``x = [ln(σ_t/σ_hist)]`` (for losses)."""
         s = self.volatility_slope
-        return Predicate(1, weight=[s], bias=-s * math.log(self.volatility_threshold))
+        return Predicate(1, weight=[s], bias=-s * math.log(self.volatility_ratio))
 
     @staticmethod
     def state(
@@ -439,7 +526,7 @@ class TradingKnowledgeBase:
 
         Args:
             info: the info returned with the observation the action answers.
-            history: the trade history updated up to that info.
+            history: the trade history updated up to that info (its σ_hist is the volatility baseline).
             max_position, lot, fee_bps: from the env's ``MarketConfig``.
             book_encoded: whether the book passed to :meth:`evaluate` is the observation's encoding.
             out: optional array to fill (avoids an allocation per step).
@@ -457,6 +544,7 @@ class TradingKnowledgeBase:
         s[S_LOT] = lot
         s[S_FEE_BPS] = fee_bps
         s[S_BOOK_ENCODED] = 1.0 if book_encoded else 0.0
+        s[S_VOL_BASELINE] = history.sigma_hist
         return s
 
     kernel = staticmethod(kb_kernel)

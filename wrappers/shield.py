@@ -9,9 +9,9 @@ import numpy as np
 from gymnasium import spaces
 
 from janus_env.actions import continuous_fraction, discrete_index, sized_quantity
-from janus_env.lob_env import JanusLOBEnv
-from janus_env.simulator import O_POSITION, O_STEP, O_VOLUME
-from wrappers._state import TradeHistory, history_reset, new_history_rows
+from janus_env.lob_env import NO_EXECUTION_INFO, JanusLOBEnv
+from janus_env.simulator import O_POSITION, O_STEP, O_VOLATILITY, O_VOLUME
+from wrappers._state import TradeHistory, history_reset
 from wrappers.rules import RULE_NAMES, KBResult, TradingKnowledgeBase
 from wrappers.shield_kernel import choose_actions, shield_context, shield_score, sync_histories
 
@@ -29,7 +29,6 @@ _NOT_LOB = "LTNShield needs a Janus-LOB env (a JanusLOBEnv underneath the wrappe
 _BAD_SPACE = "LTNShield needs the env's own action space {} at its level, got {} (a wrapper inside the shield changed it)"
 _MASKS_DISCRETE = "action_masks() needs a Discrete action space, got {}"
 _NEED_RESET = "Call reset() before step()"
-_NO_FILL = {"fills": 0, "exec_qty": 0.0, "exec_price": 0.0, "slippage_bps": 0.0, "fees": 0.0, "rejected_qty": 0.0}
 _R0, _R1, _R2, _R3, _R4 = RULE_NAMES
 
 
@@ -103,9 +102,13 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
     position, cash, mid, VPIN, σ and the fill of the last step come from the
     market's ``out`` row and the book from its raw observation buffer
     (``env.unwrapped.buffers()``), so an observation or info wrapper inside
-    the shield cannot blind it. The trade history (:attr:`history`) is brought
-    up to date inside the same compiled call that scores the next decision
+    the shield cannot blind it. The trade history (:attr:`history`: fills,
+    market volume and the volatility baseline σ_hist that ``Volatile`` is
+    measured against, seeded by the reset-time σ) is brought up to date inside
+    the same compiled call that scores the next decision
     (:func:`wrappers.shield_kernel.shield_score`): one numba call per step.
+    Continuous targets are scored as the env will send them, rounded to its
+    quantity grid (``MarketConfig.resolved_qty_step``, e.g. 0.01 BTC).
 
     Args:
         env: a Janus-LOB env (any ``Janus-LOB*`` id, any scenario, ``action_type``
@@ -155,11 +158,14 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.fallback = fallback
         self.knowledge_base = knowledge_base if knowledge_base is not None else TradingKnowledgeBase()
         kb = self.knowledge_base
-        self._hist = new_history_rows(1, kb.wash_sale_window, kb.volume_window, 256)
-        self._history = TradeHistory(kb.wash_sale_window, kb.volume_window, 256, row=self._hist[0])
+        self._hist = kb.history_rows(1)
+        self._history = kb.history(row=self._hist[0])
         config = base.config
         self._lot = float(config.lot)
         self._max_position = float(config.max_position)
+        # the env's quantity grid: a continuous target is round(fraction · max_units) grid steps
+        self._qty_step = float(config.resolved_qty_step)
+        self._max_units = int(config.max_position_units)
         self._fee_bps = float(config.fee_bps)
         self._window = int(config.window)
         self._n_levels = int(config.n_levels)
@@ -213,7 +219,7 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._obs, self._info = obs, info
         try:
             self._buffers = obs_buffer, out = self.env.unwrapped.buffers()
-            history_reset(self._hist[0], out[0, O_VOLUME], out[0, O_STEP])
+            history_reset(self._hist[0], out[0, O_VOLUME], out[0, O_STEP], out[0, O_VOLATILITY])
             ctx = shield_context(self.knowledge_base.params, self._window, self._n_levels, self._max_position,
                                  self._lot, self._fee_bps)
             self._args = (self._hist, obs_buffer, out, ctx)
@@ -362,9 +368,10 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def _decide_continuous(self, fraction: float, action: Any) -> tuple[list[float], Any, float, list[float]]:
         position = float(self._buffers[1][0, O_POSITION])
-        proposal = round(fraction * self._max_position) - position
+        step = self._qty_step  # the order the env will send, on its quantity grid (as JanusLOBEnv rounds it)
+        proposal = (round(fraction * self._max_units) - round(position / step)) * step
         if self.fallback == "nearest" and proposal != 0.0:
-            steps = np.arange(int(abs(proposal) // self._lot), 0, -1, dtype=np.float64)
+            steps = np.arange(int(abs(proposal) / self._lot + 1e-9), 0, -1, dtype=np.float64)
             candidates = np.concatenate(([proposal], np.sign(proposal) * self._lot * steps, [0.0]))
         else:
             candidates = np.array([proposal, 0.0])
@@ -388,7 +395,7 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def _halt(self, err: Exception, proposed: Any):
         self._needs_reset = True
         self._error = err
-        info = {**self._info, **_NO_FILL, "halted": True, "halt_reason": self._reason(err)}
+        info = {**self._info, **NO_EXECUTION_INFO, "halted": True, "halt_reason": self._reason(err)}
         info["ltn"] = {
             "rules": {},
             "sat_agg": 0.0,

@@ -6,9 +6,10 @@ market (record the fill of ``out[i]``, or restart the history after a
 reset), then evaluates the trading knowledge base (:func:`wrappers.rules.kb_kernel`)
 on every candidate quantity with the state read straight from the market's
 buffers: the encoded book of ``obs[i]`` and position, cash, mid, VPIN and σ
-of ``out[i]``. Reading the market rather than ``info`` keeps the shield
-correct under any wrapper in between, and keeps the per-step cost to one
-call with no Python-level bookkeeping.
+of ``out[i]``, with the volatility baseline σ_hist of the history row.
+Reading the market rather than ``info`` keeps the shield correct under any
+wrapper in between, and keeps the per-step cost to one call with no
+Python-level bookkeeping.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from janus_env.simulator import (
     O_VOLUME,
     O_VPIN,
 )
-from wrappers._state import H_LAST_STEP, history_record, history_reset, mean_volume, recent_loss_sale
+from wrappers._state import (
+    H_LAST_STEP,
+    history_record,
+    history_reset,
+    mean_volume,
+    recent_loss_sale,
+    volatility_baseline,
+)
 from wrappers.rules import N_KB_PARAMS, _decode_into, kb_decoded
 
 
@@ -36,17 +44,18 @@ def sync_histories(hist, out):  # pragma: no cover - compiled
     """Bring every history row up to date with its market row, by the market's step counter.
 
     ``out[O_STEP]`` above the last recorded step: the env stepped, record the fill,
-    volume and step; below it: the env was reset (Gymnasium's next-step autoreset
-    of a vector env), restart the history from the reset state; equal: nothing new.
+    volume, σ and step; below it: the env was reset (Gymnasium's next-step autoreset
+    of a vector env), restart the history from the reset state (its σ seeds σ_hist);
+    equal: nothing new.
     """
     for i in range(hist.shape[0]):
         h = hist[i]
         o = out[i]
         step = o[O_STEP]
         if step > h[H_LAST_STEP]:
-            history_record(h, o[O_VOLUME], step, o[O_EXEC_QTY], o[O_EXEC_PRICE])
+            history_record(h, o[O_VOLUME], step, o[O_EXEC_QTY], o[O_EXEC_PRICE], o[O_VOLATILITY])
         elif step < h[H_LAST_STEP]:
-            history_reset(h, o[O_VOLUME], step)
+            history_reset(h, o[O_VOLUME], step, o[O_VOLATILITY])
 
 
 C_WINDOW = N_KB_PARAMS
@@ -90,8 +99,8 @@ def shield_score(hist, obs, out, ctx, q, truths, sat):  # pragma: no cover - com
         mid = o[O_MID]
         _decode_into(obs[i, b0:b0 + 4 * n_levels].reshape((n_levels, 4)), mid, lot, True, decoded)
         kb_decoded(q[i], decoded, ctx, truths[i], sat[i], o[O_POSITION], o[O_CASH], mid, o[O_VPIN],
-                   o[O_VOLATILITY], mean_volume(h), recent_loss_sale(h, h[H_LAST_STEP] + 1.0), ctx[C_MAX_POSITION],
-                   lot, ctx[C_FEE_BPS])
+                   o[O_VOLATILITY], volatility_baseline(h), mean_volume(h), recent_loss_sale(h, h[H_LAST_STEP] + 1.0),
+                   ctx[C_MAX_POSITION], lot, ctx[C_FEE_BPS])
 
 
 @njit(cache=True)

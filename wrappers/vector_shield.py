@@ -9,9 +9,9 @@ import numpy as np
 from gymnasium import spaces
 
 from janus_env.actions import sized_quantity
-from janus_env.simulator import O_POSITION, O_STEP, O_VOLUME
+from janus_env.simulator import O_POSITION, O_STEP, O_VOLATILITY, O_VOLUME
 from janus_env.vector_env import JanusLOBVectorEnv
-from wrappers._state import TradeHistory, history_reset, new_history_rows
+from wrappers._state import TradeHistory, history_reset
 from wrappers.rules import RULE_NAMES, TradingKnowledgeBase
 from wrappers.shield import FALLBACKS, HALT_PREFIX, HOLD
 from wrappers.shield_kernel import choose_actions, shield_context, shield_score, sync_histories
@@ -80,7 +80,7 @@ class LTNVectorShield(gym.vector.VectorWrapper):
         n = self.num_envs
         config = base.config
         self._base = base
-        self._hist = new_history_rows(n, kb.wash_sale_window, kb.volume_window, 256)
+        self._hist = kb.history_rows(n)
         self._rows = np.arange(n)
         if self._discrete:
             k = int(base.single_action_space.n)
@@ -102,14 +102,13 @@ class LTNVectorShield(gym.vector.VectorWrapper):
     def history(self, i: int) -> TradeHistory:
         """Sub-env ``i``'s trade history (a view), up to date with the last step."""
         sync_histories(self._hist, self._base.buffers()[1])
-        kb = self.knowledge_base
-        return TradeHistory(kb.wash_sale_window, kb.volume_window, 256, row=self._hist[i])
+        return self.knowledge_base.history(row=self._hist[i])
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         out = self._base.buffers()[1]
         for i in range(self.num_envs):
-            history_reset(self._hist[i], out[i, O_VOLUME], out[i, O_STEP])
+            history_reset(self._hist[i], out[i, O_VOLUME], out[i, O_STEP], out[i, O_VOLATILITY])
         self._needs_reset = False
         self._scored = False
         self._last = (obs, info)

@@ -1,4 +1,10 @@
-"""Amygdala circuit breakers: each one trips on a seeded scenario; calm markets don't; errors halt."""
+"""Amygdala circuit breakers: each one trips on a seeded scenario; calm markets don't; errors halt.
+
+The acceptance checks of the calibrated breakers are here in small form (two seeds, 500-step episodes):
+the sane baselines run whole episodes in ``ou``, ``regime`` and on every shipped real sample, and in
+``flash_crash`` the volatility or fear breaker trips inside the event window, not before it.
+``benchmarks/bench_breakers.py`` has the full table.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from wrappers.amygdala import (
     _BAD_PREDICTOR,
     _BAD_RATIO,
     _BAD_REASON,
+    _BAD_WEIGHT,
     _NEED_RESET,
     BREAKERS,
     DEFAULT_FEAR_BIAS,
@@ -128,7 +135,9 @@ def test_volatility_breaker_trips_in_flash_crash():
 
 # --------------------------------------------------------------------------- drawdown
 def test_drawdown_breaker_trips_when_holding_long_into_crash():
-    kw = dict(scenario="flash_crash", seed=0, action_type="sized", n_sizes=10, max_position=5000, lot=500)
+    # 5000 shares on $100,000 is 5x leverage: the buying-power check is off (max_leverage=inf) to hold it
+    kw = dict(scenario="flash_crash", seed=0, action_type="sized", n_sizes=10, max_position=5000, lot=500,
+              max_leverage=float("inf"))
 
     def long_then_hold(t: int) -> int:
         return 10 if t == 0 else 0  # buy 10 lots = max_position at the open, then hold
@@ -149,38 +158,68 @@ def test_drawdown_breaker_trips_when_holding_long_into_crash():
 
 def test_default_breakers_halt_flash_crash_long():
     env = Amygdala(JanusLOBEnv(scenario="flash_crash", seed=0, action_type="sized", n_sizes=10,
-                               max_position=5000, lot=500))
+                               max_position=5000, lot=500, max_leverage=float("inf")))
     env.reset()
     n, info, _ = run(env, lambda t: 10 if t == 0 else 0)
     assert info["halted"] and n < 450
 
 
 # --------------------------------------------------------------------------- violation rate
-def _ltn(violated: bool) -> dict[str, Any]:
+def _ltn(violated: bool, blocked: bool | None = None) -> dict[str, Any]:
+    """An ``info["ltn"]``; a violation is blocked (the shield replaced it) unless ``blocked=False``."""
+    blocked = violated if blocked is None else blocked
     return {"ltn": {"rules": {"wash_sale": 0.2 if violated else 1.0}, "sat_agg": 0.2 if violated else 1.0,
-                    "violation": 0.8 if violated else 0.0, "overridden": violated, "proposed_action": 1,
-                    "final_action": 0 if violated else 1, "threshold": 0.9}}
+                    "violation": 0.8 if violated else 0.0, "overridden": blocked, "proposed_action": 1,
+                    "final_action": 0 if blocked else 1, "threshold": 0.9}}
 
 
 def test_violation_rate_trips_at_min_proposals():
-    # every 10th proposal violates (10% > 5%); the rate may only fire once 20 proposals were seen
-    inner = InjectInfo(JanusLOBEnv(scenario="ou", seed=0), lambda i: _ltn(i % 10 == 0))
+    # every 10th proposal is an executed violation (10% > 5%); the rate may only fire once 20 proposals were seen
+    # (before: blocked proposals counted the same; now they weigh 0.1, see test_blocked_proposals_weigh_less)
+    inner = InjectInfo(JanusLOBEnv(scenario="ou", seed=0), lambda i: _ltn(i % 10 == 0, blocked=False))
     env = Amygdala(inner, **only("max_violation_rate"))
     env.reset()
     n, info, infos = run(env, hold)
     assert n == 20
-    assert info["halt_reason"] == "violation_rate: 2/20 proposed actions violated the LTN rules (10.0% > 0.05)"
+    assert info["halt_reason"] == ("violation_rate: 2 executed + 0.1 × 0 blocked violations in 20 proposals "
+                                   "(10.0% > 0.05)")
     assert infos[0]["breakers"]["violation_rate"]["value"] == 1.0  # 1/1 but inactive below the minimum count
     assert not infos[0]["breakers"]["violation_rate"]["active"]
 
 
 def test_violation_rate_below_threshold_does_not_trip():
-    inner = InjectInfo(JanusLOBEnv(scenario="ou", seed=0, episode_steps=300), lambda i: _ltn((i + 1) % 25 == 0))
+    inner = InjectInfo(JanusLOBEnv(scenario="ou", seed=0, episode_steps=300),
+                       lambda i: _ltn((i + 1) % 25 == 0, blocked=False))
     env = Amygdala(inner, **only("max_violation_rate"))
     env.reset()
     n, info, _ = run(env, hold)
     assert n == 300 and not info["halted"]
     assert info["breakers"]["violation_rate"]["value"] == pytest.approx(0.04)
+
+
+@pytest.mark.parametrize(("every", "weight", "halts_at"), [
+    (3, 0.1, None),  # a third of the proposals blocked: 3.3%
+    (10, 0.1, None),  # a strategy meeting a rule now and then: 1%
+    (4, 0.1, 20),  # 15 of 20 blocked: 7.5% > 5%: a policy fighting its risk layer
+    (10, 1.0, 20),  # blocked_weight=1: blocked proposals count as violations (the breaker's old rule)
+])
+def test_blocked_proposals_weigh_less(every, weight, halts_at):
+    # every == 4: 3 of 4 proposals blocked; else one in `every`, never more than that share of any prefix
+    blocked = (lambda i: i % 4 != 0) if every == 4 else (lambda i: i % every == every - 1)
+    inner = InjectInfo(JanusLOBEnv(scenario="ou", seed=0, episode_steps=200), lambda i: _ltn(blocked(i)))
+    env = Amygdala(inner, **only("max_violation_rate", blocked_weight=weight))
+    env.reset()
+    n, info, infos = run(env, hold)
+    k = sum(blocked(i) for i in range(n))
+    last = min(n, 100)
+    expect = weight * sum(blocked(i) for i in range(n - last, n)) / last  # over the last 100 proposals
+    assert info["breakers"]["violation_rate"]["value"] == pytest.approx(expect)
+    if halts_at is None:
+        assert n == 200 and not info["halted"]
+    else:
+        assert n == halts_at and info["halt_reason"] == (
+            f"violation_rate: 0 executed + {weight:g} × {k} blocked violations in {n} proposals "
+            f"({weight * k / n:.1%} > 0.05)")
 
 
 def test_violation_counts_low_satagg_without_override():
@@ -192,7 +231,7 @@ def test_violation_counts_low_satagg_without_override():
     env = Amygdala(InjectInfo(JanusLOBEnv(scenario="ou", seed=0), make), **only("max_violation_rate"))
     env.reset()
     n, info, _ = run(env, hold)
-    assert n == 20 and info["halt_reason"].startswith("violation_rate: 20/20")
+    assert n == 20 and info["halt_reason"].startswith("violation_rate: 20 executed + 0.1 × 0 blocked")
 
 
 def test_no_shield_means_no_violation_rate():
@@ -249,32 +288,207 @@ def test_slippage_inactive_without_prediction():
     assert n == 100 and info["breakers"]["slippage"]["active"] is False
 
 
-# --------------------------------------------------------------------------- fear
-def _fear(vpin: float, sigma_bps: float, dp_bps: float) -> float:
-    w, b = DEFAULT_FEAR_WEIGHTS, DEFAULT_FEAR_BIAS
-    return 1.0 / (1.0 + math.exp(-(w[0] * vpin + w[1] * sigma_bps + w[2] * dp_bps + b)))
+# --------------------------------------------------------------------------- fear and the baselines
+def reference(info0: dict[str, Any], infos: list[dict[str, Any]], halflife: float = 500.0, cap: float = 3.0,
+              window: int = 20) -> list[tuple[float, float, float]]:
+    """(σ_t/σ_hist, fear, σ_hist) per step from the documented recursions, written independently of the wrapper."""
+    a_inf = 1.0 - 2.0 ** (-1.0 / halflife)
+    var, n = info0["volatility"] ** 2, 1
+    vpin_hist, n_vpin = info0["vpin"], 1
+    mids = [info0["mid"]]
+    out = []
+    for i in infos:
+        sigma_hist = math.sqrt(var)
+        mids.append(i["mid"])
+        dp_max = np.abs(np.diff(np.log(mids[-(window + 1):]))).max()
+        excess = max(0.0, i["vpin"] - vpin_hist) / (1.0 - vpin_hist)
+        x = np.array([excess, i["volatility"] / sigma_hist, dp_max / sigma_hist])
+        fear = 1.0 / (1.0 + math.exp(-(np.dot(DEFAULT_FEAR_WEIGHTS, x) + DEFAULT_FEAR_BIAS)))
+        out.append((x[1], fear, sigma_hist))
+        # no move (σ ≤ 1e-9) and a reading above cap·σ_hist (an event) are left out
+        if 1e-9 < i["volatility"] <= cap * sigma_hist:
+            n += 1
+            var += max(1.0 / n, a_inf) * (i["volatility"] ** 2 - var)
+        n_vpin += 1
+        vpin_hist += max(1.0 / n_vpin, a_inf) * (i["vpin"] - vpin_hist)
+    return out
 
 
 def test_fear_trips_in_flash_crash_and_matches_formula():
     env = Amygdala(JanusLOBEnv(scenario="flash_crash", seed=1), **only("fear_threshold"))
     _, info0 = env.reset()
-    mids = [info0["mid"]]
     n, info, infos = run(env, hold)
-    assert info["halt_reason"].startswith("fear: activation") and 400 <= n <= 450
+    assert info["halt_reason"].startswith("fear: activation") and 400 < n <= 450  # the crash starts at step 400
     assert info["breakers"]["fear"]["value"] > 0.7
-    mids += [i["mid"] for i in infos]
-    for t in (10, n - 1):  # the reported activation is the documented formula
-        moves = np.abs(np.diff(np.log(mids[max(0, t + 1 - 20):t + 2]))) * 1e4
-        i = infos[t]
-        expect = _fear(i["vpin"], i["volatility"] * 1e4, moves.max())
-        assert i["breakers"]["fear"]["value"] == pytest.approx(expect, rel=1e-9)
+    ref = reference(info0, infos)
+    for t in range(n):  # the reported activation and volatility ratio are the documented formulas
+        assert infos[t]["breakers"]["fear"]["value"] == pytest.approx(ref[t][1], rel=1e-9, abs=1e-15)
+        assert infos[t]["breakers"]["volatility"]["value"] == pytest.approx(ref[t][0], rel=1e-9)
+    assert max(r[1] for r in ref[:399]) < 0.5  # calm before the crash
+
+
+def test_sigma_hist_does_not_chase_the_crash():
+    env = Amygdala(JanusLOBEnv(scenario="flash_crash", seed=0, episode_steps=500), **ONLY)  # nothing halts
+    _, info0 = env.reset()
+    sigma_hist, infos = [env.sigma_hist], []
+    for _ in range(500):
+        infos.append(env.step(0)[4])
+        sigma_hist.append(env.sigma_hist)
+    start, end = 200, 275  # market steps of the crash: event_start 0.4, event_length 0.15 of 500
+    assert max(i["volatility"] for i in infos[start:end]) > 20 * sigma_hist[start]  # a 20×+ volatility event ...
+    assert max(sigma_hist[start:end + 1]) < 1.2 * sigma_hist[start]  # ... that hardly moves the baseline
+    ref = reference(info0, infos)  # the documented recursion, readings above 3σ_hist left out
+    np.testing.assert_allclose(sigma_hist[:-1], [r[2] for r in ref], rtol=1e-9)
 
 
 def test_lowered_fear_threshold_trips_on_calm_market():
-    env = Amygdala(JanusLOBEnv(scenario="ou", seed=0), **only("fear_threshold", fear_threshold=0.01))
+    # calm fear is ≈ 0.01 (z ≈ −4.5): a threshold of 0.001 must trip at once
+    env = Amygdala(JanusLOBEnv(scenario="ou", seed=0), **only("fear_threshold", fear_threshold=0.001))
     env.reset()
     n, info, _ = run(env, hold)
     assert n == 1 and info["halt_reason"].startswith("fear: ")
+
+
+class PathEnv(gym.Env):
+    """A market that replays log returns ``scale · path``: the info keys the amygdala reads, nothing else.
+
+    ``volatility`` is the RMS of the last ``window`` one-step log returns (as the Janus-LOB envs report it),
+    ``vpin`` is ``vpin_path``. The first ``window`` returns are history before the session.
+    """
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,))
+    action_space = gym.spaces.Discrete(3)
+
+    def __init__(self, path: np.ndarray, scale: float, vpin_path: np.ndarray, window: int = 32) -> None:
+        self.returns = scale * np.asarray(path, dtype=np.float64)
+        self.mids = 100.0 * np.exp(np.concatenate([[0.0], np.cumsum(self.returns)]))
+        self.vpin_path = vpin_path
+        self.window = window
+
+    def _info(self) -> dict[str, Any]:
+        r = self.returns[max(0, self.t - self.window):self.t]
+        return {"volatility": float(np.sqrt(np.mean(r * r))), "vpin": float(self.vpin_path[self.t]),
+                "mid": float(self.mids[self.t]), "drawdown": 0.0, "exec_qty": 0.0, "slippage_bps": 0.0,
+                "step": self.t - self.window}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = self.window
+        return np.zeros(1, dtype=np.float32), self._info()
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(1, dtype=np.float32), 0.0, False, self.t >= len(self.returns), self._info()
+
+
+@pytest.mark.parametrize("scale", [1e-4, 5e-3])  # one path, as a 1 bp-per-step book and as 50 bp bars
+def test_breakers_are_scale_free(scale):
+    """The same path at two bar sizes gives the same readings and trips at the same step."""
+    rng = np.random.default_rng(7)
+    calm = rng.standard_t(4, 332) / math.sqrt(2.0)  # heavy tails, unit variance
+    crash = -6.0 + 2.0 * rng.standard_normal(20)  # six-σ steps down
+    path = np.concatenate([calm, crash, rng.standard_normal(60)])
+    vpin = np.clip(0.45 + 0.02 * rng.standard_normal(path.size + 1), 0, 1)
+    vpin[364:] += 0.3
+    results = {}
+    for s in (1e-4, scale):
+        env = Amygdala(PathEnv(path, s, vpin), **{**ONLY, "fear_threshold": 0.7, "vol_ratio": 3.0})
+        env.reset()
+        n, info, infos = run(env, hold, 500)
+        results[s] = (n, info["halt_reason"], [i["breakers"]["fear"]["value"] for i in infos],
+                      [i["breakers"]["volatility"]["value"] for i in infos])
+    (n0, reason0, fear0, vol0), (n1, reason1, fear1, vol1) = results[1e-4], results[scale]
+    assert 300 < n0 <= 320 and n1 == n0  # trips inside the crash, at the same step at both scales
+    assert reason0.split(" ")[0] == reason1.split(" ")[0]
+    np.testing.assert_allclose(fear1, fear0, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(vol1, vol0, rtol=1e-6)
+    assert max(fear0[:300]) < 0.5 and max(vol0[:300]) < 3.0  # and the heavy-tailed calm part does not
+
+
+def test_env_volatility_is_the_window_rms():
+    """The breaker's σ_t: the simulator reports the RMS of the last ``window`` one-step log mid returns
+    (it once summed returns for up to 256 steps without dropping the old ones: a sawtooth up to 2.8×)."""
+    env = JanusLOBEnv(scenario="ou", seed=0, episode_steps=600)
+    _, info = env.reset()
+    mids, vols = [info["mid"]], [info["volatility"]]
+    for _ in range(600):
+        _, _, _, _, info = env.step(0)
+        mids.append(info["mid"])
+        vols.append(info["volatility"])
+    r = np.diff(np.log(mids))
+    w = env.config.window
+    rms = [math.sqrt(np.mean(r[t - w:t] ** 2)) for t in range(w, 601)]
+    np.testing.assert_allclose(vols[w:], rms, rtol=1e-9, atol=1e-15)
+
+
+BTC = {"lot": 1, "max_position": 5, "initial_cash": 1e6}
+REAL = {
+    "btc_usd_hourly": BTC, "btc_usd_daily": BTC, "btc_book_15_levels": BTC,
+    "lobster_aapl": {"lot": 10, "max_position": 100, "step_messages": 10},
+}
+SANE = ("buy_and_hold", "momentum", "mean_reversion")
+
+
+def _glass_box(market: str, steps: int = 500) -> gym.Env:
+    import envs_registry  # noqa: F401
+    from janus_env.samples import sample_path
+    from wrappers.shield import LTNShield
+
+    if market not in REAL:
+        return Amygdala(LTNShield(gym.make("Janus-LOB-v0", scenario=market, episode_steps=steps)))
+    kw = dict(REAL[market])
+    data: Any = str(sample_path(market))
+    if "step_messages" in kw:
+        data = {"path": data, "step_messages": kw.pop("step_messages")}
+    return Amygdala(LTNShield(gym.make("Janus-LOB-v0", scenario="historical", data=data, episode_steps=steps, **kw)))
+
+
+def _play(env: gym.Env, name: str, seed: int) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
+    from agents.baselines import make_baseline
+
+    policy = make_baseline(name, env, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    infos = []
+    while True:
+        obs, _, terminated, truncated, info = env.step(policy.predict(obs)[0])
+        infos.append(info)
+        if terminated or truncated:
+            return len(infos), info, infos
+
+
+@pytest.mark.parametrize("market", ["ou", "regime", *REAL])
+def test_sane_baselines_run_full_episodes(market):
+    """Acceptance: with the default glass box, no halt for buy-and-hold, momentum and mean reversion."""
+    env = _glass_box(market)
+    steps = env.unwrapped._market.episode_steps if market in REAL else 500
+    for name in SANE:
+        for seed in (1000, 1001):  # evaluate.py's first seeds
+            n, info, infos = _play(env, name, seed)
+            assert n == steps and not info["halted"], (market, name, seed, info["halt_reason"])
+            # and they do propose trades (on daily BTC the shield's impact rule lets few through)
+            assert any(i["ltn"]["proposed_action"] != 0 for i in infos), (market, name, seed)
+
+
+@pytest.mark.parametrize("policy", ["hold", *SANE])
+def test_flash_crash_trips_volatility_or_fear_inside_the_event(policy):
+    """Acceptance: the crash (market steps [200, 275) of 500, first seen at decision 201) halts inside it."""
+    env = _glass_box("flash_crash")
+    for seed in (1000, 1001):
+        if policy == "hold":
+            env.reset(seed=seed)
+            n, info, _ = run(env, hold, 500)
+        else:
+            n, info, _ = _play(env, policy, seed)
+        assert 200 < n <= 275, (policy, seed, n, info["halt_reason"])
+        assert info["halt_reason"].split(":")[0] in ("volatility", "fear"), info["halt_reason"]
+
+
+def test_same_seed_same_breaker_trajectory():
+    trajectories = []
+    for _ in range(2):
+        _, _, infos = _play(_glass_box("regime", 300), "mean_reversion", 3)
+        trajectories.append([(i["step"], {k: b["value"] for k, b in i["breakers"].items()}) for i in infos])
+    assert trajectories[0] == trajectories[1]
 
 
 # --------------------------------------------------------------------------- kill switch
@@ -427,6 +641,8 @@ def test_works_under_gym_make():
     ({"fear_weights": 3}, TypeError, _BAD_FEAR_WEIGHTS.format(3)),
     ({"slippage_predictor": 1.0}, TypeError, _BAD_PREDICTOR.format(1.0)),
     ({"kill_file": 7}, TypeError, _BAD_KILL_FILE.format(7)),
+    ({"blocked_weight": 1.5}, ValueError, _BAD_WEIGHT.format(1.5)),
+    ({"blocked_weight": "0.1"}, TypeError, _BAD_WEIGHT.format("0.1")),
 ])
 def test_bad_arguments(kwargs, exc, message):
     with pytest.raises(exc, match=re.escape(message)):
@@ -449,7 +665,9 @@ def test_violation_rate_with_ltn_shield():
     env.reset()
     n, info, infos = run(env, lambda t: 5)
     assert n == 20 and all(i["ltn"]["overridden"] for i in infos)
-    assert info["halt_reason"] == "violation_rate: 20/20 proposed actions violated the LTN rules (100.0% > 0.05)"
+    # every proposal blocked: 20 × 0.1 / 20 = 10% > 5% (a policy that only fights its risk layer halts)
+    assert info["halt_reason"] == ("violation_rate: 0 executed + 0.1 × 20 blocked violations in 20 proposals "
+                                   "(10.0% > 0.05)")
     assert info["position"] == 0
 
 

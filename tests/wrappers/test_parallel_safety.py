@@ -39,7 +39,8 @@ def _guarded(roles: dict[str, int], on_halt: str = "terminate", **market):
 ])
 def test_parallel_api_with_halts(on_halt: str, kwargs: dict) -> None:
     env = ParallelAmygdala(ParallelLTNShield(make_parallel_env(**kwargs, **SMALL), on_halt=on_halt),
-                           on_halt=on_halt, min_proposals=5)  # random proposals trip the violation rate
+                           on_halt=on_halt, min_proposals=5, blocked_weight=1.0,  # blocked random proposals
+                           max_drawdown=1e-9)  # or any loss halt: the calibrated breakers no longer trip on noise
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         parallel_api_test(env, num_cycles=SMALL["episode_steps"] + 10)
@@ -131,6 +132,27 @@ def test_agent_without_an_action_holds_and_keeps_its_history() -> None:
     _, _, _, _, infos = env.step({"noise_0": 1})
     assert "ltn" not in infos["janus_0"] and infos["janus_0"]["exec_qty"] == 0
     assert env.histories["janus_0"].last_step == infos["janus_0"]["step"]
+
+
+def test_every_agent_judges_volatility_against_the_same_market_baseline() -> None:
+    """σ_hist of each agent's history follows the documented recursion over the infos it saw (seeded at reset,
+    each σ_t judged before it is folded in, readings above 3σ_hist left out) and is the same for every agent."""
+    env = ParallelLTNShield(make_parallel_env(roles={"noise": 1, "janus": 2}, scenario="flash_crash",
+                                              episode_steps=120, warmup=8), agents="janus")
+    _, infos = env.reset(seed=3)
+    var, n = infos["janus_0"]["volatility"] ** 2, 1
+    pending = None
+    for _ in range(120):
+        _, _, terminations, truncations, infos = env.step({"noise_0": 1, "janus_0": 0, "janus_1": 0})
+        if pending is not None and pending > 1e-9 and pending ** 2 <= 9.0 * var:
+            n += 1
+            var += max(1.0 / n, 1.0 - 2.0 ** (-1.0 / 500)) * (pending ** 2 - var)
+        pending = infos["janus_0"]["volatility"]
+        h0, h1 = env.histories["janus_0"].sigma_hist, env.histories["janus_1"].sigma_hist
+        assert h0 == h1 and h0 == pytest.approx(np.sqrt(var), rel=1e-12)
+        if any(terminations.values()) or any(truncations.values()):
+            break
+    assert n > 50
 
 
 # --------------------------------------------------------------------------- breakers
