@@ -21,8 +21,8 @@ RUN := runs/quickstart__s$(SEED)__$(shell date +%Y%m%d-%H%M%S)
 run: $(STAMP)
 	$(BIN)/python train.py --env Janus-LOB-v0 --algo janus-dqn --timesteps 4000 --seed $(SEED) \
 		--run-dir runs --run-name $(notdir $(RUN))
-	$(BIN)/python evaluate.py $(RUN) --scenarios ou,regime,flash_crash --episodes 2 --baselines all
-	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(RUN)    plots: $(RUN)/eval/*.png"
+	$(BIN)/python evaluate.py $(RUN) --scenarios ou,regime,flash_crash --episodes 6 --baselines all
+	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(RUN)    plots: $(RUN)/eval/latest/*.png"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(if $(CI),-m "not slow",)
@@ -47,3 +47,4 @@ bench: $(STAMP) $(BENCH_VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+	find janus_env wrappers replay agents -name '*.nb[ic]' -delete

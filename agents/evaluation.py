@@ -1,17 +1,77 @@
-"""Evaluate trained agents and baselines on the same seeded episodes; metrics, tables and plots.
+"""Evaluate trained agents and baselines on the same episodes: the protocol, its statistics, tables and plots.
 
-Every strategy runs behind the deployed glass box — ``Amygdala(LTNShield(env))``
-— unless ``glass_box=False``, so the LTN violation rate of *proposed* actions,
-the executed violations (0 whenever the shield is on) and the breaker halts
-are comparable across strategies.
+## Protocol
+
+* **Same episodes for everyone.** Every strategy plays episodes with seeds
+  ``seed .. seed + K − 1``; on historical data episode k also starts at the
+  k-th walk-forward window (:func:`walk_forward_starts`), so the agent and each
+  baseline are compared episode by episode (a paired test).
+* **Walk-forward windows do not overlap.** The test split (rows after
+  ``--split``) is cut into consecutive windows of ``episode_steps`` decisions:
+  the return interval of window k ends on the row where window k + 1's begins.
+  The first ``window`` rows of each episode only build the observation history,
+  which may reach into the previous window (data a trader would have seen).
+  As many windows as fit are available; the run reports the count.
+* **The stress event happens inside the episodes.** For ``flash_crash`` and
+  ``squeeze`` the event occupies steps ``floor(event_start·T)`` to that plus
+  ``max(1, floor(event_length·T))`` (fractions of the episode, so ``--steps``
+  moves it along); :func:`check_event_inside` refuses a configuration whose
+  event does not end before the episode does, and each row counts the episodes
+  that were still running when it ended (``event_covered``), so a strategy
+  halted before the crash shows it.
+* **Glass box.** Every strategy runs behind the deployed safety layers —
+  ``Amygdala(LTNShield(env))`` — unless switched off: ``shield`` and
+  ``breakers`` separately, breaker thresholds as ``Amygdala`` keyword
+  arguments. The LTN violation rate of *proposed* actions, the executed
+  violations (0 whenever the shield is on; blank without a shield, since
+  nothing scores them) and the breaker halts are comparable across strategies.
+* **Annualization** (:class:`Annualization`): the step duration comes from
+  the data's time stamps (``env.unwrapped.step_seconds``) or
+  ``MarketConfig.step_seconds`` in the simulator; the trading calendar is
+  ``equities`` for the simulator (a stock: $100, 1-cent ticks, 100-share lots)
+  and LOBSTER (NASDAQ); for time-stamped L2/OHLCV data it is guessed from the
+  stamps (:func:`agents.metrics.calendar_from_times`: Saturday trading → crypto),
+  and ``calendar=`` overrides it. Formulas: :mod:`agents.metrics`.
+* **Ruin** (equity ≤ 0, or ``info["ruin"]``) ends an episode; the episode return
+  is then ≤ −100% and the row counts it, instead of the metrics failing.
+  A halted episode keeps the return at the halt (flat afterwards) and is
+  annualized over the nominal episode length.
+
+## One row per scenario × strategy (full precision in CSV/JSON)
+
+``episodes``, ``return_bps`` (mean episode return) with its 95% t-interval
+(``return_bps_ci95`` half-width, ``return_bps_low``/``_high``),
+``annualized_return_pct``, ``annualized_vol_pct``, ``sharpe`` (of episode
+returns, annualized; ``sharpe_se`` its standard error), ``sortino``,
+``calmar``, ``max_drawdown_pct`` (worst episode), ``var_95_bps``/``cvar_95_bps``
+(one step), ``halts`` and ``ruin`` (episodes), ``halt_reasons``,
+``event_covered``, ``fill_rate`` (filled / requested shares over all episodes;
+empty when nothing was requested), ``avg_slippage_bps`` (over all fills),
+``violation_rate``, ``executed_violations``, ``mean_steps``, latency
+percentiles, and the annualization used (``step_seconds``, ``calendar``,
+``periods_per_year``, ``steps_per_episode``). Undefined values are NaN: empty
+in CSV, ``null`` in JSON, "—" in the printed tables.
+
+## Outputs
+
+Each evaluation writes into a new folder ``<out>/<YYYYmmdd-HHMMSS>/`` (``-2``,
+``-3``… when it exists) and points ``<out>/latest`` at it, so a second run never
+mixes with the first one's files: ``metrics.csv``/``.json``, ``paired.csv``/``.json``
+(agent minus each baseline), ``summary.md`` (the printed tables),
+``equity_<scenario>.png`` (first episode of each strategy, equity and drawdown,
+the event window shaded) and ``returns.png`` (mean episode return per scenario
+with 95% error bars).
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import json
+import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,27 +79,84 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.metrics import latency_percentiles, risk_metrics
+from agents.metrics import (
+    TradingCalendar,
+    calendar,
+    calendar_from_times,
+    conditional_value_at_risk,
+    episode_statistics,
+    latency_percentiles,
+    max_drawdown,
+    paired_t_test,
+    periods_per_year,
+    returns,
+    ruined,
+    value_at_risk,
+)
 
 TRADING_SCENARIOS = ("ou", "gbm", "regime", "flash_crash", "high_vol", "squeeze")
-METRIC_COLUMNS = ("total_return", "sharpe", "sortino", "calmar", "max_drawdown", "var_95", "cvar_95",
-                  "avg_slippage_bps", "fill_rate", "violation_rate", "executed_violations", "halts",
-                  "latency_p50_us", "latency_p95_us", "latency_p99_us", "latency_p999_us")
+STRESS_SCENARIOS = ("flash_crash", "squeeze")
+CALENDAR_CHOICES = ("auto", "equities", "crypto", "fx")
+SUMMARY_COLUMNS = ("scenario", "strategy", "return bps ± 95% CI", "ann. %", "Sharpe", "max DD %", "halts", "ruin",
+                   "fill %", "slip bps")
+TABLE_NOTE = ("return: mean episode return ± 95% t-interval; ann. % = mean × episodes/yr (no compounding); Sharpe of "
+              "episode returns × sqrt(episodes/yr), from ≥ 4 episodes (± sharpe_se in metrics.csv); max DD: worst "
+              "episode; halts, ruin: episodes; fill %: filled / requested shares")
+PAIRED_COLUMNS = ("scenario", "agent − baseline", "Δ return bps", "95% CI", "p", "n")
+# Amygdala keyword arguments that take callables, not settable from a command line
+_CALLABLE_BREAKER_ARGS = ("slippage_predictor", "anomaly_detector")
+
+_BAD_BREAKER = "Unknown breaker setting {!r}; expected one of {}"
+_EVENT_OUTSIDE = ("the {} event spans steps {}..{} but the episode has {} steps (0..{}); use more steps "
+                  "or move `event_start`/`event_length`")
+_BAD_EPISODES = "Expected `episodes` >= 1, got {!r}"
 
 
-@dataclass
-class EpisodeResult:
-    equity: np.ndarray
-    metrics: dict[str, float] = field(default_factory=dict)
+# --------------------------------------------------------------------------- the env
 
 
-def make_eval_env(env_id: str, env_kwargs: dict[str, Any], *, glass_box: bool) -> gym.Env:
-    """The evaluation env: the trained env id and kwargs, behind the shield and breakers when asked."""
-    env = gym.make(env_id, **env_kwargs)
-    if glass_box and env_id != "Janus-Execution-v0":
-        from wrappers import Amygdala, LTNShield
+def breaker_settings() -> tuple[str, ...]:
+    """Names accepted as breaker settings: ``wrappers.Amygdala``'s keyword arguments minus the callables."""
+    from wrappers import Amygdala
 
-        env = Amygdala(LTNShield(env))
+    params = inspect.signature(Amygdala.__init__).parameters
+    return tuple(name for name, p in params.items()
+                 if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _CALLABLE_BREAKER_ARGS)
+
+
+def check_breaker_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate breaker settings (names, then values through ``CircuitBreakers``); returns a copy.
+
+    Raises:
+        ValueError / TypeError: an unknown name, or a value the breakers reject (their message).
+    """
+    from wrappers import CircuitBreakers
+
+    known = breaker_settings()
+    for name in settings:
+        if name not in known:
+            raise ValueError(_BAD_BREAKER.format(name, sorted(known)))
+    values = dict(settings)
+    CircuitBreakers(**{k: v for k, v in values.items() if k != "halt_on_env_error"})
+    return values
+
+
+def make_eval_env(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool = True,
+                  breakers: Mapping[str, Any] | bool = True) -> gym.Env:
+    """The evaluation env: ``gym.make(env_id, **env_kwargs)``, behind ``LTNShield`` when ``shield`` and
+    ``Amygdala`` when ``breakers`` (``True`` for its defaults or a mapping of its keyword arguments).
+    ``Janus-Execution-v0`` runs without them (its action is not a trade decision the rules score)."""
+    env = gym.make(env_id, **dict(env_kwargs))
+    if env_id == "Janus-Execution-v0":
+        return env
+    if shield:
+        from wrappers import LTNShield
+
+        env = LTNShield(env)
+    if breakers is not False and breakers is not None:
+        from wrappers import Amygdala
+
+        env = Amygdala(env, **(dict(breakers) if isinstance(breakers, Mapping) else {}))
     return env
 
 
@@ -67,121 +184,478 @@ def agent_policy(model: Any, env: gym.Env) -> Callable[[Any], Any]:
     return act
 
 
-def run_episode(env: gym.Env, act: Callable[[Any], Any], seed: int, periods_per_year: float,
-                start: int | None = None) -> EpisodeResult:
-    """Play one seeded episode with ``act``; return its equity curve and metrics."""
+def _historical_market(env: gym.Env) -> Any:
+    """The ``HistoricalMarket`` behind a historical ``JanusLOBEnv`` (None otherwise)."""
+    base = env.unwrapped
+    if getattr(base, "scenario", None) != "historical":
+        return None
+    return base._market  # noqa: SLF001  (the env owns it; evaluation only reads its row bounds)
+
+
+def nominal_steps(env: gym.Env) -> int:
+    """Decisions in a full (not halted) episode."""
+    base = env.unwrapped
+    market = _historical_market(env)
+    if market is not None:
+        return int(market.episode_steps)
+    if hasattr(base, "horizon"):
+        return int(base.horizon)
+    return int(base.config.episode_steps)
+
+
+# --------------------------------------------------------------------------- annualization
+
+
+@dataclass(frozen=True)
+class Annualization:
+    """How one scenario's results are annualized.
+
+    Attributes:
+        step_seconds: market seconds per decision step.
+        step_source: where ``step_seconds`` came from (for the printed summary).
+        calendar: the trading calendar.
+        calendar_source: why this calendar.
+        steps_per_episode: nominal decisions per episode ``T``.
+    """
+
+    step_seconds: float
+    step_source: str
+    calendar: TradingCalendar
+    calendar_source: str
+    steps_per_episode: int
+
+    @property
+    def periods_per_year(self) -> float:
+        """Steps per year ``P`` (:func:`agents.metrics.periods_per_year`)."""
+        return periods_per_year(self.step_seconds, self.calendar)
+
+    @property
+    def episodes_per_year(self) -> float:
+        """``N = P / T``."""
+        return self.periods_per_year / self.steps_per_episode
+
+    def describe(self) -> str:
+        """One line for the printed summary."""
+        return (f"step {self.step_seconds:g} s ({self.step_source}), {self.calendar.name} calendar "
+                f"({self.calendar_source}: {self.calendar.sessions_per_year:g} sessions × "
+                f"{self.calendar.session_seconds / 3600:g} h) → {self.periods_per_year:,.0f} steps/yr, "
+                f"{self.steps_per_episode} steps/episode = {self.episodes_per_year:,.4g} episodes/yr")
+
+
+def annualization(env: gym.Env, calendar_name: str = "auto") -> Annualization:
+    """The :class:`Annualization` of an evaluation env (rules in the module docstring).
+
+    Raises:
+        ValueError: an unknown calendar name.
+    """
+    if calendar_name != "auto":
+        cal, cal_source = calendar(calendar_name), "chosen"
+    base = env.unwrapped
+    market = _historical_market(env)
+    if market is None:
+        step, step_source = float(base.config.step_seconds), "MarketConfig.step_seconds"
+        if calendar_name == "auto":
+            cal, cal_source = calendar("equities"), "simulated stock"
+    else:
+        from janus_env.historical import LOBSTERSource
+
+        source = market.source
+        data_step = source.step_seconds
+        if data_step is not None:
+            step, step_source = float(data_step), "median spacing of the data's time stamps"
+        else:
+            step, step_source = float(base.config.step_seconds), "MarketConfig.step_seconds: the data has no times"
+        if calendar_name == "auto":
+            times = getattr(source.data, "time", None)
+            if isinstance(source, LOBSTERSource):
+                cal, cal_source = calendar("equities"), "LOBSTER is NASDAQ"
+            elif times is not None and np.issubdtype(np.asarray(times).dtype, np.datetime64):
+                name = calendar_from_times(times)
+                reason = {"crypto": "trades on Saturdays", "fx": "trades on Sundays, not Saturdays",
+                          "equities": "no weekend time stamps"}[name]
+                cal, cal_source = calendar(name), f"data {reason}"
+            else:
+                cal, cal_source = calendar("equities"), "no time stamps: default"
+    return Annualization(step, step_source, cal, cal_source, nominal_steps(env))
+
+
+# --------------------------------------------------------------------------- which episodes
+
+
+def walk_forward_starts(env: gym.Env) -> list[int]:
+    """Start rows of every non-overlapping walk-forward window of a historical env's split.
+
+    Window k starts at ``first_row + k·T``; its decisions and returns cover rows
+    ``start + window − 1 .. start + window − 1 + T``, so consecutive windows share
+    one boundary row (the close of one is the open of the next) and no return interval.
+
+    Raises:
+        ValueError: the env is not historical.
+    """
+    market = _historical_market(env)
+    if market is None:
+        raise ValueError("walk_forward_starts needs a scenario='historical' env")
+    steps = int(market.episode_steps)
+    return list(range(int(market.first_row), int(market.max_start) + 1, steps))
+
+
+def event_window(config: Any) -> tuple[int, int] | None:
+    """``(first, last)`` step of the config's stress event (None without one), as the kernels place it."""
+    from janus_env.config import P_EVENT_LENGTH, P_EVENT_START
+
+    if getattr(config, "event", "none") == "none":
+        return None
+    p = config.to_params()
+    first = int(p[P_EVENT_START])
+    return first, first + int(p[P_EVENT_LENGTH])
+
+
+def check_event_inside(env: gym.Env) -> tuple[int, int] | None:
+    """The event window of a stress scenario, after checking that it ends inside the episode.
+
+    Raises:
+        ValueError: the event's last step is not before the episode's end.
+    """
+    base = env.unwrapped
+    config = getattr(base, "config", None)
+    if config is None or _historical_market(env) is not None:
+        return None
+    window = event_window(config)
+    if window is None:
+        return None
+    steps = nominal_steps(env)
+    if window[0] < 0 or window[1] > steps - 1:
+        raise ValueError(_EVENT_OUTSIDE.format(config.event, window[0], window[1], steps, steps - 1))
+    return window
+
+
+@dataclass(frozen=True)
+class EpisodePlan:
+    """The episodes every strategy plays in one scenario: ``(seed, start row or None)`` pairs."""
+
+    episodes: list[tuple[int, int | None]]
+    note: str = ""
+
+
+def episode_plan(env: gym.Env, episodes: int, seed: int) -> EpisodePlan:
+    """Seeds ``seed..``; on historical data also the first ``episodes`` walk-forward windows (fewer when
+    fewer fit, said in ``note``).
+
+    Raises:
+        ValueError: ``episodes`` < 1.
+    """
+    if isinstance(episodes, bool) or int(episodes) < 1:
+        raise ValueError(_BAD_EPISODES.format(episodes))
+    market = _historical_market(env)
+    if market is None:
+        return EpisodePlan([(seed + k, None) for k in range(int(episodes))])
+    starts = walk_forward_starts(env)
+    used = starts[:int(episodes)]
+    steps = int(market.episode_steps)
+    note = (f"walk-forward: {len(starts)} non-overlapping test window(s) of {steps} steps fit in rows "
+            f"{market.first_row}..{market.end_row - 1}; evaluating {len(used)}")
+    if len(used) < episodes:
+        note += f" (asked for {episodes})"
+    return EpisodePlan([(seed + k, start) for k, start in enumerate(used)], note)
+
+
+# --------------------------------------------------------------------------- one episode
+
+
+@dataclass
+class EpisodeResult:
+    """What one strategy did in one episode (raw counts; :func:`summarize` pools them)."""
+
+    equity: np.ndarray
+    steps: int
+    halted: bool = False
+    halt_reason: str | None = None
+    ruin: bool = False
+    filled: float = 0.0
+    requested: float = 0.0
+    slippage_bps: list[float] = field(default_factory=list)
+    proposed: int = 0
+    violations: int = 0
+    executed_violations: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def episode_return(self) -> float:
+        """``E_T / E_0 − 1``."""
+        return float(self.equity[-1] / self.equity[0] - 1.0)
+
+    @property
+    def max_drawdown(self) -> float:
+        return max_drawdown(self.equity)
+
+
+def run_episode(env: gym.Env, act: Callable[[Any], Any], seed: int, start: int | None = None) -> EpisodeResult:
+    """Play one seeded episode with ``act`` (from row ``start`` on historical data)."""
     options = None if start is None else {"start": start}
     obs, info = env.reset(seed=seed, options=options)
-    equity = [info["equity"]]
-    slippage, latencies = [], []
-    requested = filled = 0.0
-    proposed = violations = executed_violations = halts = 0
+    equity = [float(info["equity"])]
+    result = EpisodeResult(np.empty(0), 0)
     done = False
     while not done:
         t0 = time.perf_counter()
         action = act(obs)
-        latencies.append(time.perf_counter() - t0)
+        result.latencies.append(time.perf_counter() - t0)
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
-        equity.append(info["equity"])
+        equity.append(float(info["equity"]))
+        result.steps += 1
         ltn = info.get("ltn")
         if isinstance(ltn, dict):
-            proposed += 1
-            violations += ltn.get("violation", 0.0) > 0.0
-            executed_violations += (not ltn.get("overridden", False)) and ltn.get("sat_agg", 1.0) < ltn.get(
-                "threshold", 0.9)
+            result.proposed += 1
+            result.violations += ltn.get("violation", 0.0) > 0.0
+            result.executed_violations += (not ltn.get("overridden", False)) and ltn.get(
+                "sat_agg", 1.0) < ltn.get("threshold", 0.9)
         if info.get("halted"):
-            halts += 1
+            result.halted = True
+            result.halt_reason = str(info.get("halt_reason") or "halted")
+        if info.get("ruin") or equity[-1] <= 0.0:
+            result.ruin = True
         qty = abs(float(info.get("exec_qty", 0.0)))
         rejected = abs(float(info.get("rejected_qty", 0.0)))
         if qty > 0:
-            slippage.append(float(info["slippage_bps"]))
-        filled += qty
-        requested += qty + rejected
-    curve = np.asarray(equity, dtype=np.float64)
-    metrics = risk_metrics(curve, periods_per_year)._asdict()
-    metrics.update(latency_percentiles(np.asarray(latencies)))
-    metrics.update({
-        "avg_slippage_bps": float(np.mean(slippage)) if slippage else 0.0,
-        "fill_rate": filled / requested if requested > 0 else 1.0,
-        "violation_rate": violations / proposed if proposed else 0.0,
-        "executed_violations": float(executed_violations),
-        "halts": float(halts),
-        "steps": float(len(curve) - 1),
-    })
-    return EpisodeResult(curve, metrics)
+            result.slippage_bps.append(float(info["slippage_bps"]))
+        result.filled += qty
+        result.requested += qty + rejected
+    result.equity = np.asarray(equity, dtype=np.float64)
+    result.ruin = result.ruin or ruined(result.equity)
+    return result
 
 
-def summarize(results: list[EpisodeResult]) -> dict[str, float]:
-    """Mean of each metric over episodes (counts are summed)."""
-    out: dict[str, float] = {}
-    for key in results[0].metrics:
-        values = [r.metrics[key] for r in results]
-        out[key] = float(np.sum(values)) if key in ("executed_violations", "halts") else float(np.mean(values))
+# --------------------------------------------------------------------------- statistics
+
+
+def _nan_mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+def summarize(results: list[EpisodeResult], timing: Annualization,
+              event: tuple[int, int] | None = None) -> dict[str, Any]:
+    """One table row (without scenario and strategy) from one strategy's episodes (module docstring)."""
+    ep_returns = np.array([r.episode_return for r in results])
+    stats = episode_statistics(ep_returns, np.array([r.max_drawdown for r in results]), timing.periods_per_year,
+                               timing.steps_per_episode)
+    step_returns = np.concatenate([returns(r.equity) for r in results])
+    filled = sum(r.filled for r in results)
+    requested = sum(r.requested for r in results)
+    proposed = sum(r.proposed for r in results)
+    fills = [s for r in results for s in r.slippage_bps]
+    reasons: dict[str, int] = {}
+    for r in results:
+        if r.halt_reason:
+            key = r.halt_reason.split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+    row: dict[str, Any] = {
+        "episodes": stats.episodes,
+        "return_bps": 1e4 * stats.mean_return,
+        "return_bps_ci95": 1e4 * stats.return_ci,
+        "return_bps_low": 1e4 * (stats.mean_return - stats.return_ci),
+        "return_bps_high": 1e4 * (stats.mean_return + stats.return_ci),
+        "annualized_return_pct": 100.0 * stats.annualized_return,
+        "annualized_vol_pct": 100.0 * stats.annualized_volatility,
+        "sharpe": stats.sharpe,
+        "sharpe_se": stats.sharpe_se,
+        "sortino": stats.sortino,
+        "calmar": stats.calmar,
+        "max_drawdown_pct": 100.0 * stats.worst_drawdown,
+        "var_95_bps": 1e4 * value_at_risk(step_returns),
+        "cvar_95_bps": 1e4 * conditional_value_at_risk(step_returns),
+        "halts": sum(r.halted for r in results),
+        "ruin": sum(r.ruin for r in results),
+        "halt_reasons": "; ".join(f"{k}×{v}" for k, v in sorted(reasons.items())),
+        "event_covered": (sum(r.steps >= event[1] + 1 for r in results) if event is not None else math.nan),
+        "fill_rate": filled / requested if requested > 0 else math.nan,
+        "avg_slippage_bps": _nan_mean(fills),
+        "violation_rate": sum(r.violations for r in results) / proposed if proposed else math.nan,
+        "executed_violations": sum(r.executed_violations for r in results) if proposed else math.nan,
+        "mean_steps": float(np.mean([r.steps for r in results])),
+        "steps_per_episode": timing.steps_per_episode,
+        "step_seconds": timing.step_seconds,
+        "calendar": timing.calendar.name,
+        "periods_per_year": timing.periods_per_year,
+    }
+    row.update(latency_percentiles(np.array([s for r in results for s in r.latencies])))
+    return row
+
+
+def paired_rows(scenario: str, episode_returns: Mapping[str, np.ndarray], agent: str = "agent") -> list[dict[str, Any]]:
+    """The agent minus each baseline on the same episodes, in bps (empty without an agent)."""
+    if agent not in episode_returns:
+        return []
+    out = []
+    a = 1e4 * np.asarray(episode_returns[agent], dtype=np.float64)
+    for name, values in episode_returns.items():
+        if name == agent:
+            continue
+        c = paired_t_test(a, 1e4 * np.asarray(values, dtype=np.float64))
+        out.append({"scenario": scenario, "baseline": name, "n": c.n, "diff_bps": c.mean_diff,
+                    "ci_low_bps": c.ci_low, "ci_high_bps": c.ci_high, "p_value": c.p_value})
     return out
 
 
-def markdown_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    head = "| " + " | ".join(columns) + " |"
-    rule = "|" + "---|" * len(columns)
-    lines = [head, rule]
-    for row in rows:
-        cells = []
-        for c in columns:
-            v = row.get(c, "")
-            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
+# --------------------------------------------------------------------------- tables
+
+
+def event_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per row whose strategy stopped (halt or ruin) before the stress event ended in some episode."""
+    return [f"note: {r['scenario']}/{r['strategy']}: {r['episodes'] - r['event_covered']} of {r['episodes']} "
+            f"episode(s) ended before the event did ({r['halt_reasons'] or 'no halt'})"
+            for r in rows if isinstance(r["event_covered"], int) and r["event_covered"] < r["episodes"]]
+
+
+def _fmt(value: Any, spec: str) -> str:
+    """``value`` formatted with a fixed-point ``spec`` (".1f"); "—" for NaN; never "-0.0"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return format(round(float(value), int(spec[1:-1])) + 0.0, spec)
+
+
+def _markdown(columns: tuple[str, ...], cells: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
 
 
-def write_outputs(out_dir: Path, rows: list[dict[str, Any]], curves: dict[str, dict[str, np.ndarray]]) -> list[Path]:
-    """CSV, JSON and PNGs (equity vs baselines and drawdown per scenario, per-scenario bars)."""
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """The compact Markdown table of the printed summary, rounded for reading."""
+    cells = []
+    for r in rows:
+        ci = r["return_bps_ci95"]
+        ret = _fmt(r["return_bps"], ".1f") + ("" if math.isnan(ci) else f" ± {_fmt(ci, '.1f')}")
+        fill = r["fill_rate"]
+        cells.append([r["scenario"], r["strategy"], ret, _fmt(r["annualized_return_pct"], ".1f"),
+                      _fmt(r["sharpe"], ".2f"), _fmt(r["max_drawdown_pct"], ".2f"),
+                      f"{r['halts']}/{r['episodes']}", f"{r['ruin']}/{r['episodes']}",
+                      _fmt(100.0 * fill if not math.isnan(fill) else fill, ".0f"),
+                      _fmt(r["avg_slippage_bps"], ".2f")])
+    return _markdown(SUMMARY_COLUMNS, cells)
+
+
+def paired_table(rows: list[dict[str, Any]]) -> str:
+    """The paired comparison (agent − baseline), rounded for reading."""
+    cells = []
+    for r in rows:
+        low, high = _fmt(r["ci_low_bps"], ".1f"), _fmt(r["ci_high_bps"], ".1f")
+        ci = "—" if math.isnan(r["ci_low_bps"]) else f"[{low}, {high}]"
+        p = r["p_value"]
+        p_text = "—" if math.isnan(p) else ("<0.001" if p < 1e-3 else f"{p:.3f}")
+        cells.append([r["scenario"], f"agent − {r['baseline']}", _fmt(r["diff_bps"], ".1f"), ci, p_text,
+                      str(r["n"])])
+    return _markdown(PAIRED_COLUMNS, cells)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def new_eval_dir(root: Path) -> Path:
+    """Create a fresh ``root/<YYYYmmdd-HHMMSS>[-k]`` folder and point ``root/latest`` at it.
+
+    ``latest`` is a relative symbolic link, replaced atomically; where links are
+    not allowed, ``root/LATEST`` holds the folder name instead.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    k = 1
+    while True:
+        path = root / (stamp if k == 1 else f"{stamp}-{k}")
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            k += 1
+    link = root / "latest"
+    tmp = root / f".latest-{os.getpid()}"
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(path.name, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        (root / "LATEST").write_text(path.name + "\n")
+    return path
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["empty"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if _clean(v) is None else _clean(v)) for k, v in row.items()})
+
+
+def write_outputs(out_dir: Path, rows: list[dict[str, Any]], paired: list[dict[str, Any]],
+                  curves: Mapping[str, Mapping[str, np.ndarray]], events: Mapping[str, tuple[int, int] | None],
+                  summary: str) -> list[Path]:
+    """CSV, JSON, the summary and the PNGs (module docstring) into ``out_dir``; the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [out_dir / "metrics.csv", out_dir / "metrics.json"]
-    with open(written[0], "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    written[1].write_text(json.dumps(rows, indent=2))
+    written = []
+    for name, table in (("metrics", rows), ("paired", paired)):
+        if name == "paired" and not table:
+            continue
+        _write_csv(out_dir / f"{name}.csv", table)
+        (out_dir / f"{name}.json").write_text(json.dumps([{k: _clean(v) for k, v in r.items()} for r in table],
+                                                         indent=2))
+        written += [out_dir / f"{name}.csv", out_dir / f"{name}.json"]
+    (out_dir / "summary.md").write_text(summary + "\n")
+    written.append(out_dir / "summary.md")
     for scenario, by_strategy in curves.items():
         fig, (ax_eq, ax_dd) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
         for name, curve in by_strategy.items():
             ax_eq.plot(curve, label=name, linewidth=2.0 if name == "agent" else 1.0)
             peak = np.maximum.accumulate(curve)
-            ax_dd.plot(-(peak - curve) / peak, label=name)
+            ax_dd.plot(-100.0 * (peak - curve) / peak, label=name)
+        window = events.get(scenario)
+        if window is not None:  # flow step t moves the equity point t + 1
+            for ax in (ax_eq, ax_dd):
+                ax.axvspan(window[0] + 1, window[1] + 1, color="red", alpha=0.1, label=None)
         ax_eq.set_ylabel("equity")
-        ax_eq.set_title(f"{scenario}: first evaluation seed")
+        ax_eq.set_title(f"{scenario}: first episode" + (" (event shaded)" if window is not None else ""))
         ax_eq.legend(fontsize=8)
-        ax_dd.set_ylabel("drawdown")
+        ax_dd.set_ylabel("drawdown %")
         ax_dd.set_xlabel("step")
         fig.tight_layout()
         path = out_dir / f"equity_{scenario}.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)
         written.append(path)
-    scenarios = sorted({r["scenario"] for r in rows})
-    strategies = sorted({r["strategy"] for r in rows})
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    width = 0.8 / max(len(strategies), 1)
-    for k, metric in enumerate(("total_return", "sharpe")):
-        ax = axes[k]
+    if rows:
+        scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+        strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+        fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(scenarios) + 3), 4))
+        width = 0.8 / max(len(strategies), 1)
         for j, strategy in enumerate(strategies):
-            values = [next((r[metric] for r in rows if r["scenario"] == s and r["strategy"] == strategy), 0.0)
+            picked = [next((r for r in rows if r["scenario"] == s and r["strategy"] == strategy), None)
                       for s in scenarios]
-            ax.bar(np.arange(len(scenarios)) + j * width, values, width, label=strategy)
+            means = [r["return_bps"] if r else math.nan for r in picked]
+            errs = [r["return_bps_ci95"] if r and not math.isnan(r["return_bps_ci95"]) else 0.0 for r in picked]
+            ax.bar(np.arange(len(scenarios)) + j * width, means, width, yerr=errs, capsize=3, label=strategy)
         ax.set_xticks(np.arange(len(scenarios)) + 0.4 - width / 2)
         ax.set_xticklabels(scenarios, rotation=30, fontsize=8)
-        ax.set_title(metric)
+        ax.set_ylabel("mean episode return, bps")
+        ax.set_title("mean episode return with 95% t-interval")
         ax.axhline(0, color="black", linewidth=0.5)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    bars = out_dir / "scenarios.png"
-    fig.savefig(bars, dpi=90)
-    plt.close(fig)
-    written.append(bars)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / "returns.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
     return written

@@ -1,109 +1,358 @@
-"""Performance and risk metrics of an equity curve, with the formulas the tests check by hand.
+"""Performance and risk metrics, annualization and evaluation statistics, with the formulas the tests check by hand.
 
-Returns are simple per-step returns of equity, ``r_t = E_t / E_{t−1} − 1``.
-``periods_per_year`` annualizes (one session of ``steps`` decisions counts as
-a trading day in ``evaluate.py``: ``periods_per_year = 252·steps``).
+## Returns of one episode
 
-* Sharpe (1966): ``mean(r) / std(r) · sqrt(P)`` (sample std, ddof = 1).
-* Sortino & van der Meer (1991): ``mean(r) / DD · sqrt(P)`` with downside
-  deviation ``DD = sqrt(mean(min(r, 0)²))`` (target 0).
-* Max drawdown: ``max_t (peak_t − E_t) / peak_t``.
-* Calmar (Young, 1991): annualized return ``mean(r)·P`` over max drawdown.
-* Historical VaR₉₅: ``−q₀.₀₅(r)``; CVaR₉₅ (expected shortfall): ``−mean(r | r ≤ q₀.₀₅)``.
+An episode's equity curve is ``E_0 .. E_T``. Per-step simple returns are
+``r_t = E_t / E_{t−1} − 1`` up to and including the first point with
+``E_t ≤ 0`` (ruin: the account is gone, later points are not returns of
+anything). The episode return is ``R = E_T / E_0 − 1`` (≤ −100% on ruin), in
+basis points ``1e4·R``. Max drawdown is ``max_t (peak_t − E_t) / peak_t`` with
+``peak_t = max_{s≤t} E_s`` (above 1 when equity went negative).
 
-Degenerate inputs (fewer than two returns, zero dispersion, no drawdown)
-give 0.0 rather than inf/NaN, so tables stay finite.
+## Annualization (step duration → periods per year)
+
+A :class:`TradingCalendar` says how much trading time a year holds:
+``equities`` 252 sessions of 6.5 h (NYSE/NASDAQ regular hours), ``crypto``
+365 days of 24 h (trades around the clock), ``fx`` 260 days of 24 h (five
+days a week). With a step of ``Δ`` seconds, the periods per year are
+
+* ``Δ < 1 day`` (intraday): ``P = sessions · session_seconds / Δ`` — trading
+  time only, so a 1-minute bar of a stock is one of 390 per session and
+  ``P = 98,280``; of a crypto pair one of 1,440 per day and ``P = 525,600``;
+* ``1 day ≤ Δ < 2 days`` (daily bars: consecutive sessions are one day apart,
+  weekends aside): ``P = sessions`` (252, 365 or 260);
+* ``Δ ≥ 2 days`` (weekly, monthly bars): calendar time,
+  ``P = 365.25 · 86,400 / Δ`` (weekly 52.18).
+
+The step duration comes from the data (the median spacing of its time
+stamps, :attr:`janus_env.historical.HistoricalSource.step_seconds`) or, in
+the simulator, from ``MarketConfig.step_seconds``.
+
+## Statistics across episodes (one strategy, K episodes of T nominal steps)
+
+An episode is the unit of evaluation, like a trading day in a daily-returns
+Sharpe: episodes are independent (separate seeds, or consecutive
+non-overlapping walk-forward windows of the data), whereas the steps inside
+one episode are not (fees, mean reversion, a position held for a while). A
+Sharpe ratio of per-step returns annualized by ``sqrt(P)`` from one short
+episode extrapolates those dependent steps to a year: an agent that pays one
+fee and then sits flat for 20 steps scores about ``−sqrt(P/20)`` (−112 with
+``P = 252,000``) for a −1.7 bps episode. So, with ``N = P / T`` episodes per
+year and ``R_1 .. R_K`` the episode returns:
+
+* mean episode return and its 95% t-interval:
+  ``R̄ ± t_{0.975, K−1} · s / sqrt(K)`` (``s`` the sample std, ddof = 1);
+* annualized return (arithmetic, no compounding — the CAGR of a 30-minute
+  episode raised to a year is meaningless): ``R̄ · N``;
+* annualized volatility ``s · sqrt(N)``;
+* Sharpe (1966) of episode returns: ``R̄ / s · sqrt(N)``, with the standard error of
+  Lo (2002, iid returns) ``sqrt((1 + SR_e²/2) / K) · sqrt(N)``, ``SR_e = R̄ / s``:
+  what a year of such episodes would give, known to about ``± sqrt(N / K)``.
+  Only from K ≥ 4 episodes (``MIN_SHARPE_EPISODES``): ``sqrt(K)·SR_e`` is a
+  (noncentral) Student t with K − 1 degrees of freedom, whose variance is
+  infinite for K − 1 ≤ 2 — with 2 or 3 episodes two nearly equal returns give
+  any Sharpe at all;
+* Sortino & van der Meer (1991): ``R̄ / DD · sqrt(N)``,
+  ``DD = sqrt(mean(min(R, 0)²))`` (target 0), also from K ≥ 4;
+* Calmar (Young, 1991): annualized return over the worst episode's max drawdown;
+* historical VaR₉₅ ``−q₀.₀₅(r)`` and CVaR₉₅ ``−mean(r | r ≤ q₀.₀₅)`` of the
+  per-step returns (a one-step horizon);
+* paired comparison of two strategies on the same episodes (same seeds, same
+  windows): differences ``d_k = R_k^a − R_k^b``, mean ``d̄``, 95% t-interval
+  ``d̄ ± t_{0.975, K−1} · s_d / sqrt(K)`` and the two-sided p-value of the paired
+  t-test ``t = d̄ / (s_d / sqrt(K))`` with K − 1 degrees of freedom (Student, 1908).
+
+Values that are not defined are NaN, never a made-up 0: an interval from
+one episode, a Sharpe or Sortino from fewer than four, a Sharpe without dispersion, a Sortino without a
+losing episode, a Calmar without a drawdown, a p-value of identical results.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from scipy import stats
 
-_BAD_CURVE = "Expected a 1-D equity curve of positive finite values, got shape {} with min {!r}"
+DAY_SECONDS = 86_400.0
+YEAR_DAYS = 365.25
+MIN_SHARPE_EPISODES = 4
+"""Fewest episodes a Sharpe or Sortino of episode returns is reported from (module docstring)."""
+
+_BAD_CURVE = "Expected a 1-D equity curve of finite values starting above 0, got shape {} with first value {!r}"
+_BAD_STEP_SECONDS = "Expected `step_seconds` > 0 (finite), got {!r}"
+_BAD_CALENDAR = "Unknown trading calendar {!r}; expected one of {}"
+_BAD_LEVEL = "Expected `level` in (0, 1), got {!r}"
+_BAD_PAIRS = "Expected two 1-D arrays of the same length (paired episodes), got shapes {} and {}"
+_BAD_STEPS = "Expected `steps_per_episode` >= 1, got {!r}"
+
+
+@dataclass(frozen=True)
+class TradingCalendar:
+    """How much trading time a year holds.
+
+    Attributes:
+        name: ``"equities"``, ``"crypto"`` or ``"fx"``.
+        sessions_per_year: trading sessions (days) per year.
+        session_seconds: trading seconds per session.
+    """
+
+    name: str
+    sessions_per_year: float
+    session_seconds: float
+
+    @property
+    def seconds_per_year(self) -> float:
+        """Trading seconds per year."""
+        return self.sessions_per_year * self.session_seconds
+
+
+CALENDARS: dict[str, TradingCalendar] = {
+    "equities": TradingCalendar("equities", 252.0, 6.5 * 3600.0),  # NYSE/NASDAQ regular hours 9:30-16:00
+    "crypto": TradingCalendar("crypto", 365.0, DAY_SECONDS),  # around the clock, every day
+    "fx": TradingCalendar("fx", 260.0, DAY_SECONDS),  # 24 h, five days a week
+}
+
+
+def calendar(name: str | TradingCalendar) -> TradingCalendar:
+    """The :class:`TradingCalendar` called ``name`` (a calendar is returned as is).
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if isinstance(name, TradingCalendar):
+        return name
+    if name not in CALENDARS:
+        raise ValueError(_BAD_CALENDAR.format(name, sorted(CALENDARS)))
+    return CALENDARS[name]
+
+
+def periods_per_year(step_seconds: float, trading_calendar: str | TradingCalendar = "equities") -> float:
+    """Steps per year for a step of ``step_seconds`` (rules in the module docstring).
+
+    Raises:
+        ValueError: ``step_seconds`` not > 0 or an unknown calendar.
+    """
+    cal = calendar(trading_calendar)
+    try:
+        step = float(step_seconds)
+    except (TypeError, ValueError) as err:
+        raise ValueError(_BAD_STEP_SECONDS.format(step_seconds)) from err
+    if not math.isfinite(step) or step <= 0:
+        raise ValueError(_BAD_STEP_SECONDS.format(step_seconds))
+    if step < DAY_SECONDS:
+        return cal.sessions_per_year * cal.session_seconds / step
+    if step < 2.0 * DAY_SECONDS:
+        return cal.sessions_per_year
+    return YEAR_DAYS * DAY_SECONDS / step
+
+
+def calendar_from_times(times: np.ndarray) -> str:
+    """Guess the trading calendar of time-stamped data: ``"crypto"`` if any stamp is on a Saturday (UTC),
+    else ``"fx"`` if any is on a Sunday (FX opens Sunday evening UTC), else ``"equities"``."""
+    t = np.asarray(times).astype("datetime64[D]").astype(np.int64)
+    weekday = (t + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    if np.any(weekday == 5):
+        return "crypto"
+    if np.any(weekday == 6):
+        return "fx"
+    return "equities"
+
+
+# --------------------------------------------------------------------------- one episode
 
 
 def returns(equity: np.ndarray) -> np.ndarray:
-    """Per-step simple returns of an equity curve."""
+    """Per-step simple returns of an equity curve, up to and including the first point ≤ 0 (ruin).
+
+    Raises:
+        ValueError: not 1-D, empty, non-finite values, or a first value ≤ 0.
+    """
     equity = np.asarray(equity, dtype=np.float64)
-    if equity.ndim != 1 or equity.size == 0 or not np.all(np.isfinite(equity)) or equity.min() <= 0:
-        raise ValueError(_BAD_CURVE.format(equity.shape, float(equity.min()) if equity.size else None))
+    if equity.ndim != 1 or equity.size == 0 or not np.all(np.isfinite(equity)) or equity[0] <= 0:
+        raise ValueError(_BAD_CURVE.format(equity.shape, float(equity.flat[0]) if equity.size else None))
+    gone = np.flatnonzero(equity <= 0)
+    if gone.size:
+        equity = equity[: gone[0] + 1]
     return equity[1:] / equity[:-1] - 1.0
 
 
-def sharpe(r: np.ndarray, periods_per_year: float = 1.0) -> float:
-    r = np.asarray(r, dtype=np.float64)
-    if r.size < 2:
-        return 0.0
-    sd = r.std(ddof=1)
-    return 0.0 if sd == 0 else float(r.mean() / sd * math.sqrt(periods_per_year))
+def ruined(equity: np.ndarray) -> bool:
+    """Whether equity ever reached 0 or below."""
+    return bool(np.any(np.asarray(equity, dtype=np.float64) <= 0))
 
 
-def sortino(r: np.ndarray, periods_per_year: float = 1.0) -> float:
-    r = np.asarray(r, dtype=np.float64)
-    if r.size < 2:
-        return 0.0
-    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
-    return 0.0 if downside == 0 else float(r.mean() / downside * math.sqrt(periods_per_year))
+def episode_return(equity: np.ndarray) -> float:
+    """``E_T / E_0 − 1`` (≤ −1 on ruin)."""
+    equity = np.asarray(equity, dtype=np.float64)
+    returns(equity)  # validates
+    return float(equity[-1] / equity[0] - 1.0)
 
 
 def max_drawdown(equity: np.ndarray) -> float:
+    """``max_t (peak_t − E_t) / peak_t`` (0 for an empty curve; above 1 when equity went negative)."""
     equity = np.asarray(equity, dtype=np.float64)
+    if equity.size == 0:
+        return 0.0
     peak = np.maximum.accumulate(equity)
-    return float(np.max((peak - equity) / peak)) if equity.size else 0.0
-
-
-def calmar(r: np.ndarray, equity: np.ndarray, periods_per_year: float = 1.0) -> float:
-    mdd = max_drawdown(equity)
-    r = np.asarray(r, dtype=np.float64)
-    return 0.0 if mdd == 0 or r.size == 0 else float(r.mean() * periods_per_year / mdd)
+    return float(np.max((peak - equity) / peak))
 
 
 def value_at_risk(r: np.ndarray, level: float = 0.95) -> float:
+    """Historical VaR: ``−q_{1−level}(r)`` (NaN without returns)."""
     r = np.asarray(r, dtype=np.float64)
-    return 0.0 if r.size == 0 else float(-np.quantile(r, 1.0 - level))
+    return math.nan if r.size == 0 else float(-np.quantile(r, 1.0 - level))
 
 
 def conditional_value_at_risk(r: np.ndarray, level: float = 0.95) -> float:
+    """Expected shortfall: ``−mean(r | r ≤ q_{1−level})`` (NaN without returns)."""
     r = np.asarray(r, dtype=np.float64)
     if r.size == 0:
-        return 0.0
+        return math.nan
     q = np.quantile(r, 1.0 - level)
     return float(-r[r <= q].mean())
 
 
 def latency_percentiles(seconds: np.ndarray) -> dict[str, float]:
-    """p50/p95/p99/p99.9 of decision latencies, in microseconds."""
+    """p50/p95/p99/p99.9 of decision latencies, in microseconds (NaN without any)."""
     us = np.asarray(seconds, dtype=np.float64) * 1e6
+    keys = ("latency_p50_us", "latency_p95_us", "latency_p99_us", "latency_p999_us")
     if us.size == 0:
-        return {"latency_p50_us": 0.0, "latency_p95_us": 0.0, "latency_p99_us": 0.0, "latency_p999_us": 0.0}
-    p = np.percentile(us, [50, 95, 99, 99.9])
-    return {"latency_p50_us": float(p[0]), "latency_p95_us": float(p[1]), "latency_p99_us": float(p[2]),
-            "latency_p999_us": float(p[3])}
+        return dict.fromkeys(keys, math.nan)
+    return {k: float(v) for k, v in zip(keys, np.percentile(us, [50, 95, 99, 99.9]))}
 
 
-class RiskMetrics(NamedTuple):
-    total_return: float
+# --------------------------------------------------------------------------- a series of returns
+
+
+def sharpe(r: np.ndarray, periods_per_year: float = 1.0) -> float:
+    """``mean(r) / std(r) · sqrt(P)`` (sample std, ddof = 1); NaN with fewer than two values or std 0."""
+    r = np.asarray(r, dtype=np.float64)
+    if r.size < 2:
+        return math.nan
+    sd = float(r.std(ddof=1))
+    return math.nan if sd == 0 else float(r.mean() / sd * math.sqrt(periods_per_year))
+
+
+def sharpe_standard_error(r: np.ndarray, periods_per_year: float = 1.0) -> float:
+    """Lo (2002), iid returns: ``sqrt((1 + SR²/2) / n) · sqrt(P)`` with SR the per-period Sharpe."""
+    r = np.asarray(r, dtype=np.float64)
+    sr = sharpe(r)
+    if math.isnan(sr):
+        return math.nan
+    return math.sqrt((1.0 + 0.5 * sr * sr) / r.size) * math.sqrt(periods_per_year)
+
+
+def sortino(r: np.ndarray, periods_per_year: float = 1.0) -> float:
+    """``mean(r) / sqrt(mean(min(r, 0)²)) · sqrt(P)``; NaN with fewer than two values or no loss."""
+    r = np.asarray(r, dtype=np.float64)
+    if r.size < 2:
+        return math.nan
+    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
+    return math.nan if downside == 0 else float(r.mean() / downside * math.sqrt(periods_per_year))
+
+
+def mean_confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """``(mean, half-width)`` of the Student-t interval ``mean ± t_{(1+level)/2, n−1} · s / sqrt(n)``.
+
+    The half-width is NaN with fewer than two values.
+
+    Raises:
+        ValueError: ``level`` outside (0, 1).
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(_BAD_LEVEL.format(level))
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return math.nan, math.nan
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, math.nan
+    half = float(stats.t.ppf(0.5 + 0.5 * level, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return mean, half
+
+
+class PairedComparison(NamedTuple):
+    """Strategy a minus strategy b on the same episodes (units of the inputs)."""
+
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+
+
+def paired_t_test(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> PairedComparison:
+    """Paired t-test of ``a − b`` (module docstring); NaN interval and p-value with fewer than two pairs,
+    NaN p-value when every difference is 0, p = 0 when every difference is the same non-zero value.
+
+    Raises:
+        ValueError: shapes that do not pair up, or a bad ``level``.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(_BAD_PAIRS.format(a.shape, b.shape))
+    d = a - b
+    mean, half = mean_confidence_interval(d, level)
+    n = int(d.size)
+    if n < 2:
+        return PairedComparison(mean, math.nan, math.nan, math.nan, n)
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        p = math.nan if mean == 0 else 0.0
+    else:
+        t = mean / (sd / math.sqrt(n))
+        p = float(2.0 * stats.t.sf(abs(t), n - 1))
+    return PairedComparison(mean, mean - half, mean + half, p, n)
+
+
+class EpisodeStatistics(NamedTuple):
+    """One strategy's statistics across K episodes (module docstring); returns are fractions."""
+
+    episodes: int
+    mean_return: float
+    return_ci: float
+    annualized_return: float
+    annualized_volatility: float
     sharpe: float
+    sharpe_se: float
     sortino: float
     calmar: float
-    max_drawdown: float
-    var_95: float
-    cvar_95: float
+    worst_drawdown: float
 
 
-def risk_metrics(equity: np.ndarray, periods_per_year: float = 1.0) -> RiskMetrics:
-    """Every metric above for one equity curve."""
-    equity = np.asarray(equity, dtype=np.float64)
-    r = returns(equity)
-    return RiskMetrics(
-        total_return=float(equity[-1] / equity[0] - 1.0),
-        sharpe=sharpe(r, periods_per_year),
-        sortino=sortino(r, periods_per_year),
-        calmar=calmar(r, equity, periods_per_year),
-        max_drawdown=max_drawdown(equity),
-        var_95=value_at_risk(r),
-        cvar_95=conditional_value_at_risk(r),
+def episode_statistics(episode_returns: np.ndarray, drawdowns: np.ndarray, periods_per_year: float,
+                       steps_per_episode: float, level: float = 0.95) -> EpisodeStatistics:
+    """Statistics of K episode returns, each over ``steps_per_episode`` nominal steps.
+
+    ``N = periods_per_year / steps_per_episode`` episodes make a year.
+
+    Raises:
+        ValueError: ``steps_per_episode`` < 1, bad ``periods_per_year`` or ``level``.
+    """
+    if not steps_per_episode >= 1:
+        raise ValueError(_BAD_STEPS.format(steps_per_episode))
+    if not (math.isfinite(periods_per_year) and periods_per_year > 0):
+        raise ValueError(_BAD_STEP_SECONDS.format(periods_per_year))
+    r = np.asarray(episode_returns, dtype=np.float64)
+    n_year = periods_per_year / float(steps_per_episode)
+    mean, half = mean_confidence_interval(r, level)
+    worst = float(np.max(drawdowns)) if np.size(drawdowns) else math.nan
+    annual = mean * n_year
+    vol = float(r.std(ddof=1)) * math.sqrt(n_year) if r.size >= 2 else math.nan
+    enough = r.size >= MIN_SHARPE_EPISODES
+    return EpisodeStatistics(
+        episodes=int(r.size),
+        mean_return=mean,
+        return_ci=half,
+        annualized_return=annual,
+        annualized_volatility=vol,
+        sharpe=sharpe(r, n_year) if enough else math.nan,
+        sharpe_se=sharpe_standard_error(r, n_year) if enough else math.nan,
+        sortino=sortino(r, n_year) if enough else math.nan,
+        calmar=annual / worst if worst > 0 else math.nan,
+        worst_drawdown=worst,
     )
