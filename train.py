@@ -39,7 +39,7 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from agents.cli import OneLineParser
+    from agents.cli import OneLineParser, data_option
     from agents.zoo import ALGOS
 
     p = OneLineParser(prog="train.py", description=__doc__.splitlines()[0])
@@ -52,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", type=Path, default=None, help="YAML hyper-parameters overriding configs/<algo>.yml")
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                    help="override one hyper-parameter (dotted keys, YAML values), e.g. --hp learning_rate=1e-3")
+    p.add_argument("--data-option", action="append", default=[], type=data_option, metavar="KEY=VALUE",
+                   help="option for reading the historical data (YAML value; repeatable): path=FILE or sample name, "
+                        "asset=ETH, columns.close='Adj Close', ... (see janus_env.historical.load_source); the file "
+                        "may also come from --hp env_kwargs.data=FILE")
     p.add_argument("--run-dir", type=Path, default=Path("runs"), help="parent folder of runs (default: %(default)s)")
     p.add_argument("--run-name", default=None, help="run folder name (default: env__algo__scenario__s<seed>__<time>)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN", help="continue RUN from its latest checkpoint")
@@ -67,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.num_env_runners < 0:
         p.error(f"--num-env-runners must be >= 0, got {args.num_env_runners}")
+    if args.resume is not None and args.data_option:
+        p.error("--data-option cannot change a resumed run (its data is in RUN/config.yaml)")
     if args.backend == "rllib":
         if args.algo not in (None, "ppo"):
             p.error(_RLLIB_ALGO.format(args.algo))
@@ -78,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def resolve(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     """The resolved config (saved in the run) and the run folder, for a new run or a resume."""
-    from agents.zoo import read_yaml, resolve_hyperparams
+    from agents.cli import data_spec
+    from agents.zoo import ConfigError, read_yaml, resolve_hyperparams
 
     if args.resume is not None:
         run_dir = args.resume
@@ -89,6 +96,14 @@ def resolve(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     params = resolve_hyperparams(args.algo, args.env, args.config, args.hp)
     if args.scenario is not None:
         params.setdefault("env_kwargs", {})["scenario"] = args.scenario
+    if args.data_option:
+        env_kwargs = params.setdefault("env_kwargs", {})
+        env_kwargs["data"] = data_spec(env_kwargs.get("data"), args.data_option)
+        if "path" not in env_kwargs["data"]:
+            raise ConfigError("--data-option needs the data file: --data-option path=FILE (or a sample name) "
+                              "or --hp env_kwargs.data=FILE")
+        if env_kwargs.get("scenario") != "historical":
+            raise ConfigError(f"--data-option needs --scenario historical, got {env_kwargs.get('scenario')!r}")
     if args.n_envs is not None:
         params["n_envs"] = args.n_envs
     timesteps = args.timesteps or int(params.get("n_timesteps", 20000))
@@ -287,17 +302,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.torch_threads)
     from agents.callbacks import AtomicCheckpointCallback, JanusMetricsCallback
     from agents.checkpoint import latest_checkpoint, load_checkpoint
-    from agents.zoo import ConfigError, algo_class, brain_callbacks, build_model, make_vec_env
+    from agents.zoo import ConfigError, algo_class, brain_callbacks, build_model, make_vec_env, sleep_callback
 
+    run_dir = None
     try:
         config, run_dir = resolve(args)
         run, params = config["run"], config["hyperparams"]
         env = make_vec_env(run["env"], params, seed=run["seed"])
+        sleep_cb = sleep_callback(run["algo"], params, seed=run["seed"], run_dir=run_dir, env=env)
     except (ConfigError, FileExistsError, FileNotFoundError, ValueError, TypeError, KeyError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
+        _discard(run_dir if args.resume is None else None)  # a new run that failed before training leaves nothing
         return 2
 
-    sleep_cb = None
     sleep_state = None
     if args.resume is not None:
         folder = latest_checkpoint(run_dir)
@@ -306,15 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resuming {run_dir} from {folder.name} at step {meta['num_timesteps']}")
     else:
         model = build_model(run["algo"], env, params, seed=run["seed"], tensorboard_log=str(run_dir))
-    if run["algo"] == "janus-dqn" and params.get("sleep"):
-        from replay import SleepConfig, SleepPhaseCallback, SleepState
+    if sleep_cb is not None and sleep_state is not None:
+        from replay import SleepState
 
-        sleep = dict(params["sleep"])
-        cycle = SleepConfig(**{"plot_dir": str(run_dir / "plots" / "umap"), "seed": run["seed"],
-                               **sleep.pop("cycle", {})})
-        sleep_cb = SleepPhaseCallback(sleep_config=cycle, seed=run["seed"], **sleep)
-        if sleep_state is not None:
-            sleep_cb.sleep_state = SleepState.from_state_dict(sleep_state, cycle)
+        sleep_cb.sleep_state = SleepState.from_state_dict(sleep_state, sleep_cb.sleep_config)
     callbacks = [cb for cb in (sleep_cb,) if cb is not None] + brain_callbacks(run["algo"], params, env)
     callbacks += [JanusMetricsCallback(plot_dir=run_dir / "plots"),
                   AtomicCheckpointCallback(run_dir, run["checkpoint_every"], sleep_cb, extra={"run": run})]

@@ -92,7 +92,16 @@ def resolve_hyperparams(
             params = _merge(params, user.get(env_id, {}))
         else:
             params = _merge(params, user)
-    for text in overrides or []:
+    return apply_overrides(params, overrides or [])
+
+
+def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each ``--hp KEY=VALUE`` (dotted keys, YAML values) in ``params``, in place; returns ``params``.
+
+    Raises:
+        ConfigError: a malformed override or a dotted key through a non-mapping.
+    """
+    for text in overrides:
         keys, value = parse_override(text)
         node = params
         for key in keys[:-1]:
@@ -234,3 +243,65 @@ def brain_callbacks(algo: str, params: Mapping[str, Any], env: Any) -> list[Any]
     cerebellum = Cerebellum(n_levels=config.n_levels, lot=config.lot, **dict(params.get("cerebellum", {})))
     return [CerebellumCallback(cerebellum),
             BasalGangliaCallback(slippage_predictor=cerebellum.predictor, **dict(params.get("basal_ganglia", {})))]
+
+
+_BAD_SLEEP = "sleep: expected a mapping of replay.SleepPhaseCallback settings, got {!r}"
+_BAD_CYCLE = "sleep.cycle: expected a mapping of replay.SleepConfig fields, got {!r}"
+_REMOVED_BUDGET = (
+    "{}budget_s was removed: a wall-clock replay budget made what is learned depend on machine load. "
+    "SWR replay now runs exactly n_sequences sequences; its wall-clock safety cap is {}max_wall_s "
+    "(default {} s, logged when hit)"
+)
+_CYCLE_WITHOUT_FULL = "sleep.cycle configures the full sleep cycle; set sleep.full_cycle: true, or drop sleep.cycle"
+
+
+def sleep_callback(algo: str, params: Mapping[str, Any], *, seed: int, run_dir: str | Path,
+                   env: Any = None) -> Any:
+    """The ``replay.SleepPhaseCallback`` that ``params["sleep"]`` configures (None without one).
+
+    Only ``janus-dqn`` sleeps (SWR replay needs a DQN-family model with a
+    prioritized buffer). ``sleep`` holds the callback's arguments; with
+    ``full_cycle: true`` every cycle setting, SWR ones included, goes in
+    ``sleep.cycle`` (``replay.SleepConfig`` fields), whose ``seed`` defaults to
+    the run seed, ``plot_dir`` to ``<run_dir>/plots/umap`` and ``step_seconds``
+    to the env's ``step_seconds`` (market time for schema ages). Without
+    ``full_cycle`` the callback's ``seed`` defaults to the run seed.
+
+    Raises:
+        ConfigError: ``sleep`` or ``sleep.cycle`` is not a mapping, names an
+            unknown or removed setting (``budget_s``), gives an SWR setting
+            that the chosen mode would ignore, or holds an invalid value.
+    """
+    sleep = params.get("sleep")
+    if algo != "janus-dqn" or not sleep:
+        return None
+    if not isinstance(sleep, Mapping):
+        raise ConfigError(_BAD_SLEEP.format(sleep))
+    from replay import SleepConfig, SleepPhaseCallback
+    from replay.types import DEFAULT_MAX_WALL_S
+
+    sleep = dict(sleep)
+    cycle = sleep.pop("cycle", None) or {}
+    if not isinstance(cycle, Mapping):
+        raise ConfigError(_BAD_CYCLE.format(cycle))
+    if "budget_s" in sleep:
+        raise ConfigError(_REMOVED_BUDGET.format("sleep.", "sleep.cycle." if sleep.get("full_cycle") else "sleep.",
+                                                 DEFAULT_MAX_WALL_S))
+    if "budget_s" in cycle:
+        raise ConfigError(_REMOVED_BUDGET.format("sleep.cycle.", "sleep.cycle.", DEFAULT_MAX_WALL_S))
+    try:
+        if sleep.get("full_cycle"):
+            defaults: dict[str, Any] = {"plot_dir": str(Path(run_dir) / "plots" / "umap"), "seed": seed}
+            base = env.envs[0].unwrapped if hasattr(env, "envs") else getattr(env, "unwrapped", None)
+            step_seconds = getattr(base, "step_seconds", None)
+            if step_seconds is not None:
+                defaults["step_seconds"] = float(step_seconds)
+            config = SleepConfig(**{**defaults, **cycle})
+            return SleepPhaseCallback(sleep_config=config, **sleep)
+        if cycle:
+            raise ConfigError(_CYCLE_WITHOUT_FULL)
+        return SleepPhaseCallback(**{"seed": seed, **sleep})
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # unknown names (TypeError) or invalid values
+        raise ConfigError(f"sleep: {err}") from err

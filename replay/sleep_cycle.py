@@ -5,7 +5,9 @@
 
 1. **SWR replay** — :func:`replay.swr.swr_replay`: prioritized sequences
    replayed forward and reversed, compressed by C ∈ [10, 20], IS-weighted
-   updates, priorities refreshed, TD error before/after. Runs only for a
+   updates, priorities refreshed, TD error before/after; exactly
+   ``n_sequences`` sequences (``max_wall_s`` is only a logged safety cap, see
+   :mod:`replay.swr`). Runs only for a
    DQN-family model (``q_net``, ``q_net_target``, ``gamma``,
    ``policy.optimizer``) with a prioritized buffer holding at least
    ``seq_len`` steps; otherwise skipped and the reason kept in
@@ -20,15 +22,28 @@
    consolidated points (subsampled to ``umap_max_points``) labelled by schema:
    aligned fit, DBSCAN, parametric-net update; anomalies counted over all new
    transitions.
-4. **Vector-store sync** — schemas pruned (size < 10 or older than 90 days on
-   ``config.clock``), the store pruned to the surviving ids, every schema
+4. **Vector-store sync** — schemas pruned (size < 10 or older than 90 days of
+   market time), the store pruned to the surviving ids, every schema
    upserted (centroid μ_k + payload), and an atomic snapshot written when
    ``store_path`` is set.
 5. **Metrics** — ``sleep/schema_count``, ``sleep/mean_schema_size``,
    ``sleep/constraint_satisfaction``, ``sleep/td_error_improvement``,
    ``sleep/umap_clusters``, ``sleep/anomalies``, ``sleep/replays`` and a few
-   diagnostics (``sleep/swr_skipped``, ``sleep/consolidated``,
-   ``sleep/new_schemas``, ``sleep/pruned``, ``sleep/elapsed_s``).
+   diagnostics (``sleep/swr_skipped``, ``sleep/swr_capped``,
+   ``sleep/consolidated``, ``sleep/new_schemas``, ``sleep/pruned``,
+   ``sleep/elapsed_s``).
+
+**Same seed, same cycle.** Nothing a cycle learns or stores depends on
+wall-clock time: SWR runs a fixed number of sequences, UMAP, the parametric
+net and the hippocampal encoder are seeded from ``config.seed`` (UMAP with
+``random_state``, which makes umap-learn run single-threaded), and schema
+timestamps (``created_at``, ``last_updated``, which decide age pruning) are
+*market time*: by default ``steps · step_seconds``, where ``steps`` counts the
+environment steps per env written to the buffer since the first cycle began
+(``state.env_steps``). A caller-supplied ``config.clock`` replaces that; pass
+``time.time`` only if schemas should age in calendar time (then the stored
+timestamps, and pruning after long pauses, depend on when the run happened).
+``sleep/elapsed_s`` is the only wall-clock number, and it is only logged.
 """
 
 from __future__ import annotations
@@ -45,6 +60,7 @@ import torch
 
 from replay.hippocampus import EpisodicBuffer, PatternSeparationEncoder
 from replay.schemas import SECONDS_PER_DAY, SchemaMemory
+from replay.types import DEFAULT_MAX_WALL_S
 from replay.umap_monitor import UMAPMonitor
 from replay.vector_store import SchemaVectorStore
 
@@ -53,6 +69,9 @@ __all__ = ["SleepConfig", "SleepState", "run_sleep_cycle"]
 _BAD_FEATURES = "Expected `features` in ('raw', 'code'), got {!r}"
 _BAD_ANOMALY_PRIORITY = "Expected `anomaly_priority` >= 0 and finite, got {!r}"
 _BAD_COUNT = "Expected `{}` to be a positive int, got {!r}"
+_BAD_STEP_SECONDS = "Expected `step_seconds` > 0 and finite, got {!r}"
+_BAD_CAP = "Expected `max_wall_s` > 0 (math.inf: no cap), got {!r}"
+_BAD_CLOCK = "Expected `clock` to be None or a callable returning seconds, got {!r}"
 _BAD_BUFFER = "Expected an SB3 replay buffer with `observations`, `rewards`, `pos`, `full` and `buffer_size`, got {}"
 _BAD_STATE = "Expected `state` to be a SleepState or None, got {}"
 _DIM_CHANGED = "The buffer's flattened observation has {} features but the sleep state was built for {}"
@@ -68,8 +87,9 @@ SKIP_NO_SWR = "replay.swr is not available"
 class SleepConfig:
     """Settings of one sleep cycle (every field has a default).
 
-    Times are seconds on ``clock`` (default ``time.time``; pass a simulated
-    market clock to age schemas in market time).
+    Schema times are seconds of market time: ``clock()`` when a clock is
+    given, else the environment steps per env seen by the cycles times
+    ``step_seconds`` (deterministic; see the module docstring).
     """
 
     n_sequences: int = 16
@@ -78,8 +98,12 @@ class SleepConfig:
     """Phase 1: transitions per sequence."""
     compression: float = 15.0
     """Phase 1: SWR compression factor C ∈ [10, 20] (Project JANUS default 15)."""
-    budget_s: float = 0.5
-    """Phase 1: wall-clock budget of SWR replay in seconds."""
+    max_wall_s: float = DEFAULT_MAX_WALL_S
+    """Phase 1: wall-clock *safety cap* of SWR replay in seconds (``math.inf``: none).
+
+    Not a budget: phase 1 replays exactly ``n_sequences`` sequences; hitting
+    the cap stops it early with a ``RuntimeWarning`` and ``sleep/swr_capped`` = 1.
+    """
     reverse: bool = True
     """Phase 1: also replay each sequence in reverse."""
     n_recent: int = 4096
@@ -105,7 +129,7 @@ class SleepConfig:
     min_schema_size: int = 10
     """Prune schemas with fewer points."""
     max_schema_age_s: float = 90 * SECONDS_PER_DAY
-    """Prune schemas not updated for this long (seconds on ``clock``)."""
+    """Prune schemas not updated for this long (seconds of market time, see ``clock``)."""
     umap: bool = True
     """Phase 3 on/off."""
     umap_n_neighbors: int = 15
@@ -136,18 +160,40 @@ class SleepConfig:
     """faiss search device."""
     seed: int = 0
     """Seed of the cycle's generator, the encoder init and UMAP."""
-    clock: Callable[[], float] = time.time
-    """Clock for schema timestamps, in seconds."""
+    step_seconds: float = 23.4
+    """Market seconds one environment step stands for, for the default clock.
+
+    Default 23.4 s = ``janus_env.config.MarketConfig.step_seconds`` (1000 steps
+    = one 6.5-h session); ``agents.zoo.sleep_callback`` sets it from the env.
+    """
+    clock: Callable[[], float] | None = None
+    """Clock for schema timestamps, in seconds; None (default): market time
+    ``state.env_steps · step_seconds``, which is reproducible. ``time.time``
+    ages schemas in calendar time instead."""
 
     def __post_init__(self) -> None:
         if self.features not in ("raw", "code"):
             raise ValueError(_BAD_FEATURES.format(self.features))
-        for name in ("n_recent", "code_dim", "episodic_capacity", "umap_max_points"):
+        for name in ("n_sequences", "seq_len", "n_recent", "code_dim", "episodic_capacity", "umap_max_points"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(_BAD_COUNT.format(name, value))
         if not math.isfinite(self.anomaly_priority) or self.anomaly_priority < 0:
             raise ValueError(_BAD_ANOMALY_PRIORITY.format(self.anomaly_priority))
+        if (
+            isinstance(self.step_seconds, bool)
+            or not isinstance(self.step_seconds, (int, float, np.integer, np.floating))
+            or not 0.0 < self.step_seconds < math.inf
+        ):
+            raise ValueError(_BAD_STEP_SECONDS.format(self.step_seconds))
+        if (
+            isinstance(self.max_wall_s, bool)
+            or not isinstance(self.max_wall_s, (int, float, np.integer, np.floating))
+            or not self.max_wall_s > 0.0
+        ):
+            raise ValueError(_BAD_CAP.format(self.max_wall_s))
+        if self.clock is not None and not callable(self.clock):
+            raise TypeError(_BAD_CLOCK.format(self.clock))
 
 
 @dataclass
@@ -174,6 +220,10 @@ class SleepState:
     """``buffer.pos`` at the end of the previous cycle (None before the first)."""
     transitions_seen: int = 0
     """Transitions consolidated so far (the episodic clock)."""
+    env_steps: int = 0
+    """Environment steps per env written to the buffer up to the last cycle (the default market clock)."""
+    swr_capped: int = 0
+    """Cycles whose SWR phase hit the wall-clock safety cap."""
     swr_report: Any = None
     """Last ``SWRReport`` (None when phase 1 was skipped)."""
     swr_skip_reason: str | None = None
@@ -228,6 +278,8 @@ class SleepState:
             "cycle": self.cycle,
             "last_pos": -1 if self.last_pos is None else self.last_pos,
             "transitions_seen": self.transitions_seen,
+            "env_steps": self.env_steps,
+            "swr_capped": self.swr_capped,
             "rng": self.rng.bit_generator.state,
             "encoder": {k: v.detach().clone() for k, v in self.encoder.state_dict().items()},
             "episodic": self.episodic.state_dict(),
@@ -242,6 +294,8 @@ class SleepState:
         out.cycle = int(state["cycle"])
         out.last_pos = None if int(state["last_pos"]) < 0 else int(state["last_pos"])
         out.transitions_seen = int(state["transitions_seen"])
+        out.env_steps = int(state.get("env_steps", 0))  # absent in checkpoints written before it existed
+        out.swr_capped = int(state.get("swr_capped", 0))
         out.rng.bit_generator.state = state["rng"]
         out.encoder.load_state_dict(state["encoder"])
         out.episodic.load_state_dict(state["episodic"])
@@ -270,6 +324,17 @@ def _observation_dim(buffer: Any) -> int:
     return int(np.prod(obs.shape[2:]))
 
 
+def _steps_since(buffer: Any, last_pos: int | None) -> int:
+    """Steps per env written since ``last_pos`` (before the first cycle: every stored row).
+
+    Same assumption as :func:`_new_positions`: the buffer does not wrap around
+    completely between two cycles.
+    """
+    if last_pos is None:
+        return int(buffer.buffer_size if buffer.full else buffer.pos)
+    return int((buffer.pos - last_pos) % buffer.buffer_size)
+
+
 def _new_positions(buffer: Any, last_pos: int | None, max_steps: int) -> np.ndarray:
     """Buffer rows written since ``last_pos`` (oldest first), at most ``max_steps``.
 
@@ -277,8 +342,7 @@ def _new_positions(buffer: Any, last_pos: int | None, max_steps: int) -> np.ndar
     before the buffer wraps around completely since the previous one.
     """
     size = buffer.buffer_size if buffer.full else buffer.pos
-    n_steps = size if last_pos is None else (buffer.pos - last_pos) % buffer.buffer_size
-    n_steps = min(n_steps, size, max_steps)
+    n_steps = min(_steps_since(buffer, last_pos), size, max_steps)
     return (buffer.pos - n_steps + np.arange(n_steps)) % buffer.buffer_size
 
 
@@ -313,9 +377,9 @@ def _phase_swr(model: Any, buffer: Any, state: SleepState, config: SleepConfig) 
         n_sequences=config.n_sequences,
         seq_len=config.seq_len,
         compression=config.compression,
-        budget_s=config.budget_s,
         rng=state.rng,
         reverse=config.reverse,
+        max_wall_s=config.max_wall_s,
     )
     return report, None
 
@@ -358,11 +422,14 @@ def run_sleep_cycle(
         state = SleepState.create(input_dim, config)
     elif state.input_dim != input_dim:
         raise ValueError(_DIM_CHANGED.format(input_dim, state.input_dim))
-    now = float(config.clock())
+    state.env_steps += _steps_since(buffer, state.last_pos)
+    now = float(config.clock()) if config.clock is not None else state.env_steps * float(config.step_seconds)
 
     # Phase 1 — SWR replay.
     report, skip_reason = _phase_swr(model, buffer, state, config)
     state.swr_report, state.swr_skip_reason = report, skip_reason
+    capped = report is not None and bool(getattr(report, "capped", False))
+    state.swr_capped += int(capped)
 
     # Phase 2 — schema consolidation through the recall and logic gates.
     n_envs = int(buffer.rewards.shape[1])
@@ -422,6 +489,7 @@ def run_sleep_cycle(
         "sleep/anomalies": float(anomalies),
         "sleep/replays": float(report.replays) if report is not None else 0.0,
         "sleep/swr_skipped": 0.0 if report is not None else 1.0,
+        "sleep/swr_capped": float(capped),
         "sleep/consolidated": float(consolidation.n_gated),
         "sleep/new_schemas": float(consolidation.n_new_schemas),
         "sleep/pruned": float(pruned.shape[0]),

@@ -32,14 +32,18 @@ Definitions used in this module:
   replayed transitions. Later sequences are measured after the updates of the
   earlier ones, so ``td_before`` is not a snapshot of the network at the start
   of the phase.
-* **Budget**: time is checked before each sequence (room for two TD
-  evaluations and one update) and before each update (room for the update and
-  the closing evaluation), using 1.5× the slowest evaluation / update measured
-  so far; replay stops when the next step would not fit. The first evaluation
-  runs whenever any budget is left, so with a budget shorter than one
-  evaluation of ``seq_len`` transitions nothing is updated but the phase takes
-  that long. Otherwise ``budget_s`` is overrun only if a step suddenly takes
-  more than 1.5× the slowest one before it.
+* **Work and the wall-clock cap**: the phase replays exactly ``n_sequences``
+  sequences (``ceil(seq_len / C)`` updates per direction each), so what is
+  learned depends on the seed and the counts only, never on machine load.
+  ``max_wall_s`` is a safety cap, not a budget: before each sequence the
+  phase stops if the elapsed time plus 1.5× the slowest sequence so far would
+  pass it, emits a ``RuntimeWarning`` and reports ``capped=True`` (a capped
+  phase has done less work than configured, so its run is no longer
+  reproducible). The default, :data:`DEFAULT_MAX_WALL_S` (300 s), is over
+  100× what the default phase takes (1.5–2.5 s for 16 sequences of 32 steps
+  with the JANUS extractor on one torch thread of a busy 2-core machine), so
+  it is only hit when something is badly wrong. ``max_wall_s=math.inf``
+  disables the cap.
 
 :class:`SleepPhaseCallback` triggers a sleep phase at "market close" (end of
 an episode) and/or every N environment steps and logs ``sleep/*`` metrics.
@@ -60,13 +64,18 @@ from stable_baselines3.common.callbacks import BaseCallback
 from torch.nn import functional as F
 
 from replay.prioritized import PrioritizedReplayMixin
-from replay.types import PrioritizedDictReplayBufferSamples, PrioritizedReplayBufferSamples, SWRReport
+from replay.types import (
+    DEFAULT_MAX_WALL_S,
+    PrioritizedDictReplayBufferSamples,
+    PrioritizedReplayBufferSamples,
+    SWRReport,
+)
 
 COMPRESSION_RANGE = (10.0, 20.0)
 
 _BAD_COMPRESSION = "Expected `compression` in [10, 20], got {!r}"
 _BAD_COUNT = "Expected `{}` to be a positive int, got {!r}"
-_BAD_BUDGET = "Expected `budget_s` >= 0 and finite, got {!r}"
+_BAD_CAP = "Expected `max_wall_s` > 0 (math.inf: no cap), got {!r}"
 _BAD_RNG = "Expected `rng` to be a numpy.random.Generator, got {!r}"
 _BAD_MODEL = (
     "swr_replay needs a DQN-family model with `q_net`, `q_net_target`, `gamma` and "
@@ -77,8 +86,19 @@ _SHORT_BUFFER = "Buffer holds {} steps per env, fewer than `seq_len`={}"
 _BAD_EVERY = "Expected `every_n_steps` to be a positive int or None, got {!r}"
 _NO_TRIGGER = "SleepPhaseCallback never triggers: set `on_episode_end=True` or `every_n_steps`"
 _NO_SLEEP_CYCLE = "full_cycle=True but replay.sleep_cycle is not available; running SWR replay only"
+_CAPPED = (
+    "SWR replay hit its wall-clock safety cap max_wall_s={} after {} of {} sequences ({:.2f} s); "
+    "this phase learned less than configured, so the run is not reproducible. Raise `max_wall_s` "
+    "or lower `n_sequences`"
+)
+_CONFIG_WITHOUT_FULL_CYCLE = "`sleep_config` configures the full sleep cycle: pass full_cycle=True with it"
+_FULL_CYCLE_ARG = (
+    "`{0}` configures SWR-only sleep (full_cycle=False); with full_cycle=True it would be ignored: "
+    "set SleepConfig.{0} in `sleep_config` instead (YAML: sleep.cycle.{0})"
+)
 
-_SAFETY = 1.5  # margin on measured durations when checking the budget
+_now = time.perf_counter  # the wall clock read for the safety cap and the report (a test seam)
+_SAFETY = 1.5  # margin on the slowest measured sequence when checking the wall-clock cap
 
 Samples = PrioritizedReplayBufferSamples | PrioritizedDictReplayBufferSamples
 
@@ -222,6 +242,12 @@ def _check_model(model: Any) -> None:
 # --------------------------------------------------------------------------- replay
 
 
+def _check_cap(max_wall_s: object) -> float:
+    if isinstance(max_wall_s, bool) or not isinstance(max_wall_s, numbers.Real) or not max_wall_s > 0.0:
+        raise ValueError(_BAD_CAP.format(max_wall_s))  # also rejects NaN
+    return float(max_wall_s)
+
+
 def swr_replay(
     model: Any,
     buffer: PrioritizedReplayMixin,
@@ -229,9 +255,9 @@ def swr_replay(
     n_sequences: int,
     seq_len: int,
     compression: float = 15.0,
-    budget_s: float,
     rng: np.random.Generator,
     reverse: bool = True,
+    max_wall_s: float = DEFAULT_MAX_WALL_S,
 ) -> SWRReport:
     """Replay prioritized transition sequences forward (and reversed), time-compressed.
 
@@ -240,8 +266,10 @@ def swr_replay(
     gradient norm clipped at ``model.max_grad_norm``), with the loss of
     :func:`prioritized_dqn_loss`; the priorities of a chunk are refreshed with
     its ``|δ|`` after each update, and those of a whole sequence with the
-    ``|δ|`` measured right after its replay. See the module docstring for the
-    exact definitions of sequence, compression, TD errors and budget.
+    ``|δ|`` measured right after its replay. Exactly ``n_sequences`` sequences
+    are replayed unless the wall-clock safety cap is hit. See the module
+    docstring for the exact definitions of sequence, compression, TD errors
+    and the cap.
 
     Args:
         model: a DQN-family SB3 model (DQN, JanusDQN): ``q_net``,
@@ -250,31 +278,32 @@ def swr_replay(
         n_sequences: sequences to replay (> 0).
         seq_len: transitions per sequence (> 0).
         compression: compression factor C in [10, 20] (default 15).
-        budget_s: wall-clock budget in seconds (>= 0).
         rng: generator for the sequence starts.
         reverse: also replay every sequence in reverse order.
+        max_wall_s: wall-clock safety cap in seconds (> 0; ``math.inf``: no
+            cap); default :data:`DEFAULT_MAX_WALL_S`. Hitting it warns and sets
+            ``capped`` in the report.
 
     Returns:
         An :class:`~replay.types.SWRReport`.
 
     Raises:
         ValueError: ``compression`` outside [10, 20]; a non-positive count; a
-            negative or non-finite budget; fewer than ``seq_len`` steps stored.
+            non-positive or NaN ``max_wall_s``; fewer than ``seq_len``
+            steps stored.
         TypeError: a model that is not DQN-family (e.g. SAC, QRDQN), a buffer
             that is not prioritized, or ``rng`` not a ``numpy.random.Generator``.
     """
-    t_start = time.perf_counter()
+    t_start = _now()
     compression = _check_compression(compression)
     n_sequences = _check_count(n_sequences, "n_sequences")
     seq_len = _check_count(seq_len, "seq_len")
-    if isinstance(budget_s, bool) or not isinstance(budget_s, numbers.Real) or not 0.0 <= budget_s < math.inf:
-        raise ValueError(_BAD_BUDGET.format(budget_s))
+    max_wall_s = _check_cap(max_wall_s)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(_BAD_RNG.format(rng))
     _check_model(model)
     if not isinstance(buffer, PrioritizedReplayMixin):
         raise TypeError(_BAD_BUFFER.format(type(buffer).__name__))
-    deadline = t_start + float(budget_s)
     sequences = sample_sequences(buffer, n_sequences, seq_len, rng)
     n_chunks = math.ceil(seq_len / compression)
     chunks = [th.as_tensor(c, dtype=th.long) for c in np.array_split(np.arange(seq_len), n_chunks)]
@@ -284,31 +313,22 @@ def swr_replay(
     max_grad_norm = getattr(model, "max_grad_norm", None)
     lambda_logic = float(getattr(model, "lambda_logic", 0.0))
 
-    eval_s = 0.0  # slowest gather + TD evaluation of one sequence so far
-    update_s = 0.0  # slowest gradient update so far (prior: 3 evaluations)
-    n_updates = replays = n_measured = 0
+    slowest_s = 0.0  # slowest whole sequence so far (evaluations + updates), for the cap only
+    n_updates = replays = n_done = 0
     td_before_sum = td_after_sum = 0.0
-    out_of_time = False
+    capped = False
     was_training = bool(model.policy.training)
     try:
         for flat in sequences:
-            if time.perf_counter() + _SAFETY * (2 * eval_s + update_s) > deadline:
+            t_seq = _now()
+            if t_seq - t_start + _SAFETY * slowest_s > max_wall_s:
+                capped = True
                 break
-            t_eval = time.perf_counter()
             samples = buffer.get_samples(flat, env=vec_normalize)
-            td_before = float(_abs_td(model, samples).sum())
-            td_before_sum += td_before
-            eval_s = max(eval_s, time.perf_counter() - t_eval)
-            update_s = update_s or 3.0 * eval_s
-            n_measured += seq_len
+            td_before_sum += float(_abs_td(model, samples).sum())
             model.policy.set_training_mode(True)
-            updates_before = n_updates
             for backwards in directions:
                 for chunk in reversed(chunks) if backwards else chunks:
-                    now = time.perf_counter()
-                    if now + _SAFETY * (update_s + eval_s) > deadline:
-                        out_of_time = True
-                        break
                     rows = chunk.flip(0) if backwards else chunk
                     batch = _take(samples, rows, flat[rows.numpy()])
                     loss, abs_td, _ = prioritized_dqn_loss(model, batch, lambda_logic)
@@ -319,31 +339,29 @@ def swr_replay(
                     optimizer.step()
                     buffer.update_priorities(batch.indices, abs_td.cpu().numpy())
                     n_updates += 1
-                    measured = time.perf_counter() - now
-                    update_s = measured if n_updates == 1 else max(update_s, measured)
-                if out_of_time:
-                    break
                 replays += 1
             model.policy.set_training_mode(was_training)
-            if n_updates == updates_before:  # network unchanged: nothing to re-measure
-                td_after_sum += td_before
-            else:
-                abs_td_after = _abs_td(model, samples)
-                td_after_sum += float(abs_td_after.sum())
-                buffer.update_priorities(flat, abs_td_after.cpu().numpy())
-            if out_of_time:
-                break
+            abs_td_after = _abs_td(model, samples)
+            td_after_sum += float(abs_td_after.sum())
+            buffer.update_priorities(flat, abs_td_after.cpu().numpy())
+            n_done += 1
+            slowest_s = max(slowest_s, _now() - t_seq)
     finally:
         model.policy.set_training_mode(was_training)
-
+    elapsed_s = _now() - t_start
+    if capped:
+        warnings.warn(_CAPPED.format(max_wall_s, n_done, n_sequences, elapsed_s), RuntimeWarning, stacklevel=2)
+    n_measured = n_done * seq_len
     return SWRReport(
         replays=replays,
         mean_priority=buffer.mean_priority(),
         td_before=td_before_sum / n_measured if n_measured else math.nan,
         td_after=td_after_sum / n_measured if n_measured else math.nan,
-        elapsed_s=time.perf_counter() - t_start,
+        elapsed_s=elapsed_s,
         compression=compression,
         n_updates=n_updates,
+        n_sequences=n_done,
+        capped=capped,
     )
 
 
@@ -356,29 +374,46 @@ class SleepPhaseCallback(BaseCallback):
     Triggers when any env finishes an episode (``on_episode_end``) and/or every
     ``every_n_steps`` environment steps (counted in ``num_timesteps``). A phase
     is skipped while ``num_timesteps < model.learning_starts`` or the buffer
-    holds fewer than ``seq_len`` steps per env. With ``full_cycle=True`` and
-    ``replay.sleep_cycle`` importable it runs
-    ``run_sleep_cycle(model, buffer, state, config)`` (all five phases) and logs
-    every returned metric as ``sleep/<name>``; otherwise it runs
-    :func:`swr_replay` and logs ``sleep/replays``, ``sleep/mean_priority``,
-    ``sleep/td_error_before``, ``sleep/td_error_after``, ``sleep/elapsed_s``.
+    holds fewer than ``seq_len`` steps per env.
+
+    Two modes, each configured in one place:
+
+    * ``full_cycle=False`` (SWR only): :func:`swr_replay` with this callback's
+      ``n_sequences``, ``seq_len``, ``compression``, ``reverse``,
+      ``max_wall_s`` and ``seed``; logs ``sleep/replays``,
+      ``sleep/mean_priority``, ``sleep/td_error_before``,
+      ``sleep/td_error_after``, ``sleep/elapsed_s``, ``sleep/swr_capped``.
+    * ``full_cycle=True``: ``run_sleep_cycle(model, buffer, state, config)``
+      (all five phases) with every setting, SWR ones included, taken from
+      ``sleep_config`` (a ``replay.SleepConfig``; default ``SleepConfig()``);
+      logs every returned metric as ``sleep/<name>``. Passing any of the
+      SWR-only arguments above with ``full_cycle=True`` raises ``ValueError``
+      rather than ignoring it.
+
+    What a phase learns depends only on the seed, the counts and the data:
+    ``max_wall_s`` is a logged safety cap (see the module docstring).
 
     Args:
-        n_sequences: sequences per SWR phase.
-        seq_len: transitions per sequence.
-        compression: SWR compression factor C in [10, 20].
-        budget_s: wall-clock budget per phase in seconds.
+        n_sequences: SWR only: sequences per phase (default 16).
+        seq_len: SWR only: transitions per sequence (default 32).
+        compression: SWR only: compression factor C in [10, 20] (default 15).
+        max_wall_s: SWR only: wall-clock safety cap per phase in seconds
+            (default :data:`DEFAULT_MAX_WALL_S`; ``math.inf``: no cap).
         every_n_steps: also sleep every this many env steps (None: never).
         on_episode_end: sleep when an episode ends.
-        reverse: replay sequences in reverse too.
+        reverse: SWR only: replay sequences in reverse too (default True).
         full_cycle: run the full sleep cycle when ``replay.sleep_cycle`` exists.
-        sleep_config: ``SleepConfig`` for the full cycle (default ``SleepConfig()``).
-        seed: seed of the callback's generator.
+        sleep_config: ``SleepConfig`` for the full cycle (default ``SleepConfig()``);
+            only with ``full_cycle=True``.
+        seed: SWR only: seed of the callback's generator (default None: the
+            model's ``seed`` at ``learn()`` start; fresh entropy only when that
+            is None too).
         verbose: SB3 verbosity.
 
     Raises:
-        ValueError: bad ``compression``, counts, budget or ``every_n_steps``,
-            or no trigger enabled.
+        ValueError: bad ``compression``, counts, ``max_wall_s`` or
+            ``every_n_steps``; no trigger enabled; an SWR-only argument with
+            ``full_cycle=True`` or ``sleep_config`` without it.
         TypeError: at ``learn()`` start without ``full_cycle``, when the model
             is not DQN-family or its buffer is not prioritized.
 
@@ -389,25 +424,31 @@ class SleepPhaseCallback(BaseCallback):
     def __init__(
         self,
         *,
-        n_sequences: int = 16,
-        seq_len: int = 32,
-        compression: float = 15.0,
-        budget_s: float = 0.5,
+        n_sequences: int | None = None,
+        seq_len: int | None = None,
+        compression: float | None = None,
+        max_wall_s: float | None = None,
         every_n_steps: int | None = None,
         on_episode_end: bool = True,
-        reverse: bool = True,
+        reverse: bool | None = None,
         full_cycle: bool = False,
         sleep_config: Any = None,
         seed: int | None = None,
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
-        self.compression = _check_compression(compression)
-        self.n_sequences = _check_count(n_sequences, "n_sequences")
-        self.seq_len = _check_count(seq_len, "seq_len")
-        if isinstance(budget_s, bool) or not isinstance(budget_s, numbers.Real) or not 0.0 <= budget_s < math.inf:
-            raise ValueError(_BAD_BUDGET.format(budget_s))
-        self.budget_s = float(budget_s)
+        swr_args = {"n_sequences": n_sequences, "seq_len": seq_len, "compression": compression,
+                    "max_wall_s": max_wall_s, "reverse": reverse, "seed": seed}
+        if full_cycle:
+            for name, value in swr_args.items():
+                if value is not None:
+                    raise ValueError(_FULL_CYCLE_ARG.format(name))
+        elif sleep_config is not None:
+            raise ValueError(_CONFIG_WITHOUT_FULL_CYCLE)
+        self.compression = _check_compression(15.0 if compression is None else compression)
+        self.n_sequences = _check_count(16 if n_sequences is None else n_sequences, "n_sequences")
+        self.seq_len = _check_count(32 if seq_len is None else seq_len, "seq_len")
+        self.max_wall_s = _check_cap(DEFAULT_MAX_WALL_S if max_wall_s is None else max_wall_s)
         if every_n_steps is not None and (
             isinstance(every_n_steps, bool) or not isinstance(every_n_steps, numbers.Integral) or every_n_steps <= 0
         ):
@@ -416,18 +457,22 @@ class SleepPhaseCallback(BaseCallback):
             raise ValueError(_NO_TRIGGER)
         self.every_n_steps = every_n_steps
         self.on_episode_end = on_episode_end
-        self.reverse = reverse
+        self.reverse = True if reverse is None else bool(reverse)
         self.full_cycle = full_cycle
         self.sleep_config = sleep_config
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.sleep_state: Any = None
         self.n_sleeps = 0
+        self.n_capped = 0
         self.last_metrics: dict[str, float] = {}
         self._last_step_trigger = 0
 
     def _init_callback(self) -> None:
         """Fail at ``learn()`` start, not at the first market close, when SWR cannot run."""
         if not self.full_cycle:
+            if self.seed is None and self.n_sleeps == 0:
+                self.rng = np.random.default_rng(getattr(self.model, "seed", None))
             _check_model(self.model)
             buffer = getattr(self.model, "replay_buffer", None)
             if not isinstance(buffer, PrioritizedReplayMixin):
@@ -460,17 +505,24 @@ class SleepPhaseCallback(BaseCallback):
         self.full_cycle = False
         return None
 
+    def _cycle_config(self, module: Any) -> Any:
+        if self.sleep_config is None:
+            self.sleep_config = module.SleepConfig()
+        return self.sleep_config
+
     def sleep(self) -> dict[str, float] | None:
         """Run one sleep phase now; return its metrics (None when skipped)."""
         model = self.model
         buffer = model.replay_buffer
-        if buffer is None or buffer.size() < self.seq_len or self.num_timesteps < model.learning_starts:
-            return None
         module = self._load_sleep_cycle() if self.full_cycle else None
+        config = self._cycle_config(module) if module is not None else None
+        seq_len = getattr(config, "seq_len", self.seq_len) if config is not None else self.seq_len
+        if buffer is None or buffer.size() < seq_len or self.num_timesteps < model.learning_starts:
+            return None
         if module is not None:
-            config = self.sleep_config if self.sleep_config is not None else module.SleepConfig()
             self.sleep_state, raw = module.run_sleep_cycle(model, buffer, self.sleep_state, config)
             metrics = {key: float(value) for key, value in raw.items()}
+            self.n_capped += int(metrics.get("sleep/swr_capped", 0.0) > 0)
             monitor = getattr(self.sleep_state, "monitor", None)
             if monitor is not None and monitor.fitted:  # the UMAP scatter of this cycle as a TensorBoard image
                 monitor.log_to_tensorboard(self.logger, self.num_timesteps)
@@ -481,16 +533,18 @@ class SleepPhaseCallback(BaseCallback):
                 n_sequences=self.n_sequences,
                 seq_len=self.seq_len,
                 compression=self.compression,
-                budget_s=self.budget_s,
                 rng=self.rng,
                 reverse=self.reverse,
+                max_wall_s=self.max_wall_s,
             )
+            self.n_capped += int(report.capped)
             metrics = {
                 "replays": float(report.replays),
                 "mean_priority": report.mean_priority,
                 "td_error_before": report.td_before,
                 "td_error_after": report.td_after,
                 "elapsed_s": report.elapsed_s,
+                "swr_capped": float(report.capped),
             }
         for key, value in metrics.items():
             self.logger.record(key if "/" in key else f"sleep/{key}", value)

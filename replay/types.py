@@ -15,6 +15,16 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.type_aliases import TensorDict
 
+DEFAULT_MAX_WALL_S = 300.0
+"""Default wall-clock safety cap of one SWR replay phase, in seconds *(ours)*.
+
+A cap, not a budget: the phase replays a fixed number of sequences and stops
+early only if this much time would pass (then it warns and reports
+``capped``). 300 s is over 100x what the default phase (16 sequences of 32
+steps, JANUS extractor, one torch thread) takes on a busy 2-core machine
+(1.5-2.5 s), so load alone does not reach it.
+"""
+
 
 class PrioritizedReplayBufferSamples(NamedTuple):
     """A prioritized minibatch (array observations).
@@ -69,6 +79,8 @@ class SWRReport(NamedTuple):
         elapsed_s: wall time of the phase in seconds.
         compression: the compression factor C used.
         n_updates: gradient updates performed.
+        n_sequences: sequences replayed (the requested number unless capped).
+        capped: whether the wall-clock safety cap stopped the phase early.
     """
 
     replays: int
@@ -78,3 +90,5 @@ class SWRReport(NamedTuple):
     elapsed_s: float
     compression: float
     n_updates: int = 0
+    n_sequences: int = 0
+    capped: bool = False

@@ -23,12 +23,23 @@ consolidated and their schema ids (Project JANUS, part 4, "UMAP monitoring"):
 
 Plots are drawn with matplotlib's Agg canvas directly (no pyplot, no global
 backend switch).
+
+Reproducibility and threads: UMAP runs with ``random_state`` (seed + cycle),
+which makes umap-learn single-threaded and its layout deterministic; the
+AlignedUMAP layout is a sequential loop seeded from the same state. umap-learn
+sets numba's thread count around each fit and restores it afterwards; with
+numba's OpenMP threading layer that call reaches the libgomp torch shares and
+leaves *torch* running on numba's thread count (all cores) — on a busy 2-core
+machine the next gradient steps ran 10-40x slower. :meth:`UMAPMonitor.update`
+therefore restores torch's thread count after the UMAP and DBSCAN steps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +77,17 @@ class ParametricUMAPNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Project standardized features to 3-D."""
         return self.net(x)
+
+
+@contextlib.contextmanager
+def _keep_torch_threads() -> Iterator[None]:
+    """Restore ``torch.get_num_threads()`` on exit (numba's OpenMP layer may change it, see module docstring)."""
+    n_threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n_threads:
+            torch.set_num_threads(n_threads)
 
 
 def _schema_relations(prev_labels: np.ndarray, new_labels: np.ndarray) -> dict[int, int]:
@@ -262,12 +284,13 @@ class UMAPMonitor:
             raise ValueError(_BAD_LABELS.format(x.shape[0], labels.shape))
         if x.shape[0] < self.min_points:
             raise ValueError(_TOO_FEW.format(self.min_points, x.shape[0]))
-        emb = self._embed(x.astype(np.float32), labels)
-        finite = np.all(np.isfinite(emb), axis=1)
-
-        cluster_labels = np.full(x.shape[0], -1, dtype=np.int64)
-        if finite.sum() >= 1:
-            cluster_labels[finite] = DBSCAN(eps=self.dbscan_eps, min_samples=self.dbscan_min_samples).fit_predict(emb[finite])
+        with _keep_torch_threads():
+            emb = self._embed(x.astype(np.float32), labels)
+            finite = np.all(np.isfinite(emb), axis=1)
+            cluster_labels = np.full(x.shape[0], -1, dtype=np.int64)
+            if finite.sum() >= 1:
+                dbscan = DBSCAN(eps=self.dbscan_eps, min_samples=self.dbscan_min_samples)
+                cluster_labels[finite] = dbscan.fit_predict(emb[finite])
         self.cluster_labels = cluster_labels
         self.n_clusters = int(np.unique(cluster_labels[cluster_labels >= 0]).shape[0])
 

@@ -194,10 +194,11 @@ def test_dqn_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("replay.swr")
     model = _dqn()
     model.learn(400)
-    config = _config(tmp_path, n_sequences=4, seq_len=30, budget_s=5.0, **TINY_UMAP)
+    config = _config(tmp_path, n_sequences=4, seq_len=30, **TINY_UMAP)
     state, metrics = run_sleep_cycle(model, model.replay_buffer, None, config)
     assert state.swr_skip_reason is None and metrics["sleep/swr_skipped"] == 0.0
     assert metrics["sleep/replays"] == 8.0  # 4 sequences, forward + reverse
+    assert metrics["sleep/swr_capped"] == 0.0 and state.swr_capped == 0
     report = state.swr_report
     assert metrics["sleep/td_error_improvement"] == pytest.approx(report.td_before - report.td_after)
     assert math.isfinite(metrics["sleep/td_error_improvement"])
@@ -213,8 +214,7 @@ def test_sleep_phase_callback_runs_full_cycle() -> None:
         every_n_steps=150,
         on_episode_end=False,
         full_cycle=True,
-        sleep_config=_config(n_sequences=2, seq_len=16, budget_s=1.0),
-        seed=0,
+        sleep_config=_config(n_sequences=2, seq_len=16),
     )
     model.learn(300, callback=callback)
     assert callback.n_sleeps >= 1
@@ -234,3 +234,87 @@ def test_state_dict_roundtrip() -> None:
     assert metrics == metrics_restored
     np.testing.assert_array_equal(restored.schemas.means, state.schemas.means)
     np.testing.assert_array_equal(restored.store.ids, state.store.ids)
+
+
+def test_default_clock_is_market_time_not_wall_time() -> None:
+    """Schema timestamps = env steps per env x step_seconds: the same in every run, whenever it runs."""
+    buffer = _buffer(300)
+    config = _config(clock=None, step_seconds=2.0)
+    state, _ = run_sleep_cycle(None, buffer, None, config)
+    assert state.env_steps == 300
+    np.testing.assert_array_equal(state.schemas.created_at, np.full(len(state.schemas), 600.0))
+    _fill(buffer, 150, np.random.default_rng(1))  # 450 rows in a 500-row buffer
+    state, _ = run_sleep_cycle(None, buffer, state, config)
+    _fill(buffer, 100, np.random.default_rng(2))  # wraps: pos 450 → 50
+    state, _ = run_sleep_cycle(None, buffer, state, config)
+    assert state.env_steps == 550
+    assert state.schemas.last_updated.max() == 1100.0
+    assert all(p["last_updated"] <= 1100.0 for p in state.schemas.payloads())
+    restored = SleepState.from_state_dict(state.state_dict(), config)
+    assert restored.env_steps == 550 and restored.swr_capped == 0
+
+
+def test_schemas_age_in_market_time() -> None:
+    """max_schema_age_s counts market seconds: a schema not seen for longer is pruned, deterministically."""
+    buffer = ReplayBuffer(2_000, OBS_SPACE, ACT_SPACE, device="cpu")
+    rng = np.random.default_rng(0)
+    _fill(buffer, 100, rng, centers=np.array([[0.0, 0.0, 0.0, 0.0]]))
+    config = _config(clock=None, step_seconds=10.0, max_schema_age_s=1_000.0)
+    state, _ = run_sleep_cycle(None, buffer, None, config)  # t = 1000 s
+    first = state.schemas.ids.copy()
+    assert first.shape == (1,)
+    _fill(buffer, 100, rng, centers=np.array([[4.0, 4.0, -4.0, 0.0]]))  # t = 2000 s: first schema 1000 s old → kept
+    state, metrics = run_sleep_cycle(None, buffer, state, config)
+    assert metrics["sleep/pruned"] == 0.0 and first[0] in state.schemas.ids
+    _fill(buffer, 100, rng, centers=np.array([[4.0, 4.0, -4.0, 0.0]]))  # t = 3000 s: 2000 s old → pruned
+    state, metrics = run_sleep_cycle(None, buffer, state, config)
+    assert metrics["sleep/pruned"] == 1.0 and first[0] not in state.schemas.ids
+
+
+def test_old_checkpoints_without_market_clock_restore() -> None:
+    config = _config()
+    state, _ = run_sleep_cycle(None, _buffer(50), None, config)
+    old = state.state_dict()
+    del old["env_steps"], old["swr_capped"]
+    restored = SleepState.from_state_dict(old, config)
+    assert restored.env_steps == 0 and restored.swr_capped == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"step_seconds": 0.0}, ValueError, "_BAD_STEP_SECONDS"),
+        ({"step_seconds": float("inf")}, ValueError, "_BAD_STEP_SECONDS"),
+        ({"max_wall_s": 0.0}, ValueError, "_BAD_CAP"),
+        ({"max_wall_s": float("nan")}, ValueError, "_BAD_CAP"),
+        ({"clock": 5.0}, TypeError, "_BAD_CLOCK"),
+        ({"n_sequences": 0}, ValueError, "_BAD_COUNT"),
+    ],
+)
+def test_bad_config_values(kwargs: dict[str, Any], error: type, message: str) -> None:
+    from replay import sleep_cycle
+
+    (name, value), = kwargs.items()
+    template = getattr(sleep_cycle, message)
+    text = template.format(name, value) if message == "_BAD_COUNT" else template.format(value)
+    with pytest.raises(error, match=re.escape(text)):
+        SleepConfig(**kwargs)
+
+
+def test_capped_swr_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from replay import swr
+
+    model = _dqn()
+    model.learn(200)
+    fake_now = [0.0]
+
+    def fake_clock() -> float:
+        fake_now[0] += 1.0
+        return fake_now[0]
+
+    monkeypatch.setattr(swr, "_now", fake_clock)
+    config = _config(n_sequences=5, seq_len=16, max_wall_s=4.0)
+    with pytest.warns(RuntimeWarning, match="wall-clock safety cap"):
+        state, metrics = run_sleep_cycle(model, model.replay_buffer, None, config)
+    assert metrics["sleep/swr_capped"] == 1.0 and state.swr_capped == 1
+    assert metrics["sleep/replays"] == 2.0  # one whole sequence, forward and reverse

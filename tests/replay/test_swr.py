@@ -62,7 +62,6 @@ def filled_model() -> DQN:
 def replay(model: DQN, **kwargs: Any) -> SWRReport:
     kwargs.setdefault("n_sequences", 8)
     kwargs.setdefault("seq_len", 32)
-    kwargs.setdefault("budget_s", 30.0)
     kwargs.setdefault("rng", np.random.default_rng(0))
     return swr_replay(model, model.replay_buffer, **kwargs)
 
@@ -125,21 +124,54 @@ def test_replay_reduces_td_error_and_refreshes_priorities() -> None:
     assert report.mean_priority == pytest.approx(buffer.priorities.mean())
 
 
-def test_tiny_budget_does_no_update(filled_model: DQN) -> None:
-    before = [p.detach().clone() for p in filled_model.q_net.parameters()]
-    for budget in (0.0, 1e-9):
-        report = replay(filled_model, budget_s=budget)
-        assert report.n_updates == 0 and report.replays == 0
-        assert math.isnan(report.td_before)
-    for old, new in zip(before, filled_model.q_net.parameters(), strict=True):
-        assert th.equal(old, new)
+def _state(model: DQN) -> list[th.Tensor]:
+    return [t.detach().clone() for t in (*model.q_net.parameters(), *model.q_net_target.parameters())]
 
 
-def test_budget_is_not_exceeded(filled_model: DQN) -> None:
-    report = replay(filled_model, n_sequences=5000, seq_len=32, budget_s=0.25)
-    assert report.n_updates > 0
-    assert report.elapsed_s <= 0.25
-    assert report.replays < 2 * 5000
+def test_replay_is_a_function_of_seed_and_counts_not_of_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same seed, same work, same weights and priorities, however slow the clock says each step is."""
+    results = []
+    for seconds_per_call in (0.0, 0.3):  # 0.3 s per clock read: the old 0.5 s budget stopped after ~1 sequence
+        model = make_model(seed=2)
+        fake_now = [0.0]
+
+        def fake_clock(step: float = seconds_per_call) -> float:
+            fake_now[0] += step
+            return fake_now[0]
+
+        monkeypatch.setattr(swr, "_now", fake_clock)
+        report = replay(model, n_sequences=6, seq_len=32, max_wall_s=1e6)
+        monkeypatch.undo()
+        results.append((report, _state(model), model.replay_buffer.priorities.copy()))
+    (first, w1, p1), (second, w2, p2) = results
+    assert first.n_sequences == second.n_sequences == 6 and not first.capped and not second.capped
+    assert first.n_updates == second.n_updates == 6 * math.ceil(32 / 15) * 2
+    assert (first.td_before, first.td_after) == (second.td_before, second.td_after)
+    for a, b in zip(w1, w2, strict=True):
+        assert th.equal(a, b)
+    np.testing.assert_array_equal(p1, p2)
+
+
+def test_cap_stops_whole_sequences_and_warns(filled_model: DQN, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each clock read advances 1 s: the first sequence ends at 3 s (slowest 2 s), the second would end past 5 s."""
+    fake_now = [0.0]
+
+    def fake_clock() -> float:
+        fake_now[0] += 1.0
+        return fake_now[0]
+
+    monkeypatch.setattr(swr, "_now", fake_clock)
+    # reads: start 1; seq 1: check 2, end 3 (slowest = 1 s); seq 2: check at 4 → 4 − 1 + 1.5·1 = 4.5 > 4 → stop
+    with pytest.warns(RuntimeWarning, match=re.escape(swr._CAPPED.format(4.0, 1, 5, 4.0))):
+        report = replay(filled_model, n_sequences=5, seq_len=32, max_wall_s=4.0)
+    assert report.capped and report.n_sequences == 1
+    assert report.replays == 2 and report.n_updates == 2 * math.ceil(32 / 15)
+    assert math.isfinite(report.td_before) and math.isfinite(report.td_after)
+
+
+def test_uncapped_replay_reports_every_sequence(filled_model: DQN) -> None:
+    report = replay(filled_model, n_sequences=3, seq_len=16, max_wall_s=math.inf)
+    assert not report.capped and report.n_sequences == 3 and report.replays == 6
 
 
 def test_logic_satisfaction_hook_adds_loss() -> None:
@@ -168,11 +200,14 @@ def test_bad_compression(filled_model: DQN, compression: float) -> None:
         SleepPhaseCallback(compression=compression)
 
 
-def test_bad_counts_budget_rng(filled_model: DQN) -> None:
+def test_bad_counts_cap_rng(filled_model: DQN) -> None:
     with pytest.raises(ValueError, match=re.escape(swr._BAD_COUNT.format("seq_len", 0))):
         replay(filled_model, seq_len=0)
-    with pytest.raises(ValueError, match=re.escape(swr._BAD_BUDGET.format(-1.0))):
-        replay(filled_model, budget_s=-1.0)
+    for cap in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match=re.escape(swr._BAD_CAP.format(cap))):
+            replay(filled_model, max_wall_s=cap)
+        with pytest.raises(ValueError, match=re.escape(swr._BAD_CAP.format(cap))):
+            SleepPhaseCallback(max_wall_s=cap)
     with pytest.raises(TypeError, match=re.escape(swr._BAD_RNG.format(0))):
         replay(filled_model, rng=0)
     with pytest.raises(ValueError, match=re.escape(swr._SHORT_BUFFER.format(400, 401))):
@@ -182,11 +217,11 @@ def test_bad_counts_budget_rng(filled_model: DQN) -> None:
 def test_non_dqn_models_are_rejected() -> None:
     sac = SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, replay_buffer_class=PrioritizedReplayBuffer, device="cpu")
     with pytest.raises(TypeError, match=re.escape(swr._BAD_MODEL.format("SAC"))):
-        swr_replay(sac, sac.replay_buffer, n_sequences=1, seq_len=1, budget_s=1.0, rng=np.random.default_rng(0))
+        swr_replay(sac, sac.replay_buffer, n_sequences=1, seq_len=1, rng=np.random.default_rng(0))
     sb3_contrib = pytest.importorskip("sb3_contrib")
     qrdqn = sb3_contrib.QRDQN("MlpPolicy", "CartPole-v1", buffer_size=100, device="cpu")
     with pytest.raises(TypeError, match=re.escape(swr._BAD_MODEL.format("QRDQN"))):
-        swr_replay(qrdqn, qrdqn.replay_buffer, n_sequences=1, seq_len=1, budget_s=1.0, rng=np.random.default_rng(0))
+        swr_replay(qrdqn, qrdqn.replay_buffer, n_sequences=1, seq_len=1, rng=np.random.default_rng(0))
 
 
 def test_uniform_buffer_is_rejected() -> None:
@@ -211,6 +246,23 @@ def test_bad_callback_args() -> None:
         SleepPhaseCallback(on_episode_end=False)
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("n_sequences", 8), ("seq_len", 16), ("compression", 12.0), ("max_wall_s", 5.0), ("reverse", False), ("seed", 1)],
+)
+def test_swr_arguments_are_not_silently_ignored_by_the_full_cycle(name: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=re.escape(swr._FULL_CYCLE_ARG.format(name))):
+        SleepPhaseCallback(full_cycle=True, **{name: value})
+    SleepPhaseCallback(**{name: value})  # SWR-only: applies
+
+
+def test_sleep_config_needs_full_cycle() -> None:
+    from replay.sleep_cycle import SleepConfig
+
+    with pytest.raises(ValueError, match=re.escape(swr._CONFIG_WITHOUT_FULL_CYCLE)):
+        SleepPhaseCallback(sleep_config=SleepConfig())
+
+
 # --------------------------------------------------------------------------- callback
 
 
@@ -233,28 +285,43 @@ def _train_with(callback: SleepPhaseCallback, tmp_path: Any, steps: int = 600) -
 
 
 def test_callback_sleeps_every_n_steps_and_logs(tmp_path: Any) -> None:
-    callback = SleepPhaseCallback(every_n_steps=200, on_episode_end=False, n_sequences=4, seq_len=16, budget_s=0.5)
+    callback = SleepPhaseCallback(every_n_steps=200, on_episode_end=False, n_sequences=4, seq_len=16)
     rows = _train_with(callback, tmp_path)
     assert callback.n_sleeps == 3  # at 200, 400, 600 (>= learning_starts)
     logged = [row for row in rows if row.get("sleep/replays")]
     assert logged
-    for key in ("sleep/replays", "sleep/mean_priority", "sleep/td_error_before", "sleep/td_error_after", "sleep/elapsed_s"):
+    for key in ("sleep/replays", "sleep/mean_priority", "sleep/td_error_before", "sleep/td_error_after",
+                "sleep/elapsed_s", "sleep/swr_capped"):
         assert key in rows[0]
-    assert callback.last_metrics["replays"] == 8.0
+    assert callback.last_metrics["replays"] == 8.0 and callback.last_metrics["swr_capped"] == 0.0
+    assert callback.n_capped == 0
+
+
+def test_callback_without_seed_follows_the_model_seed(tmp_path: Any) -> None:
+    """SWR-only sleep with no `seed`: sequence starts come from the model's seed, so two runs learn the same."""
+    weights = []
+    for run in range(2):
+        callback = SleepPhaseCallback(every_n_steps=200, on_episode_end=False, n_sequences=4, seq_len=16)
+        _train_with(callback, tmp_path / str(run), steps=400)
+        assert callback.n_sleeps == 2
+        weights.append([p.detach().clone() for p in callback.model.q_net.parameters()])
+    for a, b in zip(*weights, strict=True):
+        assert th.equal(a, b)
 
 
 def test_callback_sleeps_at_episode_end(tmp_path: Any) -> None:
-    callback = SleepPhaseCallback(n_sequences=2, seq_len=8, budget_s=0.1)
+    callback = SleepPhaseCallback(n_sequences=2, seq_len=8)
     _train_with(callback, tmp_path, steps=400)
     assert callback.n_sleeps >= 3  # random CartPole episodes last ~20 steps
 
 
 def test_full_cycle_falls_back_to_swr_without_sleep_cycle(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "replay.sleep_cycle", None)  # import raises
-    callback = SleepPhaseCallback(every_n_steps=300, on_episode_end=False, full_cycle=True, n_sequences=2, seq_len=8)
+    callback = SleepPhaseCallback(every_n_steps=300, on_episode_end=False, full_cycle=True)
     with pytest.warns(RuntimeWarning, match=re.escape(swr._NO_SLEEP_CYCLE)):
         _train_with(callback, tmp_path)
     assert callback.n_sleeps == 2 and "td_error_after" in callback.last_metrics
+    assert callback.last_metrics["replays"] == 2 * 16  # the SWR-only defaults
 
 
 def test_full_cycle_calls_run_sleep_cycle(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

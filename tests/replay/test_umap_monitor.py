@@ -198,3 +198,46 @@ def test_unrelated_cycle_resets_alignment(monitor: Fitted) -> None:
     x, labels = _blobs(np.random.default_rng(5))
     info = other.update(x, labels + 100)  # no schema in common with the last cycle
     assert info["alignment_resets"] == 1.0 and len(other.embeddings) == 1
+
+
+@pytest.mark.slow
+def test_same_seed_same_maps(monitor: Fitted) -> None:
+    """Two monitors, one seed, same data: bit-identical embeddings, centroids and parametric nets."""
+    _, data, _ = monitor
+    runs = []
+    for _ in range(2):
+        mon = UMAPMonitor(**TINY, window=2)
+        for x, labels in data:  # cycle 1: plain UMAP; cycles 2-3: AlignedUMAP
+            mon.update(x, labels)
+        runs.append(mon)
+    first, second = runs
+    for a, b in zip(first.embeddings, second.embeddings, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(first.centroids, second.centroids)
+    for (name, a), b in zip(first.net.state_dict().items(), second.net.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+_THREADS_SCRIPT = """
+import numpy as np, torch
+torch.set_num_threads(1)
+layer, batch = torch.nn.Linear(256, 256), torch.ones(64, 256)
+for _ in range(10):  # torch trains before the first sleep cycle (fewer steps here do not reproduce the issue)
+    layer(batch).sum().backward()
+from replay.umap_monitor import UMAPMonitor
+rng = np.random.default_rng(0)
+UMAPMonitor(n_neighbors=5, n_epochs=10, mlp_epochs=5).update(rng.normal(size=(60, 4)), np.repeat(np.arange(3), 20))
+print(torch.get_num_threads())
+"""
+
+
+@pytest.mark.slow
+def test_update_keeps_torchs_thread_count() -> None:
+    """numba's first OpenMP launch (inside UMAP) must not leave torch on all cores (fresh process: it happens once)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], cwd=root, capture_output=True, text=True,
+                         check=True, timeout=600)
+    assert out.stdout.strip().splitlines()[-1] == "1", out.stderr[-2000:]
