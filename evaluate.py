@@ -131,13 +131,20 @@ def main(argv: list[str] | None = None) -> int:
         env_kwargs["horizon" if env_id == "Janus-Execution-v0" else "episode_steps"] = args.steps
     table = EXECUTION_BASELINES if env_id == "Janus-Execution-v0" else TRADING_BASELINES
     names = [] if args.baselines == "none" else (sorted(table) if args.baselines == "all" else args.baselines.split(","))
-    scenarios = list(ev.TRADING_SCENARIOS) + (["historical"] if args.data else []) if args.scenarios == "all" \
-        else args.scenarios.split(",")
+    run_data = env_kwargs.pop("data", None)  # a run trained on recorded data is evaluated on it by default
+    run_split = env_kwargs.pop("data_split", None)
+    data = args.data if args.data is not None else run_data
+    if args.scenarios != "all":
+        scenarios = args.scenarios.split(",")
+    elif env_kwargs.get("scenario") == "historical":
+        scenarios = ["historical"]
+    else:
+        scenarios = list(ev.TRADING_SCENARIOS) + (["historical"] if data is not None else [])
     problems = [n for n in names if n not in table] + [s for s in scenarios
                                                         if s not in ev.TRADING_SCENARIOS + ("historical",)]
     if problems:
         return _fail(f"unknown baseline(s)/scenario(s) {problems}")
-    if "historical" in scenarios and args.data is None:
+    if "historical" in scenarios and data is None:
         return _fail("the historical scenario needs --data PATH")
     if model is None and not names:
         return _fail("nothing to evaluate: give a run or some baselines")
@@ -150,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         if scenario == "historical":
             from agents.cli import data_spec
 
-            kwargs.update(data=data_spec(str(args.data), args.data_option), data_split=(args.split, 1.0))
+            kwargs.update(data=data_spec(data if isinstance(data, dict) else str(data), args.data_option),
+                          data_split=(args.split, 1.0))
+            if run_data is not None and (run_split is None or float(run_split[1]) > args.split):
+                notes.append(f"historical: note: the run trained on rows {list(run_split or (0, 1))} of its data; "
+                             f"rows after {args.split} are not out of sample")
         try:
             env = ev.make_eval_env(env_id, kwargs, shield=shield, breakers=breakers)
             setups[scenario] = (env, ev.check_event_inside(env), ev.annualization(env, args.calendar),

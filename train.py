@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", type=Path, default=None, help="YAML hyper-parameters overriding configs/<algo>.yml")
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                    help="override one hyper-parameter (dotted keys, YAML values), e.g. --hp learning_rate=1e-3")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="historical data file or shipped sample name (e.g. btc_usd_hourly); implies --scenario "
+                        "historical (same as --data-option path=PATH)")
     p.add_argument("--data-option", action="append", default=[], type=data_option, metavar="KEY=VALUE",
                    help="option for reading the historical data (YAML value; repeatable): path=FILE or sample name, "
                         "asset=ETH, columns.close='Adj Close', ... (see janus_env.historical.load_source); the file "
@@ -71,8 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.num_env_runners < 0:
         p.error(f"--num-env-runners must be >= 0, got {args.num_env_runners}")
+    if args.data is not None:
+        if args.scenario not in (None, "historical"):
+            p.error(f"--data needs --scenario historical, got {args.scenario!r}")
+        args.scenario = "historical"
+        args.data_option = [(["path"], args.data), *args.data_option]
     if args.resume is not None and args.data_option:
-        p.error("--data-option cannot change a resumed run (its data is in RUN/config.yaml)")
+        p.error("--data/--data-option cannot change a resumed run (its data is in RUN/config.yaml)")
     if args.backend == "rllib":
         if args.algo not in (None, "ppo"):
             p.error(_RLLIB_ALGO.format(args.algo))

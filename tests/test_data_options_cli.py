@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -80,3 +81,24 @@ def test_train_on_one_asset_of_a_wide_file(tmp_path: Path) -> None:
     config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert config["hyperparams"]["env_kwargs"]["data"] == {"path": str(WIDE), "asset": "ETH"}
     assert (tmp_path / "r" / "model.zip").is_file()
+
+
+def test_train_on_a_sample_then_evaluate_on_its_data(tmp_path: Path) -> None:
+    """``train.py --data NAME`` trains on the shipped sample; ``evaluate.py RUN`` evaluates on the run's own data."""
+    result = _run("train.py", "--algo", "ppo", "--timesteps", "32", "--data", "btc_usd_hourly",
+                  "--data-option", "n_levels=5", "--n-envs", "1",
+                  "--hp", "n_steps=32", "--hp", "batch_size=16", "--hp", "n_epochs=1",
+                  "--hp", "env_kwargs.window=8", "--hp", "env_kwargs.episode_steps=24",
+                  "--hp", "env_kwargs.lot=0.01", "--hp", "env_kwargs.max_position=0.5",
+                  "--hp", "env_kwargs.data_split=[0.0, 0.7]",
+                  "--run-dir", str(tmp_path), "--run-name", "r", "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert config["hyperparams"]["env_kwargs"]["scenario"] == "historical"
+    assert config["hyperparams"]["env_kwargs"]["data"] == {"path": "btc_usd_hourly", "n_levels": 5}
+    result = _run("evaluate.py", str(tmp_path / "r"), "--episodes", "2", "--baselines", "momentum")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "r" / "eval" / "latest" / "metrics.json").read_text())
+    assert {(r["scenario"], r["strategy"]) for r in rows} == {("historical", "agent"), ("historical", "momentum")}
+    assert "not out of sample" not in result.stdout  # trained on [0, 0.7), evaluated after 0.7
+    assert "3600 s (median spacing" in result.stdout
