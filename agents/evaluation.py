@@ -45,7 +45,8 @@
 returns, annualized; ``sharpe_se`` its standard error), ``sortino``,
 ``calmar``, ``max_drawdown_pct`` (worst episode), ``var_95_bps``/``cvar_95_bps``
 (one step), ``halts`` and ``ruin`` (episodes), ``halt_reasons``,
-``event_covered``, ``fill_rate`` (filled / requested shares over all episodes;
+``event_covered``, ``stopped_before_event`` (episodes halted or ruined at or before the event's
+first step: a breaker firing early), ``fill_rate`` (filled / requested shares over all episodes;
 empty when nothing was requested), ``avg_slippage_bps`` (over all fills),
 ``violation_rate``, ``executed_violations``, ``mean_steps``, latency
 percentiles, and the annualization used (``step_seconds``, ``calendar``,
@@ -99,7 +100,7 @@ STRESS_SCENARIOS = ("flash_crash", "squeeze")
 CALENDAR_CHOICES = ("auto", "equities", "crypto", "fx")
 SUMMARY_COLUMNS = ("scenario", "strategy", "return bps ± 95% CI", "ann. %", "Sharpe", "max DD %", "halts", "ruin",
                    "fill %", "slip bps")
-TABLE_NOTE = ("return: mean episode return ± 95% t-interval; ann. % = mean × episodes/yr (no compounding); Sharpe of "
+TABLE_NOTE = ("return: mean episode return ± 95% t-interval; ann. %: a year of such episodes, compounded (CAGR); Sharpe of "
               "episode returns × sqrt(episodes/yr), from ≥ 4 episodes (± sharpe_se in metrics.csv); max DD: worst "
               "episode; halts, ruin: episodes; fill %: filled / requested shares")
 PAIRED_COLUMNS = ("scenario", "agent − baseline", "Δ return bps", "95% CI", "p", "n")
@@ -468,6 +469,7 @@ def summarize(results: list[EpisodeResult], timing: Annualization,
         "ruin": sum(r.ruin for r in results),
         "halt_reasons": "; ".join(f"{k}×{v}" for k, v in sorted(reasons.items())),
         "event_covered": (sum(r.steps >= event[1] + 1 for r in results) if event is not None else math.nan),
+        "stopped_before_event": (sum(r.steps <= event[0] for r in results) if event is not None else math.nan),
         "fill_rate": filled / requested if requested > 0 else math.nan,
         "avg_slippage_bps": _nan_mean(fills),
         "violation_rate": sum(r.violations for r in results) / proposed if proposed else math.nan,
@@ -503,7 +505,8 @@ def paired_rows(scenario: str, episode_returns: Mapping[str, np.ndarray], agent:
 def event_notes(rows: list[dict[str, Any]]) -> list[str]:
     """One line per row whose strategy stopped (halt or ruin) before the stress event ended in some episode."""
     return [f"note: {r['scenario']}/{r['strategy']}: {r['episodes'] - r['event_covered']} of {r['episodes']} "
-            f"episode(s) ended before the event did ({r['halt_reasons'] or 'no halt'})"
+            f"episode(s) stopped before the stress event ended, {r['stopped_before_event']} of them before it began "
+            f"({r['halt_reasons'] or 'no halt'})"
             for r in rows if isinstance(r["event_covered"], int) and r["event_covered"] < r["episodes"]]
 
 

@@ -42,8 +42,10 @@ year and ``R_1 .. R_K`` the episode returns:
 
 * mean episode return and its 95% t-interval:
   ``R̄ ± t_{0.975, K−1} · s / sqrt(K)`` (``s`` the sample std, ddof = 1);
-* annualized return (arithmetic, no compounding — the CAGR of a 30-minute
-  episode raised to a year is meaningless): ``R̄ · N``;
+* annualized return: the compound growth of a year of such episodes at their
+  geometric mean, ``exp(N · mean(log(1 + R_k))) − 1`` (CAGR); never below −100%
+  (a ruined episode, ``R_k = −1``, gives −100%), unlike the arithmetic ``R̄ · N``
+  (−20 bps a 500-step episode is −101% a year arithmetically, −63.6% compounded);
 * annualized volatility ``s · sqrt(N)``;
 * Sharpe (1966) of episode returns: ``R̄ / s · sqrt(N)``, with the standard error of
   Lo (2002, iid returns) ``sqrt((1 + SR_e²/2) / K) · sqrt(N)``, ``SR_e = R̄ / s``:
@@ -309,6 +311,19 @@ def paired_t_test(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> PairedCo
     return PairedComparison(mean, mean - half, mean + half, p, n)
 
 
+def annualized_return(episode_returns: np.ndarray, episodes_per_year: float) -> float:
+    """``exp(N · mean(log(1 + R))) − 1``: the CAGR of the episodes' geometric mean (−1 after a ruin, NaN if empty)."""
+    r = np.asarray(episode_returns, dtype=np.float64)
+    if r.size == 0:
+        return math.nan
+    if np.any(r <= -1.0):
+        return -1.0
+    try:
+        return math.expm1(episodes_per_year * float(np.mean(np.log1p(r))))
+    except OverflowError:
+        return math.inf
+
+
 class EpisodeStatistics(NamedTuple):
     """One strategy's statistics across K episodes (module docstring); returns are fractions."""
 
@@ -341,7 +356,7 @@ def episode_statistics(episode_returns: np.ndarray, drawdowns: np.ndarray, perio
     n_year = periods_per_year / float(steps_per_episode)
     mean, half = mean_confidence_interval(r, level)
     worst = float(np.max(drawdowns)) if np.size(drawdowns) else math.nan
-    annual = mean * n_year
+    annual = annualized_return(r, n_year)
     vol = float(r.std(ddof=1)) * math.sqrt(n_year) if r.size >= 2 else math.nan
     enough = r.size >= MIN_SHARPE_EPISODES
     return EpisodeStatistics(

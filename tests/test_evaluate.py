@@ -23,6 +23,7 @@ from agents.evaluation import (
     check_breaker_settings,
     check_event_inside,
     episode_plan,
+    event_notes,
     make_eval_env,
     new_eval_dir,
     paired_rows,
@@ -94,7 +95,7 @@ def test_summarize_by_hand() -> None:
     assert row["return_bps"] == pytest.approx(100.0)
     assert row["return_bps_ci95"] == pytest.approx(1e4 * 3.182446305284263 * sd / 2)
     assert row["return_bps_low"] == pytest.approx(100.0 - row["return_bps_ci95"])
-    assert row["annualized_return_pct"] == pytest.approx(100 * 0.01 * n_year)
+    assert row["annualized_return_pct"] == pytest.approx(100 * math.expm1(n_year * np.mean(np.log1p(r))))
     assert row["sharpe"] == pytest.approx(r.mean() / sd * math.sqrt(n_year))
     assert row["max_drawdown_pct"] == pytest.approx(100 * 2 / 100)  # the worst episode: seed 1 (2/102 in seed 3)
     assert row["fill_rate"] == pytest.approx(10 / 15)
@@ -238,7 +239,13 @@ def test_stress_event_falls_inside_the_episode() -> None:
 def test_event_covered_counts_episodes_still_running_at_the_event_end() -> None:
     env = ScriptedEnv({0: [100.0] * 11, 1: [100.0] * 5}, halt={1: "volatility: 4x"})
     results = [run_episode(env, lambda obs: HOLD, seed) for seed in (0, 1)]
-    assert summarize(results, _timing(10), event=(4, 6))["event_covered"] == 1  # seed 1 stopped after 4 steps
+    row = summarize(results, _timing(10), event=(4, 6))
+    assert row["event_covered"] == 1  # seed 1 stopped after 4 steps
+    assert row["stopped_before_event"] == 1  # ... at the event's first market step: before a decision saw it
+    assert summarize(results, _timing(10), event=(3, 6))["stopped_before_event"] == 0  # inside the event
+    assert event_notes([{"scenario": "x", "strategy": "s", **row}]) == [
+        "note: x/s: 1 of 2 episode(s) stopped before the stress event ended, 1 of them before it began "
+        "(volatility×1)"]
 
 
 def test_shield_and_breakers_switch_separately() -> None:

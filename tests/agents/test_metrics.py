@@ -12,6 +12,7 @@ from scipy import stats
 from agents.metrics import (
     CALENDARS,
     MIN_SHARPE_EPISODES,
+    annualized_return,
     calendar_from_times,
     conditional_value_at_risk,
     episode_return,
@@ -202,7 +203,8 @@ def test_episode_statistics_by_hand() -> None:
     assert s.episodes == 4
     assert s.mean_return == pytest.approx(mean)
     assert s.return_ci == pytest.approx(3.182446305284263 * sd / 2.0)
-    assert s.annualized_return == pytest.approx(mean * 252)  # 126%: arithmetic, no compounding
+    assert s.annualized_return == pytest.approx(math.expm1(252 * np.mean(np.log1p(r))))  # compounded
+    assert s.annualized_return == pytest.approx(2.3747, abs=1e-4)  # +237% a year (arithmetic 0.005·252 = 126%)
     assert s.annualized_volatility == pytest.approx(sd * math.sqrt(n_year))
     assert s.sharpe == pytest.approx(mean / sd * math.sqrt(n_year))
     assert s.sharpe == pytest.approx(3.8129, abs=1e-4)
@@ -210,7 +212,15 @@ def test_episode_statistics_by_hand() -> None:
     assert s.sharpe_se == pytest.approx(math.sqrt((1 + sr * sr / 2) / 4) * math.sqrt(n_year))
     assert s.sortino == pytest.approx(mean / math.sqrt(0.02**2 / 4) * math.sqrt(n_year))
     assert s.worst_drawdown == 0.03
-    assert s.calmar == pytest.approx(mean * 252 / 0.03)
+    assert s.calmar == pytest.approx(s.annualized_return / 0.03)
+
+
+def test_annualized_return_compounds_and_stops_at_ruin() -> None:
+    # the make-run mean-reversion row: -20 bps per 500-step episode, 504 episodes a year
+    assert annualized_return(np.full(6, -0.0020), 504.0) == pytest.approx((1 - 0.002) ** 504 - 1)
+    assert annualized_return(np.full(6, -0.0020), 504.0) == pytest.approx(-0.6354, abs=1e-4)  # not -100.8%
+    assert annualized_return(np.array([0.01, -1.0, 0.02]), 52.0) == -1.0  # a ruined episode
+    assert math.isnan(annualized_return(np.array([]), 52.0))
 
 
 def test_sharpe_needs_enough_episodes() -> None:
@@ -218,7 +228,8 @@ def test_sharpe_needs_enough_episodes() -> None:
     # two nearly equal losing episodes (a fee, then flat): any Sharpe at all, so none is reported
     s = episode_statistics(np.array([-1.7e-4, -1.71e-4, -1.69e-4]), np.zeros(3), 252_000.0, 500)
     assert math.isnan(s.sharpe) and math.isnan(s.sortino) and math.isnan(s.sharpe_se)
-    assert s.mean_return == pytest.approx(-1.7e-4) and s.annualized_return == pytest.approx(-1.7e-4 * 504)
+    assert s.mean_return == pytest.approx(-1.7e-4)
+    assert s.annualized_return == pytest.approx(math.expm1(504 * np.mean(np.log1p([-1.7e-4, -1.71e-4, -1.69e-4]))))
     one = episode_statistics(np.array([0.01]), np.array([0.0]), 252.0, 1)
     assert math.isnan(one.return_ci) and math.isnan(one.annualized_volatility) and math.isnan(one.calmar)
     with pytest.raises(ValueError, match=re.escape("Expected `steps_per_episode` >= 1, got 0")):
