@@ -13,6 +13,9 @@ The exported graph is the deterministic decision path, observation → action:
   (mean action clipped to the bounds, as ``predict`` does; no gSDE) action
   space, ``MaskableActorCriticPolicy``.
 
+The Go scores of both come from :func:`~agents.basal_ganglia.go_scores`, the
+function the basal-ganglia policies decide with.
+
 | ONNX input | shape | when |
 | --- | --- | --- |
 | one per ``Dict`` key, named by the key (``obs`` otherwise) | ``(B, *space.shape)``, space dtype | always |
@@ -54,12 +57,10 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-from sb3_contrib.qrdqn.policies import QRDQNPolicy
-from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel, BasePolicy
-from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.common.policies import BasePolicy
 from torch import nn
 
-from agents.basal_ganglia import basal_ganglia_gate, is_basal_ganglia_policy
+from agents.basal_ganglia import basal_ganglia_gate, go_head, go_scores, is_basal_ganglia_policy
 from janus_env.atomic import atomic_path
 
 _NOT_POLICY = "Expected an SB3 algorithm or policy, got {}"
@@ -83,20 +84,18 @@ def _policy_of(model: Any) -> BasePolicy:
 
 
 def _kind(policy: BasePolicy) -> str:
+    """``"bg"`` (gated), ``"greedy"`` (argmax of the Go scores) or ``"ac_box"`` (clipped mean action)."""
     if is_basal_ganglia_policy(policy):
         return "bg"
-    if isinstance(policy, DQNPolicy):
-        return "dqn"
-    if isinstance(policy, QRDQNPolicy):
-        return "qrdqn"
-    if isinstance(policy, (ActorCriticPolicy, MaskableActorCriticPolicy)):
-        action_space = policy.action_space
-        if isinstance(action_space, spaces.Discrete):
-            return "ac_discrete"
-        if isinstance(action_space, spaces.Box) and not getattr(policy, "use_sde", False):
-            return "ac_box"
-        raise TypeError(_UNSUPPORTED_ACTION.format(type(policy).__name__, action_space))
-    raise TypeError(_UNSUPPORTED.format(type(policy).__name__))
+    try:
+        head = go_head(policy)
+    except TypeError:
+        raise TypeError(_UNSUPPORTED.format(type(policy).__name__)) from None
+    if head != "logits" or isinstance(policy.action_space, spaces.Discrete):
+        return "greedy"
+    if isinstance(policy.action_space, spaces.Box) and not getattr(policy, "use_sde", False):
+        return "ac_box"
+    raise TypeError(_UNSUPPORTED_ACTION.format(type(policy).__name__, policy.action_space))
 
 
 class PolicyInferenceGraph(nn.Module):
@@ -141,15 +140,6 @@ class PolicyInferenceGraph(nn.Module):
         else:
             self.output_names = ["action", "go"]
 
-    def _go_plain(self, obs: Any) -> th.Tensor:
-        policy: Any = self.policy
-        if self.kind == "dqn":
-            return policy.q_net(obs)
-        if self.kind == "qrdqn":
-            return policy.quantile_net(obs).mean(dim=1)
-        features = BaseModel.extract_features(policy, obs, policy.pi_features_extractor)
-        return policy.action_net(policy.mlp_extractor.forward_actor(features))
-
     def forward(self, *inputs: th.Tensor) -> tuple[th.Tensor, ...]:
         """Outputs in ``output_names`` order for inputs in ``input_names`` order."""
         n_obs = len(self.obs_keys)
@@ -160,8 +150,7 @@ class PolicyInferenceGraph(nn.Module):
         policy: Any = self.policy
         if self.kind == "bg":
             go, nogo = policy.go_nogo(obs)
-            scores = go if masks is None else th.where(masks, go, th.full_like(go, _MASK_LOGIT))
-            proposed = scores.argmax(dim=1)
+            proposed = _greedy(go, masks)
             if logic is None:
                 logic = th.zeros_like(go[:, 0])
             hold_allowed = None if masks is None else masks[:, policy.hold_action]
@@ -175,11 +164,16 @@ class PolicyInferenceGraph(nn.Module):
                 hold_allowed=hold_allowed,
             )
             return final, proposed, go, nogo, vetoed
-        go = self._go_plain(obs)
+        go = go_scores(policy, obs)
         if self.kind == "ac_box":
             return (th.maximum(th.minimum(go, self.high), self.low),)
-        scores = go if masks is None else th.where(masks, go, th.full_like(go, _MASK_LOGIT))
-        return scores.argmax(dim=1), go
+        return _greedy(go, masks), go
+
+
+def _greedy(go: th.Tensor, masks: th.Tensor | None) -> th.Tensor:
+    """``argmax`` of the Go scores over the allowed actions (all of them without masks)."""
+    scores = go if masks is None else th.where(masks, go, th.full_like(go, _MASK_LOGIT))
+    return scores.argmax(dim=1)
 
 
 def _sample_inputs(graph: PolicyInferenceGraph, n: int, seed: int) -> list[np.ndarray]:

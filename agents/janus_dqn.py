@@ -34,8 +34,8 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3 import DQN
 
+from replay.losses import prioritized_dqn_loss
 from replay.prioritized import PrioritizedDictReplayBuffer, PrioritizedReplayBuffer, PrioritizedReplayMixin
-from replay.swr import prioritized_dqn_loss
 
 _BAD_LAMBDA = "Expected `lambda_logic` >= 0 and finite, got {!r}"
 _NOT_PRIORITIZED = "JanusDQN needs a prioritized replay buffer class (PrioritizedReplayMixin), got {}"

@@ -64,7 +64,7 @@ import numpy as np  # noqa: E402
 import envs_registry  # noqa: E402,F401
 from agents.baselines import make_baseline  # noqa: E402
 from janus_env.samples import sample_path  # noqa: E402
-from wrappers.amygdala import CircuitBreakers  # noqa: E402
+from wrappers.amygdala import BreakerConfig, CircuitBreakers  # noqa: E402
 from wrappers.shield import LTNShield  # noqa: E402
 
 CALM = ("ou", "gbm", "regime")
@@ -92,7 +92,7 @@ ARG = {"volatility": "vol_ratio", "fear": "fear_threshold", "drawdown": "max_dra
 
 def alone(name: str) -> CircuitBreakers:
     """Breakers with every threshold off but ``name``'s, at its default."""
-    return CircuitBreakers(**{k: v for k, v in OFF.items() if k != ARG[name]})
+    return CircuitBreakers(BreakerConfig(**{k: v for k, v in OFF.items() if k != ARG[name]}))
 
 
 def _data(market: str) -> tuple[Any, dict[str, Any]]:

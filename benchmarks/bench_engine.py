@@ -52,7 +52,7 @@ from numba import njit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from janus_env.book import BUY, S_N_FILLS, S_N_LOG, SELL, OrderBook, _slot_of, cancel, submit  # noqa: E402
+from janus_env.book import BUY, S_N_FILLS, S_N_LOG, SELL, OrderBook, cancel, slot_of, submit  # noqa: E402
 from janus_env.data.lobster import (  # noqa: E402
     drifting_order_flow,
     LOBSTERData,
@@ -96,7 +96,7 @@ def random_flow(levels, orders, state, accounts, fills, log, kinds, sides, offse
             price = center - side * offsets[i]
             oid = submit(levels, orders, state, accounts, fills, log, agent, side, price, qtys[i], False)
             state[S_N_FILLS] = 0  # fills are not needed
-            if oid >= 0 and _slot_of(orders, oid) >= 0 and n_live < live.shape[0]:
+            if oid >= 0 and slot_of(orders, oid) >= 0 and n_live < live.shape[0]:
                 live[n_live] = oid
                 n_live += 1
         elif k == 1:
@@ -107,7 +107,7 @@ def random_flow(levels, orders, state, accounts, fills, log, kinds, sides, offse
             oid = live[j]
             if qtys[i] % 3 == 0:  # a third of the cancels are partial (1-9 shares)
                 cancel(levels, orders, state, log, oid, 1 + qtys[i] % 9)
-                if _slot_of(orders, oid) >= 0:
+                if slot_of(orders, oid) >= 0:
                     continue
             n_live -= 1
             live[j] = live[n_live]
@@ -132,7 +132,7 @@ def submit_cancel_stream(levels, orders, state, accounts, fills, log, sides, pri
         else:
             oid = submit(levels, orders, state, accounts, fills, log, i % n_agents, sides[i], prices[i], qtys[i], False)
             state[S_N_FILLS] = 0
-            if oid >= 0 and _slot_of(orders, oid) >= 0 and n_live < live.shape[0]:
+            if oid >= 0 and slot_of(orders, oid) >= 0 and n_live < live.shape[0]:
                 live[n_live] = oid
                 n_live += 1
         sent += 1

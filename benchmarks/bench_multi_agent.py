@@ -95,9 +95,7 @@ def kernel_bench(n: int) -> Callable[[int], float]:
             else:
                 act[i, 0] = env.config.lot * int(rng.integers(-1, 2))
         acts.append(act)
-    args = (env._levels, env._orders, env._state, env._accounts, env._fills, env._log, env._rng, env._params,
-            env._f, env._ib, env._arng, env._roles_arr, env._status, env._quotes, env._ag, env._aout, env._mout,
-            env._shared, env._obs, env._ep)
+    args = env._kernel_args
     perm = env._perm
     pos = {"i": 0}
 

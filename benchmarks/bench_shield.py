@@ -143,12 +143,12 @@ def decision_table(seconds: float, repeats: int) -> tuple[list[tuple[str, float,
         n = env.action_space.n
 
         def decide(env=env) -> None:
-            env._scored = False  # force a fresh evaluation of every candidate, as after each step
+            env.core.scored = False  # force a fresh evaluation of every candidate, as after each step
             env.decide(1, 1)
 
         rows.append((f"JANUS KB + shield decision, all {n} actions ({action_type})",
                      statistics.median(per_call_us(decide, seconds, repeats)), n))
-    q = env._quantities
+    q = env.core.quantities
     book = np.ascontiguousarray(env._obs["book"], dtype=np.float64)
     kb = env.knowledge_base
     info = env._info

@@ -344,7 +344,13 @@ def submit(levels, orders, state, accounts, fills, log, agent, side, price, qty,
 
 
 @njit(cache=True)
-def _slot_of(orders, oid):
+def slot_of(orders, oid):
+    """The pool slot of order ``oid`` while it rests on the book, else -1 (unknown, filled or cancelled).
+
+    An O(1) lookup (ids are ``generation * capacity + slot``); callers that keep order ids
+    (a market maker's quotes, the flow's resting orders, a LOBSTER replay) check with it
+    that an order still rests before they cancel or execute it.
+    """
     if oid < 0:
         return -1
     slot = oid % orders.shape[0]
@@ -362,7 +368,7 @@ def cancel(levels, orders, state, log, oid, qty):
     """
     state[S_N_MESSAGES] += 1
     state[S_TIME] += 1
-    slot = _slot_of(orders, oid)
+    slot = slot_of(orders, oid)
     if slot < 0:
         state[S_UNKNOWN_CANCELS] += 1
         return -1
@@ -426,7 +432,7 @@ def execute_resting(levels, orders, state, accounts, fills, log, oid, qty, taker
     state[S_TIME] += 1
     if qty <= 0:
         return ERR_QTY
-    slot = _slot_of(orders, oid)
+    slot = slot_of(orders, oid)
     if slot < 0:
         state[S_UNKNOWN_EXECUTIONS] += 1
         return -1

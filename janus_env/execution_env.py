@@ -10,8 +10,6 @@ import numpy as np
 from gymnasium import spaces
 
 from janus_env.actions import continuous_fraction, discrete_index
-from janus_env.config import AGENT_JANUS, P_INITIAL_PRICE_TICKS, P_N_TICKS
-from janus_env.flow import F_COST, F_PEAK_EQUITY, F_PREV_EQUITY, current_mid
 from janus_env.lob_env import info_from_out, observation_space, split_obs
 from janus_env.regimes import scenario_config
 from janus_env.simulator import (
@@ -22,9 +20,7 @@ from janus_env.simulator import (
     O_POSITION,
     O_TERMINATED,
     SimulatedMarket,
-    _write_out,
     check_whole_shares,
-    write_obs,
 )
 
 _BAD_SHARES = "Expected `shares` to be a positive multiple of `lot`, got {!r} (lot={!r})"
@@ -179,22 +175,7 @@ class JanusExecutionEnv(gym.Env):
         super().reset(seed=seed)
         market = self._market
         market.reset(self.np_random)
-        arrays = market.arrays
-        origin = arrays.params[P_INITIAL_PRICE_TICKS] - 0.5 * arrays.params[P_N_TICKS]
-        mid_ticks = current_mid(arrays.levels[0], arrays.state[0], arrays.f[0])
-        # endow the block at the arrival mid: cash goes down by its value so equity is unchanged
-        arrays.accounts[0, AGENT_JANUS, 1] = self.shares
-        arrays.accounts[0, AGENT_JANUS, 0] = -int(round(self.shares * mid_ticks))
-        arrays.f[0, F_COST] = self.shares * (mid_ticks + origin)
-        equity = self.config.initial_cash + self.config.tick_size * (
-            arrays.accounts[0, AGENT_JANUS, 0] + self.shares * mid_ticks)
-        arrays.f[0, F_PEAK_EQUITY] = equity
-        arrays.f[0, F_PREV_EQUITY] = equity
-        write_obs(arrays.levels[0], arrays.state[0], arrays.accounts[0], arrays.params, arrays.f[0], arrays.ib[0],
-                  market.obs)
-        # the account scalars of the first info (position, cash, equity, ...) after the endowment
-        _write_out(arrays.levels[0], arrays.state[0], arrays.accounts[0], arrays.params, arrays.f[0], market.out,
-                   0.0, 0, 0.0, 0.0, 0.0, 0, 0, 0, mid_ticks)
+        market.endow(self.shares)  # the block at the arrival mid: cash goes down by its value, equity unchanged
         self._arrival = float(market.out[O_MID])
         self._t = 0
         self._needs_reset = False

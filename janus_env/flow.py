@@ -37,8 +37,8 @@ from janus_env.book import (
     S_HIGH_WATER,
     S_LAST_TRADE,
     S_N_FREE,
-    _slot_of,
     cancel,
+    slot_of,
     submit,
 )
 from janus_env.config import (
@@ -106,6 +106,10 @@ I_MM_QUOTES = 0  # N_MARKET_MAKERS * 4 quote ids
 I_SNAPSHOT = 8  # n_levels * 4 snapshot scratch
 
 N_MM_QUOTES = 4
+
+SEED_LADDER_LEVELS = 20
+"""Orders per side that :func:`seed_ladder` puts on the empty book at every reset (one tick apart),
+before the warm-up flow; the single-agent, vector and multi-agent markets start from the same ladder."""
 
 
 @njit(cache=True)
@@ -198,7 +202,7 @@ def _mm_requote(levels, orders, state, accounts, fills, log, p, ib, m, mid, quot
     base = I_MM_QUOTES + m * N_MM_QUOTES
     for j in range(N_MM_QUOTES):
         oid = ib[base + j]
-        if oid >= 0 and _slot_of(orders, oid) >= 0:
+        if oid >= 0 and slot_of(orders, oid) >= 0:
             cancel(levels, orders, state, log, oid, 0)
         ib[base + j] = -1
     if not quote:

@@ -229,24 +229,32 @@ def _pack_side(price: np.ndarray, qty: np.ndarray, before: np.ndarray | None = N
     return np.where(empty, np.nan, price)[order], np.where(empty, 0.0, qty)[order]
 
 
-class _RecordedBookSource(HistoricalSource):
-    """A source whose book at step t is a fixed array (snapshot or bar), copied per step."""
+class RecordedBookSource(HistoricalSource):
+    """A source whose book at step t is a recorded array (an L2 snapshot, a bar's synthetic book).
+
+    The base of :class:`L2SnapshotSource` and :class:`OHLCVSource`, and of any source that
+    replays a fixed book per step: a subclass implements :meth:`recorded_book` and
+    :meth:`recorded_traded` (plus ``__len__``). Unlike a replay through the matching engine
+    (:class:`LOBSTERSource`, whole shares), its book holds quantities in any unit, so
+    :meth:`execute` fills on any quantity grid (``qty_step``, e.g. 0.01 BTC), which the
+    ``scenario="historical"`` market relies on for fractional lots.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._current = np.zeros((0, 4))
 
     @abstractmethod
-    def _recorded_book(self, t: int) -> np.ndarray:
+    def recorded_book(self, t: int) -> np.ndarray:
         """The recorded/synthetic book of step ``t`` (uses data of step t only)."""
 
     @abstractmethod
-    def _recorded_traded(self, t: int) -> tuple[float, float]:
+    def recorded_traded(self, t: int) -> tuple[float, float]:
         """Traded (buy, sell) shares of step ``t``."""
 
     def reset(self, start: int = 0) -> None:
         self._step = self._check_start(start)
-        self._current = np.array(self._recorded_book(self._step), dtype=np.float64)
+        self._current = np.array(self.recorded_book(self._step), dtype=np.float64)
 
     def book(self) -> np.ndarray:
         self._check_reset("book")
@@ -254,7 +262,7 @@ class _RecordedBookSource(HistoricalSource):
 
     def traded(self) -> tuple[float, float]:
         self._check_reset("traded")
-        buy, sell = self._recorded_traded(self._step)
+        buy, sell = self.recorded_traded(self._step)
         return float(buy), float(sell)
 
     def execute(self, side: int, qty: float, qty_step: float | None = None) -> tuple[float, float]:
@@ -284,10 +292,10 @@ class _RecordedBookSource(HistoricalSource):
     def advance(self) -> None:
         self._check_advance()
         self._step += 1
-        self._current = np.array(self._recorded_book(self._step), dtype=np.float64)
+        self._current = np.array(self.recorded_book(self._step), dtype=np.float64)
 
 
-class L2SnapshotSource(_RecordedBookSource):
+class L2SnapshotSource(RecordedBookSource):
     """Decision steps are the snapshots of an L2 CSV (:mod:`janus_env.data.l2`).
 
     Args:
@@ -327,14 +335,14 @@ class L2SnapshotSource(_RecordedBookSource):
         """Median spacing of the snapshots' ``system_time`` (None when the file has no time column)."""
         return median_spacing_seconds(self.data.time)
 
-    def _recorded_book(self, t: int) -> np.ndarray:
+    def recorded_book(self, t: int) -> np.ndarray:
         return self.data.book[t]
 
-    def _recorded_traded(self, t: int) -> tuple[float, float]:
+    def recorded_traded(self, t: int) -> tuple[float, float]:
         return self.data.buy_volume[t], self.data.sell_volume[t]
 
 
-class OHLCVSource(_RecordedBookSource):
+class OHLCVSource(RecordedBookSource):
     """Decision steps are the bars of an OHLCV CSV, each with a synthetic book.
 
     The book model (mid = close, spread and level spacing from the bar range,
@@ -388,11 +396,11 @@ class OHLCVSource(_RecordedBookSource):
         """Median spacing of the bar times (3,600 for hourly bars, 86,400 for daily ones)."""
         return median_spacing_seconds(self.data.time)
 
-    def _recorded_book(self, t: int) -> np.ndarray:
+    def recorded_book(self, t: int) -> np.ndarray:
         d = self.data
         return synthetic_book(d.high[t], d.low[t], d.close[t], d.volume[t], **self._book_kwargs)
 
-    def _recorded_traded(self, t: int) -> tuple[float, float]:
+    def recorded_traded(self, t: int) -> tuple[float, float]:
         return self._buy[t], self._sell[t]
 
 

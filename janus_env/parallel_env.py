@@ -35,44 +35,21 @@ from janus_env._parallel_kernels import (
     EP_BACKGROUND,
     EP_INVENTORY_PENALTY,
     EP_MAKER_FEE_BPS,
-    EP_SEED_LADDER,
     EP_SIGNAL_NOISE_BPS,
-    M_FILL_OVERFLOW,
-    M_MID,
-    M_SPREAD,
-    M_STEP,
-    M_VOLATILITY,
-    M_VOLUME,
-    M_VPIN,
     N_AG,
-    N_AOUT,
+    N_AGENT_OUT,
     N_EP,
-    N_MOUT,
-    Q_ASK_PRICE,
-    Q_ASK_SIZE,
-    Q_BID_PRICE,
-    Q_BID_SIZE,
-    Q_BUY_NOTIONAL,
-    Q_BUY_QTY,
-    Q_CASH,
-    Q_DRAWDOWN,
-    Q_EQUITY,
-    Q_EXEC_PRICE,
-    Q_EXEC_QTY,
-    Q_FEES,
-    Q_INVENTORY_PENALTY,
-    Q_N_FILLS,
-    Q_ORDER_RANK,
-    Q_PASSIVE_QTY,
-    Q_PNL,
-    Q_POSITION,
-    Q_REJECT_REASON,
-    Q_REJECTED,
-    Q_REWARD,
-    Q_SELL_NOTIONAL,
-    Q_SELL_QTY,
-    Q_SLIPPAGE_BPS,
-    Q_TERMINATED,
+    O_ASK_PRICE,
+    O_ASK_SIZE,
+    O_BID_PRICE,
+    O_BID_SIZE,
+    O_BUY_NOTIONAL,
+    O_BUY_QTY,
+    O_INVENTORY_PENALTY,
+    O_ORDER_RANK,
+    O_PASSIVE_QTY,
+    O_SELL_NOTIONAL,
+    O_SELL_QTY,
     ROLE_INFORMED,
     ROLE_JANUS,
     ROLE_MARKET_MAKER,
@@ -81,7 +58,7 @@ from janus_env._parallel_kernels import (
     STATUS_HALTED,
     STATUS_LIVE,
     STATUS_REMOVED,
-    _cancel_quotes,
+    cancel_quotes,
     parallel_reset,
     parallel_step,
 )
@@ -105,6 +82,7 @@ from janus_env.book import (
     O_PRICE,
     O_QTY,
     O_SIDE,
+    S_FILL_OVERFLOW,
     snapshot,
 )
 from janus_env.config import N_AGENTS
@@ -112,7 +90,32 @@ from janus_env.flow import I_SNAPSHOT
 from janus_env.lob_env import market_config, observation_space, split_obs
 from janus_env.render import ansi_ladder
 from janus_env.rng import seed_state
-from janus_env.simulator import _LADDER_LEVELS, check_whole_shares, f_size, obs_size, ticks_to_currency
+from janus_env.simulator import (
+    O_CASH,
+    O_DRAWDOWN,
+    O_EQUITY,
+    O_EXEC_PRICE,
+    O_EXEC_QTY,
+    O_FEES,
+    O_MID,
+    O_N_FILLS,
+    O_PNL,
+    O_POSITION,
+    O_REJECT_REASON,
+    O_REJECTED,
+    O_REWARD,
+    O_SLIPPAGE_BPS,
+    O_SPREAD,
+    O_STEP,
+    O_TERMINATED,
+    O_VOLATILITY,
+    O_VOLUME,
+    O_VPIN,
+    check_whole_shares,
+    f_size,
+    obs_size,
+    ticks_to_currency,
+)
 
 ROLES: tuple[str, ...] = ("market_maker", "informed", "momentum", "noise", "janus")
 """Role names in the order their agents appear in ``possible_agents``."""
@@ -152,29 +155,29 @@ _FILL_OVERFLOW = "The step's fill table overflowed ({} fills lost); raise `capac
 
 
 _TAKER_INFO_COLUMNS = {
-    "exec_qty": Q_EXEC_QTY,
-    "exec_price": Q_EXEC_PRICE,
-    "slippage_bps": Q_SLIPPAGE_BPS,
-    "fees": Q_FEES,
-    "rejected_qty": Q_REJECTED,
-    "passive_qty": Q_PASSIVE_QTY,
-    "buy_qty": Q_BUY_QTY,
-    "buy_notional": Q_BUY_NOTIONAL,
-    "sell_qty": Q_SELL_QTY,
-    "sell_notional": Q_SELL_NOTIONAL,
-    "position": Q_POSITION,
-    "cash": Q_CASH,
-    "equity": Q_EQUITY,
-    "pnl": Q_PNL,
-    "drawdown": Q_DRAWDOWN,
+    "exec_qty": O_EXEC_QTY,
+    "exec_price": O_EXEC_PRICE,
+    "slippage_bps": O_SLIPPAGE_BPS,
+    "fees": O_FEES,
+    "rejected_qty": O_REJECTED,
+    "passive_qty": O_PASSIVE_QTY,
+    "buy_qty": O_BUY_QTY,
+    "buy_notional": O_BUY_NOTIONAL,
+    "sell_qty": O_SELL_QTY,
+    "sell_notional": O_SELL_NOTIONAL,
+    "position": O_POSITION,
+    "cash": O_CASH,
+    "equity": O_EQUITY,
+    "pnl": O_PNL,
+    "drawdown": O_DRAWDOWN,
 }
 _MAKER_INFO_COLUMNS = {
     **_TAKER_INFO_COLUMNS,
-    "bid_price": Q_BID_PRICE,
-    "bid_size": Q_BID_SIZE,
-    "ask_price": Q_ASK_PRICE,
-    "ask_size": Q_ASK_SIZE,
-    "inventory_penalty": Q_INVENTORY_PENALTY,
+    "bid_price": O_BID_PRICE,
+    "bid_size": O_BID_SIZE,
+    "ask_price": O_ASK_PRICE,
+    "ask_size": O_ASK_SIZE,
+    "inventory_penalty": O_INVENTORY_PENALTY,
 }
 _TAKER_INFO = (tuple(_TAKER_INFO_COLUMNS), itemgetter(*_TAKER_INFO_COLUMNS.values()))
 _MAKER_INFO = (tuple(_MAKER_INFO_COLUMNS), itemgetter(*_MAKER_INFO_COLUMNS.values()))
@@ -456,8 +459,7 @@ class JanusParallelEnv(ParallelEnv):
         self._status = np.full(n, STATUS_REMOVED, dtype=np.int64)
         self._quotes = np.full((n, 2), -1, dtype=np.int64)
         self._ag = np.zeros((n, N_AG), dtype=np.float64)
-        self._aout = np.zeros((n, N_AOUT), dtype=np.float64)
-        self._mout = np.zeros(N_MOUT, dtype=np.float64)
+        self._out = np.zeros((n, N_AGENT_OUT), dtype=np.float64)
         self._obs_size = obs_size(cfg.window, cfg.n_levels)
         self._shared = np.zeros(self._obs_size, dtype=np.float32)
         self._obs = np.zeros((n, self._obs_size + 1), dtype=np.float32)
@@ -469,7 +471,9 @@ class JanusParallelEnv(ParallelEnv):
         self._ep[EP_INVENTORY_PENALTY] = float(maker_inventory_penalty)
         self._ep[EP_SIGNAL_NOISE_BPS] = float(informed_noise_bps)
         self._ep[EP_BACKGROUND] = 1.0 if background_flow else 0.0
-        self._ep[EP_SEED_LADDER] = _LADDER_LEVELS
+        self._kernel_args = (self._levels, self._orders, self._state, self._accounts, self._fills, self._log,
+                             self._rng, self._params, self._f, self._ib, self._arng, self._roles_arr, self._status,
+                             self._quotes, self._ag, self._out, self._shared, self._obs, self._ep)
         self._halt_reason: dict[str, str] = {}
         self._remove_pending: set[str] = set()
         self._rounding = [0.0] * n  # continuous takers: target shares left out by rounding
@@ -512,15 +516,13 @@ class JanusParallelEnv(ParallelEnv):
             self._seeded = True
         self._rng[:] = seed_state(self.np_random)
         self._arng[:] = seed_state(self.np_random)
-        parallel_reset(self._levels, self._orders, self._state, self._accounts, self._fills, self._log, self._rng,
-                       self._params, self._f, self._ib, self._arng, self._roles_arr, self._status, self._quotes,
-                       self._ag, self._aout, self._mout, self._shared, self._obs, self._ep)
+        parallel_reset(*self._kernel_args)
         self.agents = list(self.possible_agents)
         self._halt_reason = {}
         self._remove_pending = set()
         self._rounding = [0.0] * len(self.possible_agents)
         live = list(range(len(self.possible_agents)))
-        return self._observations(live), self._infos(live)
+        return self._observations(live), self._infos(live, self._out.tolist())
 
     def step(self, actions: dict[str, Any]):
         """Apply every live agent's action in this step's random order, then one step of background flow."""
@@ -549,23 +551,21 @@ class JanusParallelEnv(ParallelEnv):
                 act[i] = self._maker_action(action, self.action_spaces[agent])
             else:
                 act[i, 0] = self._taker_qty(action, self.action_spaces[agent], i)
-        parallel_step(self._levels, self._orders, self._state, self._accounts, self._fills, self._log, self._rng,
-                      self._params, self._f, self._ib, self._arng, self._roles_arr, self._status, self._quotes,
-                      self._ag, self._aout, self._mout, self._shared, self._obs, self._ep, act, self._perm)
-        if self._mout[M_FILL_OVERFLOW] > 0:
-            raise RuntimeError(_FILL_OVERFLOW.format(int(self._mout[M_FILL_OVERFLOW])))
+        parallel_step(*self._kernel_args, act, self._perm)
+        if self._state[S_FILL_OVERFLOW] > 0:  # fills beyond the table were not attributed
+            raise RuntimeError(_FILL_OVERFLOW.format(int(self._state[S_FILL_OVERFLOW])))
         observations = self._observations(live)
-        infos = self._infos(live)
-        rows = self._aout.tolist()
-        time_up = bool(self._mout[M_STEP] >= self.config.episode_steps)
+        rows = self._out.tolist()
+        infos = self._infos(live, rows)
+        time_up = bool(rows[0][O_STEP] >= self.config.episode_steps)
         names = self.possible_agents
         rewards = {}
         terminations = {}
         truncations = {}
         for i in live:
             agent = names[i]
-            rewards[agent] = rows[i][Q_REWARD]
-            term = rows[i][Q_TERMINATED] != 0.0
+            rewards[agent] = rows[i][O_REWARD]
+            term = rows[i][O_TERMINATED] != 0.0
             terminations[agent] = term
             truncations[agent] = (not term) and (time_up or agent in self._remove_pending)
         if self.on_bankruptcy == "end_episode" and any(terminations.values()):
@@ -575,7 +575,7 @@ class JanusParallelEnv(ParallelEnv):
         if done:
             for agent in done:
                 i = self._index[agent]
-                _cancel_quotes(self._levels, self._orders, self._state, self._log, self._quotes, i)
+                cancel_quotes(self._levels, self._orders, self._state, self._log, self._quotes, i)
                 self._status[i] = STATUS_REMOVED
             self.agents = [a for a in self.agents if not (terminations[a] or truncations[a])]
             self._remove_pending -= set(done)
@@ -611,24 +611,23 @@ class JanusParallelEnv(ParallelEnv):
             out[self.possible_agents[i]] = obs
         return out
 
-    def _infos(self, live: list[int]) -> dict[str, dict[str, Any]]:
-        m = self._mout.tolist()
-        market = {"mid": m[M_MID], "spread": m[M_SPREAD], "vpin": m[M_VPIN], "volatility": m[M_VOLATILITY],
-                  "volume": m[M_VOLUME], "step": int(m[M_STEP])}
-        rows = self._aout.tolist()
+    def _infos(self, live: list[int], rows: list[list[float]]) -> dict[str, dict[str, Any]]:
+        m = rows[0]  # every agent's row holds the market's columns
+        market = {"mid": m[O_MID], "spread": m[O_SPREAD], "vpin": m[O_VPIN], "volatility": m[O_VOLATILITY],
+                  "volume": m[O_VOLUME], "step": int(m[O_STEP])}
         status = self._status.tolist()
         rounding = self._rounding
         infos = {}
         for i in live:
             agent = self.possible_agents[i]
             o = rows[i]
-            info = {"role": self._role_of[i], "rank": int(o[Q_ORDER_RANK]), "halted": status[i] == STATUS_HALTED,
-                    "halt_reason": self._halt_reason.get(agent), "fills": int(o[Q_N_FILLS])}
+            info = {"role": self._role_of[i], "rank": int(o[O_ORDER_RANK]), "halted": status[i] == STATUS_HALTED,
+                    "halt_reason": self._halt_reason.get(agent), "fills": int(o[O_N_FILLS])}
             keys, columns = _MAKER_INFO if self._is_maker[i] else _TAKER_INFO
             info.update(zip(keys, columns(o)))
-            info["rejected_reason"] = REASON_STRINGS[o[Q_REJECT_REASON]]
+            info["rejected_reason"] = REASON_STRINGS[o[O_REJECT_REASON]]
             info["rounding_qty"] = rounding[i]
-            info["ruin"] = o[Q_TERMINATED] != 0.0
+            info["ruin"] = o[O_TERMINATED] != 0.0
             info.update(market)
             infos[agent] = info
         return infos
@@ -654,7 +653,7 @@ class JanusParallelEnv(ParallelEnv):
         self._halt_reason[agent] = reason
         if remove:
             self._remove_pending.add(agent)
-        _cancel_quotes(self._levels, self._orders, self._state, self._log, self._quotes, i)
+        cancel_quotes(self._levels, self._orders, self._state, self._log, self._quotes, i)
 
     def resume(self, agent: str) -> None:
         """Let a halted agent trade again from the next step (not one halted with ``remove=True``).
@@ -703,6 +702,19 @@ class JanusParallelEnv(ParallelEnv):
         mine = (o[:, O_QTY] > 0) & (o[:, O_AGENT] == aid)
         return o[mine][:, [O_ID, O_SIDE, O_PRICE, O_QTY]].copy()
 
+    def buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """The market's live buffers, one row per agent in ``possible_agents`` order (read-only).
+
+        ``(obs, out)``: float32 ``(n_agents, D + 1)`` observation rows in the flat layout of
+        ``JanusLOBEnv.buffers`` (the last column is the informed signal) and float64
+        ``(n_agents, N_AGENT_OUT)`` rows whose first ``N_OUT`` columns are the ``O_*`` layout of
+        the single-agent and vector envs (the agent's account and execution, the market's
+        mid, VPIN, σ, volume and step), followed by the multi-agent columns of
+        ``janus_env._parallel_kernels``. Kernels that read every agent's state after each step
+        (the multi-agent LTN shield) use them without copies.
+        """
+        return self._obs, self._out
+
     def book(self) -> np.ndarray:
         """Top ``n_levels`` of the book: rows (bid_px, bid_qty, ask_px, ask_qty) in currency/shares."""
         raw = np.empty((self.config.n_levels, 4), dtype=np.int64)
@@ -715,14 +727,14 @@ class JanusParallelEnv(ParallelEnv):
         if self.render_mode is None:
             logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'")
             return None
-        m = self._mout
-        market = {"step": m[M_STEP], "mid": m[M_MID], "spread": m[M_SPREAD], "vpin": m[M_VPIN]}
+        rows = self._out
+        m = rows[0]  # the market's columns
+        market = {"step": m[O_STEP], "mid": m[O_MID], "spread": m[O_SPREAD], "vpin": m[O_VPIN]}
         text = ansi_ladder(self.book(), market).splitlines()[:-1]  # drop the single-account line
-        rows = self._aout
         for i, agent in enumerate(self.possible_agents):
             status = ("live", "halted", "out")[int(self._status[i])]
             text.append(f"{agent:<16} {status:<6} position {int(self._accounts[self._agent_base + i, 1]):>7d}  "
-                        f"equity {rows[i, Q_EQUITY]:>12.2f}")
+                        f"equity {rows[i, O_EQUITY]:>12.2f}")
         out = "\n".join(text) + "\n"
         if self.render_mode == "human":
             print(out, end="")

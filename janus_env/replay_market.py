@@ -20,7 +20,7 @@ from janus_env.accounting import REJECT_BOOK_EXHAUSTED, cut_order
 from janus_env.book import BUY, SELL
 from janus_env.config import REWARD_RISK_ADJUSTED, MarketConfig
 from janus_env.features import N_VPIN_SCALARS, vpin_update
-from janus_env.historical import HistoricalSource, _RecordedBookSource, load_source
+from janus_env.historical import HistoricalSource, RecordedBookSource, load_source
 from janus_env.simulator import (
     N_ACCOUNT,
     N_OUT,
@@ -46,6 +46,7 @@ from janus_env.simulator import (
     O_VOLUME,
     O_VPIN,
     obs_size,
+    update_cost,
 )
 
 _NEED_DATA = ("scenario='historical' needs `data`: a LOBSTER message file, an L2 snapshot CSV, an OHLCV CSV "
@@ -104,7 +105,7 @@ class HistoricalMarket:
         self.source: HistoricalSource = load_source(data)
         self._qty_step = config.resolved_qty_step
         self._max_units = config.max_position_units
-        self._recorded = isinstance(self.source, _RecordedBookSource)  # fills on any grid
+        self._recorded = isinstance(self.source, RecordedBookSource)  # fills on any grid
         if not self._recorded and self._qty_step != 1.0:
             raise ValueError(_WHOLE_SHARES.format(type(self.source).__name__, config.qty_step, config.lot,
                                                   config.max_position))
@@ -205,7 +206,7 @@ class HistoricalMarket:
             fee = cfg.fee_bps * 1e-4 * notional
             self._fees += fee
             self._cash -= (notional if q > 0 else -notional) + fee
-            self._update_cost(exec_qty, exec_px)
+            self._cost = update_cost(self._cost, self._position, exec_qty, exec_px)
             self._units += filled if q > 0 else -filled
             self._position = cfg.to_qty(self._units)
         rejected = cfg.to_qty(abs(int(order_units)) - filled)
@@ -228,7 +229,7 @@ class HistoricalMarket:
         """Send ``units`` grid units to the source; return (filled units, notional in currency)."""
         step = self._qty_step
         if self._recorded:
-            source: Any = self.source  # a _RecordedBookSource: fills on any grid
+            source: Any = self.source  # a RecordedBookSource: fills on any grid
             got, notional = source.execute(side, self.config.to_qty(units), qty_step=step)
         else:
             got, notional = self.source.execute(side, float(units))  # whole shares (qty_step = 1)
@@ -236,17 +237,6 @@ class HistoricalMarket:
         if abs(filled * step - got) > 1e-9 * max(step, abs(got)):
             raise ValueError(_OFF_GRID_FILL.format(type(self.source).__name__, got, step))
         return filled, float(notional)
-
-    def _update_cost(self, dq: float, px: float) -> None:
-        pos = self._position
-        if pos == 0 or (dq > 0) == (pos > 0):
-            self._cost += dq * px
-            return
-        closing = min(abs(dq), abs(pos))
-        self._cost *= (abs(pos) - closing) / abs(pos)
-        rest = abs(dq) - closing
-        if rest > 0:
-            self._cost = math.copysign(rest, dq) * px
 
     def _volatility(self) -> float:
         n = self._n_hist

@@ -13,6 +13,17 @@ Array layouts (all preallocated by ``MarketArrays``):
 * ``obs`` float32: ``prices (window) | volumes (window) | book (n_levels·4) |
   account (5) | market (4)``; see ``JanusLOBEnv`` for the meaning of each.
 * ``out`` float64: the ``O_*`` scalars that become reward, flags and info.
+
+The ``O_*`` row and the observation layout are the state layout of every
+market in the project: one simulated book, N books (``vec_step``), the
+recorded market of ``scenario="historical"``, and each agent of the shared
+multi-agent book (``_parallel_kernels.py`` appends its own columns after
+``N_OUT``). Readers such as the LTN shield read any of them through the env's
+``buffers()``. The pieces of a step that every market shares are written once
+here: ``price_origin``, ``account_equity``, ``update_cost`` (average-cost basis),
+``record_market`` (VPIN and the histories), ``write_market_obs`` /
+``write_market_out`` (the market's part of an observation and of an ``O_*``
+row) and ``write_account`` (an agent's part of both).
 """
 
 from __future__ import annotations
@@ -86,12 +97,13 @@ from janus_env.flow import (
     I_SNAPSHOT,
     N_F_SCALARS,
     N_MM_QUOTES,
+    SEED_LADDER_LEVELS,
     current_mid,
     flow_step,
     seed_ladder,
 )
 
-# ---- out layout -------------------------------------------------------------------
+# ---- out layout: one O_* row per agent and book (module docstring) -----------------
 O_REWARD = 0
 O_TERMINATED = 1
 O_TRUNCATED = 2
@@ -116,8 +128,9 @@ O_REJECT_REASON = 20
 N_OUT = 21
 
 N_ACCOUNT = 5
+"""Length of the account block of an observation (position, cash, unrealized PnL, drawdown, time left)."""
 N_MARKET = 4
-_LADDER_LEVELS = 20
+"""Length of the market block that ends an observation (VPIN, volatility, spread, imbalance)."""
 
 
 def obs_size(window: int, n_levels: int) -> int:
@@ -178,7 +191,11 @@ class MarketArrays:
 
 
 @njit(cache=True)
-def _origin(p):
+def price_origin(p):
+    """Absolute price in ticks of grid index 0: grid price ``g`` is ``(g + price_origin(p)) · tick_size``.
+
+    The grid of ``n_ticks`` indices is centred on ``initial_price``.
+    """
     return p[P_INITIAL_PRICE_TICKS] - 0.5 * p[P_N_TICKS]
 
 
@@ -192,12 +209,13 @@ def _ring_offsets(p):
 
 
 @njit(cache=True)
-def _record_market(levels, state, fills, p, f, first_fill):
+def record_market(levels, state, fills, p, f, first_fill):
     """Fold the step's trades into VPIN and the histories; update realized volatility in O(1).
 
-    Realized volatility is ``sqrt(Σ r² / m)`` over the last ``m <= window``
-    one-step log returns of the mid, kept as a running sum (recomputed from
-    the ring every 256 steps so rounding cannot accumulate).
+    Every simulated market calls it once per step (after the flow), over the fills from
+    ``first_fill`` on. Realized volatility is ``sqrt(Σ r² / m)`` over the last ``m <= window``
+    one-step log returns of the mid, kept as a running sum (recomputed from the ring every
+    256 steps so rounding cannot accumulate).
     """
     buy = 0.0
     sell = 0.0
@@ -211,7 +229,7 @@ def _record_market(levels, state, fills, p, f, first_fill):
     f[F_STEP_VOLUME] = buy + sell
     head = int(f[F_RING_HEAD])
     n = int(f[F_RING_N])
-    log_mid = math.log(current_mid(levels, state, f) + _origin(p))
+    log_mid = math.log(current_mid(levels, state, f) + price_origin(p))
     w = int(p[P_WINDOW])
     r2 = 0.0
     if n > 0:
@@ -238,19 +256,66 @@ def _record_market(levels, state, fills, p, f, first_fill):
 
 
 @njit(cache=True)
-def _equity(accounts, p, f, mid):
-    cash = accounts[AGENT_JANUS, 0]
-    pos = accounts[AGENT_JANUS, 1]
-    return p[P_INITIAL_CASH] + p[P_TICK_SIZE] * (cash + pos * mid) - f[F_FEES]
+def history_view(p, f):
+    """The log-mid history ring of ``f`` that ``flow.flow_step`` reads for the momentum trader."""
+    vr, mr, vo, sq, h = _ring_offsets(p)
+    return f[mr:vo]
 
 
 @njit(cache=True)
-def write_obs(levels, state, accounts, p, f, ib, obs):
-    """Fill ``obs`` from the current book, histories and account."""
+def account_equity(p, cash_ticks, pos, fees, mid):
+    """Mark-to-market equity in currency: ``initial_cash + tick_size·(cash + position·mid) − fees``.
+
+    Args:
+        p: the market parameters.
+        cash_ticks: the account's cash on the book (tick·shares, ``accounts[a, 0]``).
+        pos: its position in shares (``accounts[a, 1]``).
+        fees: its cumulative fees in currency.
+        mid: the mid on the grid (ticks).
+    """
+    return p[P_INITIAL_CASH] + p[P_TICK_SIZE] * (cash_ticks + pos * mid) - fees
+
+
+@njit(cache=True)
+def update_cost(cost, pos_before, dq, px):
+    """The average-cost basis of an open position after a fill (returned; ``cost`` is not modified).
+
+    ``cost`` is Σ signed shares × price of the open position, so its average price is
+    ``cost / position``. A fill from flat or in the direction of the position adds ``dq·px``;
+    a fill against it closes ``c = min(|dq|, |position|)`` shares at the average price
+    (``cost ← cost·(|position| − c)/|position|``) and any rest opens the opposite position at
+    ``px``. Written once for every market: the simulated books (ticks), the multi-agent book
+    (one basis per agent) and the recorded market (currency).
+
+    Args:
+        cost: the basis before the fill.
+        pos_before: the position before the fill.
+        dq: the fill's signed quantity (+ buy, − sell).
+        px: the fill's price, in the unit of ``cost``.
+    """
+    if dq == 0:
+        return cost
+    if pos_before == 0 or (dq > 0) == (pos_before > 0):
+        return cost + dq * px
+    closing = min(abs(dq), abs(pos_before))
+    cost = cost * ((abs(pos_before) - closing) / abs(pos_before))
+    rest = abs(dq) - closing
+    if rest > 0:
+        cost = (rest if dq > 0 else -rest) * px
+    return cost
+
+
+@njit(cache=True)
+def write_market_obs(levels, state, p, f, ib, obs):
+    """The market's part of an observation from the book and the histories.
+
+    Fills ``prices``, ``volumes``, ``book`` and ``market`` of the flat ``obs`` (layout in the
+    module docstring); the ``account`` block is :func:`write_account`'s.
+    """
     w = int(p[P_WINDOW])
     n_levels = int(p[P_N_LEVELS])
     lot = p[P_LOT]
-    origin = _origin(p)
+    origin = price_origin(p)
     vr, mr, vo, sq, h = _ring_offsets(p)
     mid = current_mid(levels, state, f)
     mid_abs = mid + origin
@@ -287,20 +352,7 @@ def write_obs(levels, state, accounts, p, f, ib, obs):
         else:
             obs[o + 2] = 0.0
             obs[o + 3] = 0.0
-    a0 = b0 + 4 * n_levels
-    tick = p[P_TICK_SIZE]
-    cash0 = p[P_INITIAL_CASH]
-    pos = accounts[AGENT_JANUS, 1]
-    cash = cash0 + tick * (accounts[AGENT_JANUS, 0] - origin * pos) - f[F_FEES]
-    equity = _equity(accounts, p, f, mid)
-    unrealized = tick * (pos * mid_abs - f[F_COST])
-    peak = f[F_PEAK_EQUITY]
-    obs[a0] = pos / p[P_MAX_POSITION]
-    obs[a0 + 1] = cash / cash0
-    obs[a0 + 2] = unrealized / cash0 * 100.0
-    obs[a0 + 3] = (peak - equity) / peak if peak > 0 else 0.0
-    obs[a0 + 4] = 1.0 - f[F_STEP] / p[P_EPISODE_STEPS]
-    m0 = a0 + N_ACCOUNT
+    m0 = b0 + 4 * n_levels + N_ACCOUNT
     obs[m0] = f[F_VPIN]
     obs[m0 + 1] = f[F_VOL] * 1e4
     bb = state[S_BEST_BID]
@@ -311,19 +363,98 @@ def write_obs(levels, state, accounts, p, f, ib, obs):
 
 
 @njit(cache=True)
+def write_account(p, f, obs, out, cash_ticks, pos, fees, cost, peak, mid):
+    """An agent's own part of its state: the ``account`` block of ``obs`` and the account columns of ``out``.
+
+    ``out`` gets ``O_POSITION``, ``O_CASH``, ``O_EQUITY``, ``O_PNL`` and ``O_DRAWDOWN``; ``obs``
+    gets position / ``max_position``, cash / ``initial_cash``, unrealized PnL in % of
+    ``initial_cash`` (against the basis ``cost``, see :func:`update_cost`), drawdown from
+    ``peak`` equity, and the share of the session left.
+
+    Args:
+        p, f: the market parameters and float state (for the step counter).
+        obs: the agent's flat observation; out: its ``O_*`` row.
+        cash_ticks, pos: its book account (tick·shares, shares); fees: its cumulative fees;
+        cost: its average-cost basis (absolute ticks · shares); peak: its peak equity;
+        mid: the mid on the grid (ticks).
+    """
+    origin = price_origin(p)
+    tick = p[P_TICK_SIZE]
+    cash0 = p[P_INITIAL_CASH]
+    mid_abs = mid + origin
+    equity = account_equity(p, cash_ticks, pos, fees, mid)
+    cash = cash0 + tick * (cash_ticks - origin * pos) - fees
+    drawdown = (peak - equity) / peak if peak > 0 else 0.0
+    a0 = 2 * int(p[P_WINDOW]) + 4 * int(p[P_N_LEVELS])
+    obs[a0] = pos / p[P_MAX_POSITION]
+    obs[a0 + 1] = cash / cash0
+    obs[a0 + 2] = tick * (pos * mid_abs - cost) / cash0 * 100.0
+    obs[a0 + 3] = drawdown
+    obs[a0 + 4] = 1.0 - f[F_STEP] / p[P_EPISODE_STEPS]
+    out[O_POSITION] = pos
+    out[O_CASH] = cash
+    out[O_EQUITY] = equity
+    out[O_PNL] = equity - cash0
+    out[O_DRAWDOWN] = drawdown
+
+
+@njit(cache=True)
+def write_market_out(levels, state, p, f, out, mid):
+    """The market's columns of an ``O_*`` row: ``O_VPIN``, ``O_VOLATILITY``, ``O_MID``, ``O_SPREAD``,
+    ``O_STEP`` and ``O_VOLUME`` (currency and shares; ``mid`` on the grid)."""
+    tick = p[P_TICK_SIZE]
+    out[O_VPIN] = f[F_VPIN]
+    out[O_VOLATILITY] = f[F_VOL]
+    out[O_MID] = (mid + price_origin(p)) * tick
+    bb = state[S_BEST_BID]
+    ba = state[S_BEST_ASK]
+    out[O_SPREAD] = (ba - bb) * tick if (bb >= 0 and ba < levels.shape[0]) else 0.0
+    out[O_STEP] = f[F_STEP]
+    out[O_VOLUME] = f[F_STEP_VOLUME]
+
+
+@njit(cache=True)
+def _write_state(levels, state, accounts, p, f, ib, obs, out, mid):
+    """The JANUS agent's observation and the market and account columns of its ``O_*`` row."""
+    write_market_obs(levels, state, p, f, ib, obs)
+    write_account(p, f, obs, out, accounts[AGENT_JANUS, 0], accounts[AGENT_JANUS, 1], f[F_FEES], f[F_COST],
+                  f[F_PEAK_EQUITY], mid)
+    write_market_out(levels, state, p, f, out, mid)
+
+
+@njit(cache=True)
+def _write_step(out, reward, exec_qty, exec_px, slip, fee, rejected, reasons, n_fills, terminated, truncated):
+    """The step's own columns of the ``O_*`` row: reward, execution and the end flags."""
+    out[O_REWARD] = reward
+    out[O_EXEC_QTY] = exec_qty
+    out[O_EXEC_PRICE] = exec_px
+    out[O_SLIPPAGE_BPS] = slip
+    out[O_FEES] = fee
+    out[O_REJECTED] = rejected
+    out[O_REJECT_REASON] = reasons
+    out[O_N_FILLS] = n_fills
+    out[O_TERMINATED] = 1.0 if terminated else 0.0
+    out[O_TRUNCATED] = 1.0 if truncated else 0.0
+
+
+@njit(cache=True)
+def _equity(accounts, p, f, mid):
+    return account_equity(p, accounts[AGENT_JANUS, 0], accounts[AGENT_JANUS, 1], f[F_FEES], mid)
+
+
+@njit(cache=True)
 def env_reset(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, out):
     """Empty the book, seed a ladder, run ``warmup`` flow steps and write the first observation."""
     book_reset(levels, orders, state, accounts)
     f[:] = 0.0
     f[F_ACTIVITY] = 1.0
     ib[I_MM_QUOTES:I_MM_QUOTES + 2 * N_MM_QUOTES] = -1
-    seed_ladder(levels, orders, state, accounts, fills, log, rng, p, f, _LADDER_LEVELS)
-    vr, mr, vo, sq, h = _ring_offsets(p)
+    seed_ladder(levels, orders, state, accounts, fills, log, rng, p, f, SEED_LADDER_LEVELS)
     warmup = int(p[P_WARMUP])
     for k in range(warmup):
         state[S_N_FILLS] = 0
-        flow_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, f[mr:vo], float(k - warmup))
-        _record_market(levels, state, fills, p, f, 0)
+        flow_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, history_view(p, f), float(k - warmup))
+        record_market(levels, state, fills, p, f, 0)
     state[S_N_FILLS] = 0
     accounts[AGENT_JANUS, 0] = 0
     accounts[AGENT_JANUS, 1] = 0
@@ -335,56 +466,8 @@ def env_reset(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, o
     equity = _equity(accounts, p, f, mid)
     f[F_PEAK_EQUITY] = equity
     f[F_PREV_EQUITY] = equity
-    write_obs(levels, state, accounts, p, f, ib, obs)
-    _write_out(levels, state, accounts, p, f, out, 0.0, 0, 0.0, 0.0, 0.0, 0, 0, 0, mid)
-    out[O_TERMINATED] = 0.0
-    out[O_TRUNCATED] = 0.0
-
-
-@njit(cache=True)
-def _write_out(levels, state, accounts, p, f, out, reward, exec_qty, exec_px, slip, fee, rejected, reasons, n_fills,
-               mid):
-    origin = _origin(p)
-    tick = p[P_TICK_SIZE]
-    pos = accounts[AGENT_JANUS, 1]
-    equity = _equity(accounts, p, f, mid)
-    peak = f[F_PEAK_EQUITY]
-    out[O_REWARD] = reward
-    out[O_EXEC_QTY] = exec_qty
-    out[O_EXEC_PRICE] = exec_px
-    out[O_SLIPPAGE_BPS] = slip
-    out[O_FEES] = fee
-    out[O_VPIN] = f[F_VPIN]
-    out[O_VOLATILITY] = f[F_VOL]
-    out[O_POSITION] = pos
-    out[O_EQUITY] = equity
-    out[O_DRAWDOWN] = (peak - equity) / peak if peak > 0 else 0.0
-    out[O_MID] = (mid + origin) * tick
-    out[O_REJECTED] = rejected
-    out[O_REJECT_REASON] = reasons
-    out[O_N_FILLS] = n_fills
-    out[O_CASH] = p[P_INITIAL_CASH] + tick * (accounts[AGENT_JANUS, 0] - origin * pos) - f[F_FEES]
-    bb = state[S_BEST_BID]
-    ba = state[S_BEST_ASK]
-    out[O_SPREAD] = (ba - bb) * tick if (bb >= 0 and ba < levels.shape[0]) else 0.0
-    out[O_STEP] = f[F_STEP]
-    out[O_PNL] = equity - p[P_INITIAL_CASH]
-    out[O_VOLUME] = f[F_STEP_VOLUME]
-
-
-@njit(cache=True)
-def _update_cost(f, pos_before, dq, px):
-    """Average-cost basis of the open position (absolute ticks · shares)."""
-    if dq == 0:
-        return
-    if pos_before == 0 or (dq > 0) == (pos_before > 0):
-        f[F_COST] += dq * px
-        return
-    closing = min(abs(dq), abs(pos_before))
-    f[F_COST] *= (abs(pos_before) - closing) / abs(pos_before)
-    rest = abs(dq) - closing
-    if rest > 0:
-        f[F_COST] = (rest if dq > 0 else -rest) * px
+    _write_state(levels, state, accounts, p, f, ib, obs, out, mid)
+    _write_step(out, 0.0, 0, 0.0, 0.0, 0.0, 0, 0, 0, False, False)
 
 
 @njit(cache=True)
@@ -397,7 +480,7 @@ def env_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, ou
     """
     t = f[F_STEP]
     state[S_N_FILLS] = 0
-    origin = _origin(p)
+    origin = price_origin(p)
     tick = p[P_TICK_SIZE]
     mid_before = current_mid(levels, state, f)
     pos = accounts[AGENT_JANUS, 1]
@@ -428,10 +511,9 @@ def env_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, ou
         slip = (avg - mid_abs) / mid_abs * 1e4 if q > 0 else (mid_abs - avg) / mid_abs * 1e4
         fee = p[P_FEE_BPS] * 1e-4 * notional * tick
         f[F_FEES] += fee
-        _update_cost(f, pos, signed, avg)
-    vr, mr, vo, sq, h = _ring_offsets(p)
-    flow_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, f[mr:vo], t)
-    _record_market(levels, state, fills, p, f, 0)
+        f[F_COST] = update_cost(f[F_COST], pos, signed, avg)
+    flow_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, history_view(p, f), t)
+    record_market(levels, state, fills, p, f, 0)
     t += 1.0
     f[F_STEP] = t
     mid = current_mid(levels, state, f)
@@ -446,11 +528,8 @@ def env_step(levels, orders, state, accounts, fills, log, rng, p, f, ib, obs, ou
         f[F_PEAK_EQUITY] = equity
     terminated = equity <= 0.0
     truncated = (not terminated) and t >= p[P_EPISODE_STEPS]
-    write_obs(levels, state, accounts, p, f, ib, obs)
-    _write_out(levels, state, accounts, p, f, out, reward, signed, exec_px, slip, fee, rejected, reasons, n_agent,
-               mid)
-    out[O_TERMINATED] = 1.0 if terminated else 0.0
-    out[O_TRUNCATED] = 1.0 if truncated else 0.0
+    _write_state(levels, state, accounts, p, f, ib, obs, out, mid)
+    _write_step(out, reward, signed, exec_px, slip, fee, rejected, reasons, n_agent, terminated, truncated)
     f[F_DONE] = 1.0 if (terminated or truncated) else 0.0
 
 
@@ -511,6 +590,24 @@ class SimulatedMarket:
     def step(self, order_qty: int) -> None:
         env_step(*self._args, order_qty)
 
+    def endow(self, shares: int) -> None:
+        """Give the agent a position of ``shares`` bought at the current mid, equity unchanged (after ``reset``).
+
+        Cash goes down by the position's value at the mid, rounded to whole tick·shares; the cost
+        basis is that value; peak and previous equity are the new equity; ``obs`` and the account
+        and market columns of ``out`` are rewritten (the step columns stay those of the reset).
+        """
+        a = self.arrays
+        levels, state, accounts, f = a.levels[0], a.state[0], a.accounts[0], a.f[0]
+        mid = current_mid(levels, state, f)
+        accounts[AGENT_JANUS, 1] = shares
+        accounts[AGENT_JANUS, 0] = -int(round(shares * mid))
+        f[F_COST] = shares * (mid + price_origin(a.params))
+        equity = self.config.initial_cash + self.config.tick_size * (accounts[AGENT_JANUS, 0] + shares * mid)
+        f[F_PEAK_EQUITY] = equity
+        f[F_PREV_EQUITY] = equity
+        _write_state(levels, state, accounts, a.params, f, a.ib[0], self.obs, self.out, mid)
+
     @property
     def position_units(self) -> int:
         """The agent's position in grid units (shares on the simulated book)."""
@@ -525,7 +622,7 @@ class SimulatedMarket:
 
 def ticks_to_currency(raw: np.ndarray, params: np.ndarray) -> np.ndarray:
     """Convert snapshot rows on the tick grid to currency prices (NaN for missing levels)."""
-    origin = params[P_INITIAL_PRICE_TICKS] - 0.5 * params[P_N_TICKS]
+    origin = price_origin(params)
     tick = params[P_TICK_SIZE]
     out = raw.astype(np.float64)
     for col in (0, 2):

@@ -1,16 +1,17 @@
 """The JANUS sleep cycle: five phases run at "market close".
 
 ``run_sleep_cycle(model, buffer, state, config)`` (Project JANUS, part 4,
-"sleep cycle"):
+"sleep cycle"); every setting of a cycle is a :class:`SleepConfig` field and
+is declared nowhere else (``replay.SleepPhaseCallback`` only decides *when* to
+sleep). ``SleepConfig(swr_only=True)`` runs phase 1 and the metrics only.
 
 1. **SWR replay** — :func:`replay.swr.swr_replay`: prioritized sequences
    replayed forward and reversed, compressed by C ∈ [10, 20], IS-weighted
    updates, priorities refreshed, TD error before/after; exactly
    ``n_sequences`` sequences (``max_wall_s`` is only a logged safety cap, see
-   :mod:`replay.swr`). Runs only for a
-   DQN-family model (``q_net``, ``q_net_target``, ``gamma``,
-   ``policy.optimizer``) with a prioritized buffer holding at least
-   ``seq_len`` steps; otherwise skipped and the reason kept in
+   :mod:`replay.swr`). Runs only for a DQN-family model
+   (:func:`replay.swr.is_dqn_family`) with a prioritized buffer holding at
+   least ``seq_len`` steps; otherwise skipped and the reason kept in
    ``state.swr_skip_reason``.
 2. **Schema consolidation** — the transitions written since the previous cycle
    (at most ``n_recent``) are flattened (``Dict`` observations: keys in sorted
@@ -26,12 +27,16 @@
    market time), the store pruned to the surviving ids, every schema
    upserted (centroid μ_k + payload), and an atomic snapshot written when
    ``store_path`` is set.
-5. **Metrics** — ``sleep/schema_count``, ``sleep/mean_schema_size``,
-   ``sleep/constraint_satisfaction``, ``sleep/td_error_improvement``,
-   ``sleep/umap_clusters``, ``sleep/anomalies``, ``sleep/replays`` and a few
-   diagnostics (``sleep/swr_skipped``, ``sleep/swr_capped``,
-   ``sleep/consolidated``, ``sleep/new_schemas``, ``sleep/pruned``,
-   ``sleep/elapsed_s``).
+5. **Metrics** — phase 1: ``sleep/replays``, ``sleep/td_error_before``,
+   ``sleep/td_error_after``, ``sleep/td_error_improvement``,
+   ``sleep/mean_priority``, ``sleep/swr_skipped``, ``sleep/swr_capped``;
+   phases 2–4 (not with ``swr_only``): ``sleep/schema_count``,
+   ``sleep/mean_schema_size``, ``sleep/constraint_satisfaction``,
+   ``sleep/umap_clusters``, ``sleep/anomalies``, ``sleep/consolidated``,
+   ``sleep/new_schemas``, ``sleep/pruned``; always ``sleep/elapsed_s``.
+
+The sleep path points one way: ``replay.callbacks`` → this module →
+:mod:`replay.swr` → :mod:`replay.losses`.
 
 **Same seed, same cycle.** Nothing a cycle learns or stores depends on
 wall-clock time: SWR runs a fixed number of sequences, UMAP, the parametric
@@ -59,8 +64,10 @@ import numpy as np
 import torch
 
 from replay.hippocampus import EpisodicBuffer, PatternSeparationEncoder
+from replay.prioritized import PrioritizedReplayMixin
 from replay.schemas import SECONDS_PER_DAY, SchemaMemory
-from replay.types import DEFAULT_MAX_WALL_S
+from replay.swr import check_swr_settings, is_dqn_family, swr_replay
+from replay.types import DEFAULT_MAX_WALL_S, SWRReport
 from replay.umap_monitor import UMAPMonitor
 from replay.vector_store import SchemaVectorStore
 
@@ -70,7 +77,6 @@ _BAD_FEATURES = "Expected `features` in ('raw', 'code'), got {!r}"
 _BAD_ANOMALY_PRIORITY = "Expected `anomaly_priority` >= 0 and finite, got {!r}"
 _BAD_COUNT = "Expected `{}` to be a positive int, got {!r}"
 _BAD_STEP_SECONDS = "Expected `step_seconds` > 0 and finite, got {!r}"
-_BAD_CAP = "Expected `max_wall_s` > 0 (math.inf: no cap), got {!r}"
 _BAD_CLOCK = "Expected `clock` to be None or a callable returning seconds, got {!r}"
 _BAD_BUFFER = "Expected an SB3 replay buffer with `observations`, `rewards`, `pos`, `full` and `buffer_size`, got {}"
 _BAD_STATE = "Expected `state` to be a SleepState or None, got {}"
@@ -80,18 +86,27 @@ SKIP_NO_MODEL = "no model"
 SKIP_NOT_DQN = "model is not DQN-family (needs q_net, q_net_target, gamma, policy.optimizer)"
 SKIP_NOT_PRIORITIZED = "buffer is not prioritized"
 SKIP_SHORT_BUFFER = "buffer holds fewer than seq_len steps"
-SKIP_NO_SWR = "replay.swr is not available"
 
 
 @dataclass
 class SleepConfig:
-    """Settings of one sleep cycle (every field has a default).
+    """Settings of one sleep cycle (every field has a default); the only declaration of each sleep setting.
 
     Schema times are seconds of market time: ``clock()`` when a clock is
     given, else the environment steps per env seen by the cycles times
     ``step_seconds`` (deterministic; see the module docstring).
+
+    Raises:
+        ValueError: a count that is not a positive int, ``compression``
+            outside [10, 20], a non-positive or NaN ``max_wall_s``, an unknown
+            ``features``, a negative or infinite ``anomaly_priority``, a
+            non-positive or infinite ``step_seconds``.
+        TypeError: ``clock`` neither None nor callable.
     """
 
+    swr_only: bool = False
+    """Run phase 1 (SWR replay) and its metrics only: no consolidation, UMAP or
+    vector store. The phase-2–4 fields below are then unused."""
     n_sequences: int = 16
     """Phase 1: SWR sequences per cycle."""
     seq_len: int = 32
@@ -164,7 +179,7 @@ class SleepConfig:
     """Market seconds one environment step stands for, for the default clock.
 
     Default 23.4 s = ``janus_env.config.MarketConfig.step_seconds`` (1000 steps
-    = one 6.5-h session); ``agents.zoo.sleep_callback`` sets it from the env.
+    = one 6.5-h session); ``agents.app.config.sleep_callback`` sets it from the env.
     """
     clock: Callable[[], float] | None = None
     """Clock for schema timestamps, in seconds; None (default): market time
@@ -172,9 +187,12 @@ class SleepConfig:
     ages schemas in calendar time instead."""
 
     def __post_init__(self) -> None:
+        check_swr_settings(
+            n_sequences=self.n_sequences, seq_len=self.seq_len, compression=self.compression, max_wall_s=self.max_wall_s
+        )
         if self.features not in ("raw", "code"):
             raise ValueError(_BAD_FEATURES.format(self.features))
-        for name in ("n_sequences", "seq_len", "n_recent", "code_dim", "episodic_capacity", "umap_max_points"):
+        for name in ("n_recent", "code_dim", "episodic_capacity", "umap_max_points"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(_BAD_COUNT.format(name, value))
@@ -186,12 +204,6 @@ class SleepConfig:
             or not 0.0 < self.step_seconds < math.inf
         ):
             raise ValueError(_BAD_STEP_SECONDS.format(self.step_seconds))
-        if (
-            isinstance(self.max_wall_s, bool)
-            or not isinstance(self.max_wall_s, (int, float, np.integer, np.floating))
-            or not self.max_wall_s > 0.0
-        ):
-            raise ValueError(_BAD_CAP.format(self.max_wall_s))
         if self.clock is not None and not callable(self.clock):
             raise TypeError(_BAD_CLOCK.format(self.clock))
 
@@ -346,27 +358,14 @@ def _new_positions(buffer: Any, last_pos: int | None, max_steps: int) -> np.ndar
     return (buffer.pos - n_steps + np.arange(n_steps)) % buffer.buffer_size
 
 
-def _is_dqn_family(model: Any) -> bool:
-    policy = getattr(model, "policy", None)
-    return (
-        isinstance(getattr(model, "q_net", None), torch.nn.Module)
-        and isinstance(getattr(model, "q_net_target", None), torch.nn.Module)
-        and hasattr(model, "gamma")
-        and isinstance(getattr(policy, "optimizer", None), torch.optim.Optimizer)
-    )
-
-
-def _phase_swr(model: Any, buffer: Any, state: SleepState, config: SleepConfig) -> tuple[Any, str | None]:
+def _phase_swr(
+    model: Any, buffer: Any, state: SleepState, config: SleepConfig
+) -> tuple[SWRReport | None, str | None]:
     """Phase 1; returns ``(report, None)`` or ``(None, skip reason)``."""
     if model is None:
         return None, SKIP_NO_MODEL
-    if not _is_dqn_family(model):
+    if not is_dqn_family(model):
         return None, SKIP_NOT_DQN
-    try:
-        from replay.prioritized import PrioritizedReplayMixin
-        from replay.swr import swr_replay
-    except ImportError:
-        return None, SKIP_NO_SWR
     if not isinstance(buffer, PrioritizedReplayMixin):
         return None, SKIP_NOT_PRIORITIZED
     if buffer.size() < config.seq_len:
@@ -384,53 +383,32 @@ def _phase_swr(model: Any, buffer: Any, state: SleepState, config: SleepConfig) 
     return report, None
 
 
-def run_sleep_cycle(
-    model: Any, buffer: Any, state: SleepState | None, config: SleepConfig
-) -> tuple[SleepState, dict[str, float]]:
-    """Run the five sleep phases once (see the module docstring).
+def _swr_metrics(report: SWRReport | None, buffer: Any) -> dict[str, float]:
+    """Phase-1 metrics, the same keys whether phase 1 ran or was skipped (then TD errors are NaN)."""
+    if report is None:
+        mean_priority = buffer.mean_priority() if isinstance(buffer, PrioritizedReplayMixin) else math.nan
+        return {
+            "sleep/replays": 0.0,
+            "sleep/td_error_before": math.nan,
+            "sleep/td_error_after": math.nan,
+            "sleep/td_error_improvement": 0.0,
+            "sleep/mean_priority": float(mean_priority),
+            "sleep/swr_skipped": 1.0,
+            "sleep/swr_capped": 0.0,
+        }
+    return {
+        "sleep/replays": float(report.replays),
+        "sleep/td_error_before": float(report.td_before),
+        "sleep/td_error_after": float(report.td_after),
+        "sleep/td_error_improvement": float(report.td_before - report.td_after),
+        "sleep/mean_priority": float(report.mean_priority),
+        "sleep/swr_skipped": 0.0,
+        "sleep/swr_capped": float(report.capped),
+    }
 
-    Args:
-        model: The SB3 model (DQN-family for phase 1; anything else, or None,
-            skips phase 1).
-        buffer: An SB3 ``ReplayBuffer`` / ``DictReplayBuffer`` (prioritized for
-            phase 1; a ``violations`` array, as the prioritized buffers keep,
-            feeds the logic gate).
-        state: The state returned by the previous cycle, or None to start.
-        config: Cycle settings.
 
-    Returns:
-        ``(state, metrics)``; ``metrics`` keys start with ``sleep/``.
-        ``sleep/td_error_improvement`` is ``td_before − td_after`` (mean |δ|
-        over the replayed transitions; > 0 means replay reduced TD error),
-        0.0 when phase 1 was skipped (then ``sleep/swr_skipped`` = 1).
-        ``sleep/constraint_satisfaction`` is the mean SatAgg of the new
-        transitions (NaN when there were none). ``sleep/anomalies`` counts new
-        transitions flagged by the monitor (0 before its first fit).
-
-    Raises:
-        TypeError: If ``buffer`` is not an SB3-style replay buffer or
-            ``state`` is neither a SleepState nor None.
-        ValueError: If the observation width changed since ``state`` was built.
-    """
-    t_start = time.perf_counter()
-    if not all(hasattr(buffer, a) for a in ("observations", "rewards", "pos", "full", "buffer_size")):
-        raise TypeError(_BAD_BUFFER.format(type(buffer).__name__))
-    if state is not None and not isinstance(state, SleepState):
-        raise TypeError(_BAD_STATE.format(type(state).__name__))
-    input_dim = _observation_dim(buffer)
-    if state is None:
-        state = SleepState.create(input_dim, config)
-    elif state.input_dim != input_dim:
-        raise ValueError(_DIM_CHANGED.format(input_dim, state.input_dim))
-    state.env_steps += _steps_since(buffer, state.last_pos)
-    now = float(config.clock()) if config.clock is not None else state.env_steps * float(config.step_seconds)
-
-    # Phase 1 — SWR replay.
-    report, skip_reason = _phase_swr(model, buffer, state, config)
-    state.swr_report, state.swr_skip_reason = report, skip_reason
-    capped = report is not None and bool(getattr(report, "capped", False))
-    state.swr_capped += int(capped)
-
+def _consolidate(buffer: Any, state: SleepState, config: SleepConfig, now: float) -> dict[str, float]:
+    """Phases 2-4 (schemas, UMAP, vector store) on the transitions written since the last cycle; their metrics."""
     # Phase 2 — schema consolidation through the recall and logic gates.
     n_envs = int(buffer.rewards.shape[1])
     positions = _new_positions(buffer, state.last_pos, max(1, config.n_recent // n_envs))
@@ -477,23 +455,74 @@ def run_sleep_cycle(
     if config.store_path is not None:
         state.store.snapshot(config.store_path)
 
-    # Phase 5 — metrics.
-    state.cycle += 1
     sizes = state.schemas.num_points
-    metrics = {
+    return {
         "sleep/schema_count": float(len(state.schemas)),
         "sleep/mean_schema_size": float(sizes.mean()) if sizes.shape[0] else 0.0,
         "sleep/constraint_satisfaction": float(sat.mean()) if m else math.nan,
-        "sleep/td_error_improvement": float(report.td_before - report.td_after) if report is not None else 0.0,
         "sleep/umap_clusters": float(monitor.n_clusters),
         "sleep/anomalies": float(anomalies),
-        "sleep/replays": float(report.replays) if report is not None else 0.0,
-        "sleep/swr_skipped": 0.0 if report is not None else 1.0,
-        "sleep/swr_capped": float(capped),
         "sleep/consolidated": float(consolidation.n_gated),
         "sleep/new_schemas": float(consolidation.n_new_schemas),
         "sleep/pruned": float(pruned.shape[0]),
-        "sleep/elapsed_s": time.perf_counter() - t_start,
     }
+
+
+def run_sleep_cycle(
+    model: Any, buffer: Any, state: SleepState | None, config: SleepConfig
+) -> tuple[SleepState, dict[str, float]]:
+    """Run the five sleep phases once (phases 1 and 5 only with ``config.swr_only``; see the module docstring).
+
+    Args:
+        model: The SB3 model (DQN-family for phase 1; anything else, or None,
+            skips phase 1).
+        buffer: An SB3 ``ReplayBuffer`` / ``DictReplayBuffer`` (prioritized for
+            phase 1; a ``violations`` array, as the prioritized buffers keep,
+            feeds the logic gate).
+        state: The state returned by the previous cycle, or None to start.
+        config: Cycle settings.
+
+    Returns:
+        ``(state, metrics)``; ``metrics`` keys start with ``sleep/``.
+        ``sleep/td_error_improvement`` is ``td_before − td_after`` (mean |δ|
+        over the replayed transitions; > 0 means replay reduced TD error),
+        0.0 when phase 1 was skipped (then ``sleep/swr_skipped`` = 1 and
+        ``sleep/td_error_before``/``after`` are NaN).
+        ``sleep/constraint_satisfaction`` is the mean SatAgg of the new
+        transitions (NaN when there were none). ``sleep/anomalies`` counts new
+        transitions flagged by the monitor (0 before its first fit).
+
+    Raises:
+        TypeError: If ``buffer`` is not an SB3-style replay buffer or
+            ``state`` is neither a SleepState nor None.
+        ValueError: If the observation width changed since ``state`` was built.
+    """
+    t_start = time.perf_counter()
+    if not all(hasattr(buffer, a) for a in ("observations", "rewards", "pos", "full", "buffer_size")):
+        raise TypeError(_BAD_BUFFER.format(type(buffer).__name__))
+    if state is not None and not isinstance(state, SleepState):
+        raise TypeError(_BAD_STATE.format(type(state).__name__))
+    input_dim = _observation_dim(buffer)
+    if state is None:
+        state = SleepState.create(input_dim, config)
+    elif state.input_dim != input_dim:
+        raise ValueError(_DIM_CHANGED.format(input_dim, state.input_dim))
+    state.env_steps += _steps_since(buffer, state.last_pos)
+    now = float(config.clock()) if config.clock is not None else state.env_steps * float(config.step_seconds)
+
+    # Phase 1 — SWR replay.
+    report, skip_reason = _phase_swr(model, buffer, state, config)
+    state.swr_report, state.swr_skip_reason = report, skip_reason
+    state.swr_capped += int(report is not None and report.capped)
+    metrics = _swr_metrics(report, buffer)
+
+    if config.swr_only:
+        state.last_pos = int(buffer.pos)
+    else:
+        metrics.update(_consolidate(buffer, state, config, now))  # phases 2-4
+
+    # Phase 5 — metrics.
+    state.cycle += 1
+    metrics["sleep/elapsed_s"] = time.perf_counter() - t_start
     state.last_metrics = metrics
     return state, metrics

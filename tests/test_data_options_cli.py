@@ -1,4 +1,4 @@
-"""``--data-option KEY=VALUE`` in train.py and evaluate.py, and the shared parsing in ``agents.cli``."""
+"""``--data-option KEY=VALUE`` in train.py and evaluate.py, and the shared parsing in ``agents.app.cli``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agents import cli
+from agents.app import cli
 from janus_env.historical import data_options
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ env = ParallelAmygdala(ParallelLTNShield(make_parallel_env(seed=0)))   # guards 
 
 from __future__ import annotations
 
-from wrappers.amygdala import Amygdala, CircuitBreakers
+from wrappers.amygdala import Amygdala, BreakerConfig, CircuitBreakers, breaker_fields
 from wrappers.audit import AuditLog, read_audit_log
 from wrappers.gaf import GAFObservation, GAFObservationVector, gaf_images, gaf_video
 from wrappers.hypothalamus import Hypothalamus
@@ -32,6 +32,7 @@ from wrappers.vector_shield import LTNVectorShield
 __all__ = [
     "Amygdala",
     "AuditLog",
+    "BreakerConfig",
     "CircuitBreakers",
     "GAFObservation",
     "GAFObservationVector",
@@ -40,6 +41,7 @@ __all__ = [
     "LTNVectorShield",
     "ParallelAmygdala",
     "ParallelLTNShield",
+    "breaker_fields",
     "gaf_images",
     "gaf_video",
     "read_audit_log",

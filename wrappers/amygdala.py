@@ -75,16 +75,22 @@ Place the amygdala *outside* the LTN shield so that it reads ``info["ltn"]``
 (info travels from the innermost wrapper outwards); the documented stack is
 ``AuditLog(Amygdala(LTNShield(Hypothalamus(env))))``.
 
-``CircuitBreakers`` is the breakers of one account without the wrapper:
-``Amygdala`` is built on it, and ``ParallelAmygdala`` keeps one per agent of the
-multi-agent env.
+The settings are declared once, in :class:`BreakerConfig` (a frozen dataclass,
+checked on construction). :class:`CircuitBreakers` is the breakers of one account
+on one ``BreakerConfig``, without an env around them; ``Amygdala`` holds one, and
+``ParallelAmygdala`` one per guarded agent of the multi-agent env. Both wrappers
+take the config (``config=BreakerConfig(...)``) or its fields as keywords
+(``Amygdala(env, vol_ratio=4.0, fear_threshold=None)``); a YAML ``breakers:``
+mapping goes through :meth:`BreakerConfig.from_mapping`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections import deque
+from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple, SupportsFloat
 
 import gymnasium as gym
@@ -143,6 +149,9 @@ _BAD_FEAR_BIAS = "Expected `fear_bias` to be a finite number, got {!r}"
 _BAD_PREDICTOR = "Expected `slippage_predictor` to be a callable (obs, action, info) -> bps, or None, got {!r}"
 _BAD_KILL_FILE = "Expected `kill_file` to be a str or os.PathLike, or None, got {!r}"
 _BAD_REASON = "Expected `reason` to be a non-empty str, got {!r}"
+_BAD_CONFIG = "Expected `config` to be a BreakerConfig or None, got {!r}"
+_BAD_SETTINGS = "Expected the breaker settings to be a mapping of field name -> value, got {!r}"
+_UNKNOWN_SETTING = "Unknown breaker argument {!r}; expected some of {}"
 _NOT_FINITE = "{} is not finite: {!r}"
 _NEED_RESET = "Call reset() before step()"
 
@@ -234,15 +243,182 @@ def _error_reason(stage: str, err: BaseException) -> str:
     return f"{ERROR_PREFIX}: {stage} raised {type(err).__name__}: {err}"
 
 
+CALLABLE_FIELDS: tuple[str, ...] = ("slippage_predictor", "anomaly_detector")
+""":class:`BreakerConfig` fields that take callables: set in code, not from a YAML file or a command line."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BreakerConfig:
+    """The circuit breakers' settings: the one place they are declared, with their defaults and reasons.
+
+    :class:`CircuitBreakers` runs on one, and so do :class:`Amygdala` and
+    :class:`~wrappers.parallel_amygdala.ParallelAmygdala` (which take it as
+    ``config=`` or its fields as keywords). Each threshold can be None to
+    disable its breaker. The thresholds are DESIGN.md's ("breakers: 3× vol,
+    10% DD, 5% violations, 2× slippage", τ_fear 0.7); windows, weights and
+    minimum counts are *(ours)*, each with its reason below (the module
+    docstring has the measurements). Values are checked on construction and
+    numbers stored as ``float`` (``int`` for counts, a tuple for
+    ``fear_weights``); change one with ``dataclasses.replace(config, ...)``.
+
+    Raises:
+        TypeError: a value of the wrong type (e.g. ``slippage_ratio="2"``, ``kill_file=7``).
+        ValueError: a value out of range (e.g. ``max_drawdown=0``, ``fear_threshold=1.5``).
+            Messages are the module's ``_BAD_*`` constants.
+
+    Example:
+        ```python
+        config = BreakerConfig(max_drawdown=0.05, fear_threshold=None)   # fear breaker off
+        BreakerConfig.from_mapping({"vol_ratio": 4, "fear_weights": [2, 1, 0.25]})   # a YAML `breakers:` mapping
+        env = Amygdala(env, config=config)
+        ```
+    """
+
+    max_drawdown: float | None = 0.10
+    """Drawdown breaker: halts when ``info["drawdown"]``, the loss from the session's peak equity, exceeds
+    this fraction (0.10, DESIGN.md; a fraction of equity is already scale-free)."""
+    vol_ratio: float | None = 3.0
+    """Volatility breaker: halts when σ_t > ``vol_ratio``·σ_hist (3.0, DESIGN.md). Readings above it are
+    events, left out of σ_hist (``VOL_EVENT_RATIO`` plays that part when the breaker is disabled)."""
+    vol_halflife: float = 500.0
+    """Half-life in steps of the σ_hist (and VPIN_hist) EWMA once the equal-weight running mean hands over
+    (500) *(ours)*: long enough that a 75-step event is a small part of the baseline, short enough to follow a
+    change of regime over a trading session."""
+    fear_threshold: float | None = 0.7
+    """τ_fear in (0, 1): the fear breaker halts above this activation (0.7, DESIGN.md's τ_risk)."""
+    fear_weights: tuple[float, float, float] = DEFAULT_FEAR_WEIGHTS
+    """W_f for (VPIN excess, σ_t/σ_hist, Δp_max/σ_hist) ((2.0, 1.0, 0.25)) *(ours)*: calm ≈ 0.02, a single
+    11σ hourly BTC bar ≈ 0.2, a flash crash ≈ 1 (calibration table at :data:`DEFAULT_FEAR_WEIGHTS`)."""
+    fear_bias: float = DEFAULT_FEAR_BIAS
+    """b_f (−6.0) *(ours)*; see :data:`DEFAULT_FEAR_WEIGHTS`."""
+    fear_window: int = 20
+    """Steps over which Δp_max is taken (20) *(ours)*: the largest of 20 calm moves is 2–4 σ."""
+    slippage_ratio: float | None = 2.0
+    """Slippage breaker: halts when mean actual slippage > ``slippage_ratio`` × the mean prediction
+    (2.0, DESIGN.md)."""
+    slippage_predictor: Callable[[Any, Any, dict[str, Any]], SupportsFloat] | None = None
+    """Optional ``(obs, action, info) -> bps``, called before the action is forwarded (e.g. the cerebellum's
+    ``predictor``); None reads ``info["predicted_slippage_bps"]`` from an inner component."""
+    slippage_window: int = 50
+    """Fills averaged by the slippage breaker (50) *(ours)*."""
+    min_fills: int = 5
+    """Fills needed before the slippage breaker can fire (5) *(ours)*: the mean of fewer fills is one
+    order's luck."""
+    min_predicted_bps: float = 0.1
+    """Floor of the mean prediction in the slippage ratio, bps (0.1) *(ours)*: a zero prediction does not
+    divide by 0."""
+    max_violation_rate: float | None = 0.05
+    """Violation-rate breaker: halts above this weighted fraction of LTN proposals (0.05, DESIGN.md)."""
+    violation_window: int = 100
+    """Proposals in the rolling violation rate (100) *(ours)*."""
+    min_proposals: int = 20
+    """Proposals needed before the violation rate can fire (20) *(ours)*: at fewer, one or two events decide
+    the rate (1/20 is the threshold itself)."""
+    blocked_weight: float = DEFAULT_BLOCKED_WEIGHT
+    """Weight in [0, 1] of a proposal the shield blocked (0.1) *(ours)*; an executed violation weighs 1, so
+    blocked proposals halt only when more than half of the recent ones were blocked. 1 counts them like
+    executed violations, 0 ignores them."""
+    kill_file: str | os.PathLike[str] | None = None
+    """Path whose existence halts trading (None: no file flag). In ``ParallelAmygdala``, ``{agent}`` in the
+    path is replaced by each agent's name (one file per agent)."""
+    anomaly_detector: Callable[[Any], Any] | None = None
+    """Optional ``obs -> bool``, e.g. ``SleepState.monitor.is_anomaly`` on flattened observations; an
+    anomaly (or ``info["anomaly"]``) adds ``anomaly_weight`` to the fear input."""
+    anomaly_weight: float = 3.0
+    """Fear-input weight of an anomaly (3.0) *(ours)*."""
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: store the checked, normalized values
+        set_(self, "max_drawdown", _check_ratio("max_drawdown", self.max_drawdown))
+        set_(self, "vol_ratio", _check_ratio("vol_ratio", self.vol_ratio))
+        set_(self, "vol_halflife", _check_positive("vol_halflife", self.vol_halflife))
+        set_(self, "fear_threshold", _check_fraction("fear_threshold", self.fear_threshold))
+        try:
+            weights = tuple(float(w) for w in self.fear_weights)
+        except (TypeError, ValueError) as err:
+            raise TypeError(_BAD_FEAR_WEIGHTS.format(self.fear_weights)) from err
+        if len(weights) != 3 or not all(math.isfinite(w) for w in weights):
+            raise ValueError(_BAD_FEAR_WEIGHTS.format(self.fear_weights))
+        set_(self, "fear_weights", weights)
+        bias = self.fear_bias
+        if isinstance(bias, bool) or not isinstance(bias, (int, float, np.integer, np.floating)):
+            raise TypeError(_BAD_FEAR_BIAS.format(bias))
+        if not math.isfinite(bias):
+            raise ValueError(_BAD_FEAR_BIAS.format(bias))
+        set_(self, "fear_bias", float(bias))
+        set_(self, "fear_window", _check_count("fear_window", self.fear_window))
+        set_(self, "slippage_ratio", _check_ratio("slippage_ratio", self.slippage_ratio))
+        if self.slippage_predictor is not None and not callable(self.slippage_predictor):
+            raise TypeError(_BAD_PREDICTOR.format(self.slippage_predictor))
+        set_(self, "slippage_window", _check_count("slippage_window", self.slippage_window))
+        set_(self, "min_fills", _check_count("min_fills", self.min_fills))
+        set_(self, "min_predicted_bps", _check_positive("min_predicted_bps", self.min_predicted_bps))
+        set_(self, "max_violation_rate", _check_fraction("max_violation_rate", self.max_violation_rate))
+        set_(self, "violation_window", _check_count("violation_window", self.violation_window))
+        set_(self, "min_proposals", _check_count("min_proposals", self.min_proposals))
+        weight = self.blocked_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)):
+            raise TypeError(_BAD_WEIGHT.format(weight))
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(_BAD_WEIGHT.format(weight))
+        set_(self, "blocked_weight", float(weight))
+        if self.kill_file is not None and not isinstance(self.kill_file, (str, os.PathLike)):
+            raise TypeError(_BAD_KILL_FILE.format(self.kill_file))
+        if self.anomaly_detector is not None and not callable(self.anomaly_detector):
+            raise TypeError(_BAD_DETECTOR.format(self.anomaly_detector))
+        set_(self, "anomaly_weight", _check_positive("anomaly_weight", self.anomaly_weight))
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any] | None = None, *,
+                     base: BreakerConfig | None = None) -> BreakerConfig:
+        """``base`` (default: the defaults) with the fields named in ``settings`` replaced.
+
+        How a YAML ``breakers:`` mapping, ``--breaker NAME=VALUE`` pairs or wrapper keywords become a config.
+
+        Args:
+            settings: field name → value (None or empty: ``base`` unchanged).
+            base: the config the settings change; None for ``BreakerConfig()``.
+
+        Raises:
+            TypeError: ``settings`` is not a mapping, ``base`` not a ``BreakerConfig``, a name that is not a
+                field (the message lists the fields), or a value of the wrong type.
+            ValueError: a value out of range.
+        """
+        if base is not None and not isinstance(base, BreakerConfig):
+            raise TypeError(_BAD_CONFIG.format(base))
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, Mapping):
+            raise TypeError(_BAD_SETTINGS.format(settings))
+        known = breaker_fields()
+        for name in settings:
+            if name not in known:
+                raise TypeError(_UNKNOWN_SETTING.format(name, list(known)))
+        if base is None:
+            return cls(**settings)
+        return dataclasses.replace(base, **settings) if settings else base
+
+
+def breaker_fields(*, callables: bool = True) -> tuple[str, ...]:
+    """The :class:`BreakerConfig` field names, in declaration order.
+
+    Args:
+        callables: False leaves out :data:`CALLABLE_FIELDS`, giving the settings a YAML file or a command
+            line can set.
+    """
+    return tuple(f.name for f in dataclasses.fields(BreakerConfig) if callables or f.name not in CALLABLE_FIELDS)
+
+
 class CircuitBreakers:
     """The amygdala's six breakers on one account, without an env around them.
 
-    :class:`Amygdala` is this plus the Gymnasium wrapper plumbing (blocking the
+    :class:`Amygdala` holds one and adds the Gymnasium wrapper plumbing (blocking the
     action, the terminal transition); :class:`~wrappers.parallel_amygdala.ParallelAmygdala`
-    keeps one instance per guarded agent of a multi-agent env. The breakers, their
-    inputs and their defaults are those of :class:`Amygdala` (see its docstring
-    and the module table). Use per session::
+    holds one per guarded agent of a multi-agent env. The breakers and their inputs
+    are described in :class:`Amygdala` and the module table, their settings in
+    :class:`BreakerConfig`. Use per session::
 
+        breakers = CircuitBreakers(BreakerConfig(max_drawdown=0.05))
         breakers.start_session(obs, info)          # after reset
         reason = breakers.before_action(action)    # None: the action may go to the market
         reason = breakers.after_step(obs, info)    # None: still trading
@@ -253,80 +429,28 @@ class CircuitBreakers:
     is never raised.
 
     Args:
-        every keyword of :class:`Amygdala` except ``env`` and ``halt_on_env_error``.
+        config: the settings (None: ``BreakerConfig()``, the defaults).
 
     Raises:
-        ValueError / TypeError: for an out-of-range or wrongly typed argument
-            (messages are the module's ``_BAD_*`` constants).
+        TypeError: ``config`` is not a ``BreakerConfig``.
     """
 
-    def __init__(
-        self,
-        *,
-        max_drawdown: float | None = 0.10,
-        vol_ratio: float | None = 3.0,
-        vol_halflife: float = 500.0,
-        fear_threshold: float | None = 0.7,
-        fear_weights: tuple[float, float, float] = DEFAULT_FEAR_WEIGHTS,
-        fear_bias: float = DEFAULT_FEAR_BIAS,
-        fear_window: int = 20,
-        slippage_ratio: float | None = 2.0,
-        slippage_predictor: Callable[[Any, Any, dict[str, Any]], SupportsFloat] | None = None,
-        slippage_window: int = 50,
-        min_fills: int = 5,
-        min_predicted_bps: float = 0.1,
-        max_violation_rate: float | None = 0.05,
-        violation_window: int = 100,
-        min_proposals: int = 20,
-        blocked_weight: float = DEFAULT_BLOCKED_WEIGHT,
-        kill_file: str | os.PathLike[str] | None = None,
-        anomaly_detector: Callable[[Any], Any] | None = None,
-        anomaly_weight: float = 3.0,
-    ) -> None:
-        self.max_drawdown = _check_ratio("max_drawdown", max_drawdown)
-        self.vol_ratio = _check_ratio("vol_ratio", vol_ratio)
-        self.vol_halflife = _check_positive("vol_halflife", vol_halflife)
-        self.fear_threshold = _check_fraction("fear_threshold", fear_threshold)
-        try:
-            weights = tuple(float(w) for w in fear_weights)
-        except (TypeError, ValueError) as err:
-            raise TypeError(_BAD_FEAR_WEIGHTS.format(fear_weights)) from err
-        if len(weights) != 3 or not all(math.isfinite(w) for w in weights):
-            raise ValueError(_BAD_FEAR_WEIGHTS.format(fear_weights))
-        self.fear_weights = weights
-        if isinstance(fear_bias, bool) or not isinstance(fear_bias, (int, float, np.integer, np.floating)):
-            raise TypeError(_BAD_FEAR_BIAS.format(fear_bias))
-        if not math.isfinite(fear_bias):
-            raise ValueError(_BAD_FEAR_BIAS.format(fear_bias))
-        self.fear_bias = float(fear_bias)
-        self.fear_window = _check_count("fear_window", fear_window)
-        self.slippage_ratio = _check_ratio("slippage_ratio", slippage_ratio)
-        if slippage_predictor is not None and not callable(slippage_predictor):
-            raise TypeError(_BAD_PREDICTOR.format(slippage_predictor))
-        self.slippage_predictor = slippage_predictor
-        self.slippage_window = _check_count("slippage_window", slippage_window)
-        self.min_fills = _check_count("min_fills", min_fills)
-        self.min_predicted_bps = _check_positive("min_predicted_bps", min_predicted_bps)
-        self.max_violation_rate = _check_fraction("max_violation_rate", max_violation_rate)
-        self.violation_window = _check_count("violation_window", violation_window)
-        self.min_proposals = _check_count("min_proposals", min_proposals)
-        if isinstance(blocked_weight, bool) or not isinstance(blocked_weight, (int, float, np.integer, np.floating)):
-            raise TypeError(_BAD_WEIGHT.format(blocked_weight))
-        if not 0.0 <= blocked_weight <= 1.0:
-            raise ValueError(_BAD_WEIGHT.format(blocked_weight))
-        self.blocked_weight = float(blocked_weight)
-        if kill_file is not None and not isinstance(kill_file, (str, os.PathLike)):
-            raise TypeError(_BAD_KILL_FILE.format(kill_file))
-        self.kill_file = kill_file
-        if anomaly_detector is not None and not callable(anomaly_detector):
-            raise TypeError(_BAD_DETECTOR.format(anomaly_detector))
-        self.anomaly_detector = anomaly_detector
-        self.anomaly_weight = _check_positive("anomaly_weight", anomaly_weight)
+    def __init__(self, config: BreakerConfig | None = None) -> None:
+        if config is None:
+            config = BreakerConfig()
+        elif not isinstance(config, BreakerConfig):
+            raise TypeError(_BAD_CONFIG.format(config))
+        self._config = config
         self._obs_now: Any = None
-        self._vol_alpha = 1.0 - 2.0 ** (-1.0 / self.vol_halflife)
-        self._event_ratio = self.vol_ratio if self.vol_ratio is not None else VOL_EVENT_RATIO
+        self._vol_alpha = 1.0 - 2.0 ** (-1.0 / config.vol_halflife)
+        self._event_ratio = config.vol_ratio if config.vol_ratio is not None else VOL_EVENT_RATIO
         self._kill_reason: str | None = None
         self._clear_session()
+
+    @property
+    def config(self) -> BreakerConfig:
+        """The settings (frozen: build new breakers for new settings)."""
+        return self._config
 
     # ------------------------------------------------------------- kill switch
     def kill(self, reason: str = "manual kill") -> None:
@@ -354,6 +478,16 @@ class CircuitBreakers:
 
     @property
     def halt_reason(self) -> str | None:
+        """Why the breakers halted (``"<breaker>: <details>"``), None while trading."""
+        return self._halt_reason
+
+    def halt_on_error(self, stage: str, err: BaseException) -> str:
+        """The fail-safe: halt because ``err`` was raised at ``stage`` (outside the breakers: the wrapped env, ...).
+
+        The first halt reason wins; returns the reason now in force, for a new halt
+        ``"amygdala_error: <stage> raised <Error>: <message>"``.
+        """
+        self._halt(_error_reason(stage, err))
         return self._halt_reason
 
     # ------------------------------------------------------------- one session
@@ -413,8 +547,23 @@ class CircuitBreakers:
         return self._halt_reason if self._halted else None
 
     def breaker_info(self) -> dict[str, dict[str, Any]]:
-        """``{breaker: {"value", "threshold", "active", "tripped", "reason"}}`` for all six (``info["breakers"]``)."""
-        return self._breaker_info()
+        """``{breaker: {"value", "threshold", "active", "tripped", "reason"}}`` for all six (``info["breakers"]``).
+
+        A breaker that raised has ``"error"`` (its halt reason) and ``value`` None.
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for name in BREAKERS:
+            r = self._readings.get(name)
+            if r is None:
+                out[name] = {"value": None, "threshold": self._threshold(name), "active": False,
+                             "tripped": False, "reason": f"{name}: not evaluated"}
+            elif isinstance(r, str):
+                out[name] = {"value": None, "threshold": self._threshold(name), "active": False,
+                             "tripped": False, "error": r, "reason": r}
+            else:
+                out[name] = {"value": float(r.value), "threshold": r.threshold, "active": bool(r.active),
+                             "tripped": r.tripped, "reason": r.reason}
+        return out
 
     @property
     def sigma_hist(self) -> float | None:
@@ -436,9 +585,10 @@ class CircuitBreakers:
         self._vpin_n = 0
         self._last_mid: float | None = None
         # |log mid_s/mid_{s-1}| of the fear_window − 1 steps before this one (Δp_max adds this step's move)
-        self._moves: deque[float] = deque(maxlen=self.fear_window - 1)
-        self._fills: deque[tuple[float, float]] = deque(maxlen=self.slippage_window)
-        self._proposals: deque[int] = deque(maxlen=self.violation_window)  # 0 clean, 1 blocked, 2 executed
+        c = self._config
+        self._moves: deque[float] = deque(maxlen=c.fear_window - 1)
+        self._fills: deque[tuple[float, float]] = deque(maxlen=c.slippage_window)
+        self._proposals: deque[int] = deque(maxlen=c.violation_window)  # 0 clean, 1 blocked, 2 executed
         self._prediction: float | None = None
         self._readings: dict[str, Reading | str] = {}
         self._last_obs: Any = None
@@ -453,8 +603,9 @@ class CircuitBreakers:
     def _kill_state(self) -> str | None:
         if self._kill_reason is not None:
             return self._kill_reason
-        if self.kill_file is not None and _flag_exists(self.kill_file):
-            return f"flag file {os.fspath(self.kill_file)!s} exists"
+        kill_file = self._config.kill_file
+        if kill_file is not None and _flag_exists(kill_file):
+            return f"flag file {os.fspath(kill_file)!s} exists"
         return None
 
     def _pre_step(self, action: Any) -> str | None:
@@ -465,9 +616,10 @@ class CircuitBreakers:
         if killed is not None:
             self._readings["kill_switch"] = Reading(1.0, 0.0, True, f"kill_switch: {killed}")
             return f"kill_switch: {killed}"
-        if self.slippage_predictor is not None:
+        predictor = self._config.slippage_predictor
+        if predictor is not None:
             self._stage = "slippage predictor"
-            pred = self.slippage_predictor(self._last_obs, action, self._last_info)
+            pred = predictor(self._last_obs, action, self._last_info)
             self._prediction = _finite("predicted slippage", pred)
         self._stage = "pre-step check"
         return None
@@ -515,7 +667,7 @@ class CircuitBreakers:
 
     def _check_drawdown(self, info: dict[str, Any]) -> Reading:
         dd = _finite("info['drawdown']", info["drawdown"])
-        thr = self.max_drawdown
+        thr = self._config.max_drawdown
         limit = "disabled" if thr is None else f"{thr:.2%}"
         return Reading(dd, thr, thr is not None, f"drawdown: session drawdown {dd:.2%} > {limit}")
 
@@ -524,12 +676,13 @@ class CircuitBreakers:
         if sigma < 0:
             raise ValueError(_NOT_FINITE.format("info['volatility'] (negative)", sigma))
         hist = self.sigma_hist
+        thr = self._config.vol_ratio
         if hist is None:
-            return Reading(0.0, self.vol_ratio, False, "volatility: no historical baseline yet")
+            return Reading(0.0, thr, False, "volatility: no historical baseline yet")
         value = sigma / hist
         reason = (f"volatility: realized σ {sigma * 1e4:.2f} bps = {value:.2f}× historical "
-                  f"{hist * 1e4:.2f} bps > {self.vol_ratio}×")
-        return Reading(value, self.vol_ratio, self.vol_ratio is not None, reason)
+                  f"{hist * 1e4:.2f} bps > {thr}×")
+        return Reading(value, thr, thr is not None, reason)
 
     def _move(self, info: dict[str, Any]) -> float:
         """``|log(mid_t / mid_{t−1})|`` of this step (0 when either mid is not positive)."""
@@ -543,19 +696,20 @@ class CircuitBreakers:
         sigma = _finite("info['volatility']", info["volatility"])
         # an observation far from every learned schema (the sleep cycle's UMAP monitor) raises fear
         anomaly = bool(info.get("anomaly", False))
-        if self.anomaly_detector is not None:
-            anomaly = anomaly or bool(np.any(self.anomaly_detector(self._obs_now)))
+        c = self._config
+        if c.anomaly_detector is not None:
+            anomaly = anomaly or bool(np.any(c.anomaly_detector(self._obs_now)))
         info["anomaly"] = anomaly
         hist = self.sigma_hist
-        thr = self.fear_threshold
+        thr = c.fear_threshold
         if hist is None:
             return Reading(0.0, thr, False, "fear: no historical volatility baseline yet")
         base = self._vpin_hist if self._vpin_hist is not None else vpin
         excess = max(0.0, vpin - base) / (1.0 - base) if base < 1.0 else 0.0
         ratio = sigma / hist
         dp_max = max(max(self._moves, default=0.0), move) / hist
-        w = self.fear_weights
-        z = w[0] * excess + w[1] * ratio + w[2] * dp_max + self.fear_bias + self.anomaly_weight * anomaly
+        w = c.fear_weights
+        z = w[0] * excess + w[1] * ratio + w[2] * dp_max + c.fear_bias + c.anomaly_weight * anomaly
         fear = _sigmoid(z)
         reason = (f"fear: activation {fear:.3f} > {thr} (VPIN {vpin:.2f} = excess {excess:.2f} over "
                   f"{base:.2f}, σ {ratio:.2f}× historical, Δp_max {dp_max:.1f}σ, anomaly {anomaly})")
@@ -588,23 +742,25 @@ class CircuitBreakers:
         self._last_mid = _finite("info['mid']", info["mid"])
 
     def _check_slippage(self, info: dict[str, Any]) -> Reading:
-        pred = self._prediction if self.slippage_predictor is not None else info.get("predicted_slippage_bps")
+        c = self._config
+        pred = self._prediction if c.slippage_predictor is not None else info.get("predicted_slippage_bps")
         exec_qty = _finite("info['exec_qty']", info["exec_qty"])
         if pred is not None and exec_qty != 0:
             actual = _finite("info['slippage_bps']", info["slippage_bps"])
             self._fills.append((actual, _finite("predicted slippage", pred)))
         n = len(self._fills)
         if n == 0:
-            return Reading(0.0, self.slippage_ratio, False, "slippage: no predicted fills yet")
+            return Reading(0.0, c.slippage_ratio, False, "slippage: no predicted fills yet")
         mean_actual = sum(a for a, _ in self._fills) / n
         mean_pred = sum(p for _, p in self._fills) / n
-        value = mean_actual / max(mean_pred, self.min_predicted_bps)
-        active = self.slippage_ratio is not None and n >= self.min_fills
+        value = mean_actual / max(mean_pred, c.min_predicted_bps)
+        active = c.slippage_ratio is not None and n >= c.min_fills
         reason = (f"slippage: average slippage {mean_actual:.2f} bps over {n} fills = {value:.1f}× "
-                  f"predicted {mean_pred:.2f} bps > {self.slippage_ratio}×")
-        return Reading(value, self.slippage_ratio, active, reason)
+                  f"predicted {mean_pred:.2f} bps > {c.slippage_ratio}×")
+        return Reading(value, c.slippage_ratio, active, reason)
 
     def _check_violation_rate(self, info: dict[str, Any]) -> Reading:
+        c = self._config
         ltn = info.get("ltn")
         if ltn is not None:
             tau = float(ltn.get("threshold", 0.9))
@@ -615,40 +771,25 @@ class CircuitBreakers:
                 self._proposals.append(_EXECUTED if violated else _CLEAN)
         n = len(self._proposals)
         if n == 0:
-            return Reading(0.0, self.max_violation_rate, False, "violation_rate: no LTN proposals yet")
+            return Reading(0.0, c.max_violation_rate, False, "violation_rate: no LTN proposals yet")
         executed = self._proposals.count(_EXECUTED)
         blocked = self._proposals.count(_BLOCKED)
-        rate = (executed + self.blocked_weight * blocked) / n
-        active = self.max_violation_rate is not None and n >= self.min_proposals
-        reason = (f"violation_rate: {executed} executed + {self.blocked_weight:g} × {blocked} blocked violations "
-                  f"in {n} proposals ({rate:.1%} > {self.max_violation_rate})")
-        return Reading(rate, self.max_violation_rate, active, reason)
+        rate = (executed + c.blocked_weight * blocked) / n
+        active = c.max_violation_rate is not None and n >= c.min_proposals
+        reason = (f"violation_rate: {executed} executed + {c.blocked_weight:g} × {blocked} blocked violations "
+                  f"in {n} proposals ({rate:.1%} > {c.max_violation_rate})")
+        return Reading(rate, c.max_violation_rate, active, reason)
 
     # -------------------------------------------------------------- reporting
     def _idle_readings(self) -> dict[str, Reading | str]:
         return {name: Reading(0.0, self._threshold(name), False, f"{name}: no step yet") for name in BREAKERS}
 
     def _threshold(self, name: str) -> float | None:
-        return {"kill_switch": 0.0, "drawdown": self.max_drawdown, "volatility": self.vol_ratio,
-                "fear": self.fear_threshold, "slippage": self.slippage_ratio,
-                "violation_rate": self.max_violation_rate}[name]
+        c = self._config
+        return {"kill_switch": 0.0, "drawdown": c.max_drawdown, "volatility": c.vol_ratio,
+                "fear": c.fear_threshold, "slippage": c.slippage_ratio, "violation_rate": c.max_violation_rate}[name]
 
-    def _breaker_info(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for name in BREAKERS:
-            r = self._readings.get(name)
-            if r is None:
-                out[name] = {"value": None, "threshold": self._threshold(name), "active": False,
-                             "tripped": False, "reason": f"{name}: not evaluated"}
-            elif isinstance(r, str):
-                out[name] = {"value": None, "threshold": self._threshold(name), "active": False,
-                             "tripped": False, "error": r, "reason": r}
-            else:
-                out[name] = {"value": float(r.value), "threshold": r.threshold, "active": bool(r.active),
-                             "tripped": r.tripped, "reason": r.reason}
-        return out
-
-class Amygdala(gym.Wrapper, CircuitBreakers):
+class Amygdala(gym.Wrapper):
     """Circuit breakers around a trading env; halts the session when any trips (fail-safe).
 
     Breakers (see the module docstring table); each threshold can be ``None`` to disable it:
@@ -714,45 +855,29 @@ class Amygdala(gym.Wrapper, CircuitBreakers):
     Required info keys (a missing key halts as an error): ``volatility``,
     ``drawdown``, ``vpin``, ``mid``, ``exec_qty``, ``slippage_bps``.
 
+    The settings are a :class:`BreakerConfig` (its fields document each default and
+    why), given as ``config=`` or field by field as keywords; the wrapper holds one
+    :class:`CircuitBreakers` on it (:attr:`breakers`).
+
     Args:
         env: the env to protect (``JanusLOBEnv`` or a wrapper of it).
-        max_drawdown: drawdown breaker threshold, fraction of peak equity (0.10).
-        vol_ratio: volatility breaker threshold, multiple of σ_hist (3.0).
-        vol_halflife: half-life of the σ_hist EWMA once the running mean hands over, steps (500) *(ours)*:
-            long enough that a 75-step event is a small part of the baseline, short enough to follow a
-            change of regime over a trading session.
-        fear_threshold: τ_fear in (0, 1) (0.7).
-        fear_weights: W_f for (VPIN excess, σ_t/σ_hist, Δp_max/σ_hist) (2.0, 1.0, 0.25) *(ours)*.
-        anomaly_detector: optional ``obs -> bool``, e.g. ``SleepState.monitor.is_anomaly`` on flattened
-            observations; an anomaly (or ``info["anomaly"]``) adds ``anomaly_weight`` to the fear input.
-        anomaly_weight: fear-input weight of an anomaly (3.0, *(ours)*).
-        fear_bias: b_f (−6.0) *(ours)*.
-        fear_window: steps over which Δp_max is taken (20) *(ours)*: the maximum of 20 calm moves is 2–4 σ.
-        slippage_ratio: slippage breaker threshold, multiple of the prediction (2.0).
-        slippage_predictor: optional callable ``(obs, action, info) -> bps``.
-        slippage_window: fills averaged (50) *(ours)*.
-        min_fills: fills needed before the slippage breaker can fire (5) *(ours)*.
-        min_predicted_bps: floor of the predicted mean in the ratio (0.1 bps) *(ours)*.
-        max_violation_rate: violation-rate threshold, fraction of proposals (0.05).
-        violation_window: proposals in the rolling rate (100) *(ours)*.
-        min_proposals: proposals needed before the rate can fire (20) *(ours)*: at fewer, one or two
-            events decide the rate (1/20 is the threshold itself).
-        blocked_weight: weight in [0, 1] of a proposal the shield blocked (0.1) *(ours)*; 1 counts blocked
-            proposals like executed violations, 0 ignores them.
-        kill_file: path whose existence halts trading (None: no file flag).
+        config: the breaker settings (None: ``BreakerConfig()``, the defaults).
         halt_on_env_error: halt (True) or re-raise (False) when the wrapped env's
             ``step`` raises.
+        **settings: :class:`BreakerConfig` fields (``max_drawdown``, ``vol_ratio``, ``fear_threshold``,
+            ``slippage_predictor``, ``kill_file``, ...), replacing those of ``config``.
 
     Raises:
-        ValueError / TypeError: for an out-of-range or wrongly typed argument
-            (messages are the module's ``_BAD_*`` constants).
+        TypeError: an unknown keyword (the message lists the ``BreakerConfig`` fields), a wrongly typed
+            setting, or a ``config`` that is not a ``BreakerConfig``.
+        ValueError: an out-of-range setting (messages are the module's ``_BAD_*`` constants).
         RuntimeError: ``step()`` before ``reset()`` or after an episode that ended
             without a halt (after a halt, ``step()`` repeats the terminal transition).
 
     Example:
         ```python
         env = Amygdala(gym.make("Janus-LOB-v0", scenario="flash_crash", seed=0),
-                       kill_file="/tmp/janus.kill")
+                       kill_file="/tmp/janus.kill")      # or config=BreakerConfig(kill_file=...)
         obs, info = env.reset()
         obs, r, terminated, truncated, info = env.step(0)
         info["breakers"]["volatility"]   # e.g. {"value": 1.02, "threshold": 3.0, "active": True, ...}
@@ -763,94 +888,102 @@ class Amygdala(gym.Wrapper, CircuitBreakers):
         self,
         env: gym.Env,
         *,
-        max_drawdown: float | None = 0.10,
-        vol_ratio: float | None = 3.0,
-        vol_halflife: float = 500.0,
-        fear_threshold: float | None = 0.7,
-        fear_weights: tuple[float, float, float] = DEFAULT_FEAR_WEIGHTS,
-        fear_bias: float = DEFAULT_FEAR_BIAS,
-        fear_window: int = 20,
-        slippage_ratio: float | None = 2.0,
-        slippage_predictor: Callable[[Any, Any, dict[str, Any]], SupportsFloat] | None = None,
-        slippage_window: int = 50,
-        min_fills: int = 5,
-        min_predicted_bps: float = 0.1,
-        max_violation_rate: float | None = 0.05,
-        violation_window: int = 100,
-        min_proposals: int = 20,
-        blocked_weight: float = DEFAULT_BLOCKED_WEIGHT,
-        kill_file: str | os.PathLike[str] | None = None,
+        config: BreakerConfig | None = None,
         halt_on_env_error: bool = True,
-        anomaly_detector: Callable[[Any], Any] | None = None,
-        anomaly_weight: float = 3.0,
+        **settings: Any,
     ) -> None:
-        gym.Wrapper.__init__(self, env)
-        CircuitBreakers.__init__(
-            self, max_drawdown=max_drawdown, vol_ratio=vol_ratio, vol_halflife=vol_halflife,
-            fear_threshold=fear_threshold, fear_weights=fear_weights, fear_bias=fear_bias, fear_window=fear_window,
-            slippage_ratio=slippage_ratio, slippage_predictor=slippage_predictor, slippage_window=slippage_window,
-            min_fills=min_fills, min_predicted_bps=min_predicted_bps, max_violation_rate=max_violation_rate,
-            violation_window=violation_window, min_proposals=min_proposals, blocked_weight=blocked_weight,
-            kill_file=kill_file,
-            anomaly_detector=anomaly_detector, anomaly_weight=anomaly_weight,
-        )
+        super().__init__(env)
+        self.breakers = CircuitBreakers(BreakerConfig.from_mapping(settings, base=config))
+        """The circuit breakers this wrapper runs."""
         self.halt_on_env_error = bool(halt_on_env_error)
         self._needs_reset = True
+        self._last_obs: Any = None
+        self._last_info: dict[str, Any] = {}
+
+    @property
+    def config(self) -> BreakerConfig:
+        """The breaker settings."""
+        return self.breakers.config
+
+    # ---------------------------------------------------------------- breakers
+    def kill(self, reason: str = "manual kill") -> None:
+        """Engage the manual kill switch (:meth:`CircuitBreakers.kill`): the next action halts unforwarded.
+
+        Raises:
+            TypeError / ValueError: if ``reason`` is not a non-empty str.
+        """
+        self.breakers.kill(reason)
+
+    def clear_kill(self) -> None:
+        """Disengage the manual kill switch (the file flag is cleared by deleting the file)."""
+        self.breakers.clear_kill()
+
+    @property
+    def halted(self) -> bool:
+        """True from a halt until the next ``reset()``."""
+        return self.breakers.halted
+
+    @property
+    def halt_reason(self) -> str | None:
+        """Why the session halted, None while trading."""
+        return self.breakers.halt_reason
+
+    @property
+    def sigma_hist(self) -> float | None:
+        """σ_hist, the session's long-run volatility baseline (per-step σ; None before a positive reading)."""
+        return self.breakers.sigma_hist
+
+    @property
+    def vpin_hist(self) -> float | None:
+        """VPIN_hist, the running mean of VPIN the fear breaker's VPIN excess is measured from."""
+        return self.breakers.vpin_hist
 
     # ---------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         info = dict(info)
-        self.start_session(obs, info)
+        self.breakers.start_session(obs, info)
         self._needs_reset = False
+        self._last_obs, self._last_info = obs, info
         self._annotate(info, forwarded=None)
         return obs, info
 
     def step(self, action: Any):
         if self._needs_reset:
             raise RuntimeError(_NEED_RESET)
-        if self._halted:
+        breakers = self.breakers
+        if breakers.before_action(action) is not None:  # halted before, kill switch, or a failed check
             return self._blocked()
-        try:
-            reason = self._pre_step(action)
-        except Exception as err:
-            return self._blocked(_error_reason(self._stage, err))
-        if reason is not None:
-            return self._blocked(reason)
         try:
             obs, reward, terminated, truncated, info = self.env.step(action)
         except Exception as err:
             if not self.halt_on_env_error:
                 raise
-            return self._blocked(_error_reason("wrapped env step", err), forwarded=None)
-        self._obs_now = obs
+            breakers.halt_on_error("wrapped env step", err)
+            return self._blocked(forwarded=None)
         try:
             info = dict(info)
         except Exception as err:
             info = {}
-            self._halt(_error_reason("info copy", err))
-        if not self._halted:
-            self._post_step(info)
-        if self._halted:
+            breakers.halt_on_error("info copy", err)
+        breakers.after_step(obs, info)
+        if breakers.halted:
             terminated = True
         elif terminated or truncated:
             self._needs_reset = True
-        self._last_obs = obs
-        self._last_info = info
+        self._last_obs, self._last_info = obs, info
         self._annotate(info, forwarded=True)
         return obs, reward, terminated, truncated, info
 
     def _annotate(self, info: dict[str, Any], forwarded: bool | None) -> None:
-        info["breakers"] = self._breaker_info()
-        info["halted"] = self._halted
-        info["halt_reason"] = self._halt_reason
+        info["breakers"] = self.breakers.breaker_info()
+        info["halted"] = self.breakers.halted
+        info["halt_reason"] = self.breakers.halt_reason
         if forwarded is not None or "action_forwarded" not in info:
             info["action_forwarded"] = forwarded
 
-    def _blocked(self, reason: str | None = None, forwarded: bool | None = False):
+    def _blocked(self, forwarded: bool | None = False):
         """Terminal transition without stepping the wrapped env (the action is never forwarded)."""
-        if reason is not None:
-            self._halt(reason)
         info = {k: v for k, v in self._last_info.items() if k not in _DECISION_KEYS}
         info.update({k: v for k, v in NO_EXECUTION_INFO.items() if k in info})
         if "volume" in info:  # the market did not step

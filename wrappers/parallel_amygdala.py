@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import os
 from collections.abc import Iterable
 from typing import Any
 
 from wrappers._parallel import ParallelSafetyWrapper
-from wrappers.amygdala import _BAD_KILL_FILE, CircuitBreakers, _error_reason
+from wrappers.amygdala import BreakerConfig, CircuitBreakers
 
-BREAKER_ARGS: tuple[str, ...] = tuple(
-    name for name in inspect.signature(CircuitBreakers.__init__).parameters if name not in ("self", "kill_file"))
-"""Keyword arguments passed on to every agent's :class:`~wrappers.amygdala.CircuitBreakers`."""
-
-_BAD_BREAKER_ARG = "Unknown breaker argument {!r}; expected some of {}"
 _NOT_GUARDED = "Agent {!r} has no circuit breakers; guarded agents: {}"
 
 
@@ -46,8 +41,12 @@ class ParallelAmygdala(ParallelSafetyWrapper):
       inner :class:`~wrappers.parallel_shield.ParallelLTNShield`), executed ones weighing 1 and ones the
       shield blocked ``blocked_weight`` (0.1), per proposal > ``max_violation_rate`` (0.05);
     * **kill_switch** — :meth:`kill` ``(agent)`` or the flag file ``kill_file``; a ``kill_file``
-      containing ``{agent}`` is one file per agent (``"/tmp/janus.{agent}.kill"``), else one
-      file halts every guarded agent.
+      containing ``{agent}`` is one file per agent (``"/tmp/janus.{agent}.kill"``, see
+      :func:`kill_path`), else one file halts every guarded agent.
+
+    The settings are one :class:`~wrappers.amygdala.BreakerConfig` (``config=`` or its fields as
+    keywords), the same for every guarded agent; each agent's breakers get it with its own
+    ``kill_file`` path.
 
     Volatility and fear read the shared market, so they trip for every guarded agent at once;
     drawdown, slippage, violation rate and the kill switch are the agent's own.
@@ -70,13 +69,15 @@ class ParallelAmygdala(ParallelSafetyWrapper):
         env: a ``JanusParallelEnv`` or a parallel wrapper of one (put the shield inside).
         agents: guarded agents: names and/or roles (default: every ``janus`` agent); makers allowed.
         on_halt: ``"terminate"`` (default) or ``"stay"``.
-        kill_file: flag file path (``{agent}`` is replaced by the agent's name), or None.
-        **breakers: any other :class:`~wrappers.amygdala.Amygdala` keyword (``BREAKER_ARGS``):
-            ``max_drawdown``, ``vol_ratio``, ``fear_threshold``, ``slippage_predictor``, ...
+        config: the breaker settings (None: ``BreakerConfig()``, the defaults); its ``kill_file`` may
+            contain ``{agent}``.
+        **settings: :class:`~wrappers.amygdala.BreakerConfig` fields (``max_drawdown``, ``vol_ratio``,
+            ``fear_threshold``, ``slippage_predictor``, ``kill_file``, ...), replacing those of ``config``.
 
     Raises:
-        TypeError: ``env`` is not a janus_market env, an unknown breaker argument, or an argument
-            of the wrong type.
+        TypeError: ``env`` is not a janus_market env, an unknown breaker argument (the message lists
+            the ``BreakerConfig`` fields), a setting of the wrong type, or a ``config`` that is not a
+            ``BreakerConfig``.
         ValueError: an unknown agent or role, an out-of-range threshold, or an unknown ``on_halt``.
 
     ```python
@@ -91,19 +92,20 @@ class ParallelAmygdala(ParallelSafetyWrapper):
         agents: str | Iterable[str] | None = None,
         *,
         on_halt: str = "terminate",
-        kill_file: str | os.PathLike[str] | None = None,
-        **breakers: Any,
+        config: BreakerConfig | None = None,
+        **settings: Any,
     ) -> None:
         super().__init__(env, agents, on_halt)
-        for name in breakers:
-            if name not in BREAKER_ARGS:
-                raise TypeError(_BAD_BREAKER_ARG.format(name, list(BREAKER_ARGS)))
-        if kill_file is not None and not isinstance(kill_file, (str, os.PathLike)):
-            raise TypeError(_BAD_KILL_FILE.format(kill_file))
-        self.kill_file = kill_file
-        self.breakers = {agent: CircuitBreakers(kill_file=kill_path(kill_file, agent), **breakers)
-                         for agent in self.guarded}
+        self._config = shared = BreakerConfig.from_mapping(settings, base=config)
+        self.breakers = {
+            agent: CircuitBreakers(dataclasses.replace(shared, kill_file=kill_path(shared.kill_file, agent)))
+            for agent in self.guarded}
         """Agent → its :class:`~wrappers.amygdala.CircuitBreakers`."""
+
+    @property
+    def config(self) -> BreakerConfig:
+        """The breaker settings of every guarded agent (``kill_file`` as given, ``{agent}`` not replaced)."""
+        return self._config
 
     # ---------------------------------------------------------------- kill switch
     def kill(self, agent: str, reason: str = "manual kill") -> None:
@@ -151,6 +153,6 @@ class ParallelAmygdala(ParallelSafetyWrapper):
                 reason = breakers.after_step(obs[agent], infos[agent])
                 infos[agent]["breakers"] = breakers.breaker_info()
             except Exception as err:  # bookkeeping around the breakers: halt all the same
-                reason = _error_reason("breaker bookkeeping", err)
+                reason = breakers.halt_on_error("breaker bookkeeping", err)
             if reason is not None:
                 self._halt_agent(agent, reason)

@@ -129,7 +129,7 @@ from wrappers._state import (
     TradeHistory,
     new_history_rows,
 )
-from wrappers.logic import Predicate, _sat_agg, and_, implies, not_, or_, sigmoid
+from wrappers.logic import Predicate, and_, implies, not_, or_, sat_agg, sigmoid
 
 RULE_NAMES: tuple[str, ...] = (
     "wash_sale",
@@ -240,9 +240,15 @@ def cash_reserve_truth(buy, reserve_ok):
 
 
 @register_jitable
-def _decode_into(book, mid, lot, encoded, out):
-    """Fill ``out`` ``(4, L)`` with ``(bid_px, bid_qty, ask_px, ask_qty)`` rows in currency/shares;
-    empty levels get price 0, quantity 0."""
+def decode_book_into(book, mid, lot, encoded, out):
+    """Fill ``out`` ``(4, L)`` with ``(bid_px, bid_qty, ask_px, ask_qty)`` rows in currency/shares.
+
+    ``book`` is ``(L, 4)`` rows ``(bid_px, bid_qty, ask_px, ask_qty)``: in currency/shares, or with
+    ``encoded`` the observation's encoding (price offset from ``mid`` in bps, ``log1p(shares/lot)``).
+    Empty levels (quantity ≤ 0 or NaN) get price 0, quantity 0. Every KB evaluation decodes the book
+    with it: :func:`kb_evaluate`, :func:`kb_kernel` and the shields' compiled step
+    (:mod:`wrappers.shield_kernel`).
+    """
     for i in range(book.shape[0]):
         for side in range(2):
             px = book[i, 2 * side]
@@ -262,7 +268,7 @@ def _decode_into(book, mid, lot, encoded, out):
 def _decode_book(book, mid, lot, encoded):
     """``(bid_px, bid_qty, ask_px, ask_qty)`` in currency/shares; empty levels get price 0, quantity 0."""
     out = np.empty((4, book.shape[0]), dtype=np.float64)
-    _decode_into(book, mid, lot, encoded, out)
+    decode_book_into(book, mid, lot, encoded, out)
     return out
 
 
@@ -323,7 +329,7 @@ def kb_evaluate(q: np.ndarray, book: np.ndarray, state: np.ndarray, params: np.n
     truths[:, 2] = vpin_truth(toxic, np.where(q == 0.0, 1.0, 0.0))
     truths[:, 3] = np.where(np.abs(pos + q) <= state[S_MAX_POSITION], 1.0, 0.0)
     truths[:, 4] = cash_reserve_truth(buy, np.where(slack >= 0.0, 1.0, 0.0))
-    return truths, _sat_agg(truths, params[K_P], -1)
+    return truths, sat_agg(truths, params[K_P], -1)
 
 
 # ----------------------------------------------------------------------------- the kernel (numba)
@@ -343,7 +349,7 @@ def kb_kernel(q, book, params, truths, sat, encoded, pos, cash, mid, vpin, sigma
 @register_jitable
 def kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, sigma_hist, mean_volume,
                recent_loss_sale, max_position, lot, fee_bps):
-    """:func:`kb_kernel` on a book already decoded by :func:`_decode_into` (loops, no temporaries)."""
+    """:func:`kb_kernel` on a book already decoded by :func:`decode_book_into` (loops, no temporaries)."""
     n_levels = decoded.shape[1]
     volatile = volatile_truth(sigma, sigma_hist, params[K_LOG_VOL_RATIO], params[K_VOL_SLOPE])
     volume = max(mean_volume, lot)
@@ -547,18 +553,6 @@ class TradingKnowledgeBase:
         s[S_VOL_BASELINE] = history.sigma_hist
         return s
 
-    kernel = staticmethod(kb_kernel)
-    """:func:`kb_kernel` (the hot path; an attribute so tests can inject faults per instance)."""
-
-    def score_into(self, quantities: np.ndarray, book: np.ndarray, state: np.ndarray,
-                   truths: np.ndarray, sat: np.ndarray) -> None:
-        """The hot path: run the numba kernel into preallocated ``truths`` and ``sat`` (no checks).
-
-        ``quantities`` float64 ``(n,)``, ``book`` C-contiguous float64 ``(L, 4)``, ``state`` from
-        :meth:`state`, ``truths`` ``(n, 5)`` and ``sat`` ``(n,)`` float64.
-        """
-        kb_evaluate_numba(quantities, book, state, self.params, truths, sat)
-
     def evaluate(self, quantities: Any, book: Any, state: np.ndarray, backend: str = "numba") -> KBResult:
         """Score candidate orders.
 
@@ -595,6 +589,6 @@ class TradingKnowledgeBase:
 
 
 __all__ = [
-    "RULE_NAMES", "KBResult", "Trade", "TradeHistory", "TradingKnowledgeBase", "kb_evaluate", "kb_evaluate_numba",
-    "kb_kernel",
+    "RULE_NAMES", "KBResult", "Trade", "TradeHistory", "TradingKnowledgeBase", "decode_book_into", "kb_decoded",
+    "kb_evaluate", "kb_evaluate_numba", "kb_kernel",
 ]

@@ -76,7 +76,6 @@ from janus_env.data.validation import (
     NOT_POSITIVE,
     UNSORTED_LEVELS,
     DataFormatError,
-    _py,
     as_array,
     check_file,
     finite_checks,
@@ -86,6 +85,7 @@ from janus_env.data.validation import (
     order_by_time,
     parse_times,
     positive_check,
+    py_scalar,
     raise_first,
     raise_first_array,
     read_csv,
@@ -207,30 +207,30 @@ def _book_checks(book: np.ndarray) -> list:
         finite_q = np.isfinite(qty)
         filled = finite_q & (qty > 0)
         checks.append(("book", _at(~finite_q, q_col), lambda i, f=field_q: f"{f} " + A_NOT_FINITE.format(
-            value=_py(book[i]))))  # fmt: skip
+            value=py_scalar(book[i]))))  # fmt: skip
         checks.append(("book", _at(finite_q & (qty < 0), q_col), lambda i, f=field_q: f"{f} " + A_NEGATIVE.format(
-            value=_py(book[i]))))  # fmt: skip
+            value=py_scalar(book[i]))))  # fmt: skip
         with np.errstate(invalid="ignore"):
             bad_px = filled & ~(np.isfinite(px) & (px > 0))
         checks.append(("book", _at(bad_px, px_col), lambda i, f=field_px, q=q_col: A_PRICE_FOR_QTY.format(
-            field=f, value=_py(book[i]), qty=_py(book[i[0], i[1], q]))))  # fmt: skip
+            field=f, value=py_scalar(book[i]), qty=py_scalar(book[i[0], i[1], q]))))  # fmt: skip
         checks.append(("book", _at(np.isinf(px), px_col), lambda i, f=field_px: f"{f} " + A_NOT_FINITE.format(
-            value=_py(book[i]))))  # fmt: skip
+            value=py_scalar(book[i]))))  # fmt: skip
         after_empty = filled & (np.cumsum(~filled, axis=1) > 0)
         checks.append(("book", _at(after_empty, q_col), lambda i, s=side: A_AFTER_EMPTY.format(
-            side=s, qty=_py(book[i]))))  # fmt: skip
+            side=s, qty=py_scalar(book[i]))))  # fmt: skip
         if n_levels > 1:
             with np.errstate(invalid="ignore"):
                 worse = (px[:, 1:] - px[:, :-1]) * sign > 0
             unsorted = np.pad(filled[:, 1:] & filled[:, :-1] & ~worse, ((0, 0), (1, 0)))
             checks.append(("book", _at(unsorted, px_col), lambda i, s=side, c=px_col: A_UNSORTED.format(
-                side=s, price=_py(book[i]), order="higher" if c == 2 else "lower",
-                previous=_py(book[i[0], i[1] - 1, c]))))  # fmt: skip
+                side=s, price=py_scalar(book[i]), order="higher" if c == 2 else "lower",
+                previous=py_scalar(book[i[0], i[1] - 1, c]))))  # fmt: skip
     both = (book[:, 0, 1] > 0) & (book[:, 0, 3] > 0)
     with np.errstate(invalid="ignore"):
         crossed = both & (book[:, 0, 0] >= book[:, 0, 2])
     checks.append(("book", _at(crossed[:, None], 0), lambda i: A_CROSSED.format(
-        bid=_py(book[i[0], 0, 0]), ask=_py(book[i[0], 0, 2]))))  # fmt: skip
+        bid=py_scalar(book[i[0], 0, 0]), ask=py_scalar(book[i[0], 0, 2]))))  # fmt: skip
     return checks
 
 
@@ -415,20 +415,20 @@ def _read_relative(frame: pd.DataFrame, names: list[str], mapping: dict[str, str
         unsorted = np.pad((px[:, 1:] - px[:, :-1]) * sign <= 0, ((0, 0), (1, 0)))
         checks.append(
             (low.any(axis=1), lambda r, s=side, d=dist, m=low: DISTANCE_BELOW_MINUS_ONE.format(
-                column=f"{s}_distance_{int(np.argmax(m[r]))}", value=_py(d[r, int(np.argmax(m[r]))])))
+                column=f"{s}_distance_{int(np.argmax(m[r]))}", value=py_scalar(d[r, int(np.argmax(m[r]))])))
         )  # fmt: skip
         checks.append(
             (neg.any(axis=1), lambda r, s=side, x=notional, m=neg: NEGATIVE.format(
-                column=f"{s}_notional_{int(np.argmax(m[r]))}", value=_py(x[r, int(np.argmax(m[r]))])))
+                column=f"{s}_notional_{int(np.argmax(m[r]))}", value=py_scalar(x[r, int(np.argmax(m[r]))])))
         )  # fmt: skip
         checks.append(
             (unsorted.any(axis=1), lambda r, s=side, x=px, m=unsorted, sign=sign: UNSORTED_LEVELS.format(
-                side=s[:-1], level=int(np.argmax(m[r])), price=_py(x[r, int(np.argmax(m[r]))]),
+                side=s[:-1], level=int(np.argmax(m[r])), price=py_scalar(x[r, int(np.argmax(m[r]))]),
                 order="higher" if sign > 0 else "lower", previous=int(np.argmax(m[r])) - 1,
-                previous_price=_py(x[r, int(np.argmax(m[r])) - 1])))
+                previous_price=py_scalar(x[r, int(np.argmax(m[r])) - 1])))
         )  # fmt: skip
     crossed = bid_px[:, 0] >= ask_px[:, 0]
-    checks.append((crossed, lambda r: CROSSED_BOOK.format(bid=_py(bid_px[r, 0]), ask=_py(ask_px[r, 0]))))
+    checks.append((crossed, lambda r: CROSSED_BOOK.format(bid=py_scalar(bid_px[r, 0]), ask=py_scalar(ask_px[r, 0]))))
     raise_first(file, first_line, checks)
     b_px, b_q = _pack(bid_px, bid_n / bid_px)
     a_px, a_q = _pack(ask_px, ask_n / ask_px)
@@ -474,15 +474,15 @@ def _read_absolute(frame: pd.DataFrame, names: list[str], mapping: dict[str, str
         unsorted = filled & (above >= 0) & ((px - above_px) * sign <= 0)
         first = lambda r, m: int(np.argmax(m[r]))  # noqa: E731
         checks.append((neg.any(axis=1), lambda r, m=neg, x=qty, c=q_names: NEGATIVE.format(
-            column=c[first(r, m)], value=_py(x[r, first(r, m)]))))  # fmt: skip
+            column=c[first(r, m)], value=py_scalar(x[r, first(r, m)]))))  # fmt: skip
         checks.append((bad_px.any(axis=1), lambda r, m=bad_px, x=px, c=px_names: NOT_POSITIVE.format(
-            column=c[first(r, m)], value=_py(x[r, first(r, m)]))))  # fmt: skip
+            column=c[first(r, m)], value=py_scalar(x[r, first(r, m)]))))  # fmt: skip
         checks.append((~filled.any(axis=1), lambda r, s=side: ONE_SIDED.format(side=s)))
         checks.append((unsorted.any(axis=1), lambda r, m=unsorted, x=px, a=above, s=side, sign=sign:
-                       UNSORTED_LEVELS.format(side=s, level=base + first(r, m), price=_py(x[r, first(r, m)]),
+                       UNSORTED_LEVELS.format(side=s, level=base + first(r, m), price=py_scalar(x[r, first(r, m)]),
                                               order="higher" if sign > 0 else "lower",
                                               previous=base + int(a[r, first(r, m)]),
-                                              previous_price=_py(x[r, int(a[r, first(r, m)])]))))  # fmt: skip
+                                              previous_price=py_scalar(x[r, int(a[r, first(r, m)])]))))  # fmt: skip
     buy = values[volume_cols["buy_volume"]] if volume_cols else np.zeros(n)
     sell = values[volume_cols["sell_volume"]] if volume_cols else np.zeros(n)
     for key, x in (("buy_volume", buy), ("sell_volume", sell)):
@@ -491,7 +491,7 @@ def _read_absolute(frame: pd.DataFrame, names: list[str], mapping: dict[str, str
     b_px, b_q = _pack(*arrays["bid"])
     a_px, a_q = _pack(*arrays["ask"])
     crossed = (b_q[:, 0] > 0) & (a_q[:, 0] > 0) & (b_px[:, 0] >= a_px[:, 0])
-    checks.append((crossed, lambda r: CROSSED_BOOK.format(bid=_py(b_px[r, 0]), ask=_py(a_px[r, 0]))))
+    checks.append((crossed, lambda r: CROSSED_BOOK.format(bid=py_scalar(b_px[r, 0]), ask=py_scalar(a_px[r, 0]))))
     raise_first(file, first_line, checks)
     book = np.stack([b_px, b_q, a_px, a_q], axis=2)
     return book, 0.5 * (b_px[:, 0] + a_px[:, 0]), buy, sell

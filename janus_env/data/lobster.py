@@ -144,13 +144,13 @@ from janus_env.book import (
     SELL,
     BUY,
     OrderBook,
-    _slot_of,
     add_resting,
     cancel,
     execute_resting,
     remove_ahead,
     remove_range,
     side_block,
+    slot_of,
     snapshot,
     submit,
 )
@@ -167,10 +167,10 @@ from janus_env.data.validation import (
     EMPTY_FILE,
     WRONG_FIELD_COUNT,
     DataFormatError,
-    _py,
     check_file,
     negative_check,
     numeric_columns,
+    py_scalar,
     raise_first,
     read_csv,
 )
@@ -313,7 +313,7 @@ def read_lobster_messages(path: str | os.PathLike[str], *, extra_columns: str = 
             1,
             [
                 (np.isnan(t), lambda r: MISSING_VALUE.format(column="time")),
-                (np.isinf(t), lambda r: NOT_FINITE.format(column="time", value=_py(t[r]))),
+                (np.isinf(t), lambda r: NOT_FINITE.format(column="time", value=py_scalar(t[r]))),
             ],
         )
     except (ValueError, TypeError, OverflowError) as err:
@@ -351,13 +351,13 @@ def _validate_messages(
         first_line,
         [
             negative_check(time, "time"),
-            (back, lambda r: TIME_DECREASES.format(value=_py(time[r]), previous=_py(time[r - 1]))),
-            ((typ < 1) | (typ > 7), lambda r: BAD_EVENT_TYPE.format(value=_py(typ[r]))),
-            (book_event & (oid < 0), lambda r: NEGATIVE_ID.format(type=_py(typ[r]), value=_py(oid[r]))),
+            (back, lambda r: TIME_DECREASES.format(value=py_scalar(time[r]), previous=py_scalar(time[r - 1]))),
+            ((typ < 1) | (typ > 7), lambda r: BAD_EVENT_TYPE.format(value=py_scalar(typ[r]))),
+            (book_event & (oid < 0), lambda r: NEGATIVE_ID.format(type=py_scalar(typ[r]), value=py_scalar(oid[r]))),
             negative_check(size, "size"),
-            (trading & (size == 0), lambda r: ZERO_SIZE.format(type=_py(typ[r]))),
-            (trading & (price <= 0), lambda r: NOT_POSITIVE.format(column="price", value=_py(price[r]))),
-            (sided & (np.abs(direction) != 1), lambda r: BAD_DIRECTION.format(value=_py(direction[r]))),
+            (trading & (size == 0), lambda r: ZERO_SIZE.format(type=py_scalar(typ[r]))),
+            (trading & (price <= 0), lambda r: NOT_POSITIVE.format(column="price", value=py_scalar(price[r]))),
+            (sided & (np.abs(direction) != 1), lambda r: BAD_DIRECTION.format(value=py_scalar(direction[r]))),
         ],
     )
 
@@ -417,20 +417,26 @@ def _validate_orderbook(file: str, book: np.ndarray) -> None:
         step = (px[:, 1:] - px[:, :-1]) * sign
         unsorted = filled[:, 1:] & filled[:, :-1] & (step <= 0)
         masks = (
-            (sz < 0, lambda r, lv, side=side, sz=sz: NEGATIVE.format(column=f"{side}_sz{lv + 1}", value=_py(sz[r, lv]))),
+            (
+                sz < 0,
+                lambda r, lv, side=side, sz=sz: NEGATIVE.format(column=f"{side}_sz{lv + 1}",
+                                                                value=py_scalar(sz[r, lv])),
+            ),
             (
                 empty & (sz != 0),
                 lambda r, lv, side=side, sz=sz, e=empty_px: EMPTY_LEVEL_SIZE.format(
-                    side=side, level=lv + 1, price=e, size=_py(sz[r, lv])
+                    side=side, level=lv + 1, price=e, size=py_scalar(sz[r, lv])
                 ),
             ),
             (
                 filled & (px <= 0),
-                lambda r, lv, side=side, px=px: NOT_POSITIVE.format(column=f"{side}_px{lv + 1}", value=_py(px[r, lv])),
+                lambda r, lv, side=side, px=px: NOT_POSITIVE.format(column=f"{side}_px{lv + 1}",
+                                                                    value=py_scalar(px[r, lv])),
             ),
             (
                 filled & (sz <= 0),
-                lambda r, lv, side=side, sz=sz: NOT_POSITIVE.format(column=f"{side}_sz{lv + 1}", value=_py(sz[r, lv])),
+                lambda r, lv, side=side, sz=sz: NOT_POSITIVE.format(column=f"{side}_sz{lv + 1}",
+                                                                    value=py_scalar(sz[r, lv])),
             ),
             (
                 np.pad(gap, ((0, 0), (1, 0))),
@@ -441,17 +447,17 @@ def _validate_orderbook(file: str, book: np.ndarray) -> None:
                 lambda r, lv, side=side, px=px, sign=sign: UNSORTED_LEVELS.format(
                     side=side,
                     level=lv + 1,
-                    price=_py(px[r, lv]),
+                    price=py_scalar(px[r, lv]),
                     order="higher" if sign > 0 else "lower",
                     previous=lv,
-                    previous_price=_py(px[r, lv - 1]),
+                    previous_price=py_scalar(px[r, lv - 1]),
                 ),
             ),
         )
         for mask, describe in masks:
             checks.append((mask.any(axis=1), lambda r, m=mask, d=describe: d(r, int(np.argmax(m[r])))))
     crossed = (ask_px[:, 0] != EMPTY_ASK) & (bid_px[:, 0] != EMPTY_BID) & (bid_px[:, 0] >= ask_px[:, 0])
-    checks.append((crossed, lambda r: CROSSED_BOOK.format(bid=_py(bid_px[r, 0]), ask=_py(ask_px[r, 0]))))
+    checks.append((crossed, lambda r: CROSSED_BOOK.format(bid=py_scalar(bid_px[r, 0]), ask=py_scalar(ask_px[r, 0]))))
     raise_first(file, 1, checks)
 
 
@@ -866,7 +872,7 @@ def replay_kernel(
         tick = ticks[i]
         if t == EV_SUBMIT:
             prev = id_map[c]
-            if prev >= 0 and _slot_of(orders, prev) >= 0:
+            if prev >= 0 and slot_of(orders, prev) >= 0:
                 counters[C_DUPLICATE_IDS] += 1
             if remove_stale:
                 if d == BUY and state[S_BEST_ASK] <= tick:
@@ -920,7 +926,7 @@ def replay_kernel(
                     execute_resting(levels, orders, state, accounts, fills, log, -1, q, RECORDED_AGENT)  # unknown
             else:
                 if remove_stale:
-                    slot = _slot_of(orders, oid)
+                    slot = slot_of(orders, oid)
                     if slot >= 0 and levels[orders[slot, O_PRICE], side_block(d) + L_HEAD] != slot:  # not first
                         n, shares = remove_ahead(levels, orders, state, log, slot)
                         counters[C_STALE_QUEUE] += n
@@ -1189,19 +1195,20 @@ class LOBSTERReplayer:
             data.path or "<messages>",
             1,
             [(is_add & ~on_grid,
-              lambda r: OFF_GRID.format(price=_py(data.price[r]), origin=g.origin, tick=g.tick_size))],  # fmt: skip
+              lambda r: OFF_GRID.format(price=py_scalar(data.price[r]), origin=g.origin,
+                                        tick=g.tick_size))],  # fmt: skip
         )
         seed_rel = seed_price - g.origin
         seed_off = (seed_rel % g.tick_size != 0) | (seed_rel < 0) | (seed_rel >= g.n_ticks * g.tick_size)
         if seed_off.any():
             k = int(np.argmax(seed_off))
-            problem = OFF_GRID.format(price=_py(seed_price[k]), origin=g.origin, tick=g.tick_size)
+            problem = OFF_GRID.format(price=py_scalar(seed_price[k]), origin=g.origin, tick=g.tick_size)
             raise DataFormatError(ROW_ERROR.format(file=data.orderbook_path or "<orderbook>", line=1, problem=problem))
         shown_rel = shown - g.origin
         shown_off = (shown_rel % g.tick_size != 0) | (shown_rel < 0) | (shown_rel >= g.n_ticks * g.tick_size)
         if shown_off.any():
             k = int(np.argmin(np.where(shown_off, shown_row, len(data))))
-            problem = OFF_GRID.format(price=_py(shown[k]), origin=g.origin, tick=g.tick_size)
+            problem = OFF_GRID.format(price=py_scalar(shown[k]), origin=g.origin, tick=g.tick_size)
             raise DataFormatError(ROW_ERROR.format(file=data.orderbook_path or "<orderbook>",
                                                    line=int(shown_row[k]) + 1, problem=problem))  # fmt: skip
         self.ticks = np.where(priced & on_grid, rel // g.tick_size, -1).astype(np.int64)

@@ -77,7 +77,6 @@ from janus_env.data.validation import (
     OUTSIDE_RANGE,
     DataFormatError,
     Lines,
-    _py,
     as_array,
     check_file,
     finite_checks,
@@ -87,6 +86,7 @@ from janus_env.data.validation import (
     order_by_time,
     parse_times,
     positive_check,
+    py_scalar,
     raise_first,
     raise_first_array,
     read_csv,
@@ -167,10 +167,10 @@ class OHLCVBars:
             checks += finite_checks(name, values[name], positive=True)
         checks += finite_checks("volume", values["volume"], nonnegative=True)
         with np.errstate(invalid="ignore"):
-            checks.append(("high", h < lo, lambda i: HIGH_BELOW_LOW.format(high=_py(h[i]), low=_py(lo[i]))))
+            checks.append(("high", h < lo, lambda i: HIGH_BELOW_LOW.format(high=py_scalar(h[i]), low=py_scalar(lo[i]))))
             for name, x in (("open", o), ("close", c)):
                 checks.append((name, (x < lo) | (x > h), lambda i, name=name, x=x: OUTSIDE_RANGE.format(
-                    column=name, value=_py(x[i]), low=_py(lo[i]), high=_py(h[i]))))  # fmt: skip
+                    column=name, value=py_scalar(x[i]), low=py_scalar(lo[i]), high=py_scalar(h[i]))))  # fmt: skip
         checks += time_checks("time", time)
         raise_first_array(owner, checks)
 
@@ -465,11 +465,11 @@ def read_ohlcv(
     volume, swapped = _base_volume(frame, volume_candidates, c, file, lines)
     checks = [positive_check(x, k) for k, x in zip(PRICE_COLUMNS, (o, h, lo, c))]
     checks.append(negative_check(volume, "volume"))
-    checks.append((h < lo, lambda r: HIGH_BELOW_LOW.format(high=_py(h[r]), low=_py(lo[r]))))
+    checks.append((h < lo, lambda r: HIGH_BELOW_LOW.format(high=py_scalar(h[r]), low=py_scalar(lo[r]))))
     for label, x in (("open", o), ("close", c)):
         checks.append(
             ((x < lo) | (x > h), lambda r, label=label, x=x: OUTSIDE_RANGE.format(
-                column=label, value=_py(x[r]), low=_py(lo[r]), high=_py(h[r])))
+                column=label, value=py_scalar(x[r]), low=py_scalar(lo[r]), high=py_scalar(h[r])))
         )  # fmt: skip
     raise_first(file, lines, checks)
     times = parse_times(frame[names["time"]], names["time"], file, lines)

@@ -155,8 +155,13 @@ def raise_first(file: str, first_line: Lines, checks: Iterable[Check]) -> None:
         )
 
 
-def _py(value: object) -> object:
-    """A plain Python scalar for messages (``3.0`` rather than ``np.float64(3.0)``)."""
+def py_scalar(value: object) -> object:
+    """A plain Python scalar for error messages: ``3.0`` rather than ``np.float64(3.0)``.
+
+    Every loader (:mod:`~janus_env.data.ohlcv`, :mod:`~janus_env.data.l2`, :mod:`~janus_env.data.lobster`)
+    formats the offending value of a bad row with it, so a message reads the same whatever numpy
+    type the column has.
+    """
     return value.item() if isinstance(value, np.generic) else value
 
 
@@ -209,14 +214,14 @@ def numeric_columns(
         infinite = np.isinf(values)
         checks.append((missing, lambda r, c=label: MISSING_VALUE.format(column=c)))
         checks.append(
-            (non_numeric, lambda r, c=label, s=series: NON_NUMERIC.format(column=c, value=_py(s.iloc[r])))
+            (non_numeric, lambda r, c=label, s=series: NON_NUMERIC.format(column=c, value=py_scalar(s.iloc[r])))
         )
-        checks.append((infinite, lambda r, c=label, v=values: NOT_FINITE.format(column=c, value=_py(v[r]))))
+        checks.append((infinite, lambda r, c=label, v=values: NOT_FINITE.format(column=c, value=py_scalar(v[r]))))
         if column in integer:
             with np.errstate(invalid="ignore"):
                 fractional = np.isfinite(values) & ((values != np.floor(values)) | (np.abs(values) >= 2.0**63))
             checks.append(
-                (fractional, lambda r, c=label, v=values: NOT_INTEGER.format(column=c, value=_py(v[r])))
+                (fractional, lambda r, c=label, v=values: NOT_INTEGER.format(column=c, value=py_scalar(v[r])))
             )
         out[column] = values
     raise_first(file, first_line, checks)
@@ -225,12 +230,12 @@ def numeric_columns(
 
 def negative_check(values: np.ndarray, label: str) -> Check:
     """Check flagging negative entries of ``values``."""
-    return values < 0, lambda r: NEGATIVE.format(column=label, value=_py(values[r]))
+    return values < 0, lambda r: NEGATIVE.format(column=label, value=py_scalar(values[r]))
 
 
 def positive_check(values: np.ndarray, label: str) -> Check:
     """Check flagging entries of ``values`` that are not > 0."""
-    return values <= 0, lambda r: NOT_POSITIVE.format(column=label, value=_py(values[r]))
+    return values <= 0, lambda r: NOT_POSITIVE.format(column=label, value=py_scalar(values[r]))
 
 
 def match_columns(
@@ -410,12 +415,12 @@ def finite_checks(
 ) -> list[ArrayCheck]:
     """Checks for NaN/inf entries and, optionally, entries <= 0 or < 0 (among the finite ones)."""
     finite = np.isfinite(values)
-    checks: list[ArrayCheck] = [(field, ~finite, lambda i: A_NOT_FINITE.format(value=_py(values[i])))]
+    checks: list[ArrayCheck] = [(field, ~finite, lambda i: A_NOT_FINITE.format(value=py_scalar(values[i])))]
     with np.errstate(invalid="ignore"):
         if positive:
-            checks.append((field, finite & (values <= 0), lambda i: A_NOT_POSITIVE.format(value=_py(values[i]))))
+            checks.append((field, finite & (values <= 0), lambda i: A_NOT_POSITIVE.format(value=py_scalar(values[i]))))
         if nonnegative:
-            checks.append((field, finite & (values < 0), lambda i: A_NEGATIVE.format(value=_py(values[i]))))
+            checks.append((field, finite & (values < 0), lambda i: A_NEGATIVE.format(value=py_scalar(values[i]))))
     return checks
 
 

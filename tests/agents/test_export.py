@@ -24,6 +24,7 @@ from agents.basal_ganglia import (
     BasalGangliaMaskablePolicy,
     BasalGangliaQRDQN,
     BasalGangliaQRDQNPolicy,
+    go_scores,
 )
 from agents.export import export_onnx
 
@@ -103,6 +104,41 @@ def test_basal_ganglia_graph_matches_predict(kind: str, tmp_path: Path) -> None:
     assert out["vetoed"].tolist() == [row["vetoed"] for row in batch]
     assert 0 < out["vetoed"].sum() < out["vetoed"].size or not (out["proposed"] != HOLD).any()
     np.testing.assert_array_equal(out["action"][out["vetoed"]], HOLD)
+
+
+def _sb3_go(policy: Any, obs: Any) -> np.ndarray:
+    """Go scores as SB3 computes them itself: Q-values, mean quantiles, or the actor's log-probabilities."""
+    with th.no_grad():
+        if hasattr(policy, "q_net"):
+            return policy.q_net(obs).numpy()
+        if hasattr(policy, "quantile_net"):
+            return policy.quantile_net(obs).mean(dim=1).numpy()
+        return policy.get_distribution(obs).distribution.logits.numpy()
+
+
+@pytest.mark.parametrize("kind", ["bg_dqn", "bg_qrdqn", "bg_ppo", "bg_maskable", "dqn", "qrdqn", "ppo"])
+def test_graph_go_scores_and_actions_are_the_torch_policys(kind: str, tmp_path: Path) -> None:
+    """One Go computation (``go_scores``) in the policy and in the ONNX graph: same scores, same actions."""
+    model = make(kind)
+    if kind.startswith("bg"):
+        randomize_nogo(model.policy)
+    path = export_onnx(model, tmp_path / f"{kind}.onnx")
+    obs = env_observations(32)
+    feed: dict[str, np.ndarray] = dict(obs)
+    predict_kwargs: dict[str, Any] = {}
+    if kind == "bg_maskable":
+        masks = np.random.default_rng(1).random((32, 3)) < 0.7
+        masks[:, 2] = True  # at least one legal action per row
+        feed["action_masks"] = predict_kwargs["action_masks"] = masks
+    out = run(path, feed)
+    tensor_obs, _ = model.policy.obs_to_tensor(obs)
+    with th.no_grad():
+        go = go_scores(model.policy, tensor_obs).numpy()
+    np.testing.assert_allclose(out["go"], go, atol=1e-5)
+    expected = _sb3_go(model.policy, tensor_obs)
+    got = out["go"] if kind.endswith("dqn") else out["go"] - np.log(np.exp(out["go"]).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_array_equal(out["action"], model.predict(obs, deterministic=True, **predict_kwargs)[0])
 
 
 def test_logic_input_gates_on_the_logic_loss(tmp_path: Path) -> None:

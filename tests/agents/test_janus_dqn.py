@@ -191,7 +191,19 @@ def test_learns_cartpole_better_than_random() -> None:
         policy_kwargs={"net_arch": [256, 256]},
     )
     model.learn(50_000)
-    eval_env = Monitor(gym.make("CartPole-v1"))
-    eval_env.reset(seed=1234)  # seeded start states: the score is a function of the trained weights only
-    mean_reward, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
-    assert mean_reward > 100.0  # a random policy averages ~22
+
+    def score(policy: Any) -> float:  # 50 episodes from seeded starts: a function of the policy only
+        env = Monitor(gym.make("CartPole-v1"))
+        env.reset(seed=1234)
+        env.action_space.seed(1234)
+        mean, _ = evaluate_policy(policy, env, n_eval_episodes=50, deterministic=True)
+        return float(mean)
+
+    class Random:
+        def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
+            return np.array([rng.integers(2) for _ in range(len(obs))]), None
+
+    rng = np.random.default_rng(0)
+    # this budget gives a mediocre last iterate (10-episode means of 59-178 on five seeded start sets, ~100
+    # overall, for the code of 2026-12-01): the claim is "clearly better than random" (~22), not "solved"
+    assert score(model) > 3 * score(Random())

@@ -30,11 +30,11 @@ from janus_env.book import BUY, F_PRICE, F_QTY, F_TAKER_AGENT, F_TAKER_SIDE, S_N
 from janus_env.config import AGENT_JANUS, P_INITIAL_PRICE_TICKS, P_N_TICKS, MarketConfig
 from janus_env.data.l2 import L2Snapshots
 from janus_env.execution_env import JanusExecutionEnv
-from janus_env.historical import L2SnapshotSource, _RecordedBookSource
+from janus_env.historical import L2SnapshotSource, RecordedBookSource
 from janus_env.lob_env import JanusLOBEnv
 from janus_env.parallel_env import JanusParallelEnv
 from janus_env.samples import sample_path
-from janus_env.simulator import _FRACTIONAL
+from janus_env.simulator import _FRACTIONAL, update_cost
 from janus_env.vector_env import JanusLOBVectorEnv
 
 SIM = {"episode_steps": 60, "warmup": 16}
@@ -116,7 +116,7 @@ def _check_step(prev: dict, info: dict, requested: float, cfg: MarketConfig, *, 
 def _visible_book(env: JanusLOBEnv) -> tuple[np.ndarray, bool]:
     """The book the next order meets, and whether it is all of it (a recorded L2/OHLCV book is)."""
     if env.scenario == "historical":
-        return env._market.source.book(), isinstance(env._market.source, _RecordedBookSource)
+        return env._market.source.book(), isinstance(env._market.source, RecordedBookSource)
     return env.book(), False
 
 
@@ -561,3 +561,30 @@ def test_execution_env_accounting_and_unfilled_sales() -> None:
         done = terminated or truncated
         prev = info
     assert info["position"] == 0 or info["rejected_reason"] == "book_exhausted"
+
+
+def _average_cost_reference(fills: list[tuple[float, float]]) -> float:
+    """Σ signed shares × price of the open position, from its average price tracked fill by fill."""
+    position, average = 0.0, 0.0
+    for dq, px in fills:
+        new = position + dq
+        if position == 0.0 or (dq > 0) == (position > 0):
+            average = (average * abs(position) + px * abs(dq)) / abs(new)
+        elif new != 0.0 and (new > 0) != (position > 0):
+            average = px  # flipped: the rest opens at the fill price
+        position = new
+        if position == 0.0:
+            average = 0.0
+    return position * average
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-500, 500).filter(bool), st.floats(50.0, 150.0)), min_size=1, max_size=30))
+def test_update_cost_is_the_average_cost_basis(fills: list[tuple[int, float]]) -> None:
+    """``simulator.update_cost``, the one cost-basis kernel of every market, against a plain average-price ledger."""
+    cost, position = 0.0, 0
+    for dq, px in fills:
+        cost = update_cost(cost, position, dq, px)
+        position += dq
+    assert cost == pytest.approx(_average_cost_reference([(float(q), p) for q, p in fills]), rel=1e-9, abs=1e-6)
+

@@ -20,6 +20,7 @@ from envs_registry.pettingzoo_envs import (
     make_shared_policy_vec_env,
 )
 from janus_env import parallel_env as pe
+from janus_env import simulator as sim
 from janus_env.actions import InvalidActionError
 from janus_env.config import N_AGENTS
 from janus_env.parallel_env import JanusParallelEnv
@@ -140,6 +141,36 @@ def test_order_is_a_fair_permutation() -> None:
     expected = 1200 / 4
     chi2 = float(((first - expected) ** 2 / expected).sum())
     assert chi2 < 16.3, first  # chi-square, 3 degrees of freedom, p = 0.001
+
+
+# --------------------------------------------------------------------------- state layout
+
+
+def test_buffers_hold_every_agents_state_in_the_single_env_layout() -> None:
+    """``buffers()``: per agent an ``O_*`` row (the layout of Janus-LOB-v0's ``out``) and its observation row."""
+    env = make_parallel_env(roles=MIXED, **SMALL)
+    env.reset(seed=4)
+    for i, agent in enumerate(env.possible_agents):
+        env.action_space(agent).seed(i)
+    obs_rows, out = env.buffers()
+    assert obs_rows.dtype == np.float32 and out.dtype == np.float64 and out.flags.c_contiguous
+    assert out.shape[0] == obs_rows.shape[0] == len(env.possible_agents) and out.shape[1] > sim.N_OUT
+    columns = {"position": sim.O_POSITION, "cash": sim.O_CASH, "equity": sim.O_EQUITY, "pnl": sim.O_PNL,
+               "drawdown": sim.O_DRAWDOWN, "exec_qty": sim.O_EXEC_QTY, "exec_price": sim.O_EXEC_PRICE,
+               "fees": sim.O_FEES, "rejected_qty": sim.O_REJECTED, "mid": sim.O_MID, "spread": sim.O_SPREAD,
+               "vpin": sim.O_VPIN, "volatility": sim.O_VOLATILITY, "volume": sim.O_VOLUME, "step": sim.O_STEP}
+    d = sim.obs_size(env.config.window, env.config.n_levels)
+    for _ in range(12):
+        observations, rewards, _, _, infos = env.step({a: env.action_space(a).sample() for a in env.agents})
+        for agent, info in infos.items():
+            i = env.possible_agents.index(agent)
+            for key, col in columns.items():
+                assert out[i, col] == info[key], key
+            assert out[i, sim.O_REWARD] == rewards[agent] and out[i, sim.O_N_FILLS] == info["fills"]
+            flat = np.concatenate([observations[agent][k].ravel() for k in ("prices", "volumes", "book", "account",
+                                                                             "market")])
+            np.testing.assert_array_equal(obs_rows[i, :d], flat)
+    assert not np.shares_memory(observations["janus_0"]["book"], obs_rows)  # observations are copies
 
 
 # --------------------------------------------------------------------------- accounting

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from pathlib import Path
@@ -10,9 +11,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
+from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 
+from replay import swr
+from replay.callbacks import SleepPhaseCallback
+from replay.prioritized import PrioritizedReplayBuffer
 from replay.sleep_cycle import (
     _BAD_BUFFER,
     _BAD_FEATURES,
@@ -35,6 +41,8 @@ REQUIRED = {
     "sleep/anomalies",
     "sleep/replays",
 }
+PHASE_1 = {"sleep/replays", "sleep/td_error_before", "sleep/td_error_after", "sleep/td_error_improvement",
+           "sleep/mean_priority", "sleep/swr_skipped", "sleep/swr_capped"}
 TINY_UMAP = {"umap_n_neighbors": 5, "umap_n_epochs": 20, "mlp_epochs": 50, "umap_max_points": 150}
 
 OBS_SPACE = spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
@@ -169,11 +177,7 @@ def test_full_cycle_with_umap(tmp_path: Path) -> None:
     assert not state.monitor.is_anomaly(np.array([4.0, 4.0, -4.0, 0.0]))
 
 
-def _dqn(buffer_size: int = 1_000) -> Any:
-    from stable_baselines3 import DQN
-
-    from replay.prioritized import PrioritizedReplayBuffer
-
+def _dqn(buffer_size: int = 1_000) -> DQN:
     env = gym.make("CartPole-v1")
     return DQN(
         "MlpPolicy",
@@ -191,7 +195,6 @@ def _dqn(buffer_size: int = 1_000) -> Any:
 
 
 def test_dqn_end_to_end(tmp_path: Path) -> None:
-    pytest.importorskip("replay.swr")
     model = _dqn()
     model.learn(400)
     config = _config(tmp_path, n_sequences=4, seq_len=30, **TINY_UMAP)
@@ -204,18 +207,41 @@ def test_dqn_end_to_end(tmp_path: Path) -> None:
     assert math.isfinite(metrics["sleep/td_error_improvement"])
     assert metrics["sleep/constraint_satisfaction"] == 1.0  # CartPole: no LTN violations
     assert metrics["sleep/consolidated"] == 400.0
-    assert REQUIRED <= set(metrics)
+    assert REQUIRED | PHASE_1 <= set(metrics)
+    assert (metrics["sleep/td_error_before"], metrics["sleep/td_error_after"]) == (report.td_before, report.td_after)
+
+
+def test_swr_only_cycle_is_exactly_swr_replay() -> None:
+    """``swr_only``: phase 1 and its metrics, bit for bit what ``swr_replay`` does with a generator of the same seed."""
+    model = _dqn()
+    model.learn(300)
+    twin = _dqn()
+    twin.set_parameters(copy.deepcopy(model.get_parameters()))  # Adam's loaded state would share tensors
+    twin.replay_buffer = copy.deepcopy(model.replay_buffer)
+    config = SleepConfig(swr_only=True, n_sequences=4, seq_len=16, compression=12.0, seed=5)
+    state, metrics = run_sleep_cycle(model, model.replay_buffer, None, config)
+    report = swr.swr_replay(twin, twin.replay_buffer, n_sequences=4, seq_len=16, compression=12.0,
+                            rng=np.random.default_rng(5))
+    assert set(metrics) == PHASE_1 | {"sleep/elapsed_s"}
+    assert metrics["sleep/replays"] == report.replays == 8.0
+    assert (metrics["sleep/td_error_before"], metrics["sleep/td_error_after"]) == (report.td_before, report.td_after)
+    assert metrics["sleep/mean_priority"] == report.mean_priority
+    for a, b in zip(model.q_net.parameters(), twin.q_net.parameters(), strict=True):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(model.replay_buffer.priorities, twin.replay_buffer.priorities)
+    assert state.cycle == 1 and len(state.schemas) == 0 and state.last_pos == model.replay_buffer.pos
+
+
+def test_skipped_phase_1_reports_nan_td_errors() -> None:
+    _, metrics = run_sleep_cycle(None, _buffer(100), None, _config())
+    assert PHASE_1 <= set(metrics) and metrics["sleep/swr_skipped"] == 1.0
+    assert math.isnan(metrics["sleep/td_error_before"]) and math.isnan(metrics["sleep/td_error_after"])
+    assert math.isnan(metrics["sleep/mean_priority"])  # a plain buffer has no priorities
 
 
 def test_sleep_phase_callback_runs_full_cycle() -> None:
-    swr = pytest.importorskip("replay.swr")
     model = _dqn()
-    callback = swr.SleepPhaseCallback(
-        every_n_steps=150,
-        on_episode_end=False,
-        full_cycle=True,
-        sleep_config=_config(n_sequences=2, seq_len=16),
-    )
+    callback = SleepPhaseCallback(_config(n_sequences=2, seq_len=16), every_n_steps=150, on_episode_end=False)
     model.learn(300, callback=callback)
     assert callback.n_sleeps >= 1
     assert REQUIRED <= set(callback.last_metrics)
@@ -285,25 +311,27 @@ def test_old_checkpoints_without_market_clock_restore() -> None:
     [
         ({"step_seconds": 0.0}, ValueError, "_BAD_STEP_SECONDS"),
         ({"step_seconds": float("inf")}, ValueError, "_BAD_STEP_SECONDS"),
-        ({"max_wall_s": 0.0}, ValueError, "_BAD_CAP"),
-        ({"max_wall_s": float("nan")}, ValueError, "_BAD_CAP"),
+        ({"max_wall_s": 0.0}, ValueError, "swr._BAD_CAP"),
+        ({"max_wall_s": float("nan")}, ValueError, "swr._BAD_CAP"),
+        ({"compression": 25.0}, ValueError, "swr._BAD_COMPRESSION"),
         ({"clock": 5.0}, TypeError, "_BAD_CLOCK"),
-        ({"n_sequences": 0}, ValueError, "_BAD_COUNT"),
+        ({"n_sequences": 0}, ValueError, "swr._BAD_COUNT"),
+        ({"seq_len": 1.5}, ValueError, "swr._BAD_COUNT"),
+        ({"n_recent": 0}, ValueError, "_BAD_COUNT"),
     ],
 )
 def test_bad_config_values(kwargs: dict[str, Any], error: type, message: str) -> None:
     from replay import sleep_cycle
 
     (name, value), = kwargs.items()
-    template = getattr(sleep_cycle, message)
-    text = template.format(name, value) if message == "_BAD_COUNT" else template.format(value)
+    module, _, constant = message.rpartition(".")
+    template = getattr(swr if module else sleep_cycle, constant)
+    text = template.format(name, value) if constant == "_BAD_COUNT" else template.format(value)
     with pytest.raises(error, match=re.escape(text)):
         SleepConfig(**kwargs)
 
 
 def test_capped_swr_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
-    from replay import swr
-
     model = _dqn()
     model.learn(200)
     fake_now = [0.0]

@@ -1,12 +1,10 @@
-"""Sharp-wave-ripple replay and the sleep-phase callback."""
+"""Sharp-wave-ripple replay (phase 1 of a sleep cycle) and the sleep-phase callback."""
 
 from __future__ import annotations
 
 import csv
 import math
 import re
-import sys
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,9 +17,11 @@ from hypothesis import strategies as st
 from stable_baselines3 import DQN, SAC
 from stable_baselines3.common.logger import configure
 
-from replay import swr
+from replay import callbacks, swr
+from replay.callbacks import SleepPhaseCallback
 from replay.prioritized import PrioritizedReplayBuffer
-from replay.swr import SleepPhaseCallback, sample_sequences, swr_replay
+from replay.sleep_cycle import SleepConfig, SleepState
+from replay.swr import sample_sequences, swr_replay
 from replay.types import SWRReport
 
 
@@ -197,7 +197,7 @@ def test_bad_compression(filled_model: DQN, compression: float) -> None:
     with pytest.raises(ValueError, match=re.escape(swr._BAD_COMPRESSION.format(compression))):
         replay(filled_model, compression=compression)
     with pytest.raises(ValueError, match=re.escape(swr._BAD_COMPRESSION.format(compression))):
-        SleepPhaseCallback(compression=compression)
+        SleepConfig(compression=compression)  # the same check, when the setting is made
 
 
 def test_bad_counts_cap_rng(filled_model: DQN) -> None:
@@ -207,7 +207,7 @@ def test_bad_counts_cap_rng(filled_model: DQN) -> None:
         with pytest.raises(ValueError, match=re.escape(swr._BAD_CAP.format(cap))):
             replay(filled_model, max_wall_s=cap)
         with pytest.raises(ValueError, match=re.escape(swr._BAD_CAP.format(cap))):
-            SleepPhaseCallback(max_wall_s=cap)
+            SleepConfig(max_wall_s=cap)
     with pytest.raises(TypeError, match=re.escape(swr._BAD_RNG.format(0))):
         replay(filled_model, rng=0)
     with pytest.raises(ValueError, match=re.escape(swr._SHORT_BUFFER.format(400, 401))):
@@ -230,37 +230,24 @@ def test_uniform_buffer_is_rejected() -> None:
         replay(model)
 
 
-def test_callback_rejects_models_it_cannot_replay() -> None:
+def test_swr_only_callback_rejects_models_it_cannot_replay() -> None:
+    swr_only = SleepConfig(swr_only=True)
     sac = SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, replay_buffer_class=PrioritizedReplayBuffer, device="cpu")
     with pytest.raises(TypeError, match=re.escape(swr._BAD_MODEL.format("SAC"))):
-        sac.learn(10, callback=SleepPhaseCallback(every_n_steps=5))
+        sac.learn(10, callback=SleepPhaseCallback(swr_only, every_n_steps=5))
     dqn = DQN("MlpPolicy", "CartPole-v1", buffer_size=100, device="cpu")
     with pytest.raises(TypeError, match=re.escape(swr._BAD_BUFFER.format("ReplayBuffer"))):
-        dqn.learn(10, callback=SleepPhaseCallback(every_n_steps=5))
+        dqn.learn(10, callback=SleepPhaseCallback(swr_only, every_n_steps=5))
+    dqn.learn(10, callback=SleepPhaseCallback(every_n_steps=5))  # the full cycle skips phase 1 instead
 
 
 def test_bad_callback_args() -> None:
-    with pytest.raises(ValueError, match=re.escape(swr._BAD_EVERY.format(0))):
+    with pytest.raises(ValueError, match=re.escape(callbacks._BAD_EVERY.format(0))):
         SleepPhaseCallback(every_n_steps=0)
-    with pytest.raises(ValueError, match=re.escape(swr._NO_TRIGGER)):
+    with pytest.raises(ValueError, match=re.escape(callbacks._NO_TRIGGER)):
         SleepPhaseCallback(on_episode_end=False)
-
-
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [("n_sequences", 8), ("seq_len", 16), ("compression", 12.0), ("max_wall_s", 5.0), ("reverse", False), ("seed", 1)],
-)
-def test_swr_arguments_are_not_silently_ignored_by_the_full_cycle(name: str, value: Any) -> None:
-    with pytest.raises(ValueError, match=re.escape(swr._FULL_CYCLE_ARG.format(name))):
-        SleepPhaseCallback(full_cycle=True, **{name: value})
-    SleepPhaseCallback(**{name: value})  # SWR-only: applies
-
-
-def test_sleep_config_needs_full_cycle() -> None:
-    from replay.sleep_cycle import SleepConfig
-
-    with pytest.raises(ValueError, match=re.escape(swr._CONFIG_WITHOUT_FULL_CYCLE)):
-        SleepPhaseCallback(sleep_config=SleepConfig())
+    with pytest.raises(TypeError, match=re.escape(callbacks._BAD_CONFIG.format("dict"))):
+        SleepPhaseCallback({"n_sequences": 4})  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- callback
@@ -284,66 +271,59 @@ def _train_with(callback: SleepPhaseCallback, tmp_path: Any, steps: int = 600) -
         return list(csv.DictReader(handle))
 
 
-def test_callback_sleeps_every_n_steps_and_logs(tmp_path: Any) -> None:
-    callback = SleepPhaseCallback(every_n_steps=200, on_episode_end=False, n_sequences=4, seq_len=16)
+SWR_ONLY_KEYS = {"sleep/replays", "sleep/td_error_before", "sleep/td_error_after", "sleep/td_error_improvement",
+                 "sleep/mean_priority", "sleep/swr_skipped", "sleep/swr_capped", "sleep/elapsed_s"}
+
+
+def test_swr_only_callback_sleeps_every_n_steps_and_logs(tmp_path: Any) -> None:
+    callback = SleepPhaseCallback(SleepConfig(swr_only=True, n_sequences=4, seq_len=16), every_n_steps=200,
+                                  on_episode_end=False)
     rows = _train_with(callback, tmp_path)
     assert callback.n_sleeps == 3  # at 200, 400, 600 (>= learning_starts)
-    logged = [row for row in rows if row.get("sleep/replays")]
-    assert logged
-    for key in ("sleep/replays", "sleep/mean_priority", "sleep/td_error_before", "sleep/td_error_after",
-                "sleep/elapsed_s", "sleep/swr_capped"):
-        assert key in rows[0]
-    assert callback.last_metrics["replays"] == 8.0 and callback.last_metrics["swr_capped"] == 0.0
-    assert callback.n_capped == 0
+    assert [row for row in rows if row.get("sleep/replays")]
+    assert SWR_ONLY_KEYS <= set(rows[0])
+    assert set(callback.last_metrics) == SWR_ONLY_KEYS  # no schema, UMAP or store metrics
+    assert callback.last_metrics["sleep/replays"] == 8.0 and callback.last_metrics["sleep/swr_capped"] == 0.0
+    state = callback.sleep_state
+    assert isinstance(state, SleepState) and state.cycle == 3 and state.swr_capped == 0
+    assert len(state.schemas) == 0 and state.transitions_seen == 0  # phases 2-4 never ran
 
 
-def test_callback_without_seed_follows_the_model_seed(tmp_path: Any) -> None:
-    """SWR-only sleep with no `seed`: sequence starts come from the model's seed, so two runs learn the same."""
+def test_swr_only_sleep_is_a_function_of_the_config_seed(tmp_path: Any) -> None:
+    """Same SleepConfig seed, same weights; another seed replays other sequences (the test can fail)."""
     weights = []
-    for run in range(2):
-        callback = SleepPhaseCallback(every_n_steps=200, on_episode_end=False, n_sequences=4, seq_len=16)
+    for run, seed in enumerate((3, 3, 4)):
+        config = SleepConfig(swr_only=True, n_sequences=4, seq_len=16, seed=seed)
+        callback = SleepPhaseCallback(config, every_n_steps=200, on_episode_end=False)
         _train_with(callback, tmp_path / str(run), steps=400)
         assert callback.n_sleeps == 2
         weights.append([p.detach().clone() for p in callback.model.q_net.parameters()])
-    for a, b in zip(*weights, strict=True):
-        assert th.equal(a, b)
+    assert all(th.equal(a, b) for a, b in zip(weights[0], weights[1], strict=True))
+    assert not all(th.equal(a, b) for a, b in zip(weights[0], weights[2], strict=True))
 
 
 def test_callback_sleeps_at_episode_end(tmp_path: Any) -> None:
-    callback = SleepPhaseCallback(n_sequences=2, seq_len=8)
+    callback = SleepPhaseCallback(SleepConfig(swr_only=True, n_sequences=2, seq_len=8))
     _train_with(callback, tmp_path, steps=400)
     assert callback.n_sleeps >= 3  # random CartPole episodes last ~20 steps
 
 
-def test_full_cycle_falls_back_to_swr_without_sleep_cycle(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "replay.sleep_cycle", None)  # import raises
-    callback = SleepPhaseCallback(every_n_steps=300, on_episode_end=False, full_cycle=True)
-    with pytest.warns(RuntimeWarning, match=re.escape(swr._NO_SLEEP_CYCLE)):
-        _train_with(callback, tmp_path)
-    assert callback.n_sleeps == 2 and "td_error_after" in callback.last_metrics
-    assert callback.last_metrics["replays"] == 2 * 16  # the SWR-only defaults
+def test_callback_threads_its_config_and_state_through_run_sleep_cycle(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Any, Any]] = []
+    real = callbacks.run_sleep_cycle
 
-
-def test_full_cycle_calls_run_sleep_cycle(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[Any] = []
-    fake = types.ModuleType("replay.sleep_cycle")
-
-    class SleepConfig:
-        pass
-
-    def run_sleep_cycle(model: Any, buffer: Any, state: Any, config: Any) -> tuple[int, dict[str, float]]:
+    def spy(model: Any, buffer: Any, state: Any, config: Any) -> Any:
         calls.append((state, config))
-        return (0 if state is None else state + 1), {"replays": 3.0, "schema_count": 2.0}
+        return real(model, buffer, state, config)
 
-    fake.SleepConfig = SleepConfig  # type: ignore[attr-defined]
-    fake.run_sleep_cycle = run_sleep_cycle  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "replay.sleep_cycle", fake)
-    callback = SleepPhaseCallback(every_n_steps=200, on_episode_end=False, full_cycle=True)
-    rows = _train_with(callback, tmp_path)
-    assert [state for state, _ in calls] == [None, 0, 1]
-    assert all(isinstance(config, SleepConfig) for _, config in calls)
-    assert "sleep/schema_count" in rows[0]
-    assert callback.sleep_state == 2
+    monkeypatch.setattr(callbacks, "run_sleep_cycle", spy)
+    config = SleepConfig(swr_only=True, n_sequences=2, seq_len=16)
+    callback = SleepPhaseCallback(config, every_n_steps=200, on_episode_end=False)
+    _train_with(callback, tmp_path)
+    assert len(calls) == 3 and all(c is config for _, c in calls)
+    assert calls[0][0] is None and calls[1][0] is calls[2][0] is callback.sleep_state  # one state, carried over
 
 
 # --------------------------------------------------------------------------- package exports

@@ -8,6 +8,7 @@ the sane baselines run whole episodes in ``ou``, ``regime`` and on every shipped
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from typing import Any
@@ -18,18 +19,25 @@ import pytest
 
 from janus_env.lob_env import JanusLOBEnv
 from wrappers.amygdala import (
+    _BAD_CONFIG,
     _BAD_FEAR_WEIGHTS,
     _BAD_FRACTION,
     _BAD_KILL_FILE,
     _BAD_PREDICTOR,
     _BAD_RATIO,
     _BAD_REASON,
+    _BAD_SETTINGS,
     _BAD_WEIGHT,
     _NEED_RESET,
+    _UNKNOWN_SETTING,
     BREAKERS,
+    CALLABLE_FIELDS,
     DEFAULT_FEAR_BIAS,
     DEFAULT_FEAR_WEIGHTS,
     Amygdala,
+    BreakerConfig,
+    CircuitBreakers,
+    breaker_fields,
 )
 
 ONLY = {"max_drawdown": None, "vol_ratio": None, "fear_threshold": None, "slippage_ratio": None,
@@ -536,7 +544,7 @@ def test_breaker_exception_halts(monkeypatch):
     def boom(info):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(env, "_check_drawdown", boom)
+    monkeypatch.setattr(env.breakers, "_check_drawdown", boom)
     _, _, term, _, info = env.step(0)
     assert term and info["halt_reason"] == "amygdala_error: drawdown breaker raised RuntimeError: boom"
     assert info["breakers"]["drawdown"]["error"] == info["halt_reason"]
@@ -643,10 +651,90 @@ def test_works_under_gym_make():
     ({"kill_file": 7}, TypeError, _BAD_KILL_FILE.format(7)),
     ({"blocked_weight": 1.5}, ValueError, _BAD_WEIGHT.format(1.5)),
     ({"blocked_weight": "0.1"}, TypeError, _BAD_WEIGHT.format("0.1")),
+    ({"fear_window": 0}, ValueError, "Expected `fear_window` to be an int >= 1, got 0"),
+    ({"min_fills": 2.0}, TypeError, "Expected `min_fills` to be an int >= 1, got 2.0"),
+    ({"vol_halflife": float("inf")}, ValueError, "Expected `vol_halflife` > 0, got inf"),
+    ({"fear_bias": float("nan")}, ValueError, "Expected `fear_bias` to be a finite number, got nan"),
+    ({"anomaly_detector": "umap"}, TypeError, "Expected `anomaly_detector` to be a callable obs -> bool, got 'umap'"),
 ])
 def test_bad_arguments(kwargs, exc, message):
+    # the one check (BreakerConfig) behind every door: the dataclass, a YAML mapping, the wrapper's keywords
+    with pytest.raises(exc, match=re.escape(message)):
+        BreakerConfig(**kwargs)
+    with pytest.raises(exc, match=re.escape(message)):
+        BreakerConfig.from_mapping(kwargs)
     with pytest.raises(exc, match=re.escape(message)):
         Amygdala(JanusLOBEnv(scenario="ou", seed=0), **kwargs)
+
+
+def test_unknown_keyword_names_the_fields():
+    fields = [f.name for f in dataclasses.fields(BreakerConfig)]
+    message = _UNKNOWN_SETTING.format("volratio", fields)
+    assert message.startswith("Unknown breaker argument 'volratio'; expected some of ['max_drawdown', 'vol_ratio'")
+    with pytest.raises(TypeError, match=re.escape(message)):
+        Amygdala(JanusLOBEnv(scenario="ou", seed=0), volratio=4.0)
+    with pytest.raises(TypeError, match=re.escape(message)):
+        BreakerConfig.from_mapping({"volratio": 4.0})
+    assert list(breaker_fields()) == fields
+    assert list(breaker_fields(callables=False)) == [f for f in fields if f not in CALLABLE_FIELDS]
+    assert set(CALLABLE_FIELDS) == {"slippage_predictor", "anomaly_detector"} <= set(fields)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: Amygdala(JanusLOBEnv(scenario="ou", seed=0), config={"vol_ratio": 4.0}),
+     _BAD_CONFIG.format({"vol_ratio": 4.0})),
+    (lambda: CircuitBreakers({"vol_ratio": 4.0}), _BAD_CONFIG.format({"vol_ratio": 4.0})),
+    (lambda: BreakerConfig.from_mapping("vol_ratio=4"), _BAD_SETTINGS.format("vol_ratio=4")),
+    (lambda: BreakerConfig.from_mapping({}, base={"vol_ratio": 4.0}), _BAD_CONFIG.format({"vol_ratio": 4.0})),
+    (lambda: BreakerConfig(0.05), "positional argument"),
+])
+def test_bad_config(make, message):
+    with pytest.raises(TypeError, match=re.escape(message)):
+        make()
+
+
+def test_config_defaults_are_design_md():
+    # DESIGN.md: "breakers: 3× vol, 10% DD, 5% violations, 2× slippage", τ_fear = τ_risk 0.7
+    c = BreakerConfig()
+    assert (c.vol_ratio, c.max_drawdown, c.max_violation_rate, c.slippage_ratio, c.fear_threshold) == (
+        3.0, 0.10, 0.05, 2.0, 0.7)
+    assert (c.fear_weights, c.fear_bias) == (DEFAULT_FEAR_WEIGHTS, DEFAULT_FEAR_BIAS)
+    assert c.kill_file is None and c.slippage_predictor is None and c.anomaly_detector is None
+    assert CircuitBreakers().config == c == Amygdala(JanusLOBEnv(scenario="ou", seed=0)).config
+
+
+def test_config_is_frozen_and_normalized():
+    c = BreakerConfig.from_mapping({"vol_ratio": 4, "fear_weights": [2, 1, 0.25], "fear_window": np.int64(10),
+                                    "min_predicted_bps": np.float32(0.5), "fear_threshold": None})
+    assert type(c.vol_ratio) is float and c.vol_ratio == 4.0
+    assert c.fear_weights == (2.0, 1.0, 0.25) and all(type(w) is float for w in c.fear_weights)
+    assert type(c.fear_window) is int and c.fear_window == 10
+    assert type(c.min_predicted_bps) is float and c.fear_threshold is None
+    assert c == BreakerConfig(vol_ratio=4.0, fear_weights=(2.0, 1.0, 0.25), fear_window=10, min_predicted_bps=0.5,
+                              fear_threshold=None)
+    assert hash(c) == hash(dataclasses.replace(c))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.vol_ratio = 5.0
+    with pytest.raises(ValueError, match=re.escape(_BAD_RATIO.format("vol_ratio", -1))):
+        dataclasses.replace(c, vol_ratio=-1)  # a changed copy is checked again
+    assert BreakerConfig.from_mapping(None) == BreakerConfig() and BreakerConfig.from_mapping({}, base=c) is c
+
+
+def test_config_and_keywords_build_the_same_breakers():
+    config = BreakerConfig(vol_ratio=4.0, fear_threshold=None)
+    by_keywords = Amygdala(JanusLOBEnv(scenario="flash_crash", seed=0), vol_ratio=4.0, fear_threshold=None)
+    by_config = Amygdala(JanusLOBEnv(scenario="flash_crash", seed=0), config=config)
+    overridden = Amygdala(JanusLOBEnv(scenario="flash_crash", seed=0), config=BreakerConfig(vol_ratio=4.0),
+                          fear_threshold=None)  # keywords replace the config's fields
+    assert by_keywords.config == by_config.config == overridden.config == config
+    assert by_config.breakers.config is config
+    trajectories = []
+    for env in (by_keywords, by_config, overridden):
+        env.reset()
+        _, info, infos = run(env, hold)
+        trajectories.append(([{k: b["value"] for k, b in i["breakers"].items()} for i in infos], info["halt_reason"]))
+    assert trajectories[0][1].startswith("volatility: ") and "> 4.0×" in trajectories[0][1]
+    assert trajectories[0] == trajectories[1] == trajectories[2]
 
 
 @pytest.mark.parametrize(("reason", "exc"), [("", ValueError), (None, TypeError)])

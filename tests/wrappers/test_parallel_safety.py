@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -10,7 +11,7 @@ from gymnasium.utils.env_checker import data_equivalence
 from pettingzoo.test import parallel_api_test
 
 from envs_registry.pettingzoo_envs import make_parallel_env
-from wrappers import ParallelAmygdala, ParallelLTNShield
+from wrappers import BreakerConfig, ParallelAmygdala, ParallelLTNShield
 from wrappers.amygdala import BREAKERS
 from wrappers.rules import RULE_NAMES
 
@@ -210,6 +211,23 @@ def test_kill_switch_per_agent(tmp_path) -> None:
         env.step({"janus_0": 1})
 
 
+def test_one_config_for_every_agent(tmp_path) -> None:
+    template = str(tmp_path / "{agent}.kill")
+    market = make_parallel_env(roles={"noise": 1, "janus": 2}, **SMALL)
+    by_config = ParallelAmygdala(market, config=BreakerConfig(max_drawdown=0.05, kill_file=template))
+    by_keywords = ParallelAmygdala(market, max_drawdown=0.05, kill_file=template)
+    overridden = ParallelAmygdala(market, config=BreakerConfig(max_drawdown=0.05), kill_file=template)
+    expected = BreakerConfig(max_drawdown=0.05, kill_file=template)
+    for env in (by_config, by_keywords, overridden):
+        assert env.config == expected  # the template, as given
+        assert list(env.breakers) == ["janus_0", "janus_1"]
+        for agent, breakers in env.breakers.items():  # the same settings, each agent its own flag file
+            assert breakers.config == dataclasses.replace(expected, kill_file=str(tmp_path / f"{agent}.kill"))
+    assert ParallelAmygdala(market).config == BreakerConfig()
+    with pytest.raises(TypeError, match="Expected `config` to be a BreakerConfig or None, got {'max_drawdown': 0.05}"):
+        ParallelAmygdala(market, config={"max_drawdown": 0.05})
+
+
 # --------------------------------------------------------------------------- fail-safe
 def _stack(**shield) -> tuple[ParallelAmygdala, ParallelLTNShield]:
     inner = ParallelLTNShield(make_parallel_env(roles={"noise": 1, "janus": 2}, **SMALL), **shield)
@@ -224,7 +242,7 @@ def test_kernel_fault_halts_the_agent_without_executing(monkeypatch: pytest.Monk
     def boom(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(shield.knowledge_base, "kernel", boom)
+    monkeypatch.setattr(shield, "kernel", boom)
     _, _, terms, truncs, infos = env.step({"noise_0": 1, "janus_0": 1, "janus_1": 1})
     assert infos["janus_0"]["halt_reason"] == "shield_error: RuntimeError: boom"
     assert infos["janus_0"]["exec_qty"] == 0 and infos["janus_0"]["fills"] == 0
@@ -251,24 +269,45 @@ def test_breaker_fault_halts_the_agent(monkeypatch: pytest.MonkeyPatch) -> None:
     assert terms["janus_1"] and not terms["janus_0"] and env.agents == ["noise_0", "janus_0"]
 
 
-def test_history_fault_after_the_step_halts(monkeypatch: pytest.MonkeyPatch) -> None:
-    env, shield = _stack()
+def test_bookkeeping_fault_halts_the_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    env, _ = _stack()
     env.reset(seed=0)
 
-    def broken(info):
+    def boom():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(env.breakers["janus_1"], "breaker_info", boom)
+    _, _, terms, _, infos = env.step({"noise_0": 1, "janus_0": 1, "janus_1": 1})
+    reason = "amygdala_error: breaker bookkeeping raised RuntimeError: boom"
+    assert infos["janus_1"]["halted"] and infos["janus_1"]["halt_reason"] == reason
+    assert env.breakers["janus_1"].halted and env.breakers["janus_1"].halt_reason == reason
+    assert terms["janus_1"] and not terms["janus_0"] and not env.breakers["janus_0"].halted
+
+
+def test_history_fault_halts_before_the_next_action(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The histories record a step inside the next decision call: a fault there stops the next actions of every
+    shielded agent that trades (their proposals were not judged), and nothing of theirs executes."""
+    env, shield = _stack()
+    env.reset(seed=0)
+    _, _, _, _, infos = env.step({"noise_0": 1, "janus_0": 1, "janus_1": 0})
+    assert infos["janus_0"]["exec_qty"] == 100 and not env.halts
+
+    def broken(hist, rows, out):
         raise KeyError("volume")
 
-    monkeypatch.setattr(shield.histories["janus_0"], "update", broken)
-    _, _, terms, _, infos = env.step({"noise_0": 1, "janus_0": 1, "janus_1": 0})
-    assert infos["janus_0"]["halt_reason"] == "shield_error: KeyError: 'volume'"
-    assert infos["janus_0"]["exec_qty"] == 100  # the step happened; the agent stops after it
-    assert terms["janus_0"] and env.agents == ["noise_0", "janus_1"]
+    stock = shield.kernel  # (hist, rows, obs, out, ctx, q, truths, sat)
+    monkeypatch.setattr(shield, "kernel", lambda *args: (broken(args[0], args[1], args[3]), stock(*args)))
+    _, _, terms, _, infos = env.step({"noise_0": 1, "janus_0": 1, "janus_1": 1})
+    for agent in ("janus_0", "janus_1"):
+        assert infos[agent]["halt_reason"] == "shield_error: KeyError: 'volume'"
+        assert infos[agent]["exec_qty"] == 0 and infos[agent]["ltn"]["final_action"] is None and terms[agent]
+    assert env.agents == ["noise_0"]
 
 
 def test_mask_fault_allows_only_hold_then_halts(monkeypatch: pytest.MonkeyPatch) -> None:
     env, shield = _stack()
     env.reset(seed=0)
-    monkeypatch.setattr(shield.knowledge_base, "kernel", lambda *a: 1 / 0)
+    monkeypatch.setattr(shield, "kernel", lambda *a: 1 / 0)
     assert env.action_masks("janus_0").tolist() == [True, False, False]
     monkeypatch.undo()  # even a transient fault halts the agent
     _, _, terms, _, infos = env.step({"noise_0": 0, "janus_0": 1, "janus_1": 1})
@@ -322,9 +361,9 @@ def test_bad_arguments_raise_clear_errors(make, error, message) -> None:
 def test_invalid_action_raises_before_anything_executes() -> None:
     env = _guarded({"noise": 1, "janus": 1}, **SMALL)
     env.reset(seed=0)
-    step = env.unwrapped._mout.copy()
+    before = env.unwrapped.buffers()[1].copy()
     with pytest.raises(ValueError, match="outside Discrete"):
         env.step({"noise_0": 1, "janus_0": 7})
     with pytest.raises(TypeError):
         env.step({"janus_0": "buy"})
-    assert (env.unwrapped._mout == step).all() and not env.halts
+    assert (env.unwrapped.buffers()[1] == before).all() and not env.halts

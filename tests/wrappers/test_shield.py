@@ -126,15 +126,15 @@ def test_cash_reserve_holds_on_executed_buys() -> None:
 
 # ----------------------------------------------------------------------------- fallbacks
 def _forced(env: LTNShield, sat: list[float]) -> None:
-    env._sat[:] = sat
-    env._truths[:] = 1.0
-    env._scored = True
+    env.core.sat[:] = sat
+    env.core.truths[:] = 1.0
+    env.core.scored = True
 
 
 def test_nearest_fallback_picks_closest_permitted_quantity() -> None:
     env = make(fallback="nearest")
     env.reset(seed=0)
-    np.testing.assert_array_equal(env._quantities, [0, 100, 200, 300, -100, -200, -300])
+    np.testing.assert_array_equal(env.core.quantities, [0, 100, 200, 300, -100, -200, -300])
     _forced(env, [1, 1, 1, 0.5, 1, 1, 1])
     assert env.decide(BUY3, BUY3)[0] == 2  # 3 lots → 2 lots
     _forced(env, [1, 0.5, 0.5, 0.5, 1, 1, 1])
@@ -152,10 +152,10 @@ def test_nearest_fallback_picks_closest_permitted_quantity() -> None:
 def test_hold_fallback_and_rules_of_the_proposal() -> None:
     env = make(fallback="hold")
     env.reset(seed=0)
-    env._sat[0] = [1, 1, 1, 0.5, 1, 1, 1]
-    env._truths[:] = 1.0
-    env._truths[0, 3, 3] = 0.0
-    env._scored = True
+    env.core.sat[0] = [1, 1, 1, 0.5, 1, 1, 1]
+    env.core.truths[:] = 1.0
+    env.core.truths[0, 3, 3] = 0.0
+    env.core.scored = True
     final, env_action, sat, rules = env.decide(BUY3, BUY3)
     assert final == env_action == HOLD and sat == 0.5 and rules["position_limit"] == 0.0
 
@@ -308,8 +308,8 @@ def test_fault_in_the_history_update_halts_the_next_decision(monkeypatch: pytest
     def broken(hist, out):
         raise KeyError("exec_qty")
 
-    stock = env.kernel
-    monkeypatch.setattr(env, "kernel", lambda *args: (broken(args[0], args[2]), stock(*args)))
+    stock = env.kernel  # (hist, rows, obs, out, ctx, q, truths, sat)
+    monkeypatch.setattr(env, "kernel", lambda *args: (broken(args[0], args[3]), stock(*args)))
     _, _, terminated, _, info = env.step(1)
     assert inner.n_steps == 1 and terminated and info["halted"] and info["ltn"]["final_action"] is None
     assert info["halt_reason"] == "shield_error: KeyError: 'exec_qty'"

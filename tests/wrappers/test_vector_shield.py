@@ -18,7 +18,8 @@ SMALL = {"episode_steps": 60, "warmup": 16, "scenario": "high_vol"}
 SEEDS = [3, 4, 5, 6]
 
 
-@pytest.mark.parametrize("action_type,fallback", [("sized", "hold"), ("sized", "nearest"), ("continuous", "hold")])
+@pytest.mark.parametrize("action_type,fallback", [("sized", "hold"), ("sized", "nearest"), ("continuous", "hold"),
+                                                  ("continuous", "nearest")])
 def test_every_book_decides_as_the_single_env_shield(action_type: str, fallback: str) -> None:
     """Same seeds, same proposals: same scores, overrides and executions, across next-step autoresets."""
     kwargs = {**SMALL, "action_type": action_type, "n_sizes": 3}
@@ -41,6 +42,7 @@ def test_every_book_decides_as_the_single_env_shield(action_type: str, fallback:
             ltn = info["ltn"]
             assert vinfo["ltn"]["sat_agg"][i] == ltn["sat_agg"]
             assert vinfo["ltn"]["overridden"][i] == ltn["overridden"]
+            assert np.ravel(vinfo["ltn"]["final_action"][i]).tolist() == np.ravel(ltn["final_action"]).tolist()
             assert [vinfo["ltn"]["rules"][name][i] for name in RULE_NAMES] == list(ltn["rules"].values())
             assert vinfo["position"][i] == info["position"] and vreward[i] == reward
             assert envs.history(i).trades == env.history.trades
@@ -84,12 +86,13 @@ def test_a_fault_halts_every_book_and_needs_a_reset(monkeypatch: pytest.MonkeyPa
     envs.reset(seed=0)
     envs.step(np.array([1, 1, 1]))
     before = envs.unwrapped.buffers()[1].copy()
-    import wrappers.vector_shield as module
-
-    monkeypatch.setattr(module, "shield_score", lambda *args: 1 / 0)
+    monkeypatch.setattr(envs, "kernel", lambda *args: 1 / 0)
     _, reward, terminated, _, info = envs.step(np.array([1, 2, 1]))
     assert terminated.all() and (reward == 0).all() and info["halted"].all()
     assert info["halt_reason"][0] == "shield_error: ZeroDivisionError: division by zero"
+    ltn = info["ltn"]
+    assert ltn["final_action"] is None and ltn["overridden"].all() and (ltn["violation"] == 1.0).all()
+    assert ltn["proposed_action"].tolist() == [1, 2, 1] and info["_ltn"].all()
     np.testing.assert_array_equal(envs.unwrapped.buffers()[1], before)  # nothing reached the books
     monkeypatch.undo()
     with pytest.raises(RuntimeError, match=re.escape("Call reset() before step()")):
@@ -111,8 +114,6 @@ def test_bad_input() -> None:
         LTNVectorShield(gym.make_vec("CartPole-v1", num_envs=2))
     with pytest.raises(ValueError, match=re.escape("Expected `threshold` in (0, 1], got 0")):
         LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=2), threshold=0)
-    with pytest.raises(ValueError, match="fallback='nearest' needs Discrete actions"):
-        LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=2, action_type="continuous"), fallback="nearest")
 
 
 def test_the_whole_glass_box_per_sub_env_through_a_sync_vector_env() -> None:

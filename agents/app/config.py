@@ -1,4 +1,4 @@
-"""Algorithm zoo: hyper-parameters from YAML (RL Zoo style), env and model construction for the CLIs.
+"""Run configuration: hyper-parameters from YAML (RL Zoo style), the algorithm registry, env and model building.
 
 Hyper-parameters resolve in this order, later wins: ``configs/<algo>.yml``
 ``default`` section → its ``<env id>`` section → a user ``--config`` file (same
@@ -9,17 +9,38 @@ line. The resolved mapping is what a run saves as ``config.yaml``.
 from __future__ import annotations
 
 import copy
+import difflib
+import importlib
 from collections.abc import Callable, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import yaml
+from sb3_contrib import QRDQN, MaskablePPO
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 import envs_registry  # noqa: F401  (registers the Janus-* ids)
+from agents import (
+    BasalGangliaCallback,
+    BasalGangliaDQNPolicy,
+    BasalGangliaMaskablePolicy,
+    Cerebellum,
+    CerebellumCallback,
+    GatedJanusDQN,
+)
+from replay import SleepConfig, SleepPhaseCallback
+from replay.types import DEFAULT_MAX_WALL_S
+from wrappers import Amygdala, LTNShield
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 ALGOS = ("janus-dqn", "janus-ppo", "dqn", "ppo", "qrdqn")
+ALGO_CLASSES: dict[str, type] = {"janus-dqn": GatedJanusDQN, "janus-ppo": MaskablePPO, "dqn": DQN, "ppo": PPO,
+                                 "qrdqn": QRDQN}
+"""The SB3 class each algorithm trains and loads with (``algo_class``)."""
 # keys that configure the run rather than the SB3 algorithm
 RUN_KEYS = ("policy", "n_timesteps", "n_envs", "shield", "breakers", "sleep", "env_kwargs", "lambda_logic",
             "basal_ganglia", "cerebellum")
@@ -127,8 +148,6 @@ def algo_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _named_class(name: str) -> type:
-    import importlib
-
     module, _, attr = name.partition(":")
     if not attr or not (module == "agents" or module.startswith(("agents.", "stable_baselines3"))):
         raise ConfigError(f"Expected a class as 'agents.module:Class' or 'stable_baselines3...:Class', got {name!r}")
@@ -146,16 +165,10 @@ def env_factory(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool, see
     """
 
     def make() -> gym.Env:
-        from stable_baselines3.common.monitor import Monitor
-
         env = gym.make(env_id, **dict(env_kwargs))
         if shield:
-            from wrappers import LTNShield
-
             env = LTNShield(env)
         if breakers:
-            from wrappers import Amygdala
-
             env = Amygdala(env, **(dict(breakers) if isinstance(breakers, Mapping) else {}))
         env = Monitor(env)
         env.reset(seed=seed + rank)
@@ -167,8 +180,6 @@ def env_factory(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool, see
 
 def make_vec_env(env_id: str, params: Mapping[str, Any], seed: int, n_envs: int | None = None):
     """SB3 ``DummyVecEnv`` of ``n_envs`` monitored copies (seeds ``seed..seed+n-1``)."""
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
     n = int(n_envs if n_envs is not None else params.get("n_envs", 1))
     if n < 1:
         raise ConfigError(f"Expected n_envs >= 1, got {n}")
@@ -196,36 +207,16 @@ def build_model(algo: str, env: Any, params: Mapping[str, Any], *, seed: int, te
 
 def algo_class(algo: str) -> type:
     """The SB3 class that ``load`` must be called on for ``algo``."""
-    if algo == "janus-dqn":
-        from agents.basal_ganglia import GatedJanusDQN
-
-        return GatedJanusDQN
-    if algo == "janus-ppo":
-        from sb3_contrib import MaskablePPO
-
-        return MaskablePPO
-    if algo == "dqn":
-        from stable_baselines3 import DQN
-
-        return DQN
-    if algo == "ppo":
-        from stable_baselines3 import PPO
-
-        return PPO
-    if algo == "qrdqn":
-        from sb3_contrib import QRDQN
-
-        return QRDQN
-    raise ConfigError(_BAD_ALGO.format(algo, list(ALGOS)))
+    if algo not in ALGO_CLASSES:
+        raise ConfigError(_BAD_ALGO.format(algo, list(ALGOS)))
+    return ALGO_CLASSES[algo]
 
 
 def _basal_ganglia_policy(kind: str, default: Any) -> Any:
     """The basal-ganglia policy class for ``kind`` (``default`` only when the config names another policy)."""
-    from agents import basal_ganglia
-
     if default not in ("MultiInputPolicy", "MlpPolicy"):
         return default  # an explicit policy in the config wins
-    return {"dqn": basal_ganglia.BasalGangliaDQNPolicy, "maskable": basal_ganglia.BasalGangliaMaskablePolicy}[kind]
+    return {"dqn": BasalGangliaDQNPolicy, "maskable": BasalGangliaMaskablePolicy}[kind]
 
 
 def brain_callbacks(algo: str, params: Mapping[str, Any], env: Any) -> list[Any]:
@@ -235,9 +226,6 @@ def brain_callbacks(algo: str, params: Mapping[str, Any], env: Any) -> list[Any]
     """
     if not algo.startswith("janus-"):
         return []
-    from agents.basal_ganglia import BasalGangliaCallback
-    from agents.cerebellum import Cerebellum, CerebellumCallback
-
     base = env.envs[0].unwrapped if hasattr(env, "envs") else env.unwrapped
     config = base.config
     cerebellum = Cerebellum(n_levels=config.n_levels, lot=config.lot, **dict(params.get("cerebellum", {})))
@@ -245,63 +233,81 @@ def brain_callbacks(algo: str, params: Mapping[str, Any], env: Any) -> list[Any]
             BasalGangliaCallback(slippage_predictor=cerebellum.predictor, **dict(params.get("basal_ganglia", {})))]
 
 
-_BAD_SLEEP = "sleep: expected a mapping of replay.SleepPhaseCallback settings, got {!r}"
+_SLEEP_TRIGGERS = ("every_n_steps", "on_episode_end")
+_BAD_SLEEP = "sleep: expected a mapping of every_n_steps, on_episode_end and cycle, got {!r}"
 _BAD_CYCLE = "sleep.cycle: expected a mapping of replay.SleepConfig fields, got {!r}"
+_UNKNOWN_SLEEP_KEY = (
+    "sleep.{}: unknown setting; sleep takes every_n_steps and on_episode_end (when to sleep) "
+    "and cycle (replay.SleepConfig fields: what a sleep does)"
+)
+_SLEEP_FIELD_OUTSIDE_CYCLE = "sleep.{0}: a replay.SleepConfig field; set sleep.cycle.{0}"
+_UNKNOWN_CYCLE_KEY = "sleep.cycle.{}: not a replay.SleepConfig field{}"
+_REMOVED_FULL_CYCLE = (
+    "sleep.full_cycle was removed: a sleep runs the full cycle unless sleep.cycle.swr_only is true; "
+    "delete the key"
+)
 _REMOVED_BUDGET = (
     "{}budget_s was removed: a wall-clock replay budget made what is learned depend on machine load. "
-    "SWR replay now runs exactly n_sequences sequences; its wall-clock safety cap is {}max_wall_s "
+    "SWR replay now runs exactly n_sequences sequences; its wall-clock safety cap is sleep.cycle.max_wall_s "
     "(default {} s, logged when hit)"
 )
-_CYCLE_WITHOUT_FULL = "sleep.cycle configures the full sleep cycle; set sleep.full_cycle: true, or drop sleep.cycle"
 
 
 def sleep_callback(algo: str, params: Mapping[str, Any], *, seed: int, run_dir: str | Path,
                    env: Any = None) -> Any:
     """The ``replay.SleepPhaseCallback`` that ``params["sleep"]`` configures (None without one).
 
-    Only ``janus-dqn`` sleeps (SWR replay needs a DQN-family model with a
-    prioritized buffer). ``sleep`` holds the callback's arguments; with
-    ``full_cycle: true`` every cycle setting, SWR ones included, goes in
-    ``sleep.cycle`` (``replay.SleepConfig`` fields), whose ``seed`` defaults to
-    the run seed, ``plot_dir`` to ``<run_dir>/plots/umap`` and ``step_seconds``
-    to the env's ``step_seconds`` (market time for schema ages). Without
-    ``full_cycle`` the callback's ``seed`` defaults to the run seed.
+    The YAML ``sleep`` block maps onto it in one way::
+
+        sleep:
+          every_n_steps: 2500     # when to sleep: the callback's own arguments
+          on_episode_end: false
+          cycle:                  # what a sleep does: replay.SleepConfig fields, nothing else
+            n_sequences: 16
+            swr_only: false       # true: SWR replay only (no schemas, UMAP, vector store)
+
+    (``--hp sleep.every_n_steps=…``, ``--hp sleep.cycle.<field>=…`` override
+    single values). In ``cycle``, ``seed`` defaults to the run seed,
+    ``plot_dir`` to ``<run_dir>/plots/umap`` and ``step_seconds`` to the
+    env's ``step_seconds`` (market time for schema ages). Only ``janus-dqn``
+    sleeps (SWR replay needs a DQN-family model with a prioritized buffer).
 
     Raises:
-        ConfigError: ``sleep`` or ``sleep.cycle`` is not a mapping, names an
-            unknown or removed setting (``budget_s``), gives an SWR setting
-            that the chosen mode would ignore, or holds an invalid value.
+        ConfigError: (one line) ``sleep`` or ``sleep.cycle`` is not a
+            mapping; an unknown key, a SleepConfig field outside ``cycle``, a
+            removed key (``full_cycle``, ``budget_s``) or an invalid value.
     """
     sleep = params.get("sleep")
     if algo != "janus-dqn" or not sleep:
         return None
     if not isinstance(sleep, Mapping):
         raise ConfigError(_BAD_SLEEP.format(sleep))
-    from replay import SleepConfig, SleepPhaseCallback
-    from replay.types import DEFAULT_MAX_WALL_S
-
-    sleep = dict(sleep)
-    cycle = sleep.pop("cycle", None) or {}
+    names = [f.name for f in fields(SleepConfig)]
+    triggers = {key: value for key, value in sleep.items() if key != "cycle"}
+    for key in triggers:
+        if key == "budget_s":
+            raise ConfigError(_REMOVED_BUDGET.format("sleep.", DEFAULT_MAX_WALL_S))
+        if key == "full_cycle":
+            raise ConfigError(_REMOVED_FULL_CYCLE)
+        if key in names:
+            raise ConfigError(_SLEEP_FIELD_OUTSIDE_CYCLE.format(key))
+        if key not in _SLEEP_TRIGGERS:
+            raise ConfigError(_UNKNOWN_SLEEP_KEY.format(key))
+    cycle = sleep.get("cycle") or {}
     if not isinstance(cycle, Mapping):
         raise ConfigError(_BAD_CYCLE.format(cycle))
-    if "budget_s" in sleep:
-        raise ConfigError(_REMOVED_BUDGET.format("sleep.", "sleep.cycle." if sleep.get("full_cycle") else "sleep.",
-                                                 DEFAULT_MAX_WALL_S))
-    if "budget_s" in cycle:
-        raise ConfigError(_REMOVED_BUDGET.format("sleep.cycle.", "sleep.cycle.", DEFAULT_MAX_WALL_S))
+    for key in cycle:
+        if key == "budget_s":
+            raise ConfigError(_REMOVED_BUDGET.format("sleep.cycle.", DEFAULT_MAX_WALL_S))
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            raise ConfigError(_UNKNOWN_CYCLE_KEY.format(key, f" (did you mean {close[0]}?)" if close else ""))
+    defaults: dict[str, Any] = {"plot_dir": str(Path(run_dir) / "plots" / "umap"), "seed": seed}
+    base = env.envs[0].unwrapped if hasattr(env, "envs") else getattr(env, "unwrapped", None)
+    step_seconds = getattr(base, "step_seconds", None)
+    if step_seconds is not None:
+        defaults["step_seconds"] = float(step_seconds)
     try:
-        if sleep.get("full_cycle"):
-            defaults: dict[str, Any] = {"plot_dir": str(Path(run_dir) / "plots" / "umap"), "seed": seed}
-            base = env.envs[0].unwrapped if hasattr(env, "envs") else getattr(env, "unwrapped", None)
-            step_seconds = getattr(base, "step_seconds", None)
-            if step_seconds is not None:
-                defaults["step_seconds"] = float(step_seconds)
-            config = SleepConfig(**{**defaults, **cycle})
-            return SleepPhaseCallback(sleep_config=config, **sleep)
-        if cycle:
-            raise ConfigError(_CYCLE_WITHOUT_FULL)
-        return SleepPhaseCallback(**{"seed": seed, **sleep})
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:  # unknown names (TypeError) or invalid values
+        return SleepPhaseCallback(SleepConfig(**{**defaults, **cycle}), **triggers)
+    except (TypeError, ValueError) as err:  # invalid values
         raise ConfigError(f"sleep: {err}") from err

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
+import yaml
+
 
 class OneLineParser(argparse.ArgumentParser):
     """``argparse`` whose usage errors are one line on stderr and exit status 2 (no usage dump)."""
@@ -32,9 +34,7 @@ def data_option(text: str) -> tuple[list[str], Any]:
     Raises:
         argparse.ArgumentTypeError: no ``=``, invalid YAML, or an unknown key (the message names the accepted ones).
     """
-    import yaml
-
-    from janus_env.historical import data_options
+    from janus_env.historical import data_options  # here, not at the top: it imports pandas (about a second)
 
     key, sep, raw = text.partition("=")
     keys = [k.strip() for k in key.split(".")]

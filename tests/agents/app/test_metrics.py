@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from agents.metrics import (
+from agents.app.metrics import (
     CALENDARS,
     MIN_SHARPE_EPISODES,
     annualized_return,

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
-from janus_env.atomic import atomic_write_bytes  # noqa: F401  (re-exported for train.py)
+from janus_env.atomic import atomic_write_bytes
 
 LATEST = "latest"
 _ARRAY_TAG = "__ndarray__"

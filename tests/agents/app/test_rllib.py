@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 import train
-from envs_registry.rllib import NO_RAY, ScriptedAgentsParallelEnv, module_ids, training_kwargs
+from agents.app.rllib import NO_RAY, module_ids, scripted_market, training_kwargs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SMALL_BATCH = {"train_batch_size_per_learner": 256, "minibatch_size": 64, "num_epochs": 1}
 MARKET = {"roles": {"market_maker": 1, "informed": 1, "noise": 1, "janus": 2}, "episode_steps": 64}
 ROSTER = {"market_maker": {"algo": "ppo"}, "informed": "informed", "noise": "random",
@@ -34,7 +34,7 @@ def _train(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 # --------------------------------------------------------------------------- without Ray
 def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from envs_registry.rllib import ppo_config, register_rllib_envs
+    from agents.app.rllib import ppo_config, register_rllib_envs
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     for call in (register_rllib_envs, lambda: ppo_config("Janus-LOB-v0")):
@@ -90,35 +90,16 @@ def test_module_per_role_or_per_unshared_agent() -> None:
     assert module_ids(agents, roster) == {"market_maker_0": "market_maker", "janus_0": "janus_0", "janus_1": "janus_1"}
 
 
-class _CountingPolicy:
-    def __init__(self, policy) -> None:
-        self.policy, self.calls = policy, 0
-
-    def predict(self, observation, deterministic: bool = True):
-        self.calls += 1
-        return self.policy.predict(observation, deterministic=deterministic)
-
-
-def test_scripted_agents_act_inside_the_env() -> None:
-    from agents.tournament import resolve_roster, scripted_policy
-    from envs_registry import make_parallel_env
-
-    par = make_parallel_env(**MARKET)
-    roster = resolve_roster(MARKET, ROSTER)
-    scripted = {a: _CountingPolicy(scripted_policy(s, par.action_space(a), 0))
-                for a, s in roster.items() if isinstance(s, str)}
-    env = ScriptedAgentsParallelEnv(par, scripted)
+def test_scripted_market_hides_the_scripted_roster_agents() -> None:
+    """The ``Janus-Multi-v0`` env creator: only the learners are exposed; without a roster every agent learns."""
+    env = scripted_market({"env": MARKET, "agents": ROSTER, "seed": 3})
     assert env.possible_agents == ["market_maker_0", "janus_0", "janus_1"]
-    obs, infos = env.reset(seed=0)
-    assert set(obs) == set(infos) == set(env.agents) == set(env.possible_agents)
-    steps = 0
-    while env.agents:
-        obs, rewards, terms, truncs, _ = env.step({a: env.action_space(a).sample() for a in env.agents})
-        assert set(rewards) == set(terms) == set(truncs) <= set(env.possible_agents)
-        steps += 1
-    assert steps == MARKET["episode_steps"]
-    assert all(truncs.values()) and not any(terms.values())
-    assert {a: p.calls for a, p in scripted.items()} == {"informed_0": steps, "noise_0": steps}
+    assert set(env.opponents) == {"informed_0", "noise_0"}
+    everyone = scripted_market({"env": MARKET})
+    assert everyone.possible_agents == ["market_maker_0", "informed_0", "noise_0", "janus_0", "janus_1"]
+    scripted = {"market_maker": "fixed_quotes", "informed": "informed", "noise": "random", "janus": "hold"}
+    with pytest.raises(ValueError, match="The roster leaves no agent to learn"):
+        scripted_market({"env": MARKET, "agents": scripted})
 
 
 # --------------------------------------------------------------------------- with Ray
@@ -149,7 +130,7 @@ def test_train_py_rllib_writes_progress_and_checkpoint(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")
-    from envs_registry.rllib import register_rllib_envs
+    from agents.app.rllib import register_rllib_envs
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     register_rllib_envs()
@@ -160,7 +141,7 @@ def local_ray():
 def test_single_agent_ppo_iteration(local_ray) -> None:
     import gymnasium as gym
 
-    from envs_registry.rllib import ppo_config
+    from agents.app.rllib import ppo_config
 
     algo = ppo_config("Janus-LOB-v0", {"episode_steps": 64, "window": 16}, num_env_runners=1,
                       training=SMALL_BATCH).build_algo()
@@ -180,7 +161,7 @@ def test_single_agent_ppo_iteration(local_ray) -> None:
 
 
 def test_multi_agent_ppo_iteration(local_ray) -> None:
-    from envs_registry.rllib import MULTI_ENV_ID, ppo_config
+    from agents.app.rllib import MULTI_ENV_ID, ppo_config
 
     config = ppo_config(MULTI_ENV_ID, {"env": MARKET, "agents": ROSTER}, num_env_runners=1, training=SMALL_BATCH)
     assert set(config.policies) == {"market_maker", "janus"}

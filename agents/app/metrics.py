@@ -73,10 +73,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import stats
 
 DAY_SECONDS = 86_400.0
 YEAR_DAYS = 365.25
@@ -256,6 +255,14 @@ def sortino(r: np.ndarray, periods_per_year: float = 1.0) -> float:
     return math.nan if downside == 0 else float(r.mean() / downside * math.sqrt(periods_per_year))
 
 
+def _student_t() -> Any:
+    """``scipy.stats.t``, imported on first use: ``scipy.stats`` takes over a second to import, and ``train.py``
+    (through the tournament) must answer ``--help`` and bad arguments without it."""
+    from scipy import stats
+
+    return stats.t
+
+
 def mean_confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """``(mean, half-width)`` of the Student-t interval ``mean ± t_{(1+level)/2, n−1} · s / sqrt(n)``.
 
@@ -272,7 +279,7 @@ def mean_confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[f
     mean = float(x.mean())
     if x.size < 2:
         return mean, math.nan
-    half = float(stats.t.ppf(0.5 + 0.5 * level, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    half = float(_student_t().ppf(0.5 + 0.5 * level, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
     return mean, half
 
 
@@ -307,7 +314,7 @@ def paired_t_test(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> PairedCo
         p = math.nan if mean == 0 else 0.0
     else:
         t = mean / (sd / math.sqrt(n))
-        p = float(2.0 * stats.t.sf(abs(t), n - 1))
+        p = float(2.0 * _student_t().sf(abs(t), n - 1))
     return PairedComparison(mean, mean - half, mean + half, p, n)
 
 

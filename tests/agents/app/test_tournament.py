@@ -1,4 +1,4 @@
-"""``train.py multi``: tournament end to end, the t-interval helper, bad configs."""
+"""``train.py multi``: tournament end to end, the payoff intervals, bad configs."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.tournament import load_config, t_interval
+from agents.app.tournament import load_config, payoff_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = """
 env: {roles: {market_maker: 1, informed: 1, janus: 2}, episode_steps: 50}
 agents:
@@ -126,12 +126,13 @@ def test_bad_safety_section_is_a_config_error(tmp_path: Path, safety: str, messa
     assert message in str(info.value)
 
 
-def test_t_interval_matches_hand_computation() -> None:
+def test_payoff_interval_matches_hand_computation() -> None:
     # x = 1, 2, 3, 4: mean 2.5, s = sqrt(5/3), t_{0.975, 3} = 3.182446305284263
-    mean, half = t_interval([1.0, 2.0, 3.0, 4.0])
-    assert mean == pytest.approx(2.5)
-    assert half == pytest.approx(3.182446305284263 * math.sqrt(5 / 3) / 2.0)
-    assert math.isnan(t_interval([1.0])[1])
+    table = payoff_table({"m": {"janus": [1.0, 2.0, 3.0, 4.0], "informed": [1.0]}})
+    cell, half = table["m"]["janus"], 3.182446305284263 * math.sqrt(5 / 3) / 2.0
+    assert cell["mean"] == pytest.approx(2.5) and cell["ci"] == pytest.approx(half) and cell["n"] == 4
+    assert (cell["ci_low"], cell["ci_high"]) == pytest.approx((2.5 - half, 2.5 + half))
+    assert table["m"]["informed"]["mean"] == 1.0 and math.isnan(table["m"]["informed"]["ci"])
 
 
 @pytest.mark.parametrize(("text", "message"), [

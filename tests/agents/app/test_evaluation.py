@@ -1,4 +1,4 @@
-"""evaluate.py and agents.evaluation: the protocol by hand on scripted episodes, real envs, the CLI end to end."""
+"""evaluate.py and agents.app.evaluation: the protocol by hand on scripted episodes, real envs, the CLI end to end."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from gymnasium import spaces
 
 import envs_registry  # noqa: F401
-from agents.evaluation import (
+from agents.app.evaluation import (
     Annualization,
     annualization,
     check_breaker_settings,
@@ -34,10 +34,10 @@ from agents.evaluation import (
     walk_forward_starts,
     write_outputs,
 )
-from agents.metrics import CALENDARS
+from agents.app.metrics import CALENDARS
 from janus_env.samples import sample_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 HOLD, BUY = 0, 1
 
 
@@ -261,7 +261,7 @@ def test_shield_and_breakers_switch_separately() -> None:
     assert "Amygdala" not in chain(make_eval_env("Janus-LOB-v0", {"episode_steps": 10}, breakers=False))
     no_shield = make_eval_env("Janus-LOB-v0", {"episode_steps": 10}, shield=False, breakers={"vol_ratio": 4.0})
     assert "LTNShield" not in chain(no_shield) and type(no_shield).__name__ == "Amygdala"
-    assert no_shield.vol_ratio == 4.0
+    assert no_shield.config.vol_ratio == 4.0
     assert check_breaker_settings({"vol_ratio": 4, "fear_threshold": None}) == {"vol_ratio": 4, "fear_threshold": None}
     with pytest.raises(ValueError, match=re.escape("Unknown breaker setting 'volratio'; expected one of")):
         check_breaker_settings({"volratio": 4})

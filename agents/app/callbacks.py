@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.checkpoint import save_checkpoint
+from agents.app.checkpoint import save_checkpoint
 
 
 def _mean_numbers(mapping: Any) -> dict[str, float]:
@@ -142,7 +142,7 @@ class JanusMetricsCallback(BaseCallback):
 
 
 class AtomicCheckpointCallback(BaseCallback):
-    """Every ``save_freq`` environment steps, write a complete atomic checkpoint (see ``agents.checkpoint``).
+    """Every ``save_freq`` environment steps, write a complete atomic checkpoint (see ``agents.app.checkpoint``).
 
     Args:
         run_dir: the run folder.

@@ -23,14 +23,15 @@ Training design (one round of sequential best response, per matchup): every
 learned agent gets a fresh SB3 model; the learner groups are trained one after
 the other, each against all other agents playing their current strategy (scripted
 rules, or the other learners' current weights, untrained ones from their
-initial weights). ``SingleAgentAdapter`` turns the parallel env into a
-Gymnasium env for one agent. Independent learners (``shared: false``) are one
+initial weights). :class:`~agents.app.opponents.SingleLearnerEnv` is the
+Gymnasium env of one learner, the others acting inside the market (the same
+env the RLlib runner trains on). Independent learners (``shared: false``) are one
 group each; the ``shared: true`` learners of a role are one group with one
-policy (parameter sharing): the adapter controls one of them per episode,
+policy (parameter sharing): the env controls one of them per episode,
 round-robin, while the others of the group act with the same policy being
 trained. (``make_shared_policy_vec_env`` is not used: it only holds takers and
 cannot keep scripted opponents or a maker in the market.) A learned maker uses
-the same adapter with its ``MultiDiscrete`` action space and PPO. After training
+the same env with its ``MultiDiscrete`` action space and PPO. After training
 every learned model is saved atomically to ``models/<matchup>/<agent>.zip`` in the
 run folder (one file per agent; the agents of a shared group hold the same
 weights); reload it with ``PPO.load`` / ``DQN.load``.
@@ -47,13 +48,14 @@ Every halt of the evaluation episodes is written to ``halts.json``.
 Evaluation: for each matchup and seed, ``episodes`` episodes; an agent's PnL
 is the sum of its rewards (bps of initial cash); a role's PnL in an episode is
 the mean over its agents. The payoff is the mean over seeds × episodes with a
-95% Student-t interval (``t_interval``).
+95% Student-t interval (``agents.app.metrics.mean_confidence_interval``).
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import math
 import sys
@@ -61,17 +63,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
+import torch
 import yaml
+from stable_baselines3 import DQN, PPO
+from tqdm import tqdm
 
-from agents.baselines import BUY, HOLD, SELL, BuyAndHoldPolicy, MeanReversionPolicy, MomentumPolicy, RandomPolicy
-from agents.checkpoint import atomic_write_bytes
-from agents.zoo import ConfigError, read_yaml
-from janus_env.atomic import atomic_path
+from agents.app.config import ConfigError, read_yaml
+from agents.app.metrics import mean_confidence_interval
+from agents.app.opponents import MAKER_STRATEGIES, TAKER_STRATEGIES, SingleLearnerEnv, env_action, scripted_agents
+from envs_registry import make_parallel_env
+from janus_env.atomic import atomic_path, atomic_write_bytes
+from janus_env.parallel_env import DEFAULT_ROLES, ROLES, validate_roles
+from wrappers import ParallelAmygdala, ParallelLTNShield, breaker_fields
+from wrappers.rules import TradingKnowledgeBase
 
-TAKER_STRATEGIES = ("buy_and_hold", "momentum", "mean_reversion", "random", "hold", "informed")
-MAKER_STRATEGIES = ("fixed_quotes",)
 LEARNED_ALGOS = ("ppo", "dqn")
 DEFAULT_STRATEGY = {"market_maker": "fixed_quotes", "informed": "informed", "momentum": "momentum",
                     "noise": "random", "janus": "hold"}
@@ -92,95 +98,6 @@ _BAD_SAFETY = "Expected `safety` to be true, false or a mapping with keys `shiel
 _BAD_SAFETY_PART = "Expected `safety.{}` to be true, false or a mapping of its arguments, got {!r}"
 _BAD_SAFETY_KEY = "Unknown key {!r} in `safety.{}`; expected some of {}"
 SHIELD_KEYS = ("agents", "threshold", "knowledge_base", "on_halt")
-
-
-# --------------------------------------------------------------------------- scripted strategies
-class HoldPolicy:
-    """Taker that never trades."""
-
-    def predict(self, observation: dict[str, np.ndarray], deterministic: bool = True) -> tuple[int, None]:
-        return HOLD, None
-
-
-class InformedPolicy:
-    """Taker that trades on the informed ``signal``: buy when it exceeds ``threshold_bps``, sell below minus it."""
-
-    def __init__(self, threshold_bps: float = 5.0) -> None:
-        self.threshold_bps = float(threshold_bps)
-
-    def predict(self, observation: dict[str, np.ndarray], deterministic: bool = True) -> tuple[int, None]:
-        signal = float(np.asarray(observation.get("signal", [0.0]))[0])
-        pos = float(observation["account"][0])
-        if signal > self.threshold_bps and pos < 1.0 - 1e-6:
-            return BUY, None
-        if signal < -self.threshold_bps and pos > -1.0 + 1e-6:
-            return SELL, None
-        return HOLD, None
-
-
-class FixedQuotesPolicy:
-    """Market maker that always quotes the tightest offset (0 ticks) with 1 lot on both sides."""
-
-    def predict(self, observation: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
-        return np.array([0, 0, 1, 1], dtype=np.int64), None
-
-
-def scripted_policy(name: str, action_space: gym.Space, seed: int) -> Any:
-    """A scripted strategy with an SB3-style ``predict(obs)`` for one agent."""
-    table = {"buy_and_hold": BuyAndHoldPolicy, "momentum": MomentumPolicy, "mean_reversion": MeanReversionPolicy,
-             "hold": HoldPolicy, "informed": InformedPolicy, "fixed_quotes": FixedQuotesPolicy}
-    if name == "random":
-        return RandomPolicy(action_space, seed=seed)
-    return table[name]()
-
-
-def _env_action(action: Any, is_maker: bool) -> Any:
-    return np.asarray(action, dtype=np.int64).reshape(4) if is_maker else int(np.asarray(action).reshape(()))
-
-
-# --------------------------------------------------------------------------- single-agent adapter
-class SingleAgentAdapter(gym.Env):
-    """Gymnasium view of ``JanusParallelEnv`` for one agent (or a parameter-sharing group, one per episode).
-
-    Args:
-        env_kwargs: ``make_parallel_env`` arguments.
-        group: the learning agents; the episode ``k`` controls ``group[k % len(group)]``.
-        policies: ``predict``-able strategy of every other agent (group members included:
-            they act with the shared policy).
-        safety: the checked ``safety`` section (:func:`make_market`), or None.
-    """
-
-    metadata = {"render_modes": []}
-
-    def __init__(self, env_kwargs: dict[str, Any], group: list[str], policies: dict[str, Any],
-                 safety: dict[str, Any] | None = None) -> None:
-        self.par = make_market(env_kwargs, safety)
-        self.group = list(group)
-        self.policies = policies
-        self.observation_space = self.par.observation_spaces[group[0]]
-        self.action_space = self.par.action_spaces[group[0]]
-        self._episode = 0
-        self._obs: dict[str, Any] = {}
-        self.ego = group[0]
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        self.ego = self.group[self._episode % len(self.group)]
-        self._episode += 1
-        self._obs, infos = self.par.reset(seed=seed)
-        return self._obs[self.ego], infos[self.ego]
-
-    def step(self, action: Any):
-        actions = {self.ego: _env_action(action, self.ego.startswith("market_maker"))}
-        for agent in self.par.agents:
-            if agent != self.ego:
-                act, _ = self.policies[agent].predict(self._obs[agent], deterministic=True)
-                actions[agent] = _env_action(act, agent.startswith("market_maker"))
-        obs, rewards, terms, truncs, infos = self.par.step(actions)
-        self._obs = obs
-        done_all = not self.par.agents
-        return (obs[self.ego], float(rewards[self.ego]), bool(terms[self.ego]),
-                bool(truncs[self.ego] or (done_all and not terms[self.ego])), infos[self.ego])
 
 
 # --------------------------------------------------------------------------- config
@@ -222,8 +139,6 @@ def check_safety(safety: Any, env_kwargs: dict[str, Any]) -> dict[str, Any] | No
     Raises:
         ConfigError: a malformed section, an unknown key, or arguments the wrappers reject.
     """
-    from wrappers.parallel_amygdala import BREAKER_ARGS
-
     if safety is None or safety is False:
         return None
     if safety is True:
@@ -231,8 +146,7 @@ def check_safety(safety: Any, env_kwargs: dict[str, Any]) -> dict[str, Any] | No
     if not isinstance(safety, dict) or not set(safety) <= {"shield", "breakers"}:
         raise ConfigError(_BAD_SAFETY.format(safety))
     allowed = {"shield": SHIELD_KEYS,
-               "breakers": ("agents", "on_halt", "kill_file") + tuple(
-                   k for k in BREAKER_ARGS if k not in ("slippage_predictor", "anomaly_detector"))}
+               "breakers": ("agents", "on_halt") + breaker_fields(callables=False)}
     out: dict[str, Any] = {}
     for part in ("shield", "breakers"):
         value = safety.get(part, False)
@@ -258,23 +172,16 @@ def check_safety(safety: Any, env_kwargs: dict[str, Any]) -> dict[str, Any] | No
 
 def make_market(env_kwargs: dict[str, Any], safety: dict[str, Any] | None = None) -> Any:
     """``make_parallel_env(**env_kwargs)``, behind ``ParallelAmygdala(ParallelLTNShield(...))`` as ``safety`` says."""
-    from envs_registry.pettingzoo_envs import make_parallel_env
-
     env = make_parallel_env(**env_kwargs)
     if not safety:
         return env
     if safety.get("shield") is not None:
-        from wrappers.parallel_shield import ParallelLTNShield
-        from wrappers.rules import TradingKnowledgeBase
-
         kwargs = dict(safety["shield"])
         kb = kwargs.pop("knowledge_base", None)
         if kb is not None and not isinstance(kb, dict):
             raise ConfigError(_BAD_SECTION.format("safety.shield.knowledge_base", "mapping", kb))
         env = ParallelLTNShield(env, knowledge_base=TradingKnowledgeBase(**kb) if kb else None, **kwargs)
     if safety.get("breakers") is not None:
-        from wrappers.parallel_amygdala import ParallelAmygdala
-
         env = ParallelAmygdala(env, **safety["breakers"])
     return env
 
@@ -286,8 +193,6 @@ def resolve_roster(env_kwargs: dict[str, Any], agents: dict[str, Any]) -> dict[s
         ConfigError: an unknown agent/role key or strategy.
         ValueError: invalid ``roles``.
     """
-    from janus_env.parallel_env import DEFAULT_ROLES, validate_roles
-
     roles = validate_roles(env_kwargs.get("roles", DEFAULT_ROLES))
     names = [f"{role}_{k}" for role, count in roles.items() for k in range(count)]
     unknown = [key for key in agents if key not in names and key not in roles]
@@ -336,22 +241,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return {"matchups": resolved, "seeds": seeds, "episodes": episodes}
 
 
-# --------------------------------------------------------------------------- statistics
-def t_interval(samples: Any, confidence: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of the Student-t confidence interval: ``x̄ ± t_{(1+c)/2, n−1} · s / √n``.
-
-    Returns ``(mean, nan)`` for fewer than two samples.
-    """
-    from scipy import stats
-
-    x = np.asarray(samples, dtype=np.float64)
-    mean = float(x.mean())
-    if x.size < 2:
-        return mean, math.nan
-    half = float(stats.t.ppf((1.0 + confidence) / 2.0, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return mean, half
-
-
 # --------------------------------------------------------------------------- train and play
 def _groups(roster: dict[str, Any]) -> list[list[str]]:
     """Learner groups in roster order: the shared learners of a role together, the others alone."""
@@ -368,19 +257,14 @@ def train_learners(matchup: dict[str, Any], seed: int, run_dir: Path) -> dict[st
 
     Each trained model is saved atomically to ``run_dir/models/<matchup>/<agent>.zip``.
     """
-    from stable_baselines3 import DQN, PPO
-
-    env_kwargs, roster = matchup["env"], matchup["agents"]
-    spaces = make_market(env_kwargs).action_spaces
-    policies = {a: scripted_policy(s, spaces[a], seed + i)
-                for i, (a, s) in enumerate(roster.items()) if isinstance(s, str)}
+    roster = matchup["agents"]
+    policies = scripted_agents(roster, make_market(matchup["env"]), seed)
     models = []
     for group in _groups(roster):
         spec = roster[group[0]]
-        adapter = SingleAgentAdapter(env_kwargs, group, policies, matchup.get("safety"))
         cls = PPO if spec["algo"] == "ppo" else DQN
         hyper = {**ALGO_DEFAULTS[spec["algo"]], **spec["hyperparams"]}
-        model = cls("MultiInputPolicy", adapter, seed=seed, verbose=0,
+        model = cls("MultiInputPolicy", learner_env(matchup, group, policies), seed=seed, verbose=0,
                     tensorboard_log=str(run_dir / "tb" / "+".join(group)), **hyper)
         policies.update({agent: model for agent in group})
         models.append((model, spec["timesteps"], group))
@@ -389,6 +273,12 @@ def train_learners(matchup: dict[str, Any], seed: int, run_dir: Path) -> dict[st
         for agent in group:
             save_model(model, run_dir / "models" / matchup["name"] / f"{agent}.zip")
     return policies
+
+
+def learner_env(matchup: dict[str, Any], group: list[str], policies: dict[str, Any]) -> SingleLearnerEnv:
+    """The Gymnasium env a learner group trains on: its matchup's market (behind its safety wrappers), the
+    other agents acting inside it with ``policies``."""
+    return SingleLearnerEnv(make_market(matchup["env"], matchup.get("safety")), group, policies)
 
 
 def save_model(model: Any, path: Path) -> None:
@@ -405,16 +295,14 @@ def play(matchup: dict[str, Any], policies: dict[str, Any], seed: int, episodes:
     ``{"seed", "episode", "agent", "step", "reason"}`` (its first halt).
     """
     env = make_market(matchup["env"], matchup.get("safety"))
-    policies = {a: (scripted_policy(s, env.action_spaces[a], seed * 1000 + i) if isinstance(s, str) else policies[a])
-                for i, (a, s) in enumerate(matchup["agents"].items())}
+    policies = {**policies, **scripted_agents(matchup["agents"], env, seed * 1000)}
     out = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed if episode == 0 else None)
         pnl = dict.fromkeys(env.possible_agents, 0.0)
         halted: set[str] = set()
         while env.agents:
-            actions = {a: _env_action(policies[a].predict(obs[a], deterministic=True)[0], a.startswith("market_maker"))
-                       for a in env.agents}
+            actions = {a: env_action(policies[a].predict(obs[a], deterministic=True)[0], a) for a in env.agents}
             obs, rewards, _, _, infos = env.step(actions)
             for agent, reward in rewards.items():
                 pnl[agent] += reward
@@ -438,15 +326,13 @@ def payoff_table(results: dict[str, dict[str, list[float]]], confidence: float =
     for matchup, by_role in results.items():
         table[matchup] = {}
         for role, samples in by_role.items():
-            mean, half = t_interval(samples, confidence)
+            mean, half = mean_confidence_interval(samples, confidence)
             table[matchup][role] = {"mean": mean, "ci": half, "ci_low": mean - half, "ci_high": mean + half,
                                     "n": len(samples)}
     return table
 
 
 def _roles(table: dict[str, Any]) -> list[str]:
-    from janus_env.parallel_env import ROLES
-
     present = {role for row in table.values() for role in row}
     return [role for role in ROLES if role in present]
 
@@ -463,9 +349,7 @@ def to_markdown(table: dict[str, Any]) -> str:
 
 def write_reports(table: dict[str, Any], run_dir: Path) -> str:
     """Write ``payoff.md``, ``payoff.csv``, ``payoff.json`` and ``payoff.png``; returns the Markdown."""
-    import io
-
-    import matplotlib
+    import matplotlib  # plots only: matplotlib is not imported before the reports
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -502,51 +386,74 @@ def write_reports(table: dict[str, Any], run_dir: Path) -> str:
     return markdown
 
 
-def main(config: Path, run_dir: Path = Path("runs"), seed: int = 0, progress: bool = True) -> int:
-    """Train, play the round-robin and write the payoff reports into ``run_dir/multi__<stem>__<time>``.
+def resolve_tournament(config: str | Path, run_dir: Path, seed: int = 0) -> tuple[dict[str, Any], Path]:
+    """The checked tournament and its new folder ``run_dir/multi__<stem>__<time>``, saved there as ``config.yaml``.
+
+    Returns:
+        ``({"seed": seed, "matchups": [...], "seeds": [...], "episodes": n}, run folder)``.
 
     Raises:
-        ConfigError: an invalid config (before anything is written).
+        ConfigError: an invalid config (nothing is written then).
         ValueError: invalid env arguments.
+        FileExistsError: the run folder exists.
     """
-    import torch
-    from tqdm import tqdm
-
-    torch.set_num_threads(1)
-    cfg = load_config(config)
+    cfg = {"seed": seed, **load_config(config)}
     out = run_dir / f"multi__{Path(config).stem}__{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=False)
-    atomic_write_bytes(out / "config.yaml", yaml.safe_dump({"seed": seed, **cfg}, sort_keys=False).encode())
-    start = time.perf_counter()
-    results: dict[str, dict[str, list[float]]] = {}
-    halts: dict[str, Any] = {}
-    for matchup in tqdm(cfg["matchups"], desc="matchups", disable=not progress, file=sys.stderr):
-        policies = train_learners(matchup, seed, out)
-        samples: dict[str, list[float]] = {}
-        records: list[dict[str, Any]] = []
-        for s in cfg["seeds"]:
-            for episode in play(matchup, policies, s, cfg["episodes"], records):
-                for role, value in episode.items():
-                    samples.setdefault(role, []).append(value)
-        results[matchup["name"]] = samples
-        if matchup["safety"] is not None:
-            counts = {agent: sum(r["agent"] == agent for r in records) for agent in matchup["agents"]}
-            halts[matchup["name"]] = {"halted_episodes": counts, "halts": records}
-    markdown = write_reports(payoff_table(results), out)
-    if halts:
-        atomic_write_bytes(out / "halts.json", json.dumps(halts, indent=2).encode())
-    print(f"\npayoff (mean episode PnL in bps ± 95% CI, {len(cfg['seeds'])} seeds × {cfg['episodes']} episodes):\n")
-    print(markdown)
-    n_episodes = len(cfg["seeds"]) * cfg["episodes"]
-    for name, h in halts.items():
-        summary = ", ".join(f"{a} {n}/{n_episodes}" for a, n in h["halted_episodes"].items() if n) or "none"
-        print(f"halted episodes in {name}: {summary}")
-    print(f"tournament done in {time.perf_counter() - start:.0f}s")
-    if halts:
-        print(f"  halts:       {out / 'halts.json'}")
-    print(f"  reports:     {out}/payoff.{{md,csv,json,png}}")
-    if (out / "models").is_dir():
-        print(f"  models:      {out / 'models'}/<matchup>/<agent>.zip")
-    print(f"  config:      {out / 'config.yaml'}")
-    print(f"  TensorBoard: tensorboard --logdir {out / 'tb'}")
-    return 0
+    atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
+    return cfg, out
+
+
+class TournamentTraining:
+    """A resolved tournament: ``learn`` trains each matchup's learners and plays it, ``save`` writes the reports.
+
+    Args:
+        config: :func:`resolve_tournament`'s config.
+        run_dir: the run folder.
+    """
+
+    def __init__(self, config: dict[str, Any], run_dir: Path) -> None:
+        torch.set_num_threads(1)  # small policies train fastest on one thread
+        self.config, self.run_dir = config, run_dir
+        self.results: dict[str, dict[str, list[float]]] = {}
+        self.halts: dict[str, Any] = {}
+        self._start = time.perf_counter()
+
+    def learn(self, progress: bool = True) -> None:
+        """Per matchup: train its learners, then play ``episodes`` episodes for each seed of ``seeds``."""
+        cfg, seed = self.config, self.config["seed"]
+        self._start = time.perf_counter()
+        for matchup in tqdm(cfg["matchups"], desc="matchups", disable=not progress, file=sys.stderr):
+            policies = train_learners(matchup, seed, self.run_dir)
+            samples: dict[str, list[float]] = {}
+            records: list[dict[str, Any]] = []
+            for s in cfg["seeds"]:
+                for episode in play(matchup, policies, s, cfg["episodes"], records):
+                    for role, value in episode.items():
+                        samples.setdefault(role, []).append(value)
+            self.results[matchup["name"]] = samples
+            if matchup["safety"] is not None:
+                counts = {agent: sum(r["agent"] == agent for r in records) for agent in matchup["agents"]}
+                self.halts[matchup["name"]] = {"halted_episodes": counts, "halts": records}
+
+    def save(self) -> str:
+        """Write the payoff reports (and ``halts.json`` with a glass box); returns the summary to print."""
+        cfg, out, halts = self.config, self.run_dir, self.halts
+        markdown = write_reports(payoff_table(self.results), out)
+        if halts:
+            atomic_write_bytes(out / "halts.json", json.dumps(halts, indent=2).encode())
+        lines = [f"\npayoff (mean episode PnL in bps ± 95% CI, {len(cfg['seeds'])} seeds × {cfg['episodes']} "
+                 f"episodes):\n", markdown]
+        n_episodes = len(cfg["seeds"]) * cfg["episodes"]
+        for name, h in halts.items():
+            summary = ", ".join(f"{a} {n}/{n_episodes}" for a, n in h["halted_episodes"].items() if n) or "none"
+            lines.append(f"halted episodes in {name}: {summary}")
+        lines.append(f"tournament done in {time.perf_counter() - self._start:.0f}s")
+        if halts:
+            lines.append(f"  halts:       {out / 'halts.json'}")
+        lines.append(f"  reports:     {out}/payoff.{{md,csv,json,png}}")
+        if (out / "models").is_dir():
+            lines.append(f"  models:      {out / 'models'}/<matchup>/<agent>.zip")
+        lines.append(f"  config:      {out / 'config.yaml'}")
+        lines.append(f"  TensorBoard: tensorboard --logdir {out / 'tb'}")
+        return "\n".join(lines)

@@ -30,8 +30,8 @@
   ``MarketConfig.step_seconds`` in the simulator; the trading calendar is
   ``equities`` for the simulator (a stock: $100, 1-cent ticks, 100-share lots)
   and LOBSTER (NASDAQ); for time-stamped L2/OHLCV data it is guessed from the
-  stamps (:func:`agents.metrics.calendar_from_times`: Saturday trading → crypto),
-  and ``calendar=`` overrides it. Formulas: :mod:`agents.metrics`.
+  stamps (:func:`agents.app.metrics.calendar_from_times`: Saturday trading → crypto),
+  and ``calendar=`` overrides it. Formulas: :mod:`agents.app.metrics`.
 * **Ruin** (equity ≤ 0, or ``info["ruin"]``) ends an episode; the episode return
   is then ≤ −100% and the row counts it, instead of the metrics failing.
   A halted episode keeps the return at the halt (flat afterwards) and is
@@ -67,7 +67,6 @@ with 95% error bars).
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import math
 import os
@@ -80,7 +79,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.metrics import (
+from agents.app.metrics import (
     TradingCalendar,
     calendar,
     calendar_from_times,
@@ -94,6 +93,9 @@ from agents.metrics import (
     ruined,
     value_at_risk,
 )
+from janus_env.config import P_EVENT_LENGTH, P_EVENT_START
+from janus_env.historical import LOBSTERSource
+from wrappers import Amygdala, BreakerConfig, LTNShield, breaker_fields
 
 TRADING_SCENARIOS = ("ou", "gbm", "regime", "flash_crash", "high_vol", "squeeze")
 STRESS_SCENARIOS = ("flash_crash", "squeeze")
@@ -104,8 +106,6 @@ TABLE_NOTE = ("return: mean episode return ± 95% t-interval; ann. %: a year of 
               "episode returns × sqrt(episodes/yr), from ≥ 4 episodes (± sharpe_se in metrics.csv); max DD: worst "
               "episode; halts, ruin: episodes; fill %: filled / requested shares")
 PAIRED_COLUMNS = ("scenario", "agent − baseline", "Δ return bps", "95% CI", "p", "n")
-# Amygdala keyword arguments that take callables, not settable from a command line
-_CALLABLE_BREAKER_ARGS = ("slippage_predictor", "anomaly_detector")
 
 _BAD_BREAKER = "Unknown breaker setting {!r}; expected one of {}"
 _EVENT_OUTSIDE = ("the {} event spans steps {}..{} but the episode has {} steps (0..{}); use more steps "
@@ -117,28 +117,22 @@ _BAD_EPISODES = "Expected `episodes` >= 1, got {!r}"
 
 
 def breaker_settings() -> tuple[str, ...]:
-    """Names accepted as breaker settings: ``wrappers.Amygdala``'s keyword arguments minus the callables."""
-    from wrappers import Amygdala
-
-    params = inspect.signature(Amygdala.__init__).parameters
-    return tuple(name for name, p in params.items()
-                 if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _CALLABLE_BREAKER_ARGS)
+    """Names accepted as breaker settings: ``BreakerConfig``'s fields but the callables, ``halt_on_env_error``."""
+    return breaker_fields(callables=False) + ("halt_on_env_error",)
 
 
 def check_breaker_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate breaker settings (names, then values through ``CircuitBreakers``); returns a copy.
+    """Validate breaker settings (names, then values through ``BreakerConfig``); returns a copy.
 
     Raises:
         ValueError / TypeError: an unknown name, or a value the breakers reject (their message).
     """
-    from wrappers import CircuitBreakers
-
     known = breaker_settings()
     for name in settings:
         if name not in known:
             raise ValueError(_BAD_BREAKER.format(name, sorted(known)))
     values = dict(settings)
-    CircuitBreakers(**{k: v for k, v in values.items() if k != "halt_on_env_error"})
+    BreakerConfig.from_mapping({k: v for k, v in values.items() if k != "halt_on_env_error"})
     return values
 
 
@@ -151,12 +145,8 @@ def make_eval_env(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool = 
     if env_id == "Janus-Execution-v0":
         return env
     if shield:
-        from wrappers import LTNShield
-
         env = LTNShield(env)
     if breakers is not False and breakers is not None:
-        from wrappers import Amygdala
-
         env = Amygdala(env, **(dict(breakers) if isinstance(breakers, Mapping) else {}))
     return env
 
@@ -227,7 +217,7 @@ class Annualization:
 
     @property
     def periods_per_year(self) -> float:
-        """Steps per year ``P`` (:func:`agents.metrics.periods_per_year`)."""
+        """Steps per year ``P`` (:func:`agents.app.metrics.periods_per_year`)."""
         return periods_per_year(self.step_seconds, self.calendar)
 
     @property
@@ -258,8 +248,6 @@ def annualization(env: gym.Env, calendar_name: str = "auto") -> Annualization:
         if calendar_name == "auto":
             cal, cal_source = calendar("equities"), "simulated stock"
     else:
-        from janus_env.historical import LOBSTERSource
-
         source = market.source
         data_step = source.step_seconds
         if data_step is not None:
@@ -302,8 +290,6 @@ def walk_forward_starts(env: gym.Env) -> list[int]:
 
 def event_window(config: Any) -> tuple[int, int] | None:
     """``(first, last)`` step of the config's stress event (None without one), as the kernels place it."""
-    from janus_env.config import P_EVENT_LENGTH, P_EVENT_START
-
     if getattr(config, "event", "none") == "none":
         return None
     p = config.to_params()

@@ -1,0 +1,240 @@
+"""The steps of ``evaluate.py``: resolve what to evaluate, build the scenarios, run the episodes, save the outputs.
+
+```python
+spec = resolve_evaluation(args)        # env, scenarios, strategies, glass box, data, output folder; checked
+plan = build_evaluation(spec)          # the model, and per scenario: env, event window, annualization, episodes
+result = run_evaluation(plan)          # every strategy on the same episodes: table rows, paired tests, curves
+print(result.summary)
+folder, written = save_evaluation(result)   # a new OUT/<time>/ folder, OUT/latest pointing at it
+```
+
+The protocol (same episodes for every strategy, walk-forward windows, annualization, the paired test) is
+:mod:`agents.app.evaluation`'s; bad input raises one of ``USAGE_ERRORS`` from the first two steps, before
+any episode runs or anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from agents.app import evaluation as ev
+from agents.app.cli import data_spec
+from agents.app.config import algo_class, apply_overrides, read_yaml
+from agents.baselines import EXECUTION_BASELINES, TRADING_BASELINES, make_baseline
+
+USAGE_ERRORS = (FileNotFoundError, ValueError, TypeError)
+"""What bad input raises from :func:`resolve_evaluation` and :func:`build_evaluation` (``ConfigError`` is a
+ValueError): the CLI prints it as one line and exits with status 2."""
+EXECUTION_ENV = "Janus-Execution-v0"
+
+_NO_MODEL = "no model at {}"
+_UNKNOWN = "unknown baseline(s)/scenario(s) {}"
+_NO_DATA = "the historical scenario needs --data PATH"
+_NOTHING = "nothing to evaluate: give a run or some baselines"
+_IN_SAMPLE = "historical: note: the run trained on rows {} of its data; rows after {} are not out of sample"
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """What one evaluation compares, where, and how (resolved from the CLI and the run's ``config.yaml``).
+
+    Attributes:
+        env_id: the env.
+        env_kwargs: its settings: the run's, then ``--hp``, then ``--steps`` (without ``data``/``data_split``).
+        scenarios: scenario names, historical last when present.
+        baselines: baseline strategy names.
+        model_path: the run's ``model.zip`` (None: baselines only).
+        algo: the run's algorithm (None without a run).
+        data: the historical data (path, sample name or spec mapping, ``--data-option`` applied; None: none).
+        data_split: rows evaluated on historical data, ``(split, 1.0)``.
+        notes: lines for the printed summary (data overlapping the run's training rows).
+        shield: evaluate behind the LTN shield.
+        breakers: False (off), or the ``Amygdala`` settings (empty: its defaults).
+        calendar: ``--calendar``.
+        episodes: episodes per strategy and scenario.
+        seed: first episode seed.
+        out: parent of the evaluation folders.
+    """
+
+    env_id: str
+    env_kwargs: dict[str, Any]
+    scenarios: list[str]
+    baselines: list[str]
+    model_path: Path | None
+    algo: str | None
+    data: Any
+    data_split: tuple[float, float]
+    notes: list[str]
+    shield: bool
+    breakers: dict[str, Any] | bool
+    calendar: str
+    episodes: int
+    seed: int
+    out: Path
+
+
+@dataclass
+class EvaluationPlan:
+    """A built evaluation: the model and, per scenario, ``(env, event window, annualization, episode plan)``."""
+
+    spec: EvaluationSpec
+    model: Any
+    setups: dict[str, tuple[Any, tuple[int, int] | None, ev.Annualization, ev.EpisodePlan]]
+    notes: list[str]
+
+
+@dataclass
+class EvaluationResult:
+    """Table rows (one per scenario × strategy), paired comparisons, first-episode equity curves, event windows."""
+
+    spec: EvaluationSpec
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    paired: list[dict[str, Any]] = field(default_factory=list)
+    curves: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    events: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    summary: str = ""
+
+
+def resolve_evaluation(args: argparse.Namespace) -> EvaluationSpec:
+    """The evaluation ``evaluate.py`` was asked for, checked (a run's folder or ``model.zip``, or baselines alone).
+
+    A run trained on recorded data is evaluated on that data by default, on rows after ``--split``.
+
+    Raises:
+        FileNotFoundError: no ``model.zip`` at the run.
+        ConfigError: a bad run ``config.yaml`` or ``--hp``.
+        ValueError / TypeError: bad breaker settings, unknown scenarios or baselines, a historical scenario
+            without data, or nothing to evaluate.
+    """
+    config, model_path = None, None
+    if args.run is not None:
+        run_dir = args.run.parent if args.run.suffix == ".zip" else args.run
+        model_path = args.run if args.run.suffix == ".zip" else args.run / "model.zip"
+        if not model_path.is_file():
+            raise FileNotFoundError(_NO_MODEL.format(model_path))
+        config = read_yaml(run_dir / "config.yaml")
+    hyper = config["hyperparams"] if config else {}
+    env_kwargs = apply_overrides({"env_kwargs": dict(hyper.get("env_kwargs", {}))}, args.hp)["env_kwargs"]
+    base_breakers = hyper.get("breakers") if isinstance(hyper.get("breakers"), dict) else {}
+    breakers = False if args.no_breakers else ev.check_breaker_settings({**base_breakers, **args.breaker})
+    env_id = config["run"]["env"] if config else (args.env or "Janus-LOB-v0")
+    if args.steps is not None:
+        env_kwargs["horizon" if env_id == EXECUTION_ENV else "episode_steps"] = args.steps
+    table = EXECUTION_BASELINES if env_id == EXECUTION_ENV else TRADING_BASELINES
+    names = ([] if args.baselines == "none" else sorted(table) if args.baselines == "all"
+             else args.baselines.split(","))
+    run_data = env_kwargs.pop("data", None)  # a run trained on recorded data is evaluated on it by default
+    run_split = env_kwargs.pop("data_split", None)
+    data = args.data if args.data is not None else run_data
+    if args.scenarios != "all":
+        scenarios = args.scenarios.split(",")
+    elif env_kwargs.get("scenario") == "historical":
+        scenarios = ["historical"]
+    else:
+        scenarios = list(ev.TRADING_SCENARIOS) + (["historical"] if data is not None else [])
+    unknown = [n for n in names if n not in table] + [s for s in scenarios
+                                                      if s not in ev.TRADING_SCENARIOS + ("historical",)]
+    if unknown:
+        raise ValueError(_UNKNOWN.format(unknown))
+    if "historical" in scenarios and data is None:
+        raise ValueError(_NO_DATA)
+    if model_path is None and not names:
+        raise ValueError(_NOTHING)
+    notes = []
+    if "historical" in scenarios:
+        data = data_spec(data if isinstance(data, dict) else str(data), args.data_option)
+        if run_data is not None and (run_split is None or float(run_split[1]) > args.split):
+            notes.append(_IN_SAMPLE.format(list(run_split or (0, 1)), args.split))
+    out = args.out or (model_path.parent / "eval" if model_path is not None else Path("runs/evaluate"))
+    return EvaluationSpec(env_id=env_id, env_kwargs=env_kwargs, scenarios=scenarios, baselines=names,
+                          model_path=model_path, algo=config["run"]["algo"] if config else None, data=data,
+                          data_split=(args.split, 1.0), notes=notes, shield=not args.no_shield, breakers=breakers,
+                          calendar=args.calendar, episodes=args.episodes, seed=args.seed, out=out)
+
+
+def build_evaluation(spec: EvaluationSpec) -> EvaluationPlan:
+    """The model (on CPU, one torch thread) and every scenario's env, event, annualization and episodes.
+
+    Every scenario is checked here, before any episode runs.
+
+    Raises:
+        ValueError: a scenario whose env settings, data or stress event do not work (the message names it).
+    """
+    torch.set_num_threads(1)
+    model = algo_class(spec.algo).load(spec.model_path, device="cpu") if spec.model_path is not None else None
+    setups, notes = {}, []
+    for scenario in spec.scenarios:
+        kwargs = {**spec.env_kwargs, "scenario": scenario}
+        if scenario == "historical":
+            kwargs.update(data=spec.data, data_split=spec.data_split)
+            notes += spec.notes
+        try:
+            env = ev.make_eval_env(spec.env_id, kwargs, shield=spec.shield, breakers=spec.breakers)
+            setups[scenario] = (env, ev.check_event_inside(env), ev.annualization(env, spec.calendar),
+                                ev.episode_plan(env, spec.episodes, spec.seed))
+        except (FileNotFoundError, ValueError, TypeError) as err:
+            raise ValueError(f"{scenario}: {err}") from err
+        _, event, timing, plan = setups[scenario]
+        notes.append(f"{scenario}: {timing.describe()}" + (f"; event at steps {event[0]}..{event[1]}" if event else ""))
+        if plan.note:
+            notes.append(f"{scenario}: {plan.note}")
+    return EvaluationPlan(spec, model, setups, notes)
+
+
+def run_evaluation(plan: EvaluationPlan, progress: bool = True) -> EvaluationResult:
+    """Every strategy (the agent first, then the baselines) on every scenario's episodes; the summary tables."""
+    spec = plan.spec
+    result = EvaluationResult(spec)
+    start = time.perf_counter()
+    for scenario in tqdm(spec.scenarios, desc="scenarios", disable=not progress):
+        env, event, timing, episodes = plan.setups[scenario]
+        strategies = ([("agent", ev.agent_policy(plan.model, env))] if plan.model is not None else []) + [
+            (name, _baseline_act(make_baseline(name, env, seed=spec.seed))) for name in spec.baselines]
+        result.curves[scenario], result.events[scenario], episode_returns = {}, event, {}
+        for name, act in strategies:
+            results = [ev.run_episode(env, act, seed, first_row) for seed, first_row in episodes.episodes]
+            result.curves[scenario][name] = results[0].equity
+            episode_returns[name] = [r.episode_return for r in results]
+            result.rows.append({"scenario": scenario, "strategy": name, **ev.summarize(results, timing, event)})
+        result.paired += ev.paired_rows(scenario, episode_returns)
+    result.summary = _summary(plan, result, time.perf_counter() - start)
+    return result
+
+
+def _baseline_act(policy: Any) -> Callable[[Any], Any]:
+    return lambda obs: policy.predict(obs, deterministic=True)[0]
+
+
+def _summary(plan: EvaluationPlan, result: EvaluationResult, elapsed: float) -> str:
+    """The printed (and saved) summary: settings, notes, the metrics table and the paired comparisons."""
+    spec = plan.spec
+    seeds = sorted({seed for setup in plan.setups.values() for seed, _ in setup[3].episodes})
+    breakers = spec.breakers
+    glass = (f"shield {'on' if spec.shield else 'off'}, breakers "
+             f"{'off' if breakers is False else ('on ' + str(breakers) if breakers else 'on (defaults)')}"
+             if spec.env_id != EXECUTION_ENV else "no glass box (execution env)")
+    lines = [f"{spec.env_id}: up to {spec.episodes} episode(s) per strategy and scenario, "
+             f"seeds {seeds[0]}..{seeds[-1]}, {glass}, {elapsed:.1f}s",
+             *plan.notes, "", ev.summary_table(result.rows), ev.TABLE_NOTE]
+    lines += ev.event_notes(result.rows)
+    if result.paired:
+        lines += ["", "agent − baseline on the same episodes (mean, 95% t-interval, paired t-test p):", "",
+                  ev.paired_table(result.paired)]
+    return "\n".join(lines)
+
+
+def save_evaluation(result: EvaluationResult) -> tuple[Path, list[Path]]:
+    """A new folder ``out/<time>/`` with every output (``agents.app.evaluation.write_outputs``), ``out/latest``
+    pointing at it; returns the folder and the files written."""
+    folder = ev.new_eval_dir(result.spec.out)
+    written = ev.write_outputs(folder, result.rows, result.paired, result.curves, result.events, result.summary)
+    return folder, written

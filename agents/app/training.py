@@ -1,0 +1,232 @@
+"""The steps of ``train.py``: resolve the run, build what trains it, learn, save.
+
+```python
+run = resolve_run(args)               # the saved config.yaml and the run folder (new, or --resume)
+training = build_training(run)        # envs, model, callbacks (SB3); the PPO algorithm on Ray (RLlib); a tournament
+training.learn(progress=True)
+print(training.save())                # model.zip and the last checkpoint, or the payoff reports
+```
+
+Every training has ``learn(progress)`` and ``save() -> str`` (the summary to print): :class:`SB3Training`
+here, :class:`~agents.app.rllib.RLlibTraining` for ``--backend rllib`` and
+:class:`~agents.app.tournament.TournamentTraining` for ``train.py multi``. Bad input raises one of
+``USAGE_ERRORS`` from :func:`resolve_run` or :func:`build_training`, before anything is trained; a new run
+that fails there leaves no folder behind.
+
+The run folder of a single-agent SB3 run: ``config.yaml`` (``{"run": {env, algo, seed, timesteps,
+checkpoint_every}, "hyperparams": {...}}``), TensorBoard logs ``tb_*``, ``checkpoints/step_<N>/`` with
+``checkpoints/latest`` (:mod:`agents.app.checkpoint`), ``plots/`` and, at the end, ``model.zip``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import yaml
+
+from agents.app.callbacks import AtomicCheckpointCallback, JanusMetricsCallback
+from agents.app.checkpoint import latest_checkpoint, load_checkpoint
+from agents.app.cli import data_spec
+from agents.app.config import (
+    ConfigError,
+    algo_class,
+    brain_callbacks,
+    build_model,
+    make_vec_env,
+    read_yaml,
+    resolve_hyperparams,
+    sleep_callback,
+)
+from agents.app.rllib import RLlibTraining, require_rllib, resolve_matchup
+from agents.app.tournament import TournamentTraining, resolve_tournament
+from janus_env.atomic import atomic_path, atomic_write_bytes
+from replay import SleepState
+
+USAGE_ERRORS = (ValueError, TypeError, KeyError, ImportError, FileExistsError, FileNotFoundError, ConnectionError)
+"""What bad input raises from :func:`resolve_run` and :func:`build_training` (``ConfigError`` is a ValueError):
+the CLI prints it as one line and exits with status 2."""
+
+_NO_DATA_FILE = ("--data-option needs the data file: --data-option path=FILE (or a sample name) "
+                 "or --hp env_kwargs.data=FILE")
+_NOT_HISTORICAL = "--data-option needs --scenario historical, got {!r}"
+_RUN_EXISTS = "run folder {} exists; pass --resume {} to continue it"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A resolved run: what it is, its config (as saved in ``config.yaml``) and its folder.
+
+    Attributes:
+        kind: ``"sb3"``, ``"rllib"`` or ``"tournament"``.
+        config: the resolved config.
+        run_dir: the run folder (it exists, with ``config.yaml`` in it).
+        resumed: True for ``--resume`` (then a failure never removes the folder).
+        torch_threads: torch CPU threads for an SB3 run.
+    """
+
+    kind: str
+    config: dict[str, Any]
+    run_dir: Path
+    resumed: bool = False
+    torch_threads: int = 1
+
+
+class Training(Protocol):
+    """What :func:`build_training` returns."""
+
+    def learn(self, progress: bool = True) -> None: ...
+
+    def save(self) -> str: ...
+
+
+def resolve_run(args: argparse.Namespace) -> Run:
+    """The run of ``train.py [options]``: hyper-parameters resolved (``agents.app.config``), the folder created.
+
+    A new run gets ``args.run_dir/<name>`` (``env__algo__scenario__s<seed>__<time>`` unless ``--run-name``)
+    with its ``config.yaml``; ``--resume RUN`` reads ``RUN/config.yaml`` (``--timesteps`` may extend it).
+
+    Raises:
+        ImportError: ``--backend rllib`` without Ray RLlib (checked before anything is written).
+        ConfigError: an unknown algorithm, a bad config file, override or data option.
+        FileExistsError: the new run's folder exists.
+    """
+    if args.backend == "rllib":
+        require_rllib()
+    if args.resume is not None:
+        config = read_yaml(args.resume / "config.yaml")
+        if args.timesteps is not None:
+            config["run"]["timesteps"] = args.timesteps
+        return Run("sb3", config, args.resume, resumed=True, torch_threads=args.torch_threads)
+    params = resolve_hyperparams(args.algo, args.env, args.config, args.hp)
+    if args.scenario is not None:
+        params.setdefault("env_kwargs", {})["scenario"] = args.scenario
+    if args.data_option:
+        env_kwargs = params.setdefault("env_kwargs", {})
+        env_kwargs["data"] = data_spec(env_kwargs.get("data"), args.data_option)
+        if "path" not in env_kwargs["data"]:
+            raise ConfigError(_NO_DATA_FILE)
+        if env_kwargs.get("scenario") != "historical":
+            raise ConfigError(_NOT_HISTORICAL.format(env_kwargs.get("scenario")))
+    if args.n_envs is not None:
+        params["n_envs"] = args.n_envs
+    timesteps = args.timesteps or int(params.get("n_timesteps", 20000))
+    scenario = params.get("env_kwargs", {}).get("scenario", "default")
+    label = args.algo if args.backend == "sb3" else f"rllib-{args.algo}"
+    name = args.run_name or f"{args.env}__{label}__{scenario}__s{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = args.run_dir / name
+    if run_dir.exists():
+        raise FileExistsError(_RUN_EXISTS.format(run_dir, run_dir))
+    config = {"run": {"env": args.env, "algo": args.algo, "seed": args.seed, "timesteps": timesteps,
+                      "checkpoint_every": args.checkpoint_every}, "hyperparams": params}
+    if args.backend == "rllib":
+        config["run"].update(backend="rllib", num_env_runners=args.num_env_runners, ray_address=args.ray_address)
+    run_dir.mkdir(parents=True)
+    atomic_write_bytes(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
+    return Run(args.backend, config, run_dir, torch_threads=args.torch_threads)
+
+
+def resolve_multi_run(args: argparse.Namespace) -> Run:
+    """The run of ``train.py multi``: the tournament of ``--config`` (sb3), or one matchup's market on RLlib.
+
+    Raises:
+        ImportError: ``--backend rllib`` without Ray RLlib.
+        ConfigError / ValueError: an invalid tournament config or matchup.
+    """
+    if args.backend == "rllib":
+        config, run_dir = resolve_matchup(args.config, args.run_dir, seed=args.seed, matchup=args.matchup,
+                                          timesteps=args.timesteps, overrides=args.hp,
+                                          num_env_runners=args.num_env_runners, ray_address=args.ray_address)
+        return Run("rllib", config, run_dir)
+    config, run_dir = resolve_tournament(args.config, args.run_dir, seed=args.seed)
+    return Run("tournament", config, run_dir)
+
+
+def build_training(run: Run) -> Training:
+    """What trains ``run``; a new run that fails here loses its folder (it holds only ``config.yaml``).
+
+    Raises:
+        ConfigError / ValueError / TypeError / KeyError: settings the envs, the sleep phase or the model reject.
+        FileNotFoundError: ``--resume`` of a run without a complete checkpoint.
+        ImportError / ConnectionError: RLlib is missing, or its Ray cluster cannot be joined.
+    """
+    try:
+        if run.kind == "rllib":
+            return RLlibTraining.build(run.config, run.run_dir)
+        if run.kind == "tournament":
+            return TournamentTraining(run.config, run.run_dir)
+        return SB3Training.build(run)
+    except BaseException:
+        if not run.resumed:
+            _discard(run.run_dir)
+        raise
+
+
+def _discard(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but its ``config.yaml`` (the run failed before training)."""
+    if [p.name for p in run_dir.iterdir()] == ["config.yaml"]:
+        (run_dir / "config.yaml").unlink()
+        run_dir.rmdir()
+
+
+class SB3Training:
+    """A built Stable-Baselines3 run: its vectorized env, model and callbacks.
+
+    Args:
+        run: the resolved run.
+        model: the SB3 model (new, or restored from the run's latest checkpoint).
+        callbacks: sleep phase (``janus-dqn``), cerebellum and basal ganglia (``janus-*``), ``janus/*`` metrics
+            and, last, the atomic checkpoints.
+    """
+
+    def __init__(self, run: Run, model: Any, callbacks: list[Any]) -> None:
+        self.run, self.model, self.callbacks = run, model, callbacks
+        self._start = time.perf_counter()
+
+    @classmethod
+    def build(cls, run: Run) -> SB3Training:
+        """Env, sleep callback, model (built, or loaded with its buffer, sleep state and RNG states), callbacks."""
+        torch.set_num_threads(run.torch_threads)
+        settings, params, run_dir = run.config["run"], run.config["hyperparams"], run.run_dir
+        env = make_vec_env(settings["env"], params, seed=settings["seed"])
+        sleep_cb = sleep_callback(settings["algo"], params, seed=settings["seed"], run_dir=run_dir, env=env)
+        if run.resumed:
+            folder = latest_checkpoint(run_dir)
+            model, meta, sleep_state = load_checkpoint(folder, algo_class(settings["algo"]), env)
+            model.tensorboard_log = str(run_dir)
+            print(f"resuming {run_dir} from {folder.name} at step {meta['num_timesteps']}")
+            if sleep_cb is not None and sleep_state is not None:
+                sleep_cb.sleep_state = SleepState.from_state_dict(sleep_state, sleep_cb.sleep_config)
+        else:
+            model = build_model(settings["algo"], env, params, seed=settings["seed"], tensorboard_log=str(run_dir))
+        callbacks = [cb for cb in (sleep_cb,) if cb is not None] + brain_callbacks(settings["algo"], params, env)
+        callbacks += [JanusMetricsCallback(plot_dir=run_dir / "plots"),
+                      AtomicCheckpointCallback(run_dir, settings["checkpoint_every"], sleep_cb,
+                                               extra={"run": settings})]
+        return cls(run, model, callbacks)
+
+    def learn(self, progress: bool = True) -> None:
+        """``model.learn`` for the steps left to ``run["timesteps"]`` (none left: nothing)."""
+        remaining = int(self.run.config["run"]["timesteps"]) - int(self.model.num_timesteps)
+        self._start = time.perf_counter()
+        if remaining > 0:
+            self.model.learn(total_timesteps=remaining, callback=self.callbacks, progress_bar=progress,
+                             reset_num_timesteps=not self.run.resumed, tb_log_name="tb")
+
+    def save(self) -> str:
+        """A last checkpoint, then ``model.zip`` (atomically: an interrupted save never clobbers it)."""
+        self.callbacks[-1].save()
+        run_dir, settings = self.run.run_dir, self.run.config["run"]
+        with atomic_path(run_dir / "model.zip") as tmp:
+            self.model.save(tmp)
+        elapsed = time.perf_counter() - self._start
+        return "\n".join([
+            f"\ntrained {settings['algo']} on {settings['env']} for {self.model.num_timesteps} steps in {elapsed:.0f}s",
+            f"  model:       {run_dir / 'model.zip'}",
+            f"  config:      {run_dir / 'config.yaml'}",
+            f"  checkpoints: {run_dir / 'checkpoints'}",
+            f"  TensorBoard: tensorboard --logdir {run_dir}"])

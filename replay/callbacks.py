@@ -1,0 +1,125 @@
+"""``SleepPhaseCallback``: run a JANUS sleep cycle at "market close" during SB3 training.
+
+The callback decides *when* to sleep (end of an episode, every N environment
+steps); *what* a sleep does is configured in one place, a
+:class:`replay.sleep_cycle.SleepConfig` (all five phases by default, SWR replay
+only with ``SleepConfig(swr_only=True)``). The sleep path points one way:
+this module → :mod:`replay.sleep_cycle` → :mod:`replay.swr` → :mod:`replay.losses`.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from replay.sleep_cycle import SleepConfig, SleepState, run_sleep_cycle
+from replay.swr import check_swr_model
+
+__all__ = ["SleepPhaseCallback"]
+
+_BAD_CONFIG = "Expected `sleep_config` to be a replay.SleepConfig or None, got {}"
+_BAD_EVERY = "Expected `every_n_steps` to be a positive int or None, got {!r}"
+_NO_TRIGGER = "SleepPhaseCallback never triggers: set `on_episode_end=True` or `every_n_steps`"
+
+
+class SleepPhaseCallback(BaseCallback):
+    """Run a sleep cycle at "market close" and log its ``sleep/*`` metrics.
+
+    Triggers when any env finishes an episode (``on_episode_end``) and/or every
+    ``every_n_steps`` environment steps (counted in ``num_timesteps``). A cycle
+    is skipped while ``num_timesteps < model.learning_starts`` or the buffer
+    holds fewer than ``sleep_config.seq_len`` steps per env. Each cycle is
+    ``run_sleep_cycle(model, buffer, sleep_state, sleep_config)``; every
+    metric it returns is logged under its ``sleep/`` name and written at once
+    (a sleep is an event at this step), and the UMAP scatter of the cycle goes
+    to TensorBoard as ``sleep/umap``. ``sleep_state`` (a
+    :class:`~replay.sleep_cycle.SleepState`) carries over between cycles and
+    is what a checkpoint saves.
+
+    What a cycle learns depends only on the seed (``sleep_config.seed``), the
+    counts and the data: ``max_wall_s`` is a logged safety cap (see
+    :mod:`replay.swr`).
+
+    Args:
+        sleep_config: every setting of a sleep (default ``SleepConfig()``).
+        every_n_steps: also sleep every this many env steps (None: never).
+        on_episode_end: sleep when an episode ends.
+        verbose: SB3 verbosity.
+
+    Raises:
+        TypeError: ``sleep_config`` is not a ``SleepConfig``; at ``learn()``
+            start with ``sleep_config.swr_only``, a model that is not
+            DQN-family or a buffer that is not prioritized (the full cycle
+            skips phase 1 for those instead).
+        ValueError: bad ``every_n_steps``; no trigger enabled.
+
+    Example:
+        >>> callback = SleepPhaseCallback(SleepConfig(n_sequences=8), every_n_steps=1000)  # doctest: +SKIP
+        >>> model.learn(10_000, callback=callback)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        sleep_config: SleepConfig | None = None,
+        *,
+        every_n_steps: int | None = None,
+        on_episode_end: bool = True,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        if sleep_config is not None and not isinstance(sleep_config, SleepConfig):
+            raise TypeError(_BAD_CONFIG.format(type(sleep_config).__name__))
+        if every_n_steps is not None and (
+            isinstance(every_n_steps, bool) or not isinstance(every_n_steps, numbers.Integral) or every_n_steps <= 0
+        ):
+            raise ValueError(_BAD_EVERY.format(every_n_steps))
+        if every_n_steps is None and not on_episode_end:
+            raise ValueError(_NO_TRIGGER)
+        self.sleep_config = SleepConfig() if sleep_config is None else sleep_config
+        self.every_n_steps = every_n_steps
+        self.on_episode_end = on_episode_end
+        self.sleep_state: SleepState | None = None
+        self.n_sleeps = 0
+        self.last_metrics: dict[str, float] = {}
+        self._last_step_trigger = 0
+
+    def _init_callback(self) -> None:
+        """Fail at ``learn()`` start, not at the first market close, when an SWR-only sleep cannot run."""
+        if self.sleep_config.swr_only:
+            check_swr_model(self.model, getattr(self.model, "replay_buffer", None))
+
+    def _triggered(self) -> bool:
+        fired = False
+        if self.on_episode_end:
+            dones = self.locals.get("dones")
+            fired = dones is not None and bool(np.any(dones))
+        if self.every_n_steps is not None and self.num_timesteps - self._last_step_trigger >= self.every_n_steps:
+            self._last_step_trigger = self.num_timesteps
+            fired = True
+        return fired
+
+    def _on_step(self) -> bool:
+        if self._triggered():
+            self.sleep()
+        return True
+
+    def sleep(self) -> dict[str, float] | None:
+        """Run one sleep cycle now; return its metrics (None when skipped)."""
+        model = self.model
+        buffer = model.replay_buffer
+        if buffer is None or buffer.size() < self.sleep_config.seq_len or self.num_timesteps < model.learning_starts:
+            return None
+        self.sleep_state, metrics = run_sleep_cycle(model, buffer, self.sleep_state, self.sleep_config)
+        monitor = self.sleep_state.monitor
+        if monitor.fitted:  # the UMAP scatter of this cycle as a TensorBoard image
+            monitor.log_to_tensorboard(self.logger, self.num_timesteps)
+        for key, value in metrics.items():
+            self.logger.record(key, value)
+        # a sleep phase is an event at this step: write it now rather than at the algorithm's next log
+        # interval, which may never come before training ends (off-policy algorithms log every k episodes)
+        self.logger.dump(self.num_timesteps)
+        self.n_sleeps += 1
+        self.last_metrics = metrics
+        return metrics
