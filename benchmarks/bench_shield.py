@@ -15,7 +15,7 @@ Two tables, measured in the same process:
 2. **Env steps/s**, unshielded ``gym.make("Janus-LOB-v0")`` vs the same env
    inside ``LTNShield``, random valid actions drawn outside the timed region,
    ``reset()`` when an episode ends; and the native vector env
-   (``gym.make_vec``, N = 64 and 256) vs the same inside ``LTNVectorShield``.
+   (``gym.make_vec``, N = 64 and 256) vs the same inside ``VectorLTNShield``.
    Repeats alternate between the two envs and the ratio is the median of the
    per-pair ratios (robust to a noisy machine).
 3. **Block rates** (``--block-rates``, instead of 1 and 2): the share of
@@ -68,7 +68,7 @@ from janus_env.samples import sample_path  # noqa: E402
 from wrappers import logic  # noqa: E402
 from wrappers.rules import RULE_NAMES  # noqa: E402
 from wrappers.shield import LTNShield  # noqa: E402
-from wrappers.vector_shield import LTNVectorShield  # noqa: E402
+from wrappers.vector_shield import VectorLTNShield  # noqa: E402
 
 N_FEATURES = 5
 _BTC = {"lot": 1, "max_position": 5, "initial_cash": 1e6}
@@ -241,7 +241,7 @@ def throughput_table(seconds: float, repeats: int) -> list[tuple[str, float, flo
                                                           seconds, repeats)))
     for n_envs in (64, 256):
         plain_v = gym.make_vec("Janus-LOB-v0", num_envs=n_envs, action_type="sized", n_sizes=3)
-        shielded_v = LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=n_envs, action_type="sized", n_sizes=3))
+        shielded_v = VectorLTNShield(gym.make_vec("Janus-LOB-v0", num_envs=n_envs, action_type="sized", n_sizes=3))
         batches = np.random.default_rng(0).integers(0, 7, (64, n_envs))
         plain_v.reset(seed=0)
         shielded_v.reset(seed=0)

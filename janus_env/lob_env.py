@@ -296,7 +296,7 @@ class JanusLOBEnv(gym.Env):
     def _make_market(self, scenario: str, data: Any, data_split: tuple[float, ...]) -> Any:
         params_reward = REWARDS[self.reward_mode]
         if scenario == "historical":
-            from janus_env.replay_market import HistoricalMarket
+            from janus_env.historical_market import HistoricalMarket
 
             market = HistoricalMarket(self.config, data, data_split)
         else:

@@ -7,7 +7,7 @@ sees what the inner ones reported):
 env = AuditLog(Amygdala(LTNShield(Hypothalamus(gym.make("Janus-LOB-v0", action_type="sized")))), "audit.jsonl")
 ```
 
-Native vector env (``gym.make_vec``): ``LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=64))`` scores
+Native vector env (``gym.make_vec``): ``VectorLTNShield(gym.make_vec("Janus-LOB-v0", num_envs=64))`` scores
 every book in one numba call; the other wrappers go per sub-env through
 ``gym.make_vec(..., vectorization_mode="sync", wrappers=[LTNShield, Amygdala])``.
 
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from wrappers.amygdala import Amygdala, BreakerConfig, CircuitBreakers, breaker_fields
 from wrappers.audit import AuditLog, read_audit_log
-from wrappers.gaf import GAFObservation, GAFObservationVector, gaf_images, gaf_video
+from wrappers.gaf import GAFObservation, VectorGAFObservation, gaf_images, gaf_video
 from wrappers.hypothalamus import Hypothalamus
 from wrappers.parallel_amygdala import ParallelAmygdala
 from wrappers.parallel_shield import ParallelLTNShield
 from wrappers.shield import LTNShield
-from wrappers.vector_shield import LTNVectorShield
+from wrappers.vector_shield import VectorLTNShield
 
 __all__ = [
     "Amygdala",
@@ -35,10 +35,10 @@ __all__ = [
     "BreakerConfig",
     "CircuitBreakers",
     "GAFObservation",
-    "GAFObservationVector",
+    "VectorGAFObservation",
     "Hypothalamus",
     "LTNShield",
-    "LTNVectorShield",
+    "VectorLTNShield",
     "ParallelAmygdala",
     "ParallelLTNShield",
     "breaker_fields",

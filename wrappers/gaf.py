@@ -472,7 +472,7 @@ class GAFObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return {**observation, GAF_KEY: _gaf(clips, self._tanh, np.float32, False)}
 
 
-class GAFObservationVector(VectorObservationWrapper):
+class VectorGAFObservation(VectorObservationWrapper):
     """:class:`GAFObservation` for vector envs: adds ``"gaf"`` of shape ``(N, F, 2, w, w)``.
 
     For ``gym.make_vec("Janus-LOB-v0", num_envs=N, window=W)``
@@ -483,7 +483,7 @@ class GAFObservationVector(VectorObservationWrapper):
     plus ``parallel``.
 
     ```python
-    envs = GAFObservationVector(gym.make_vec("Janus-LOB-v0", num_envs=64, window=210))
+    envs = VectorGAFObservation(gym.make_vec("Janus-LOB-v0", num_envs=64, window=210))
     ```
 
     Args:
@@ -533,7 +533,7 @@ class GAFObservationVector(VectorObservationWrapper):
 
 __all__ = [
     "GAFObservation",
-    "GAFObservationVector",
+    "VectorGAFObservation",
     "GAF_KEY",
     "SCALINGS",
     "gaf_images",

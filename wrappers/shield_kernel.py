@@ -3,7 +3,7 @@
 Every shield is a thin adapter over one :class:`ShieldCore`, which decides for a
 batch of *rows* of the market's buffers: row 0 of a single env
 (:class:`~wrappers.shield.LTNShield`), the N books of the native vector env
-(:class:`~wrappers.vector_shield.LTNVectorShield`), or the shielded agents of
+(:class:`~wrappers.vector_shield.VectorLTNShield`), or the shielded agents of
 the shared multi-agent book (:class:`~wrappers.parallel_shield.ParallelLTNShield`).
 All of them expose their state in one layout, the ``O_*`` rows of
 :mod:`janus_env.simulator` and the flat observation rows, through the env's

@@ -1,4 +1,4 @@
-"""``LTNVectorShield``: the logic shield of :class:`~wrappers.shield.LTNShield` over the native vector env."""
+"""``VectorLTNShield``: the logic shield of :class:`~wrappers.shield.LTNShield` over the native vector env."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from wrappers._state import TradeHistory
 from wrappers.rules import TradingKnowledgeBase
 from wrappers.shield_kernel import DEFAULT_THRESHOLD, HOLD, ShieldCore, halt_record, ltn_record, reason
 
-_NOT_VECTOR = "LTNVectorShield needs the native Janus-LOB vector env (gym.make_vec('Janus-LOB-v0', ...)), got {}"
+_NOT_VECTOR = "VectorLTNShield needs the native Janus-LOB vector env (gym.make_vec('Janus-LOB-v0', ...)), got {}"
 _NEED_RESET = "Call reset() before step()"
 
 
-class LTNVectorShield(gym.vector.VectorWrapper):
+class VectorLTNShield(gym.vector.VectorWrapper):
     """The trading knowledge base on every sub-env of ``gym.make_vec("Janus-LOB-v0", num_envs=N)``.
 
     The decision of :class:`~wrappers.shield.LTNShield` (the same batched core,
@@ -55,7 +55,7 @@ class LTNVectorShield(gym.vector.VectorWrapper):
         ValueError: ``threshold`` outside (0, 1] or an unknown ``fallback``.
 
     ```python
-    envs = LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=64, action_type="sized"))
+    envs = VectorLTNShield(gym.make_vec("Janus-LOB-v0", num_envs=64, action_type="sized"))
     ```
     """
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import envs_registry  # noqa: F401
 from envs_registry.pettingzoo_envs import make_parallel_env
-from janus_env import replay_market
+from janus_env import historical_market
 from janus_env.accounting import REJECT_REASONS, cut_order, reason_names
 from janus_env.book import BUY, F_PRICE, F_QTY, F_TAKER_AGENT, F_TAKER_SIDE, S_N_FILLS
 from janus_env.config import AGENT_JANUS, P_INITIAL_PRICE_TICKS, P_N_TICKS, MarketConfig
@@ -401,7 +401,7 @@ def test_simulated_book_rejects_a_fractional_grid() -> None:
 
 
 def test_lobster_needs_whole_shares() -> None:
-    with pytest.raises(ValueError, match=re.escape(replay_market._WHOLE_SHARES.format("LOBSTERSource", None, 0.5,
+    with pytest.raises(ValueError, match=re.escape(historical_market._WHOLE_SHARES.format("LOBSTERSource", None, 0.5,
                                                                                      1000))):
         JanusLOBEnv(scenario="historical", data=sample_path("lobster_aapl"), lot=0.5)
 

@@ -38,7 +38,7 @@ from wrappers.gaf import (
     SCALINGS,
     TANH_EPS,
     GAFObservation,
-    GAFObservationVector,
+    VectorGAFObservation,
     gaf_images,
     gaf_video,
 )
@@ -278,7 +278,7 @@ def test_bad_parallel() -> None:
         with pytest.raises(TypeError, match=re.escape(_BAD_PARALLEL.format(bad))):
             gaf_images(np.zeros(3), parallel=bad)
     with pytest.raises(TypeError, match=re.escape(_BAD_PARALLEL.format(None))):
-        GAFObservationVector(gym.make_vec("Janus-LOB-v0", num_envs=2, **ENV_KW), parallel=None, **VIDEO_KW)
+        VectorGAFObservation(gym.make_vec("Janus-LOB-v0", num_envs=2, **ENV_KW), parallel=None, **VIDEO_KW)
 
 
 # --------------------------------------------------------------- wrappers
@@ -354,7 +354,7 @@ def test_wrapper_bad_env() -> None:
 
 @pytest.mark.parametrize("parallel", [False, True])
 def test_vector_wrapper_matches_single_env_computation(parallel: bool) -> None:
-    envs = GAFObservationVector(gym.make_vec("Janus-LOB-v0", num_envs=4, **ENV_KW), parallel=parallel, **VIDEO_KW)
+    envs = VectorGAFObservation(gym.make_vec("Janus-LOB-v0", num_envs=4, **ENV_KW), parallel=parallel, **VIDEO_KW)
     assert envs.single_observation_space[GAF_KEY].shape == (3, 2, 8, 8)
     assert envs.observation_space[GAF_KEY].shape == (4, 3, 2, 8, 8)
     obs, _ = envs.reset(seed=0)
@@ -367,9 +367,9 @@ def test_vector_wrapper_matches_single_env_computation(parallel: bool) -> None:
         obs, *_ = envs.step(rng.integers(envs.single_action_space.n, size=4))
     envs.close()
     with pytest.raises(ValueError, match=re.escape(
-        _ENV_TOO_SHORT.format("GAFObservationVector", 210, 60, 10, 16, 16, 210)
+        _ENV_TOO_SHORT.format("VectorGAFObservation", 210, 60, 10, 16, 16, 210)
     )):
-        GAFObservationVector(gym.make_vec("Janus-LOB-v0", num_envs=2, **ENV_KW))
+        VectorGAFObservation(gym.make_vec("Janus-LOB-v0", num_envs=2, **ENV_KW))
 
 
 # ------------------------------------------------------------------ pyts

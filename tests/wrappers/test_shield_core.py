@@ -19,7 +19,7 @@ from wrappers.parallel_shield import ParallelLTNShield
 from wrappers.rules import RULE_NAMES
 from wrappers.shield import LTNShield
 from wrappers.shield_kernel import HOLD, ShieldCore, choose_actions, halt_record, ltn_record
-from wrappers.vector_shield import LTNVectorShield
+from wrappers.vector_shield import VectorLTNShield
 
 STEPS = 150
 
@@ -31,7 +31,7 @@ def _three(action_type: str, fallback: str, scenario: str, seed: int):
     from the same seed (the agents' shuffle draws nothing for one agent), so the three see one market."""
     kwargs = {"scenario": scenario, "action_type": action_type, "n_sizes": 3, "episode_steps": STEPS, "warmup": 16}
     single = LTNShield(gym.make("Janus-LOB-v0", **kwargs), fallback=fallback)
-    vector = LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=1, **kwargs), fallback=fallback)
+    vector = VectorLTNShield(gym.make_vec("Janus-LOB-v0", num_envs=1, **kwargs), fallback=fallback)
     parallel = ParallelLTNShield(make_parallel_env(roles={"janus": 1}, **kwargs), fallback=fallback)
     single.reset(seed=seed)
     vector.reset(seed=[seed])
@@ -127,7 +127,7 @@ def test_every_shield_rejects_bad_arguments_alike(shield: str, kwargs: dict, err
         if shield == "single":
             LTNShield(gym.make("Janus-LOB-v0"), **kwargs)
         elif shield == "vector":
-            LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=2), **kwargs)
+            VectorLTNShield(gym.make_vec("Janus-LOB-v0", num_envs=2), **kwargs)
         else:
             ParallelLTNShield(make_parallel_env(roles={"noise": 1, "janus": 1}), **kwargs)
 
@@ -140,7 +140,7 @@ def test_action_masks_need_discrete_actions_alike(shield: str) -> None:
         env.reset(seed=0)
         call = env.action_masks
     elif shield == "vector":
-        env = LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=2, action_type="continuous"))
+        env = VectorLTNShield(gym.make_vec("Janus-LOB-v0", num_envs=2, action_type="continuous"))
         env.reset(seed=0)
         call = env.action_masks
     else:

@@ -1,4 +1,4 @@
-"""``LTNVectorShield``: the single-env shield's decisions on every book of the native vector env."""
+"""``VectorLTNShield``: the single-env shield's decisions on every book of the native vector env."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import envs_registry  # noqa: F401
 from janus_env.actions import InvalidActionError
 from wrappers.rules import RULE_NAMES
 from wrappers.shield import HOLD, LTNShield
-from wrappers.vector_shield import LTNVectorShield
+from wrappers.vector_shield import VectorLTNShield
 
 SMALL = {"episode_steps": 60, "warmup": 16, "scenario": "high_vol"}
 SEEDS = [3, 4, 5, 6]
@@ -23,7 +23,7 @@ SEEDS = [3, 4, 5, 6]
 def test_every_book_decides_as_the_single_env_shield(action_type: str, fallback: str) -> None:
     """Same seeds, same proposals: same scores, overrides and executions, across next-step autoresets."""
     kwargs = {**SMALL, "action_type": action_type, "n_sizes": 3}
-    envs = LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=len(SEEDS), **kwargs), fallback=fallback)
+    envs = VectorLTNShield(gym.make_vec("Janus-LOB-v0", num_envs=len(SEEDS), **kwargs), fallback=fallback)
     singles = [LTNShield(gym.make("Janus-LOB-v0", **kwargs), fallback=fallback) for _ in SEEDS]
     envs.reset(seed=SEEDS)
     for env, s in zip(singles, SEEDS):
@@ -58,7 +58,7 @@ def test_every_book_decides_as_the_single_env_shield(action_type: str, fallback:
 
 
 def test_oversized_orders_never_execute() -> None:
-    envs = LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=8, action_type="sized", n_sizes=5,
+    envs = VectorLTNShield(gym.make_vec("Janus-LOB-v0", num_envs=8, action_type="sized", n_sizes=5,
                                         max_position=300, episode_steps=80))
     envs.reset(seed=0)
     max_buy = np.full(8, 5)
@@ -71,7 +71,7 @@ def test_oversized_orders_never_execute() -> None:
 
 
 def test_action_masks_match_the_scores() -> None:
-    envs = LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=4, action_type="sized", n_sizes=3))
+    envs = VectorLTNShield(gym.make_vec("Janus-LOB-v0", num_envs=4, action_type="sized", n_sizes=3))
     envs.reset(seed=1)
     for t in range(30):
         masks = envs.action_masks()
@@ -82,7 +82,7 @@ def test_action_masks_match_the_scores() -> None:
 
 
 def test_a_fault_halts_every_book_and_needs_a_reset(monkeypatch: pytest.MonkeyPatch) -> None:
-    envs = LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=3))
+    envs = VectorLTNShield(gym.make_vec("Janus-LOB-v0", num_envs=3))
     envs.reset(seed=0)
     envs.step(np.array([1, 1, 1]))
     before = envs.unwrapped.buffers()[1].copy()
@@ -102,7 +102,7 @@ def test_a_fault_halts_every_book_and_needs_a_reset(monkeypatch: pytest.MonkeyPa
 
 
 def test_bad_input() -> None:
-    envs = LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=2))
+    envs = VectorLTNShield(gym.make_vec("Janus-LOB-v0", num_envs=2))
     envs.reset(seed=0)
     before = envs.unwrapped.buffers()[1].copy()
     with pytest.raises(InvalidActionError, match=re.escape("Action 5 is outside Discrete(3)")):
@@ -111,9 +111,9 @@ def test_bad_input() -> None:
         envs.step(np.array([0.5, 1.0]))
     np.testing.assert_array_equal(envs.unwrapped.buffers()[1], before)
     with pytest.raises(TypeError, match="needs the native Janus-LOB vector env"):
-        LTNVectorShield(gym.make_vec("CartPole-v1", num_envs=2))
+        VectorLTNShield(gym.make_vec("CartPole-v1", num_envs=2))
     with pytest.raises(ValueError, match=re.escape("Expected `threshold` in (0, 1], got 0")):
-        LTNVectorShield(gym.make_vec("Janus-LOB-v0", num_envs=2), threshold=0)
+        VectorLTNShield(gym.make_vec("Janus-LOB-v0", num_envs=2), threshold=0)
 
 
 def test_the_whole_glass_box_per_sub_env_through_a_sync_vector_env() -> None:
