@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from janus_env.checks import check_fraction, check_int, check_positive
 from janus_env.execution_env import almgren_chriss_schedule
 
 HOLD, BUY, SELL = 0, 1, 2
@@ -53,14 +54,6 @@ _POSITION_TOLERANCE = 1e-6
 _LOT_TOLERANCE = 1e-4
 """Lots counted from float32 position fractions are rounded down only below ``n − 1e-4`` lots."""
 
-_BAD_LOOKBACK = "Expected `lookback` >= 1, got {!r}"
-_BAD_HORIZON = "Expected `horizon` >= 1, got {!r}"
-_BAD_COOLDOWN = "Expected `cooldown` to be an int >= 0, got {!r}"
-_BAD_LOT_FRACTION = "Expected `lot_fraction` in (0, 1] (lot / max_position) or None, got {!r}"
-_BAD_TARGET = "Expected `target` in (0, 1], got {!r}"
-_BAD_PATIENCE = "Expected `patience` to be an int >= 1, got {!r}"
-_BAD_MIN_CASH = "Expected `min_cash` in [0, 1), got {!r}"
-_BAD_THRESHOLD = "Expected `{}` > 0, got {!r}"
 _BAD_SPACE = "Expected a Discrete(2k+1) or Box(-1, 1, (1,)) trading action space, got {!r}"
 
 
@@ -73,13 +66,6 @@ def _batched(obs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], bool]:
 
 def _finish(actions: np.ndarray, single: bool) -> tuple[np.ndarray | int, None]:
     return (actions[0] if single else actions), None
-
-
-def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ValueError(_BAD_THRESHOLD.format(name, value))
-    return float(value)
 
 
 def to_execution_action(fraction: np.ndarray) -> np.ndarray:
@@ -124,6 +110,7 @@ class TargetPolicy(BaselinePolicy):
         cooldown: steps a side stays closed after an order on it did not move the position (10).
 
     Raises:
+        TypeError: ``lot_fraction`` not a number (or None), ``cooldown`` not an int.
         ValueError: an unsupported action space, ``lot_fraction`` outside (0, 1], a negative ``cooldown``.
     """
 
@@ -136,13 +123,9 @@ class TargetPolicy(BaselinePolicy):
             self.n_sizes = 0  # continuous
         else:
             raise ValueError(_BAD_SPACE.format(space))
-        if lot_fraction is not None and (isinstance(lot_fraction, bool) or not 0.0 < float(lot_fraction) <= 1.0):
-            raise ValueError(_BAD_LOT_FRACTION.format(lot_fraction))
-        if isinstance(cooldown, bool) or not isinstance(cooldown, (int, np.integer)) or cooldown < 0:
-            raise ValueError(_BAD_COOLDOWN.format(cooldown))
+        self.lot_fraction = check_fraction("lot_fraction", lot_fraction, low_open=True, optional=True)
+        self.cooldown = check_int("cooldown", cooldown, low=0)
         self.action_space = space
-        self.lot_fraction = None if lot_fraction is None else float(lot_fraction)
-        self.cooldown = int(cooldown)
         self._episode_start: np.ndarray | None = None
         self._n = 0  # rows of the remembered batch
 
@@ -251,15 +234,9 @@ class BuyAndHoldPolicy(TargetPolicy):
 
     def __init__(self, target: float = 1.0, min_cash: float = 0.25, patience: int = 3, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
-            raise ValueError(_BAD_PATIENCE.format(patience))
-        self.patience = int(patience)
-        if isinstance(target, bool) or not 0.0 < float(target) <= 1.0:
-            raise ValueError(_BAD_TARGET.format(target))
-        if isinstance(min_cash, bool) or not 0.0 <= float(min_cash) < 1.0:
-            raise ValueError(_BAD_MIN_CASH.format(min_cash))
-        self.target = float(target)
-        self.min_cash = float(min_cash)
+        self.patience = check_int("patience", patience, low=1)
+        self.target = check_fraction("target", target, low_open=True)
+        self.min_cash = check_fraction("min_cash", min_cash, high_open=True)
 
     def _new_rows(self, n: int) -> None:
         super()._new_rows(n)
@@ -312,10 +289,8 @@ class MomentumPolicy(TargetPolicy):
 
     def __init__(self, lookback: int = 10, k: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(lookback, bool) or not isinstance(lookback, (int, np.integer)) or lookback < 1:
-            raise ValueError(_BAD_LOOKBACK.format(lookback))
-        self.lookback = int(lookback)
-        self.k = _positive("k", k)
+        self.lookback = check_int("lookback", lookback, low=1)
+        self.k = check_positive("k", k)
 
     def signal(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """``z`` per row (0 when the window has no price move)."""
@@ -351,7 +326,7 @@ class MeanReversionPolicy(TargetPolicy):
 
     def __init__(self, threshold_bps: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.threshold_bps = _positive("threshold_bps", threshold_bps)
+        self.threshold_bps = check_positive("threshold_bps", threshold_bps)
 
     def _deviation(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         return -obs["prices"].astype(np.float64).mean(axis=1)  # current mid relative to the window mean, bps
@@ -380,7 +355,7 @@ class ZScoreMeanReversionPolicy(MeanReversionPolicy):
     name = "mean_reversion"
 
     def __init__(self, k: float = 1.0, **kwargs: Any) -> None:
-        super().__init__(threshold_bps=k, **kwargs)
+        super().__init__(threshold_bps=check_positive("k", k), **kwargs)
 
     @property
     def k(self) -> float:
@@ -417,9 +392,7 @@ class TWAPPolicy(BaselinePolicy):
     name = "twap"
 
     def __init__(self, horizon: int) -> None:
-        if horizon < 1:
-            raise ValueError(_BAD_HORIZON.format(horizon))
-        self.horizon = int(horizon)
+        self.horizon = check_int("horizon", horizon, low=1)
 
     def _steps_left(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         # account[4] = 1 − t / (horizon + 1)  →  steps left = horizon − t

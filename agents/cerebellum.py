@@ -39,8 +39,6 @@ predicted_bps = cerebellum.predictor(obs, action, info)
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -51,15 +49,14 @@ from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 from torch.nn import functional as F
 
-_BAD_INT = "Expected `{}` to be an int >= {}, got {!r}"
-_BAD_LR = "Expected `lr` > 0 and finite, got {!r}"
+from janus_env.checks import check_int, check_positive
+
 _BAD_HIDDEN = "Expected `hidden` to be a sequence of positive ints, got {!r}"
 _BAD_ACTION = "Expected a discrete action index in [0, {}), got {!r}"
 _BAD_OBS = "Expected an observation with keys {!r} and {!r}, shapes ({}, 4) and ({},), got {!r}"
 _BAD_BATCH = "Expected equal-length rows in the batch, got sizes {}"
 _EMPTY_BATCH = "Expected a non-empty batch of fills"
 _NOT_CEREBELLUM = "Expected a Cerebellum, got {}"
-_BAD_LOT = "Expected `lot` to be a finite number > 0, got {!r}"
 _NO_LOB_ENV = "Expected an env whose unwrapped config has `n_levels` and `lot` (Janus-LOB-v0), got {!r}"
 
 
@@ -85,12 +82,6 @@ def _symlog(x: th.Tensor) -> th.Tensor:
     return th.sign(x) * th.log1p(th.abs(x))
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(_BAD_INT.format(name, low, value))
-    return int(value)
-
-
 class Cerebellum(nn.Module):
     """Forward model of execution: slippage (bps) of a market order from the book, its size and side.
 
@@ -106,6 +97,7 @@ class Cerebellum(nn.Module):
         seed: seed of the weight initialisation (the global torch RNG is left untouched).
 
     Raises:
+        TypeError: a size or width that is not an int, ``lot`` or ``lr`` not a number, ``hidden`` not a sequence.
         ValueError: a size, width or learning rate out of range.
     """
 
@@ -123,22 +115,14 @@ class Cerebellum(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        self.n_levels = _check_int("n_levels", n_levels, 1)
-        self.n_market = _check_int("n_market", n_market, 0)
-        if isinstance(lot, bool) or not isinstance(lot, numbers.Real) or not 0.0 < float(lot) < math.inf:
-            raise ValueError(_BAD_LOT.format(lot))
-        self.lot = float(lot)
-        self.n_sizes = _check_int("n_sizes", n_sizes, 1)
-        if (
-            isinstance(hidden, (str, bytes))
-            or not isinstance(hidden, Sequence)
-            or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden)
-        ):
-            raise ValueError(_BAD_HIDDEN.format(hidden))
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0.0 < float(lr) < math.inf:
-            raise ValueError(_BAD_LR.format(lr))
-        self.hidden = tuple(int(h) for h in hidden)
-        self.lr = float(lr)
+        self.n_levels = check_int("n_levels", n_levels, low=1)
+        self.n_market = check_int("n_market", n_market, low=0)
+        self.lot = check_positive("lot", lot)
+        self.n_sizes = check_int("n_sizes", n_sizes, low=1)
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise TypeError(_BAD_HIDDEN.format(hidden))
+        self.hidden = tuple(check_int(f"hidden[{i}]", h, low=1) for i, h in enumerate(hidden))
+        self.lr = check_positive("lr", lr)
         self.book_key = book_key
         self.market_key = market_key
         in_dim = 4 * self.n_levels + self.n_market + 2
@@ -343,7 +327,7 @@ class CerebellumCallback(BaseCallback):
         verbose: SB3 verbosity.
 
     Raises:
-        TypeError: ``cerebellum`` is not a :class:`Cerebellum`.
+        TypeError: ``cerebellum`` is not a :class:`Cerebellum`, or a size is not an int.
         ValueError: a size out of range.
     """
 
@@ -364,11 +348,11 @@ class CerebellumCallback(BaseCallback):
         if not isinstance(cerebellum, Cerebellum):
             raise TypeError(_NOT_CEREBELLUM.format(type(cerebellum).__name__))
         self.cerebellum = cerebellum
-        self.buffer_size = _check_int("buffer_size", buffer_size, 1)
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.train_freq = _check_int("train_freq", train_freq, 1)
-        self.gradient_steps = _check_int("gradient_steps", gradient_steps, 1)
-        self.learning_starts = _check_int("learning_starts", learning_starts, 0)
+        self.buffer_size = check_int("buffer_size", buffer_size, low=1)
+        self.batch_size = check_int("batch_size", batch_size, low=1)
+        self.train_freq = check_int("train_freq", train_freq, low=1)
+        self.gradient_steps = check_int("gradient_steps", gradient_steps, low=1)
+        self.learning_starts = check_int("learning_starts", learning_starts, low=0)
         self.write_info = bool(write_info)
         self._rng = np.random.default_rng(seed)
         c = cerebellum

@@ -46,8 +46,6 @@ path = export_onnx(model, "model.onnx")           # model: an SB3 algorithm or i
 from __future__ import annotations
 
 import copy
-import math
-import numbers
 import os
 import warnings
 from pathlib import Path
@@ -62,14 +60,12 @@ from torch import nn
 
 from agents.basal_ganglia import basal_ganglia_gate, go_head, go_scores, is_basal_ganglia_policy
 from janus_env.atomic import atomic_path
+from janus_env.checks import check_int, check_positive
 
 _NOT_POLICY = "Expected an SB3 algorithm or policy, got {}"
 _UNSUPPORTED = "ONNX export supports basal-ganglia, DQN, QR-DQN, actor-critic and maskable policies, got {}"
 _UNSUPPORTED_ACTION = "ONNX export of {} supports Discrete or Box action spaces without gSDE, got {!r}"
 _UNSUPPORTED_OBS = "ONNX export supports Box, Discrete, MultiDiscrete and MultiBinary observations, got {!r}"
-_BAD_OPSET = "Expected `opset` to be an int >= 13, got {!r}"
-_BAD_N_VALIDATION = "Expected `n_validation` to be an int >= 1, got {!r}"
-_BAD_ATOL = "Expected `atol` > 0 and finite, got {!r}"
 _LOGIC_NEEDS_BG = "`logic_input=True` needs a basal-ganglia policy, got {}"
 _MISMATCH = "ONNX output {!r} differs from torch: {}"
 _MASK_LOGIT = -1e8
@@ -234,20 +230,18 @@ def export_onnx(
         The path of the written file.
 
     Raises:
-        TypeError: not a policy, or an unsupported policy / space.
-        ValueError: a bad ``opset``, ``n_validation`` or ``atol``, or
+        TypeError: not a policy, an unsupported policy / space, or ``opset``, ``n_validation`` (ints) or
+            ``atol`` (a number) of the wrong type.
+        ValueError: ``opset`` < 13, ``n_validation`` < 1, ``atol`` not finite and > 0, or
             ``logic_input`` without the gate.
         RuntimeError: onnxruntime's outputs differ from torch's (nothing is written).
     """
     import onnx
     import onnxruntime as ort
 
-    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or opset < 13:
-        raise ValueError(_BAD_OPSET.format(opset))
-    if isinstance(n_validation, bool) or not isinstance(n_validation, (int, np.integer)) or n_validation < 1:
-        raise ValueError(_BAD_N_VALIDATION.format(n_validation))
-    if isinstance(atol, bool) or not isinstance(atol, numbers.Real) or not 0.0 < float(atol) < math.inf:
-        raise ValueError(_BAD_ATOL.format(atol))
+    opset = check_int("opset", opset, low=13)
+    n_validation = check_int("n_validation", n_validation, low=1)
+    atol = check_positive("atol", atol)
     policy = _policy_of(model)
     graph = PolicyInferenceGraph(policy, logic_input=logic_input)
     target = Path(path)

@@ -63,6 +63,7 @@ from torch import nn
 from agents.fusion import GatedCrossAttention
 from agents.gaf import DiffGAF, is_tracing, required_length
 from agents.vivit import ViViT
+from janus_env.checks import check_int
 
 OBS_KEYS = ("prices", "volumes", "book", "account", "market")
 """Keys the extractor reads, in the order :func:`observation_tensors` returns them."""
@@ -80,7 +81,6 @@ _SHORT_WINDOW = (
     "make the env with gym.make('Janus-LOB-v0', window={needed}) "
     "or lower gaf_window / gaf_stride / gaf_frames"
 )
-_BAD_SIZE = "Expected `{}` to be an int >= 1, got {!r}"
 _BAD_PATCH = "Expected `ts_patch` ({ts_patch}) to divide the `prices` window W = {window}; pick a divisor of {window}"
 _SHAPES = {
     "prices": "(W,) with W >= 2",
@@ -122,7 +122,7 @@ class JanusExtractor(BaseFeaturesExtractor):
         dropout: dropout in the attention blocks; default 0.
 
     Raises:
-        TypeError: if ``observation_space`` is not a ``Dict``.
+        TypeError: if ``observation_space`` is not a ``Dict``, or a size is not an int.
         ValueError: for a missing key, a wrongly shaped key, ``prices`` shorter
             than ``gaf_window + (gaf_frames − 1)·gaf_stride`` (the message names
             the ``window=`` to pass to ``gym.make``), a window that ``ts_patch``
@@ -147,9 +147,8 @@ class JanusExtractor(BaseFeaturesExtractor):
     ) -> None:
         if not isinstance(observation_space, spaces.Dict):
             raise TypeError(_NOT_DICT.format(observation_space))
-        for name, value in (("features_dim", features_dim), ("ts_patch", ts_patch)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(_BAD_SIZE.format(name, value))
+        features_dim = check_int("features_dim", features_dim, low=1)
+        ts_patch = check_int("ts_patch", ts_patch, low=1)
         super().__init__(observation_space, features_dim)
         shapes = self._check_space(observation_space)
         window = shapes["prices"][0]

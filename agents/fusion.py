@@ -35,9 +35,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.gaf import is_tracing
+from janus_env.checks import check_int
 
 _BAD_HEADS = "Expected `d_model` ({!r}) divisible by `n_heads` ({!r})"
-_BAD_DIM = "Expected `{}` >= 1, got {!r}"
 _NO_TEXT_STAGE = "Got `h_text` but this GatedCrossAttention was built with use_text=False"
 _BAD_TOKENS = "Expected `{}` of shape (B, N, {}), got {}"
 
@@ -58,14 +58,14 @@ class CrossAttention(nn.Module):
         dropout: dropout on the attention weights; default 0.
 
     Raises:
+        TypeError: if ``d_model`` or ``n_heads`` is not an int.
         ValueError: if ``d_model`` or ``n_heads`` < 1 or ``n_heads`` does not divide ``d_model``.
     """
 
     def __init__(self, d_model: int, n_heads: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
-        for name, value in (("d_model", d_model), ("n_heads", n_heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(_BAD_DIM.format(name, value))
+        d_model = check_int("d_model", d_model, low=1)
+        n_heads = check_int("n_heads", n_heads, low=1)
         if d_model % n_heads != 0:
             raise ValueError(_BAD_HEADS.format(d_model, n_heads))
         self.d_model = d_model

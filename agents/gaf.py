@@ -33,12 +33,8 @@ import math
 import torch as th
 from torch import nn
 
-_BAD_WINDOW = "Expected `window` >= 2, got {!r}"
-_BAD_STRIDE = "Expected `stride` >= 1, got {!r}"
-_BAD_FRAMES = "Expected `frames` >= 1, got {!r}"
-_BAD_ALPHA = "Expected `alpha` > 0 and finite, got {!r}"
-_BAD_BETA = "Expected `beta` finite, got {!r}"
-_BAD_EPS = "Expected `eps` in (0, 1), got {!r}"
+from janus_env.checks import check_fraction, check_int, check_number, check_positive
+
 _SHORT_SERIES = (
     "DiffGAF(window={}, stride={}, frames={}) needs series of length >= {} "
     "(window + (frames - 1) * stride), got {}"
@@ -113,8 +109,9 @@ class DiffGAF(nn.Module):
         eps: floor under ``1 − x̃²`` inside ``sqrt``; default 1e−6.
 
     Raises:
+        TypeError: ``window``, ``stride`` or ``frames`` not an int, ``alpha``, ``beta`` or ``eps`` not a number.
         ValueError: for ``window < 2``, ``stride < 1``, ``frames < 1``,
-            ``alpha <= 0``, a non-finite ``beta`` or ``eps`` outside (0, 1).
+            ``alpha <= 0`` or infinite, a non-finite ``beta`` or ``eps`` outside (0, 1).
     """
 
     def __init__(
@@ -128,22 +125,15 @@ class DiffGAF(nn.Module):
         eps: float = 1e-6,
     ) -> None:
         super().__init__()
-        if isinstance(window, bool) or not isinstance(window, int) or window < 2:
-            raise ValueError(_BAD_WINDOW.format(window))
-        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-            raise ValueError(_BAD_STRIDE.format(stride))
-        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-            raise ValueError(_BAD_FRAMES.format(frames))
-        if not (math.isfinite(alpha) and alpha > 0):
-            raise ValueError(_BAD_ALPHA.format(alpha))
-        if not math.isfinite(beta):
-            raise ValueError(_BAD_BETA.format(beta))
-        if not 0.0 < eps < 1.0:
-            raise ValueError(_BAD_EPS.format(eps))
+        window = check_int("window", window, low=2)
+        stride = check_int("stride", stride, low=1)
+        frames = check_int("frames", frames, low=1)
+        alpha = check_positive("alpha", alpha)
+        beta = check_number("beta", beta)
         self.window = window
         self.stride = stride
         self.frames = frames
-        self.eps = float(eps)
+        self.eps = check_fraction("eps", eps, low_open=True, high_open=True)
         # window_index[f, k] = f·stride + k: sample k of frame f within the last
         # `min_length` samples (the same windows as `Tensor.unfold(-1, window, stride)`).
         starts = th.arange(frames).unsqueeze(1) * stride

@@ -25,8 +25,6 @@ over the buffer), ``train/per_beta``. Sleep phases are added with
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 import numpy as np
@@ -34,10 +32,10 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3 import DQN
 
+from janus_env.checks import check_number
 from replay.losses import prioritized_dqn_loss
 from replay.prioritized import PrioritizedDictReplayBuffer, PrioritizedReplayBuffer, PrioritizedReplayMixin
 
-_BAD_LAMBDA = "Expected `lambda_logic` >= 0 and finite, got {!r}"
 _NOT_PRIORITIZED = "JanusDQN needs a prioritized replay buffer class (PrioritizedReplayMixin), got {}"
 _NO_NSTEP = "JanusDQN does not support n-step returns, got n_steps={!r}"
 
@@ -58,8 +56,8 @@ class JanusDQN(DQN):
             to ``seed``.
 
     Raises:
-        ValueError: ``lambda_logic`` < 0 or ``n_steps`` > 1.
-        TypeError: ``replay_buffer_class`` is not prioritized.
+        ValueError: ``lambda_logic`` < 0 or not finite, or ``n_steps`` > 1.
+        TypeError: ``lambda_logic`` is not a number, or ``replay_buffer_class`` is not prioritized.
 
     Example:
         >>> model = JanusDQN("MlpPolicy", "CartPole-v1", seed=0).learn(10_000)  # doctest: +SKIP
@@ -68,13 +66,7 @@ class JanusDQN(DQN):
     replay_buffer: PrioritizedReplayBuffer | PrioritizedDictReplayBuffer  # type: ignore[assignment]
 
     def __init__(self, policy: Any, env: Any, *, lambda_logic: float = 2.0, **kwargs: Any) -> None:
-        if (
-            isinstance(lambda_logic, bool)
-            or not isinstance(lambda_logic, numbers.Real)
-            or not 0.0 <= float(lambda_logic) < math.inf
-        ):
-            raise ValueError(_BAD_LAMBDA.format(lambda_logic))
-        self.lambda_logic = float(lambda_logic)
+        self.lambda_logic = check_number("lambda_logic", lambda_logic, low=0)
         super().__init__(policy, env, **kwargs)
 
     def _setup_model(self) -> None:

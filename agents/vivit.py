@@ -25,10 +25,9 @@ from torch import nn
 
 from agents.gaf import is_tracing
 from agents.transformer import Encoder
+from janus_env.checks import check_choice, check_int
 
-_BAD_POOLING = "Expected `pooling` in ('cls', 'mean'), got {!r}"
 _BAD_PATCH = "Expected `image_size` ({!r}) to be a positive multiple of `patch_size` ({!r})"
-_BAD_POSITIVE = "Expected `{}` >= {}, got {!r}"
 _BAD_HEADS = "Expected `d_model` ({!r}) divisible by `n_heads` ({!r})"
 _BAD_VIDEO = "Expected a video of shape (B, {}, {}, {}, {}), got {}"
 
@@ -46,11 +45,6 @@ class ViViTOutput(NamedTuple):
 
 def _encoder(d_model: int, n_heads: int, depth: int, mlp_ratio: float, dropout: float) -> Encoder:
     return Encoder(d_model, n_heads, depth, max(1, int(round(d_model * mlp_ratio))), dropout)
-
-
-def _check_int(name: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(_BAD_POSITIVE.format(name, low, value))
 
 
 class ViViT(nn.Module):
@@ -77,6 +71,7 @@ class ViViT(nn.Module):
         embed_dim: size of the pooled embedding; default ``d_model``.
 
     Raises:
+        TypeError: a size that is not an int.
         ValueError: for a non-positive size, ``image_size`` not a multiple of
             ``patch_size``, ``d_model`` not divisible by ``n_heads`` or an
             unknown ``pooling``.
@@ -98,25 +93,24 @@ class ViViT(nn.Module):
         embed_dim: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value, low in (
-            ("image_size", image_size, 1),
-            ("frames", frames, 1),
-            ("patch_size", patch_size, 1),
-            ("in_channels", in_channels, 1),
-            ("d_model", d_model, 1),
-            ("n_heads", n_heads, 1),
-            ("spatial_depth", spatial_depth, 1),
-            ("temporal_depth", temporal_depth, 1),
-        ):
-            _check_int(name, value, low)
+        image_size, frames, patch_size, in_channels, d_model, n_heads, spatial_depth, temporal_depth = (
+            check_int(name, value, low=1) for name, value in (
+                ("image_size", image_size),
+                ("frames", frames),
+                ("patch_size", patch_size),
+                ("in_channels", in_channels),
+                ("d_model", d_model),
+                ("n_heads", n_heads),
+                ("spatial_depth", spatial_depth),
+                ("temporal_depth", temporal_depth),
+            )
+        )
         if image_size % patch_size != 0:
             raise ValueError(_BAD_PATCH.format(image_size, patch_size))
         if d_model % n_heads != 0:
             raise ValueError(_BAD_HEADS.format(d_model, n_heads))
-        if pooling not in POOLINGS:
-            raise ValueError(_BAD_POOLING.format(pooling))
-        embed_dim = d_model if embed_dim is None else embed_dim
-        _check_int("embed_dim", embed_dim, 1)
+        check_choice("pooling", pooling, POOLINGS)
+        embed_dim = d_model if embed_dim is None else check_int("embed_dim", embed_dim, low=1)
         self.image_size = image_size
         self.frames = frames
         self.patch_size = patch_size

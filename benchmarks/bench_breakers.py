@@ -2,7 +2,7 @@
 
 For every market (the six simulated scenarios and the shipped real data), seed and
 policy, one episode is played through ``LTNShield(gym.make("Janus-LOB-v0", ...))``
-and its info stream is fed to one :class:`~wrappers.amygdala.CircuitBreakers` per
+and its info stream is fed to one :class:`~wrappers.breakers.CircuitBreakers` per
 breaker, each with the documented defaults and every other breaker disabled. Before
 any halt the trajectory does not depend on which breakers are on (they never alter an
 action), so each breaker's first trip step is the step at which it would halt the
@@ -64,7 +64,7 @@ import numpy as np  # noqa: E402
 import envs_registry  # noqa: E402,F401
 from agents.baselines import make_baseline  # noqa: E402
 from janus_env.samples import sample_path  # noqa: E402
-from wrappers.amygdala import BreakerConfig, CircuitBreakers  # noqa: E402
+from wrappers.breakers import BreakerConfig, CircuitBreakers  # noqa: E402
 from wrappers.shield import LTNShield  # noqa: E402
 
 CALM = ("ou", "gbm", "regime")

@@ -3,7 +3,7 @@
 Generates a long LOBSTER-format message stream with our own engine (seeded
 random limit/market/cancel flow, event log on), then times:
 
-* **LOBSTER replay**: :func:`janus_env.data.lobster.replay_kernel` applying the
+* **LOBSTER replay**: :func:`janus_env.data.lobster_replay.replay_kernel` applying the
   stream to a fresh book (add / cancel / delete / execute per message);
 * the same replay writing a 10-level L2 snapshot after every message;
 * **submit/cancel**: a pure stream of limit submissions and cancellations
@@ -21,7 +21,7 @@ revealed at the window's edge (rule 4); whether it is ever crossed; what
 share of type-4 executions print at our best price on their side; the
 stale-order removals and the revealed / trimmed orders. The same figures for
 truncated 10-level files cut from complete engine streams
-(:func:`visible_messages`: exact truth, with orders hidden deeper than 10
+(:func:`~janus_env.data.lobster_write.visible_messages`: exact truth, with orders hidden deeper than 10
 levels and before the file), next to a literal replay (no initial state, no
 stale-order removal, no revealed levels) to show what the rules fix.
 
@@ -53,18 +53,9 @@ from numba import njit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from janus_env.book import BUY, S_N_FILLS, S_N_LOG, SELL, OrderBook, cancel, slot_of, submit  # noqa: E402
-from janus_env.data.lobster import (  # noqa: E402
-    drifting_order_flow,
-    LOBSTERData,
-    LOBSTERReplayer,
-    PriceGrid,
-    read_lobster,
-    read_lobster_messages,
-    replay_lobster,
-    revealed_cells,
-    visible_messages,
-    write_lobster,
-)
+from janus_env.data.lobster import LOBSTERData, read_lobster, read_lobster_messages  # noqa: E402
+from janus_env.data.lobster_replay import LOBSTERReplayer, PriceGrid, replay_lobster, revealed_cells  # noqa: E402
+from janus_env.data.lobster_write import drifting_order_flow, visible_messages, write_lobster  # noqa: E402
 from janus_env.samples import sample_path  # noqa: E402
 
 TARGET = 2_000_000

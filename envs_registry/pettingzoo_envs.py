@@ -21,12 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from janus_env.checks import check_int
 from janus_env.parallel_env import TAKER_ROLES, JanusParallelEnv, validate_roles
 
 _MAKERS_NOT_SHAREABLE = ("Parameter sharing needs one action space for all agents; `roles` may only hold taker "
                          "roles {}, got {!r}")
-_BAD_N_AGENTS = "Expected `n_agents` to be an integer >= 1, got {!r}"
-_BAD_NUM_VEC_ENVS = "Expected `num_vec_envs` to be an integer >= 1, got {!r}"
 _NO_SUPERSUIT = "make_shared_policy_vec_env needs SuperSuit: pip install supersuit"
 
 
@@ -56,12 +55,11 @@ def make_shared_policy_env(n_agents: int = 8, roles: dict[str, int] | None = Non
             ``on_bankruptcy`` are set to ``True`` and ``"end_episode"``.
 
     Raises:
+        TypeError: ``n_agents`` is not an int; ``roles`` is not a dict (see ``validate_roles``).
         ValueError: ``roles`` holds ``market_maker`` (or is otherwise invalid), or ``n_agents`` < 1.
     """
     if roles is None:
-        if isinstance(n_agents, bool) or not isinstance(n_agents, int) or n_agents < 1:
-            raise ValueError(_BAD_N_AGENTS.format(n_agents))
-        roles = {"janus": n_agents}
+        roles = {"janus": check_int("n_agents", n_agents, low=1)}
     roles = validate_roles(roles)
     if any(role not in TAKER_ROLES for role in roles):
         raise ValueError(_MAKERS_NOT_SHAREABLE.format(list(TAKER_ROLES), roles))
@@ -79,11 +77,11 @@ def make_shared_policy_vec_env(n_agents: int = 8, num_vec_envs: int = 1, roles: 
     shared policy with e.g. ``PPO("MultiInputPolicy", venv)``.
 
     Raises:
+        TypeError: ``num_vec_envs`` is not an int; see ``make_shared_policy_env``.
         ValueError: see ``make_shared_policy_env``; ``num_vec_envs`` < 1.
         ImportError: SuperSuit is not installed.
     """
-    if isinstance(num_vec_envs, bool) or not isinstance(num_vec_envs, int) or num_vec_envs < 1:
-        raise ValueError(_BAD_NUM_VEC_ENVS.format(num_vec_envs))
+    num_vec_envs = check_int("num_vec_envs", num_vec_envs, low=1)
     env = make_shared_policy_env(n_agents=n_agents, roles=roles, **kwargs)
     try:
         import supersuit as ss

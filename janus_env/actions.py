@@ -7,10 +7,10 @@ import math
 import numpy as np
 from gymnasium import spaces
 
+from janus_env.checks import check_choice, check_int, is_int
+
 ACTION_TYPES = ("discrete", "sized", "continuous")
 
-_BAD_ACTION_TYPE = "Expected `action_type` in {}, got {!r}"
-_BAD_N_SIZES = "Expected `n_sizes` >= 1, got {!r}"
 _DISCRETE_TYPE = "Expected an integer action for {}, got {!r} of type {}"
 _CONTINUOUS_TYPE = "Expected a float array of shape (1,) for {}, got {!r}"
 
@@ -21,14 +21,11 @@ class InvalidActionError(ValueError):
 
 def make_action_space(action_type: str, n_sizes: int) -> spaces.Space:
     """``Discrete(3)`` (HOLD/BUY/SELL), ``Discrete(2k+1)`` sized, or ``Box(-1, 1, (1,))``."""
-    if action_type not in ACTION_TYPES:
-        raise ValueError(_BAD_ACTION_TYPE.format(ACTION_TYPES, action_type))
+    check_choice("action_type", action_type, ACTION_TYPES)
     if action_type == "discrete":
         return spaces.Discrete(3)
     if action_type == "sized":
-        if isinstance(n_sizes, bool) or not isinstance(n_sizes, (int, np.integer)) or n_sizes < 1:
-            raise ValueError(_BAD_N_SIZES.format(n_sizes))
-        return spaces.Discrete(2 * int(n_sizes) + 1)
+        return spaces.Discrete(2 * check_int("n_sizes", n_sizes, low=1) + 1)
     return spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
 
 
@@ -38,7 +35,7 @@ def discrete_index(action: object, space: spaces.Discrete) -> int:
         if action.shape not in ((), (1,)) or not np.issubdtype(action.dtype, np.integer):
             raise TypeError(_DISCRETE_TYPE.format(space, action, type(action).__name__))
         action = action.reshape(()).item()
-    elif isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
+    elif not is_int(action):
         raise TypeError(_DISCRETE_TYPE.format(space, action, type(action).__name__))
     a = int(action)
     if not 0 <= a < space.n:

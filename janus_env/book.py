@@ -28,7 +28,7 @@ the book and an O(1) lookup. Self-trade prevention cancels the *resting* order
 no-op returning ``-1`` from the kernel; the Python API turns it into
 ``UnknownOrderError`` unless asked not to.
 
-Recorded-data replays (:mod:`janus_env.data.lobster`) also use
+Recorded-data replays (:mod:`janus_env.data.lobster_replay`) also use
 ``add_resting`` (rest without matching), ``execute_resting`` (a recorded
 execution of one order) and ``remove_range`` / ``remove_ahead`` (drop orders
 the recording proves gone).
@@ -43,8 +43,12 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from janus_env.checks import check_choice, check_int
+
 BUY = 1
 SELL = -1
+SIDES = (BUY, SELL)
+"""The order sides; a ``side`` argument must be one of them."""
 
 # orders columns
 O_ID, O_AGENT, O_SIDE, O_PRICE, O_QTY, O_PREV, O_NEXT, O_GEN, O_FREE = range(9)
@@ -469,7 +473,7 @@ def remove_range(levels, orders, state, log, side, lo, hi):
 
     Used by replays to drop *stale* orders: recorded orders our reconstruction
     still holds although the recorded market shows they are gone (see
-    :mod:`janus_env.data.lobster`). Each deletion is logged as type 3 and the
+    :mod:`janus_env.data.lobster_replay`). Each deletion is logged as type 3 and the
     best price moves as with a cancel.
 
     Returns:
@@ -562,24 +566,8 @@ class Fill(NamedTuple):
     taker_side: int
 
 
-_BAD_N_TICKS = "Expected `n_ticks` >= 2, got {!r}"
-_BAD_CAPACITY = "Expected `capacity` >= 1, got {!r}"
-_BAD_N_AGENTS = "Expected `n_agents` >= 1, got {!r}"
-_BAD_SIDE = "Expected `side` to be BUY (1) or SELL (-1), got {!r}"
-_BAD_QTY = "Expected `qty` to be a positive integer, got {!r}"
-_BAD_PRICE = "Expected `price` to be an integer tick in [0, {}), got {!r}"
-_BAD_AGENT = "Expected `agent` to be an integer in [0, {}), got {!r}"
-_BAD_CANCEL_QTY = "Expected `qty` to be an integer >= 0 (0 cancels the whole order), got {!r}"
-_BAD_LOG_CAPACITY = "Expected `log_capacity` >= 0, got {!r}"
 _POOL_FULL = "Order pool is full ({} resting orders); raise `capacity`"
 _UNKNOWN_ORDER = "Order id {!r} is not resting on the book"
-
-
-def _as_int(value: object, message: str, *args: object) -> int:
-    """``int(value)`` for a (numpy) integer that is not a bool; else ``TypeError(message.format(*args, value))``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(message.format(*args, value))
-    return int(value)
 
 
 class OrderBook:
@@ -608,14 +596,11 @@ class OrderBook:
         log_capacity: int = 0,
         fill_capacity: int = 4096,
     ) -> None:
-        if _as_int(n_ticks, _BAD_N_TICKS) < 2:
-            raise ValueError(_BAD_N_TICKS.format(n_ticks))
-        if _as_int(capacity, _BAD_CAPACITY) < 1:
-            raise ValueError(_BAD_CAPACITY.format(capacity))
-        if _as_int(n_agents, _BAD_N_AGENTS) < 1:
-            raise ValueError(_BAD_N_AGENTS.format(n_agents))
-        if _as_int(log_capacity, _BAD_LOG_CAPACITY) < 0:
-            raise ValueError(_BAD_LOG_CAPACITY.format(log_capacity))
+        check_int("n_ticks", n_ticks, low=2)
+        check_int("capacity", capacity, low=1)
+        check_int("n_agents", n_agents, low=1)
+        check_int("log_capacity", log_capacity, low=0)
+        check_int("fill_capacity", fill_capacity)  # any int: at least ``capacity + 1`` rows are kept
         self.n_ticks = int(n_ticks)
         self.n_agents = int(n_agents)
         self.levels = np.empty((self.n_ticks, N_LEVEL_COLS), dtype=np.int64)
@@ -632,23 +617,15 @@ class OrderBook:
 
     # ----------------------------------------------------------------- orders
     def _check(self, agent: object, side: object, qty: object) -> tuple[int, int, int]:
-        agent = _as_int(agent, _BAD_AGENT, self.n_agents)
-        if not 0 <= agent < self.n_agents:
-            raise ValueError(_BAD_AGENT.format(self.n_agents, agent))
-        side = _as_int(side, _BAD_SIDE)
-        if side not in (BUY, SELL):
-            raise ValueError(_BAD_SIDE.format(side))
-        qty = _as_int(qty, _BAD_QTY)
-        if qty <= 0:
-            raise ValueError(_BAD_QTY.format(qty))
+        agent = check_int("agent", agent, low=0, high=self.n_agents - 1)
+        side = check_choice("side", check_int("side", side), SIDES)
+        qty = check_int("qty", qty, low=1)
         return agent, side, qty
 
     def limit(self, agent: int, side: int, price: int, qty: int) -> int:
         """Submit a limit order; return its id (its fills are in ``last_fills()``)."""
         agent, side, qty = self._check(agent, side, qty)
-        price = _as_int(price, _BAD_PRICE, self.n_ticks)
-        if not 0 <= price < self.n_ticks:
-            raise ValueError(_BAD_PRICE.format(self.n_ticks, price))
+        price = check_int("price", price, low=0, high=self.n_ticks - 1)
         self.state[S_N_FILLS] = 0
         oid = submit(self.levels, self.orders, self.state, self.accounts, self.fills, self.log,
                      agent, side, price, qty, False)
@@ -673,10 +650,8 @@ class OrderBook:
             UnknownOrderError: the id is not resting (unless ``missing_ok``,
                 which returns 0; either way it is counted in ``unknown_cancels``).
         """
-        order_id = _as_int(order_id, "Expected an integer order id, got {!r}")
-        qty = _as_int(qty, _BAD_CANCEL_QTY)
-        if qty < 0:
-            raise ValueError(_BAD_CANCEL_QTY.format(qty))
+        order_id = check_int("order_id", order_id)
+        qty = check_int("qty", qty, low=0)  # 0 cancels the whole order
         done = cancel(self.levels, self.orders, self.state, self.log, order_id, qty)
         if done < 0:
             if missing_ok:

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
+from janus_env.checks import check_choice, check_number, check_positive
+
 # ---- params layout (indices are compile-time constants for numba) ----------------
 P_TICK_SIZE = 0
 P_LOT = 1
@@ -192,37 +194,26 @@ class MarketConfig:
                     "window", "n_levels", "order_size", "mm_refresh", "vpin_bucket", "vpin_n_buckets",
                     "activity_max", "momentum_lookback", "step_seconds")
         for name in positive:
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(_BAD_FIELD.format(name, "> 0", value))
+            check_positive(name, getattr(self, name))
         non_negative = ("fee_bps", "kappa", "sigma", "lambda_limit", "lambda_market", "cancel_rate",
                         "hawkes_gain", "mm_size", "mm_half_spread", "mm_skew", "informed_rate",
                         "informed_threshold", "informed_size", "momentum_rate", "momentum_threshold",
                         "momentum_size", "event_depth", "event_intensity", "risk_aversion", "warmup",
                         "regime_vol_mult")
         for name in non_negative:
-            value = getattr(self, name)
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(_BAD_FIELD.format(name, ">= 0", value))
+            check_number(name, getattr(self, name), low=0)
         for name in ("depth_decay", "hawkes_decay", "p_calm_to_turbulent", "p_turbulent_to_calm",
                      "event_start", "event_length"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0 or (name == "depth_decay" and value == 0.0):
-                raise ValueError(_BAD_FIELD.format(name, "in [0, 1] (depth_decay > 0)", value))
-        if self.n_ticks < 64:
-            raise ValueError(_BAD_FIELD.format("n_ticks", ">= 64", self.n_ticks))
-        if self.capacity < 64:
-            raise ValueError(_BAD_FIELD.format("capacity", ">= 64", self.capacity))
-        if self.process not in _PROCESSES:
-            raise ValueError(_BAD_FIELD.format("process", f"one of {sorted(_PROCESSES)}", self.process))
-        if self.event not in _EVENTS:
-            raise ValueError(_BAD_FIELD.format("event", f"one of {sorted(_EVENTS)}", self.event))
+            check_number(name, getattr(self, name), low=0, high=1, low_open=name == "depth_decay")
+        check_number("n_ticks", self.n_ticks, low=64)
+        check_number("capacity", self.capacity, low=64)
+        check_choice("process", self.process, sorted(_PROCESSES))
+        check_choice("event", self.event, sorted(_EVENTS))
         if self.initial_price / self.tick_size < self.n_ticks / 2:
             raise ValueError(_BAD_FIELD.format(
                 "initial_price / tick_size", f">= n_ticks / 2 = {self.n_ticks // 2}",
                 self.initial_price / self.tick_size))
-        if not self.max_leverage > 0:  # NaN fails too; inf disables the check
-            raise ValueError(_BAD_FIELD.format("max_leverage", "> 0 (inf disables the check)", self.max_leverage))
+        check_positive("max_leverage", self.max_leverage, finite=False)  # inf disables the leverage check
         step = _resolve_qty_step(self.lot, self.max_position, self.qty_step)
         inverse = round(1.0 / step)
         object.__setattr__(self, "_qty_step", step)
@@ -318,7 +309,7 @@ class MarketConfig:
 
 
 _MAX_DECIMALS = 9
-_BAD_QTY_STEP = "Expected `qty_step` to be a finite number > 0 or None, got {!r}"
+
 _OFF_GRID = "Expected `{}` to be a whole multiple of `qty_step` = {!r}, got {!r}"
 _TOO_FINE = "Expected `{}` with at most 9 decimals (or an explicit `qty_step` it is a multiple of), got {!r}"
 
@@ -336,9 +327,7 @@ def _resolve_qty_step(lot: float, max_position: float, qty_step: float | None) -
     """``qty_step``, checked, or the finest decimal step of ``lot`` and ``max_position`` (at most 1)."""
     if qty_step is None:
         return 10.0 ** -max(_decimals("lot", lot), _decimals("max_position", max_position))
-    if isinstance(qty_step, bool) or not isinstance(qty_step, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(qty_step) or qty_step <= 0:
-        raise ValueError(_BAD_QTY_STEP.format(qty_step))
+    qty_step = check_positive("qty_step", qty_step, optional=True)  # None was handled above; the message says so
     for name, value in (("lot", lot), ("max_position", max_position)):
         k = value / qty_step
         if round(k) < 1 or abs(k - round(k)) > 1e-9 * k:

@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from janus_env.actions import continuous_fraction, discrete_index
+from janus_env.checks import NEED_RESET, check_choice, check_int, check_number
 from janus_env.lob_env import info_from_out, observation_space, split_obs
 from janus_env.regimes import scenario_config
 from janus_env.simulator import (
@@ -24,9 +25,7 @@ from janus_env.simulator import (
 )
 
 _BAD_SHARES = "Expected `shares` to be a positive multiple of `lot`, got {!r} (lot={!r})"
-_BAD_HORIZON = "Expected `horizon` >= 1, got {!r}"
-_BAD_KAPPA = "Expected `kappa` >= 0, got {!r}"
-_BAD_N_BINS = "Expected `n_bins` >= 2, got {!r}"
+
 
 
 def almgren_chriss_kappa(risk_aversion: float, sigma: float, eta: float, tau: float = 1.0) -> float:
@@ -37,8 +36,7 @@ def almgren_chriss_kappa(risk_aversion: float, sigma: float, eta: float, tau: fl
     volatility in currency, η = temporary impact coefficient.
     """
     for name, value in (("risk_aversion", risk_aversion), ("sigma", sigma), ("eta", eta), ("tau", tau)):
-        if not math.isfinite(value) or value < 0 or (name in ("eta", "tau") and value == 0):
-            raise ValueError(f"Expected `{name}` {'> 0' if name in ('eta', 'tau') else '>= 0'}, got {value!r}")
+        check_number(name, value, low=0, low_open=name in ("eta", "tau"))
     return math.acosh(1.0 + risk_aversion * sigma * sigma * tau * tau / (2.0 * eta)) / tau
 
 
@@ -47,10 +45,8 @@ def almgren_chriss_schedule(shares: float, horizon: int, kappa: float) -> np.nda
 
     ``κ → 0`` gives the linear (TWAP) schedule ``x_t = X·(1 − t/T)``.
     """
-    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
-        raise ValueError(_BAD_HORIZON.format(horizon))
-    if not math.isfinite(kappa) or kappa < 0:
-        raise ValueError(_BAD_KAPPA.format(kappa))
+    check_int("horizon", horizon, low=1)
+    check_number("kappa", kappa, low=0)
     t = np.arange(int(horizon) + 1, dtype=np.float64)
     if kappa * horizon < 1e-8:
         return shares * (1.0 - t / horizon)
@@ -138,26 +134,22 @@ class JanusExecutionEnv(gym.Env):
         **market: Any,
     ) -> None:
         lot = market.get("lot", 100)
-        if isinstance(shares, bool) or not isinstance(shares, (int, np.integer)) or shares <= 0:
-            raise ValueError(_BAD_SHARES.format(shares, lot))
-        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
-            raise ValueError(_BAD_HORIZON.format(horizon))
+        check_int("shares", shares, low=1)
+        check_int("horizon", horizon, low=1)
         config = scenario_config(scenario, max_position=int(shares), episode_steps=int(horizon) + 1, **market)
         check_whole_shares(config)  # the simulated book trades whole shares
         if shares % config.lot:
             raise ValueError(_BAD_SHARES.format(shares, lot))
-        if action_type not in ("continuous", "discrete"):
-            raise ValueError(f"Expected `action_type` in ('continuous', 'discrete'), got {action_type!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"Expected `render_mode` in {self.metadata['render_modes']}, got {render_mode!r}")
+        check_choice("action_type", action_type, ("continuous", "discrete"))
+        if render_mode is not None:
+            check_choice("render_mode", render_mode, self.metadata["render_modes"])
         self.shares = int(shares)
         self.horizon = int(horizon)
         self.config = config
         self.action_type = action_type
         self.render_mode = render_mode
         if action_type == "discrete":
-            if n_bins < 2:
-                raise ValueError(_BAD_N_BINS.format(n_bins))
+            check_int("n_bins", n_bins, low=2)
             self.action_space = spaces.Discrete(int(n_bins))
         else:
             # symmetric, as SB3 recommends for continuous actions; a = 2·fraction − 1
@@ -193,7 +185,7 @@ class JanusExecutionEnv(gym.Env):
 
     def step(self, action: Any):
         if self._needs_reset:
-            raise RuntimeError("Call reset() before step()")
+            raise RuntimeError(NEED_RESET)
         fraction = self._fraction(action)
         market = self._market
         remaining = int(market.out[O_POSITION])

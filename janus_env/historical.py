@@ -40,39 +40,24 @@ from pathlib import Path
 
 import numpy as np
 
-from janus_env.book import BUY, SELL
-from janus_env.data.l2 import BAD_N_LEVELS as L2_BAD_N_LEVELS
+from janus_env.book import BUY, EV_CROSS, EV_EXECUTE, EV_EXECUTE_HIDDEN, SELL, SIDES
+from janus_env.checks import NEED_RESET_FOR, check_choice, check_int, check_number, check_positive, is_int
 from janus_env.data.l2 import LEVEL_KEYS as L2_LEVEL_KEYS
 from janus_env.data.l2 import L2Snapshots, level_columns, read_l2_snapshots
-from janus_env.data.lobster import (
-    EV_CROSS,
-    EV_EXECUTE,
-    EV_EXECUTE_HIDDEN,
-    PRICE_SCALE,
-    LOBSTERData,
-    LOBSTERReplayer,
-    ReplayReport,
-    read_lobster,
-)
+from janus_env.data.lobster import PRICE_SCALE, LOBSTERData, read_lobster
+from janus_env.data.lobster_replay import LOBSTERReplayer, ReplayReport
 from janus_env.data.ohlcv import PRICE_COLUMNS as OHLCV_PRICE_COLUMNS
 from janus_env.data.ohlcv import OHLCVBars, read_ohlcv, split_volume, strip_asset, synthetic_book, wide_assets
 from janus_env.data.validation import FILE_ERROR, DataFormatError, check_file
 from janus_env.samples import SAMPLES, sample_path
 
-BAD_SIDE = "Expected `side` to be BUY (1) or SELL (-1), got {!r}"
-BAD_QTY = "Expected `qty` to be a finite number >= 0, got {!r}"
-BAD_QTY_STEP = "Expected `qty_step` to be a finite number > 0 or None, got {!r}"
-BAD_START = "Expected `start` in [0, {}), got {!r}"
-NOT_RESET = "Call reset() before {}()"
 PAST_END = "No step after {} (the source has {} steps)"
-BAD_STEP_ARGS = "Pass exactly one of `step_messages` (>= 1) and `step_seconds` (> 0), got {!r} and {!r}"
+BAD_STEP_ARGS = "Pass exactly one of `step_messages` and `step_seconds`, got {!r} and {!r}"
 TOO_SHORT = "{} messages give no complete decision step"
 BAD_TICK = "Expected `tick_size` > 0 that is a whole number of LOBSTER units (1e-4), got {!r}"
-BAD_N_LEVELS = "Expected `n_levels` >= 1, got {!r}"
 UNKNOWN_FORMAT = "cannot tell the format (expected LOBSTER messages, an L2 snapshot CSV or an OHLCV CSV)"
 ORDERBOOK_GIVEN = "looks like a LOBSTER orderbook file; pass the message file (and this as `orderbook`)"
 BAD_SPEC = "Expected a path, a (messages, orderbook) pair, a mapping with 'path', loaded data or a HistoricalSource, got {!r}"
-BAD_KIND = "Expected `kind` in {}, got {!r}"
 BAD_OPTION = "Unknown data option {!r} for {} data; accepted: {}"
 READ_OPTIONS_NEED_FILE = "File read options {} need a file path, not loaded data"
 
@@ -102,6 +87,7 @@ class HistoricalSource(ABC):
         """Position the cursor at step ``start`` (0 <= start < len) with a fresh book.
 
         Raises:
+            TypeError: ``start`` is not an int.
             ValueError: ``start`` outside ``[0, len)``.
         """
 
@@ -130,7 +116,8 @@ class HistoricalSource(ABC):
             ``(filled shares, notional in currency)``; VWAP = notional / filled.
 
         Raises:
-            ValueError: bad ``side`` or ``qty``.
+            TypeError: ``side`` is not an int or ``qty`` not a number.
+            ValueError: ``side`` not ``BUY``/``SELL``, or ``qty`` negative or not finite.
             RuntimeError: called before :meth:`reset`.
         """
 
@@ -165,26 +152,16 @@ class HistoricalSource(ABC):
     # ------------------------------------------------------------- helpers
     def _check_reset(self, method: str) -> None:
         if self._step < 0:
-            raise RuntimeError(NOT_RESET.format(method))
+            raise RuntimeError(NEED_RESET_FOR.format(method))
 
     def _check_start(self, start: int) -> int:
-        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < len(self):
-            raise ValueError(BAD_START.format(len(self), start))
-        return int(start)
+        return check_int("start", start, low=0, high=len(self) - 1)
 
     def _check_order(self, side: int, qty: float, qty_step: float | None = None) -> float:
         self._check_reset("execute")
-        if isinstance(side, bool) or side not in (BUY, SELL):
-            raise ValueError(BAD_SIDE.format(side))
-        try:
-            q = float(qty)
-        except (TypeError, ValueError) as err:
-            raise ValueError(BAD_QTY.format(qty)) from err
-        if not np.isfinite(q) or q < 0:
-            raise ValueError(BAD_QTY.format(qty))
-        if qty_step is not None and (isinstance(qty_step, bool) or not isinstance(qty_step, (int, float, np.number))
-                                     or not np.isfinite(qty_step) or qty_step <= 0):
-            raise ValueError(BAD_QTY_STEP.format(qty_step))
+        check_choice("side", check_int("side", side), SIDES)
+        q = check_number("qty", qty, low=0)
+        check_positive("qty_step", qty_step, optional=True)
         return q
 
     def _check_advance(self) -> None:
@@ -318,11 +295,8 @@ class L2SnapshotSource(RecordedBookSource):
         elif columns is not None:
             raise ValueError(READ_OPTIONS_NEED_FILE.format(["columns"]))
         elif n_levels is not None:
-            if isinstance(n_levels, bool) or not 1 <= int(n_levels) <= data.n_levels:
-                raise ValueError(L2_BAD_N_LEVELS.format(data.n_levels, n_levels))
-            data = data.levels(int(n_levels))
-        if not np.isfinite(tick_size) or tick_size <= 0:
-            raise ValueError(BAD_TICK.format(tick_size))
+            data = data.levels(check_int("n_levels", n_levels, low=1, high=data.n_levels))
+        check_positive("tick_size", tick_size)
         self.data = data
         self.n_levels = int(data.book.shape[1])
         self.tick_size = float(tick_size)
@@ -414,7 +388,7 @@ class LOBSTERSource(HistoricalSource):
     whole reconstructed book (not just the ``n_levels`` shown) and remove the
     recorded orders they hit.
 
-    The book is reconstructed as in :mod:`janus_env.data.lobster`: with an
+    The book is reconstructed as in :mod:`janus_env.data.lobster_replay`: with an
     orderbook file (given, or the ``*_orderbook_*`` sibling that
     :func:`load_source` picks up) it starts from the book before message 0,
     and stale orders (crossed by a submission, priced better than an execution
@@ -440,12 +414,12 @@ class LOBSTERSource(HistoricalSource):
         capacity: engine order pool size (default: computed from the messages).
         initial_state: start from the orderbook file's first row (default None:
             when there is an orderbook; see
-            :class:`~janus_env.data.lobster.LOBSTERReplayer`).
+            :class:`~janus_env.data.lobster_replay.LOBSTERReplayer`).
         remove_stale: remove stale orders (default True; False replays the
             messages literally and the book can cross).
         reveal_levels: set levels that come into view beyond the previous
             row's window from the orderbook file (default None: when there is
-            an orderbook; see :class:`~janus_env.data.lobster.LOBSTERReplayer`).
+            an orderbook; see :class:`~janus_env.data.lobster_replay.LOBSTERReplayer`).
         extra_columns: ``"error"`` (default) or ``"ignore"`` message-file
             columns after the sixth (files only; see
             :func:`~janus_env.data.lobster.read_lobster_messages`).
@@ -469,15 +443,14 @@ class LOBSTERSource(HistoricalSource):
         super().__init__()
         if step_messages is None and step_seconds is None:
             step_messages = 100
-        if (step_messages is None) == (step_seconds is None) or (
-            step_messages is not None and int(step_messages) < 1) or (
-            step_seconds is not None and not float(step_seconds) > 0):  # fmt: skip
+        if (step_messages is None) == (step_seconds is None):
             raise ValueError(BAD_STEP_ARGS.format(step_messages, step_seconds))
-        units = round(float(tick_size) * PRICE_SCALE)
-        if not np.isfinite(tick_size) or units < 1 or abs(units - float(tick_size) * PRICE_SCALE) > 1e-6:
+        check_int("step_messages", step_messages, low=1, optional=True)
+        check_positive("step_seconds", step_seconds, optional=True)
+        units = round(check_positive("tick_size", tick_size) * PRICE_SCALE)
+        if units < 1 or abs(units - float(tick_size) * PRICE_SCALE) > 1e-6:
             raise ValueError(BAD_TICK.format(tick_size))
-        if isinstance(n_levels, bool) or int(n_levels) < 1:
-            raise ValueError(BAD_N_LEVELS.format(n_levels))
+        check_int("n_levels", n_levels, low=1)
         if isinstance(data, LOBSTERData) and extra_columns != "error":
             raise ValueError(READ_OPTIONS_NEED_FILE.format(["extra_columns"]))
         if not isinstance(data, LOBSTERData):
@@ -600,7 +573,7 @@ def sniff_format(path: str | os.PathLike[str], options: Mapping[str, object] | N
     if fields and level_columns(fields[0], {})[0]:
         return "l2"
     asset = options.get("asset")
-    asset = str(asset) if isinstance(asset, (str, int)) and not isinstance(asset, bool) else None
+    asset = str(asset) if isinstance(asset, str) or is_int(asset) else None
     price = [strip_asset(str(mapping.get(c, c)), asset).strip().lower() for c in OHLCV_PRICE_COLUMNS]
     if any(set(price) <= set(row) or wide_assets(row, price) for row in fields):
         return "ohlcv"
@@ -641,8 +614,7 @@ def data_options(kind: str | None = None) -> tuple[str, ...]:
     """
     if kind is None:
         return tuple(sorted({name for k in KINDS for name in data_options(k)}))
-    if kind not in KINDS:
-        raise ValueError(BAD_KIND.format(KINDS, kind))
+    check_choice("kind", kind, KINDS)
     cls = {"l2": L2SnapshotSource, "ohlcv": OHLCVSource, "lobster": LOBSTERSource}[kind]
     plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     names = {p.name for p in inspect.signature(cls.__init__).parameters.values() if p.kind in plain}
@@ -723,8 +695,7 @@ def load_source(
         options.update(kwargs)
         if kind is None:
             return load_source(path, **options)
-        if kind not in KINDS:
-            raise ValueError(BAD_KIND.format(KINDS, kind))
+        check_choice("kind", kind, KINDS)
         return _build(str(kind), resolve_data_path(path), options)  # type: ignore[arg-type]
     if isinstance(spec, (tuple, list)) and len(spec) == 2:
         _check_options("lobster", kwargs)

@@ -18,6 +18,7 @@ import numpy as np
 
 from janus_env.accounting import REJECT_BOOK_EXHAUSTED, cut_order
 from janus_env.book import BUY, SELL
+from janus_env.checks import check_fraction, check_int
 from janus_env.config import REWARD_RISK_ADJUSTED, MarketConfig
 from janus_env.features import N_VPIN_SCALARS, vpin_update
 from janus_env.historical import HistoricalSource, RecordedBookSource, load_source
@@ -52,21 +53,10 @@ from janus_env.simulator import (
 _NEED_DATA = ("scenario='historical' needs `data`: a LOBSTER message file, an L2 snapshot CSV, an OHLCV CSV "
               "or a HistoricalSource")
 _TOO_SHORT = "The data has {} steps; `window` + 2 = {} are needed for one decision"
-_BAD_START = "Expected options['start'] in [{}, {}], got {!r}"
 _BAD_SPLIT = "Expected `data_split` = (lo, hi) with 0 <= lo < hi <= 1, got {!r}"
 _WHOLE_SHARES = ("Expected a quantity grid of whole shares (`qty_step` = 1) for {}, which fills whole shares only; "
                  "got qty_step={!r} (lot={!r}, max_position={!r})")
 _OFF_GRID_FILL = "{}.execute filled {!r}, which is not a whole multiple of `qty_step` = {!r}"
-
-
-def _check_split(split: Any) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in split)
-    except (TypeError, ValueError) as err:
-        raise ValueError(_BAD_SPLIT.format(split)) from err
-    if not 0.0 <= lo < hi <= 1.0:
-        raise ValueError(_BAD_SPLIT.format(split))
-    return lo, hi
 
 
 class HistoricalMarket:
@@ -92,6 +82,7 @@ class HistoricalMarket:
     ``rejected_qty``. LOBSTER replays whole shares, so it needs ``qty_step`` = 1.
 
     Raises:
+        TypeError: ``data_split`` is not a pair of numbers.
         ValueError: no ``data``, too little of it, a bad ``data_split``, or a fractional
             quantity grid on a whole-share source (LOBSTER); at ``step``, a custom source
             whose fill is not a whole multiple of the grid.
@@ -100,7 +91,13 @@ class HistoricalMarket:
     def __init__(self, config: MarketConfig, data: Any, data_split: tuple[float, float] = (0.0, 1.0)) -> None:
         if data is None:
             raise ValueError(_NEED_DATA)
-        lo, hi = _check_split(data_split)
+        try:
+            lo, hi = data_split
+        except (TypeError, ValueError) as err:  # not a pair
+            raise TypeError(_BAD_SPLIT.format(data_split)) from err
+        lo, hi = check_fraction("data_split[0]", lo), check_fraction("data_split[1]", hi)
+        if lo >= hi:
+            raise ValueError(_BAD_SPLIT.format(data_split))
         self.config = config
         self.source: HistoricalSource = load_source(data)
         self._qty_step = config.resolved_qty_step
@@ -139,8 +136,8 @@ class HistoricalMarket:
         cfg = self.config
         if start is None:
             start = int(np_random.integers(self.first_row, self.max_start + 1))
-        elif not self.first_row <= start <= self.max_start:
-            raise ValueError(_BAD_START.format(self.first_row, self.max_start, start))
+        else:
+            start = check_int("options['start']", start, low=self.first_row, high=self.max_start)
         self.source.reset(start)
         self._log_mid[:] = 0.0
         self._log_vol[:] = 0.0

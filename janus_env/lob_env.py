@@ -15,6 +15,7 @@ from janus_env.actions import (
     make_action_space,
     sized_quantity,
 )
+from janus_env.checks import NEED_RESET, NEED_RESET_FOR, check_choice, check_int
 from janus_env.config import REWARD_PNL, REWARD_RISK_ADJUSTED, MarketConfig
 from janus_env.regimes import SCENARIOS, scenario_config
 from janus_env.render import ansi_ladder, rgb_frame
@@ -46,10 +47,6 @@ from janus_env.simulator import (
 )
 
 REWARDS = {"pnl": REWARD_PNL, "risk_adjusted": REWARD_RISK_ADJUSTED}
-_BAD_REWARD = "Expected `reward` in {}, got {!r}"
-_BAD_RENDER = "Expected `render_mode` in {}, got {!r}"
-_BAD_SEED = "Expected `seed` to be an int or None, got {!r}"
-_NEED_RESET = "Call reset() before step()"
 
 
 def observation_space(window: int, n_levels: int) -> spaces.Dict:
@@ -269,12 +266,10 @@ class JanusLOBEnv(gym.Env):
         render_mode: str | None = None,
         **market: Any,
     ) -> None:
-        if reward not in REWARDS:
-            raise ValueError(_BAD_REWARD.format(sorted(REWARDS), reward))
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(_BAD_RENDER.format(self.metadata["render_modes"], render_mode))
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise TypeError(_BAD_SEED.format(seed))
+        check_choice("reward", reward, sorted(REWARDS))
+        if render_mode is not None:
+            check_choice("render_mode", render_mode, self.metadata["render_modes"])
+        check_int("seed", seed, optional=True)
         self.scenario = scenario
         self.config = market_config(scenario, market)
         self.action_type = action_type
@@ -328,7 +323,7 @@ class JanusLOBEnv(gym.Env):
 
     def step(self, action: Any):
         if self._needs_reset:
-            raise RuntimeError(_NEED_RESET)
+            raise RuntimeError(NEED_RESET)
         self._market.step(self._order_units(action))
         out = self._market.out.tolist()
         terminated = out[O_TERMINATED] != 0.0
@@ -363,7 +358,7 @@ class JanusLOBEnv(gym.Env):
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
             return None
         if self._needs_reset and not self._mids and self.render_mode == "rgb_array":
-            raise RuntimeError("Call reset() before render()")
+            raise RuntimeError(NEED_RESET_FOR.format("render"))
         if self.render_mode == "ansi":
             return ansi_ladder(self._market.l2(self.config.n_levels), info_from_out(self._market.out.tolist()))
         window = 128

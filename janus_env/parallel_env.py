@@ -21,7 +21,6 @@ features and every agent's observation) is one numba call
 
 from __future__ import annotations
 
-import math
 from operator import itemgetter
 from typing import Any
 
@@ -85,6 +84,7 @@ from janus_env.book import (
     S_FILL_OVERFLOW,
     snapshot,
 )
+from janus_env.checks import NEED_RESET, check_bool, check_choice, check_int, check_number
 from janus_env.config import N_AGENTS
 from janus_env.flow import I_SNAPSHOT
 from janus_env.lob_env import market_config, observation_space, split_obs
@@ -134,23 +134,14 @@ BANKRUPTCY_MODES: tuple[str, ...] = ("remove", "end_episode")
 _FAST_INTS = (int, np.int64, np.int32)
 _BAD_ROLES_TYPE = "Expected `roles` to be a dict of role name -> agent count, got {!r}"
 _BAD_ROLE = "Unknown role {!r}; expected some of {}"
-_BAD_ROLE_COUNT = "Expected the count of role {!r} to be an integer >= 0, got {!r}"
+
 _NO_AGENTS = "Expected at least one agent in `roles`, got {!r}"
 _BAD_SCENARIO = "JanusParallelEnv simulates its market; scenario='historical' is not supported"
-_BAD_MAKER_OFFSETS = "Expected `maker_offsets` to be an integer >= 1, got {!r}"
-_BAD_MAKER_SIZES = "Expected `maker_sizes` to be an integer >= 1, got {!r}"
-_BAD_NONNEGATIVE = "Expected `{}` to be a finite number >= 0, got {!r}"
-_BAD_MAKER_FEE = "Expected `maker_fee_bps` to be a finite number (negative = rebate), got {!r}"
-_BAD_BANKRUPTCY = "Expected `on_bankruptcy` in {}, got {!r}"
-_BAD_FLAG = "Expected `{}` to be a bool, got {!r}"
-_BAD_RENDER = "Expected `render_mode` in {}, got {!r}"
-_BAD_SEED = "Expected `seed` to be an int or None, got {!r}"
 _BAD_ACTIONS = "Expected `actions` to be a dict of agent name -> action, got {!r}"
 _UNKNOWN_AGENT = "Unknown agent {!r}; expected one of {}"
 _NOT_LIVE = "Agent {!r} is not live in this episode (finished or removed); live agents: {}"
 _BAD_REASON = "Expected `reason` to be a str, got {!r}"
 _MAKER_TYPE = "Expected an integer array of shape (4,) for {}, got {!r}"
-_NEED_RESET = "Call reset() before step()"
 _FILL_OVERFLOW = "The step's fill table overflowed ({} fills lost); raise `capacity`"
 
 
@@ -183,29 +174,19 @@ _TAKER_INFO = (tuple(_TAKER_INFO_COLUMNS), itemgetter(*_TAKER_INFO_COLUMNS.value
 _MAKER_INFO = (tuple(_MAKER_INFO_COLUMNS), itemgetter(*_MAKER_INFO_COLUMNS.values()))
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
-        and math.isfinite(float(value))
-
-
 def validate_roles(roles: object) -> dict[str, int]:
     """Check a ``roles`` mapping and return it in ``ROLES`` order (zero counts dropped).
 
     Raises:
-        ValueError: not a dict, an unknown role, a count that is not an integer >= 0,
-            or no agent at all.
+        TypeError: not a dict, or a count that is not an int.
+        ValueError: an unknown role, a count < 0, or no agent at all.
     """
     if not isinstance(roles, dict):
-        raise ValueError(_BAD_ROLES_TYPE.format(roles))
+        raise TypeError(_BAD_ROLES_TYPE.format(roles))
     for name, count in roles.items():
         if name not in ROLE_CODES:
             raise ValueError(_BAD_ROLE.format(name, list(ROLES)))
-        if not _is_int(count) or count < 0:
-            raise ValueError(_BAD_ROLE_COUNT.format(name, count))
+        check_int(f"roles[{name!r}]", count, low=0)
     ordered = {name: int(roles[name]) for name in ROLES if roles.get(name, 0) > 0}
     if not ordered:
         raise ValueError(_NO_AGENTS.format(roles))
@@ -396,27 +377,18 @@ class JanusParallelEnv(ParallelEnv):
         self.roles = validate_roles(DEFAULT_ROLES if roles is None else roles)
         if scenario == "historical":
             raise ValueError(_BAD_SCENARIO)
-        if action_type not in ACTION_TYPES:
-            raise ValueError(f"Expected `action_type` in {ACTION_TYPES}, got {action_type!r}")
-        if not _is_int(maker_offsets) or maker_offsets < 1:
-            raise ValueError(_BAD_MAKER_OFFSETS.format(maker_offsets))
-        if not _is_int(maker_sizes) or maker_sizes < 1:
-            raise ValueError(_BAD_MAKER_SIZES.format(maker_sizes))
-        if not _finite(maker_fee_bps):
-            raise ValueError(_BAD_MAKER_FEE.format(maker_fee_bps))
-        for name, value in (("maker_inventory_penalty", maker_inventory_penalty),
-                            ("informed_noise_bps", informed_noise_bps)):
-            if not _finite(value) or value < 0:
-                raise ValueError(_BAD_NONNEGATIVE.format(name, value))
-        for name, value in (("background_flow", background_flow), ("pad_observations", pad_observations)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(_BAD_FLAG.format(name, value))
-        if on_bankruptcy not in BANKRUPTCY_MODES:
-            raise ValueError(_BAD_BANKRUPTCY.format(BANKRUPTCY_MODES, on_bankruptcy))
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(_BAD_RENDER.format(self.metadata["render_modes"], render_mode))
-        if seed is not None and not _is_int(seed):
-            raise TypeError(_BAD_SEED.format(seed))
+        check_choice("action_type", action_type, ACTION_TYPES)
+        check_int("maker_offsets", maker_offsets, low=1)
+        check_int("maker_sizes", maker_sizes, low=1)
+        check_number("maker_fee_bps", maker_fee_bps)  # negative = rebate
+        check_number("maker_inventory_penalty", maker_inventory_penalty, low=0)
+        check_number("informed_noise_bps", informed_noise_bps, low=0)
+        check_bool("background_flow", background_flow)
+        check_bool("pad_observations", pad_observations)
+        check_choice("on_bankruptcy", on_bankruptcy, BANKRUPTCY_MODES)
+        if render_mode is not None:
+            check_choice("render_mode", render_mode, self.metadata["render_modes"])
+        check_int("seed", seed, optional=True)
         self.config = market_config(scenario, market)
         check_whole_shares(self.config)
         self.scenario = scenario
@@ -510,8 +482,7 @@ class JanusParallelEnv(ParallelEnv):
         if seed is None and self._default_seed is not None:
             seed, self._default_seed = self._default_seed, None
         if seed is not None or not self._seeded:
-            if seed is not None and not _is_int(seed):
-                raise TypeError(_BAD_SEED.format(seed))
+            check_int("seed", seed, optional=True)
             self.np_random, self._np_random_seed = seeding.np_random(seed)
             self._seeded = True
         self._rng[:] = seed_state(self.np_random)
@@ -527,7 +498,7 @@ class JanusParallelEnv(ParallelEnv):
     def step(self, actions: dict[str, Any]):
         """Apply every live agent's action in this step's random order, then one step of background flow."""
         if not self.agents:
-            raise RuntimeError(_NEED_RESET)
+            raise RuntimeError(NEED_RESET)
         if not isinstance(actions, dict):
             raise TypeError(_BAD_ACTIONS.format(actions))
         live = [self._index[a] for a in self.agents]

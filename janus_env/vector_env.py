@@ -18,6 +18,7 @@ from gymnasium.vector.utils import batch_space
 
 from janus_env.accounting import REASON_TABLE
 from janus_env.actions import InvalidActionError, make_action_space
+from janus_env.checks import NEED_RESET, check_choice, check_int
 from janus_env.lob_env import REWARDS, market_config, observation_space, split_obs
 from janus_env.rng import seed_state
 from janus_env.simulator import (
@@ -62,9 +63,7 @@ _INFO_COLUMNS = {
     "mid": O_MID,
     "volume": O_VOLUME,
 }
-_BAD_NUM_ENVS = "Expected `num_envs` >= 1, got {!r}"
 _BAD_ACTIONS = "Expected actions of shape {} and an integer dtype for {}, got {!r}"
-_NEED_RESET = "Call reset() before step()"
 
 
 class JanusLOBVectorEnv(VectorEnv):
@@ -105,12 +104,10 @@ class JanusLOBVectorEnv(VectorEnv):
         parallel: bool | None = None,
         **market: Any,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(_BAD_NUM_ENVS.format(num_envs))
+        check_int("num_envs", num_envs, low=1)
         if scenario == "historical":
             raise ValueError("scenario='historical' is single-env only; use gym.make or a SyncVectorEnv")
-        if reward not in REWARDS:
-            raise ValueError(f"Expected `reward` in {sorted(REWARDS)}, got {reward!r}")
+        check_choice("reward", reward, sorted(REWARDS))
         if render_mode is not None:
             raise ValueError(f"JanusLOBVectorEnv does not render, got render_mode={render_mode!r}")
         self.num_envs = int(num_envs)
@@ -169,7 +166,7 @@ class JanusLOBVectorEnv(VectorEnv):
 
     def step(self, actions: Any):
         if self._needs_reset:
-            raise RuntimeError(_NEED_RESET)
+            raise RuntimeError(NEED_RESET)
         self._qty[:] = self.order_quantities(actions)
         resetting = self._m.f[:, F_DONE] != 0.0  # these books reset this step and ignore their action
         self._step_kernel(*self._args, self._qty)

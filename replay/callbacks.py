@@ -9,18 +9,16 @@ this module → :mod:`replay.sleep_cycle` → :mod:`replay.swr` → :mod:`replay
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from janus_env.checks import check_bool, check_int
 from replay.sleep_cycle import SleepConfig, SleepState, run_sleep_cycle
 from replay.swr import check_swr_model
 
 __all__ = ["SleepPhaseCallback"]
 
 _BAD_CONFIG = "Expected `sleep_config` to be a replay.SleepConfig or None, got {}"
-_BAD_EVERY = "Expected `every_n_steps` to be a positive int or None, got {!r}"
 _NO_TRIGGER = "SleepPhaseCallback never triggers: set `on_episode_end=True` or `every_n_steps`"
 
 
@@ -49,11 +47,12 @@ class SleepPhaseCallback(BaseCallback):
         verbose: SB3 verbosity.
 
     Raises:
-        TypeError: ``sleep_config`` is not a ``SleepConfig``; at ``learn()``
+        TypeError: ``sleep_config`` is not a ``SleepConfig``; ``every_n_steps`` not an int or
+            ``on_episode_end`` not a bool; at ``learn()``
             start with ``sleep_config.swr_only``, a model that is not
             DQN-family or a buffer that is not prioritized (the full cycle
             skips phase 1 for those instead).
-        ValueError: bad ``every_n_steps``; no trigger enabled.
+        ValueError: ``every_n_steps`` < 1; no trigger enabled.
 
     Example:
         >>> callback = SleepPhaseCallback(SleepConfig(n_sequences=8), every_n_steps=1000)  # doctest: +SKIP
@@ -71,10 +70,8 @@ class SleepPhaseCallback(BaseCallback):
         super().__init__(verbose)
         if sleep_config is not None and not isinstance(sleep_config, SleepConfig):
             raise TypeError(_BAD_CONFIG.format(type(sleep_config).__name__))
-        if every_n_steps is not None and (
-            isinstance(every_n_steps, bool) or not isinstance(every_n_steps, numbers.Integral) or every_n_steps <= 0
-        ):
-            raise ValueError(_BAD_EVERY.format(every_n_steps))
+        every_n_steps = check_int("every_n_steps", every_n_steps, low=1, optional=True)
+        on_episode_end = check_bool("on_episode_end", on_episode_end)
         if every_n_steps is None and not on_episode_end:
             raise ValueError(_NO_TRIGGER)
         self.sleep_config = SleepConfig() if sleep_config is None else sleep_config

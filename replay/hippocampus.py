@@ -22,18 +22,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from janus_env.checks import check_fraction, check_int, check_number
+
 __all__ = ["EpisodicBatch", "EpisodicBuffer", "PatternSeparationEncoder"]
 
-_BAD_DIM = "Expected `{}` to be a positive int, got {!r}"
-_BAD_SPARSITY = "Expected `sparsity` in (0, 1], got {!r}"
-_BAD_LAMBDA = "Expected `ortho_lambda` >= 0, got {!r}"
 _BAD_INPUT_SHAPE = "Expected input with last dimension {}, got shape {}"
-_BAD_CAPACITY = "Expected `capacity` to be a positive int, got {!r}"
 _BAD_CODES_SHAPE = "Expected `codes` of shape (n, {}), got {}"
 _BAD_LENGTHS = "Expected `codes`, `timestamps` and `payload_ids` to have the same length, got {}, {} and {}"
 _NON_FINITE_TIMESTAMPS = "Expected finite `timestamps`"
 _BAD_RANGE = "Expected `t0` <= `t1`, got t0={!r}, t1={!r}"
-_BAD_N = "Expected `n` >= 0, got {!r}"
 
 
 class PatternSeparationEncoder(nn.Module):
@@ -56,7 +53,8 @@ class PatternSeparationEncoder(nn.Module):
             1e-2 *(ours — the spec leaves λ open)*.
 
     Raises:
-        ValueError: On a non-positive dimension, ρ outside (0, 1] or λ < 0.
+        TypeError: A dimension that is not an int, or ρ or λ not a real number.
+        ValueError: On a non-positive dimension, ρ outside (0, 1] or λ < 0 (or not finite).
     """
 
     def __init__(
@@ -68,17 +66,10 @@ class PatternSeparationEncoder(nn.Module):
         ortho_lambda: float = 1e-2,
     ) -> None:
         super().__init__()
-        for name, value in (("input_dim", input_dim), ("hidden_dim", hidden_dim)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(_BAD_DIM.format(name, value))
-        if not 0.0 < float(sparsity) <= 1.0:
-            raise ValueError(_BAD_SPARSITY.format(sparsity))
-        if not float(ortho_lambda) >= 0.0:
-            raise ValueError(_BAD_LAMBDA.format(ortho_lambda))
-        self.input_dim = int(input_dim)
-        self.hidden_dim = int(hidden_dim)
-        self.sparsity = float(sparsity)
-        self.ortho_lambda = float(ortho_lambda)
+        self.input_dim = check_int("input_dim", input_dim, low=1)
+        self.hidden_dim = check_int("hidden_dim", hidden_dim, low=1)
+        self.sparsity = check_fraction("sparsity", sparsity, low_open=True)
+        self.ortho_lambda = check_number("ortho_lambda", ortho_lambda, low=0)
         self.k = min(self.hidden_dim, math.ceil(self.sparsity * self.hidden_dim))
         self.linear = nn.Linear(self.input_dim, self.hidden_dim)
         nn.init.orthogonal_(self.linear.weight)
@@ -172,16 +163,13 @@ class EpisodicBuffer:
             "episodic capacity").
 
     Raises:
+        TypeError: ``code_dim`` or ``capacity`` is not an int.
         ValueError: On a non-positive ``code_dim`` or ``capacity``.
     """
 
     def __init__(self, code_dim: int, capacity: int = 10_000) -> None:
-        if isinstance(code_dim, bool) or not isinstance(code_dim, (int, np.integer)) or code_dim <= 0:
-            raise ValueError(_BAD_DIM.format("code_dim", code_dim))
-        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity <= 0:
-            raise ValueError(_BAD_CAPACITY.format(capacity))
-        self.code_dim = int(code_dim)
-        self.capacity = int(capacity)
+        self.code_dim = check_int("code_dim", code_dim, low=1)
+        self.capacity = check_int("capacity", capacity, low=1)
         self.codes = np.zeros((self.capacity, self.code_dim), dtype=np.float32)
         self.timestamps = np.zeros(self.capacity, dtype=np.float64)
         self.payload_ids = np.zeros(self.capacity, dtype=np.int64)
@@ -270,10 +258,10 @@ class EpisodicBuffer:
         """The ``n`` most recently inserted entries, oldest first.
 
         Raises:
+            TypeError: If ``n`` is not an int.
             ValueError: If ``n < 0``.
         """
-        if n < 0:
-            raise ValueError(_BAD_N.format(n))
+        n = check_int("n", n, low=0)
         order = self._insertion_order()
         return self._gather(order[max(0, order.shape[0] - int(n)) :])
 

@@ -27,7 +27,6 @@ priority and sampling is close to uniform.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -38,6 +37,7 @@ from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
+from janus_env.checks import check_fraction, check_int, check_number, check_positive
 from replay.sumtree import SumTree
 from replay.types import PrioritizedDictReplayBufferSamples, PrioritizedReplayBufferSamples
 
@@ -46,33 +46,15 @@ _OPTIMIZE_MEMORY = (
     "(the shared observation array invalidates the oldest transition, which would stay "
     "sampleable); pass optimize_memory_usage=False"
 )
-_BAD_NONNEGATIVE = "Expected `{}` >= 0 and finite, got {!r}"
-_BAD_POSITIVE = "Expected `{}` > 0 and finite, got {!r}"
-_BAD_UNIT = "Expected `{}` in [0, 1], got {!r}"
-_BAD_BETA_STEPS = "Expected `beta_steps` to be a positive int, got {!r}"
-_BAD_SEED = "Expected `seed` to be an int or None, got {!r}"
-_BAD_BATCH = "Expected `batch_size` to be a positive int, got {!r}"
 _BAD_INFOS = "Expected {} info dicts (one per env), got {}"
 _BAD_VIOLATION = "Expected info['ltn']['violation'] in [0, 1], got {!r} for env {}"
 _BAD_LTN_INFO = "Expected info['ltn'] to be a mapping (with a 'violation' entry), got {!r} for env {}"
 _BAD_INDEX_TYPE = "Expected integer indices, got dtype {}"
 _BAD_INDEX = "Index {} does not hold a transition: valid indices are [0, {})"
-_BAD_BOOST = "Expected a priority boost >= 0 and finite, got {!r}"
 _NOT_1D = "Expected a 1-D array of {}, got shape {}"
 _TD_MISMATCH = "Got {} indices but {} TD errors"
 _NONFINITE_TD = "Expected finite TD errors, got {!r} at position {}"
 _EMPTY_BUFFER = "Cannot sample from an empty replay buffer"
-
-
-def _check_real(value: object, name: str, *, positive: bool = False, unit: bool = False) -> float:
-    """Return ``value`` as a finite float >= 0 (> 0 if ``positive``, <= 1 if ``unit``)."""
-    message = _BAD_UNIT if unit else _BAD_POSITIVE if positive else _BAD_NONNEGATIVE
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(message.format(name, value))
-    out = float(value)
-    if not math.isfinite(out) or out < 0.0 or (positive and out == 0.0) or (unit and out > 1.0):
-        raise ValueError(message.format(name, value))
-    return out
 
 
 def _read_violations(infos: list[dict[str, Any]]) -> np.ndarray:
@@ -148,17 +130,14 @@ class PrioritizedReplayMixin:
     ) -> None:
         if optimize_memory_usage:
             raise ValueError(_OPTIMIZE_MEMORY)
-        self.alpha = _check_real(alpha, "alpha")
-        self.beta0 = _check_real(beta0, "beta0", unit=True)
-        self.beta_final = _check_real(beta_final, "beta_final", unit=True)
-        if isinstance(beta_steps, bool) or not isinstance(beta_steps, numbers.Integral) or beta_steps <= 0:
-            raise ValueError(_BAD_BETA_STEPS.format(beta_steps))
-        self.beta_steps = int(beta_steps)
-        self.lambda_logic = _check_real(lambda_logic, "lambda_logic")
-        self.lambda_reward = _check_real(lambda_reward, "lambda_reward")
-        self.eps = _check_real(eps, "eps", positive=True)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(_BAD_SEED.format(seed))
+        self.alpha = check_number("alpha", alpha, low=0)
+        self.beta0 = check_fraction("beta0", beta0)
+        self.beta_final = check_fraction("beta_final", beta_final)
+        self.beta_steps = check_int("beta_steps", beta_steps, low=1)
+        self.lambda_logic = check_number("lambda_logic", lambda_logic, low=0)
+        self.lambda_reward = check_number("lambda_reward", lambda_reward, low=0)
+        self.eps = check_positive("eps", eps)
+        check_int("seed", seed, optional=True)
         super().__init__(  # type: ignore[call-arg]
             buffer_size,
             observation_space,
@@ -202,9 +181,10 @@ class PrioritizedReplayMixin:
                 ``1 − _current_progress_remaining``).
 
         Raises:
+            TypeError: ``fraction`` is not a number.
             ValueError: ``fraction`` outside ``[0, 1]``.
         """
-        self._progress = _check_real(fraction, "fraction", unit=True)
+        self._progress = check_fraction("fraction", fraction)
 
     # ----------------------------------------------------------------- priorities
 
@@ -287,13 +267,13 @@ class PrioritizedReplayMixin:
         """Add ``amount`` to the raw priority of ``indices`` (the sleep cycle's UMAP anomalies).
 
         Raises:
+            TypeError: ``amount`` is not a number, or non-integer indices.
             ValueError: ``amount`` negative or not finite, or a bad index.
         """
-        if not math.isfinite(amount) or amount < 0:
-            raise ValueError(_BAD_BOOST.format(amount))
+        amount = check_number("amount", amount, low=0)
         idx = np.unique(self._check_indices(indices))
         if idx.shape[0]:
-            self._write_priorities(idx, self._priorities[idx] + float(amount))
+            self._write_priorities(idx, self._priorities[idx] + amount)
 
     # ----------------------------------------------------------------- SB3 API
 
@@ -335,14 +315,14 @@ class PrioritizedReplayMixin:
         one step (unless :meth:`set_progress` drives it).
 
         Raises:
+            TypeError: ``batch_size`` is not an int.
             ValueError: ``batch_size`` <= 0 or the buffer is empty.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
-            raise ValueError(_BAD_BATCH.format(batch_size))
+        batch_size = check_int("batch_size", batch_size, low=1)
         if self.n_transitions == 0:
             raise ValueError(_EMPTY_BUFFER)
         beta = self.beta
-        indices, scaled = self.tree.sample(int(batch_size), self._rng)
+        indices, scaled = self.tree.sample(batch_size, self._rng)
         self._n_sample_calls += 1
         return self._prioritized_samples(indices, scaled, beta, env)
 
@@ -420,8 +400,9 @@ class PrioritizedReplayBuffer(PrioritizedReplayMixin, ReplayBuffer):
 
     Raises:
         ValueError: ``optimize_memory_usage=True``; ``alpha`` < 0; β outside
-            ``[0, 1]``; ``beta_steps`` <= 0; a negative λ; ``eps`` <= 0.
-        TypeError: ``seed`` is not an int or None.
+            ``[0, 1]``; ``beta_steps`` <= 0; a negative λ; ``eps`` <= 0 (NaN and ±inf too).
+        TypeError: a number of the wrong type (``beta_steps`` not an int, ``alpha`` not a real
+            number, a bool anywhere); ``seed`` is not an int or None.
 
     Example:
         >>> from stable_baselines3 import DQN

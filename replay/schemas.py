@@ -24,14 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from janus_env.checks import check_fraction, check_int, check_positive
+
 __all__ = ["ConsolidationReport", "SchemaMemory", "SECONDS_PER_DAY"]
 
 SECONDS_PER_DAY = 86_400.0
 
-_BAD_DIM = "Expected `dim` to be a positive int, got {!r}"
-_BAD_POSITIVE = "Expected `{}` > 0, got {!r}"
-_BAD_ETA = "Expected `eta` in (0, 1], got {!r}"
-_BAD_PROB = "Expected `{}` in [0, 1), got {!r}"
 _BAD_X_SHAPE = "Expected `x` of shape (n, {}), got {}"
 _BAD_LENGTH = "Expected `{}` of length {}, got {}"
 _NON_FINITE = "Expected finite values in `{}`"
@@ -97,7 +95,10 @@ class SchemaMemory:
             points are assigned to their best existing schema instead.
 
     Raises:
-        ValueError: On invalid arguments.
+        TypeError: ``dim`` or ``max_schemas`` not an int, or a bounded setting not a real number.
+        ValueError: ``dim`` or ``max_schemas`` < 1; ``eta`` outside (0, 1]; ``init_var``, ``eps`` or
+            ``max_age_s`` <= 0 (``max_age_s`` may be ``math.inf``: no pruning by age); a threshold
+            outside [0, 1).
     """
 
     def __init__(
@@ -116,32 +117,20 @@ class SchemaMemory:
         max_age_s: float = 90 * SECONDS_PER_DAY,
         max_schemas: int = 1024,
     ) -> None:
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
-            raise ValueError(_BAD_DIM.format(dim))
-        if not 0.0 < eta <= 1.0:
-            raise ValueError(_BAD_ETA.format(eta))
-        for name, value in (("init_var", init_var), ("eps", eps), ("max_age_s", max_age_s)):
-            if not value > 0:
-                raise ValueError(_BAD_POSITIVE.format(name, value))
-        for name, value in (("recall_threshold", recall_threshold), ("logic_threshold", logic_threshold)):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(_BAD_PROB.format(name, value))
-        if not max_schemas > 0:
-            raise ValueError(_BAD_POSITIVE.format("max_schemas", max_schemas))
-        self.dim = int(dim)
-        self.eta = float(eta)
-        self.init_var = float(init_var)
-        self.eps = float(eps)
+        self.dim = check_int("dim", dim, low=1)
+        self.eta = check_fraction("eta", eta, low_open=True)
+        self.init_var = check_positive("init_var", init_var)
+        self.eps = check_positive("eps", eps)
+        self.max_age_s = check_positive("max_age_s", max_age_s, finite=False)  # math.inf: never too old
+        self.recall_threshold = check_fraction("recall_threshold", recall_threshold, high_open=True)
+        self.logic_threshold = check_fraction("logic_threshold", logic_threshold, high_open=True)
+        self.max_schemas = check_int("max_schemas", max_schemas, low=1)
         if tau_schema is None:
             tau_schema = -0.5 * (self.dim * math.log(2.0 * math.pi * self.init_var) + 9.0)
         self.tau_schema = float(tau_schema)
         self.recall_weight = float(recall_weight)
         self.recall_bias = float(recall_bias)
-        self.recall_threshold = float(recall_threshold)
-        self.logic_threshold = float(logic_threshold)
         self.min_size = int(min_size)
-        self.max_age_s = float(max_age_s)
-        self.max_schemas = int(max_schemas)
         d = self.dim
         self.ids = np.zeros(0, dtype=np.int64)
         self.means = np.zeros((0, d), dtype=np.float64)

@@ -63,6 +63,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from janus_env.checks import check_callable, check_choice, check_int, check_number, check_positive
 from replay.hippocampus import EpisodicBuffer, PatternSeparationEncoder
 from replay.prioritized import PrioritizedReplayMixin
 from replay.schemas import SECONDS_PER_DAY, SchemaMemory
@@ -73,11 +74,9 @@ from replay.vector_store import SchemaVectorStore
 
 __all__ = ["SleepConfig", "SleepState", "run_sleep_cycle"]
 
-_BAD_FEATURES = "Expected `features` in ('raw', 'code'), got {!r}"
-_BAD_ANOMALY_PRIORITY = "Expected `anomaly_priority` >= 0 and finite, got {!r}"
-_BAD_COUNT = "Expected `{}` to be a positive int, got {!r}"
-_BAD_STEP_SECONDS = "Expected `step_seconds` > 0 and finite, got {!r}"
-_BAD_CLOCK = "Expected `clock` to be None or a callable returning seconds, got {!r}"
+FEATURES = ("raw", "code")
+"""What the sleep cycle consolidates: the raw flattened observations or the encoder's sparse codes."""
+
 _BAD_BUFFER = "Expected an SB3 replay buffer with `observations`, `rewards`, `pos`, `full` and `buffer_size`, got {}"
 _BAD_STATE = "Expected `state` to be a SleepState or None, got {}"
 _DIM_CHANGED = "The buffer's flattened observation has {} features but the sleep state was built for {}"
@@ -97,11 +96,12 @@ class SleepConfig:
     ``step_seconds`` (deterministic; see the module docstring).
 
     Raises:
-        ValueError: a count that is not a positive int, ``compression``
-            outside [10, 20], a non-positive or NaN ``max_wall_s``, an unknown
-            ``features``, a negative or infinite ``anomaly_priority``, a
-            non-positive or infinite ``step_seconds``.
-        TypeError: ``clock`` neither None nor callable.
+        ValueError: a count < 1, ``compression`` outside [10, 20], a
+            non-positive or NaN ``max_wall_s``, an unknown ``features``, a
+            negative or infinite ``anomaly_priority``, a non-positive or
+            infinite ``step_seconds``.
+        TypeError: a count that is not an int, a setting that is not a real
+            number; ``clock`` neither None nor callable.
     """
 
     swr_only: bool = False
@@ -190,22 +190,12 @@ class SleepConfig:
         check_swr_settings(
             n_sequences=self.n_sequences, seq_len=self.seq_len, compression=self.compression, max_wall_s=self.max_wall_s
         )
-        if self.features not in ("raw", "code"):
-            raise ValueError(_BAD_FEATURES.format(self.features))
+        check_choice("features", self.features, FEATURES)
         for name in ("n_recent", "code_dim", "episodic_capacity", "umap_max_points"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(_BAD_COUNT.format(name, value))
-        if not math.isfinite(self.anomaly_priority) or self.anomaly_priority < 0:
-            raise ValueError(_BAD_ANOMALY_PRIORITY.format(self.anomaly_priority))
-        if (
-            isinstance(self.step_seconds, bool)
-            or not isinstance(self.step_seconds, (int, float, np.integer, np.floating))
-            or not 0.0 < self.step_seconds < math.inf
-        ):
-            raise ValueError(_BAD_STEP_SECONDS.format(self.step_seconds))
-        if self.clock is not None and not callable(self.clock):
-            raise TypeError(_BAD_CLOCK.format(self.clock))
+            check_int(name, getattr(self, name), low=1)
+        check_number("anomaly_priority", self.anomaly_priority, low=0)
+        check_positive("step_seconds", self.step_seconds)
+        check_callable("clock", self.clock, optional=True)  # None: market time
 
 
 @dataclass

@@ -38,14 +38,11 @@ an error code and position that Python turns into a ``ValueError`` /
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from numba import njit
 
-_BAD_CAPACITY_TYPE = "Expected `capacity` to be an int, got {!r}"
-_BAD_CAPACITY = "Expected `capacity` > 0, got {!r}"
-_BAD_REBUILD_EVERY = "Expected `rebuild_every` to be a positive int or None, got {!r}"
+from janus_env.checks import check_int
+
 _BAD_INDEX_TYPE = "Expected integer indices, got dtype {}"
 _BAD_INDEX = "Index {} out of range [0, {})"
 _BAD_PRIORITY_TYPE = "Expected real-valued priorities, got {!r}"
@@ -56,7 +53,6 @@ _NOT_1D = "Expected a 1-D array of {}, got shape {}"
 _BAD_VALUE_TYPE = "Expected real-valued prefix sums, got {!r}"
 _BAD_PREFIX = "Prefix sum {!r} at position {} is outside [0, total={!r}]"
 _EMPTY_TREE = "Cannot sample from a SumTree whose total priority is 0"
-_BAD_BATCH = "Expected `batch_size` to be a positive int, got {!r}"
 _BAD_RNG = "Expected `rng` to be a numpy.random.Generator, got {!r}"
 
 
@@ -227,8 +223,8 @@ class SumTree:
             the padded leaf count.
 
     Raises:
-        TypeError: ``capacity`` is not an int.
-        ValueError: ``capacity`` <= 0 or ``rebuild_every`` is not positive.
+        TypeError: ``capacity`` or ``rebuild_every`` is not an int.
+        ValueError: ``capacity`` <= 0 or ``rebuild_every`` <= 0.
 
     Example:
         >>> tree = SumTree(5)
@@ -238,22 +234,12 @@ class SumTree:
     """
 
     def __init__(self, capacity: int, *, rebuild_every: int | None = None) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral):
-            raise TypeError(_BAD_CAPACITY_TYPE.format(capacity))
-        if capacity <= 0:
-            raise ValueError(_BAD_CAPACITY.format(capacity))
-        self._capacity = int(capacity)
+        self._capacity = check_int("capacity", capacity, low=1)
         self._depth = max(self._capacity - 1, 0).bit_length()
         self._n_leaves = 1 << self._depth
         if rebuild_every is None:
             rebuild_every = max(4 * self._n_leaves, 1 << 16)
-        if (
-            isinstance(rebuild_every, bool)
-            or not isinstance(rebuild_every, numbers.Integral)
-            or rebuild_every <= 0
-        ):
-            raise ValueError(_BAD_REBUILD_EVERY.format(rebuild_every))
-        self.rebuild_every = int(rebuild_every)
+        self.rebuild_every = check_int("rebuild_every", rebuild_every, low=1)
         self._writes_since_rebuild = 0
         # node k: row k = (sum, min over positive leaves, max); row 0 unused
         self._tree = np.zeros((2 * self._n_leaves, 3), dtype=np.float64)
@@ -401,15 +387,10 @@ class SumTree:
             priorities.
 
         Raises:
-            TypeError: ``rng`` is not a ``numpy.random.Generator``.
+            TypeError: ``batch_size`` is not an int or ``rng`` not a ``numpy.random.Generator``.
             ValueError: ``batch_size`` <= 0 or the tree total is 0.
         """
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, numbers.Integral)
-            or batch_size <= 0
-        ):
-            raise ValueError(_BAD_BATCH.format(batch_size))
+        batch_size = check_int("batch_size", batch_size, low=1)
         if not isinstance(rng, np.random.Generator):
             raise TypeError(_BAD_RNG.format(rng))
         if self._tree[1, SUM] <= 0.0:

@@ -55,7 +55,6 @@ sleep cycle nor its callback (the sleep path points one way:
 from __future__ import annotations
 
 import math
-import numbers
 import time
 import warnings
 from typing import Any
@@ -63,6 +62,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from janus_env.checks import check_int, check_number, check_positive
 from replay.losses import dqn_abs_td, prioritized_dqn_loss
 from replay.prioritized import PrioritizedReplayMixin
 from replay.types import (
@@ -74,9 +74,6 @@ from replay.types import (
 
 COMPRESSION_RANGE = (10.0, 20.0)
 
-_BAD_COMPRESSION = "Expected `compression` in [10, 20], got {!r}"
-_BAD_COUNT = "Expected `{}` to be a positive int, got {!r}"
-_BAD_CAP = "Expected `max_wall_s` > 0 (math.inf: no cap), got {!r}"
 _BAD_RNG = "Expected `rng` to be a numpy.random.Generator, got {!r}"
 _BAD_MODEL = (
     "swr_replay needs a DQN-family model with `q_net`, `q_net_target`, `gamma` and "
@@ -148,27 +145,6 @@ def _take(samples: Samples, idx: th.Tensor, indices: np.ndarray) -> Samples:
     )
 
 
-def _check_compression(compression: object) -> float:
-    if isinstance(compression, bool) or not isinstance(compression, numbers.Real):
-        raise ValueError(_BAD_COMPRESSION.format(compression))
-    low, high = COMPRESSION_RANGE
-    if not low <= float(compression) <= high:  # also rejects NaN
-        raise ValueError(_BAD_COMPRESSION.format(compression))
-    return float(compression)
-
-
-def _check_count(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(_BAD_COUNT.format(name, value))
-    return int(value)
-
-
-def _check_cap(max_wall_s: object) -> float:
-    if isinstance(max_wall_s, bool) or not isinstance(max_wall_s, numbers.Real) or not max_wall_s > 0.0:
-        raise ValueError(_BAD_CAP.format(max_wall_s))  # also rejects NaN
-    return float(max_wall_s)
-
-
 def check_swr_settings(
     *, n_sequences: object, seq_len: object, compression: object, max_wall_s: object
 ) -> tuple[int, int, float, float]:
@@ -178,14 +154,16 @@ def check_swr_settings(
     ``replay.SleepConfig`` (which holds them for a sleep cycle).
 
     Raises:
-        ValueError: a count that is not a positive int; ``compression``
-            outside [10, 20]; a non-positive or NaN ``max_wall_s``.
+        TypeError: a count that is not an int; ``compression`` or ``max_wall_s`` not a real number.
+        ValueError: a count < 1; ``compression`` outside [10, 20]; a non-positive or NaN ``max_wall_s``
+            (``math.inf``: no cap).
     """
+    low, high = COMPRESSION_RANGE
     return (
-        _check_count(n_sequences, "n_sequences"),
-        _check_count(seq_len, "seq_len"),
-        _check_compression(compression),
-        _check_cap(max_wall_s),
+        check_int("n_sequences", n_sequences, low=1),
+        check_int("seq_len", seq_len, low=1),
+        check_number("compression", compression, low=low, high=high),
+        check_positive("max_wall_s", max_wall_s, finite=False),  # math.inf: no cap
     )
 
 
@@ -259,8 +237,9 @@ def swr_replay(
         ValueError: ``compression`` outside [10, 20]; a non-positive count; a
             non-positive or NaN ``max_wall_s``; fewer than ``seq_len``
             steps stored.
-        TypeError: a model that is not DQN-family (e.g. SAC, QRDQN), a buffer
-            that is not prioritized, or ``rng`` not a ``numpy.random.Generator``.
+        TypeError: a count that is not an int or a setting that is not a real number; a model that
+            is not DQN-family (e.g. SAC, QRDQN), a buffer that is not prioritized, or ``rng`` not a
+            ``numpy.random.Generator``.
     """
     t_start = _now()
     n_sequences, seq_len, compression, max_wall_s = check_swr_settings(

@@ -47,9 +47,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from janus_env.checks import check_int, check_positive
+
 __all__ = ["ParametricUMAPNet", "UMAPMonitor"]
 
-_BAD_POSITIVE = "Expected `{}` > 0, got {!r}"
 _BAD_X = "Expected `x` of shape (n, {}), got {}"
 _BAD_X_ANY = "Expected a 2-D `x`, got shape {}"
 _NON_FINITE = "Expected finite values in `x`"
@@ -144,7 +145,9 @@ class UMAPMonitor:
             and the MLP initialization.
 
     Raises:
-        ValueError: On non-positive sizes or thresholds.
+        TypeError: A size that is not an int, or a threshold or rate that is not a real number.
+        ValueError: On non-positive sizes or thresholds (``n_neighbors`` < 2; ``tau_anomaly`` may be
+            ``math.inf``: nothing is an anomaly).
     """
 
     def __init__(
@@ -162,30 +165,16 @@ class UMAPMonitor:
         mlp_lr: float = 1e-3,
         seed: int = 0,
     ) -> None:
-        for name, value in (
-            ("n_neighbors", n_neighbors),
-            ("n_epochs", n_epochs),
-            ("window", window),
-            ("dbscan_eps", dbscan_eps),
-            ("dbscan_min_samples", dbscan_min_samples),
-            ("tau_anomaly", tau_anomaly),
-            ("mlp_epochs", mlp_epochs),
-            ("mlp_lr", mlp_lr),
-        ):
-            if not value > 0:
-                raise ValueError(_BAD_POSITIVE.format(name, value))
-        if not n_neighbors >= 2:
-            raise ValueError(_BAD_POSITIVE.format("n_neighbors - 1", n_neighbors - 1))
-        self.n_neighbors = int(n_neighbors)
-        self.n_epochs = int(n_epochs)
+        self.n_neighbors = check_int("n_neighbors", n_neighbors, low=2)
+        self.n_epochs = check_int("n_epochs", n_epochs, low=1)
         self.min_dist = float(min_dist)
-        self.window = int(window)
+        self.window = check_int("window", window, low=1)
         self.alignment_regularisation = float(alignment_regularisation)
-        self.dbscan_eps = float(dbscan_eps)
-        self.dbscan_min_samples = int(dbscan_min_samples)
-        self.tau_anomaly = float(tau_anomaly)
-        self.mlp_epochs = int(mlp_epochs)
-        self.mlp_lr = float(mlp_lr)
+        self.dbscan_eps = check_positive("dbscan_eps", dbscan_eps)
+        self.dbscan_min_samples = check_int("dbscan_min_samples", dbscan_min_samples, low=1)
+        self.tau_anomaly = check_positive("tau_anomaly", tau_anomaly, finite=False)  # math.inf: no anomalies
+        self.mlp_epochs = check_int("mlp_epochs", mlp_epochs, low=1)
+        self.mlp_lr = check_positive("mlp_lr", mlp_lr)
         self.seed = int(seed)
         self.n_cycles = 0
         self.input_dim: int | None = None

@@ -24,19 +24,19 @@ import faiss
 import numpy as np
 
 from janus_env.atomic import atomic_path
+from janus_env.checks import check_choice, check_int
 
 __all__ = ["SchemaVectorStore", "gpu_available"]
 
 _FORMAT_VERSION = 1
 
-_BAD_DIM = "Expected `dim` to be a positive int, got {!r}"
-_BAD_DEVICE = "Expected `device` in ('auto', 'cpu', 'gpu'), got {!r}"
+DEVICES = ("auto", "cpu", "gpu")
+"""Where faiss searches: ``"auto"`` (the GPU when the build and a GPU allow it), ``"cpu"`` or ``"gpu"``."""
 _NO_GPU = "device='gpu' needs the faiss GPU build and at least one visible GPU; found faiss {} with {} GPU(s)"
 _BAD_VECTORS = "Expected vectors of shape (n, {}), got {}"
 _NON_FINITE = "Expected finite vectors"
 _BAD_IDS = "Expected {} unique int ids, got {!r}"
 _BAD_PAYLOADS = "Expected {} payloads, got {}"
-_BAD_K = "Expected `k` >= 1, got {!r}"
 _CORRUPT_SNAPSHOT = "Corrupt or unreadable schema snapshot {!s}: {}"
 _MISSING_SNAPSHOT = "Schema snapshot {!s} does not exist"
 _BAD_PAYLOAD_TYPE = "Payload value of type {} is not serializable (use numbers, strings, lists, dicts or numpy arrays)"
@@ -94,15 +94,14 @@ class SchemaVectorStore:
             Both give the same results (exact flat search).
 
     Raises:
-        ValueError: On a bad ``dim`` or ``device``, or ``device="gpu"`` without
+        TypeError: ``dim`` is not an int.
+        ValueError: On a ``dim`` < 1 or an unknown ``device``, or ``device="gpu"`` without
             a usable GPU build.
     """
 
     def __init__(self, dim: int, *, device: Literal["auto", "cpu", "gpu"] = "auto") -> None:
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
-            raise ValueError(_BAD_DIM.format(dim))
-        if device not in ("auto", "cpu", "gpu"):
-            raise ValueError(_BAD_DEVICE.format(device))
+        check_int("dim", dim, low=1)
+        check_choice("device", device, DEVICES)
         if device == "gpu" and not gpu_available():
             n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
             raise ValueError(_NO_GPU.format(faiss.__version__, n_gpus))
@@ -207,10 +206,10 @@ class SchemaVectorStore:
             themselves (not copies): treat them as read-only.
 
         Raises:
+            TypeError: ``k`` is not an int.
             ValueError: On ``k < 1`` or a bad query shape.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(_BAD_K.format(k))
+        k = check_int("k", k, low=1)
         q = np.asarray(query, dtype=np.float64)
         single = q.ndim == 1
         q2 = q[None, :] if single else q

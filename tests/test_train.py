@@ -17,11 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--no-progress", "--hp", "env_kwargs.episode_steps=200", "--hp", "learning_starts=100"]
 
 
-def _train(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=check, timeout=600)
-
-
 def _scalars(run_dir: Path) -> dict[str, list[float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -37,9 +32,10 @@ def _scalars(run_dir: Path) -> dict[str, list[float]]:
 
 
 @pytest.mark.parametrize("algo", ["dqn", "ppo", "qrdqn"])
-def test_train_smoke_sb3_algos(tmp_path: Path, algo: str) -> None:
+def test_train_smoke_sb3_algos(tmp_path: Path, algo: str, run_script) -> None:
     hp = ["--hp", "env_kwargs.episode_steps=100"] + (["--hp", "learning_starts=100"] if algo != "ppo" else [])
-    _train("--algo", algo, "--timesteps", "512", "--run-dir", str(tmp_path), "--run-name", "r", "--no-progress", *hp)
+    run_script("train.py", "--algo", algo, "--timesteps", "512", "--run-dir", str(tmp_path), "--run-name", "r",
+               "--no-progress", *hp)
     run = tmp_path / "r"
     assert (run / "model.zip").is_file()
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -47,10 +43,10 @@ def test_train_smoke_sb3_algos(tmp_path: Path, algo: str) -> None:
     assert "rollout/ep_rew_mean" in _scalars(run) or algo == "ppo"
 
 
-def test_janus_dqn_logs_brain_metrics(tmp_path: Path) -> None:
-    _train("--algo", "janus-dqn", "--timesteps", "700", "--run-dir", str(tmp_path), "--run-name", "r",
-           "--hp", "sleep.every_n_steps=300", "--checkpoint-every", "600",
-           "--hp", "breakers={blocked_weight: 1.0}", *FAST)
+def test_janus_dqn_logs_brain_metrics(tmp_path: Path, run_script) -> None:
+    run_script("train.py", "--algo", "janus-dqn", "--timesteps", "700", "--run-dir", str(tmp_path), "--run-name", "r",
+               "--hp", "sleep.every_n_steps=300", "--checkpoint-every", "600",
+               "--hp", "breakers={blocked_weight: 1.0}", *FAST)
     scalars = _scalars(tmp_path / "r")
     gates = [t for t in scalars if t.startswith("janus/fusion_gate/")]
     assert gates, sorted(scalars)
@@ -75,14 +71,14 @@ def test_janus_dqn_logs_brain_metrics(tmp_path: Path) -> None:
         (["--config", "missing.yaml"], "Config file missing.yaml does not exist"),
     ],
 )
-def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
-    result = _train(*args, "--run-dir", str(tmp_path), check=False)
+def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str, run_script) -> None:
+    result = run_script("train.py", *args, "--run-dir", str(tmp_path), check=False)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_kill_after_checkpoint_then_resume(tmp_path: Path) -> None:
+def test_kill_after_checkpoint_then_resume(tmp_path: Path, run_script) -> None:
     args = ["--algo", "janus-dqn", "--timesteps", "2400", "--run-dir", str(tmp_path), "--run-name", "r",
             "--checkpoint-every", "600", "--hp", "sleep.every_n_steps=500", *FAST,
             # SB3's plain extractor keeps this test fast; the JanusExtractor path is covered above
@@ -100,7 +96,7 @@ def test_kill_after_checkpoint_then_resume(tmp_path: Path) -> None:
     killed = json.loads((tmp_path / "r" / "checkpoints" / latest / "meta.json").read_text())
     killed_at = killed["num_timesteps"]
     assert killed_at < 2400
-    result = _train("--resume", str(tmp_path / "r"), "--no-progress")
+    result = run_script("train.py", "--resume", str(tmp_path / "r"), "--no-progress")
     assert f"at step {killed_at}" in result.stdout
     final = (tmp_path / "r" / "checkpoints" / "latest").read_text().strip()
     meta = json.loads((tmp_path / "r" / "checkpoints" / final / "meta.json").read_text())
@@ -113,9 +109,10 @@ def test_kill_after_checkpoint_then_resume(tmp_path: Path) -> None:
     assert model.num_timesteps == 2400
 
 
-def test_janus_ppo_trains_behind_the_shield_and_evaluates(tmp_path: Path) -> None:
-    _train("--algo", "janus-ppo", "--timesteps", "256", "--n-envs", "2", "--run-dir", str(tmp_path), "--run-name",
-           "r", "--no-progress", "--hp", "n_steps=64", "--hp", "batch_size=64", "--hp", "env_kwargs.episode_steps=100")
+def test_janus_ppo_trains_behind_the_shield_and_evaluates(tmp_path: Path, run_script) -> None:
+    run_script("train.py", "--algo", "janus-ppo", "--timesteps", "256", "--n-envs", "2", "--run-dir", str(tmp_path),
+               "--run-name", "r", "--no-progress", "--hp", "n_steps=64", "--hp", "batch_size=64",
+               "--hp", "env_kwargs.episode_steps=100")
     config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert config["hyperparams"]["shield"] is True
     from sb3_contrib import MaskablePPO

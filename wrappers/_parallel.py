@@ -27,6 +27,7 @@ from typing import Any
 
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
+from janus_env.checks import NEED_RESET, check_choice
 from janus_env.parallel_env import JanusParallelEnv
 
 ON_HALT: tuple[str, ...] = ("terminate", "stay")
@@ -34,12 +35,10 @@ DEFAULT_GUARDED_ROLES: tuple[str, ...] = ("janus",)
 """Roles guarded when ``agents=None``: the glass box is JANUS's, its opponents trade unguarded."""
 
 _NOT_JANUS = "{} needs a janus_market env (a JanusParallelEnv underneath the wrappers), got {}"
-_BAD_ON_HALT = "Expected `on_halt` in ('terminate', 'stay'), got {!r}"
 _BAD_AGENTS_TYPE = "Expected `agents` to be an agent name, a role, a list of them or None, got {!r}"
 _UNKNOWN_GUARDED = "Unknown agent or role {!r} in `agents`; expected some of {}"
 _NO_GUARDED = "No agent to guard: `agents`={!r} selects none of {}"
 _UNKNOWN_AGENT = "Unknown agent {!r}; expected one of {}"
-_NEED_RESET = "Call reset() before step()"
 _BAD_ACTIONS = "Expected `actions` to be a dict of agent name -> action, got {!r}"
 _NOT_LIVE = "Agent {!r} is not live (finished, removed or halted and terminated); live agents: {}"
 
@@ -102,8 +101,7 @@ class ParallelSafetyWrapper(BaseParallelWrapper, ABC):
         base = getattr(env, "unwrapped", None)
         if not isinstance(base, JanusParallelEnv):
             raise TypeError(_NOT_JANUS.format(type(self).__name__, type(base).__name__))
-        if on_halt not in ON_HALT:
-            raise ValueError(_BAD_ON_HALT.format(on_halt))
+        check_choice("on_halt", on_halt, ON_HALT)
         self.guarded: list[str] = resolve_agents(agents, base)
         self.on_halt = on_halt
         self.agents: list[str] = []
@@ -124,7 +122,7 @@ class ParallelSafetyWrapper(BaseParallelWrapper, ABC):
 
     def step(self, actions: dict[str, Any]):
         if not self.agents:
-            raise RuntimeError(_NEED_RESET)
+            raise RuntimeError(NEED_RESET)
         if not isinstance(actions, dict):
             raise TypeError(_BAD_ACTIONS.format(actions))
         live = set(self.agents)

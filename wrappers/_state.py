@@ -33,9 +33,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit
 
-_BAD_WINDOW = "Expected `{}` >= 1, got {!r}"
-_BAD_HALFLIFE = "Expected `vol_halflife` > 0, got {!r}"
-_BAD_EVENT_RATIO = "Expected `vol_event_ratio` > 1, got {!r}"
+from janus_env.checks import check_int, check_number, check_positive
+
 _MISSING_KEY = ("info has no {!r} key; TradeHistory needs the Janus-LOB info keys exec_qty, exec_price, volume, "
                 "volatility, step")
 
@@ -234,12 +233,6 @@ class Trade(NamedTuple):
     """PnL realized by the part of the fill that closed a position (average-cost basis, fees excluded)."""
 
 
-def _check_window(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(_BAD_WINDOW.format(name, value))
-    return value
-
-
 class TradeHistory:
     """Position, average cost, recent losing sales, recent market volume and σ_hist, from ``info`` dicts.
 
@@ -265,19 +258,21 @@ class TradeHistory:
             :func:`new_history_rows` with the same windows; default a fresh, reset one.
 
     Raises:
-        ValueError: a window or ``max_trades`` below 1, ``vol_halflife`` ≤ 0, ``vol_event_ratio`` ≤ 1,
-            or a ``row`` of another layout.
+        TypeError: a window or ``max_trades`` that is not an int, or ``vol_halflife`` / ``vol_event_ratio``
+            that is not a real number.
+        ValueError: a window or ``max_trades`` below 1, ``vol_halflife`` ≤ 0, ``vol_event_ratio`` ≤ 1
+            (NaN and ±inf included), or a ``row`` of another layout.
         KeyError: an ``info`` without the Janus-LOB keys.
     """
 
     def __init__(self, wash_sale_window: int = 30, volume_window: int = 20, max_trades: int = 256,
                  row: np.ndarray | None = None, vol_halflife: float = DEFAULT_VOL_HALFLIFE,
                  vol_event_ratio: float = DEFAULT_VOL_EVENT_RATIO) -> None:
-        self.wash_sale_window = _check_window("wash_sale_window", wash_sale_window)
-        self.volume_window = _check_window("volume_window", volume_window)
-        self.max_trades = _check_window("max_trades", max_trades)
-        self.vol_halflife = _check_real(vol_halflife, 0.0, _BAD_HALFLIFE)
-        self.vol_event_ratio = _check_real(vol_event_ratio, 1.0, _BAD_EVENT_RATIO)
+        self.wash_sale_window = wash_sale_window = check_int("wash_sale_window", wash_sale_window, low=1)
+        self.volume_window = volume_window = check_int("volume_window", volume_window, low=1)
+        self.max_trades = max_trades = check_int("max_trades", max_trades, low=1)
+        self.vol_halflife = check_positive("vol_halflife", vol_halflife)
+        self.vol_event_ratio = check_number("vol_event_ratio", vol_event_ratio, low=1, low_open=True)
         fresh = row is None
         if fresh:
             row = new_history_rows(1, wash_sale_window, volume_window, max_trades, self.vol_halflife,
@@ -368,13 +363,6 @@ class TradeHistory:
         if self.position == 0.0 or not math.isfinite(mid):
             return 0.0
         return (mid - self.average_cost) * self.position
-
-
-def _check_real(value: Any, lower: float, message: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value <= lower:
-        raise ValueError(message.format(value))
-    return float(value)
 
 
 def _read(info: Mapping[str, Any], keys: tuple[str, ...]) -> list[Any]:

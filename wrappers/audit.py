@@ -38,11 +38,12 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
+from janus_env.checks import check_int
+
 if TYPE_CHECKING:  # pandas is imported only by read_audit_log (the hot path never needs it)
     import pandas as pd
 
 _BAD_PATH = "Expected `path` to be a str or os.PathLike, got {!r}"
-_BAD_BUFFER = "Expected `buffer_size` to be an int >= 1, got {!r}"
 _CORRUPT_LINE = "Corrupt audit log {}: line {}: {}"
 _NOT_OBJECT = "expected a JSON object, got {}"
 _CLOSED = "AuditLog is closed"
@@ -155,12 +156,8 @@ class AuditLog(gym.Wrapper):
         super().__init__(env)
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(_BAD_PATH.format(path))
-        if isinstance(buffer_size, bool) or not isinstance(buffer_size, (int, np.integer)):
-            raise TypeError(_BAD_BUFFER.format(buffer_size))
-        if buffer_size < 1:
-            raise ValueError(_BAD_BUFFER.format(buffer_size))
+        self.buffer_size = check_int("buffer_size", buffer_size, low=1)
         self.path = os.fspath(path)
-        self.buffer_size = int(buffer_size)
         self.run_id = uuid.uuid4().hex
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held until close()
         self._pending: list[str] = []

@@ -59,7 +59,6 @@ from several Python threads at once under the ``workqueue`` threading layer.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import gymnasium as gym
@@ -68,6 +67,8 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv, VectorObservationWrapper
 from gymnasium.vector.utils import batch_space
 from numba import njit, prange
+
+from janus_env.checks import check_bool, check_choice, check_int
 
 SCALINGS: tuple[str, ...] = ("minmax", "tanh")
 """Accepted values of ``scaling``."""
@@ -82,13 +83,11 @@ PRICES_KEY = "prices"
 TANH_EPS = 1e-8
 """The ``+1e−8`` in DiffGAF's denominator (``scaling="tanh"``)."""
 
-_BAD_SCALING = "Expected `scaling` in ('minmax', 'tanh'), got {!r}"
 _BAD_SERIES_TYPE = "Expected `series` to be a rectangular array-like of real numbers, got a {}"
 _BAD_SERIES_DTYPE = "Expected a real-valued `series` (bool, int or float), got dtype {}"
 _BAD_SERIES_SHAPE = "Expected `series` of shape (..., n) with n >= 1, got shape {}"
 _NOT_FINITE = "Expected finite `series` values with a finite max - min, got a bad window at batch index {}"
 _BAD_DTYPE = "Expected `dtype` float32, float64 or None, got {!r}"
-_BAD_PARALLEL = "Expected `parallel` to be a bool, got {!r}"
 _BAD_OUT_TYPE = "Expected `out` to be a numpy.ndarray or None, got a {}"
 _BAD_OUT = (
     "Expected `out` to be a writeable C-contiguous float32 or float64 array of shape {}, "
@@ -96,8 +95,6 @@ _BAD_OUT = (
 )
 _OUT_DTYPE_CONFLICT = "Got dtype={!r} but out.dtype={}; pass one or make them agree"
 _OUT_OVERLAPS = "Expected `out` not to share memory with `series`"
-_BAD_INT_TYPE = "Expected `{}` to be an int, got {!r}"
-_BAD_INT = "Expected `{}` >= 1, got {!r}"
 _TOO_SHORT = (
     "Expected `series` of length >= window + (frames - 1) * stride = {} "
     "(window={}, stride={}, frames={}), got length {}"
@@ -184,13 +181,6 @@ def _gaf_parallel(x: np.ndarray, tanh_scaling: bool, out: np.ndarray, bad: np.nd
 
 
 # ------------------------------------------------------------- validation
-def _check_scaling(scaling: Any) -> bool:
-    """True for ``"tanh"``, False for ``"minmax"``."""
-    if not isinstance(scaling, str) or scaling not in SCALINGS:
-        raise ValueError(_BAD_SCALING.format(scaling))
-    return scaling == "tanh"
-
-
 def _as_series(series: Any) -> np.ndarray:
     """``series`` as a float32/float64 array of shape (..., n), n >= 1."""
     try:
@@ -220,19 +210,11 @@ def _out_dtype(dtype: Any, series_dtype: np.dtype) -> np.dtype:
     return out
 
 
-def _check_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(_BAD_INT_TYPE.format(name, value))
-    if value < 1:
-        raise ValueError(_BAD_INT.format(name, value))
-    return int(value)
-
-
 def _check_video(window: Any, stride: Any, frames: Any) -> tuple[int, int, int, int]:
     """Validated ``(window, stride, frames, needed_length)``."""
-    window = _check_int("window", window)
-    stride = _check_int("stride", stride)
-    frames = _check_int("frames", frames)
+    window = check_int("window", window, low=1)
+    stride = check_int("stride", stride, low=1)
+    frames = check_int("frames", frames, low=1)
     return window, stride, frames, window + (frames - 1) * stride
 
 
@@ -251,8 +233,7 @@ def _check_out(out: Any, dtype: Any, shape: tuple[int, ...], x: np.ndarray) -> n
 
 
 def _gaf(x: np.ndarray, tanh_scaling: bool, dtype: Any, parallel: Any, out: Any = None) -> np.ndarray:
-    if not isinstance(parallel, (bool, np.bool_)):
-        raise TypeError(_BAD_PARALLEL.format(parallel))
+    check_bool("parallel", parallel)
     lead, n = x.shape[:-1], x.shape[-1]
     flat = np.ascontiguousarray(x.reshape(-1, n))
     rows = flat.shape[0]
@@ -314,7 +295,7 @@ def gaf_images(
             ``out`` has the wrong shape/dtype/layout, disagrees with
             ``dtype`` or overlaps ``series``.
     """
-    tanh_scaling = _check_scaling(scaling)
+    tanh_scaling = check_choice("scaling", scaling, SCALINGS) == "tanh"
     return _gaf(_as_series(series), tanh_scaling, dtype, parallel, out)
 
 
@@ -359,7 +340,7 @@ def gaf_video(
             :func:`gaf_images`.
     """
     window, stride, frames, need = _check_video(window, stride, frames)
-    tanh_scaling = _check_scaling(scaling)
+    tanh_scaling = check_choice("scaling", scaling, SCALINGS) == "tanh"
     x = _as_series(series)
     length = x.shape[-1]
     if length < need:
@@ -458,7 +439,7 @@ class GAFObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, window=window, stride=stride, frames=frames, scaling=scaling)
         gym.ObservationWrapper.__init__(self, env)
         self.window, self.stride, self.frames, need = _check_video(window, stride, frames)
-        _check_scaling(scaling)
+        check_choice("scaling", scaling, SCALINGS)
         self.scaling = scaling
         self.observation_space = _gaf_observation_space(
             env.observation_space, type(self).__name__, self.window, self.stride, self.frames, need
@@ -510,11 +491,9 @@ class VectorGAFObservation(VectorObservationWrapper):
         parallel: bool = False,
     ) -> None:
         super().__init__(env)
-        if not isinstance(parallel, (bool, np.bool_)):
-            raise TypeError(_BAD_PARALLEL.format(parallel))
-        self.parallel = bool(parallel)
+        self.parallel = check_bool("parallel", parallel)
         self.window, self.stride, self.frames, need = _check_video(window, stride, frames)
-        _check_scaling(scaling)
+        check_choice("scaling", scaling, SCALINGS)
         self.scaling = scaling
         self.single_observation_space = _gaf_observation_space(
             env.single_observation_space, type(self).__name__, self.window, self.stride, self.frames, need

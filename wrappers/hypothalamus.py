@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from janus_env.actions import continuous_fraction, discrete_index, sized_quantity
+from janus_env.checks import NEED_RESET, check_bool, check_fraction, check_number, check_positive
 
 SIZED_ACTION_TYPES = ("sized", "continuous")
 
@@ -30,20 +31,6 @@ _BAD_ACTION_TYPE = ("Hypothalamus sizes `action_type` 'sized' or 'continuous' en
                     "and the basal ganglia's job); make the env with action_type='sized' or 'continuous'")
 _NOT_JANUS = ("Hypothalamus needs a JanusLOBEnv-like env whose `unwrapped` has `config` (lot, max_position, "
               "fee_bps), `action_type` and `n_sizes`; got {!r}")
-_BAD_PROB = "Expected `{}` in (0, 1), got {!r}"
-_BAD_POSITIVE = "Expected `{}` > 0, got {!r}"
-_BAD_NON_NEGATIVE = "Expected `{}` >= 0, got {!r}"
-_BAD_MIN_DD_SCALE = "Expected `min_drawdown_scale` in [0, 1], got {!r}"
-_BAD_RESERVE = "Expected `cash_reserve` in [0, 1), got {!r}"
-_NEED_RESET = "Call reset() before step()"
-
-
-def _number(name: str, value: Any, message: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(message.format(name, value))
-    if not math.isfinite(value):
-        raise ValueError(message.format(name, value))
-    return float(value)
 
 
 def kelly_fraction(win_rate: float, win_loss_ratio: float) -> float:
@@ -213,8 +200,9 @@ class Hypothalamus(gym.Wrapper):
         persist_stats: keep the trade statistics across ``reset()`` (False).
 
     Raises:
-        ValueError: ``action_type`` is "discrete", or an argument is out of range.
-        TypeError: the env is not JanusLOBEnv-like, or an argument has the wrong type.
+        ValueError: ``action_type`` is "discrete", or an argument is out of range (NaN and ±inf included).
+        TypeError: the env is not JanusLOBEnv-like, or an argument has the wrong type (a number that is
+            not a real number, ``persist_stats`` that is not a bool).
         RuntimeError: ``step()`` before ``reset()`` or after the episode ended.
 
     ```python
@@ -257,38 +245,23 @@ class Hypothalamus(gym.Wrapper):
         self.lot = int(round(float(config.lot) / self.qty_step))
         self.max_position = int(round(float(config.max_position) / self.qty_step))
         self.fee_bps = float(config.fee_bps)
-        self.kelly_multiplier = _number("kelly_multiplier", kelly_multiplier, _BAD_POSITIVE)
-        if self.kelly_multiplier <= 0:
-            raise ValueError(_BAD_POSITIVE.format("kelly_multiplier", kelly_multiplier))
-        n0 = _number("prior_trades", prior_trades, _BAD_POSITIVE)
-        if n0 <= 0:
-            raise ValueError(_BAD_POSITIVE.format("prior_trades", prior_trades))
-        p0 = _number("prior_win_rate", prior_win_rate, _BAD_PROB)
-        if not 0.0 < p0 < 1.0:
-            raise ValueError(_BAD_PROB.format("prior_win_rate", prior_win_rate))
-        for name, value in (("prior_avg_win", prior_avg_win), ("prior_avg_loss", prior_avg_loss),
-                            ("sigma_target_ratio", sigma_target_ratio), ("vol_halflife", vol_halflife),
-                            ("max_drawdown", max_drawdown)) + (
-                                () if sigma_target_bps is None else (("sigma_target_bps", sigma_target_bps),)):
-            if _number(name, value, _BAD_POSITIVE) <= 0:
-                raise ValueError(_BAD_POSITIVE.format(name, value))
-        self.stats = TradeStats(n0, p0, float(prior_avg_win), float(prior_avg_loss))
-        self.sigma_target_bps = None if sigma_target_bps is None else float(sigma_target_bps)
-        self.sigma_target_ratio = float(sigma_target_ratio)
-        self._vol_alpha = 1.0 - 2.0 ** (-1.0 / float(vol_halflife))
+        self.kelly_multiplier = check_positive("kelly_multiplier", kelly_multiplier)
+        n0 = check_positive("prior_trades", prior_trades)
+        p0 = check_fraction("prior_win_rate", prior_win_rate, low_open=True, high_open=True)
+        avg_win = check_positive("prior_avg_win", prior_avg_win)
+        avg_loss = check_positive("prior_avg_loss", prior_avg_loss)
+        self.sigma_target_ratio = check_positive("sigma_target_ratio", sigma_target_ratio)
+        halflife = check_positive("vol_halflife", vol_halflife)
+        self.max_drawdown = check_positive("max_drawdown", max_drawdown)
+        self.sigma_target_bps = check_positive("sigma_target_bps", sigma_target_bps, optional=True)
+        self.stats = TradeStats(n0, p0, avg_win, avg_loss)
+        self._vol_alpha = 1.0 - 2.0 ** (-1.0 / halflife)
         self._var_base = 0.0
         self._n_base = 0
-        self.max_drawdown = float(max_drawdown)
-        self.min_drawdown_scale = _number("min_drawdown_scale", min_drawdown_scale, _BAD_MIN_DD_SCALE)
-        if not 0.0 <= self.min_drawdown_scale <= 1.0:
-            raise ValueError(_BAD_MIN_DD_SCALE.format(min_drawdown_scale))
-        self.cash_reserve = _number("cash_reserve", cash_reserve, _BAD_RESERVE)
-        if not 0.0 <= self.cash_reserve < 1.0:
-            raise ValueError(_BAD_RESERVE.format(cash_reserve))
-        self.fallback_slippage_bps = _number("fallback_slippage_bps", fallback_slippage_bps, _BAD_NON_NEGATIVE)
-        if self.fallback_slippage_bps < 0:
-            raise ValueError(_BAD_NON_NEGATIVE.format("fallback_slippage_bps", fallback_slippage_bps))
-        self.persist_stats = bool(persist_stats)
+        self.min_drawdown_scale = check_fraction("min_drawdown_scale", min_drawdown_scale)
+        self.cash_reserve = check_fraction("cash_reserve", cash_reserve, high_open=True)
+        self.fallback_slippage_bps = check_number("fallback_slippage_bps", fallback_slippage_bps, low=0)
+        self.persist_stats = check_bool("persist_stats", persist_stats)
         self._info: dict[str, Any] | None = None
         self._cost = 0.0
 
@@ -305,7 +278,7 @@ class Hypothalamus(gym.Wrapper):
 
     def step(self, action: Any):
         if self._info is None:
-            raise RuntimeError(_NEED_RESET)
+            raise RuntimeError(NEED_RESET)
         final_action, sizing = self.size(action)
         obs, reward, terminated, truncated, info = self.env.step(final_action)
         info = dict(info)
@@ -359,7 +332,7 @@ class Hypothalamus(gym.Wrapper):
     def size(self, action: Any) -> tuple[Any, dict[str, Any]]:
         """The sized action for ``action`` and its ``info["sizing"]`` record (no env step)."""
         if self._info is None:
-            raise RuntimeError(_NEED_RESET)
+            raise RuntimeError(NEED_RESET)
         info = self._info
         q0 = int(round(float(info["position"]) / self.qty_step))
         m = self.max_position

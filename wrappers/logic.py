@@ -63,10 +63,10 @@ from numba.core.errors import TypingError
 from numba.extending import overload, register_jitable
 from torch import nn
 
+from janus_env.checks import check_int, check_number
+
 T = TypeVar("T", np.ndarray, torch.Tensor, float)
 
-_BAD_P = "Expected `p` >= 1, got {!r}"
-_BAD_IN_FEATURES = "Expected `in_features` >= 1, got {!r}"
 _BAD_WEIGHT_SHAPE = "Expected `weight` of shape ({},), got {}"
 _BAD_AXIS_NB = "numba path reduces 1-D arrays, or 2-D arrays over the last axis (axis=-1 or 1)"
 
@@ -245,11 +245,10 @@ def sat_agg(truths: T, p: float = 2.0, axis: int = -1) -> T:
         SatAgg with ``axis`` reduced.
 
     Raises:
-        ValueError: ``p < 1``.
+        TypeError: ``p`` is not a real number.
+        ValueError: ``p < 1``, NaN or ±inf (``p = inf`` would give ``mean(φ^∞)^0 = 1`` whatever the truths).
     """
-    if not p >= 1.0:
-        raise ValueError(_BAD_P.format(p))
-    return _sat_agg(truths, float(p), axis)
+    return _sat_agg(truths, check_number("p", p, low=1), axis)
 
 
 def logical_loss(truths: T, p: float = 2.0, axis: int = -1) -> T:
@@ -282,14 +281,14 @@ class Predicate(nn.Module):
     evaluated by the same :func:`predicate_truth`.
 
     Raises:
+        TypeError: ``in_features`` is not an int.
         ValueError: ``in_features < 1`` or a ``weight`` of the wrong shape.
     """
 
     def __init__(self, in_features: int, weight: Any = None, bias: float | None = None) -> None:
         super().__init__()
-        if isinstance(in_features, bool) or not isinstance(in_features, (int, np.integer)) or in_features < 1:
-            raise ValueError(_BAD_IN_FEATURES.format(in_features))
-        init = nn.Linear(int(in_features), 1)
+        in_features = check_int("in_features", in_features, low=1)
+        init = nn.Linear(in_features, 1)
         w = init.weight.detach().reshape(-1) if weight is None else torch.as_tensor(weight, dtype=torch.float32)
         if tuple(w.shape) != (int(in_features),):
             raise ValueError(_BAD_WEIGHT_SHAPE.format(int(in_features), tuple(w.shape)))

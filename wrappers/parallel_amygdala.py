@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from wrappers._parallel import ParallelSafetyWrapper
-from wrappers.amygdala import BreakerConfig, CircuitBreakers
+from wrappers.breakers import BreakerConfig, CircuitBreakers
 
 _NOT_GUARDED = "Agent {!r} has no circuit breakers; guarded agents: {}"
 
@@ -23,7 +23,7 @@ def kill_path(kill_file: str | os.PathLike[str] | None, agent: str) -> str | Non
 class ParallelAmygdala(ParallelSafetyWrapper):
     """Circuit breakers on each guarded agent's own account; a tripped agent is halted, the market goes on.
 
-    Every guarded agent has its own :class:`~wrappers.amygdala.CircuitBreakers`:
+    Every guarded agent has its own :class:`~wrappers.breakers.CircuitBreakers`:
     the six breakers of :class:`~wrappers.amygdala.Amygdala`, with its
     thresholds and defaults, on that agent's ``infos[agent]``:
 
@@ -44,7 +44,7 @@ class ParallelAmygdala(ParallelSafetyWrapper):
       containing ``{agent}`` is one file per agent (``"/tmp/janus.{agent}.kill"``, see
       :func:`kill_path`), else one file halts every guarded agent.
 
-    The settings are one :class:`~wrappers.amygdala.BreakerConfig` (``config=`` or its fields as
+    The settings are one :class:`~wrappers.breakers.BreakerConfig` (``config=`` or its fields as
     keywords), the same for every guarded agent; each agent's breakers get it with its own
     ``kill_file`` path.
 
@@ -71,7 +71,7 @@ class ParallelAmygdala(ParallelSafetyWrapper):
         on_halt: ``"terminate"`` (default) or ``"stay"``.
         config: the breaker settings (None: ``BreakerConfig()``, the defaults); its ``kill_file`` may
             contain ``{agent}``.
-        **settings: :class:`~wrappers.amygdala.BreakerConfig` fields (``max_drawdown``, ``vol_ratio``,
+        **settings: :class:`~wrappers.breakers.BreakerConfig` fields (``max_drawdown``, ``vol_ratio``,
             ``fear_threshold``, ``slippage_predictor``, ``kill_file``, ...), replacing those of ``config``.
 
     Raises:
@@ -100,7 +100,7 @@ class ParallelAmygdala(ParallelSafetyWrapper):
         self.breakers = {
             agent: CircuitBreakers(dataclasses.replace(shared, kill_file=kill_path(shared.kill_file, agent)))
             for agent in self.guarded}
-        """Agent → its :class:`~wrappers.amygdala.CircuitBreakers`."""
+        """Agent → its :class:`~wrappers.breakers.CircuitBreakers`."""
 
     @property
     def config(self) -> BreakerConfig:

@@ -122,6 +122,7 @@ import numpy as np
 from numba import njit
 from numba.extending import register_jitable
 
+from janus_env.checks import check_choice, check_fraction, check_number, check_positive
 from wrappers._state import (
     DEFAULT_VOL_EVENT_RATIO,
     DEFAULT_VOL_HALFLIFE,
@@ -173,14 +174,12 @@ RESERVE_TOLERANCE = 1e-9
 """Relative tolerance (of ``|equity'|``) of the cash-reserve comparison."""
 _MIN_VOLATILITY = 1e-12
 
-_BAD_TYPE = "Expected `{}` to be a real number, got {!r}"
-_BAD_POSITIVE = "Expected `{}` > 0, got {!r}"
-_BAD_UNIT = "Expected `{}` in [0, 1], got {!r}"
-_BAD_P = "Expected `p` >= 1, got {!r}"
+BACKENDS: tuple[str, ...] = ("numba", "numpy")
+"""Accepted values of :meth:`TradingKnowledgeBase.evaluate`'s ``backend``."""
+
 _BAD_BOOK = "Expected a book of shape (n_levels, 4), got shape {}"
 _BAD_QTY = "Expected a 1-D array of candidate quantities, got shape {}"
 _BAD_STATE = "Expected a state vector of shape ({},), got shape {}"
-_BAD_BACKEND = "Expected `backend` in ('numba', 'numpy'), got {!r}"
 
 
 # ----------------------------------------------------------------------------- rule formulas
@@ -450,8 +449,9 @@ class TradingKnowledgeBase:
             (3: DESIGN.md's volatility breaker).
 
     Raises:
-        TypeError: a parameter that is not a real number.
-        ValueError: a parameter outside its range.
+        TypeError: a parameter of the wrong type (a window that is not an int, another parameter that is
+            not a real number).
+        ValueError: a parameter outside its range (NaN and ±inf included).
     """
 
     def __init__(
@@ -467,32 +467,19 @@ class TradingKnowledgeBase:
         vol_halflife: float = DEFAULT_VOL_HALFLIFE,
         vol_event_ratio: float = DEFAULT_VOL_EVENT_RATIO,
     ) -> None:
-        for name, value in (("eta", eta), ("volatility_ratio", volatility_ratio),
-                            ("volatility_slope", volatility_slope), ("vpin_threshold", vpin_threshold),
-                            ("cash_reserve", cash_reserve), ("p", p)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-                raise TypeError(_BAD_TYPE.format(name, value))
-        for name, value in (("eta", eta), ("volatility_ratio", volatility_ratio),
-                            ("volatility_slope", volatility_slope)):
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(_BAD_POSITIVE.format(name, value))
-        for name, value in (("vpin_threshold", vpin_threshold), ("cash_reserve", cash_reserve)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(_BAD_UNIT.format(name, value))
-        if not (p >= 1.0 and math.isfinite(p)):
-            raise ValueError(_BAD_P.format(p))
+        self.eta = check_positive("eta", eta)
+        self.volatility_ratio = check_positive("volatility_ratio", volatility_ratio)
+        self.volatility_slope = check_positive("volatility_slope", volatility_slope)
+        self.vpin_threshold = check_fraction("vpin_threshold", vpin_threshold)
+        self.cash_reserve = check_fraction("cash_reserve", cash_reserve)
+        self.p = check_number("p", p, low=1)
         # validates the windows and the σ_hist settings
-        TradeHistory(wash_sale_window, volume_window, vol_halflife=vol_halflife, vol_event_ratio=vol_event_ratio)
-        self.wash_sale_window = wash_sale_window
-        self.volume_window = volume_window
-        self.vol_halflife = float(vol_halflife)
-        self.vol_event_ratio = float(vol_event_ratio)
-        self.eta = float(eta)
-        self.volatility_ratio = float(volatility_ratio)
-        self.volatility_slope = float(volatility_slope)
-        self.vpin_threshold = float(vpin_threshold)
-        self.cash_reserve = float(cash_reserve)
-        self.p = float(p)
+        checked = TradeHistory(wash_sale_window, volume_window, vol_halflife=vol_halflife,
+                               vol_event_ratio=vol_event_ratio)
+        self.wash_sale_window = checked.wash_sale_window
+        self.volume_window = checked.volume_window
+        self.vol_halflife = checked.vol_halflife
+        self.vol_event_ratio = checked.vol_event_ratio
         self.params = np.zeros(N_KB_PARAMS, dtype=np.float64)
         self.params[K_ETA] = self.eta
         self.params[K_LOG_VOL_RATIO] = math.log(self.volatility_ratio)
@@ -576,15 +563,14 @@ class TradingKnowledgeBase:
             raise ValueError(_BAD_BOOK.format(b.shape))
         if state.shape != (N_STATE,):
             raise ValueError(_BAD_STATE.format(N_STATE, state.shape))
+        check_choice("backend", backend, BACKENDS)
         if backend == "numba":
             truths = np.empty((q.shape[0], len(RULE_NAMES)), dtype=np.float64)
             sat = np.empty(q.shape[0], dtype=np.float64)
             kb_evaluate_numba(q, b, state, self.params, truths, sat)
-        elif backend == "numpy":
+        else:
             with np.errstate(divide="ignore", invalid="ignore"):
                 truths, sat = kb_evaluate(q, b, state, self.params)
-        else:
-            raise ValueError(_BAD_BACKEND.format(backend))
         return KBResult(q, truths, sat)
 
 

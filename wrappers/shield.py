@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from janus_env.actions import continuous_fraction, discrete_index
+from janus_env.checks import NEED_RESET
 from janus_env.lob_env import NO_EXECUTION_INFO, JanusLOBEnv
 from wrappers._state import TradeHistory
 from wrappers.rules import KBResult, TradingKnowledgeBase
@@ -22,7 +23,6 @@ from wrappers.shield_kernel import (
 
 _NOT_LOB = "LTNShield needs a Janus-LOB env (a JanusLOBEnv underneath the wrappers), got {}"
 _BAD_SPACE = "LTNShield needs the env's own action space {} at its level, got {} (a wrapper inside the shield changed it)"
-_NEED_RESET = "Call reset() before step()"
 
 
 class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -176,7 +176,7 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action: Any):
         if self._needs_reset:
-            raise RuntimeError(_NEED_RESET)
+            raise RuntimeError(NEED_RESET)
         cls = action.__class__
         if self._discrete and (cls is int or cls is np.int64) and 0 <= action < self._n_actions:
             proposed = payload = int(action)  # fast path for the common valid case
@@ -251,7 +251,7 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def evaluate_candidates(self, quantities: Any | None = None) -> KBResult:
         """The KB on the current state for ``quantities`` (default: every discrete action's quantity)."""
         if self._needs_reset:
-            raise RuntimeError(_NEED_RESET)
+            raise RuntimeError(NEED_RESET)
         return self.core.evaluate(self.core.quantities if quantities is None else quantities)
 
     # ------------------------------------------------------------------ fail-safe

@@ -44,6 +44,7 @@ from gymnasium import spaces
 from numba import njit
 
 from janus_env.actions import sized_quantity
+from janus_env.checks import BAD_VALUE, check_choice, check_fraction
 from janus_env.config import MarketConfig
 from janus_env.simulator import (
     O_CASH,
@@ -76,10 +77,6 @@ rule gives ``sqrt(4/5) ≈ 0.894``, so any single crisp violation is vetoed."""
 HALT_PREFIX = "shield_error: "
 """``halt_reason`` of a fail-safe halt starts with this, then ``<ExceptionType>: <message>``."""
 
-_BAD_THRESHOLD = "Expected `threshold` in (0, 1], got {!r}"
-_BAD_THRESHOLD_TYPE = "Expected `threshold` to be a real number, got {!r}"
-_BAD_FALLBACK = "Expected `fallback` in ('hold', 'nearest'), got {!r}"
-_BAD_FALLBACK_TYPE = "Expected `fallback` to be a str, got {!r}"
 _BAD_KB = "Expected `knowledge_base` to be a TradingKnowledgeBase or None, got {!r}"
 _BAD_SPACE = "Expected a Discrete or Box(-1, 1, (1,)) action space, got {}"
 _MASKS_DISCRETE = "action_masks() needs a Discrete action space, got {}"
@@ -264,19 +261,6 @@ def _entry_point(dispatcher: Any, args: tuple) -> Any:
 
 
 # ----------------------------------------------------------------------------- the core
-def check_threshold(threshold: Any) -> float:
-    """τ as a float.
-
-    Raises:
-        TypeError: not a real number; ValueError: outside (0, 1] (NaN included).
-    """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
-        raise TypeError(_BAD_THRESHOLD_TYPE.format(threshold))
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(_BAD_THRESHOLD.format(threshold))
-    return float(threshold)
-
-
 class ShieldCore:
     """The decision of an LTN shield over ``n_rows`` rows of a market's buffers, one compiled call per decision.
 
@@ -304,11 +288,10 @@ class ShieldCore:
     def __init__(self, n_rows: int, action_space: spaces.Space, config: MarketConfig, n_sizes: int,
                  threshold: float = DEFAULT_THRESHOLD, fallback: str = "hold",
                  knowledge_base: TradingKnowledgeBase | None = None) -> None:
-        self.threshold = check_threshold(threshold)
+        self.threshold = check_fraction("threshold", threshold, low_open=True)
         if not isinstance(fallback, str):
-            raise TypeError(_BAD_FALLBACK_TYPE.format(fallback))
-        if fallback not in FALLBACKS:
-            raise ValueError(_BAD_FALLBACK.format(fallback))
+            raise TypeError(BAD_VALUE.format(name="fallback", expected="a str", value=fallback))
+        check_choice("fallback", fallback, FALLBACKS)
         if knowledge_base is not None and not isinstance(knowledge_base, TradingKnowledgeBase):
             raise TypeError(_BAD_KB.format(knowledge_base))
         if not isinstance(action_space, (spaces.Discrete, spaces.Box)):

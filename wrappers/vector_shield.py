@@ -7,13 +7,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from janus_env.checks import NEED_RESET
 from janus_env.vector_env import JanusLOBVectorEnv
 from wrappers._state import TradeHistory
 from wrappers.rules import TradingKnowledgeBase
 from wrappers.shield_kernel import DEFAULT_THRESHOLD, HOLD, ShieldCore, halt_record, ltn_record, reason
 
 _NOT_VECTOR = "VectorLTNShield needs the native Janus-LOB vector env (gym.make_vec('Janus-LOB-v0', ...)), got {}"
-_NEED_RESET = "Call reset() before step()"
 
 
 class VectorLTNShield(gym.vector.VectorWrapper):
@@ -120,7 +120,7 @@ class VectorLTNShield(gym.vector.VectorWrapper):
 
     def step(self, actions: Any):
         if self._needs_reset:
-            raise RuntimeError(_NEED_RESET)
+            raise RuntimeError(NEED_RESET)
         self._base.order_quantities(actions)  # user errors raise here, before anything runs
         core = self.core
         try:

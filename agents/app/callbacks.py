@@ -31,6 +31,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.app.checkpoint import save_checkpoint
+from janus_env.checks import check_int, is_number
 
 
 def _mean_numbers(mapping: Any) -> dict[str, float]:
@@ -47,7 +48,7 @@ def _mean_numbers(mapping: Any) -> dict[str, float]:
                 continue
         if isinstance(value, (bool, np.bool_)):
             value = float(value)
-        if isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(float(value)):
+        if is_number(value) and math.isfinite(value):
             out[str(key)] = float(value)
     return out
 
@@ -149,15 +150,17 @@ class AtomicCheckpointCallback(BaseCallback):
         save_freq: steps between checkpoints (counted in ``num_timesteps``).
         sleep_callback: its ``sleep_state`` is saved too.
         extra: JSON-able metadata stored in each checkpoint.
+
+    Raises:
+        TypeError: ``save_freq`` is not an int.
+        ValueError: ``save_freq`` < 1.
     """
 
     def __init__(self, run_dir: str | Path, save_freq: int, sleep_callback: Any = None,
                  extra: dict[str, Any] | None = None, verbose: int = 0) -> None:
         super().__init__(verbose)
-        if save_freq < 1:
-            raise ValueError(f"Expected `save_freq` >= 1, got {save_freq!r}")
+        self.save_freq = check_int("save_freq", save_freq, low=1)
         self.run_dir = Path(run_dir)
-        self.save_freq = int(save_freq)
         self.sleep_callback = sleep_callback
         self.extra = dict(extra or {})
         self._last = 0

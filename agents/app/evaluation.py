@@ -93,6 +93,7 @@ from agents.app.metrics import (
     ruined,
     value_at_risk,
 )
+from janus_env.checks import check_int
 from janus_env.config import P_EVENT_LENGTH, P_EVENT_START
 from janus_env.historical import LOBSTERSource
 from wrappers import Amygdala, BreakerConfig, LTNShield, breaker_fields
@@ -110,7 +111,6 @@ PAIRED_COLUMNS = ("scenario", "agent − baseline", "Δ return bps", "95% CI", "
 _BAD_BREAKER = "Unknown breaker setting {!r}; expected one of {}"
 _EVENT_OUTSIDE = ("the {} event spans steps {}..{} but the episode has {} steps (0..{}); use more steps "
                   "or move `event_start`/`event_length`")
-_BAD_EPISODES = "Expected `episodes` >= 1, got {!r}"
 
 
 # --------------------------------------------------------------------------- the env
@@ -329,15 +329,15 @@ def episode_plan(env: gym.Env, episodes: int, seed: int) -> EpisodePlan:
     fewer fit, said in ``note``).
 
     Raises:
+        TypeError: ``episodes`` is not an int.
         ValueError: ``episodes`` < 1.
     """
-    if isinstance(episodes, bool) or int(episodes) < 1:
-        raise ValueError(_BAD_EPISODES.format(episodes))
+    episodes = check_int("episodes", episodes, low=1)
     market = _historical_market(env)
     if market is None:
-        return EpisodePlan([(seed + k, None) for k in range(int(episodes))])
+        return EpisodePlan([(seed + k, None) for k in range(episodes)])
     starts = walk_forward_starts(env)
-    used = starts[:int(episodes)]
+    used = starts[:episodes]
     steps = int(market.episode_steps)
     note = (f"walk-forward: {len(starts)} non-overlapping test window(s) of {steps} steps fit in rows "
             f"{market.first_row}..{market.end_row - 1}; evaluating {len(used)}")

@@ -77,17 +77,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from janus_env.checks import check_choice, check_fraction, check_number, check_positive
+
 DAY_SECONDS = 86_400.0
 YEAR_DAYS = 365.25
 MIN_SHARPE_EPISODES = 4
 """Fewest episodes a Sharpe or Sortino of episode returns is reported from (module docstring)."""
 
 _BAD_CURVE = "Expected a 1-D equity curve of finite values starting above 0, got shape {} with first value {!r}"
-_BAD_STEP_SECONDS = "Expected `step_seconds` > 0 (finite), got {!r}"
-_BAD_CALENDAR = "Unknown trading calendar {!r}; expected one of {}"
-_BAD_LEVEL = "Expected `level` in (0, 1), got {!r}"
 _BAD_PAIRS = "Expected two 1-D arrays of the same length (paired episodes), got shapes {} and {}"
-_BAD_STEPS = "Expected `steps_per_episode` >= 1, got {!r}"
 
 
 @dataclass(frozen=True)
@@ -125,24 +123,18 @@ def calendar(name: str | TradingCalendar) -> TradingCalendar:
     """
     if isinstance(name, TradingCalendar):
         return name
-    if name not in CALENDARS:
-        raise ValueError(_BAD_CALENDAR.format(name, sorted(CALENDARS)))
-    return CALENDARS[name]
+    return CALENDARS[check_choice("calendar", name, sorted(CALENDARS))]
 
 
 def periods_per_year(step_seconds: float, trading_calendar: str | TradingCalendar = "equities") -> float:
     """Steps per year for a step of ``step_seconds`` (rules in the module docstring).
 
     Raises:
-        ValueError: ``step_seconds`` not > 0 or an unknown calendar.
+        TypeError: ``step_seconds`` is not a number.
+        ValueError: ``step_seconds`` not finite and > 0, or an unknown calendar.
     """
     cal = calendar(trading_calendar)
-    try:
-        step = float(step_seconds)
-    except (TypeError, ValueError) as err:
-        raise ValueError(_BAD_STEP_SECONDS.format(step_seconds)) from err
-    if not math.isfinite(step) or step <= 0:
-        raise ValueError(_BAD_STEP_SECONDS.format(step_seconds))
+    step = check_positive("step_seconds", step_seconds)
     if step < DAY_SECONDS:
         return cal.sessions_per_year * cal.session_seconds / step
     if step < 2.0 * DAY_SECONDS:
@@ -269,10 +261,10 @@ def mean_confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[f
     The half-width is NaN with fewer than two values.
 
     Raises:
+        TypeError: ``level`` is not a number.
         ValueError: ``level`` outside (0, 1).
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(_BAD_LEVEL.format(level))
+    check_fraction("level", level, low_open=True, high_open=True)
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
         return math.nan, math.nan
@@ -353,12 +345,11 @@ def episode_statistics(episode_returns: np.ndarray, drawdowns: np.ndarray, perio
     ``N = periods_per_year / steps_per_episode`` episodes make a year.
 
     Raises:
-        ValueError: ``steps_per_episode`` < 1, bad ``periods_per_year`` or ``level``.
+        TypeError: ``steps_per_episode``, ``periods_per_year`` or ``level`` is not a number.
+        ValueError: ``steps_per_episode`` < 1, ``periods_per_year`` not finite and > 0, or a bad ``level``.
     """
-    if not steps_per_episode >= 1:
-        raise ValueError(_BAD_STEPS.format(steps_per_episode))
-    if not (math.isfinite(periods_per_year) and periods_per_year > 0):
-        raise ValueError(_BAD_STEP_SECONDS.format(periods_per_year))
+    check_number("steps_per_episode", steps_per_episode, low=1)
+    check_positive("periods_per_year", periods_per_year)
     r = np.asarray(episode_returns, dtype=np.float64)
     n_year = periods_per_year / float(steps_per_episode)
     mean, half = mean_confidence_interval(r, level)

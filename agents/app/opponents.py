@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.baselines import BUY, HOLD, SELL, BuyAndHoldPolicy, MeanReversionPolicy, MomentumPolicy, RandomPolicy
+from janus_env.checks import NEED_RESET
 
 TAKER_STRATEGIES = ("buy_and_hold", "momentum", "mean_reversion", "random", "hold", "informed")
 MAKER_STRATEGIES = ("fixed_quotes",)
@@ -176,7 +177,7 @@ class SingleLearnerEnv(gym.Env):
 
     def step(self, action: Any):
         if self._view is None:
-            raise RuntimeError("Call reset() before step()")
+            raise RuntimeError(NEED_RESET)
         obs, rewards, terms, truncs, infos = self._view.step({self.ego: env_action(action, self.ego)})
         ego = self.ego
         return obs[ego], float(rewards[ego]), bool(terms[ego]), bool(truncs[ego]), infos[ego]

@@ -61,6 +61,7 @@ from agents.app.opponents import ScriptedOpponentsParallelEnv, scripted_agents
 from agents.app.tournament import load_config, resolve_roster
 from envs_registry import ENV_IDS, make_parallel_env
 from janus_env.atomic import atomic_write_bytes
+from janus_env.checks import check_choice, check_int, check_mapping
 
 NO_RAY = "The RLlib backend needs Ray RLlib: pip install 'janus-rl[rllib]' (or pip install 'ray[rllib]>=2.60')"
 MULTI_ENV_ID = "Janus-Multi-v0"
@@ -79,12 +80,8 @@ SB3_TO_RLLIB: dict[str, str] = {
 """SB3 PPO hyper-parameter → ``PPOConfig.training`` argument (and ``n_steps · n_envs`` → train batch size)."""
 IGNORED_KEYS = ("policy", "n_timesteps", "n_envs", "n_steps", "env_kwargs", "policy_kwargs")
 
-_BAD_ENV_ID = "Unknown RLlib env {!r}; expected one of {}"
 _BAD_KEYS = "Hyper-parameters {} have no RLlib PPO equivalent; expected some of {}"
-_BAD_RUNNERS = "Expected `num_env_runners` to be an integer >= 0, got {!r}"
-_BAD_ROSTER = "Expected `agents` to be a mapping of agent name -> strategy, got {!r}"
 _NOTHING_TO_LEARN = "The roster leaves no agent to learn: every agent of {} is scripted"
-_UNKNOWN_MATCHUP = "Unknown matchup {!r}; expected one of {}"
 _NO_LEARNER = "matchup {!r} has no learned agent ({{algo: ppo, timesteps: N}})"
 _NO_CLUSTER = "cannot join the Ray cluster at {!r}: {}"
 
@@ -141,9 +138,7 @@ def module_ids(possible_agents: list[str], roster: Mapping[str, Any] | None) -> 
 def _resolved_roster(env_kwargs: Mapping[str, Any], agents: Any) -> dict[str, Any] | None:
     if agents is None:
         return None
-    if not isinstance(agents, Mapping):
-        raise ValueError(_BAD_ROSTER.format(agents))
-    return resolve_roster(dict(env_kwargs), dict(agents))
+    return resolve_roster(dict(env_kwargs), dict(check_mapping("agents", agents)))
 
 
 def scripted_market(env_config: Mapping[str, Any]) -> Any:
@@ -154,6 +149,7 @@ def scripted_market(env_config: Mapping[str, Any]) -> Any:
     vector indices so that parallel env runners do not replay one another.
 
     Raises:
+        TypeError: a roster (``agents``) that is not a mapping.
         ValueError: invalid env arguments or roster, or a roster with no learned agent.
     """
     env_kwargs = dict(env_config.get("env") or {})
@@ -264,16 +260,15 @@ def ppo_config(
 
     Raises:
         ImportError: Ray RLlib is not installed.
-        ValueError: an unknown ``env_id``, a bad ``num_env_runners`` or hyper-parameter.
+        TypeError: ``num_env_runners`` is not an int, or a roster that is not a mapping.
+        ValueError: an unknown ``env_id``, a negative ``num_env_runners`` or a bad hyper-parameter.
     """
     require_rllib()
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
-    if env_id not in rllib_env_ids():
-        raise ValueError(_BAD_ENV_ID.format(env_id, list(rllib_env_ids())))
-    if isinstance(num_env_runners, bool) or not isinstance(num_env_runners, int) or num_env_runners < 0:
-        raise ValueError(_BAD_RUNNERS.format(num_env_runners))
+    check_choice("env_id", env_id, rllib_env_ids())
+    num_env_runners = check_int("num_env_runners", num_env_runners, low=0)
     env_config = dict(env_config or {})
     hyper = {**training_kwargs(hyperparams or {}), **dict(training or {})}
     if fcnet_hiddens is None:
@@ -329,8 +324,8 @@ def resolve_matchup(config: str | Path, run_dir: Path, *, seed: int = 0, matchup
     require_rllib()
     cfg = load_config(config)
     names = [m["name"] for m in cfg["matchups"]]
-    if matchup is not None and matchup not in names:
-        raise ValueError(_UNKNOWN_MATCHUP.format(matchup, names))
+    if matchup is not None:
+        check_choice("matchup", matchup, names)
     chosen = cfg["matchups"][names.index(matchup) if matchup is not None else 0]
     learned = {a: s for a, s in chosen["agents"].items() if isinstance(s, dict)}
     if not learned:

@@ -74,6 +74,7 @@ from agents.app.metrics import mean_confidence_interval
 from agents.app.opponents import MAKER_STRATEGIES, TAKER_STRATEGIES, SingleLearnerEnv, env_action, scripted_agents
 from envs_registry import make_parallel_env
 from janus_env.atomic import atomic_path, atomic_write_bytes
+from janus_env.checks import check_choice, check_int, is_int
 from janus_env.parallel_env import DEFAULT_ROLES, ROLES, validate_roles
 from wrappers import ParallelAmygdala, ParallelLTNShield, breaker_fields
 from wrappers.rules import TradingKnowledgeBase
@@ -86,12 +87,9 @@ ALGO_DEFAULTS = {"ppo": {"n_steps": 256, "batch_size": 64}, "dqn": {"learning_st
 _BAD_SECTION = "Expected `{}` to be a {}, got {!r}"
 _BAD_AGENT_KEY = "Unknown agent or role {!r} in `agents`; expected one of {}"
 _BAD_STRATEGY = "Unknown strategy {!r} for {}; expected one of {} or {{algo: ppo|dqn, timesteps: N}}"
-_BAD_ALGO = "Expected `algo` in {} for {}, got {!r}"
 _MAKER_DQN = "A learned market maker needs algo: ppo (DQN has no MultiDiscrete actions), got {!r} for {}"
-_BAD_TIMESTEPS = "Expected `timesteps` to be an integer >= 1 for {}, got {!r}"
 _BAD_LEARNED_KEYS = "Unknown keys {} in the learned strategy of {}; expected some of {}"
 _BAD_SEEDS = "Expected `seeds` to be a non-empty list of integers, got {!r}"
-_BAD_EPISODES = "Expected `episodes` to be an integer >= 1, got {!r}"
 _BAD_MATCHUP = "Expected each matchup to be a mapping with a unique `name`, got {!r}"
 _LEARNED_KEYS = ("algo", "timesteps", "shared", "hyperparams")
 _BAD_SAFETY = "Expected `safety` to be true, false or a mapping with keys `shield` and `breakers`, got {!r}"
@@ -101,10 +99,6 @@ SHIELD_KEYS = ("agents", "threshold", "knowledge_base", "on_halt")
 
 
 # --------------------------------------------------------------------------- config
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_strategy(agent: str, strategy: Any) -> Any:
     maker = agent.startswith("market_maker")
     if isinstance(strategy, str):
@@ -117,14 +111,10 @@ def _check_strategy(agent: str, strategy: Any) -> Any:
     unknown = sorted(set(strategy) - set(_LEARNED_KEYS))
     if unknown:
         raise ConfigError(_BAD_LEARNED_KEYS.format(unknown, agent, list(_LEARNED_KEYS)))
-    algo = strategy.get("algo")
-    if algo not in LEARNED_ALGOS:
-        raise ConfigError(_BAD_ALGO.format(list(LEARNED_ALGOS), agent, algo))
+    algo = check_choice(f"{agent}.algo", strategy.get("algo"), LEARNED_ALGOS)
     if maker and algo != "ppo":
         raise ConfigError(_MAKER_DQN.format(algo, agent))
-    timesteps = strategy.get("timesteps", 3000)
-    if not _is_int(timesteps) or timesteps < 1:
-        raise ConfigError(_BAD_TIMESTEPS.format(agent, timesteps))
+    timesteps = check_int(f"{agent}.timesteps", strategy.get("timesteps", 3000), low=1)
     hyper = strategy.get("hyperparams", {}) or {}
     if not isinstance(hyper, dict):
         raise ConfigError(_BAD_SECTION.format("hyperparams", "mapping", hyper))
@@ -191,7 +181,8 @@ def resolve_roster(env_kwargs: dict[str, Any], agents: dict[str, Any]) -> dict[s
 
     Raises:
         ConfigError: an unknown agent/role key or strategy.
-        ValueError: invalid ``roles``.
+        ValueError: invalid ``roles``, a learned strategy's ``algo`` not in ``LEARNED_ALGOS`` or ``timesteps`` < 1.
+        TypeError: invalid ``roles``, or ``timesteps`` that is not an int.
     """
     roles = validate_roles(env_kwargs.get("roles", DEFAULT_ROLES))
     names = [f"{role}_{k}" for role, count in roles.items() for k in range(count)]
@@ -210,7 +201,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
     Raises:
         ConfigError: a missing file, bad YAML or an invalid section.
-        ValueError: invalid env arguments.
+        ValueError: invalid env arguments, ``episodes`` < 1 or a bad strategy (:func:`resolve_roster`).
+        TypeError: ``episodes`` (or a strategy's ``timesteps``) that is not an int.
     """
     raw = read_yaml(path)
     env = raw.get("env", {}) or {}
@@ -219,11 +211,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
         if not isinstance(value, kind):
             raise ConfigError(_BAD_SECTION.format(key, "mapping", value))
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) for s in seeds):
+    if not isinstance(seeds, list) or not seeds or not all(is_int(s) for s in seeds):
         raise ConfigError(_BAD_SEEDS.format(seeds))
-    episodes = raw.get("episodes", 1)
-    if not _is_int(episodes) or episodes < 1:
-        raise ConfigError(_BAD_EPISODES.format(episodes))
+    episodes = check_int("episodes", raw.get("episodes", 1), low=1)
     safety = raw.get("safety")
     matchups = raw.get("matchups", [{"name": "default"}])
     if not isinstance(matchups, list) or not matchups:

@@ -14,20 +14,17 @@ model.learn(10_000, callback=BasalGangliaCallback())
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.basal_ganglia._checks import check_count, check_index, check_nonnegative, check_positive
 from agents.basal_ganglia.gate import TAU_LOGIC
 from agents.basal_ganglia.labels import adverse_labels
 from agents.basal_ganglia.moments import RunningMoments
 from agents.basal_ganglia.policies import check_basal_ganglia_policy
-
-_BAD_VIOLATION = "Expected `violation_threshold` in [0, 1), got {!r}"
+from janus_env.checks import check_fraction, check_int, check_number, check_positive
 
 Observation = dict[str, np.ndarray] | np.ndarray
 
@@ -67,7 +64,8 @@ class BasalGangliaCallback(BaseCallback):
 
     Raises:
         ValueError: a size or threshold out of range.
-        TypeError: (at training start) the model's policy is not a basal-ganglia policy.
+        TypeError: a size that is not an int or a threshold that is not a number; (at training start) the
+            model's policy is not a basal-ganglia policy.
     """
 
     def __init__(
@@ -89,21 +87,15 @@ class BasalGangliaCallback(BaseCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
-        self.buffer_size = check_count("buffer_size", buffer_size)
-        self.batch_size = check_count("batch_size", batch_size)
-        self.train_freq = check_count("train_freq", train_freq)
-        self.gradient_steps = check_count("gradient_steps", gradient_steps)
-        self.learning_starts = check_index("learning_starts", learning_starts)
-        self.reward_threshold = None if reward_threshold is None else check_nonnegative(
-            "reward_threshold", reward_threshold
-        )
+        self.buffer_size = check_int("buffer_size", buffer_size, low=1)
+        self.batch_size = check_int("batch_size", batch_size, low=1)
+        self.train_freq = check_int("train_freq", train_freq, low=1)
+        self.gradient_steps = check_int("gradient_steps", gradient_steps, low=1)
+        self.learning_starts = check_int("learning_starts", learning_starts, low=0)
+        self.reward_threshold = check_number("reward_threshold", reward_threshold, low=0, optional=True)
         self.reward_std_k = check_positive("reward_std_k", reward_std_k)
         self.slippage_ratio = check_positive("slippage_ratio", slippage_ratio)
-        if isinstance(violation_threshold, bool) or not isinstance(violation_threshold, numbers.Real) or not (
-            0.0 <= float(violation_threshold) < 1.0
-        ):
-            raise ValueError(_BAD_VIOLATION.format(violation_threshold))
-        self.violation_threshold = float(violation_threshold)
+        self.violation_threshold = check_fraction("violation_threshold", violation_threshold, high_open=True)
         self.slippage_predictor = slippage_predictor
         self.observe_ltn = bool(observe_ltn)
         self.write_info = bool(write_info)

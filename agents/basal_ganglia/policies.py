@@ -63,7 +63,6 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch.nn import functional as F
 
-from agents.basal_ganglia._checks import check_finite, check_index, check_nonnegative, check_positive, check_tau
 from agents.basal_ganglia.gate import (
     HOLD,
     NOGO_INIT_BIAS,
@@ -78,6 +77,7 @@ from agents.basal_ganglia.gate import (
     go_head,
     risk_inputs,
 )
+from janus_env.checks import check_callable, check_fraction, check_int, check_number, check_positive
 
 EXPLORATION_STREAM = 1
 """Spawn key of the exploration generator's stream: ``SeedSequence(seed, spawn_key=(1,))``.
@@ -86,12 +86,10 @@ The replay buffer draws from ``default_rng(seed)``; a child stream keeps the
 exploration draws independent of its minibatch draws under one model seed."""
 
 _NOT_DISCRETE = "Basal-ganglia policies need a gymnasium.spaces.Discrete action space, got {!r}"
-_BAD_HOLD = "Expected `hold_action` in [0, {}), got {!r}"
 _NO_MARKET = (
     "Expected a Dict observation space with key {!r} holding VPIN at index {} and volatility at index {} "
     "(or market_key=None), got {!r}"
 )
-_BAD_HOOK = "Expected `logic_hook` to be callable or None, got {!r}"
 _BAD_LOGIC_VALUES = "Expected the logic loss to be {} finite values in [0, 1], got {!r}"
 _BAD_LOGIC_BATCH = (
     "The logic losses observed from infos cover {} envs but the batch has {} rows; "
@@ -143,7 +141,8 @@ class BasalGangliaPolicyMixin:
             ``FlattenExtractor`` otherwise — ...).
 
     Raises:
-        TypeError: the action space is not ``Discrete``.
+        TypeError: the action space is not ``Discrete``, or an argument of the wrong type (an index that
+            is not an int, a threshold or rate that is not a number).
         ValueError: a threshold, index or learning rate out of range, or no market key.
     """
 
@@ -173,16 +172,11 @@ class BasalGangliaPolicyMixin:
     ) -> None:
         if not isinstance(action_space, spaces.Discrete):
             raise TypeError(_NOT_DISCRETE.format(action_space))
-        self.tau_veto = check_tau("tau_veto", tau_veto)
-        self.tau_logic = check_tau("tau_logic", tau_logic)
-        n_actions = int(action_space.n)
-        if isinstance(hold_action, bool) or not isinstance(hold_action, (int, np.integer)) or not (
-            0 <= hold_action < n_actions
-        ):
-            raise ValueError(_BAD_HOLD.format(n_actions, hold_action))
-        self.hold_action = int(hold_action)
-        self.vpin_index = check_index("vpin_index", vpin_index)
-        self.volatility_index = check_index("volatility_index", volatility_index)
+        self.tau_veto = check_fraction("tau_veto", tau_veto, low_open=True)
+        self.tau_logic = check_fraction("tau_logic", tau_logic, low_open=True)
+        self.hold_action = check_int("hold_action", hold_action, low=0, high=int(action_space.n) - 1)
+        self.vpin_index = check_int("vpin_index", vpin_index, low=0)
+        self.volatility_index = check_int("volatility_index", volatility_index, low=0)
         if market_key is not None:
             market = observation_space.spaces.get(market_key) if isinstance(observation_space, spaces.Dict) else None
             if (
@@ -193,8 +187,8 @@ class BasalGangliaPolicyMixin:
                 raise ValueError(_NO_MARKET.format(market_key, vpin_index, volatility_index, observation_space))
         self.market_key = market_key
         self.nogo_lr = check_positive("nogo_lr", nogo_lr)
-        self.nogo_init_bias = check_finite("nogo_init_bias", nogo_init_bias)
-        self.nogo_weight_decay = check_nonnegative("nogo_weight_decay", nogo_weight_decay)
+        self.nogo_init_bias = check_number("nogo_init_bias", nogo_init_bias)
+        self.nogo_weight_decay = check_number("nogo_weight_decay", nogo_weight_decay, low=0)
         self.logic_hook: Callable[[PyTorchObs, th.Tensor], Any] | None = None
         self._info_logic_loss: np.ndarray | None = None
         self.last_go_nogo: dict[str, Any] | None = None
@@ -244,9 +238,7 @@ class BasalGangliaPolicyMixin:
         Raises:
             TypeError: ``hook`` is neither callable nor None.
         """
-        if hook is not None and not callable(hook):
-            raise TypeError(_BAD_HOOK.format(hook))
-        self.logic_hook = hook
+        self.logic_hook = check_callable("logic_hook", hook, optional=True)
 
     def observe_infos(
         self, infos: Sequence[Mapping[str, Any]], dones: Sequence[bool] | np.ndarray | None = None

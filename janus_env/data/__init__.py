@@ -17,26 +17,23 @@ Layouts:
 * L2 (:func:`read_l2_snapshots`): absolute levels (``bid1_price, bid1_size, ...,
   ask5_size`` and variants such as ``bid_price_1`` or ``asks[0].price``) or
   TradeMaster's relative layout (``midpoint``, ``bids_distance_i``, ...).
-* LOBSTER message and orderbook files (:func:`read_lobster`).
+* LOBSTER message and orderbook files (:func:`read_lobster`); the book rebuilt from them
+  (:func:`replay_lobster`, :mod:`~janus_env.data.lobster_replay`) and engine runs written as
+  LOBSTER files (:func:`write_lobster`, :mod:`~janus_env.data.lobster_write`).
 """
 
 from janus_env.data.l2 import L2Snapshots, l2_frame, read_l2_snapshots
-from janus_env.data.lobster import (
-    LOBSTERData,
+from janus_env.data.lobster import LOBSTERData, read_lobster, read_lobster_messages, read_lobster_orderbook
+from janus_env.data.lobster_replay import (
     LOBSTERReplayer,
     PriceGrid,
     ReplayReport,
     initial_book,
     price_grid,
-    read_lobster,
-    read_lobster_messages,
-    read_lobster_orderbook,
     replay_lobster,
     to_orderbook_layout,
-    drifting_order_flow,
-    visible_messages,
-    write_lobster,
 )
+from janus_env.data.lobster_write import drifting_order_flow, visible_messages, write_lobster
 from janus_env.data.ohlcv import OHLCVBars, read_ohlcv, split_volume, synthetic_book
 from janus_env.data.validation import DataFormatError
 

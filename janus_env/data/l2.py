@@ -65,6 +65,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from janus_env.checks import check_int
 from janus_env.data.validation import (
     A_NEGATIVE,
     A_NOT_FINITE,
@@ -92,7 +93,6 @@ from janus_env.data.validation import (
     time_checks,
 )
 
-BAD_N_LEVELS = "Expected `n_levels` in [1, {}] (levels in the file), got {!r}"
 DISTANCE_BELOW_MINUS_ONE = "column {column!r} is <= -1 ({value!r}): the level price would not be positive"
 ONE_SIDED = "no {side} level with size > 0 (a one-sided book has no mid price)"
 NO_LEVELS = ("bids_distance_0 (relative layout) or bid1_price, bid1_size, ask1_price, ask1_size "
@@ -306,14 +306,6 @@ def _pack(price: np.ndarray, qty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return price, qty
 
 
-def _check_n_levels(n_levels: int | None, available: int) -> int:
-    if n_levels is None:
-        return available
-    if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or not 1 <= n_levels <= available:
-        raise ValueError(BAD_N_LEVELS.format(available, n_levels))
-    return int(n_levels)
-
-
 def read_l2_snapshots(
     path: str | os.PathLike[str], n_levels: int | None = None, *, columns: Mapping[str, str] | None = None
 ) -> L2Snapshots:
@@ -333,7 +325,7 @@ def read_l2_snapshots(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        TypeError: ``columns`` is not a mapping of strings.
+        TypeError: ``columns`` is not a mapping of strings; ``n_levels`` is not an int.
         ValueError: ``n_levels`` outside ``[1, levels in the file]``; a bad
             ``columns`` key or template.
         DataFormatError: no level columns, or missing columns (all of them
@@ -351,16 +343,17 @@ def read_l2_snapshots(
     names = [str(c) for c in frame.columns]
     templates = {k: mapping[k] for k in LEVEL_KEYS if k in mapping}
     levels, base = level_columns(names, templates)
-    if templates or not _level_count(names):
-        if not levels:
-            missing = "/".join(templates.values()) if templates else NO_LEVELS
-            problem = MISSING_COLUMNS.format(missing=missing, found=", ".join(names))
-            raise DataFormatError(FILE_ERROR.format(file=file, problem=problem))
-        n_levels = _check_n_levels(n_levels, len(levels["bid_price"]))
+    absolute = bool(templates) or not _level_count(names)
+    if absolute and not levels:
+        missing = "/".join(templates.values()) if templates else NO_LEVELS
+        problem = MISSING_COLUMNS.format(missing=missing, found=", ".join(names))
+        raise DataFormatError(FILE_ERROR.format(file=file, problem=problem))
+    available = len(levels["bid_price"]) if absolute else _level_count(names)
+    n_levels = available if n_levels is None else check_int("n_levels", n_levels, low=1, high=available)
+    if absolute:
         read = _read_absolute
         extra = {"levels": {k: v[:n_levels] for k, v in levels.items()}, "base": base}
     else:
-        n_levels = _check_n_levels(n_levels, _level_count(names))
         read = _read_relative
         extra = {"n_levels": n_levels}
     if "time" in mapping:

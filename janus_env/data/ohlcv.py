@@ -68,6 +68,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from janus_env.checks import check_int, check_number, check_positive, is_int
 from janus_env.data.validation import (
     EMPTY_FILE,
     FILE_ERROR,
@@ -104,7 +105,7 @@ WIDE_SEPARATORS = (":", "/", "|", ".", "_", "-", " ")
 VOLUME_SWAPPED = "{file}: {count} rows store base and quote volume the other way round; using the base column per row"
 AMBIGUOUS_VOLUME = "{file}: cannot tell which of the volume columns {columns} is in shares; pass `volume_column`"
 BAD_VOLUME_COLUMN = "{file}: `volume_column` {column!r} is not a column; found {found}"
-BAD_BOOK_ARG = "Expected `{}` {}, got {!r}"
+
 BAD_COLUMNS = "Expected `columns` to be a mapping of field -> column name (keys in {}), got {!r}"
 BAD_COLUMNS_KEY = "Expected `columns` keys in {}, got {!r}"
 COLUMNS_CONFLICT = "`{}` and `columns[{!r}]` disagree: {!r} vs {!r}"
@@ -424,7 +425,7 @@ def read_ohlcv(
             repeated or out-of-order time.
     """
     mapping = _column_mapping(columns, volume_column, time_column)
-    if isinstance(asset, (int, np.integer)) and not isinstance(asset, bool):
+    if is_int(asset):
         asset = str(asset)  # a numeric ticker parsed from YAML/CLI text
     if asset is not None and not isinstance(asset, str):
         raise TypeError(BAD_ASSET.format(asset))
@@ -480,19 +481,6 @@ def read_ohlcv(
     )  # fmt: skip
 
 
-def _check_book_args(n_levels: int, tick_size: float, spread_fraction: float, depth_fraction: float,
-                     decay: float, level_fraction: float | None) -> None:  # fmt: skip
-    if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or n_levels < 1:
-        raise ValueError(BAD_BOOK_ARG.format("n_levels", ">= 1", n_levels))
-    for name, value in (("tick_size", tick_size), ("depth_fraction", depth_fraction), ("decay", decay)):
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(BAD_BOOK_ARG.format(name, "> 0", value))
-    if not np.isfinite(spread_fraction) or spread_fraction < 0:
-        raise ValueError(BAD_BOOK_ARG.format("spread_fraction", ">= 0", spread_fraction))
-    if level_fraction is not None and (not np.isfinite(level_fraction) or level_fraction < 0):
-        raise ValueError(BAD_BOOK_ARG.format("level_fraction", ">= 0", level_fraction))
-
-
 def synthetic_book(
     high: np.ndarray | float,
     low: np.ndarray | float,
@@ -521,9 +509,14 @@ def synthetic_book(
         float64 ``S + (n_levels, 4)`` rows (bid_px, bid_qty, ask_px, ask_qty).
 
     Raises:
+        TypeError: a parameter of the wrong type.
         ValueError: a parameter outside its range.
     """
-    _check_book_args(n_levels, tick_size, spread_fraction, depth_fraction, decay, level_fraction)
+    check_int("n_levels", n_levels, low=1)
+    for name, value in (("tick_size", tick_size), ("depth_fraction", depth_fraction), ("decay", decay)):
+        check_positive(name, value)
+    check_number("spread_fraction", spread_fraction, low=0)
+    check_number("level_fraction", level_fraction, low=0, optional=True)
     h, lo, c, v = (np.asarray(x, dtype=np.float64)[..., None] for x in (high, low, close, volume))
     level_fraction = 1.0 / (2 * n_levels) if level_fraction is None else level_fraction
     rng = h - lo

@@ -12,14 +12,7 @@ import pytest
 from gymnasium import spaces
 
 from agents.baselines import (
-    _BAD_COOLDOWN,
-    _BAD_LOOKBACK,
-    _BAD_LOT_FRACTION,
-    _BAD_MIN_CASH,
-    _BAD_PATIENCE,
     _BAD_SPACE,
-    _BAD_TARGET,
-    _BAD_THRESHOLD,
     BUY,
     HOLD,
     SELL,
@@ -27,9 +20,11 @@ from agents.baselines import (
     BuyAndHoldPolicy,
     MeanReversionPolicy,
     MomentumPolicy,
+    TWAPPolicy,
     ZScoreMeanReversionPolicy,
     make_baseline,
 )
+from janus_env.checks import bad_value
 from janus_env.lob_env import JanusLOBEnv
 
 
@@ -231,18 +226,47 @@ def test_make_baseline_reads_the_env() -> None:
 
 
 # --------------------------------------------------------------------------- arguments
+
+
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda: MomentumPolicy(lookback=0), _BAD_LOOKBACK.format(0)),
-    (lambda: MomentumPolicy(k=0.0), _BAD_THRESHOLD.format("k", 0.0)),
-    (lambda: ZScoreMeanReversionPolicy(k=-1.0), _BAD_THRESHOLD.format("threshold_bps", -1.0)),
-    (lambda: BuyAndHoldPolicy(target=1.5), _BAD_TARGET.format(1.5)),
-    (lambda: BuyAndHoldPolicy(min_cash=1.0), _BAD_MIN_CASH.format(1.0)),
-    (lambda: BuyAndHoldPolicy(patience=0), _BAD_PATIENCE.format(0)),
-    (lambda: BuyAndHoldPolicy(cooldown=-1), _BAD_COOLDOWN.format(-1)),
-    (lambda: BuyAndHoldPolicy(lot_fraction=2.0), _BAD_LOT_FRACTION.format(2.0)),
+    (lambda: MomentumPolicy(lookback=0), bad_value("lookback", "an int >= 1", 0)),
+    (lambda: MomentumPolicy(k=0.0), bad_value("k", "a finite number > 0", 0.0)),
+    (lambda: MomentumPolicy(k=math.inf), bad_value("k", "a finite number > 0", math.inf)),
+    (lambda: ZScoreMeanReversionPolicy(k=-1.0), bad_value("k", "a finite number > 0", -1.0)),
+    (lambda: MeanReversionPolicy(threshold_bps=math.nan), bad_value("threshold_bps", "a finite number > 0", math.nan)),
+    (lambda: BuyAndHoldPolicy(target=1.5), bad_value("target", "a number in (0, 1]", 1.5)),
+    (lambda: BuyAndHoldPolicy(min_cash=1.0), bad_value("min_cash", "a number in [0, 1)", 1.0)),
+    (lambda: BuyAndHoldPolicy(min_cash=math.nan), bad_value("min_cash", "a number in [0, 1)", math.nan)),
+    (lambda: BuyAndHoldPolicy(patience=0), bad_value("patience", "an int >= 1", 0)),
+    (lambda: BuyAndHoldPolicy(cooldown=-1), bad_value("cooldown", "an int >= 0", -1)),
+    (lambda: BuyAndHoldPolicy(lot_fraction=2.0), bad_value("lot_fraction", "a number in (0, 1] or None", 2.0)),
+    (lambda: TWAPPolicy(horizon=0), bad_value("horizon", "an int >= 1", 0)),
     (lambda: BuyAndHoldPolicy(action_space=spaces.MultiDiscrete([3, 3])),
      _BAD_SPACE.format(spaces.MultiDiscrete([3, 3]))),
 ])
 def test_bad_arguments(make, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         make()
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    # accepted before: a string target went through float(), a fractional horizon through int() (2.5 -> 2 steps)
+    (lambda: BuyAndHoldPolicy(target="0.5"), bad_value("target", "a number in (0, 1]", "0.5")),
+    (lambda: TWAPPolicy(horizon=2.5), bad_value("horizon", "an int >= 1", 2.5)),
+    # ValueError before: bools and floats where an int is due
+    (lambda: BuyAndHoldPolicy(patience=2.0), bad_value("patience", "an int >= 1", 2.0)),
+    (lambda: BuyAndHoldPolicy(cooldown=True), bad_value("cooldown", "an int >= 0", True)),
+    (lambda: BuyAndHoldPolicy(lot_fraction=True), bad_value("lot_fraction", "a number in (0, 1] or None", True)),
+    (lambda: MomentumPolicy(lookback=np.float64(3)), bad_value("lookback", "an int >= 1", np.float64(3))),
+    (lambda: MomentumPolicy(k="1"), bad_value("k", "a finite number > 0", "1")),
+])
+def test_wrong_argument_types(make, message: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
+        make()
+
+
+def test_numpy_arguments_are_plain_python() -> None:
+    policy = BuyAndHoldPolicy(target=np.float32(0.5), patience=np.int64(2), lot_fraction=np.float64(0.25))
+    assert (policy.target, policy.patience, policy.lot_fraction) == (0.5, 2, 0.25)
+    assert type(policy.patience) is int and type(policy.target) is float and type(policy.lot_fraction) is float
+    assert TWAPPolicy(horizon=np.int32(4)).horizon == 4

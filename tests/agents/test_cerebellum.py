@@ -18,6 +18,7 @@ from stable_baselines3.common.logger import configure
 import envs_registry  # noqa: F401
 from agents import cerebellum as cb
 from agents.cerebellum import Cerebellum, CerebellumBatch, CerebellumCallback
+from janus_env.checks import bad_value
 
 
 @pytest.fixture(scope="module")
@@ -155,18 +156,44 @@ def test_plugs_into_the_amygdala(fills: dict[str, np.ndarray]) -> None:
     assert predicted and np.median(ratios) == pytest.approx(1.0, abs=0.2)
 
 
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_levels": 0}, cb._BAD_INT.format("n_levels", 1, 0)),
-        ({"lot": 0}, cb._BAD_LOT.format(0)),
-        ({"lr": 0.0}, cb._BAD_LR.format(0.0)),
-        ({"hidden": (16, 0)}, cb._BAD_HIDDEN.format((16, 0))),
+        ({"n_levels": 0}, bad_value("n_levels", "an int >= 1", 0)),
+        ({"n_market": -1}, bad_value("n_market", "an int >= 0", -1)),
+        ({"lot": 0}, bad_value("lot", "a finite number > 0", 0)),
+        ({"lot": float("inf")}, bad_value("lot", "a finite number > 0", float("inf"))),
+        ({"lr": 0.0}, bad_value("lr", "a finite number > 0", 0.0)),
+        ({"lr": float("nan")}, bad_value("lr", "a finite number > 0", float("nan"))),
+        ({"hidden": (16, 0)}, bad_value("hidden[1]", "an int >= 1", 0)),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         Cerebellum(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [  # all ValueError before
+        ({"n_sizes": 2.0}, bad_value("n_sizes", "an int >= 1", 2.0)),
+        ({"lot": True}, bad_value("lot", "a finite number > 0", True)),
+        ({"lr": "1e-3"}, bad_value("lr", "a finite number > 0", "1e-3")),  # YAML 1.1 reads `1e-3` as a str
+        ({"hidden": (16, True)}, bad_value("hidden[1]", "an int >= 1", True)),
+        ({"hidden": "64"}, cb._BAD_HIDDEN.format("64")),
+    ],
+)
+def test_wrong_argument_types(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
+        Cerebellum(**kwargs)
+
+
+def test_numpy_arguments_are_plain_python() -> None:
+    model = Cerebellum(n_levels=np.int64(3), lot=np.float32(0.5), hidden=[np.int32(8)], lr=np.float64(1e-2))
+    assert (model.n_levels, model.lot, model.hidden, model.lr) == (3, 0.5, (8,), 0.01)
+    assert type(model.n_levels) is int and type(model.hidden[0]) is int and type(model.lr) is float
 
 
 def test_bad_action_and_observation() -> None:
@@ -182,3 +209,17 @@ def test_bad_action_and_observation() -> None:
 def test_callback_needs_a_cerebellum() -> None:
     with pytest.raises(TypeError, match=re.escape(cb._NOT_CEREBELLUM.format("dict"))):
         CerebellumCallback({})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"buffer_size": 0}, ValueError, bad_value("buffer_size", "an int >= 1", 0)),
+        ({"learning_starts": -1}, ValueError, bad_value("learning_starts", "an int >= 0", -1)),
+        ({"batch_size": 8.0}, TypeError, bad_value("batch_size", "an int >= 1", 8.0)),
+        ({"train_freq": True}, TypeError, bad_value("train_freq", "an int >= 1", True)),
+    ],
+)
+def test_callback_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        CerebellumCallback(Cerebellum(), **kwargs)

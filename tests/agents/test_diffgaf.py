@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterator
 from types import ModuleType
 
 import numpy as np
@@ -13,15 +12,7 @@ import torch as th
 
 from agents import gaf as gaf_module
 from agents.gaf import DiffGAF, gaf_from_scaled, required_length
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread() -> Iterator[None]:
-    """Tiny tensors run fastest on one thread; more threads thrash on a busy 2-core CI box."""
-    previous = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(previous)
+from janus_env.checks import bad_value
 
 
 def random_series(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -170,21 +161,45 @@ def test_gaf_from_scaled_at_the_boundaries() -> None:
     th.testing.assert_close(images[0], expected, atol=1e-5, rtol=0)
 
 
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"window": 1}, gaf_module._BAD_WINDOW.format(1)),
-        ({"stride": 0}, gaf_module._BAD_STRIDE.format(0)),
-        ({"frames": 0}, gaf_module._BAD_FRAMES.format(0)),
-        ({"alpha": 0.0}, gaf_module._BAD_ALPHA.format(0.0)),
-        ({"alpha": float("inf")}, gaf_module._BAD_ALPHA.format(float("inf"))),
-        ({"beta": float("nan")}, gaf_module._BAD_BETA.format(float("nan"))),
-        ({"eps": 0.0}, gaf_module._BAD_EPS.format(0.0)),
+        ({"window": 1}, bad_value("window", "an int >= 2", 1)),
+        ({"stride": 0}, bad_value("stride", "an int >= 1", 0)),
+        ({"frames": 0}, bad_value("frames", "an int >= 1", 0)),
+        ({"alpha": 0.0}, bad_value("alpha", "a finite number > 0", 0.0)),
+        ({"alpha": float("inf")}, bad_value("alpha", "a finite number > 0", float("inf"))),
+        ({"beta": float("nan")}, bad_value("beta", "a finite number", float("nan"))),
+        ({"eps": 0.0}, bad_value("eps", "a number in (0, 1)", 0.0)),
+        ({"eps": 1.0}, bad_value("eps", "a number in (0, 1)", 1.0)),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         DiffGAF(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [  # ValueError (or an unnamed TypeError from math.isfinite) before
+        ({"window": 16.0}, bad_value("window", "an int >= 2", 16.0)),
+        ({"stride": True}, bad_value("stride", "an int >= 1", True)),
+        ({"alpha": "1"}, bad_value("alpha", "a finite number > 0", "1")),
+        ({"beta": None}, bad_value("beta", "a finite number", None)),
+        ({"eps": True}, bad_value("eps", "a number in (0, 1)", True)),
+    ],
+)
+def test_wrong_argument_types(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
+        DiffGAF(**kwargs)
+
+
+def test_numpy_sizes_are_accepted() -> None:
+    gaf = DiffGAF(window=np.int64(8), stride=np.int32(2), frames=np.int64(3), alpha=np.float32(2.0))
+    assert (gaf.window, gaf.stride, gaf.frames) == (8, 2, 3) and type(gaf.window) is int
+    assert gaf.min_length == 12 and gaf.alpha.item() == pytest.approx(2.0)
 
 
 def test_bad_short_series() -> None:

@@ -27,6 +27,7 @@ from agents.basal_ganglia import (
     go_scores,
 )
 from agents.export import export_onnx
+from janus_env.checks import BAD_VALUE
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -106,18 +107,8 @@ def test_basal_ganglia_graph_matches_predict(kind: str, tmp_path: Path) -> None:
     np.testing.assert_array_equal(out["action"][out["vetoed"]], HOLD)
 
 
-def _sb3_go(policy: Any, obs: Any) -> np.ndarray:
-    """Go scores as SB3 computes them itself: Q-values, mean quantiles, or the actor's log-probabilities."""
-    with th.no_grad():
-        if hasattr(policy, "q_net"):
-            return policy.q_net(obs).numpy()
-        if hasattr(policy, "quantile_net"):
-            return policy.quantile_net(obs).mean(dim=1).numpy()
-        return policy.get_distribution(obs).distribution.logits.numpy()
-
-
 @pytest.mark.parametrize("kind", ["bg_dqn", "bg_qrdqn", "bg_ppo", "bg_maskable", "dqn", "qrdqn", "ppo"])
-def test_graph_go_scores_and_actions_are_the_torch_policys(kind: str, tmp_path: Path) -> None:
+def test_graph_go_scores_and_actions_are_the_torch_policys(kind: str, tmp_path: Path, sb3_go_scores: Any) -> None:
     """One Go computation (``go_scores``) in the policy and in the ONNX graph: same scores, same actions."""
     model = make(kind)
     if kind.startswith("bg"):
@@ -135,7 +126,7 @@ def test_graph_go_scores_and_actions_are_the_torch_policys(kind: str, tmp_path: 
     with th.no_grad():
         go = go_scores(model.policy, tensor_obs).numpy()
     np.testing.assert_allclose(out["go"], go, atol=1e-5)
-    expected = _sb3_go(model.policy, tensor_obs)
+    expected = sb3_go_scores(model.policy, tensor_obs).numpy()
     got = out["go"] if kind.endswith("dqn") else out["go"] - np.log(np.exp(out["go"]).sum(axis=1, keepdims=True))
     np.testing.assert_allclose(got, expected, atol=1e-5)
     np.testing.assert_array_equal(out["action"], model.predict(obs, deterministic=True, **predict_kwargs)[0])
@@ -211,16 +202,23 @@ def test_training_mode_is_restored(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"opset": 11}, ex._BAD_OPSET.format(11)),
-        ({"n_validation": 0}, ex._BAD_N_VALIDATION.format(0)),
-        ({"atol": 0.0}, ex._BAD_ATOL.format(0.0)),
+        ({"opset": 11}, ValueError, BAD_VALUE.format(name="opset", expected="an int >= 13", value=11)),
+        ({"n_validation": 0}, ValueError, BAD_VALUE.format(name="n_validation", expected="an int >= 1", value=0)),
+        ({"atol": 0.0}, ValueError, BAD_VALUE.format(name="atol", expected="a finite number > 0", value=0.0)),
+        ({"atol": float("nan")}, ValueError,
+         BAD_VALUE.format(name="atol", expected="a finite number > 0", value=float("nan"))),
+        # ValueError before
+        ({"opset": 17.0}, TypeError, BAD_VALUE.format(name="opset", expected="an int >= 13", value=17.0)),
+        ({"n_validation": True}, TypeError, BAD_VALUE.format(name="n_validation", expected="an int >= 1", value=True)),
+        ({"atol": "1e-5"}, TypeError, BAD_VALUE.format(name="atol", expected="a finite number > 0", value="1e-5")),
     ],
 )
-def test_bad_arguments(kwargs: dict[str, Any], message: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=re.escape(message)):
+def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: str, tmp_path: Path) -> None:
+    with pytest.raises(error, match=re.escape(message)):
         export_onnx(make("dqn"), tmp_path / "m.onnx", **kwargs)
+    assert not list(tmp_path.iterdir())
 
 
 def test_logic_input_needs_basal_ganglia(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,9 @@ from torch import nn
 import envs_registry  # noqa: F401  (registers Janus-LOB-v0)
 from agents import extractor as extractor_module
 from agents.extractor import OBS_KEYS, JanusExtractor, observation_tensors, symlog
+from janus_env.checks import BAD_VALUE
 
 LEARN_STEPS = 256
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; more threads thrash on a busy 2-core CI box."""
-    previous = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(previous)
 
 
 def env_observations(n: int, seed: int = 0, **make_kwargs: Any) -> dict[str, np.ndarray]:
@@ -268,10 +259,19 @@ def test_bad_observation_spaces() -> None:
     message = extractor_module._BAD_SHAPE.format("volumes", "(W,) like prices", (31,))
     with pytest.raises(ValueError, match=re.escape(message)):
         JanusExtractor(bad_volumes)
-    with pytest.raises(ValueError, match=re.escape(extractor_module._BAD_SIZE.format("features_dim", 0))):
+    with pytest.raises(ValueError, match=re.escape(BAD_VALUE.format(name="features_dim", expected="an int >= 1",
+                                                                    value=0))):
         JanusExtractor(base, features_dim=0)
-    with pytest.raises(ValueError, match=re.escape(extractor_module._BAD_SIZE.format("ts_patch", 0))):
+    with pytest.raises(ValueError, match=re.escape(BAD_VALUE.format(name="ts_patch", expected="an int >= 1",
+                                                                    value=0))):
         JanusExtractor(base, ts_patch=0)
+    # wrong types: ValueError before
+    with pytest.raises(TypeError, match=re.escape(BAD_VALUE.format(name="features_dim", expected="an int >= 1",
+                                                                   value=64.0))):
+        JanusExtractor(base, features_dim=64.0)
+    with pytest.raises(TypeError, match=re.escape(BAD_VALUE.format(name="ts_patch", expected="an int >= 1",
+                                                                   value=True))):
+        JanusExtractor(base, ts_patch=True)
     with pytest.raises(ValueError, match=re.escape(extractor_module._BAD_PATCH.format(ts_patch=5, window=32))):
         JanusExtractor(base, ts_patch=5)
 

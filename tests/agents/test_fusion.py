@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 import torch as th
@@ -11,15 +10,7 @@ from torch import nn
 
 from agents import fusion as fusion_module
 from agents.fusion import GATE_KEYS, CrossAttention, GatedCrossAttention, ModalityGate
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; more threads thrash on a busy 2-core CI box."""
-    previous = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(previous)
+from janus_env.checks import BAD_VALUE
 
 
 def tokens(batch: int, n: int, d: int = 8, seed: int = 0) -> th.Tensor:
@@ -139,10 +130,22 @@ def test_bad_token_shapes() -> None:
     ("args", "message"),
     [
         ((8, 3), fusion_module._BAD_HEADS.format(8, 3)),
-        ((0, 1), fusion_module._BAD_DIM.format("d_model", 0)),
-        ((8, 0), fusion_module._BAD_DIM.format("n_heads", 0)),
+        ((0, 1), BAD_VALUE.format(name="d_model", expected="an int >= 1", value=0)),
+        ((8, 0), BAD_VALUE.format(name="n_heads", expected="an int >= 1", value=0)),
     ],
 )
 def test_bad_sizes(args: tuple[int, int], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
+        GatedCrossAttention(*args)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [  # ValueError before
+        ((8.0, 2), BAD_VALUE.format(name="d_model", expected="an int >= 1", value=8.0)),
+        ((8, True), BAD_VALUE.format(name="n_heads", expected="an int >= 1", value=True)),
+    ],
+)
+def test_wrong_size_types(args: tuple[object, object], message: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
         GatedCrossAttention(*args)

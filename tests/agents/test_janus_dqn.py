@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import csv
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -22,16 +21,8 @@ from torch.nn import functional as F
 
 from agents import JanusDQN
 from agents import janus_dqn
+from janus_env.checks import BAD_VALUE
 from replay import PrioritizedDictReplayBuffer, PrioritizedReplayBuffer
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread() -> Iterator[None]:
-    """Tiny MLPs run fastest on one thread; more threads thrash on a busy 2-core CI box."""
-    previous = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(previous)
 
 
 def make_model(env: Any = "CartPole-v1", **kwargs: Any) -> JanusDQN:
@@ -157,9 +148,12 @@ def test_save_and_load(tmp_path: Any) -> None:
     assert loaded.predict(obs, deterministic=True)[0] == model.predict(obs, deterministic=True)[0]
 
 
-def test_bad_lambda_logic() -> None:
-    with pytest.raises(ValueError, match=re.escape(janus_dqn._BAD_LAMBDA.format(-1.0))):
-        make_model(lambda_logic=-1.0)
+@pytest.mark.parametrize(("value", "error"), [(-1.0, ValueError), (float("inf"), ValueError),
+                                              (float("nan"), ValueError), (True, TypeError), ("2", TypeError)])
+def test_bad_lambda_logic(value: Any, error: type[Exception]) -> None:
+    message = BAD_VALUE.format(name="lambda_logic", expected="a finite number >= 0", value=value)
+    with pytest.raises(error, match=re.escape(message)):
+        make_model(lambda_logic=value)
 
 
 def test_n_steps_rejected() -> None:

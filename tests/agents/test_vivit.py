@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import torch as th
 from torch.nn import functional as F
@@ -14,15 +14,7 @@ from torch.nn import functional as F
 from agents import vivit as vivit_module
 from agents.gaf import DiffGAF
 from agents.vivit import ViViT, ViViTOutput
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; more threads thrash on a busy 2-core CI box."""
-    previous = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(previous)
+from janus_env.checks import BAD_VALUE
 
 
 def tiny(**kwargs: Any) -> ViViT:
@@ -137,15 +129,35 @@ def test_overfits_two_regimes_from_gaf_videos() -> None:
     [
         ({"image_size": 10}, vivit_module._BAD_PATCH.format(10, 4)),
         ({"d_model": 15}, vivit_module._BAD_HEADS.format(15, 2)),
-        ({"pooling": "max"}, vivit_module._BAD_POOLING.format("max")),
-        ({"frames": 0}, vivit_module._BAD_POSITIVE.format("frames", 1, 0)),
-        ({"spatial_depth": 0}, vivit_module._BAD_POSITIVE.format("spatial_depth", 1, 0)),
-        ({"embed_dim": 0}, vivit_module._BAD_POSITIVE.format("embed_dim", 1, 0)),
+        ({"pooling": "max"}, BAD_VALUE.format(name="pooling", expected="one of ('cls', 'mean')", value="max")),
+        ({"frames": 0}, BAD_VALUE.format(name="frames", expected="an int >= 1", value=0)),
+        ({"spatial_depth": 0}, BAD_VALUE.format(name="spatial_depth", expected="an int >= 1", value=0)),
+        ({"embed_dim": 0}, BAD_VALUE.format(name="embed_dim", expected="an int >= 1", value=0)),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         tiny(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [  # ValueError before
+        ({"d_model": 16.0}, BAD_VALUE.format(name="d_model", expected="an int >= 1", value=16.0)),
+        ({"n_heads": True}, BAD_VALUE.format(name="n_heads", expected="an int >= 1", value=True)),
+        ({"embed_dim": "8"}, BAD_VALUE.format(name="embed_dim", expected="an int >= 1", value="8")),
+    ],
+)
+def test_wrong_argument_types(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
+        tiny(**kwargs)
+
+
+def test_numpy_sizes_are_plain_ints() -> None:
+    model = tiny(frames=np.int64(4), d_model=np.int32(8), embed_dim=np.int64(6))
+    assert (model.frames, model.d_model, model.embed_dim) == (4, 8, 6)
+    assert type(model.frames) is int and type(model.d_model) is int and type(model.embed_dim) is int
+    assert model(video()).shape == (3, 6)
 
 
 def test_bad_video_shape() -> None:

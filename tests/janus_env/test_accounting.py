@@ -37,6 +37,7 @@ from janus_env.samples import sample_path
 from janus_env.simulator import _FRACTIONAL, update_cost
 from janus_env.vector_env import JanusLOBVectorEnv
 
+# Module constants, not the `small_market` fixture: the case tables below are parametrize arguments, built at import.
 SIM = {"episode_steps": 60, "warmup": 16}
 HIST = {"episode_steps": 60, "window": 8}
 
@@ -413,8 +414,10 @@ def test_lobster_needs_whole_shares() -> None:
     ({"qty_step": 0.0}, "Expected `qty_step` to be a finite number > 0 or None, got 0.0"),
     ({"qty_step": float("nan")}, "Expected `qty_step` to be a finite number > 0 or None, got nan"),
     ({"lot": 1e-12}, "Expected `lot` with at most 9 decimals"),
-    ({"max_leverage": 0.0}, "Expected `max_leverage` > 0 (inf disables the check), got 0.0"),
-    ({"max_leverage": float("nan")}, "Expected `max_leverage` > 0 (inf disables the check), got nan"),
+    ({"max_leverage": 0.0}, "Expected `max_leverage` to be a number > 0, got 0.0"),
+    ({"max_leverage": float("nan")}, "Expected `max_leverage` to be a number > 0, got nan"),
+    ({"n_ticks": 32}, "Expected `n_ticks` to be a finite number >= 64, got 32"),
+    ({"capacity": float("nan")}, "Expected `capacity` to be a finite number >= 64, got nan"),
 ])
 def test_bad_quantity_and_leverage_settings(kwargs, message) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -15,14 +15,6 @@ import pytest
 
 from janus_env import book as book_module
 from janus_env.book import (
-    _BAD_AGENT,
-    _BAD_CAPACITY,
-    _BAD_N_AGENTS,
-    _BAD_N_TICKS,
-    _BAD_PRICE,
-    _BAD_CANCEL_QTY,
-    _BAD_QTY,
-    _BAD_SIDE,
     _POOL_FULL,
     _UNKNOWN_ORDER,
     BUY,
@@ -53,6 +45,7 @@ from janus_env.book import (
     side_block,
     submit,
 )
+from janus_env.checks import bad_value
 
 N_TICKS = 20
 N_AGENTS = 3
@@ -66,6 +59,14 @@ def book() -> OrderBook:
 def literal(message: str) -> str:
     """A ``pytest.raises(match=...)`` pattern that matches ``message`` verbatim."""
     return re.escape(message)
+
+
+def bad(name: str, expected: str, value: object) -> str:
+    """The pattern of ``janus_env.checks``' message for a bad argument ``name``."""
+    return literal(bad_value(name, expected, value))
+
+
+SIDE_CHOICES = "one of (1, -1)"
 
 
 def rows(book: OrderBook) -> list[tuple[int, ...]]:
@@ -390,79 +391,79 @@ def test_pool_full_raises_with_message() -> None:
 # --------------------------------------------------------------------------- bad arguments
 
 
-@pytest.mark.parametrize("side", [0, 2, -2])
+@pytest.mark.parametrize("side", [0, 2, -2, np.int64(3)])
 def test_bad_side_value(book: OrderBook, side: int) -> None:
-    with pytest.raises(ValueError, match=literal(_BAD_SIDE.format(side))):
+    with pytest.raises(ValueError, match=bad("side", SIDE_CHOICES, int(side))):
         book.limit(agent=0, side=side, price=5, qty=1)
-    with pytest.raises(ValueError, match=literal(_BAD_SIDE.format(side))):
+    with pytest.raises(ValueError, match=bad("side", SIDE_CHOICES, int(side))):
         book.market(agent=0, side=side, qty=1)
 
 
-@pytest.mark.parametrize("side", [1.0, True, "1", None])
+@pytest.mark.parametrize("side", [1.0, True, np.bool_(True), "1", None])
 def test_bad_side_type(book: OrderBook, side: object) -> None:
-    with pytest.raises(TypeError, match=literal(_BAD_SIDE.format(side))):
+    with pytest.raises(TypeError, match=bad("side", "an int", side)):
         book.limit(agent=0, side=side, price=5, qty=1)
-    with pytest.raises(TypeError, match=literal(_BAD_SIDE.format(side))):
+    with pytest.raises(TypeError, match=bad("side", "an int", side)):
         book.market(agent=0, side=side, qty=1)
 
 
 @pytest.mark.parametrize("qty", [0, -3, np.int64(0)])
 def test_bad_qty_value(book: OrderBook, qty: int) -> None:
-    with pytest.raises(ValueError, match=literal(_BAD_QTY.format(int(qty)))):
+    with pytest.raises(ValueError, match=bad("qty", "an int >= 1", qty)):
         book.limit(agent=0, side=BUY, price=5, qty=qty)
-    with pytest.raises(ValueError, match=literal(_BAD_QTY.format(int(qty)))):
+    with pytest.raises(ValueError, match=bad("qty", "an int >= 1", qty)):
         book.market(agent=0, side=BUY, qty=qty)
 
 
 @pytest.mark.parametrize("qty", [1.5, 2.0, True, np.bool_(True), "3"])
 def test_bad_qty_type(book: OrderBook, qty: object) -> None:
-    with pytest.raises(TypeError, match=literal(_BAD_QTY.format(qty))):
+    with pytest.raises(TypeError, match=bad("qty", "an int >= 1", qty)):
         book.limit(agent=0, side=BUY, price=5, qty=qty)
-    with pytest.raises(TypeError, match=literal(_BAD_QTY.format(qty))):
+    with pytest.raises(TypeError, match=bad("qty", "an int >= 1", qty)):
         book.market(agent=0, side=BUY, qty=qty)
-    with pytest.raises(TypeError, match=literal(_BAD_CANCEL_QTY.format(qty))):
+    with pytest.raises(TypeError, match=bad("qty", "an int >= 0", qty)):
         book.cancel(0, qty)
 
 
 def test_negative_cancel_qty_is_an_error_not_a_full_cancel(book: OrderBook) -> None:
     oid = book.limit(agent=0, side=BUY, price=5, qty=4)
-    with pytest.raises(ValueError, match=literal(_BAD_CANCEL_QTY.format(-3))):
+    with pytest.raises(ValueError, match=bad("qty", "an int >= 0", -3)):
         book.cancel(oid, -3)
     assert book.l2(1)[0, 1] == 4
 
 
 @pytest.mark.parametrize("price", [-1, N_TICKS, N_TICKS + 7])
 def test_bad_price_value(book: OrderBook, price: int) -> None:
-    with pytest.raises(ValueError, match=literal(_BAD_PRICE.format(N_TICKS, price))):
+    with pytest.raises(ValueError, match=bad("price", f"an int in [0, {N_TICKS - 1}]", price)):
         book.limit(agent=0, side=BUY, price=price, qty=1)
 
 
 @pytest.mark.parametrize("price", [5.0, False, "5", {1}])
 def test_bad_price_type(book: OrderBook, price: object) -> None:
-    with pytest.raises(TypeError, match=literal(_BAD_PRICE.format(N_TICKS, price))):
+    with pytest.raises(TypeError, match=bad("price", f"an int in [0, {N_TICKS - 1}]", price)):
         book.limit(agent=0, side=BUY, price=price, qty=1)
 
 
 @pytest.mark.parametrize("agent", [-1, N_AGENTS])
 def test_bad_agent_value(book: OrderBook, agent: int) -> None:
-    with pytest.raises(ValueError, match=literal(_BAD_AGENT.format(N_AGENTS, agent))):
+    with pytest.raises(ValueError, match=bad("agent", f"an int in [0, {N_AGENTS - 1}]", agent)):
         book.limit(agent=agent, side=BUY, price=5, qty=1)
-    with pytest.raises(ValueError, match=literal(_BAD_AGENT.format(N_AGENTS, agent))):
+    with pytest.raises(ValueError, match=bad("agent", f"an int in [0, {N_AGENTS - 1}]", agent)):
         book.market(agent=agent, side=BUY, qty=1)
 
 
 @pytest.mark.parametrize("agent", [0.0, True, None, {1}, "a{"])
 def test_bad_agent_type(book: OrderBook, agent: object) -> None:
     # {1} and "a{" carry braces in their repr: the message must still be built verbatim
-    with pytest.raises(TypeError, match=literal(_BAD_AGENT.format(N_AGENTS, agent))):
+    with pytest.raises(TypeError, match=bad("agent", f"an int in [0, {N_AGENTS - 1}]", agent)):
         book.limit(agent=agent, side=BUY, price=5, qty=1)
-    with pytest.raises(TypeError, match=literal(_BAD_AGENT.format(N_AGENTS, agent))):
+    with pytest.raises(TypeError, match=bad("agent", f"an int in [0, {N_AGENTS - 1}]", agent)):
         book.market(agent=agent, side=BUY, qty=1)
 
 
 @pytest.mark.parametrize("order_id", [1.0, True, "7"])
 def test_bad_order_id_type(book: OrderBook, order_id: object) -> None:
-    with pytest.raises(TypeError, match=literal(f"Expected an integer order id, got {order_id!r}")):
+    with pytest.raises(TypeError, match=bad("order_id", "an int", order_id)):
         book.cancel(order_id)
 
 
@@ -491,37 +492,44 @@ def test_numpy_integers_are_accepted(book: OrderBook) -> None:
 
 @pytest.mark.parametrize("n_ticks", [1, 0, -5])
 def test_bad_n_ticks_value(n_ticks: int) -> None:
-    with pytest.raises(ValueError, match=literal(_BAD_N_TICKS.format(n_ticks))):
+    with pytest.raises(ValueError, match=bad("n_ticks", "an int >= 2", n_ticks)):
         OrderBook(n_ticks=n_ticks, capacity=4, n_agents=1)
 
 
 @pytest.mark.parametrize("capacity", [0, -1])
 def test_bad_capacity_value(capacity: int) -> None:
-    with pytest.raises(ValueError, match=literal(_BAD_CAPACITY.format(capacity))):
+    with pytest.raises(ValueError, match=bad("capacity", "an int >= 1", capacity)):
         OrderBook(n_ticks=8, capacity=capacity, n_agents=1)
 
 
 @pytest.mark.parametrize("n_agents", [0, -2])
 def test_bad_n_agents_value(n_agents: int) -> None:
-    with pytest.raises(ValueError, match=literal(_BAD_N_AGENTS.format(n_agents))):
+    with pytest.raises(ValueError, match=bad("n_agents", "an int >= 1", n_agents)):
         OrderBook(n_ticks=8, capacity=4, n_agents=n_agents)
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "template", "value"),
+    ("kwargs", "name", "expected", "value"),
     [
-        ({"n_ticks": 7.9}, _BAD_N_TICKS, 7.9),
-        ({"n_ticks": "64"}, _BAD_N_TICKS, "64"),
-        ({"capacity": 4.0}, _BAD_CAPACITY, 4.0),
-        ({"capacity": True}, _BAD_CAPACITY, True),
-        ({"n_agents": 2.5}, _BAD_N_AGENTS, 2.5),
-        ({"n_agents": None}, _BAD_N_AGENTS, None),
+        ({"n_ticks": 7.9}, "n_ticks", "an int >= 2", 7.9),
+        ({"n_ticks": "64"}, "n_ticks", "an int >= 2", "64"),
+        ({"capacity": 4.0}, "capacity", "an int >= 1", 4.0),
+        ({"capacity": True}, "capacity", "an int >= 1", True),
+        ({"n_agents": 2.5}, "n_agents", "an int >= 1", 2.5),
+        ({"n_agents": None}, "n_agents", "an int >= 1", None),
+        ({"log_capacity": 8.0}, "log_capacity", "an int >= 0", 8.0),
+        ({"fill_capacity": 16.5}, "fill_capacity", "an int", 16.5),
     ],
 )
-def test_bad_constructor_types(kwargs: dict, template: str, value: object) -> None:
+def test_bad_constructor_types(kwargs: dict, name: str, expected: str, value: object) -> None:
     args = {"n_ticks": 8, "capacity": 4, "n_agents": 1, **kwargs}
-    with pytest.raises(TypeError, match=literal(template.format(value))):
+    with pytest.raises(TypeError, match=bad(name, expected, value)):
         OrderBook(**args)
+
+
+def test_bad_log_capacity_value() -> None:
+    with pytest.raises(ValueError, match=bad("log_capacity", "an int >= 0", -1)):
+        OrderBook(n_ticks=8, capacity=4, n_agents=1, log_capacity=-1)
 
 
 def test_smallest_valid_book() -> None:

@@ -18,10 +18,6 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 HEAD = DATA_DIR / "btc_book_15_levels_head.csv"  # first 8 snapshots of the shared file
 
 
-def row_error(path: Path, line: int, problem: str) -> str:
-    return "^" + re.escape(v.ROW_ERROR.format(file=str(path), line=line, problem=problem)) + "$"
-
-
 def edited(tmp_path: Path, row: int, column: str, value: object) -> Path:
     frame = pd.read_csv(HEAD, dtype=str, keep_default_na=False)
     frame.loc[row, column] = str(value)
@@ -51,8 +47,8 @@ def test_prices_and_sizes_by_hand() -> None:
 
 def test_n_levels(tmp_path: Path) -> None:
     assert read_l2_snapshots(HEAD, n_levels=3).book.shape == (8, 3, 4)
-    for bad in (0, 16, 2.5):
-        with pytest.raises(ValueError, match=re.escape(l2mod.BAD_N_LEVELS.format(15, bad))):
+    for bad, error in ((0, ValueError), (16, ValueError), (2.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match=re.escape(f"Expected `n_levels` to be an int in [1, 15], got {bad!r}")):
             read_l2_snapshots(HEAD, n_levels=bad)  # type: ignore[arg-type]
 
 
@@ -88,13 +84,14 @@ def test_newest_first_file_is_sorted(tmp_path: Path) -> None:
                                 previous="2021-04-17 17:25:00.172344")),
     ],
 )  # fmt: skip
-def test_bad_cell_names_file_and_line(tmp_path: Path, row: int, column: str, value: object, problem: str) -> None:
+def test_bad_cell_names_file_and_line(tmp_path: Path, row: int, column: str, value: object, problem: str,
+                                      row_error) -> None:
     path = edited(tmp_path, row, column, value)
     with pytest.raises(DataFormatError, match=row_error(path, row + 2, problem)):
         read_l2_snapshots(path)
 
 
-def test_crossed_book(tmp_path: Path) -> None:
+def test_crossed_book(tmp_path: Path, row_error) -> None:
     path = edited(tmp_path, 5, "bids_distance_0", 1e-4)
     raw = pd.read_csv(path)
     mid = raw.loc[5, "midpoint"]
@@ -103,7 +100,7 @@ def test_crossed_book(tmp_path: Path) -> None:
         read_l2_snapshots(path, n_levels=1)
 
 
-def test_unsorted_levels(tmp_path: Path) -> None:
+def test_unsorted_levels(tmp_path: Path, row_error) -> None:
     raw = pd.read_csv(HEAD)
     path = edited(tmp_path, 1, "asks_distance_2", raw.loc[1, "asks_distance_1"])
     mid = raw.loc[1, "midpoint"]
@@ -164,7 +161,7 @@ def test_absolute_layout_by_hand() -> None:
     np.testing.assert_array_equal(snaps.time, pd.to_datetime(raw["timestamp"], unit="ms").to_numpy())
     assert (snaps.buy_volume == 0).all() and (snaps.sell_volume == 0).all()  # no trade columns in the file
     assert read_l2_snapshots(ABS, n_levels=2).book.shape == (12, 2, 4)
-    with pytest.raises(ValueError, match=re.escape(l2mod.BAD_N_LEVELS.format(5, 6))):
+    with pytest.raises(ValueError, match=re.escape("Expected `n_levels` to be an int in [1, 5], got 6")):
         read_l2_snapshots(ABS, n_levels=6)
 
 
@@ -281,13 +278,13 @@ _ROW4 = {k: float(x) for k, x in pd.read_csv(ABS).iloc[4].items()}
             value="2021-04-17 17:22:00.172", order="oldest-first", previous="2021-04-17 17:25:00.172")),
     ],
 )  # fmt: skip
-def test_absolute_bad_rows_name_file_and_line(tmp_path: Path, changes: dict, problem: str) -> None:
+def test_absolute_bad_rows_name_file_and_line(tmp_path: Path, changes: dict, problem: str, row_error) -> None:
     path = _abs_edit(tmp_path, 4, changes)
     with pytest.raises(DataFormatError, match=row_error(path, 6, problem)):
         read_l2_snapshots(path)
 
 
-def test_unsorted_check_skips_empty_levels(tmp_path: Path) -> None:
+def test_unsorted_check_skips_empty_levels(tmp_path: Path, row_error) -> None:
     # level 3 empty: level 4 is compared with level 2
     path = _abs_edit(tmp_path, 1, {"bid3_size": 0, "bid4_price": _ROW4["bid1_price"] + 5.0})
     raw = pd.read_csv(path)

@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 
 from janus_env.book import BUY, SELL, S_N_LOG, OrderBook
+from janus_env.checks import BAD_VALUE
 from janus_env.data import DataFormatError, LOBSTERData, read_lobster, replay_lobster, write_lobster
 from janus_env.data import lobster as lob
+from janus_env.data import lobster_replay as replay_mod
+from janus_env.data import lobster_write as write_mod
 from janus_env.data import validation as v
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -75,15 +78,6 @@ def write_fixture(directory: Path = DATA_DIR) -> tuple[Path, Path]:
     return messages, orderbook
 
 
-def write_rows(path: Path, rows: list[str]) -> Path:
-    path.write_text("".join(r + "\n" for r in rows))
-    return path
-
-
-def row_error(path: Path, line: int, problem: str) -> str:
-    return "^" + re.escape(v.ROW_ERROR.format(file=str(path), line=line, problem=problem)) + "$"
-
-
 GOOD = [
     "34200.001,1,11,10,1000100,1",
     "34200.002,1,12,5,1000300,-1",
@@ -114,10 +108,11 @@ def test_round_trip_snapshot_for_snapshot(tmp_path: Path, seed: int) -> None:
     np.testing.assert_array_equal(data.direction, events[:, 5])
 
     # the orderbook file equals the original engine's book after every call ...
-    grid = lob.PriceGrid(origin=1_000_000, tick_size=100, n_ticks=256)
+    grid = replay_mod.PriceGrid(origin=1_000_000, tick_size=100, n_ticks=256)
     for n_events, l2 in checkpoints:
         if n_events:
-            np.testing.assert_array_equal(data.orderbook[n_events - 1], lob.to_orderbook_layout(l2[None], grid)[0])
+            want = replay_mod.to_orderbook_layout(l2[None], grid)[0]
+            np.testing.assert_array_equal(data.orderbook[n_events - 1], want)
     # ... and a fresh engine replaying the read-back messages reproduces it after EVERY event
     report, rows = replay_lobster(data, snapshots=True, chunk=97)
     np.testing.assert_array_equal(rows, data.orderbook)
@@ -156,7 +151,7 @@ def test_fixture_replays_exactly() -> None:
 # --------------------------------------------------------------------------- mid-day files
 
 
-def test_mid_day_file_counts_unknown_orders(tmp_path: Path) -> None:
+def test_mid_day_file_counts_unknown_orders(tmp_path: Path, write_rows) -> None:
     rows = [
         "34200.0,2,901,5,1000000,1",   # partial cancel of an order from before the file
         "34200.1,1,1,10,1000000,1",    # known bid 100.00 x 10
@@ -174,7 +169,7 @@ def test_mid_day_file_counts_unknown_orders(tmp_path: Path) -> None:
         "34201.3,3,2,5,1000300,-1",    # delete of an order that is gone: unknown
     ]  # fmt: skip
     data = read_lobster(write_rows(tmp_path / "mid.csv", rows))
-    replayer = lob.LOBSTERReplayer(data)
+    replayer = replay_mod.LOBSTERReplayer(data)
     replayer.replay_to(len(data))
     r = replayer.report()
     assert r.messages == 14
@@ -190,7 +185,7 @@ def test_mid_day_file_counts_unknown_orders(tmp_path: Path) -> None:
     assert l2[0, 2] == -1  # the ask was executed 3 + 5 and is gone
 
 
-def test_resubmitted_id_is_counted(tmp_path: Path) -> None:
+def test_resubmitted_id_is_counted(tmp_path: Path, write_rows) -> None:
     rows = ["1.0,1,5,10,1000000,1", "2.0,1,5,3,1000100,1", "3.0,3,5,3,1000100,1"]
     data = read_lobster(write_rows(tmp_path / "dup.csv", rows))
     report, _ = replay_lobster(data)
@@ -201,31 +196,33 @@ def test_resubmitted_id_is_counted(tmp_path: Path) -> None:
 
 
 def test_price_grid_margin_and_mapping() -> None:
-    g = lob.price_grid(np.array([1_000_000, 1_005_000]), tick_size=100, margin_ticks=3)
-    assert g == lob.PriceGrid(origin=999_700, tick_size=100, n_ticks=51 + 6)
+    g = replay_mod.price_grid(np.array([1_000_000, 1_005_000]), tick_size=100, margin_ticks=3)
+    assert g == replay_mod.PriceGrid(origin=999_700, tick_size=100, n_ticks=51 + 6)
     np.testing.assert_array_equal(g.to_ticks(np.array([999_700, 1_000_000, 1_005_000])), [0, 3, 53])
     np.testing.assert_array_equal(g.to_price(g.to_ticks(np.array([1_002_300]))), [1_002_300])
-    assert lob.price_grid(np.array([1_000_000])).n_ticks == 1 + 2 * 64
+    assert replay_mod.price_grid(np.array([1_000_000])).n_ticks == 1 + 2 * 64
 
 
-@pytest.mark.parametrize("tick", [0, -100, 1.5, True])
-def test_bad_tick(tick: object) -> None:
-    with pytest.raises(ValueError, match=re.escape(lob.BAD_TICK.format(tick))):
-        lob.price_grid(np.array([1_000_000]), tick_size=tick)  # type: ignore[arg-type]
+@pytest.mark.parametrize(("tick", "error"), [(0, ValueError), (-100, ValueError), (1.5, TypeError),
+                                             (True, TypeError), (100.0, TypeError)])
+def test_bad_tick(tick: object, error: type) -> None:
+    message = BAD_VALUE.format(name="tick_size", expected="an int >= 1", value=tick)
+    with pytest.raises(error, match=re.escape(message)):
+        replay_mod.price_grid(np.array([1_000_000]), tick_size=tick)  # type: ignore[arg-type]
 
 
-def test_off_grid_price_names_the_line(tmp_path: Path) -> None:
+def test_off_grid_price_names_the_line(tmp_path: Path, write_rows, row_error) -> None:
     path = write_rows(tmp_path / "m.csv", ["1.0,1,1,10,1000000,1", "2.0,1,2,10,1000050,-1"])
     data = read_lobster(path)
-    problem = lob.OFF_GRID.format(price=1000050, origin=1000000 - 64 * 100, tick=100)
+    problem = replay_mod.OFF_GRID.format(price=1000050, origin=1000000 - 64 * 100, tick=100)
     with pytest.raises(DataFormatError, match=row_error(path, 2, problem)):
-        lob.LOBSTERReplayer(data)
-    assert lob.LOBSTERReplayer(data, tick_size=50).grid.tick_size == 50
+        replay_mod.LOBSTERReplayer(data)
+    assert replay_mod.LOBSTERReplayer(data, tick_size=50).grid.tick_size == 50
 
 
 def test_capacity_bound_matches_replay() -> None:
     data = read_lobster(*fixture_paths())
-    replayer = lob.LOBSTERReplayer(data)
+    replayer = replay_mod.LOBSTERReplayer(data)
     bound = replayer.book.orders.shape[0] - 64
     live = []
     replayer.reset()
@@ -233,7 +230,7 @@ def test_capacity_bound_matches_replay() -> None:
         replayer.replay_to(stop)
         live.append(int((replayer.book.orders[:, 4] > 0).sum()))
     # room for one synthetic order per level that comes into view (rule 4); the complete fixture needs none
-    revealed = sum(int(m.sum()) for m in lob.revealed_cells(data.orderbook))
+    revealed = sum(int(m.sum()) for m in replay_mod.revealed_cells(data.orderbook))
     assert revealed > 0 and replayer.report().revealed_levels == revealed
     assert replayer.report().revealed_orders == replayer.report().trimmed_orders == 0
     assert bound == max(live) + revealed
@@ -261,27 +258,27 @@ def test_capacity_bound_matches_replay() -> None:
         ("inf,2,11,4,1000100,1", v.NOT_FINITE.format(column="time", value=float("inf"))),
     ],
 )
-def test_bad_message_row_names_file_and_line(tmp_path: Path, row: str, problem: str) -> None:
+def test_bad_message_row_names_file_and_line(tmp_path: Path, row: str, problem: str, write_rows, row_error) -> None:
     rows = GOOD[:2] + [row] + GOOD[3:]
     path = write_rows(tmp_path / "bad_message.csv", rows)
     with pytest.raises(DataFormatError, match=row_error(path, 3, problem)):
         lob.read_lobster_messages(path)
 
 
-def test_first_bad_row_wins(tmp_path: Path) -> None:
+def test_first_bad_row_wins(tmp_path: Path, write_rows, row_error) -> None:
     rows = GOOD[:1] + ["34200.002,1,12,-5,1000300,-1", "34200.003,8,11,4,1000100,1"] + GOOD[3:]
     path = write_rows(tmp_path / "two_bad.csv", rows)
     with pytest.raises(DataFormatError, match=row_error(path, 2, v.NEGATIVE.format(column="size", value=-5))):
         lob.read_lobster_messages(path)
 
 
-def test_halt_rows_are_valid(tmp_path: Path) -> None:
+def test_halt_rows_are_valid(tmp_path: Path, write_rows) -> None:
     frame = lob.read_lobster_messages(write_rows(tmp_path / "halt.csv", GOOD + ["34200.006,7,0,0,-1,-1"]))
     assert frame["type"].tolist()[-1] == 7 and list(frame.columns) == list(lob.MESSAGE_COLUMNS)
     assert frame.dtypes["time"] == np.float64 and frame.dtypes["price"] == np.int64
 
 
-def test_wrong_column_count(tmp_path: Path) -> None:
+def test_wrong_column_count(tmp_path: Path, write_rows, row_error) -> None:
     path = write_rows(tmp_path / "seven.csv", [r + ",0" for r in GOOD])
     problem = lob.EXTRA_COLUMNS.format(problem=v.WRONG_FIELD_COUNT.format(expected=6, found=7))
     with pytest.raises(DataFormatError, match=row_error(path, 1, problem)):
@@ -294,7 +291,7 @@ def test_wrong_column_count(tmp_path: Path) -> None:
         lob.read_lobster_messages(ragged)
 
 
-def test_blank_line_is_reported_and_trailing_blank_ignored(tmp_path: Path) -> None:
+def test_blank_line_is_reported_and_trailing_blank_ignored(tmp_path: Path, write_rows, row_error) -> None:
     assert len(lob.read_lobster_messages(write_rows(tmp_path / "t.csv", GOOD + ["", ""]))) == 5
     path = write_rows(tmp_path / "b.csv", GOOD[:2] + [""] + GOOD[2:])
     with pytest.raises(DataFormatError, match=row_error(path, 3, v.MISSING_VALUE.format(column="time"))):
@@ -331,14 +328,14 @@ EMPTY_LEVEL = "9999999999,0,-9999999999,0"
         ("1000300,5,1000100,abc," + EMPTY_LEVEL, v.NON_NUMERIC.format(column="bid_sz1", value="abc")),
     ],
 )  # fmt: skip
-def test_bad_orderbook_row(tmp_path: Path, row: str, problem: str) -> None:
+def test_bad_orderbook_row(tmp_path: Path, row: str, problem: str, write_rows, row_error) -> None:
     good = "1000300,5,1000100,5," + EMPTY_LEVEL
     path = write_rows(tmp_path / "ob.csv", [good, good, row, good])
     with pytest.raises(DataFormatError, match=row_error(path, 3, problem)):
         lob.read_lobster_orderbook(path)
 
 
-def test_orderbook_shape_errors(tmp_path: Path) -> None:
+def test_orderbook_shape_errors(tmp_path: Path, write_rows, row_error) -> None:
     odd = write_rows(tmp_path / "odd.csv", ["1,2,3"])
     with pytest.raises(DataFormatError, match=row_error(odd, 1, lob.BAD_ORDERBOOK_WIDTH.format(found=3))):
         lob.read_lobster_orderbook(odd)
@@ -350,24 +347,35 @@ def test_orderbook_shape_errors(tmp_path: Path) -> None:
 
 
 def test_writer_rejects_bad_events(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=re.escape(lob.BAD_EVENTS.format("shape (3, 5)"))):
+    with pytest.raises(ValueError, match=re.escape(write_mod.BAD_EVENTS.format("shape (3, 5)"))):
         write_lobster(np.zeros((3, 5), dtype=np.int64), tmp_path / "m.csv")
-    with pytest.raises(TypeError, match=re.escape(lob.BAD_EVENTS.format("dtype float64"))):
+    with pytest.raises(TypeError, match=re.escape(write_mod.BAD_EVENTS.format("dtype float64"))):
         write_lobster(np.zeros((3, 6)), tmp_path / "m.csv")
     events = np.array([[1, 1, 5, 3, 10, 1], [2, 6, 0, 3, 10, 1]], dtype=np.int64)
-    with pytest.raises(ValueError, match=re.escape(lob.BAD_EVENT_LOG_TYPE.format(row=1, value=6))):
+    with pytest.raises(ValueError, match=re.escape(write_mod.BAD_EVENT_LOG_TYPE.format(row=1, value=6))):
         write_lobster(events, tmp_path / "m.csv")
-    with pytest.raises(ValueError, match=re.escape(lob.BAD_N_LEVELS.format(0))):
+    with pytest.raises(ValueError, match=re.escape("Expected `n_levels` to be an int >= 1, got 0")):
         write_lobster(events[:1], tmp_path / "m.csv", n_levels=0)
+    with pytest.raises(TypeError, match=re.escape("Expected `n_levels` to be an int >= 1, got 2.5")):
+        write_lobster(events[:1], tmp_path / "m.csv", n_levels=2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=re.escape("Expected `tick_size` to be an int >= 1, got 0.01")):
+        write_lobster(events[:1], tmp_path / "m.csv", tick_size=0.01)  # type: ignore[arg-type]
 
 
 def test_replay_to_bounds() -> None:
-    replayer = lob.LOBSTERReplayer(read_lobster(fixture_paths()[0]))
+    replayer = replay_mod.LOBSTERReplayer(read_lobster(fixture_paths()[0]))
     replayer.replay_to(10)
-    with pytest.raises(ValueError, match=re.escape(lob.BAD_STOP.format(10, 562, 5))):
+    with pytest.raises(ValueError, match=re.escape("Expected `stop` to be an int in [10, 562], got 5")):
         replayer.replay_to(5)
-    with pytest.raises(ValueError, match=re.escape(lob.BAD_STOP.format(10, 562, 600))):
+    with pytest.raises(ValueError, match=re.escape("Expected `stop` to be an int in [10, 562], got 600")):
         replayer.replay_to(600)
+    with pytest.raises(TypeError, match=re.escape("Expected `stop` to be an int in [10, 562], got 20.0")):
+        replayer.replay_to(20.0)  # type: ignore[arg-type]
+    assert replayer.position == 10  # nothing applied by the rejected calls
+    with pytest.raises(ValueError, match=re.escape("Expected `side` to be one of (1, -1), got 0")):
+        replayer.market(0, 5)
+    with pytest.raises(TypeError, match=re.escape("Expected `qty` to be an int, got 5.0")):
+        replayer.market(BUY, 5.0)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -23,10 +23,6 @@ GOOGL = DATA_DIR / "STOCKS_GOOGL_head.csv"  # gym-anytrading STOCKS_GOOGL layout
 FOREX = DATA_DIR / "FOREX_EURUSD_1H_ASK_head.csv"  # gym-anytrading FOREX layout (Dukascopy times)
 
 
-def row_error(path: Path, line: int, problem: str) -> str:
-    return "^" + re.escape(v.ROW_ERROR.format(file=str(path), line=line, problem=problem)) + "$"
-
-
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -116,13 +112,13 @@ GOOGL_ROW = "2009-05-27,203.023026,206.136139,202.607605,202.982986,202.982986,6
          v.NOT_MONOTONIC.format(value="2009-05-25", order="oldest-first", previous="2009-05-26")),
     ],
 )  # fmt: skip
-def test_bad_row_names_file_and_line(tmp_path: Path, row: str, problem: str) -> None:
+def test_bad_row_names_file_and_line(tmp_path: Path, row: str, problem: str, row_error) -> None:
     path = write(tmp_path / "googl.csv", GOOGL.read_text().replace(GOOGL_ROW, row))
     with pytest.raises(DataFormatError, match=row_error(path, 4, problem)):
         read_ohlcv(path)
 
 
-def test_line_numbers_count_the_credit_line(tmp_path: Path) -> None:
+def test_line_numbers_count_the_credit_line(tmp_path: Path, row_error) -> None:
     lines = COINBASE.read_text().splitlines()
     fields = lines[4].split(",")
     fields[3] = str(float(fields[4]) - 1)  # high below low on the third data row = file line 5
@@ -166,12 +162,17 @@ def test_synthetic_book_edge_cases() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "name", "rule", "value"),
-    [({"n_levels": 0}, "n_levels", ">= 1", 0), ({"tick_size": 0.0}, "tick_size", "> 0", 0.0),
-     ({"decay": -1.0}, "decay", "> 0", -1.0), ({"spread_fraction": -0.1}, "spread_fraction", ">= 0", -0.1)],
+    ("kwargs", "error", "message"),
+    [({"n_levels": 0}, ValueError, "Expected `n_levels` to be an int >= 1, got 0"),
+     ({"n_levels": 2.0}, TypeError, "Expected `n_levels` to be an int >= 1, got 2.0"),
+     ({"tick_size": 0.0}, ValueError, "Expected `tick_size` to be a finite number > 0, got 0.0"),
+     ({"decay": -1.0}, ValueError, "Expected `decay` to be a finite number > 0, got -1.0"),
+     ({"spread_fraction": -0.1}, ValueError, "Expected `spread_fraction` to be a finite number >= 0, got -0.1"),
+     ({"level_fraction": float("nan")}, ValueError,
+      "Expected `level_fraction` to be a finite number >= 0 or None, got nan")],
 )  # fmt: skip
-def test_bad_book_args(kwargs: dict, name: str, rule: str, value: object) -> None:
-    with pytest.raises(ValueError, match=re.escape(om.BAD_BOOK_ARG.format(name, rule, value))):
+def test_bad_book_args(kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=re.escape(message)):
         synthetic_book(2.0, 1.0, 1.5, 10.0, **kwargs)
 
 
@@ -228,7 +229,7 @@ def test_wide_name_variants(tmp_path: Path, pattern: str) -> None:
     np.testing.assert_array_equal(read_ohlcv(path, asset="ETH").close, read_ohlcv(WIDE, asset="ETH").close)
 
 
-def test_wide_file_validates_only_the_chosen_asset(tmp_path: Path) -> None:
+def test_wide_file_validates_only_the_chosen_asset(tmp_path: Path, row_error) -> None:
     raw = pd.read_csv(WIDE, dtype=str)
     raw.loc[4, "BTC:close"] = "abc"  # file line 6
     raw.loc[7, "ETH:low"] = "-1"  # file line 9
@@ -240,7 +241,7 @@ def test_wide_file_validates_only_the_chosen_asset(tmp_path: Path) -> None:
         read_ohlcv(path, asset="ETH")
 
 
-def test_skip_empty_rows(tmp_path: Path) -> None:
+def test_skip_empty_rows(tmp_path: Path, row_error) -> None:
     raw = pd.read_csv(WIDE, dtype=str)
     raw.loc[:2, [f"ETH:{f}" for f in FIELDS]] = ""  # ETH starts trading on the 4th hour
     path = tmp_path / "late.csv"
@@ -269,7 +270,7 @@ def _long_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_long_file_asset_filter(tmp_path: Path) -> None:
+def test_long_file_asset_filter(tmp_path: Path, row_error) -> None:
     path = _long_file(tmp_path)
     bars = read_ohlcv(path, asset="eth")
     wide = read_ohlcv(WIDE, asset="ETH")

@@ -10,7 +10,7 @@ import pytest
 
 import envs_registry  # noqa: F401
 from agents.baselines import AlmgrenChrissPolicy, TWAPPolicy
-from janus_env.execution_env import almgren_chriss_kappa, almgren_chriss_schedule
+from janus_env.execution_env import JanusExecutionEnv, almgren_chriss_kappa, almgren_chriss_schedule
 
 
 def test_schedule_endpoints_monotone_and_twap_limit() -> None:
@@ -26,8 +26,10 @@ def test_schedule_endpoints_monotone_and_twap_limit() -> None:
 def test_kappa_formula() -> None:
     kappa = almgren_chriss_kappa(risk_aversion=1e-6, sigma=0.05, eta=1e-4)
     assert np.cosh(kappa) == pytest.approx(1 + 1e-6 * 0.05**2 / (2 * 1e-4))
-    with pytest.raises(ValueError, match=re.escape("Expected `eta` > 0, got 0.0")):
+    with pytest.raises(ValueError, match=re.escape("Expected `eta` to be a finite number > 0, got 0.0")):
         almgren_chriss_kappa(1.0, 1.0, 0.0)
+    with pytest.raises(TypeError, match=re.escape("Expected `sigma` to be a finite number >= 0, got True")):
+        almgren_chriss_kappa(1.0, True, 1.0)
 
 
 def _run(env, policy, seed: int) -> tuple[float, dict]:
@@ -68,5 +70,12 @@ def test_discrete_variant_and_bad_arguments() -> None:
     assert info["remaining"] == 2500
     with pytest.raises(ValueError, match=re.escape("Expected `shares` to be a positive multiple of `lot`, got 150 (lot=100)")):
         gym.make("Janus-Execution-v0", shares=150)
-    with pytest.raises(ValueError, match=re.escape("Expected `horizon` >= 1, got 0")):
+    with pytest.raises(ValueError, match=re.escape("Expected `horizon` to be an int >= 1, got 0")):
         gym.make("Janus-Execution-v0", horizon=0)
+    with pytest.raises(TypeError, match=re.escape("Expected `horizon` to be an int >= 1, got 8.0")):
+        gym.make("Janus-Execution-v0", horizon=8.0)
+    with pytest.raises(ValueError, match=re.escape(
+            "Expected `action_type` to be one of ('continuous', 'discrete'), got 'sized'")):  # fmt: skip
+        gym.make("Janus-Execution-v0", action_type="sized")
+    with pytest.raises(ValueError, match=re.escape("Expected `render_mode` to be one of ('ansi'), got 'human'")):
+        JanusExecutionEnv(render_mode="human")  # not through gym.make, which warns about the mode first

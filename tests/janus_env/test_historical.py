@@ -12,6 +12,7 @@ import pytest
 
 from janus_env import historical as hist
 from janus_env.book import BUY, SELL
+from janus_env.checks import BAD_VALUE, NEED_RESET_FOR
 from janus_env.data import DataFormatError, L2Snapshots, read_l2_snapshots, read_lobster, read_ohlcv
 from janus_env.data import validation as v
 from janus_env.samples import sample_path
@@ -20,11 +21,13 @@ from janus_env.historical import (
     L2SnapshotSource,
     LOBSTERSource,
     OHLCVSource,
+    RecordedBookSource,
     load_source,
     walk_book,
 )
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+BAD_KIND_CSV = "Expected `kind` to be one of ('l2', 'ohlcv', 'lobster'), got 'csv'"
 L2_HEAD = DATA_DIR / "btc_book_15_levels_head.csv"
 HOURLY = DATA_DIR / "btc_usd_hourly_head.csv"
 GOOGL = DATA_DIR / "STOCKS_GOOGL_head.csv"
@@ -237,18 +240,28 @@ def test_errors(make) -> None:
     src: HistoricalSource = make()
     for method, call in (("book", src.book), ("traded", src.traded), ("advance", src.advance),
                          ("execute", lambda: src.execute(BUY, 1.0))):  # fmt: skip
-        with pytest.raises(RuntimeError, match=re.escape(hist.NOT_RESET.format(method))):
+        with pytest.raises(RuntimeError, match=re.escape(NEED_RESET_FOR.format(method))):
             call()
-    for start in (-1, len(src), 1.5):
-        with pytest.raises(ValueError, match=re.escape(hist.BAD_START.format(len(src), start))):
+    for start, error in ((-1, ValueError), (len(src), ValueError), (1.5, TypeError), (True, TypeError)):
+        message = BAD_VALUE.format(name="start", expected=f"an int in [0, {len(src) - 1}]", value=start)
+        with pytest.raises(error, match=re.escape(message)):
             src.reset(start)  # type: ignore[arg-type]
     src.reset(len(src) - 1)
-    for side in (0, 2, True):
-        with pytest.raises(ValueError, match=re.escape(hist.BAD_SIDE.format(side))):
+    for side in (0, 2):
+        with pytest.raises(ValueError, match=re.escape(f"Expected `side` to be one of (1, -1), got {side}")):
             src.execute(side, 1.0)
-    for qty in (-1.0, float("nan"), float("inf"), "x"):
-        with pytest.raises(ValueError, match=re.escape(hist.BAD_QTY.format(qty))):
+    for side in (True, 1.0):
+        with pytest.raises(TypeError, match=re.escape(f"Expected `side` to be an int, got {side!r}")):
+            src.execute(side, 1.0)  # type: ignore[arg-type]
+    for qty, error in ((-1.0, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+                       ("x", TypeError), (True, TypeError)):  # fmt: skip
+        with pytest.raises(error, match=re.escape(f"Expected `qty` to be a finite number >= 0, got {qty!r}")):
             src.execute(BUY, qty)  # type: ignore[arg-type]
+    if isinstance(src, RecordedBookSource):  # the recorded books fill on a quantity grid
+        for step, error in ((0.0, ValueError), (float("nan"), ValueError), ("0.01", TypeError)):
+            message = f"Expected `qty_step` to be a finite number > 0 or None, got {step!r}"
+            with pytest.raises(error, match=re.escape(message)):
+                src.execute(BUY, 1.0, qty_step=step)  # type: ignore[arg-type]
     with pytest.raises(IndexError, match=re.escape(hist.PAST_END.format(len(src) - 1, len(src)))):
         src.advance()
     assert src.book().shape == (src.n_levels, 4) and src.book().dtype == np.float64
@@ -257,8 +270,17 @@ def test_errors(make) -> None:
 def test_lobster_source_arguments() -> None:
     with pytest.raises(ValueError, match=re.escape(hist.BAD_STEP_ARGS.format(10, 1.0))):
         LOBSTERSource(LOB_MSG, step_messages=10, step_seconds=1.0)
-    with pytest.raises(ValueError, match=re.escape(hist.BAD_STEP_ARGS.format(0, None))):
+    with pytest.raises(ValueError, match=re.escape("Expected `step_messages` to be an int >= 1 or None, got 0")):
         LOBSTERSource(LOB_MSG, step_messages=0)
+    with pytest.raises(TypeError, match=re.escape("Expected `step_messages` to be an int >= 1 or None, got 10.5")):
+        LOBSTERSource(LOB_MSG, step_messages=10.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=re.escape("Expected `step_seconds` to be a finite number > 0 or None, "
+                                                   "got -1.0")):  # fmt: skip
+        LOBSTERSource(LOB_MSG, step_seconds=-1.0)
+    with pytest.raises(ValueError, match=re.escape("Expected `tick_size` to be a finite number > 0, got nan")):
+        LOBSTERSource(LOB_MSG, tick_size=float("nan"))
+    with pytest.raises(TypeError, match=re.escape("Expected `n_levels` to be an int >= 1, got 2.0")):
+        LOBSTERSource(LOB_MSG, n_levels=2.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=re.escape(hist.BAD_TICK.format(0.00015))):
         LOBSTERSource(LOB_MSG, tick_size=0.00015)
     with pytest.raises(ValueError, match=re.escape(hist.TOO_SHORT.format(562))):
@@ -287,7 +309,7 @@ def test_load_source_sniffs(tmp_path: Path) -> None:
     junk.write_text("a,b\n1,2\n")
     with pytest.raises(DataFormatError, match=re.escape(v.FILE_ERROR.format(file=junk, problem=hist.UNKNOWN_FORMAT))):
         load_source(junk)
-    with pytest.raises(ValueError, match=re.escape(hist.BAD_KIND.format(hist.KINDS, "csv"))):
+    with pytest.raises(ValueError, match=re.escape(BAD_KIND_CSV)):
         load_source({"path": GOOGL, "kind": "csv"})
     with pytest.raises(TypeError, match=re.escape(hist.BAD_SPEC.format(42))):
         load_source(42)
@@ -379,7 +401,7 @@ def test_load_source_rejects_unknown_options() -> None:
         load_source(bars, asset="ETH")
     with pytest.raises(ValueError, match=re.escape(hist.READ_OPTIONS_NEED_FILE.format(["columns"]))):
         L2SnapshotSource(hand_book(), columns={"time": "t"})
-    with pytest.raises(ValueError, match=re.escape(hist.BAD_KIND.format(hist.KINDS, "csv"))):
+    with pytest.raises(ValueError, match=re.escape(BAD_KIND_CSV)):
         hist.data_options("csv")
 
 

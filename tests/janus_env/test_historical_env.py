@@ -81,8 +81,10 @@ def test_bad_historical_arguments(l2_file: Path) -> None:
     with pytest.raises(ValueError, match=re.escape("scenario='historical' needs `data`")):
         JanusLOBEnv(scenario="historical")
     env = JanusLOBEnv(scenario="historical", data=l2_file, **BTC)
-    with pytest.raises(ValueError, match=re.escape("Expected options['start'] in [0,")):
+    with pytest.raises(ValueError, match=re.escape("Expected `options['start']` to be an int in [0,")):
         env.reset(options={"start": 10_000})
+    with pytest.raises(TypeError, match=re.escape("Expected `options['start']` to be an int in [0,")):
+        env.reset(options={"start": 3.0})
     with pytest.raises(ValueError, match=re.escape("options['start'] only applies to scenario='historical'")):
         JanusLOBEnv().reset(options={"start": 3})
 
@@ -98,3 +100,11 @@ def test_walk_forward_split_keeps_train_and_test_rows_apart(l2_file: Path) -> No
         assert test._market.source.step - BTC["window"] + 1 >= n // 2
     with pytest.raises(ValueError, match=re.escape("Expected `data_split` = (lo, hi) with 0 <= lo < hi <= 1")):
         JanusLOBEnv(scenario="historical", data=l2_file, data_split=(0.6, 0.2), **BTC)
+    with pytest.raises(ValueError, match=re.escape("Expected `data_split[1]` to be a number in [0, 1], got 1.5")):
+        JanusLOBEnv(scenario="historical", data=l2_file, data_split=(0.5, 1.5), **BTC)
+    with pytest.raises(ValueError, match=re.escape("Expected `data_split[0]` to be a number in [0, 1], got nan")):
+        JanusLOBEnv(scenario="historical", data=l2_file, data_split=(float("nan"), 1.0), **BTC)
+    with pytest.raises(TypeError, match=re.escape("Expected `data_split[0]` to be a number in [0, 1], got '0'")):
+        JanusLOBEnv(scenario="historical", data=l2_file, data_split=("0", 1.0), **BTC)
+    with pytest.raises(TypeError, match=re.escape("Expected `data_split` = (lo, hi) with 0 <= lo < hi <= 1, got (0.1")):
+        JanusLOBEnv(scenario="historical", data=l2_file, data_split=(0.1, 0.5, 0.9), **BTC)

@@ -10,6 +10,7 @@ real file hides: orders deeper than its levels and orders from before it).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import envs_registry  # noqa: F401  (registers Janus-LOB-v0)
-from janus_env.book import BUY, O_AGENT, O_QTY, O_SIDE, SELL
+from janus_env.book import BUY, EV_DELETE, EV_EXECUTE, O_AGENT, O_QTY, O_SIDE, SELL
 from janus_env.data import (
     DataFormatError,
     LOBSTERData,
@@ -31,6 +32,8 @@ from janus_env.data import (
     write_lobster,
 )
 from janus_env.data import lobster as lob
+from janus_env.data import lobster_replay as replay_mod
+from janus_env.data import lobster_write as write_mod
 from janus_env.data import validation as v
 from janus_env.historical import LOBSTERSource, load_source, sniff_format
 from janus_env.samples import sample_path
@@ -39,15 +42,6 @@ AAPL = sample_path("lobster_aapl")
 AAPL_BOOK = sample_path("lobster_aapl_orderbook")
 EMPTY_LEVEL = "9999999999,0,-9999999999,0"
 NO_BID = "-9999999999,0"
-
-
-def write_rows(path: Path, rows: list[str]) -> Path:
-    path.write_text("".join(r + "\n" for r in rows))
-    return path
-
-
-def row_error(path: Path | str, line: int, problem: str) -> str:
-    return "^" + re.escape(v.ROW_ERROR.format(file=str(path), line=line, problem=problem)) + "$"
 
 
 def best_levels(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +61,7 @@ def executions_at_best(data: LOBSTERData, rows: np.ndarray, before_first: np.nda
     ``before_first``: the orderbook-layout top level before message 0 (ask px, ask qty, bid px, bid qty).
     """
     before = np.vstack([before_first[None], rows[:-1, :4]])
-    ex = data.type == lob.EV_EXECUTE
+    ex = data.type == EV_EXECUTE
     best = np.where(data.direction == BUY, before[:, 2], before[:, 0])
     return int((ex & (best == data.price)).sum())
 
@@ -75,7 +69,7 @@ def executions_at_best(data: LOBSTERData, rows: np.ndarray, before_first: np.nda
 
 
 def events_data(events: np.ndarray) -> LOBSTERData:
-    grid = lob.PriceGrid(origin=1_000_000, tick_size=100, n_ticks=1024)
+    grid = replay_mod.PriceGrid(origin=1_000_000, tick_size=100, n_ticks=1024)
     return LOBSTERData(
         time=34_200.0 + events[:, 0] * 1e-3, type=events[:, 1].copy(), order_id=events[:, 2].copy(),
         size=events[:, 3].copy(), price=grid.to_price(events[:, 4]), direction=events[:, 5].copy(),
@@ -91,7 +85,7 @@ def aapl() -> LOBSTERData:
 
 
 @pytest.fixture(scope="module")
-def aapl_replay(aapl: LOBSTERData) -> tuple[lob.ReplayReport, np.ndarray]:
+def aapl_replay(aapl: LOBSTERData) -> tuple[replay_mod.ReplayReport, np.ndarray]:
     return replay_lobster(aapl, snapshots=True)
 
 
@@ -112,7 +106,7 @@ def test_aapl_all_levels_match_and_the_copied_cells_are_only_level_10(aapl: LOBS
     report, rows = aapl_replay
     truth = aapl.orderbook
     assert report.snapshot_mismatches == int((~(rows == truth).all(axis=1)).sum()) == 0
-    ask, bid = lob.revealed_cells(truth)
+    ask, bid = replay_mod.revealed_cells(truth)
     assert report.revealed_levels == int(ask.sum() + bid.sum()) == 318  # 176 ask, 142 bid
     assert set(np.nonzero(ask)[1]) == set(np.nonzero(bid)[1]) == {9}  # only the 10th level, never the top
     copied = np.zeros_like(truth, dtype=bool)
@@ -126,7 +120,7 @@ def test_aapl_all_levels_match_and_the_copied_cells_are_only_level_10(aapl: LOBS
 def test_aapl_replay_reads_only_row_0_and_the_revealed_cells(aapl: LOBSTERData, aapl_replay) -> None:
     """Changing any size the rules do not read changes nothing; changing a later revealed cell changes nothing before it."""
     _, rows = aapl_replay
-    ask, bid = lob.revealed_cells(aapl.orderbook)
+    ask, bid = replay_mod.revealed_cells(aapl.orderbook)
     read = np.zeros_like(aapl.orderbook, dtype=bool)
     read[:, 1::4], read[:, 3::4] = ask, bid
     read[0] = True
@@ -170,14 +164,14 @@ def test_aapl_without_revealed_levels(aapl: LOBSTERData) -> None:
     assert report.unknown_executions == 4 and report.executions_at_best == 94
     assert 1 - report.snapshot_mismatches / report.messages == pytest.approx(113 / 999)
     assert report.revealed_levels == report.revealed_orders == report.trimmed_orders == 0
-    assert (aapl.type[146], aapl.price[146], aapl.direction[146]) == (lob.EV_DELETE, 5855100, BUY)
+    assert (aapl.type[146], aapl.price[146], aapl.direction[146]) == (EV_DELETE, 5855100, BUY)
     assert rows[146, 38:40].tolist() != [5854000, 50] == truth[146, 38:40].tolist()  # missing without rule 4
 
 
 def test_aapl_never_crossed_and_executions_at_best(aapl: LOBSTERData, aapl_replay) -> None:
     report, rows = aapl_replay
     assert report.crossed_rows == report.crossed == 0 and never_crossed(rows)
-    side, price, _ = lob.initial_book(aapl)
+    side, price, _ = replay_mod.initial_book(aapl)
     first = np.array([price[side == SELL].min(), 0, price[side == BUY].max(), 0])  # the book before message 0
     at_best = executions_at_best(aapl, rows, first)
     assert at_best == report.executions_at_best
@@ -208,10 +202,17 @@ def test_aapl_without_initial_state(aapl: LOBSTERData) -> None:
 # --------------------------------------------------------------------------- initial state
 
 
-def _data(tmp_path: Path, messages: list[str], book: list[str] | None = None) -> LOBSTERData:
-    msg = write_rows(tmp_path / "t_message_1.csv", messages)
-    ob = None if book is None else write_rows(tmp_path / "t_orderbook_1.csv", book)
-    return read_lobster(msg, ob)
+@pytest.fixture
+def lobster_data(tmp_path: Path, write_rows) -> Callable[..., LOBSTERData]:
+    """``lobster_data(messages, book=None)``: the rows written to ``t_message_1.csv`` (and ``t_orderbook_1.csv``) in
+    ``tmp_path``, read back."""
+
+    def read(messages: list[str], book: list[str] | None = None) -> LOBSTERData:
+        msg = write_rows(tmp_path / "t_message_1.csv", messages)
+        ob = None if book is None else write_rows(tmp_path / "t_orderbook_1.csv", book)
+        return read_lobster(msg, ob)
+
+    return read
 
 
 @pytest.mark.parametrize(
@@ -229,56 +230,58 @@ def _data(tmp_path: Path, messages: list[str], book: list[str] | None = None) ->
         ("1.0,5,0,9,1000200,1", [(BUY, 1000100, 5), (BUY, 1000000, 4), (SELL, 1000300, 2)]),
     ],
 )
-def test_initial_book_undoes_message_zero(tmp_path: Path, message: str, want: list[tuple]) -> None:
+def test_initial_book_undoes_message_zero(message: str, want: list[tuple], lobster_data) -> None:
     row0 = "1000300,2,1000100,5,9999999999,0,1000000,4"
-    data = _data(tmp_path, [message], [row0])
-    side, price, qty = lob.initial_book(data)
+    data = lobster_data([message], [row0])
+    side, price, qty = replay_mod.initial_book(data)
     assert list(zip(side.tolist(), price.tolist(), qty.tolist())) == want
     report, rows = replay_lobster(data, snapshots=True)
     np.testing.assert_array_equal(rows, data.orderbook)  # replaying message 0 from it gives row 0 back
     assert report.initial_orders == len(want) and report.unknown_cancels == report.unknown_executions == 0
 
 
-def test_submission_of_message_zero_keeps_its_id(tmp_path: Path) -> None:
+def test_submission_of_message_zero_keeps_its_id(lobster_data) -> None:
     book = ["1000300,2,1000100,5", "1000300,2,1000100,3"]
-    data = _data(tmp_path, ["1.0,1,7,5,1000100,1", "1.1,2,7,2,1000100,1"], book)
+    data = lobster_data(["1.0,1,7,5,1000100,1", "1.1,2,7,2,1000100,1"], book)
     report, rows = replay_lobster(data, snapshots=True)
     np.testing.assert_array_equal(rows, data.orderbook)
     assert report.preexisting_matches == 0 and report.unknown_cancels == 0  # id 7 is known
 
 
-def test_initial_book_rejects_a_foreign_orderbook(tmp_path: Path) -> None:
-    data = _data(tmp_path, ["1.0,1,7,50,1000100,1"], ["1000300,2,1000100,5"])
-    problem = lob.SEED_MISSING.format(side="bid", size=50, price=1000100)
+def test_initial_book_rejects_a_foreign_orderbook(tmp_path: Path, lobster_data, row_error) -> None:
+    data = lobster_data(["1.0,1,7,50,1000100,1"], ["1000300,2,1000100,5"])
+    problem = replay_mod.SEED_MISSING.format(side="bid", size=50, price=1000100)
     with pytest.raises(DataFormatError, match=row_error(tmp_path / "t_orderbook_1.csv", 1, problem)):
-        lob.LOBSTERReplayer(data)
-    assert lob.LOBSTERReplayer(data, initial_state=False).report().initial_orders == 0
+        replay_mod.LOBSTERReplayer(data)
+    assert replay_mod.LOBSTERReplayer(data, initial_state=False).report().initial_orders == 0
 
 
-def test_initial_state_needs_an_orderbook(tmp_path: Path) -> None:
-    data = _data(tmp_path, ["1.0,1,7,5,1000100,1"])
-    with pytest.raises(ValueError, match=re.escape(lob.NO_ORDERBOOK)):
-        lob.LOBSTERReplayer(data, initial_state=True)
-    with pytest.raises(ValueError, match=re.escape(lob.NO_ORDERBOOK)):
-        lob.initial_book(data)
-    assert lob.LOBSTERReplayer(data).initial_state is False
-    with pytest.raises(TypeError, match=re.escape(lob.BAD_INITIAL_STATE.format("false"))):
-        lob.LOBSTERReplayer(data, initial_state="false")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=re.escape(lob.BAD_REMOVE_STALE.format(0))):
-        lob.LOBSTERReplayer(data, remove_stale=0)  # type: ignore[arg-type]
+def test_initial_state_needs_an_orderbook(lobster_data) -> None:
+    data = lobster_data(["1.0,1,7,5,1000100,1"])
+    with pytest.raises(ValueError, match=re.escape(replay_mod.NO_ORDERBOOK)):
+        replay_mod.LOBSTERReplayer(data, initial_state=True)
+    with pytest.raises(ValueError, match=re.escape(replay_mod.NO_ORDERBOOK)):
+        replay_mod.initial_book(data)
+    assert replay_mod.LOBSTERReplayer(data).initial_state is False
+    with pytest.raises(TypeError, match=re.escape("Expected `initial_state` to be a bool or None, got 'false'")):
+        replay_mod.LOBSTERReplayer(data, initial_state="false")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=re.escape("Expected `remove_stale` to be a bool, got 0")):
+        replay_mod.LOBSTERReplayer(data, remove_stale=0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=re.escape("Expected `remove_stale` to be a bool, got None")):
+        replay_mod.LOBSTERReplayer(data, remove_stale=None)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- stale-order rules
 
 
-def test_rule_1_crossing_submission_removes_what_it_crosses(tmp_path: Path) -> None:
+def test_rule_1_crossing_submission_removes_what_it_crosses(lobster_data) -> None:
     rows = [
         "1.0,1,1,5,1000300,-1",  # ask 100.03 x 5
         "1.1,1,2,7,1000400,-1",  # ask 100.04 x 7
         "1.2,1,3,4,1000600,-1",  # ask 100.06 x 4
         "1.3,1,4,9,1000400,1",   # bid 100.04: the asks at 100.03 and 100.04 must be gone
     ]  # fmt: skip
-    data = _data(tmp_path, rows)
+    data = lobster_data(rows)
     report, snaps = replay_lobster(data, snapshots=True, n_levels=2)
     assert (report.stale_crossed_orders, report.stale_crossed_qty) == (2, 12)
     assert snaps[-1].tolist() == [1000600, 4, 1000400, 9, lob.EMPTY_ASK, 0, lob.EMPTY_BID, 0]
@@ -288,7 +291,7 @@ def test_rule_1_crossing_submission_removes_what_it_crosses(tmp_path: Path) -> N
     assert snaps[-1, :4].tolist() == [1000300, 5, 1000400, 9]  # crossed: bid 100.04 >= ask 100.03
 
 
-def test_rule_2_execution_at_a_worse_price_removes_better_orders(tmp_path: Path) -> None:
+def test_rule_2_execution_at_a_worse_price_removes_better_orders(lobster_data) -> None:
     rows = [
         "1.0,1,1,5,1000000,1",   # bid 100.00 x 5
         "1.1,1,2,6,1000200,1",   # bid 100.02 x 6
@@ -296,7 +299,7 @@ def test_rule_2_execution_at_a_worse_price_removes_better_orders(tmp_path: Path)
         "1.3,4,1,3,1000000,1",   # execution at 100.00: the bids at 100.02 and 100.03 are gone
         "1.4,4,2,1,1000200,1",   # an execution of a removed order: unknown now
     ]  # fmt: skip
-    data = _data(tmp_path, rows)
+    data = lobster_data(rows)
     report, snaps = replay_lobster(data, snapshots=True, n_levels=1)
     assert (report.stale_executed_orders, report.stale_executed_qty) == (2, 8)
     assert report.executions_at_best == 0 and report.unknown_executions == 1
@@ -306,14 +309,14 @@ def test_rule_2_execution_at_a_worse_price_removes_better_orders(tmp_path: Path)
     assert literal.stale_executed_orders == 0 and literal.unknown_executions == 0
 
 
-def test_rule_2_execution_removes_the_orders_ahead_in_its_queue(tmp_path: Path) -> None:
+def test_rule_2_execution_removes_the_orders_ahead_in_its_queue(lobster_data) -> None:
     rows = [
         "1.0,1,1,5,1000000,1",   # bid 100.00 x 5 (first in the queue)
         "1.1,1,2,6,1000000,1",   # bid 100.00 x 6
         "1.2,1,3,2,1000000,1",   # bid 100.00 x 2
         "1.3,4,3,1,1000000,1",   # order 3 executes: 1 and 2, ahead of it, must be gone
     ]  # fmt: skip
-    data = _data(tmp_path, rows)
+    data = lobster_data(rows)
     report, snaps = replay_lobster(data, snapshots=True, n_levels=1)
     assert (report.stale_queue_orders, report.stale_queue_qty) == (2, 11)
     assert snaps[-1].tolist() == [lob.EMPTY_ASK, 0, 1000000, 1]
@@ -322,7 +325,7 @@ def test_rule_2_execution_removes_the_orders_ahead_in_its_queue(tmp_path: Path) 
     assert literal.stale_queue_orders == 0 and snaps[-1].tolist() == [lob.EMPTY_ASK, 0, 1000000, 12]
 
 
-def test_rule_3_unknown_ids_shrink_the_preexisting_level(tmp_path: Path) -> None:
+def test_rule_3_unknown_ids_shrink_the_preexisting_level(lobster_data) -> None:
     rows = [
         "1.0,5,0,2,1000200,1",     # hidden execution: no visible change, so row 1 is the book before it
         "1.1,2,901,3,1000100,1",   # partial cancel of an order from before the file
@@ -332,7 +335,7 @@ def test_rule_3_unknown_ids_shrink_the_preexisting_level(tmp_path: Path) -> None
     ]  # fmt: skip
     book = ["1000300,10,1000100,8", "1000300,10,1000100,5", "1000300,10,1000100,3", "1000300,4,1000100,3",
             "1000300,4,1000100,3"]  # fmt: skip
-    data = _data(tmp_path, rows, book)
+    data = lobster_data(rows, book)
     report, snaps = replay_lobster(data, snapshots=True)
     np.testing.assert_array_equal(snaps, data.orderbook)
     assert report.initial_orders == 2 and report.preexisting_matches == 3
@@ -343,11 +346,11 @@ def test_rule_3_unknown_ids_shrink_the_preexisting_level(tmp_path: Path) -> None
     assert snaps.tolist() == [empty] * len(rows)
 
 
-def test_known_id_consumed_by_the_agent_is_not_matched_by_price(tmp_path: Path) -> None:
+def test_known_id_consumed_by_the_agent_is_not_matched_by_price(lobster_data) -> None:
     book = ["1000300,10,1000100,8", "1000300,10,1000100,13", "1000300,10,1000100,8"]
     rows = ["1.0,5,0,2,1000200,1", "1.1,1,7,5,1000100,1", "1.2,3,7,5,1000100,1"]
-    data = _data(tmp_path, rows, book)
-    replayer = lob.LOBSTERReplayer(data)
+    data = lobster_data(rows, book)
+    replayer = replay_mod.LOBSTERReplayer(data)
     replayer.replay_to(2)
     assert replayer.l2(1)[0, 1] == 13  # pre-existing 8 + order 7 x 5
     filled, _ = replayer.market(SELL, 10)  # takes the pre-existing 8 (first in the queue) and 2 of order 7
@@ -356,7 +359,7 @@ def test_known_id_consumed_by_the_agent_is_not_matched_by_price(tmp_path: Path) 
     assert replayer.l2(1)[0, 1] == 0 and replayer.report().preexisting_matches == 0
 
 
-def test_rule_3_unknown_id_spans_several_preexisting_orders(tmp_path: Path) -> None:
+def test_rule_3_unknown_id_spans_several_preexisting_orders(lobster_data) -> None:
     """An unknown id's shares come off every pre-existing order at its price, in queue order."""
     rows = [
         "1.0,5,0,1,1000200,1",     # hidden: row 1 is the initial state (bid 100.01 x 4)
@@ -365,7 +368,7 @@ def test_rule_3_unknown_id_spans_several_preexisting_orders(tmp_path: Path) -> N
         "1.3,4,901,7,1000100,1",   # an unknown order of 7 executes: 4 + 3 off the two pre-existing orders
     ]  # fmt: skip
     book = ["1000500,5,1000100,4", "1000500,5,1000300,9", "1000500,5,1000100,10", "1000500,5,1000100,3"]
-    data = _data(tmp_path, rows, book)
+    data = lobster_data(rows, book)
     report, snaps = replay_lobster(data, snapshots=True)
     np.testing.assert_array_equal(snaps, data.orderbook)
     assert (report.initial_orders, report.revealed_orders, report.revealed_qty) == (2, 1, 6)
@@ -388,9 +391,9 @@ REVEAL_BOOK = ["1000500,5," + NO_BID, "1000300,4," + NO_BID, "1000200,2," + NO_B
                "1000300,1," + NO_BID, "1000400,6," + NO_BID, EMPTY_LEVEL]  # fmt: skip
 
 
-def test_rule_4_sets_levels_that_come_into_view(tmp_path: Path) -> None:
-    data = _data(tmp_path, REVEAL_ROWS, REVEAL_BOOK)
-    ask, bid = lob.revealed_cells(data.orderbook)
+def test_rule_4_sets_levels_that_come_into_view(lobster_data) -> None:
+    data = lobster_data(REVEAL_ROWS, REVEAL_BOOK)
+    ask, bid = replay_mod.revealed_cells(data.orderbook)
     assert ask[:, 0].tolist() == [False, False, False, True, True, False] and not bid.any()
     report, snaps = replay_lobster(data, snapshots=True)
     np.testing.assert_array_equal(snaps, data.orderbook)
@@ -403,7 +406,7 @@ def test_rule_4_sets_levels_that_come_into_view(tmp_path: Path) -> None:
     assert without.unknown_executions == 1 and without.top_mismatches == 3
 
 
-def test_rule_4_trims_preexisting_orders_before_recorded_ones(tmp_path: Path) -> None:
+def test_rule_4_trims_preexisting_orders_before_recorded_ones(lobster_data) -> None:
     rows = [
         "1.0,5,0,1,1000200,1",   # hidden: row 1 is the initial state (bid 100.01 x 4, pre-existing)
         "1.1,1,1,3,1000100,1",   # bid 100.01 x 3 joins it (order 1)
@@ -411,8 +414,8 @@ def test_rule_4_trims_preexisting_orders_before_recorded_ones(tmp_path: Path) ->
         "1.3,3,2,9,1000300,1",   # deleted: 100.01 shows 5 (2 left out of view)
     ]  # fmt: skip
     book = ["1000500,5,1000100,4", "1000500,5,1000100,7", "1000500,5,1000300,9", "1000500,5,1000100,5"]
-    data = _data(tmp_path, rows, book)
-    replayer = lob.LOBSTERReplayer(data)
+    data = lobster_data(rows, book)
+    replayer = replay_mod.LOBSTERReplayer(data)
     replayer.replay_to(len(data))
     assert replayer.l2(1)[0, 1] == 5
     r = replayer.report()
@@ -420,14 +423,14 @@ def test_rule_4_trims_preexisting_orders_before_recorded_ones(tmp_path: Path) ->
     o = replayer.book.orders
     bids = o[(o[:, O_QTY] > 0) & (o[:, O_SIDE] == BUY)]
     assert sorted(map(tuple, bids[:, [O_AGENT, O_QTY]].tolist())) == [
-        (lob.RECORDED_AGENT, 3), (lob.PREEXISTING_AGENT, 2)]  # order 1 kept whole  # fmt: skip
+        (replay_mod.RECORDED_AGENT, 3), (replay_mod.PREEXISTING_AGENT, 2)]  # order 1 kept whole  # fmt: skip
 
 
-def test_rule_4_removes_stale_orders_a_revealed_level_crosses(tmp_path: Path) -> None:
+def test_rule_4_removes_stale_orders_a_revealed_level_crosses(lobster_data) -> None:
     """A garbled file: a bid it never shows, then an ask revealed through it (guarded like rule 1)."""
     rows = ["1.0,1,1,5,1000800,1", "1.1,7,0,0,-1,-1"]  # a bid at 100.08, then a halt (no book change)
     book = ["1000600,1,1000400,1", "1000700,2,1000400,1"]  # the ask window moves out to 100.07
-    data = _data(tmp_path, rows, book)
+    data = lobster_data(rows, book)
     report, snaps = replay_lobster(data, snapshots=True, initial_state=False)
     assert (report.stale_crossed_orders, report.stale_crossed_qty, report.revealed_orders) == (1, 5, 1)
     assert report.crossed_rows == 0 and snaps[1, :2].tolist() == [1000700, 2]
@@ -435,17 +438,17 @@ def test_rule_4_removes_stale_orders_a_revealed_level_crosses(tmp_path: Path) ->
     assert literal.crossed_rows == 1 and literal.stale_crossed_orders == 0
 
 
-def test_reveal_levels_arguments(tmp_path: Path) -> None:
-    data = _data(tmp_path, ["1.0,1,7,5,1000100,1"])
-    with pytest.raises(ValueError, match=re.escape(lob.NO_ORDERBOOK_REVEAL)):
-        lob.LOBSTERReplayer(data, reveal_levels=True)
-    with pytest.raises(ValueError, match=re.escape(lob.NO_ORDERBOOK_REVEAL)):
+def test_reveal_levels_arguments(lobster_data) -> None:
+    data = lobster_data(["1.0,1,7,5,1000100,1"])
+    with pytest.raises(ValueError, match=re.escape(replay_mod.NO_ORDERBOOK_REVEAL)):
+        replay_mod.LOBSTERReplayer(data, reveal_levels=True)
+    with pytest.raises(ValueError, match=re.escape(replay_mod.NO_ORDERBOOK_REVEAL)):
         replay_lobster(data, reveal_levels=True)
-    assert lob.LOBSTERReplayer(data).reveal_levels is False
-    with pytest.raises(TypeError, match=re.escape(lob.BAD_REVEAL_LEVELS.format(1))):
-        lob.LOBSTERReplayer(data, reveal_levels=1)  # type: ignore[arg-type]
-    with_book = _data(tmp_path, REVEAL_ROWS, REVEAL_BOOK)
-    assert lob.LOBSTERReplayer(with_book).reveal_levels is True
+    assert replay_mod.LOBSTERReplayer(data).reveal_levels is False
+    with pytest.raises(TypeError, match=re.escape("Expected `reveal_levels` to be a bool or None, got 1")):
+        replay_mod.LOBSTERReplayer(data, reveal_levels=1)  # type: ignore[arg-type]
+    with_book = lobster_data(REVEAL_ROWS, REVEAL_BOOK)
+    assert replay_mod.LOBSTERReplayer(with_book).reveal_levels is True
     assert LOBSTERSource(with_book, step_messages=1, reveal_levels=False).report().revealed_levels == 0
     for option, revealed in ((None, 318), (False, 0)):  # a data option of load_source (and so of the CLIs)
         spec = {"path": str(AAPL), "step_messages": 999, **({} if option is None else {"reveal_levels": option})}
@@ -454,15 +457,15 @@ def test_reveal_levels_arguments(tmp_path: Path) -> None:
         assert src.report().revealed_levels == revealed and src.report().messages == 999
 
 
-def test_revealed_level_off_the_grid_names_the_line(tmp_path: Path) -> None:
+def test_revealed_level_off_the_grid_names_the_line(tmp_path: Path, lobster_data, row_error) -> None:
     rows = ["1.0,1,1,5,1000500,-1", "1.1,1,2,4,1000300,-1", "1.2,3,2,4,1000300,-1"]
     book = ["1000500,5," + NO_BID, "1000300,4," + NO_BID, "1000450,5," + NO_BID]
-    data = _data(tmp_path, rows, book)
-    origin = lob.LOBSTERReplayer(data, reveal_levels=False).grid.origin
-    problem = lob.OFF_GRID.format(price=1000450, origin=origin, tick=100)
+    data = lobster_data(rows, book)
+    origin = replay_mod.LOBSTERReplayer(data, reveal_levels=False).grid.origin
+    problem = replay_mod.OFF_GRID.format(price=1000450, origin=origin, tick=100)
     with pytest.raises(DataFormatError, match=row_error(tmp_path / "t_orderbook_1.csv", 3, problem)):
-        lob.LOBSTERReplayer(data)
-    assert lob.LOBSTERReplayer(data, tick_size=50).reveal_levels is True
+        replay_mod.LOBSTERReplayer(data)
+    assert replay_mod.LOBSTERReplayer(data, tick_size=50).reveal_levels is True
 
 
 # --------------------------------------------------------------------------- truncated files with exact truth
@@ -471,7 +474,7 @@ def test_revealed_level_off_the_grid_names_the_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_truncated_files_never_cross_and_execute_at_the_best(seed: int) -> None:
     full = events_data(drifting_order_flow(6000, seed))
-    vis = lob.visible_messages(full, 10, start=len(full) // 4)
+    vis = write_mod.visible_messages(full, 10, start=len(full) // 4)
     assert 0 < len(vis) < len(full) - len(full) // 4  # deep events and the first quarter are dropped
     report, rows = replay_lobster(vis, snapshots=True)
     assert report.crossed_rows == 0 and never_crossed(rows)
@@ -491,8 +494,8 @@ def test_truncated_files_never_cross_and_execute_at_the_best(seed: int) -> None:
 def test_revealed_levels_never_make_a_truncated_file_worse(n_levels: int) -> None:
     """Rule 4 on files with exact truth: top of book and every level match more often, nothing crosses."""
     full = events_data(drifting_order_flow(6000, 0))
-    vis = lob.visible_messages(full, n_levels, start=len(full) // 4)
-    ask, bid = lob.revealed_cells(vis.orderbook)
+    vis = write_mod.visible_messages(full, n_levels, start=len(full) // 4)
+    ask, bid = replay_mod.revealed_cells(vis.orderbook)
     assert set(np.nonzero(ask)[1]) == set(np.nonzero(bid)[1]) == {n_levels - 1}  # only the deepest level
     figures = {}
     for reveal in (False, True):
@@ -513,7 +516,7 @@ def test_revealed_levels_never_make_a_truncated_file_worse(n_levels: int) -> Non
 @given(st.integers(0, 10_000), st.integers(1, 6), st.floats(0.0, 0.5))
 def test_any_truncated_file_replays_uncrossed(seed: int, n_levels: int, start_fraction: float) -> None:
     full = events_data(drifting_order_flow(400, seed, spread=0.15))
-    vis = lob.visible_messages(full, n_levels, start=int(start_fraction * (len(full) - 1)))
+    vis = write_mod.visible_messages(full, n_levels, start=int(start_fraction * (len(full) - 1)))
     for initial_state, reveal_levels in ((True, True), (True, False), (False, True), (False, False)):
         report, rows = replay_lobster(vis, snapshots=True, initial_state=initial_state, reveal_levels=reveal_levels)
         assert report.crossed_rows == 0 and never_crossed(rows)
@@ -522,7 +525,7 @@ def test_any_truncated_file_replays_uncrossed(seed: int, n_levels: int, start_fr
 
 def test_untruncated_file_replays_exactly() -> None:
     full = events_data(drifting_order_flow(1500, 5))
-    vis = lob.visible_messages(full, 400)  # every level visible from the first message: nothing hidden
+    vis = write_mod.visible_messages(full, 400)  # every level visible from the first message: nothing hidden
     assert len(vis) == len(full)  # every engine event changes the book somewhere
     report, rows = replay_lobster(vis, snapshots=True)
     assert report.snapshot_mismatches == report.top_mismatches == 0
@@ -533,16 +536,19 @@ def test_untruncated_file_replays_exactly() -> None:
 
 def test_visible_messages_arguments() -> None:
     full = events_data(drifting_order_flow(50, 0))
-    with pytest.raises(ValueError, match=re.escape(lob.BAD_N_LEVELS.format(0))):
-        lob.visible_messages(full, 0)
-    with pytest.raises(ValueError, match=re.escape(lob.BAD_STOP.format(0, len(full) - 1, len(full)))):
-        lob.visible_messages(full, 5, start=len(full))
+    with pytest.raises(ValueError, match=re.escape("Expected `n_levels` to be an int >= 1, got 0")):
+        write_mod.visible_messages(full, 0)
+    with pytest.raises(ValueError, match=re.escape(f"Expected `start` to be an int in [0, {len(full) - 1}], "
+                                                   f"got {len(full)}")):  # fmt: skip
+        write_mod.visible_messages(full, 5, start=len(full))
+    with pytest.raises(TypeError, match=re.escape("Expected `start` to be an int in [0, ")):
+        write_mod.visible_messages(full, 5, start=1.0)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- reading: pseudo ids, extra columns
 
 
-def test_pseudo_ids_of_cross_trades_and_hidden_executions(tmp_path: Path) -> None:
+def test_pseudo_ids_of_cross_trades_and_hidden_executions(tmp_path: Path, write_rows) -> None:
     rows = [
         "34200.1,1,11,10,1000100,1",
         "34200.2,6,-1,500,1000100,-1",  # opening cross, LOBSTER pseudo id -1
@@ -556,7 +562,7 @@ def test_pseudo_ids_of_cross_trades_and_hidden_executions(tmp_path: Path) -> Non
     assert report.sell_volume == 7 and report.buy_volume == 3 and report.unknown_executions == 0
 
 
-def test_extra_columns_option(tmp_path: Path) -> None:
+def test_extra_columns_option(tmp_path: Path, write_rows, row_error) -> None:
     base = ["34200.1,1,11,10,1000100,1", "34200.2,1,12,5,1000300,-1", "34200.3,4,12,2,1000300,-1"]
     plain = read_lobster(write_rows(tmp_path / "p_message_1.csv", base))
     seven = write_rows(tmp_path / "s_message_1.csv", [r + ",NSDQ" for r in base[:2]] + [base[2] + ",X,9"])
@@ -572,7 +578,8 @@ def test_extra_columns_option(tmp_path: Path) -> None:
     bad_cell = write_rows(tmp_path / "c_message_1.csv", [base[0] + ",0", "34200.2,1,12,x5,1000300,-1,0"])
     with pytest.raises(DataFormatError, match=row_error(bad_cell, 2, v.NON_NUMERIC.format(column="size", value="x5"))):
         read_lobster(bad_cell, extra_columns="ignore")
-    with pytest.raises(ValueError, match=re.escape(lob.BAD_EXTRA_COLUMNS.format(lob.EXTRA_COLUMN_MODES, "drop"))):
+    with pytest.raises(ValueError, match=re.escape("Expected `extra_columns` to be one of ('error', 'ignore'), "
+                                                   "got 'drop'")):  # fmt: skip
         read_lobster(seven, extra_columns="drop")
     # through the historical source and the file sniffer
     assert sniff_format(seven) == "lobster"
@@ -605,7 +612,7 @@ def test_writer_orderbook_is_read_back_and_replayed_from_its_first_row(tmp_path:
         assert report.snapshot_mismatches == report.top_mismatches == 0
         assert report.stale_crossed_orders == report.stale_executed_orders == report.stale_queue_orders == 0
     # a truncated view of the same log, written and read back as CSV
-    vis = lob.visible_messages(events_data(events), 5, start=300)
+    vis = write_mod.visible_messages(events_data(events), 5, start=300)
     vmsg, vob = tmp_path / "v_message_5.csv", tmp_path / "v_orderbook_5.csv"
     pd.DataFrame({c: getattr(vis, c) for c in lob.MESSAGE_COLUMNS}).to_csv(vmsg, header=False, index=False,
                                                                            float_format="%.9f")  # fmt: skip

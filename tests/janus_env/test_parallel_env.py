@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 
 import numpy as np
 import pytest
@@ -22,27 +21,11 @@ from envs_registry.pettingzoo_envs import (
 from janus_env import parallel_env as pe
 from janus_env import simulator as sim
 from janus_env.actions import InvalidActionError
+from janus_env.checks import NEED_RESET
 from janus_env.config import N_AGENTS
 from janus_env.parallel_env import JanusParallelEnv
 
-SMALL = {"episode_steps": 40, "warmup": 8}
 MIXED = {"market_maker": 1, "informed": 1, "momentum": 1, "noise": 2, "janus": 2}
-
-# PettingZoo's checkers warn about choices this env makes on purpose: Dict observations (the
-# Janus-LOB-v0 layout), the makers' MultiDiscrete quotes, the informed role's extra `signal` key,
-# and the name "market_maker_0" (its regex wants one word before the number; the brief names it so).
-ALLOWED_WARNINGS = (
-    "Observation is not a NumPy array",
-    "Observation space for each agent probably should be",
-    "Action space for each agent probably should be",
-    "Agents have different observation space sizes",
-    "We recommend agents to be named in the format",
-)
-
-
-def _no_unexpected(caught: list) -> None:
-    unexpected = {str(w.message) for w in caught if not any(a in str(w.message) for a in ALLOWED_WARNINGS)}
-    assert not unexpected, unexpected
 
 
 # --------------------------------------------------------------------------- conformance
@@ -54,33 +37,29 @@ def _no_unexpected(caught: list) -> None:
     {"roles": {"informed": 1, "janus": 2}, "action_type": "sized", "background_flow": False},
     {"roles": {"noise": 1, "janus": 1}, "action_type": "continuous", "pad_observations": True},
 ])
-def test_parallel_api(kwargs) -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        parallel_api_test(make_parallel_env(**kwargs, **SMALL), num_cycles=SMALL["episode_steps"] + 10)
-    _no_unexpected(caught)
+def test_parallel_api(kwargs, small_market: dict, pettingzoo_check) -> None:
+    with pettingzoo_check():
+        parallel_api_test(make_parallel_env(**kwargs, **small_market), num_cycles=small_market["episode_steps"] + 10)
 
 
-def test_parallel_seed() -> None:
-    parallel_seed_test(lambda: make_parallel_env(roles=MIXED, **SMALL), num_cycles=30)
+def test_parallel_seed(small_market: dict) -> None:
+    parallel_seed_test(lambda: make_parallel_env(roles=MIXED, **small_market), num_cycles=30)
 
 
-def test_aec_api() -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        api_test(make_aec_env(roles=MIXED, **SMALL), num_cycles=SMALL["episode_steps"] + 10)
-    _no_unexpected(caught)
+def test_aec_api(small_market: dict, pettingzoo_check) -> None:
+    with pettingzoo_check():
+        api_test(make_aec_env(roles=MIXED, **small_market), num_cycles=small_market["episode_steps"] + 10)
 
 
-def test_render(capsys) -> None:
-    render_test(lambda render_mode=None: make_aec_env(roles=MIXED, render_mode=render_mode, **SMALL))
-    env = make_parallel_env(roles=MIXED, render_mode="ansi", **SMALL)
+def test_render(capsys, small_market: dict) -> None:
+    render_test(lambda render_mode=None: make_aec_env(roles=MIXED, render_mode=render_mode, **small_market))
+    env = make_parallel_env(roles=MIXED, render_mode="ansi", **small_market)
     env.reset(seed=0)
     text = env.render()
     assert "bid" in text and "ask" in text
     for agent in env.possible_agents:
         assert re.search(rf"^{agent}\s+live\s+position\s+0\b", text, re.M), text
-    human = make_parallel_env(roles={"janus": 1}, render_mode="human", **SMALL)
+    human = make_parallel_env(roles={"janus": 1}, render_mode="human", **small_market)
     human.reset(seed=0)
     assert human.render() is None
     assert "janus_0" in capsys.readouterr().out
@@ -105,8 +84,8 @@ def test_docstring_matches_spaces() -> None:
 # --------------------------------------------------------------------------- determinism
 
 
-def _rollout(seed: int, n: int = 60, **kwargs) -> list:
-    env = make_parallel_env(roles=MIXED, **{**SMALL, "episode_steps": n, **kwargs})
+def _rollout(market: dict, seed: int, n: int = 60, **kwargs) -> list:
+    env = make_parallel_env(roles=MIXED, **{**market, "episode_steps": n, **kwargs})
     obs, infos = env.reset(seed=seed)
     for i, agent in enumerate(env.possible_agents):
         env.action_space(agent).seed(100 + i)
@@ -117,12 +96,12 @@ def _rollout(seed: int, n: int = 60, **kwargs) -> list:
     return record
 
 
-def test_same_seed_same_rollout() -> None:
-    assert data_equivalence(_rollout(7), _rollout(7), exact=True)
+def test_same_seed_same_rollout(small_market: dict) -> None:
+    assert data_equivalence(_rollout(small_market, 7), _rollout(small_market, 7), exact=True)
 
 
-def test_different_seed_differs() -> None:
-    a, b = _rollout(7), _rollout(8)
+def test_different_seed_differs(small_market: dict) -> None:
+    a, b = _rollout(small_market, 7), _rollout(small_market, 8)
     assert not data_equivalence(a, b)
     # and the order of agents differs from step to step
     ranks = [tuple(info["rank"] for info in step[4].values()) for step in a[1:]]
@@ -146,9 +125,9 @@ def test_order_is_a_fair_permutation() -> None:
 # --------------------------------------------------------------------------- state layout
 
 
-def test_buffers_hold_every_agents_state_in_the_single_env_layout() -> None:
+def test_buffers_hold_every_agents_state_in_the_single_env_layout(small_market: dict) -> None:
     """``buffers()``: per agent an ``O_*`` row (the layout of Janus-LOB-v0's ``out``) and its observation row."""
-    env = make_parallel_env(roles=MIXED, **SMALL)
+    env = make_parallel_env(roles=MIXED, **small_market)
     env.reset(seed=4)
     for i, agent in enumerate(env.possible_agents):
         env.action_space(agent).seed(i)
@@ -294,8 +273,8 @@ def test_informed_signal_is_the_fundamental_plus_noise() -> None:
     assert abs(np.mean(diffs)) < 4.0
 
 
-def test_position_limit_cuts_and_reports() -> None:
-    env = make_parallel_env(roles={"janus": 1}, max_position=200, lot=100, **SMALL)
+def test_position_limit_cuts_and_reports(small_market: dict) -> None:
+    env = make_parallel_env(roles={"janus": 1}, max_position=200, lot=100, **small_market)
     env.reset(seed=0)
     for _ in range(2):
         info = env.step({"janus_0": 1})[4]["janus_0"]
@@ -303,8 +282,8 @@ def test_position_limit_cuts_and_reports() -> None:
     assert info["position"] == 200 and info["rejected_qty"] == 100 and info["exec_qty"] == 0
 
 
-def test_missing_action_is_hold() -> None:
-    env = make_parallel_env(roles={"market_maker": 1, "janus": 1}, **SMALL)
+def test_missing_action_is_hold(small_market: dict) -> None:
+    env = make_parallel_env(roles={"market_maker": 1, "janus": 1}, **small_market)
     env.reset(seed=0)
     env.step({"market_maker_0": np.array([0, 0, 1, 1]), "janus_0": 1})
     infos = env.step({})[4]
@@ -344,8 +323,8 @@ def test_halted_agent_stops_trading_while_market_goes_on() -> None:
     assert not info["halted"] and info["exec_qty"] == env.config.lot
 
 
-def test_halt_with_remove_truncates_next_step() -> None:
-    env = make_parallel_env(roles={"janus": 2}, **SMALL)
+def test_halt_with_remove_truncates_next_step(small_market: dict) -> None:
+    env = make_parallel_env(roles={"janus": 2}, **small_market)
     env.reset(seed=0)
     env.halt("janus_0", "kill switch", remove=True)
     with pytest.raises(ValueError, match="leaves the episode"):
@@ -363,13 +342,13 @@ def test_halt_with_remove_truncates_next_step() -> None:
         env.halt("janus_1", 3)
 
 
-def test_bankruptcy_terminates_and_optionally_ends_episode() -> None:
+def test_bankruptcy_terminates_and_optionally_ends_episode(small_market: dict) -> None:
     for mode in ("remove", "end_episode"):
         # without the buying-power check (max_leverage=inf) round trips of 100 shares on $2 bleed cash to ruin
         env = make_parallel_env(roles={"janus": 2}, initial_cash=2.0, max_leverage=float("inf"), on_bankruptcy=mode,
-                                **SMALL)
+                                **small_market)
         env.reset(seed=0)
-        for step in range(SMALL["episode_steps"]):
+        for step in range(small_market["episode_steps"]):
             obs, rewards, term, trunc, infos = env.step({"janus_0": 1 + step % 2})
             assert infos["janus_0"]["ruin"] == term["janus_0"]
             if term["janus_0"]:
@@ -385,31 +364,38 @@ def test_bankruptcy_terminates_and_optionally_ends_episode() -> None:
 # --------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"roles": {"trader": 1}}, pe._BAD_ROLE.format("trader", list(pe.ROLES))),
-    ({"roles": {"janus": -1}}, pe._BAD_ROLE_COUNT.format("janus", -1)),
-    ({"roles": {"janus": 1.5}}, pe._BAD_ROLE_COUNT.format("janus", 1.5)),
-    ({"roles": {"janus": 0}}, pe._NO_AGENTS.format({"janus": 0})),
-    ({"roles": [("janus", 1)]}, pe._BAD_ROLES_TYPE.format([("janus", 1)])),
-    ({"scenario": "historical"}, pe._BAD_SCENARIO),
-    ({"maker_offsets": 0}, pe._BAD_MAKER_OFFSETS.format(0)),
-    ({"maker_sizes": 2.0}, pe._BAD_MAKER_SIZES.format(2.0)),
-    ({"maker_fee_bps": float("nan")}, pe._BAD_MAKER_FEE.format(float("nan"))),
-    ({"maker_inventory_penalty": -1.0}, pe._BAD_NONNEGATIVE.format("maker_inventory_penalty", -1.0)),
-    ({"informed_noise_bps": float("inf")}, pe._BAD_NONNEGATIVE.format("informed_noise_bps", float("inf"))),
-    ({"background_flow": 1}, pe._BAD_FLAG.format("background_flow", 1)),
-    ({"on_bankruptcy": "ignore"}, pe._BAD_BANKRUPTCY.format(pe.BANKRUPTCY_MODES, "ignore")),
-    ({"render_mode": "rgb_array"}, pe._BAD_RENDER.format(["human", "ansi"], "rgb_array")),
-    ({"episode_steps": 0}, "Expected `episode_steps` > 0, got 0"),
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"roles": {"trader": 1}}, ValueError, pe._BAD_ROLE.format("trader", list(pe.ROLES))),
+    ({"roles": {"janus": -1}}, ValueError, "Expected `roles['janus']` to be an int >= 0, got -1"),
+    ({"roles": {"janus": 1.5}}, TypeError, "Expected `roles['janus']` to be an int >= 0, got 1.5"),
+    ({"roles": {"janus": 0}}, ValueError, pe._NO_AGENTS.format({"janus": 0})),
+    ({"roles": [("janus", 1)]}, TypeError, pe._BAD_ROLES_TYPE.format([("janus", 1)])),
+    ({"scenario": "historical"}, ValueError, pe._BAD_SCENARIO),
+    ({"maker_offsets": 0}, ValueError, "Expected `maker_offsets` to be an int >= 1, got 0"),
+    ({"maker_sizes": 2.0}, TypeError, "Expected `maker_sizes` to be an int >= 1, got 2.0"),
+    ({"maker_fee_bps": float("nan")}, ValueError, "Expected `maker_fee_bps` to be a finite number, got nan"),
+    ({"maker_inventory_penalty": -1.0}, ValueError,
+     "Expected `maker_inventory_penalty` to be a finite number >= 0, got -1.0"),
+    ({"informed_noise_bps": float("inf")}, ValueError,
+     "Expected `informed_noise_bps` to be a finite number >= 0, got inf"),
+    ({"background_flow": 1}, TypeError, "Expected `background_flow` to be a bool, got 1"),
+    ({"seed": "0"}, TypeError, "Expected `seed` to be an int or None, got '0'"),
+    ({"on_bankruptcy": "ignore"}, ValueError,
+     "Expected `on_bankruptcy` to be one of ('remove', 'end_episode'), got 'ignore'"),
+    ({"render_mode": "rgb_array"}, ValueError,
+     "Expected `render_mode` to be one of ('human', 'ansi'), got 'rgb_array'"),
+    ({"action_type": "grid"}, ValueError,
+     "Expected `action_type` to be one of ('discrete', 'sized', 'continuous'), got 'grid'"),
+    ({"episode_steps": 0}, ValueError, "Expected `episode_steps` to be a finite number > 0, got 0"),
 ])
-def test_bad_config(kwargs, message) -> None:
-    with pytest.raises(ValueError, match=re.escape(message)):
+def test_bad_config(kwargs, error, message) -> None:
+    with pytest.raises(error, match=re.escape(message)):
         make_parallel_env(**kwargs)
 
 
-def test_bad_actions_and_call_order() -> None:
-    env = make_parallel_env(roles={"market_maker": 1, "janus": 1}, **SMALL)
-    with pytest.raises(RuntimeError, match=re.escape(pe._NEED_RESET)):
+def test_bad_actions_and_call_order(small_market: dict) -> None:
+    env = make_parallel_env(roles={"market_maker": 1, "janus": 1}, **small_market)
+    with pytest.raises(RuntimeError, match=re.escape(NEED_RESET)):
         env.step({})
     env.reset(seed=0)
     with pytest.raises(InvalidActionError):
@@ -436,6 +422,18 @@ def test_shared_policy_env_rejects_makers() -> None:
     env = make_shared_policy_env(roles={"informed": 1, "janus": 2})
     spaces = {str(env.observation_space(a)) for a in env.possible_agents}
     assert len(spaces) == 1 and "signal" in env.observation_space("janus_0").spaces
+    assert make_shared_policy_env(n_agents=np.int64(3)).possible_agents == ["janus_0", "janus_1", "janus_2"]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"n_agents": 0}, ValueError, "Expected `n_agents` to be an int >= 1, got 0"),
+    ({"n_agents": 2.0}, TypeError, "Expected `n_agents` to be an int >= 1, got 2.0"),
+    ({"num_vec_envs": 0}, ValueError, "Expected `num_vec_envs` to be an int >= 1, got 0"),
+    ({"num_vec_envs": True}, TypeError, "Expected `num_vec_envs` to be an int >= 1, got True"),
+])
+def test_shared_policy_vec_env_bad_counts(kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        make_shared_policy_vec_env(**kwargs)
 
 
 def test_sb3_ppo_trains_with_parameter_sharing() -> None:

@@ -51,5 +51,5 @@ def test_env_step_seconds_from_the_config_or_the_data() -> None:
 
 @pytest.mark.parametrize("value", [0.0, -1.0, float("nan")])
 def test_bad_step_seconds(value: float) -> None:
-    with pytest.raises(ValueError, match=re.escape(f"Expected `step_seconds` > 0, got {value!r}")):
+    with pytest.raises(ValueError, match=re.escape(f"Expected `step_seconds` to be a finite number > 0, got {value!r}")):
         MarketConfig(step_seconds=value)

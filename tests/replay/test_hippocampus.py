@@ -10,15 +10,10 @@ import pytest
 import torch
 
 from replay.hippocampus import (
-    _BAD_CAPACITY,
     _BAD_CODES_SHAPE,
-    _BAD_DIM,
     _BAD_INPUT_SHAPE,
-    _BAD_LAMBDA,
     _BAD_LENGTHS,
-    _BAD_N,
     _BAD_RANGE,
-    _BAD_SPARSITY,
     _NON_FINITE_TIMESTAMPS,
     EpisodicBuffer,
     PatternSeparationEncoder,
@@ -118,18 +113,24 @@ def test_encode_numpy_matches_forward() -> None:
 
 
 def test_bad_dim() -> None:
-    with pytest.raises(ValueError, match=re.escape(_BAD_DIM.format("hidden_dim", 0))):
+    with pytest.raises(ValueError, match=re.escape("Expected `hidden_dim` to be an int >= 1, got 0")):
         PatternSeparationEncoder(4, 0)
+    with pytest.raises(TypeError, match=re.escape("Expected `input_dim` to be an int >= 1, got 4.0")):
+        PatternSeparationEncoder(4.0, 8)  # type: ignore[arg-type]
 
 
-def test_bad_sparsity() -> None:
-    with pytest.raises(ValueError, match=re.escape(_BAD_SPARSITY.format(1.5))):
-        PatternSeparationEncoder(4, 8, sparsity=1.5)
+@pytest.mark.parametrize(("sparsity", "error"), [(1.5, ValueError), (0.0, ValueError), (float("nan"), ValueError),
+                                                 ("0.1", TypeError)])
+def test_bad_sparsity(sparsity: object, error: type) -> None:
+    with pytest.raises(error, match=re.escape(f"Expected `sparsity` to be a number in (0, 1], got {sparsity!r}")):
+        PatternSeparationEncoder(4, 8, sparsity=sparsity)  # type: ignore[arg-type]
 
 
 def test_bad_lambda() -> None:
-    with pytest.raises(ValueError, match=re.escape(_BAD_LAMBDA.format(-1.0))):
+    with pytest.raises(ValueError, match=re.escape("Expected `ortho_lambda` to be a finite number >= 0, got -1.0")):
         PatternSeparationEncoder(4, 8, ortho_lambda=-1.0)
+    with pytest.raises(ValueError, match=re.escape("Expected `ortho_lambda` to be a finite number >= 0, got nan")):
+        PatternSeparationEncoder(4, 8, ortho_lambda=float("nan"))
 
 
 def test_bad_input_shape() -> None:
@@ -218,8 +219,10 @@ def test_state_dict_roundtrip() -> None:
 
 
 def test_bad_capacity() -> None:
-    with pytest.raises(ValueError, match=re.escape(_BAD_CAPACITY.format(0))):
+    with pytest.raises(ValueError, match=re.escape("Expected `capacity` to be an int >= 1, got 0")):
         EpisodicBuffer(2, capacity=0)
+    with pytest.raises(TypeError, match=re.escape("Expected `code_dim` to be an int >= 1, got True")):
+        EpisodicBuffer(True, capacity=4)  # type: ignore[arg-type]
 
 
 def test_bad_codes_shape() -> None:
@@ -246,5 +249,7 @@ def test_bad_range_and_n() -> None:
     buf = EpisodicBuffer(2, capacity=4)
     with pytest.raises(ValueError, match=re.escape(_BAD_RANGE.format(2.0, 1.0))):
         buf.between(2.0, 1.0)
-    with pytest.raises(ValueError, match=re.escape(_BAD_N.format(-1))):
+    with pytest.raises(ValueError, match=re.escape("Expected `n` to be an int >= 0, got -1")):
         buf.last(-1)
+    with pytest.raises(TypeError, match=re.escape("Expected `n` to be an int >= 0, got 2.0")):
+        buf.last(2.0)  # type: ignore[arg-type]

@@ -10,8 +10,6 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from replay.schemas import (
-    _BAD_DIM,
-    _BAD_ETA,
     _BAD_LENGTH,
     _BAD_X_SHAPE,
     _NON_FINITE,
@@ -204,13 +202,33 @@ def test_state_dict_roundtrip() -> None:
 
 
 def test_bad_dim() -> None:
-    with pytest.raises(ValueError, match=re.escape(_BAD_DIM.format(0))):
+    with pytest.raises(ValueError, match=re.escape("Expected `dim` to be an int >= 1, got 0")):
         SchemaMemory(0)
+    with pytest.raises(TypeError, match=re.escape("Expected `dim` to be an int >= 1, got 2.0")):
+        SchemaMemory(2.0)  # type: ignore[arg-type]
 
 
 def test_bad_eta() -> None:
-    with pytest.raises(ValueError, match=re.escape(_BAD_ETA.format(0.0))):
+    with pytest.raises(ValueError, match=re.escape("Expected `eta` to be a number in (0, 1], got 0.0")):
         SchemaMemory(2, eta=0.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"init_var": 0.0}, ValueError, "Expected `init_var` to be a finite number > 0, got 0.0"),
+        ({"eps": float("nan")}, ValueError, "Expected `eps` to be a finite number > 0, got nan"),
+        ({"max_age_s": -1.0}, ValueError, "Expected `max_age_s` to be a number > 0, got -1.0"),
+        ({"recall_threshold": 1.0}, ValueError, "Expected `recall_threshold` to be a number in [0, 1), got 1.0"),
+        ({"logic_threshold": "0.7"}, TypeError, "Expected `logic_threshold` to be a number in [0, 1), got '0.7'"),
+        ({"max_schemas": 0}, ValueError, "Expected `max_schemas` to be an int >= 1, got 0"),
+        ({"max_schemas": 2.5}, TypeError, "Expected `max_schemas` to be an int >= 1, got 2.5"),
+    ],
+)
+def test_bad_settings(kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        SchemaMemory(2, **kwargs)
+    assert SchemaMemory(2, max_age_s=math.inf).max_age_s == math.inf  # never too old
 
 
 def test_bad_x_shape() -> None:

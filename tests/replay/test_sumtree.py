@@ -167,20 +167,23 @@ def test_clear() -> None:
 # --------------------------------------------------------------------------- errors
 
 
-def test_bad_capacity_type() -> None:
-    with pytest.raises(TypeError, match=re.escape(sumtree._BAD_CAPACITY_TYPE.format(1.5))):
-        SumTree(1.5)  # type: ignore[arg-type]
+@pytest.mark.parametrize("capacity", [1.5, True, "4"])
+def test_bad_capacity_type(capacity: object) -> None:
+    with pytest.raises(TypeError, match=re.escape(f"Expected `capacity` to be an int >= 1, got {capacity!r}")):
+        SumTree(capacity)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("capacity", [0, -3])
 def test_bad_capacity(capacity: int) -> None:
-    with pytest.raises(ValueError, match=re.escape(sumtree._BAD_CAPACITY.format(capacity))):
+    with pytest.raises(ValueError, match=re.escape(f"Expected `capacity` to be an int >= 1, got {capacity}")):
         SumTree(capacity)
 
 
 def test_bad_rebuild_every() -> None:
-    with pytest.raises(ValueError, match=re.escape(sumtree._BAD_REBUILD_EVERY.format(0))):
+    with pytest.raises(ValueError, match=re.escape("Expected `rebuild_every` to be an int >= 1, got 0")):
         SumTree(4, rebuild_every=0)
+    with pytest.raises(TypeError, match=re.escape("Expected `rebuild_every` to be an int >= 1, got 8.0")):
+        SumTree(4, rebuild_every=8.0)  # type: ignore[arg-type]
 
 
 def test_negative_priority() -> None:
@@ -234,7 +237,9 @@ def test_sample_empty_tree() -> None:
 def test_sample_bad_batch_and_rng() -> None:
     tree = SumTree(4)
     tree.update([0], [1.0])
-    with pytest.raises(ValueError, match=re.escape(sumtree._BAD_BATCH.format(0))):
+    with pytest.raises(ValueError, match=re.escape("Expected `batch_size` to be an int >= 1, got 0")):
         tree.sample(0, np.random.default_rng(0))
+    with pytest.raises(TypeError, match=re.escape("Expected `batch_size` to be an int >= 1, got 2.0")):
+        tree.sample(2.0, np.random.default_rng(0))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=re.escape(sumtree._BAD_RNG.format(None))):
         tree.sample(2, None)  # type: ignore[arg-type]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,15 +22,6 @@ from replay.prioritized import PrioritizedReplayBuffer
 from replay.sleep_cycle import SleepConfig, SleepState
 from replay.swr import sample_sequences, swr_replay
 from replay.types import SWRReport
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread() -> Iterator[None]:
-    """Tiny MLPs run fastest on one thread; more threads thrash on a busy 2-core CI box."""
-    previous = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(previous)
 
 
 def make_model(*, steps: int = 400, seed: int = 0, **kwargs: Any) -> DQN:
@@ -192,22 +182,28 @@ def test_logic_satisfaction_hook_adds_loss() -> None:
 # --------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("compression", [9.99, 20.01, 5, float("nan")])
-def test_bad_compression(filled_model: DQN, compression: float) -> None:
-    with pytest.raises(ValueError, match=re.escape(swr._BAD_COMPRESSION.format(compression))):
+@pytest.mark.parametrize(("compression", "error"), [(9.99, ValueError), (20.01, ValueError), (5, ValueError),
+                                                     (float("nan"), ValueError), (True, TypeError), ("15", TypeError)])
+def test_bad_compression(filled_model: DQN, compression: float, error: type) -> None:
+    message = f"Expected `compression` to be a number in [10, 20], got {compression!r}"
+    with pytest.raises(error, match=re.escape(message)):
         replay(filled_model, compression=compression)
-    with pytest.raises(ValueError, match=re.escape(swr._BAD_COMPRESSION.format(compression))):
+    with pytest.raises(error, match=re.escape(message)):
         SleepConfig(compression=compression)  # the same check, when the setting is made
 
 
 def test_bad_counts_cap_rng(filled_model: DQN) -> None:
-    with pytest.raises(ValueError, match=re.escape(swr._BAD_COUNT.format("seq_len", 0))):
+    with pytest.raises(ValueError, match=re.escape("Expected `seq_len` to be an int >= 1, got 0")):
         replay(filled_model, seq_len=0)
-    for cap in (0.0, -1.0, float("nan"), True):
-        with pytest.raises(ValueError, match=re.escape(swr._BAD_CAP.format(cap))):
+    with pytest.raises(TypeError, match=re.escape("Expected `n_sequences` to be an int >= 1, got 4.0")):
+        replay(filled_model, n_sequences=4.0)
+    for cap, error in ((0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), (True, TypeError)):
+        message = f"Expected `max_wall_s` to be a number > 0, got {cap!r}"
+        with pytest.raises(error, match=re.escape(message)):
             replay(filled_model, max_wall_s=cap)
-        with pytest.raises(ValueError, match=re.escape(swr._BAD_CAP.format(cap))):
+        with pytest.raises(error, match=re.escape(message)):
             SleepConfig(max_wall_s=cap)
+    assert SleepConfig(max_wall_s=math.inf).max_wall_s == math.inf  # no cap
     with pytest.raises(TypeError, match=re.escape(swr._BAD_RNG.format(0))):
         replay(filled_model, rng=0)
     with pytest.raises(ValueError, match=re.escape(swr._SHORT_BUFFER.format(400, 401))):
@@ -242,8 +238,12 @@ def test_swr_only_callback_rejects_models_it_cannot_replay() -> None:
 
 
 def test_bad_callback_args() -> None:
-    with pytest.raises(ValueError, match=re.escape(callbacks._BAD_EVERY.format(0))):
+    with pytest.raises(ValueError, match=re.escape("Expected `every_n_steps` to be an int >= 1 or None, got 0")):
         SleepPhaseCallback(every_n_steps=0)
+    with pytest.raises(TypeError, match=re.escape("Expected `every_n_steps` to be an int >= 1 or None, got 2.5")):
+        SleepPhaseCallback(every_n_steps=2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=re.escape("Expected `on_episode_end` to be a bool, got 0")):
+        SleepPhaseCallback(every_n_steps=5, on_episode_end=0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=re.escape(callbacks._NO_TRIGGER)):
         SleepPhaseCallback(on_episode_end=False)
     with pytest.raises(TypeError, match=re.escape(callbacks._BAD_CONFIG.format("dict"))):

@@ -16,7 +16,6 @@ import torch
 
 from replay.umap_monitor import (
     _BAD_LOGGER,
-    _BAD_POSITIVE,
     _NOT_FITTED,
     _TOO_FEW,
     ParametricUMAPNet,
@@ -76,9 +75,21 @@ def test_too_few_points() -> None:
         monitor.update(np.zeros((5, 4)), np.zeros(5))
 
 
-def test_bad_positive() -> None:
-    with pytest.raises(ValueError, match=re.escape(_BAD_POSITIVE.format("tau_anomaly", 0.0))):
-        UMAPMonitor(tau_anomaly=0.0)
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"tau_anomaly": 0.0}, ValueError, "Expected `tau_anomaly` to be a number > 0, got 0.0"),
+        ({"tau_anomaly": float("nan")}, ValueError, "Expected `tau_anomaly` to be a number > 0, got nan"),
+        ({"n_neighbors": 1}, ValueError, "Expected `n_neighbors` to be an int >= 2, got 1"),
+        ({"n_neighbors": 15.0}, TypeError, "Expected `n_neighbors` to be an int >= 2, got 15.0"),
+        ({"window": True}, TypeError, "Expected `window` to be an int >= 1, got True"),
+        ({"mlp_lr": float("inf")}, ValueError, "Expected `mlp_lr` to be a finite number > 0, got inf"),
+        ({"dbscan_eps": -0.5}, ValueError, "Expected `dbscan_eps` to be a finite number > 0, got -0.5"),
+    ],
+)
+def test_bad_settings(kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        UMAPMonitor(**kwargs)
 
 
 def test_is_anomaly_is_distance_to_every_centroid() -> None:
@@ -232,12 +243,7 @@ print(torch.get_num_threads())
 
 
 @pytest.mark.slow
-def test_update_keeps_torchs_thread_count() -> None:
+def test_update_keeps_torchs_thread_count(run_script) -> None:
     """numba's first OpenMP launch (inside UMAP) must not leave torch on all cores (fresh process: it happens once)."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], cwd=root, capture_output=True, text=True,
-                         check=True, timeout=600)
+    out = run_script("-c", _THREADS_SCRIPT)
     assert out.stdout.strip().splitlines()[-1] == "1", out.stderr[-2000:]

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 
 from replay.vector_store import (
-    _BAD_DEVICE,
     _BAD_IDS,
-    _BAD_K,
     _BAD_PAYLOAD_TYPE,
     _BAD_VECTORS,
     _CORRUPT_SNAPSHOT,
@@ -193,8 +191,15 @@ def test_gpu_matches_cpu() -> None:  # pragma: no cover - CPU-only CI
 
 
 def test_bad_device() -> None:
-    with pytest.raises(ValueError, match=re.escape(_BAD_DEVICE.format("tpu"))):
+    with pytest.raises(ValueError, match=re.escape("Expected `device` to be one of ('auto', 'cpu', 'gpu'), got 'tpu'")):
         SchemaVectorStore(DIM, device="tpu")  # type: ignore[arg-type]
+
+
+def test_bad_dim() -> None:
+    with pytest.raises(ValueError, match=re.escape("Expected `dim` to be an int >= 1, got 0")):
+        SchemaVectorStore(0, device="cpu")
+    with pytest.raises(TypeError, match=re.escape("Expected `dim` to be an int >= 1, got 4.0")):
+        SchemaVectorStore(4.0, device="cpu")  # type: ignore[arg-type]
 
 
 def test_bad_vectors_and_ids() -> None:
@@ -203,8 +208,10 @@ def test_bad_vectors_and_ids() -> None:
         store.upsert([1, 2], np.zeros((2, 3)))
     with pytest.raises(ValueError, match=re.escape(_BAD_IDS.format(2, [1, 1]))):
         store.upsert([1, 1], np.ones((2, DIM)))
-    with pytest.raises(ValueError, match=re.escape(_BAD_K.format(0))):
+    with pytest.raises(ValueError, match=re.escape("Expected `k` to be an int >= 1, got 0")):
         store.search(np.ones(DIM), k=0)
+    with pytest.raises(TypeError, match=re.escape("Expected `k` to be an int >= 1, got 2.0")):
+        store.search(np.ones(DIM), k=2.0)  # type: ignore[arg-type]
 
 
 def test_bad_payload_type() -> None:

@@ -17,24 +17,19 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from janus_env.checks import NEED_RESET, bad_value
 from janus_env.lob_env import JanusLOBEnv
-from wrappers.amygdala import (
+from wrappers.amygdala import Amygdala
+from wrappers.breakers import (
     _BAD_CONFIG,
     _BAD_FEAR_WEIGHTS,
-    _BAD_FRACTION,
     _BAD_KILL_FILE,
-    _BAD_PREDICTOR,
-    _BAD_RATIO,
     _BAD_REASON,
-    _BAD_SETTINGS,
-    _BAD_WEIGHT,
-    _NEED_RESET,
     _UNKNOWN_SETTING,
     BREAKERS,
     CALLABLE_FIELDS,
     DEFAULT_FEAR_BIAS,
     DEFAULT_FEAR_WEIGHTS,
-    Amygdala,
     BreakerConfig,
     CircuitBreakers,
     breaker_fields,
@@ -625,7 +620,7 @@ def test_inner_halt_is_respected():
 
 def test_step_before_reset():
     env = Amygdala(JanusLOBEnv(scenario="ou", seed=0))
-    with pytest.raises(RuntimeError, match=re.escape(_NEED_RESET)):
+    with pytest.raises(RuntimeError, match=re.escape(NEED_RESET)):
         env.step(0)
 
 
@@ -639,23 +634,38 @@ def test_works_under_gym_make():
 
 
 # --------------------------------------------------------------------------- arguments
+
+
+_RATIO = "a finite number > 0 or None"  # a threshold; None disables its breaker
+_FRACTION = "a number in (0, 1) or None"
+
+
 @pytest.mark.parametrize(("kwargs", "exc", "message"), [
-    ({"max_drawdown": 0.0}, ValueError, _BAD_RATIO.format("max_drawdown", 0.0)),
-    ({"vol_ratio": -3}, ValueError, _BAD_RATIO.format("vol_ratio", -3)),
-    ({"slippage_ratio": "2"}, TypeError, _BAD_RATIO.format("slippage_ratio", "2")),
-    ({"fear_threshold": 1.5}, ValueError, _BAD_FRACTION.format("fear_threshold", 1.5)),
-    ({"max_violation_rate": 0.0}, ValueError, _BAD_FRACTION.format("max_violation_rate", 0.0)),
+    ({"max_drawdown": 0.0}, ValueError, bad_value("max_drawdown", _RATIO, 0.0)),
+    ({"max_drawdown": True}, TypeError, bad_value("max_drawdown", _RATIO, True)),
+    ({"vol_ratio": -3}, ValueError, "Expected `vol_ratio` to be a finite number > 0 or None, got -3"),
+    ({"vol_ratio": float("nan")}, ValueError, bad_value("vol_ratio", _RATIO, float("nan"))),
+    ({"slippage_ratio": "2"}, TypeError, bad_value("slippage_ratio", _RATIO, "2")),
+    ({"fear_threshold": 1.5}, ValueError, "Expected `fear_threshold` to be a number in (0, 1) or None, got 1.5"),
+    ({"fear_threshold": float("nan")}, ValueError, bad_value("fear_threshold", _FRACTION, float("nan"))),
+    ({"max_violation_rate": 0.0}, ValueError, bad_value("max_violation_rate", _FRACTION, 0.0)),
     ({"fear_weights": (1.0, 2.0)}, ValueError, _BAD_FEAR_WEIGHTS.format((1.0, 2.0))),
     ({"fear_weights": 3}, TypeError, _BAD_FEAR_WEIGHTS.format(3)),
-    ({"slippage_predictor": 1.0}, TypeError, _BAD_PREDICTOR.format(1.0)),
+    ({"fear_weights": (2.0, float("inf"), 0.25)}, ValueError, bad_value("fear_weights[1]", "a finite number", math.inf)),
+    # the old float(w) conversion took True as 1.0 and "2" as 2.0
+    ({"fear_weights": (2.0, True, 0.25)}, TypeError, bad_value("fear_weights[1]", "a finite number", True)),
+    ({"fear_weights": ("2", 1.0, 0.25)}, TypeError, bad_value("fear_weights[0]", "a finite number", "2")),
+    ({"slippage_predictor": 1.0}, TypeError, bad_value("slippage_predictor", "callable or None", 1.0)),
     ({"kill_file": 7}, TypeError, _BAD_KILL_FILE.format(7)),
-    ({"blocked_weight": 1.5}, ValueError, _BAD_WEIGHT.format(1.5)),
-    ({"blocked_weight": "0.1"}, TypeError, _BAD_WEIGHT.format("0.1")),
+    ({"blocked_weight": 1.5}, ValueError, bad_value("blocked_weight", "a number in [0, 1]", 1.5)),
+    ({"blocked_weight": "0.1"}, TypeError, bad_value("blocked_weight", "a number in [0, 1]", "0.1")),
     ({"fear_window": 0}, ValueError, "Expected `fear_window` to be an int >= 1, got 0"),
     ({"min_fills": 2.0}, TypeError, "Expected `min_fills` to be an int >= 1, got 2.0"),
-    ({"vol_halflife": float("inf")}, ValueError, "Expected `vol_halflife` > 0, got inf"),
+    ({"violation_window": np.bool_(True)}, TypeError, bad_value("violation_window", "an int >= 1", np.bool_(True))),
+    ({"vol_halflife": float("inf")}, ValueError, "Expected `vol_halflife` to be a finite number > 0, got inf"),
+    ({"min_predicted_bps": 0}, ValueError, bad_value("min_predicted_bps", "a finite number > 0", 0)),
     ({"fear_bias": float("nan")}, ValueError, "Expected `fear_bias` to be a finite number, got nan"),
-    ({"anomaly_detector": "umap"}, TypeError, "Expected `anomaly_detector` to be a callable obs -> bool, got 'umap'"),
+    ({"anomaly_detector": "umap"}, TypeError, "Expected `anomaly_detector` to be callable or None, got 'umap'"),
 ])
 def test_bad_arguments(kwargs, exc, message):
     # the one check (BreakerConfig) behind every door: the dataclass, a YAML mapping, the wrapper's keywords
@@ -665,6 +675,13 @@ def test_bad_arguments(kwargs, exc, message):
         BreakerConfig.from_mapping(kwargs)
     with pytest.raises(exc, match=re.escape(message)):
         Amygdala(JanusLOBEnv(scenario="ou", seed=0), **kwargs)
+
+
+def test_halt_on_env_error_must_be_a_bool():
+    # the old bool() conversion read the string "false" as True: the opposite of what was asked
+    with pytest.raises(TypeError, match=re.escape(bad_value("halt_on_env_error", "a bool", "false"))):
+        Amygdala(JanusLOBEnv(scenario="ou", seed=0), halt_on_env_error="false")
+    assert Amygdala(JanusLOBEnv(scenario="ou", seed=0), halt_on_env_error=np.bool_(False)).halt_on_env_error is False
 
 
 def test_unknown_keyword_names_the_fields():
@@ -684,7 +701,7 @@ def test_unknown_keyword_names_the_fields():
     (lambda: Amygdala(JanusLOBEnv(scenario="ou", seed=0), config={"vol_ratio": 4.0}),
      _BAD_CONFIG.format({"vol_ratio": 4.0})),
     (lambda: CircuitBreakers({"vol_ratio": 4.0}), _BAD_CONFIG.format({"vol_ratio": 4.0})),
-    (lambda: BreakerConfig.from_mapping("vol_ratio=4"), _BAD_SETTINGS.format("vol_ratio=4")),
+    (lambda: BreakerConfig.from_mapping("vol_ratio=4"), bad_value("settings", "a mapping", "vol_ratio=4")),
     (lambda: BreakerConfig.from_mapping({}, base={"vol_ratio": 4.0}), _BAD_CONFIG.format({"vol_ratio": 4.0})),
     (lambda: BreakerConfig(0.05), "positional argument"),
 ])
@@ -715,7 +732,7 @@ def test_config_is_frozen_and_normalized():
     assert hash(c) == hash(dataclasses.replace(c))
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.vol_ratio = 5.0
-    with pytest.raises(ValueError, match=re.escape(_BAD_RATIO.format("vol_ratio", -1))):
+    with pytest.raises(ValueError, match=re.escape(bad_value("vol_ratio", _RATIO, -1))):
         dataclasses.replace(c, vol_ratio=-1)  # a changed copy is checked again
     assert BreakerConfig.from_mapping(None) == BreakerConfig() and BreakerConfig.from_mapping({}, base=c) is c
 

@@ -14,7 +14,7 @@ import pytest
 
 from janus_env.lob_env import JanusLOBEnv
 from wrappers.amygdala import Amygdala
-from wrappers.audit import _BAD_BUFFER, _BAD_PATH, _CORRUPT_LINE, AuditLog, AuditLogError, read_audit_log, to_jsonable
+from wrappers.audit import _BAD_PATH, _CORRUPT_LINE, AuditLog, AuditLogError, read_audit_log, to_jsonable
 from wrappers.hypothalamus import Hypothalamus
 
 N_SIZES = 5
@@ -199,8 +199,10 @@ def test_bad_arguments(tmp_path):
     env = JanusLOBEnv(scenario="ou", seed=0)
     with pytest.raises(TypeError, match=re.escape(_BAD_PATH.format(3))):
         AuditLog(env, 3)
-    with pytest.raises(ValueError, match=re.escape(_BAD_BUFFER.format(0))):
+    with pytest.raises(ValueError, match=re.escape("Expected `buffer_size` to be an int >= 1, got 0")):
         AuditLog(env, tmp_path / "a.jsonl", buffer_size=0)
+    with pytest.raises(TypeError, match=re.escape("Expected `buffer_size` to be an int >= 1, got 10.0")):
+        AuditLog(env, tmp_path / "a.jsonl", buffer_size=10.0)
     with pytest.raises(TypeError, match=re.escape(_BAD_PATH.format(None))):
         read_audit_log(None)
 

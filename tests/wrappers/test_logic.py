@@ -129,9 +129,17 @@ def test_sat_agg_generalized_mean() -> None:
     assert logical_loss(np.array([0.6, 0.8])) == pytest.approx(1.0 - math.sqrt((0.36 + 0.64) / 2))
 
 
-@pytest.mark.parametrize("p", [0.5, 0.0, -1.0, float("nan")])
+# p = inf was accepted before and returned mean(φ^inf)^0 = 1 whatever the truths (a violated KB looked satisfied)
+@pytest.mark.parametrize("p", [0.5, 0.0, -1.0, float("nan"), float("inf")])
 def test_bad_p(p: float) -> None:
-    with pytest.raises(ValueError, match=f"^Expected `p` >= 1, got {re_escape(repr(p))}$"):
+    with pytest.raises(ValueError, match=f"^Expected `p` to be a finite number >= 1, got {re_escape(repr(p))}$"):
+        sat_agg(np.ones(3), p)
+
+
+@pytest.mark.parametrize("p", [True, "2", None])
+def test_bad_p_type(p: object) -> None:
+    # the old `p >= 1` test took True as p = 1
+    with pytest.raises(TypeError, match=f"^Expected `p` to be a finite number >= 1, got {re_escape(repr(p))}$"):
         sat_agg(np.ones(3), p)
 
 
@@ -142,8 +150,10 @@ def re_escape(s: str) -> str:
 
 
 def test_bad_in_features() -> None:
-    with pytest.raises(ValueError, match=re_escape("Expected `in_features` >= 1, got 0")):
+    with pytest.raises(ValueError, match=re_escape("Expected `in_features` to be an int >= 1, got 0")):
         Predicate(0)
+    with pytest.raises(TypeError, match=re_escape("Expected `in_features` to be an int >= 1, got 2.0")):
+        Predicate(2.0)
     with pytest.raises(ValueError, match=re_escape("Expected `weight` of shape (3,), got (2,)")):
         Predicate(3, weight=[1.0, 2.0])
 

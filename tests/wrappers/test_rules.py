@@ -188,10 +188,16 @@ def test_mean_volume_window() -> None:
 
 
 def test_history_bad_arguments() -> None:
-    with pytest.raises(ValueError, match=re.escape("Expected `wash_sale_window` >= 1, got 0")):
+    with pytest.raises(ValueError, match=re.escape("Expected `wash_sale_window` to be an int >= 1, got 0")):
         TradeHistory(wash_sale_window=0)
-    with pytest.raises(ValueError, match=re.escape("Expected `volume_window` >= 1, got 2.5")):
+    with pytest.raises(TypeError, match=re.escape("Expected `volume_window` to be an int >= 1, got 2.5")):
         TradeHistory(volume_window=2.5)
+    with pytest.raises(TypeError, match=re.escape("Expected `max_trades` to be an int >= 1, got True")):
+        TradeHistory(max_trades=True)
+    with pytest.raises(TypeError, match=re.escape("Expected `vol_halflife` to be a finite number > 0, got '500'")):
+        TradeHistory(vol_halflife="500")
+    h = TradeHistory(wash_sale_window=np.int64(5), volume_window=np.int32(3))  # numpy ints are ints
+    assert (type(h.wash_sale_window), h.wash_sale_window, h.volume_window) == (int, 5, 3)
     with pytest.raises(KeyError, match="info has no 'volume' key"):
         TradeHistory().update({"exec_qty": 0.0})
 
@@ -457,15 +463,18 @@ def test_observation_encoding_matches_currency_book() -> None:
 
 # ----------------------------------------------------------------------------- validation
 @pytest.mark.parametrize("kwargs,message", [
-    ({"eta": 0.0}, "Expected `eta` > 0, got 0.0"),
-    ({"volatility_ratio": -2.0}, "Expected `volatility_ratio` > 0, got -2.0"),
-    ({"vol_halflife": 0}, "Expected `vol_halflife` > 0, got 0"),
-    ({"vol_event_ratio": 1.0}, "Expected `vol_event_ratio` > 1, got 1.0"),
-    ({"volatility_slope": float("inf")}, "Expected `volatility_slope` > 0, got inf"),
-    ({"vpin_threshold": 1.5}, "Expected `vpin_threshold` in [0, 1], got 1.5"),
-    ({"cash_reserve": -0.1}, "Expected `cash_reserve` in [0, 1], got -0.1"),
-    ({"p": 0.5}, "Expected `p` >= 1, got 0.5"),
-    ({"wash_sale_window": 0}, "Expected `wash_sale_window` >= 1, got 0"),
+    ({"eta": 0.0}, "Expected `eta` to be a finite number > 0, got 0.0"),
+    ({"volatility_ratio": -2.0}, "Expected `volatility_ratio` to be a finite number > 0, got -2.0"),
+    ({"vol_halflife": 0}, "Expected `vol_halflife` to be a finite number > 0, got 0"),
+    ({"vol_event_ratio": 1.0}, "Expected `vol_event_ratio` to be a finite number > 1, got 1.0"),
+    ({"vol_event_ratio": float("nan")}, "Expected `vol_event_ratio` to be a finite number > 1, got nan"),
+    ({"volatility_slope": float("inf")}, "Expected `volatility_slope` to be a finite number > 0, got inf"),
+    ({"vpin_threshold": 1.5}, "Expected `vpin_threshold` to be a number in [0, 1], got 1.5"),
+    ({"vpin_threshold": float("nan")}, "Expected `vpin_threshold` to be a number in [0, 1], got nan"),
+    ({"cash_reserve": -0.1}, "Expected `cash_reserve` to be a number in [0, 1], got -0.1"),
+    ({"p": 0.5}, "Expected `p` to be a finite number >= 1, got 0.5"),
+    ({"p": float("inf")}, "Expected `p` to be a finite number >= 1, got inf"),
+    ({"wash_sale_window": 0}, "Expected `wash_sale_window` to be an int >= 1, got 0"),
 ])
 def test_bad_kb_parameters(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
@@ -473,8 +482,10 @@ def test_bad_kb_parameters(kwargs: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"eta": "1"}, "Expected `eta` to be a real number, got '1'"),
-    ({"p": True}, "Expected `p` to be a real number, got True"),
+    ({"eta": "1"}, "Expected `eta` to be a finite number > 0, got '1'"),
+    ({"p": True}, "Expected `p` to be a finite number >= 1, got True"),
+    ({"cash_reserve": None}, "Expected `cash_reserve` to be a number in [0, 1], got None"),
+    ({"volume_window": 20.0}, "Expected `volume_window` to be an int >= 1, got 20.0"),
 ])
 def test_bad_kb_parameter_types(kwargs: dict, message: str) -> None:
     with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
@@ -488,5 +499,5 @@ def test_bad_evaluate_arguments() -> None:
         KB.evaluate(Q[None], deep_book(), make_state())
     with pytest.raises(ValueError, match=re.escape("Expected a state vector of shape (13,), got shape (3,)")):
         KB.evaluate(Q, deep_book(), np.zeros(3))
-    with pytest.raises(ValueError, match=re.escape("Expected `backend` in ('numba', 'numpy'), got 'torch'")):
+    with pytest.raises(ValueError, match=re.escape("Expected `backend` to be one of ('numba', 'numpy'), got 'torch'")):
         KB.evaluate(Q, deep_book(), make_state(), backend="torch")

@@ -113,11 +113,12 @@ def test_the_core_reads_each_row_wherever_it_sits() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
-    ({"threshold": 0.0}, ValueError, "Expected `threshold` in (0, 1], got 0.0"),
-    ({"threshold": float("nan")}, ValueError, "Expected `threshold` in (0, 1], got nan"),
-    ({"threshold": "0.9"}, TypeError, "Expected `threshold` to be a real number, got '0.9'"),
-    ({"threshold": True}, TypeError, "Expected `threshold` to be a real number, got True"),
-    ({"fallback": "sell"}, ValueError, "Expected `fallback` in ('hold', 'nearest'), got 'sell'"),
+    ({"threshold": 0.0}, ValueError, "Expected `threshold` to be a number in (0, 1], got 0.0"),
+    ({"threshold": float("nan")}, ValueError, "Expected `threshold` to be a number in (0, 1], got nan"),
+    ({"threshold": float("inf")}, ValueError, "Expected `threshold` to be a number in (0, 1], got inf"),
+    ({"threshold": "0.9"}, TypeError, "Expected `threshold` to be a number in (0, 1], got '0.9'"),
+    ({"threshold": True}, TypeError, "Expected `threshold` to be a number in (0, 1], got True"),
+    ({"fallback": "sell"}, ValueError, "Expected `fallback` to be one of ('hold', 'nearest'), got 'sell'"),
     ({"fallback": 1}, TypeError, "Expected `fallback` to be a str, got 1"),
     ({"knowledge_base": {}}, TypeError, "Expected `knowledge_base` to be a TradingKnowledgeBase or None, got {}"),
 ])

@@ -6,8 +6,6 @@ import csv
 import json
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +33,10 @@ from agents.app.evaluation import (
     write_outputs,
 )
 from agents.app.metrics import CALENDARS
+from janus_env.checks import BAD_VALUE
 from janus_env.samples import sample_path
 
-ROOT = Path(__file__).resolve().parents[3]
 HOLD, BUY = 0, 1
-
-
-def _run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, check=check,
-                          timeout=600)
 
 
 class ScriptedEnv(gym.Env):
@@ -185,6 +178,17 @@ def test_annualization_from_the_simulator_and_the_data() -> None:
     assert env.unwrapped.step_seconds == timing.step_seconds
 
 
+@pytest.mark.parametrize(("episodes", "error"), [(0, ValueError), (2.5, TypeError), (True, TypeError),
+                                                  ("3", TypeError)])
+def test_bad_episodes(episodes: Any, error: type[Exception]) -> None:
+    # 2.5 was cut to 2 episodes and "3" read as 3 before; the bool and 0 raised ValueError
+    env = make_eval_env("Janus-LOB-v0", {"scenario": "ou", "episode_steps": 20}, shield=False, breakers=False)
+    message = BAD_VALUE.format(name="episodes", expected="an int >= 1", value=episodes)
+    with pytest.raises(error, match=re.escape(message)):
+        episode_plan(env, episodes, 0)
+    assert episode_plan(env, np.int64(2), 7).episodes == [(7, None), (8, None)]
+
+
 def test_walk_forward_windows_do_not_overlap() -> None:
     env = make_eval_env("Janus-LOB-v0", {"scenario": "historical", "data": str(sample_path("btc_book_15_levels")),
                                          "data_split": (0.7, 1.0), "episode_steps": 40}, shield=False, breakers=False)
@@ -265,7 +269,7 @@ def test_shield_and_breakers_switch_separately() -> None:
     assert check_breaker_settings({"vol_ratio": 4, "fear_threshold": None}) == {"vol_ratio": 4, "fear_threshold": None}
     with pytest.raises(ValueError, match=re.escape("Unknown breaker setting 'volratio'; expected one of")):
         check_breaker_settings({"volratio": 4})
-    with pytest.raises(ValueError, match=re.escape("Expected `vol_ratio` > 0 (or None to disable the breaker), got -")):
+    with pytest.raises(ValueError, match=re.escape("Expected `vol_ratio` to be a finite number > 0 or None, got -")):
         check_breaker_settings({"vol_ratio": -1})
 
 
@@ -278,9 +282,9 @@ def test_each_evaluation_gets_its_own_folder(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ the CLI
 
 
-def test_baselines_only_run_writes_a_new_folder_each_time(tmp_path: Path) -> None:
-    first = _run("evaluate.py", "--scenarios", "ou,flash_crash", "--episodes", "2", "--steps", "50",
-                 "--hp", "env_kwargs.lot=50", "--out", str(tmp_path))
+def test_baselines_only_run_writes_a_new_folder_each_time(tmp_path: Path, run_script) -> None:
+    first = run_script("evaluate.py", "--scenarios", "ou,flash_crash", "--episodes", "2", "--steps", "50",
+                       "--hp", "env_kwargs.lot=50", "--out", str(tmp_path))
     assert "| scenario | strategy | return bps ± 95% CI | ann. % | Sharpe | max DD % |" in first.stdout
     assert "flash_crash: step 23.4 s" in first.stdout and "event at steps 20..27" in first.stdout
     folder = (tmp_path / "latest").resolve()
@@ -293,19 +297,19 @@ def test_baselines_only_run_writes_a_new_folder_each_time(tmp_path: Path) -> Non
     for name in ("metrics.csv", "summary.md", "equity_ou.png", "equity_flash_crash.png", "returns.png"):
         assert (folder / name).stat().st_size > 0
     assert not (folder / "paired.json").exists()  # no agent: nothing to pair
-    second = _run("evaluate.py", "--scenarios", "ou", "--episodes", "1", "--steps", "30", "--baselines", "momentum",
-                  "--no-glass-box", "--out", str(tmp_path))
+    second = run_script("evaluate.py", "--scenarios", "ou", "--episodes", "1", "--steps", "30", "--baselines",
+                        "momentum", "--no-glass-box", "--out", str(tmp_path))
     assert "shield off, breakers off" in second.stdout
     later = (tmp_path / "latest").resolve()
     assert later != folder and not (later / "equity_flash_crash.png").exists()  # no stale plots beside new numbers
     assert len(json.loads((folder / "metrics.json").read_text())) == 8  # the first evaluation is untouched
 
 
-def test_trained_run_is_compared_with_each_baseline(tmp_path: Path) -> None:
-    _run("train.py", "--algo", "dqn", "--timesteps", "300", "--run-dir", str(tmp_path), "--run-name", "r",
-         "--no-progress", "--hp", "learning_starts=50", "--hp", "env_kwargs.episode_steps=100")
-    result = _run("evaluate.py", str(tmp_path / "r"), "--scenarios", "regime", "--episodes", "2", "--baselines",
-                  "random,momentum", "--no-breakers")
+def test_trained_run_is_compared_with_each_baseline(tmp_path: Path, run_script) -> None:
+    run_script("train.py", "--algo", "dqn", "--timesteps", "300", "--run-dir", str(tmp_path), "--run-name", "r",
+               "--no-progress", "--hp", "learning_starts=50", "--hp", "env_kwargs.episode_steps=100")
+    result = run_script("evaluate.py", str(tmp_path / "r"), "--scenarios", "regime", "--episodes", "2", "--baselines",
+                        "random,momentum", "--no-breakers")
     assert "agent − random" in result.stdout and "shield on, breakers off" in result.stdout
     folder = tmp_path / "r" / "eval" / "latest"
     rows = json.loads((folder / "metrics.json").read_text())
@@ -317,10 +321,10 @@ def test_trained_run_is_compared_with_each_baseline(tmp_path: Path) -> None:
     assert paired[0]["diff_bps"] == pytest.approx(agent - random_)
 
 
-def test_historical_walk_forward(tmp_path: Path) -> None:
+def test_historical_walk_forward(tmp_path: Path, run_script) -> None:
     data = sample_path("btc_book_15_levels")
-    result = _run("evaluate.py", "--scenarios", "historical", "--data", str(data), "--episodes", "5",
-                  "--steps", "40", "--baselines", "momentum", "--out", str(tmp_path), "--no-glass-box")
+    result = run_script("evaluate.py", "--scenarios", "historical", "--data", str(data), "--episodes", "5",
+                        "--steps", "40", "--baselines", "momentum", "--out", str(tmp_path), "--no-glass-box")
     assert "3 non-overlapping test window(s) of 40 steps" in result.stdout
     assert "step 60 s (median spacing of the data's time stamps), crypto calendar" in result.stdout
     rows = json.loads((tmp_path / "latest" / "metrics.json").read_text())
@@ -334,8 +338,8 @@ def test_historical_walk_forward(tmp_path: Path) -> None:
         (["no/such/run"], "no model at no/such/run/model.zip"),
     ],
 )
-def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
-    result = _run("evaluate.py", *args, check=False)
+def test_bad_arguments_exit_2(args: list[str], message: str, run_script) -> None:
+    result = run_script("evaluate.py", *args, check=False)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
 
@@ -348,8 +352,8 @@ def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
         (["--baselines", "none"], "nothing to evaluate"),
         (["--steps", "0"], "--steps must be >= 1, got 0"),
         (["--breaker", "volratio=4"], "Unknown breaker setting 'volratio'; expected one of"),
-        (["--breaker", "vol_ratio=-1"], "Expected `vol_ratio` > 0 (or None to disable the breaker), got -1"),
-        (["--breaker", "fear_threshold=2"], "Expected `fear_threshold` in (0, 1)"),
+        (["--breaker", "vol_ratio=-1"], "Expected `vol_ratio` to be a finite number > 0 or None, got -1"),
+        (["--breaker", "fear_threshold=2"], "Expected `fear_threshold` to be a number in (0, 1) or None, got 2"),
         (["--breaker", "vol_ratio"], "Expected --breaker NAME=VALUE (VALUE in YAML syntax, null disables), got "
                                      "'vol_ratio'"),
         (["--breaker", "vol_ratio=4", "--no-breakers"], "--breaker needs the breakers on"),
@@ -357,7 +361,7 @@ def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
         (["--hp", "lot=10"], "evaluate.py --hp sets env settings only (env_kwargs.NAME=VALUE), got 'lot=10'"),
         (["--hp", "env_kwargs.lot"], "Expected --hp KEY=VALUE (VALUE in YAML syntax), got 'env_kwargs.lot'"),
         (["--hp", "env_kwargs.lott=10", "--scenarios", "ou"], "ou: Unknown market parameter(s) ['lott']"),
-        (["--hp", "env_kwargs.lot=-5", "--scenarios", "ou"], "ou: Expected `lot` > 0, got -5"),
+        (["--hp", "env_kwargs.lot=-5", "--scenarios", "ou"], "ou: Expected `lot` to be a finite number > 0, got -5"),
         (["--scenarios", "flash_crash", "--hp", "env_kwargs.event_start=0.95", "--steps", "60"],
          "flash_crash: the flash_crash event spans steps 57..66 but the episode has 60 steps"),
         (["--calendar", "moon"], "argument --calendar: invalid choice: 'moon'"),

@@ -29,6 +29,7 @@ from agents.app.metrics import (
     sortino,
     value_at_risk,
 )
+from janus_env.checks import BAD_VALUE
 
 EQUITY = np.array([100.0, 110.0, 99.0, 108.9, 119.79])  # returns +10%, -10%, +10%, +10%
 R = np.array([0.1, -0.1, 0.1, 0.1])
@@ -127,18 +128,22 @@ def test_hourly_versus_one_second_steps() -> None:
     assert sharpe(r, periods_per_year(3600.0, "crypto")) == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(8760))
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    (0.0, "Expected `step_seconds` > 0 (finite), got 0.0"),
-    (math.inf, "Expected `step_seconds` > 0 (finite), got inf"),
-    ("x", "Expected `step_seconds` > 0 (finite), got 'x'"),
+@pytest.mark.parametrize(("value", "error", "message"), [
+    (0.0, ValueError, "Expected `step_seconds` to be a finite number > 0, got 0.0"),
+    (math.inf, ValueError, "Expected `step_seconds` to be a finite number > 0, got inf"),
+    (math.nan, ValueError, "Expected `step_seconds` to be a finite number > 0, got nan"),
+    ("x", TypeError, "Expected `step_seconds` to be a finite number > 0, got 'x'"),  # ValueError before
+    ("60", TypeError, "Expected `step_seconds` to be a finite number > 0, got '60'"),  # read as 60.0 before
+    (True, TypeError, "Expected `step_seconds` to be a finite number > 0, got True"),  # read as 1.0 before
 ])
-def test_bad_step_seconds(value: object, message: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(message)):
+def test_bad_step_seconds(value: object, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=re.escape(message)):
         periods_per_year(value)  # type: ignore[arg-type]
 
 
 def test_unknown_calendar() -> None:
-    with pytest.raises(ValueError, match=re.escape("Unknown trading calendar 'moon'; expected one of")):
+    message = BAD_VALUE.format(name="calendar", expected="one of ('crypto', 'equities', 'fx')", value="moon")
+    with pytest.raises(ValueError, match=re.escape(message)):
         periods_per_year(60.0, "moon")
 
 
@@ -163,8 +168,10 @@ def test_mean_confidence_interval_by_hand() -> None:
     lo, hi = stats.t.interval(0.95, 3, loc=2.5, scale=stats.sem(x))
     assert (mean - half, mean + half) == pytest.approx((lo, hi))
     assert math.isnan(mean_confidence_interval(np.array([3.0]))[1])
-    with pytest.raises(ValueError, match=re.escape("Expected `level` in (0, 1), got 1.5")):
+    with pytest.raises(ValueError, match=re.escape("Expected `level` to be a number in (0, 1), got 1.5")):
         mean_confidence_interval(x, 1.5)
+    with pytest.raises(ValueError, match=re.escape("Expected `level` to be a number in (0, 1), got nan")):
+        mean_confidence_interval(x, math.nan)
 
 
 def test_paired_t_test_by_hand_and_against_scipy() -> None:
@@ -232,5 +239,8 @@ def test_sharpe_needs_enough_episodes() -> None:
     assert s.annualized_return == pytest.approx(math.expm1(504 * np.mean(np.log1p([-1.7e-4, -1.71e-4, -1.69e-4]))))
     one = episode_statistics(np.array([0.01]), np.array([0.0]), 252.0, 1)
     assert math.isnan(one.return_ci) and math.isnan(one.annualized_volatility) and math.isnan(one.calmar)
-    with pytest.raises(ValueError, match=re.escape("Expected `steps_per_episode` >= 1, got 0")):
+    with pytest.raises(ValueError, match=re.escape("Expected `steps_per_episode` to be a finite number >= 1, got 0")):
         episode_statistics(np.array([0.01]), np.array([0.0]), 252.0, 0)
+    # the message named `step_seconds` before
+    with pytest.raises(ValueError, match=re.escape("Expected `periods_per_year` to be a finite number > 0, got 0.0")):
+        episode_statistics(np.array([0.01]), np.array([0.0]), 0.0, 1)

@@ -16,10 +16,6 @@ from agents.app.rllib import scripted_market
 from agents.app.tournament import learner_env, resolve_roster
 from envs_registry import make_parallel_env
 
-MARKET = {"roles": {"market_maker": 1, "informed": 1, "noise": 1, "janus": 2}, "episode_steps": 64}
-ROSTER = {"market_maker": {"algo": "ppo"}, "informed": "informed", "noise": "random",
-          "janus": {"algo": "ppo", "shared": True}}
-
 
 class _CountingPolicy:
     def __init__(self, policy) -> None:
@@ -30,9 +26,9 @@ class _CountingPolicy:
         return self.policy.predict(observation, deterministic=deterministic)
 
 
-def test_scripted_agents_act_inside_the_env() -> None:
-    par = make_parallel_env(**MARKET)
-    roster = resolve_roster(MARKET, ROSTER)
+def test_scripted_agents_act_inside_the_env(opponents_market: dict, opponents_roster: dict) -> None:
+    par = make_parallel_env(**opponents_market)
+    roster = resolve_roster(opponents_market, opponents_roster)
     scripted = {a: _CountingPolicy(scripted_policy(s, par.action_space(a), 0))
                 for a, s in roster.items() if isinstance(s, str)}
     env = ScriptedOpponentsParallelEnv(par, scripted)
@@ -44,7 +40,7 @@ def test_scripted_agents_act_inside_the_env() -> None:
         obs, rewards, terms, truncs, _ = env.step({a: env.action_space(a).sample() for a in env.agents})
         assert set(rewards) == set(terms) == set(truncs) <= set(env.possible_agents)
         steps += 1
-    assert steps == MARKET["episode_steps"]
+    assert steps == opponents_market["episode_steps"]
     assert all(truncs.values()) and not any(terms.values())
     assert {a: p.calls for a, p in scripted.items()} == {"informed_0": steps, "noise_0": steps}
 
@@ -57,10 +53,10 @@ def test_env_action_shapes_maker_and_taker_actions() -> None:
         env_action([1, 2], "janus_0")  # a taker acts with one number
 
 
-def test_single_learner_env_rotates_a_shared_group() -> None:
+def test_single_learner_env_rotates_a_shared_group(opponents_market: dict, opponents_roster: dict) -> None:
     """Episode k controls group[k % 2]; the other member acts inside the market with the shared policy."""
-    par = make_parallel_env(**MARKET)
-    roster = resolve_roster(MARKET, {**ROSTER, "market_maker": "fixed_quotes"})
+    par = make_parallel_env(**opponents_market)
+    roster = resolve_roster(opponents_market, {**opponents_roster, "market_maker": "fixed_quotes"})
     shared = _CountingPolicy(scripted_policy("hold", par.action_space("janus_0"), 0))
     policies = {**scripted_agents(roster, par, 0), "janus_0": shared, "janus_1": shared}
     env = SingleLearnerEnv(par, ["janus_0", "janus_1"], policies)
@@ -77,21 +73,22 @@ def test_single_learner_env_rotates_a_shared_group() -> None:
             obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
             assert isinstance(reward, float)
             done, steps = terminated or truncated, steps + 1
-        assert truncated and not terminated and steps == MARKET["episode_steps"]
+        assert truncated and not terminated and steps == opponents_market["episode_steps"]
     assert egos == ["janus_0", "janus_1", "janus_0"]
-    assert shared.calls == 3 * MARKET["episode_steps"]  # the other member, every step of every episode
+    assert shared.calls == 3 * opponents_market["episode_steps"]  # the other member, every step of every episode
 
 
-def test_tournament_and_rllib_learners_see_the_same_market() -> None:
+def test_tournament_and_rllib_learners_see_the_same_market(opponents_market: dict) -> None:
     """Differential: the tournament's learner env (SB3) and RLlib's env creator, same roster and seed, same
     learner actions → the same observations, rewards and episode ends, step by step."""
     agents = {"market_maker": "fixed_quotes", "informed": "informed", "noise": "random", "janus_0": {"algo": "ppo"},
               "janus_1": "momentum"}
-    roster = resolve_roster(MARKET, agents)
-    matchup = {"name": "m", "env": MARKET, "agents": roster, "safety": None}
+    roster = resolve_roster(opponents_market, agents)
+    matchup = {"name": "m", "env": opponents_market, "agents": roster, "safety": None}
     seed = 5
-    tournament = learner_env(matchup, ["janus_0"], scripted_agents(roster, make_parallel_env(**MARKET), seed))
-    rllib = scripted_market({"env": MARKET, "agents": agents, "seed": seed})
+    opponents = scripted_agents(roster, make_parallel_env(**opponents_market), seed)
+    tournament = learner_env(matchup, ["janus_0"], opponents)
+    rllib = scripted_market({"env": opponents_market, "agents": agents, "seed": seed})
     assert rllib.possible_agents == ["janus_0"]
     rng = np.random.default_rng(0)
     obs_t, _ = tournament.reset(seed=11)
@@ -106,5 +103,5 @@ def test_tournament_and_rllib_learners_see_the_same_market() -> None:
         assert (reward_t, term_t, trunc_t) == (reward_r["janus_0"], term_r["janus_0"], trunc_r["janus_0"])
         rewards.append(reward_t)
         done, steps = term_t or trunc_t, steps + 1
-    assert not rllib.agents and steps == MARKET["episode_steps"]
+    assert not rllib.agents and steps == opponents_market["episode_steps"]
     assert np.count_nonzero(rewards) > 0  # not vacuous: the learner's trades and the opponents moved its PnL

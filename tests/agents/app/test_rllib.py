@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,17 +18,8 @@ import yaml
 import train
 from agents.app.rllib import NO_RAY, module_ids, scripted_market, training_kwargs
 
-ROOT = Path(__file__).resolve().parents[3]
 SMALL_BATCH = {"train_batch_size_per_learner": 256, "minibatch_size": 64, "num_epochs": 1}
-MARKET = {"roles": {"market_maker": 1, "informed": 1, "noise": 1, "janus": 2}, "episode_steps": 64}
-ROSTER = {"market_maker": {"algo": "ppo"}, "informed": "informed", "noise": "random",
-          "janus": {"algo": "ppo", "shared": True}}
 LOSSES = ("total_loss", "policy_loss", "vf_loss", "entropy")
-
-
-def _train(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=check, timeout=300)
 
 
 # --------------------------------------------------------------------------- without Ray
@@ -42,10 +32,10 @@ def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
             call()
 
 
-def test_train_rllib_without_ray_exits_2(tmp_path: Path) -> None:
+def test_train_rllib_without_ray_exits_2(tmp_path: Path, run_script) -> None:
     code = ("import sys; sys.modules['ray'] = None; import train; "
             f"sys.exit(train.main(['--backend', 'rllib', '--run-dir', {str(tmp_path)!r}]))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = run_script("-c", code, check=False, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == f"train.py: error: {NO_RAY}"
     assert not any(tmp_path.iterdir())  # nothing written before the check
@@ -90,16 +80,16 @@ def test_module_per_role_or_per_unshared_agent() -> None:
     assert module_ids(agents, roster) == {"market_maker_0": "market_maker", "janus_0": "janus_0", "janus_1": "janus_1"}
 
 
-def test_scripted_market_hides_the_scripted_roster_agents() -> None:
+def test_scripted_market_hides_the_scripted_roster_agents(opponents_market: dict, opponents_roster: dict) -> None:
     """The ``Janus-Multi-v0`` env creator: only the learners are exposed; without a roster every agent learns."""
-    env = scripted_market({"env": MARKET, "agents": ROSTER, "seed": 3})
+    env = scripted_market({"env": opponents_market, "agents": opponents_roster, "seed": 3})
     assert env.possible_agents == ["market_maker_0", "janus_0", "janus_1"]
     assert set(env.opponents) == {"informed_0", "noise_0"}
-    everyone = scripted_market({"env": MARKET})
+    everyone = scripted_market({"env": opponents_market})
     assert everyone.possible_agents == ["market_maker_0", "informed_0", "noise_0", "janus_0", "janus_1"]
     scripted = {"market_maker": "fixed_quotes", "informed": "informed", "noise": "random", "janus": "hold"}
     with pytest.raises(ValueError, match="The roster leaves no agent to learn"):
-        scripted_market({"env": MARKET, "agents": scripted})
+        scripted_market({"env": opponents_market, "agents": scripted})
 
 
 # --------------------------------------------------------------------------- with Ray
@@ -108,12 +98,13 @@ def _finite_losses(learner: dict) -> None:
         assert math.isfinite(float(learner[key])), (key, learner[key])
 
 
-def test_train_py_rllib_writes_progress_and_checkpoint(tmp_path: Path) -> None:
+def test_train_py_rllib_writes_progress_and_checkpoint(tmp_path: Path, run_script) -> None:
     """First with-Ray test, before the module's own Ray starts: the CLI starts its own local Ray."""
     pytest.importorskip("ray")
-    result = _train("--backend", "rllib", "--timesteps", "256", "--num-env-runners", "1", "--run-dir", str(tmp_path),
-                    "--run-name", "r", "--no-progress", "--hp", "n_steps=128", "--hp", "n_envs=1",
-                    "--hp", "batch_size=64", "--hp", "n_epochs=1", "--hp", "env_kwargs.episode_steps=64")
+    result = run_script("train.py", "--backend", "rllib", "--timesteps", "256", "--num-env-runners", "1", "--run-dir",
+                        str(tmp_path), "--run-name", "r", "--no-progress", "--hp", "n_steps=128", "--hp", "n_envs=1",
+                        "--hp", "batch_size=64", "--hp", "n_epochs=1", "--hp", "env_kwargs.episode_steps=64",
+                        timeout=300)
     run = tmp_path / "r"
     rows = list(csv.DictReader((run / "progress.csv").open()))
     assert [int(r["iteration"]) for r in rows] == [1, 2]
@@ -160,10 +151,11 @@ def test_single_agent_ppo_iteration(local_ray) -> None:
     assert module.observation_space.shape == (flat,)  # the Dict observation, flattened by the connector
 
 
-def test_multi_agent_ppo_iteration(local_ray) -> None:
+def test_multi_agent_ppo_iteration(local_ray, opponents_market: dict, opponents_roster: dict) -> None:
     from agents.app.rllib import MULTI_ENV_ID, ppo_config
 
-    config = ppo_config(MULTI_ENV_ID, {"env": MARKET, "agents": ROSTER}, num_env_runners=1, training=SMALL_BATCH)
+    config = ppo_config(MULTI_ENV_ID, {"env": opponents_market, "agents": opponents_roster}, num_env_runners=1,
+                        training=SMALL_BATCH)
     assert set(config.policies) == {"market_maker", "janus"}
     algo = config.build_algo()
     try:

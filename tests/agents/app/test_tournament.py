@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ import pytest
 
 from agents.app.tournament import load_config, payoff_table
 
-ROOT = Path(__file__).resolve().parents[3]
 TINY = """
 env: {roles: {market_maker: 1, informed: 1, janus: 2}, episode_steps: 50}
 agents:
@@ -27,19 +25,18 @@ episodes: 1
 """
 
 
-def _multi(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
+def _multi(run_script, tmp_path: Path, text: str) -> subprocess.CompletedProcess:
     config = tmp_path / "tiny.yaml"
     config.write_text(text)
-    return subprocess.run([sys.executable, "train.py", "multi", "--config", str(config), "--run-dir",
-                           str(tmp_path / "runs"), "--no-progress"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return run_script("train.py", "multi", "--config", str(config), "--run-dir", str(tmp_path / "runs"),
+                      "--no-progress", check=False, timeout=300)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+def tiny(tmp_path_factory: pytest.TempPathFactory, run_script) -> tuple[subprocess.CompletedProcess, Path]:
     """One run of the TINY tournament, shared by the tests that read its outputs."""
     tmp_path = tmp_path_factory.mktemp("tiny")
-    proc = _multi(tmp_path, TINY)
+    proc = _multi(run_script, tmp_path, TINY)
     assert proc.returncode == 0, proc.stderr
     (run,) = (tmp_path / "runs").glob("multi__tiny__*")
     return proc, run
@@ -93,8 +90,8 @@ episodes: 1
 """
 
 
-def test_safety_halts_are_reported_per_agent(tmp_path: Path) -> None:
-    proc = _multi(tmp_path, GUARDED)
+def test_safety_halts_are_reported_per_agent(tmp_path: Path, run_script) -> None:
+    proc = _multi(run_script, tmp_path, GUARDED)
     assert proc.returncode == 0, proc.stderr
     (run,) = (tmp_path / "runs").glob("multi__tiny__*")
     halts = json.loads((run / "halts.json").read_text())
@@ -109,13 +106,14 @@ def test_safety_halts_are_reported_per_agent(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("safety", "message"), [
-    ("{shield: {threshold: 2}}", "Expected `threshold` in (0, 1], got 2"),
+    ("{shield: {threshold: 2}}", "Expected `threshold` to be a number in (0, 1], got 2"),
     ("{shield: {agents: [whale]}}", "Unknown agent or role 'whale' in `agents`"),
     ("{shield: {agents: market_maker}}", "The LTN shield guards takers only; 'market_maker_0' is a market maker"),
     ("{breakers: {max_drawdwn: 0.1}}", "Unknown key 'max_drawdwn' in `safety.breakers`"),
-    ("{breakers: {max_drawdown: 0.5, vol_ratio: -3}}", "Expected `vol_ratio` > 0"),
+    ("{breakers: {max_drawdown: 0.5, vol_ratio: -3}}",
+     "Expected `vol_ratio` to be a finite number > 0 or None, got -3"),
     ("{breakers: yes please}", "Expected `safety.breakers` to be true, false or a mapping"),
-    ("{shield: {knowledge_base: {wash_sale_window: 0}}}", "Expected `wash_sale_window` >= 1, got 0"),
+    ("{shield: {knowledge_base: {wash_sale_window: 0}}}", "Expected `wash_sale_window` to be an int >= 1, got 0"),
     ("[shield]", "Expected `safety` to be true, false or a mapping with keys `shield` and `breakers`"),
 ])
 def test_bad_safety_section_is_a_config_error(tmp_path: Path, safety: str, message: str) -> None:
@@ -135,15 +133,35 @@ def test_payoff_interval_matches_hand_computation() -> None:
     assert table["m"]["informed"]["mean"] == 1.0 and math.isnan(table["m"]["informed"]["ci"])
 
 
+@pytest.mark.parametrize(("text", "error", "message"), [
+    ("agents: {janus: {algo: ppo, timesteps: 0}}\n", ValueError,
+     "Expected `janus_0.timesteps` to be an int >= 1, got 0"),
+    ("agents: {janus: {algo: ppo, timesteps: 3e3}}\n", TypeError,  # YAML 1.1 reads 3e3 as a str
+     "Expected `janus_0.timesteps` to be an int >= 1, got '3e3'"),
+    ("agents: {janus_1: {algo: dqn, timesteps: true}}\n", TypeError,
+     "Expected `janus_1.timesteps` to be an int >= 1, got True"),
+    ("agents: {janus: {algo: null}}\n", ValueError, "Expected `janus_0.algo` to be one of ('ppo', 'dqn'), got None"),
+    ("episodes: 0\n", ValueError, "Expected `episodes` to be an int >= 1, got 0"),
+    ("episodes: '3'\n", TypeError, "Expected `episodes` to be an int >= 1, got '3'"),
+])
+def test_bad_learned_strategy_and_episodes(tmp_path: Path, text: str, error: type[Exception], message: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("env: {roles: {market_maker: 1, janus: 2}}\n" + text)
+    with pytest.raises(error) as info:  # ConfigError was raised for all of them before
+        load_config(config)
+    assert str(info.value) == message
+
+
 @pytest.mark.parametrize(("text", "message"), [
-    ("agents: {janus: {algo: sac}}\n", "Expected `algo` in ['ppo', 'dqn'] for janus_0, got 'sac'"),
+    ("agents: {janus: {algo: sac}}\n", "Expected `janus_0.algo` to be one of ('ppo', 'dqn'), got 'sac'"),
+    ("episodes: 2.0\n", "Expected `episodes` to be an int >= 1, got 2.0"),  # a TypeError: exit 2 as well
     ("agents: {market_maker: {algo: dqn}}\n", "A learned market maker needs algo: ppo"),
     ("agents: {janus: teleport}\n", "Unknown strategy 'teleport' for janus_0"),
     ("seeds: []\n", "Expected `seeds` to be a non-empty list of integers, got []"),
     ("env: {roles: {whale: 1}}\n", "Unknown role 'whale'"),
 ])
-def test_bad_config_exits_2_with_one_line(tmp_path: Path, text: str, message: str) -> None:
-    proc = _multi(tmp_path, text)
+def test_bad_config_exits_2_with_one_line(tmp_path: Path, text: str, message: str, run_script) -> None:
+    proc = _multi(run_script, tmp_path, text)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("train.py multi: error:")
     assert message in proc.stderr

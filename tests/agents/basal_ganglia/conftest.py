@@ -124,6 +124,13 @@ class ActionRecorder(BaseCallback):
         return True
 
 
+@pytest.fixture(params=["dqn", "qrdqn", "ppo", "maskable"])
+def algo(request: pytest.FixtureRequest) -> str:
+    """Each algorithm family :func:`make_model` builds: a test that takes ``algo`` runs once per family (a test that
+    needs fewer parametrizes ``algo`` itself)."""
+    return request.param
+
+
 @pytest.fixture
 def losing_env_cls() -> type[LosingEnv]:
     """The toy market class (subclass it for variants)."""

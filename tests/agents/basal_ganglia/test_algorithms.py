@@ -19,14 +19,12 @@ from agents.basal_ganglia import (
 )
 
 SELL = 2
-ALGOS = ["dqn", "qrdqn", "ppo", "maskable"]
 
 
 def env_of(model: Any) -> Any:
     return model.get_env().envs[0].unwrapped
 
 
-@pytest.mark.parametrize("algo", ALGOS)
 def test_veto_holds_in_rollouts_including_exploration(algo: str, model_factory: Any, nogo_setter: Any,
                                                       recorder: Any) -> None:
     model = model_factory(algo)

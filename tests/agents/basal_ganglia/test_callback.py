@@ -11,7 +11,8 @@ import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
 
-from agents.basal_ganglia import HOLD, BasalGangliaCallback, _checks, callback, policies
+from agents.basal_ganglia import HOLD, BasalGangliaCallback, policies
+from janus_env.checks import bad_value
 
 
 def test_callback_feeds_ltn_infos_and_writes_go_nogo(model_factory: Any, losing_env_cls: Any, recorder: Any) -> None:
@@ -72,18 +73,34 @@ def test_callback_needs_basal_ganglia_policy(losing_env_cls: Any) -> None:
         model.learn(16, callback=BasalGangliaCallback())
 
 
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"batch_size": 0}, _checks._BAD_COUNT.format("batch_size", 0)),
-        ({"train_freq": 1.5}, _checks._BAD_COUNT.format("train_freq", 1.5)),
-        ({"learning_starts": -1}, _checks._BAD_INDEX.format("learning_starts", -1)),
-        ({"reward_threshold": -1.0}, _checks._BAD_NONNEG.format("reward_threshold", -1.0)),
-        ({"reward_std_k": 0.0}, _checks._BAD_POSITIVE.format("reward_std_k", 0.0)),
-        ({"slippage_ratio": float("inf")}, _checks._BAD_POSITIVE.format("slippage_ratio", float("inf"))),
-        ({"violation_threshold": 1.0}, callback._BAD_VIOLATION.format(1.0)),
+        ({"batch_size": 0}, bad_value("batch_size", "an int >= 1", 0)),
+        ({"learning_starts": -1}, bad_value("learning_starts", "an int >= 0", -1)),
+        ({"reward_threshold": -1.0}, bad_value("reward_threshold", "a finite number >= 0 or None", -1.0)),
+        ({"reward_std_k": 0.0}, bad_value("reward_std_k", "a finite number > 0", 0.0)),
+        ({"slippage_ratio": float("inf")}, bad_value("slippage_ratio", "a finite number > 0", float("inf"))),
+        ({"violation_threshold": 1.0}, bad_value("violation_threshold", "a number in [0, 1)", 1.0)),
+        ({"violation_threshold": float("nan")}, bad_value("violation_threshold", "a number in [0, 1)", float("nan"))),
     ],
 )
 def test_bad_callback_arguments(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
+        BasalGangliaCallback(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [  # ValueError before
+        ({"train_freq": 1.5}, bad_value("train_freq", "an int >= 1", 1.5)),
+        ({"buffer_size": True}, bad_value("buffer_size", "an int >= 1", True)),
+        ({"reward_threshold": "0.5"}, bad_value("reward_threshold", "a finite number >= 0 or None", "0.5")),
+        ({"violation_threshold": False}, bad_value("violation_threshold", "a number in [0, 1)", False)),
+    ],
+)
+def test_callback_arguments_of_the_wrong_type(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
         BasalGangliaCallback(**kwargs)

@@ -13,8 +13,6 @@ from stable_baselines3 import DQN, PPO, SAC
 
 from agents.basal_ganglia import HOLD, TAU_LOGIC, TAU_VETO, NoGoHead, basal_ganglia_gate, gate, go_scores
 
-ALGOS = ["dqn", "qrdqn", "ppo", "maskable"]
-
 
 def test_gate_keeps_proposal_unless_vetoed() -> None:
     proposed = th.tensor([1, 2, 2, 0, 1, 2])
@@ -34,19 +32,9 @@ def test_gate_keeps_proposal_unless_vetoed() -> None:
     assert (TAU_VETO, TAU_LOGIC, HOLD) == (0.7, 0.1, 0)
 
 
-def _sb3_go(policy: Any, obs: Any) -> th.Tensor:
-    """The Go scores as SB3 itself computes them (Q-network, quantile network, action distribution)."""
-    if hasattr(policy, "q_net"):
-        return policy.q_net(obs)
-    if hasattr(policy, "quantile_net"):
-        return policy.quantile_net(obs).mean(dim=1)
-    return policy.get_distribution(obs).distribution.logits  # log-softmax of the logits
-
-
-@pytest.mark.parametrize("algo", ALGOS)
 @pytest.mark.parametrize("gated", [True, False])
 def test_go_scores_are_the_algorithms_own_head(
-    algo: str, gated: bool, model_factory: Any, sample_obs: Any, losing_env_cls: Any
+    algo: str, gated: bool, model_factory: Any, sample_obs: Any, losing_env_cls: Any, sb3_go_scores: Any
 ) -> None:
     """One Go computation for gated and plain policies, equal to SB3's own forward pass."""
     if gated:
@@ -59,7 +47,7 @@ def test_go_scores_are_the_algorithms_own_head(
     obs, _ = policy.obs_to_tensor(sample_obs(16))
     with th.no_grad():
         go = go_scores(policy, obs)
-        expected = _sb3_go(policy, obs)
+        expected = sb3_go_scores(policy, obs)
     assert go.shape == (16, 3)
     if algo in ("ppo", "maskable"):
         go = th.log_softmax(go, dim=1)
