@@ -34,7 +34,7 @@ from agents import (
 )
 from replay import SleepConfig, SleepPhaseCallback
 from replay.types import DEFAULT_MAX_WALL_S
-from wrappers import Amygdala, LTNShield
+from wrappers import make_glass_box
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 ALGOS = ("janus-dqn", "janus-ppo", "dqn", "ppo", "qrdqn")
@@ -159,17 +159,14 @@ def _named_class(name: str) -> type:
 
 def env_factory(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool, seed: int, rank: int,
                 breakers: Mapping[str, Any] | bool | None = None) -> Callable[[], gym.Env]:
-    """A thunk building one monitored env, optionally behind the LTN shield and the amygdala's breakers.
+    """A thunk building one monitored env in the glass box (:func:`wrappers.make_glass_box`): the LTN shield when
+    ``shield``, the amygdala's breakers when ``breakers``.
 
     ``breakers`` is ``True`` for the default thresholds or a mapping of ``Amygdala`` keyword arguments.
     """
 
     def make() -> gym.Env:
-        env = gym.make(env_id, **dict(env_kwargs))
-        if shield:
-            env = LTNShield(env)
-        if breakers:
-            env = Amygdala(env, **(dict(breakers) if isinstance(breakers, Mapping) else {}))
+        env = make_glass_box(gym.make(env_id, **dict(env_kwargs)), shield=shield, breakers=breakers or None)
         env = Monitor(env)
         env.reset(seed=seed + rank)
         env.action_space.seed(seed + rank)

@@ -96,7 +96,7 @@ from agents.app.metrics import (
 from janus_env.checks import check_int
 from janus_env.config import P_EVENT_LENGTH, P_EVENT_START
 from janus_env.historical import LOBSTERSource
-from wrappers import Amygdala, BreakerConfig, LTNShield, breaker_fields
+from wrappers import BreakerConfig, LTNShield, breaker_fields, make_glass_box
 
 TRADING_SCENARIOS = ("ou", "gbm", "regime", "flash_crash", "high_vol", "squeeze")
 STRESS_SCENARIOS = ("flash_crash", "squeeze")
@@ -138,23 +138,19 @@ def check_breaker_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def make_eval_env(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool = True,
                   breakers: Mapping[str, Any] | bool = True) -> gym.Env:
-    """The evaluation env: ``gym.make(env_id, **env_kwargs)``, behind ``LTNShield`` when ``shield`` and
-    ``Amygdala`` when ``breakers`` (``True`` for its defaults or a mapping of its keyword arguments).
+    """The evaluation env: ``gym.make(env_id, **env_kwargs)`` in the glass box (:func:`wrappers.make_glass_box`):
+    ``LTNShield`` when ``shield``, ``Amygdala`` when ``breakers`` (``True`` or a mapping: its defaults or its settings).
     ``Janus-Execution-v0`` runs without them (its action is not a trade decision the rules score)."""
     env = gym.make(env_id, **dict(env_kwargs))
     if env_id == "Janus-Execution-v0":
         return env
-    if shield:
-        env = LTNShield(env)
-    if breakers is not False and breakers is not None:
-        env = Amygdala(env, **(dict(breakers) if isinstance(breakers, Mapping) else {}))
-    return env
+    return make_glass_box(env, shield=shield, breakers=breakers)
 
 
 def _find_shield(env: gym.Env) -> Any:
     node = env
     while node is not None:
-        if type(node).__name__ == "LTNShield":
+        if isinstance(node, LTNShield):
             return node
         node = getattr(node, "env", None)
     return None

@@ -76,8 +76,7 @@ from envs_registry import make_parallel_env
 from janus_env.atomic import atomic_path, atomic_write_bytes
 from janus_env.checks import check_choice, check_int, is_int
 from janus_env.parallel_env import DEFAULT_ROLES, ROLES, validate_roles
-from wrappers import ParallelAmygdala, ParallelLTNShield, breaker_fields
-from wrappers.rules import TradingKnowledgeBase
+from wrappers import breaker_fields, make_parallel_glass_box
 
 LEARNED_ALGOS = ("ppo", "dqn")
 DEFAULT_STRATEGY = {"market_maker": "fixed_quotes", "informed": "informed", "momentum": "momentum",
@@ -161,19 +160,15 @@ def check_safety(safety: Any, env_kwargs: dict[str, Any]) -> dict[str, Any] | No
 
 
 def make_market(env_kwargs: dict[str, Any], safety: dict[str, Any] | None = None) -> Any:
-    """``make_parallel_env(**env_kwargs)``, behind ``ParallelAmygdala(ParallelLTNShield(...))`` as ``safety`` says."""
+    """``make_parallel_env(**env_kwargs)`` in the multi-agent glass box (``ParallelAmygdala(ParallelLTNShield(...))``,
+    :func:`wrappers.make_parallel_glass_box`) as ``safety`` says."""
     env = make_parallel_env(**env_kwargs)
     if not safety:
         return env
-    if safety.get("shield") is not None:
-        kwargs = dict(safety["shield"])
-        kb = kwargs.pop("knowledge_base", None)
-        if kb is not None and not isinstance(kb, dict):
-            raise ConfigError(_BAD_SECTION.format("safety.shield.knowledge_base", "mapping", kb))
-        env = ParallelLTNShield(env, knowledge_base=TradingKnowledgeBase(**kb) if kb else None, **kwargs)
-    if safety.get("breakers") is not None:
-        env = ParallelAmygdala(env, **safety["breakers"])
-    return env
+    kb = (safety.get("shield") or {}).get("knowledge_base")
+    if kb is not None and not isinstance(kb, dict):
+        raise ConfigError(_BAD_SECTION.format("safety.shield.knowledge_base", "mapping", kb))
+    return make_parallel_glass_box(env, shield=safety.get("shield"), breakers=safety.get("breakers"))
 
 
 def resolve_roster(env_kwargs: dict[str, Any], agents: dict[str, Any]) -> dict[str, Any]:
