@@ -5,6 +5,7 @@
     python evaluate.py runs/<run> --scenarios historical --data janus_env/samples/btc_book_15_levels.csv
     python evaluate.py runs/<run> --no-breakers                     # shield on, circuit breakers off
     python evaluate.py runs/<run> --breaker vol_ratio=4 --breaker fear_threshold=0.8
+    python evaluate.py runs/<run> --audit audit.jsonl               # every decision of the agent, explained
 
 Each evaluation writes into a new folder OUT/<time>/ (OUT = RUN/eval by default) and points OUT/latest at it.
 The protocol (same episodes for every strategy, walk-forward windows, annualization, intervals, the paired
@@ -56,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-glass-box", action="store_true", help="both --no-shield and --no-breakers")
     p.add_argument("--breaker", action="append", default=[], metavar="NAME=VALUE",
                    help="wrappers.Amygdala keyword argument, e.g. --breaker vol_ratio=4 (null disables that breaker)")
+    p.add_argument("--sizing", action="store_true",
+                   help="size every strategy's orders with the Hypothalamus (Kelly, volatility target, drawdown, "
+                        "cash reserve); needs action_type sized or continuous")
+    p.add_argument("--audit", type=Path, default=None, metavar="PATH",
+                   help="append the agent's decisions to PATH, one JSON line each (wrappers.AuditLog: the rules, "
+                        "breakers, Go/No-Go and gate weights of each decision; wrappers.read_audit_log reads it)")
     p.add_argument("--calendar", default="auto", choices=CALENDAR_CHOICES,
                    help="trading calendar for annualizing: auto = equities for the simulator and LOBSTER, from the "
                         "time stamps for L2/OHLCV data (weekend trading: crypto) (default: %(default)s)")
@@ -84,6 +91,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         except ConfigError:
             p.error(_BAD_BREAKER_ARG.format(text))
         breakers[".".join(keys)] = value
+    if args.audit is not None and args.run is None:
+        p.error("--audit records a trained agent's decisions: give a run")
+    if args.audit is not None and not args.audit.parent.is_dir():
+        p.error(f"--audit: folder {args.audit.parent} does not exist")
     if breakers and args.no_breakers:
         p.error("--breaker needs the breakers on (drop --no-breakers/--no-glass-box)")
     args.breaker = breakers

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from wrappers import read_audit_log
+
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--no-progress", "--hp", "env_kwargs.episode_steps=200", "--hp", "learning_starts=100"]
 
@@ -122,3 +124,15 @@ def test_janus_ppo_trains_behind_the_shield_and_evaluates(tmp_path: Path, run_sc
     model = MaskablePPO.load(tmp_path / "r" / "model.zip", device="cpu")
     assert isinstance(model.policy, BasalGangliaMaskablePolicy)
     assert model.num_timesteps >= 256
+    # the trained policy's own explanation reaches the audit record of the step it decided (nothing injected)
+    audit = tmp_path / "audit.jsonl"
+    result = run_script("evaluate.py", str(tmp_path / "r"), "--scenarios", "ou,regime", "--episodes", "1",
+                        "--steps", "30", "--baselines", "momentum", "--audit", str(audit))
+    assert f"audit trail of the agent's decisions: {audit}" in result.stdout
+    trail = read_audit_log(audit)
+    assert trail["strategy"].eq("agent").all() and sorted(set(trail["scenario"])) == ["ou", "regime"]
+    assert trail["seed"].eq(1000).all() and len(trail) == 60  # 30 decisions per scenario, baselines not recorded
+    assert trail["go_nogo.final"].notna().all() and trail["fusion_gates.vis"].between(0, 1).all()
+    # the gated action the policy sent is the action the glass box received at that very step
+    assert (trail["go_nogo.final"].astype(int) == trail["proposed_action"].astype(int)).all()
+    assert trail["ltn.sat_agg"].notna().all() and trail["go_nogo.go"].map(len).eq(3).all()

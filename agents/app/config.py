@@ -42,7 +42,7 @@ ALGO_CLASSES: dict[str, type] = {"janus-dqn": GatedJanusDQN, "janus-ppo": Maskab
                                  "qrdqn": QRDQN}
 """The SB3 class each algorithm trains and loads with (``algo_class``)."""
 # keys that configure the run rather than the SB3 algorithm
-RUN_KEYS = ("policy", "n_timesteps", "n_envs", "shield", "breakers", "sleep", "env_kwargs", "lambda_logic",
+RUN_KEYS = ("policy", "n_timesteps", "n_envs", "shield", "breakers", "sizing", "sleep", "env_kwargs", "lambda_logic",
             "basal_ganglia", "cerebellum")
 
 _BAD_ALGO = "Unknown algo {!r}; expected one of {}"
@@ -158,15 +158,18 @@ def _named_class(name: str) -> type:
 
 
 def env_factory(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool, seed: int, rank: int,
-                breakers: Mapping[str, Any] | bool | None = None) -> Callable[[], gym.Env]:
+                breakers: Mapping[str, Any] | bool | None = None,
+                sizing: Mapping[str, Any] | bool | None = None) -> Callable[[], gym.Env]:
     """A thunk building one monitored env in the glass box (:func:`wrappers.make_glass_box`): the LTN shield when
-    ``shield``, the amygdala's breakers when ``breakers``.
+    ``shield``, the amygdala's breakers when ``breakers``, the hypothalamus's sizing when ``sizing`` (``True`` or
+    its settings).
 
     ``breakers`` is ``True`` for the default thresholds or a mapping of ``Amygdala`` keyword arguments.
     """
 
     def make() -> gym.Env:
-        env = make_glass_box(gym.make(env_id, **dict(env_kwargs)), shield=shield, breakers=breakers or None)
+        env = make_glass_box(gym.make(env_id, **dict(env_kwargs)), shield=shield, breakers=breakers or None,
+                             sizing=sizing or None)
         env = Monitor(env)
         env.reset(seed=seed + rank)
         env.action_space.seed(seed + rank)
@@ -183,8 +186,9 @@ def make_vec_env(env_id: str, params: Mapping[str, Any], seed: int, n_envs: int 
     kwargs = dict(params.get("env_kwargs", {}))
     shield = bool(params.get("shield", False))
     breakers = params.get("breakers") or None
-    return DummyVecEnv([env_factory(env_id, kwargs, shield=shield, breakers=breakers, seed=seed, rank=i)
-                        for i in range(n)])
+    sizing = params.get("sizing") or None
+    return DummyVecEnv([env_factory(env_id, kwargs, shield=shield, breakers=breakers, sizing=sizing, seed=seed,
+                                    rank=i) for i in range(n)])
 
 
 def build_model(algo: str, env: Any, params: Mapping[str, Any], *, seed: int, tensorboard_log: str | None,

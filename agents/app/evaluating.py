@@ -63,6 +63,9 @@ class EvaluationSpec:
         episodes: episodes per strategy and scenario.
         seed: first episode seed.
         out: parent of the evaluation folders.
+        sizing: size every strategy's orders with the ``Hypothalamus`` (sized or continuous actions): ``--sizing``
+            or the run's ``sizing`` setting (True or its arguments).
+        audit: append the agent's decisions to this JSON Lines file (``wrappers.AuditLog``; None: no trail).
     """
 
     env_id: str
@@ -80,16 +83,20 @@ class EvaluationSpec:
     episodes: int
     seed: int
     out: Path
+    sizing: dict[str, Any] | bool = False
+    audit: Path | None = None
 
 
 @dataclass
 class EvaluationPlan:
-    """A built evaluation: the model and, per scenario, ``(env, event window, annualization, episode plan)``."""
+    """A built evaluation: the model and, per scenario, ``(env, event window, annualization, episode plan)``;
+    with an audit trail, the agent's own env per scenario (the same glass box inside an ``AuditLog``)."""
 
     spec: EvaluationSpec
     model: Any
     setups: dict[str, tuple[Any, tuple[int, int] | None, ev.Annualization, ev.EpisodePlan]]
     notes: list[str]
+    agent_envs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -158,7 +165,8 @@ def resolve_evaluation(args: argparse.Namespace) -> EvaluationSpec:
     return EvaluationSpec(env_id=env_id, env_kwargs=env_kwargs, scenarios=scenarios, baselines=names,
                           model_path=model_path, algo=config["run"]["algo"] if config else None, data=data,
                           data_split=(args.split, 1.0), notes=notes, shield=not args.no_shield, breakers=breakers,
-                          calendar=args.calendar, episodes=args.episodes, seed=args.seed, out=out)
+                          calendar=args.calendar, episodes=args.episodes, seed=args.seed, out=out,
+                          sizing=args.sizing or hyper.get("sizing") or False, audit=args.audit)
 
 
 def build_evaluation(spec: EvaluationSpec) -> EvaluationPlan:
@@ -171,14 +179,19 @@ def build_evaluation(spec: EvaluationSpec) -> EvaluationPlan:
     """
     torch.set_num_threads(1)
     model = algo_class(spec.algo).load(spec.model_path, device="cpu") if spec.model_path is not None else None
-    setups, notes = {}, []
+    setups, notes, agent_envs = {}, [], {}
+    glass = {"shield": spec.shield, "breakers": spec.breakers, "sizing": spec.sizing}
     for scenario in spec.scenarios:
         kwargs = {**spec.env_kwargs, "scenario": scenario}
         if scenario == "historical":
             kwargs.update(data=spec.data, data_split=spec.data_split)
             notes += spec.notes
         try:
-            env = ev.make_eval_env(spec.env_id, kwargs, shield=spec.shield, breakers=spec.breakers)
+            env = ev.make_eval_env(spec.env_id, kwargs, **glass)
+            if spec.audit is not None and model is not None:
+                audit = {"path": spec.audit, "decision_info": ev.decision_info(model),
+                         "tags": {"scenario": scenario, "strategy": "agent"}}
+                agent_envs[scenario] = ev.make_eval_env(spec.env_id, kwargs, **glass, audit=audit)
             setups[scenario] = (env, ev.check_event_inside(env), ev.annualization(env, spec.calendar),
                                 ev.episode_plan(env, spec.episodes, spec.seed))
         except (FileNotFoundError, ValueError, TypeError) as err:
@@ -187,7 +200,7 @@ def build_evaluation(spec: EvaluationSpec) -> EvaluationPlan:
         notes.append(f"{scenario}: {timing.describe()}" + (f"; event at steps {event[0]}..{event[1]}" if event else ""))
         if plan.note:
             notes.append(f"{scenario}: {plan.note}")
-    return EvaluationPlan(spec, model, setups, notes)
+    return EvaluationPlan(spec, model, setups, notes, agent_envs)
 
 
 def run_evaluation(plan: EvaluationPlan, progress: bool = True) -> EvaluationResult:
@@ -197,11 +210,15 @@ def run_evaluation(plan: EvaluationPlan, progress: bool = True) -> EvaluationRes
     start = time.perf_counter()
     for scenario in tqdm(spec.scenarios, desc="scenarios", disable=not progress):
         env, event, timing, episodes = plan.setups[scenario]
-        strategies = ([("agent", ev.agent_policy(plan.model, env))] if plan.model is not None else []) + [
-            (name, _baseline_act(make_baseline(name, env, seed=spec.seed))) for name in spec.baselines]
+        agent_env = plan.agent_envs.get(scenario, env)
+        strategies = ([("agent", agent_env, ev.agent_policy(plan.model, agent_env))] if plan.model is not None
+                      else []) + [(name, env, _baseline_act(make_baseline(name, env, seed=spec.seed)))
+                                  for name in spec.baselines]
         result.curves[scenario], result.events[scenario], episode_returns = {}, event, {}
-        for name, act in strategies:
-            results = [ev.run_episode(env, act, seed, first_row) for seed, first_row in episodes.episodes]
+        for name, played, act in strategies:
+            results = [ev.run_episode(played, act, seed, first_row) for seed, first_row in episodes.episodes]
+            if played is not env:
+                played.close()  # the audit trail: written, fsync'd and closed
             result.curves[scenario][name] = results[0].equity
             episode_returns[name] = [r.episode_return for r in results]
             result.rows.append({"scenario": scenario, "strategy": name, **ev.summarize(results, timing, event)})
@@ -221,10 +238,11 @@ def _summary(plan: EvaluationPlan, result: EvaluationResult, elapsed: float) -> 
     breakers = spec.breakers
     glass = (f"shield {'on' if spec.shield else 'off'}, breakers "
              f"{'off' if breakers is False else ('on ' + str(breakers) if breakers else 'on (defaults)')}"
+             + (", sizing on" if spec.sizing else "")
              if spec.env_id != EXECUTION_ENV else "no glass box (execution env)")
     lines = [f"{spec.env_id}: up to {spec.episodes} episode(s) per strategy and scenario, "
              f"seeds {seeds[0]}..{seeds[-1]}, {glass}, {elapsed:.1f}s",
-             *plan.notes, "", ev.summary_table(result.rows), ev.TABLE_NOTE]
+             *plan.notes, *([f"audit trail of the agent's decisions: {spec.audit}"] if plan.agent_envs else []), "", ev.summary_table(result.rows), ev.TABLE_NOTE]
     lines += ev.event_notes(result.rows)
     if result.paired:
         lines += ["", "agent − baseline on the same episodes (mean, 95% t-interval, paired t-test p):", "",

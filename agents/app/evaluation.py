@@ -93,6 +93,8 @@ from agents.app.metrics import (
     ruined,
     value_at_risk,
 )
+from agents.basal_ganglia import is_basal_ganglia_policy
+from agents.extractor import JanusExtractor
 from janus_env.checks import check_int
 from janus_env.config import P_EVENT_LENGTH, P_EVENT_START
 from janus_env.historical import LOBSTERSource
@@ -137,14 +139,40 @@ def check_breaker_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_eval_env(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool = True,
-                  breakers: Mapping[str, Any] | bool = True) -> gym.Env:
+                  breakers: Mapping[str, Any] | bool = True, sizing: Mapping[str, Any] | bool = False,
+                  audit: Any = None) -> gym.Env:
     """The evaluation env: ``gym.make(env_id, **env_kwargs)`` in the glass box (:func:`wrappers.make_glass_box`):
-    ``LTNShield`` when ``shield``, ``Amygdala`` when ``breakers`` (``True`` or a mapping: its defaults or its settings).
+    ``LTNShield`` when ``shield``, ``Amygdala`` when ``breakers`` (``True`` or a mapping: its defaults or its settings),
+    ``Hypothalamus`` when ``sizing``, ``AuditLog`` when ``audit`` (its path, or a mapping of its arguments).
     ``Janus-Execution-v0`` runs without them (its action is not a trade decision the rules score)."""
     env = gym.make(env_id, **dict(env_kwargs))
     if env_id == "Janus-Execution-v0":
         return env
-    return make_glass_box(env, shield=shield, breakers=breakers)
+    return make_glass_box(env, sizing=sizing, shield=shield, breakers=breakers, audit=audit)
+
+
+def decision_info(model: Any) -> Callable[[], dict[str, Any]]:
+    """``() -> {"go_nogo": ..., "fusion_gates": ...}``: what ``model``'s last prediction decided and why.
+
+    For ``wrappers.AuditLog(decision_info=...)``: called right after the env stepped the action ``model`` just
+    predicted, so the basal-ganglia policy's ``last_go_nogo`` (Go and No-Go scores, proposal, veto and its
+    reason) and the ``JanusExtractor``'s ``last_gates`` (thalamic gate weights) are that decision's. A model
+    without either part yields an empty mapping (the record's slots stay null).
+    """
+    policy = getattr(model, "policy", None)
+    gated = policy is not None and is_basal_ganglia_policy(policy)
+    extractor = next((m for m in policy.modules() if isinstance(m, JanusExtractor)), None) if policy is not None \
+        else None
+
+    def info() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if gated and policy.last_go_nogo is not None:
+            out["go_nogo"] = policy.last_go_nogo
+        if extractor is not None and extractor.last_gates:
+            out["fusion_gates"] = extractor.last_gates
+        return out
+
+    return info
 
 
 def _find_shield(env: gym.Env) -> Any:

@@ -18,10 +18,13 @@ multi = ppo_config("Janus-Multi-v0", {"env": {"roles": {"market_maker": 1, "janu
 Registered names and their RLlib ``env_config``:
 
 * every id of ``envs_registry.ENV_IDS`` (``Janus-LOB-v0``, ...): ``gym.make(name, **env_config)``;
-  ``env_config`` holds ``gym.make`` keyword arguments (``scenario``, ``episode_steps``, ...).
+  ``env_config`` holds ``gym.make`` keyword arguments (``scenario``, ``episode_steps``, ...) and, under
+  ``env_config["glass_box"]``, the ``wrappers.make_glass_box`` switches (``shield``, ``breakers``, ``sizing``:
+  the run's ``shield``/``breakers``/``sizing`` settings, as for the sb3 backend).
 * ``Janus-Multi-v0``: ``JanusParallelEnv`` in RLlib's ``ParallelPettingZooEnv``; ``env_config["env"]``
   holds ``make_parallel_env`` kwargs, ``env_config["agents"]`` an optional tournament roster (agent or
-  role → scripted strategy name or learned mapping, as in ``agents/app/tournament.py``), ``env_config["seed"]``
+  role → scripted strategy name or learned mapping, as in ``agents/app/tournament.py``), ``env_config["safety"]``
+  the matchup's multi-agent glass box (``wrappers.make_parallel_glass_box``, as in the tournament), ``env_config["seed"]``
   seeds the scripted agents.
 
 Observations are ``Dict`` spaces; the env-to-module pipeline flattens them
@@ -58,10 +61,11 @@ from tqdm import tqdm
 
 from agents.app.config import resolve_hyperparams
 from agents.app.opponents import ScriptedOpponentsParallelEnv, scripted_agents
-from agents.app.tournament import load_config, resolve_roster
+from agents.app.tournament import load_config, make_market, resolve_roster
 from envs_registry import ENV_IDS, make_parallel_env
 from janus_env.atomic import atomic_write_bytes
 from janus_env.checks import check_choice, check_int, check_mapping
+from wrappers import make_glass_box
 
 NO_RAY = "The RLlib backend needs Ray RLlib: pip install 'janus-rl[rllib]' (or pip install 'ray[rllib]>=2.60')"
 MULTI_ENV_ID = "Janus-Multi-v0"
@@ -107,11 +111,14 @@ def rllib_env_ids() -> tuple[str, ...]:
 
 # --------------------------------------------------------------------------- env creators
 def make_single_agent_env(env_id: str, env_config: Mapping[str, Any]) -> Any:
-    """``gym.make(env_id, **env_config)`` (RLlib's ``EnvContext`` is a dict plus worker indices).
+    """``gym.make(env_id, **env_config)`` (RLlib's ``EnvContext`` is a dict plus worker indices), in the glass box
+    ``env_config["glass_box"]`` switches on (:func:`wrappers.make_glass_box`; none without the key).
 
     A worker process imports this module to call it, and with it ``envs_registry``, which registers the ids.
     """
-    return gym.make(env_id, **dict(env_config))
+    kwargs = dict(env_config)
+    glass_box = dict(kwargs.pop("glass_box", None) or {"shield": False, "breakers": False})
+    return make_glass_box(gym.make(env_id, **kwargs), **glass_box)
 
 
 def _is_learned(strategy: Any) -> bool:
@@ -153,7 +160,7 @@ def scripted_market(env_config: Mapping[str, Any]) -> Any:
         ValueError: invalid env arguments or roster, or a roster with no learned agent.
     """
     env_kwargs = dict(env_config.get("env") or {})
-    par = make_parallel_env(**env_kwargs)
+    par = make_market(env_kwargs, env_config.get("safety"))
     roster = _resolved_roster(env_kwargs, env_config.get("agents"))
     if roster is None:
         return par
@@ -341,7 +348,8 @@ def resolve_matchup(config: str | Path, run_dir: Path, *, seed: int = 0, matchup
     run = {"env": MULTI_ENV_ID, "algo": "ppo", "backend": "rllib", "seed": seed,
            "timesteps": timesteps or max(spec["timesteps"] for spec in learned.values()),
            "num_env_runners": num_env_runners, "ray_address": ray_address, "matchup": chosen["name"]}
-    run_config = {"run": run, "env_config": {"env": chosen["env"], "agents": chosen["agents"], "seed": seed},
+    run_config = {"run": run, "env_config": {"env": chosen["env"], "agents": chosen["agents"], "seed": seed,
+                                             "safety": chosen.get("safety")},
                   "hyperparams": params}
     folder.mkdir(parents=True)
     atomic_write_bytes(folder / "config.yaml", yaml.safe_dump(run_config, sort_keys=False).encode())
@@ -403,7 +411,11 @@ class RLlibTraining:
             ConnectionError: no Ray cluster at ``run["ray_address"]``.
         """
         run, params = config["run"], config["hyperparams"]
-        env_config = config["env_config"] if "env_config" in config else params.get("env_kwargs", {})
+        if "env_config" in config:
+            env_config = config["env_config"]
+        else:  # one agent: its env in the glass box its settings switch on, as on the sb3 backend
+            env_config = {**params.get("env_kwargs", {}), "glass_box": {
+                part: params.get(part) or False for part in ("shield", "breakers", "sizing")}}
         algo_config = ppo_config(run["env"], env_config, num_env_runners=run["num_env_runners"], seed=run["seed"],
                                  hyperparams=params)
         ray = require_rllib()

@@ -14,7 +14,15 @@ import pytest
 
 from janus_env.lob_env import JanusLOBEnv
 from wrappers.amygdala import Amygdala
-from wrappers.audit import _BAD_PATH, _CORRUPT_LINE, AuditLog, AuditLogError, read_audit_log, to_jsonable
+from wrappers.audit import (
+    _BAD_PATH,
+    _CORRUPT_LINE,
+    RECORD_KEYS,
+    AuditLog,
+    AuditLogError,
+    read_audit_log,
+    to_jsonable,
+)
 from wrappers.hypothalamus import Hypothalamus
 
 N_SIZES = 5
@@ -167,6 +175,55 @@ def test_slots_are_recorded_when_present(tmp_path):
     df = read_audit_log(path)
     assert df["go_nogo.go"].iloc[0] == pytest.approx(0.8) and df["go_nogo.nogo"].iloc[0] == [0.1, 0.2]
     assert df["fusion_gates.vis"].iloc[0] == 0.3 and df["predicted_slippage_bps"].iloc[0] == 1.5
+
+
+def test_decision_info_fills_the_slots_the_info_lacks(tmp_path):
+    """The agent's explanation, read at step time, lands in the record of the step it decided."""
+    decisions = iter(range(100))
+    current = {}
+
+    def decide() -> int:
+        current["go_nogo"] = {"proposed": next(decisions)}
+        return 1
+
+    path = tmp_path / "audit.jsonl"
+    env = AuditLog(JanusLOBEnv(scenario="ou", seed=0, episode_steps=4), path,
+                   decision_info=lambda: current, tags={"scenario": "ou", "strategy": "agent"})
+    env.reset(seed=11)
+    for _ in range(4):
+        env.step(decide())
+    env.close()
+    df = read_audit_log(path)
+    assert df["go_nogo.proposed"].tolist() == [0, 1, 2, 3]  # decision k explains step k, not k - 1
+    assert (df["seed"] == 11).all() and (df["scenario"] == "ou").all() and (df["strategy"] == "agent").all()
+    assert df["fusion_gates"].isna().all()  # a slot neither the info nor decision_info has stays null
+
+
+def test_info_wins_over_decision_info(tmp_path):
+    class Inner(gym.Wrapper):
+        def step(self, action):
+            obs, r, te, tr, info = self.env.step(action)
+            return obs, r, te, tr, {**info, "predicted_slippage_bps": 2.0}
+
+    path = tmp_path / "audit.jsonl"
+    env = AuditLog(Inner(JanusLOBEnv(scenario="ou", seed=0, episode_steps=2)), path,
+                   decision_info=lambda: {"predicted_slippage_bps": 9.0, "fusion_gates": {"vis": 0.5}})
+    env.reset()
+    env.step(1)
+    env.close()
+    rec = json.loads(path.read_text().splitlines()[0])
+    assert rec["predicted_slippage_bps"] == 2.0 and rec["fusion_gates"] == {"vis": 0.5}
+    assert tuple(rec) == RECORD_KEYS
+
+
+def test_bad_decision_info_and_tags(tmp_path):
+    env = JanusLOBEnv(scenario="ou", seed=0)
+    with pytest.raises(TypeError, match=re.escape("Expected `decision_info` to be callable or None, got 3")):
+        AuditLog(env, tmp_path / "a.jsonl", decision_info=3)
+    with pytest.raises(TypeError, match=re.escape("Expected `tags` to be a mapping, got ['ou']")):
+        AuditLog(env, tmp_path / "a.jsonl", tags=["ou"])
+    with pytest.raises(ValueError, match=re.escape("Expected `tags` other than the record's own keys")):
+        AuditLog(env, tmp_path / "a.jsonl", tags={"step": 3})
 
 
 def test_to_jsonable():

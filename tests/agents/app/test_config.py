@@ -102,3 +102,20 @@ def test_cli_rejects_bad_sleep_keys_with_one_line(tmp_path: Path, override: str,
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()  # nothing left behind
+
+
+def test_training_envs_are_built_by_the_glass_box_their_settings_switch_on() -> None:
+    from wrappers import Amygdala, Hypothalamus, LTNShield
+
+    params = {"env_kwargs": {"episode_steps": 50, "action_type": "sized"}, "shield": True,
+              "breakers": {"vol_ratio": 4.0}, "sizing": {"kelly_multiplier": 0.25}}
+    venv = app_config.make_vec_env("Janus-LOB-v0", params, seed=0, n_envs=1)
+    stack, env = [], venv.envs[0].env  # under SB3's Monitor
+    while hasattr(env, "env"):
+        stack.append(type(env))
+        env = env.env
+    assert stack[:3] == [Amygdala, LTNShield, Hypothalamus]
+    assert venv.envs[0].env.config.vol_ratio == 4.0 and venv.envs[0].env.env.env.kelly_multiplier == 0.25
+    plain = app_config.make_vec_env("Janus-LOB-v0", {"env_kwargs": {"episode_steps": 50}}, seed=0, n_envs=1)
+    assert not isinstance(plain.envs[0].env, (Amygdala, LTNShield, Hypothalamus))
+    assert "sizing" in app_config.RUN_KEYS  # a run setting, never passed to the SB3 model

@@ -92,6 +92,32 @@ def test_scripted_market_hides_the_scripted_roster_agents(opponents_market: dict
         scripted_market({"env": opponents_market, "agents": scripted})
 
 
+def test_single_agent_env_in_the_glass_box_its_config_switches_on() -> None:
+    from agents.app.rllib import make_single_agent_env
+    from janus_env.lob_env import JanusLOBEnv
+    from wrappers import Amygdala, LTNShield
+
+    plain = make_single_agent_env("Janus-LOB-v0", {"episode_steps": 64})
+    assert isinstance(plain.unwrapped, JanusLOBEnv) and not isinstance(plain, (Amygdala, LTNShield))
+    boxed = make_single_agent_env("Janus-LOB-v0", {"episode_steps": 64, "glass_box": {
+        "shield": True, "breakers": {"vol_ratio": 4.0}, "sizing": False}})
+    assert isinstance(boxed, Amygdala) and isinstance(boxed.env, LTNShield) and boxed.config.vol_ratio == 4.0
+    boxed.reset(seed=0)
+    assert "ltn" in boxed.step(0)[4]
+
+
+def test_scripted_market_behind_the_matchups_safety(opponents_market: dict, opponents_roster: dict) -> None:
+    from wrappers import ParallelAmygdala, ParallelLTNShield
+
+    env = scripted_market({"env": opponents_market, "agents": opponents_roster, "seed": 3,
+                           "safety": {"shield": {}, "breakers": {"vol_ratio": 4.0}}})
+    assert isinstance(env.env, ParallelAmygdala) and isinstance(env.env.env, ParallelLTNShield)
+    assert env.possible_agents == ["market_maker_0", "janus_0", "janus_1"]
+    env.reset(seed=0)
+    _, _, _, _, infos = env.step({agent: env.action_space(agent).sample() for agent in env.agents})
+    assert "breakers" in infos["janus_0"] and "ltn" in infos["janus_0"]
+
+
 # --------------------------------------------------------------------------- with Ray
 def _finite_losses(learner: dict) -> None:
     for key in LOSSES:
