@@ -5,7 +5,7 @@
     python evaluate.py runs/<run> --scenarios historical --data janus_env/samples/btc_book_15_levels.csv
     python evaluate.py runs/<run> --no-breakers                     # shield on, circuit breakers off
     python evaluate.py runs/<run> --breaker vol_ratio=4 --breaker fear_threshold=0.8
-    python evaluate.py runs/<run> --audit audit.jsonl               # every decision of the agent, explained
+    python evaluate.py runs/<run> --audit audit.jsonl --explain 3   # every decision explained; 3 drawn
 
 Each evaluation writes into a new folder OUT/<time>/ (OUT = RUN/eval by default) and points OUT/latest at it.
 The protocol (same episodes for every strategy, walk-forward windows, annualization, intervals, the paired
@@ -63,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--audit", type=Path, default=None, metavar="PATH",
                    help="append the agent's decisions to PATH, one JSON line each (wrappers.AuditLog: the rules, "
                         "breakers, Go/No-Go and gate weights of each decision; wrappers.read_audit_log reads it)")
+    p.add_argument("--explain", type=int, default=0, metavar="N",
+                   help="draw the agent's N most consequential decisions per scenario (largest |reward|): its GAF "
+                        "frames with their attribution, Go/No-Go, veto, gates and rule truths, as "
+                        "explain_<scenario>_<k>.png")
     p.add_argument("--calendar", default="auto", choices=CALENDAR_CHOICES,
                    help="trading calendar for annualizing: auto = equities for the simulator and LOBSTER, from the "
                         "time stamps for L2/OHLCV data (weekend trading: crypto) (default: %(default)s)")
@@ -91,6 +95,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         except ConfigError:
             p.error(_BAD_BREAKER_ARG.format(text))
         breakers[".".join(keys)] = value
+    if args.explain < 0:
+        p.error(f"--explain must be >= 0, got {args.explain}")
+    if args.explain and args.run is None:
+        p.error("--explain draws a trained agent's decisions: give a run")
     if args.audit is not None and args.run is None:
         p.error("--audit records a trained agent's decisions: give a run")
     if args.audit is not None and not args.audit.parent.is_dir():

@@ -192,6 +192,9 @@ class JanusExtractor(BaseFeaturesExtractor):
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Sequential(nn.Linear(N_POOLED * d_model, features_dim), nn.ReLU())
         self._last_gates: dict[str, th.Tensor] = {}
+        self.video_override: th.Tensor | None = None
+        """A GAF video ``(B, F, 2, w, w)`` to read instead of ``gaf(prices)`` (None: computed): the attribution
+        (:mod:`agents.attribution`) feeds the video it differentiates through here."""
 
     @staticmethod
     def _check_space(space: spaces.Dict) -> dict[str, tuple[int, ...]]:
@@ -235,7 +238,8 @@ class JanusExtractor(BaseFeaturesExtractor):
         h_account = self.account_proj(symlog(observations["account"].float())).unsqueeze(1)
         h_market = self.market_proj(symlog(observations["market"].float())).unsqueeze(1)
         h_ts = th.cat((h_series, h_book, h_account, h_market), dim=1)
-        h_vis = self.vivit.encode(self.gaf(prices)).frame_tokens
+        video = self.gaf(prices) if self.video_override is None else self.video_override
+        h_vis = self.vivit.encode(video).frame_tokens
         h_text = self.text_proj(observations[TEXT_KEY].float()) if self.has_text else None
         return h_ts, h_vis, h_text
 

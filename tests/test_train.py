@@ -127,7 +127,7 @@ def test_janus_ppo_trains_behind_the_shield_and_evaluates(tmp_path: Path, run_sc
     # the trained policy's own explanation reaches the audit record of the step it decided (nothing injected)
     audit = tmp_path / "audit.jsonl"
     result = run_script("evaluate.py", str(tmp_path / "r"), "--scenarios", "ou,regime", "--episodes", "1",
-                        "--steps", "30", "--baselines", "momentum", "--audit", str(audit))
+                        "--steps", "30", "--baselines", "momentum", "--audit", str(audit), "--explain", "2")
     assert f"audit trail of the agent's decisions: {audit}" in result.stdout
     trail = read_audit_log(audit)
     assert trail["strategy"].eq("agent").all() and sorted(set(trail["scenario"])) == ["ou", "regime"]
@@ -136,3 +136,24 @@ def test_janus_ppo_trains_behind_the_shield_and_evaluates(tmp_path: Path, run_sc
     # the gated action the policy sent is the action the glass box received at that very step
     assert (trail["go_nogo.final"].astype(int) == trail["proposed_action"].astype(int)).all()
     assert trail["ltn.sat_agg"].notna().all() and trail["go_nogo.go"].map(len).eq(3).all()
+    # the logic gate judged each proposal with the shield's rules in that step's state: where the proposal went
+    # through, its logic loss is 1 - the SatAgg the shield then recorded for the same action and state
+    assert trail["go_nogo.logic_source"].eq("hook").all()
+    kept = trail[trail["go_nogo.proposed"] == trail["go_nogo.final"]]
+    assert len(kept) > 0
+    assert (kept["go_nogo.logic_loss"] - (1.0 - kept["ltn.sat_agg"])).abs().max() < 1e-5
+    # the cerebellum trained with the policy is saved beside it and predicts each order's slippage before it is
+    # sent, for the 2x slippage breaker (HOLD sends nothing: 0 bps)
+    assert (tmp_path / "r" / "cerebellum.pt").is_file()
+    assert "slippage breaker fed by the run's cerebellum" in result.stdout
+    assert trail["predicted_slippage_bps"].notna().all()
+    assert trail.loc[trail["proposed_action"] == 0, "predicted_slippage_bps"].eq(0.0).all()
+    assert trail.loc[trail["proposed_action"] != 0, "predicted_slippage_bps"].ne(0.0).any()
+    assert trail["breakers.slippage.threshold"].eq(2.0).all()
+    # which GAF frames drove each proposal, in numbers; the two most consequential decisions drawn
+    assert trail["gaf_attribution.frame_scores"].map(len).eq(5).all()
+    assert (trail["gaf_attribution.action"] == trail["go_nogo.proposed"]).all()
+    folder = tmp_path / "r" / "eval" / "latest"
+    for scenario in ("ou", "regime"):
+        assert [p.name for p in sorted(folder.glob(f"explain_{scenario}_*.png"))] == [
+            f"explain_{scenario}_1.png", f"explain_{scenario}_2.png"]

@@ -17,7 +17,8 @@ Each line (JSON Lines) is one ``step()`` of the wrapped env:
 | `ltn_violated_rules` | rules whose truth is below the shield's threshold (null without `ltn`) |
 | `breakers`, `halted`, `halt_reason` | the amygdala's breaker state |
 | `sizing` | `info["sizing"]` from `Hypothalamus` |
-| `go_nogo`, `fusion_gates` | basal-ganglia and thalamic-gate values: from the info, else from `decision_info()` |
+| `go_nogo`, `fusion_gates` | basal-ganglia and thalamic-gate values when present |
+| `gaf_attribution` | the GAF frames' share in the decision (`agents.explain.DecisionExplainer`) when present |
 | `predicted_slippage_bps`, `slippage_bps` | predicted (cerebellum / predictor) vs actual slippage |
 | `exec_qty`, `reward`, `position`, `equity`, `terminated`, `truncated` | outcome of the step |
 | `explanation` | why `final_action` differs from `proposed_action` (empty list when they agree) |
@@ -34,13 +35,13 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
-from janus_env.checks import check_callable, check_int, check_mapping
+from janus_env.checks import check_int, check_mapping
 
 if TYPE_CHECKING:  # pandas is imported only by read_audit_log (the hot path never needs it)
     import pandas as pd
@@ -51,7 +52,7 @@ _NOT_OBJECT = "expected a JSON object, got {}"
 _CLOSED = "AuditLog is closed"
 _TAG_CLASH = "Expected `tags` other than the record's own keys {1}, got {0}"
 
-_SLOTS = ("go_nogo", "fusion_gates", "predicted_slippage_bps")
+_SLOTS = ("go_nogo", "fusion_gates", "gaf_attribution", "predicted_slippage_bps")
 
 RECORD_KEYS: tuple[str, ...] = (
     "run_id", "episode", "step", "seed", "time", "sim_step", "proposed_action", "final_action",
@@ -151,23 +152,19 @@ class AuditLog(gym.Wrapper):
     ``reset()`` (an episode left unfinished), on ``flush()`` and on ``close()``
     (and, as a last resort, when a log that was never closed is garbage-collected).
 
-    The brain's side of a decision (``go_nogo``, ``fusion_gates``, ``predicted_slippage_bps``) is read from
-    the step's info, where a component inside the env wrote it, or else from ``decision_info()``, called
-    in ``step`` right after the wrapped env stepped: the agent chose the action just before ``step``, so
-    what its policy holds then (e.g. ``policy.last_go_nogo``) is this decision's explanation.
+    The brain's side of a decision (``go_nogo``, ``fusion_gates``, ``gaf_attribution``,
+    ``predicted_slippage_bps``) is read from the step's info, where the component that decided wrote it
+    (``agents.explain.DecisionExplainer`` for a trained policy, the amygdala's slippage predictor).
 
     Args:
         env: the env to record.
         path: the log file (JSON Lines); its directory must exist.
         buffer_size: pending lines that trigger a write (1000) *(ours)*.
-        decision_info: ``() -> mapping`` of some of ``go_nogo``, ``fusion_gates``, ``predicted_slippage_bps``
-            for the decision being stepped (None: the info alone).
         tags: constant fields written into every record (e.g. ``{"scenario": "ou", "strategy": "agent"}``);
             their names must not collide with the record's own keys.
 
     Raises:
-        TypeError: ``path`` is not a str / PathLike, ``buffer_size`` not an int, ``decision_info`` not
-            callable or ``tags`` not a mapping.
+        TypeError: ``path`` is not a str / PathLike, ``buffer_size`` not an int or ``tags`` not a mapping.
         ValueError: a tag named like a record key.
         ValueError: ``buffer_size`` < 1.
         OSError: the file cannot be opened for appending.
@@ -179,14 +176,12 @@ class AuditLog(gym.Wrapper):
         path: str | os.PathLike[str],
         *,
         buffer_size: int = 1000,
-        decision_info: Callable[[], Mapping[str, Any]] | None = None,
         tags: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(env)
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(_BAD_PATH.format(path))
         self.buffer_size = check_int("buffer_size", buffer_size, low=1)
-        self.decision_info = check_callable("decision_info", decision_info, optional=True)
         self.tags = to_jsonable(dict(check_mapping("tags", tags if tags is not None else {})))
         clash = sorted(set(self.tags) & set(RECORD_KEYS))
         if clash:
@@ -241,8 +236,6 @@ class AuditLog(gym.Wrapper):
         else:
             final = proposed
         rules = violated_rules(ltn)
-        decided = self.decision_info() if self.decision_info is not None else None
-        slots = {slot: info[slot] if info.get(slot) is not None else (decided or {}).get(slot) for slot in _SLOTS}
         rec = {
             "run_id": self.run_id,
             "episode": self._episode,
@@ -259,7 +252,7 @@ class AuditLog(gym.Wrapper):
             "halted": bool(info.get("halted", False)),
             "halt_reason": info.get("halt_reason"),
             "sizing": sizing,
-            **slots,
+            **{slot: info.get(slot) for slot in _SLOTS},
             "slippage_bps": info.get("slippage_bps"),
             "exec_qty": info.get("exec_qty"),
             "reward": reward,

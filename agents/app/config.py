@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import torch
 import yaml
 from sb3_contrib import QRDQN, MaskablePPO
 from stable_baselines3 import DQN, PPO
@@ -178,14 +179,16 @@ def env_factory(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool, see
     return make
 
 
-def make_vec_env(env_id: str, params: Mapping[str, Any], seed: int, n_envs: int | None = None):
-    """SB3 ``DummyVecEnv`` of ``n_envs`` monitored copies (seeds ``seed..seed+n-1``)."""
+def make_vec_env(env_id: str, params: Mapping[str, Any], seed: int, n_envs: int | None = None,
+                 cerebellum: Cerebellum | None = None):
+    """SB3 ``DummyVecEnv`` of ``n_envs`` monitored copies (seeds ``seed..seed+n-1``); with breakers on, a
+    ``cerebellum`` feeds the slippage breaker its prediction before each order."""
     n = int(n_envs if n_envs is not None else params.get("n_envs", 1))
     if n < 1:
         raise ConfigError(f"Expected n_envs >= 1, got {n}")
     kwargs = dict(params.get("env_kwargs", {}))
     shield = bool(params.get("shield", False))
-    breakers = params.get("breakers") or None
+    breakers = with_slippage_predictor(params.get("breakers") or None, cerebellum)
     sizing = params.get("sizing") or None
     return DummyVecEnv([env_factory(env_id, kwargs, shield=shield, breakers=breakers, sizing=sizing, seed=seed,
                                     rank=i) for i in range(n)])
@@ -220,16 +223,53 @@ def _basal_ganglia_policy(kind: str, default: Any) -> Any:
     return {"dqn": BasalGangliaDQNPolicy, "maskable": BasalGangliaMaskablePolicy}[kind]
 
 
-def brain_callbacks(algo: str, params: Mapping[str, Any], env: Any) -> list[Any]:
+CEREBELLUM_FILE = "cerebellum.pt"
+"""The trained cerebellum's weights in a run folder (a torch state dict, read with ``weights_only=True``)."""
+
+
+def make_cerebellum(algo: str, env_id: str, params: Mapping[str, Any], *, seed: int) -> Cerebellum | None:
+    """The JANUS algorithms' cerebellum, sized for the env (``Cerebellum.from_env``) with the run's ``cerebellum``
+    settings and seeded weights; None for the other algorithms and for envs it cannot size."""
+    if not algo.startswith("janus-"):
+        return None
+    probe = gym.make(env_id, **dict(params.get("env_kwargs", {})))
+    try:
+        config = getattr(probe.unwrapped, "config", None)
+        if not hasattr(config, "n_levels"):
+            return None  # e.g. the execution env's parent order: no market-order slippage to predict
+        return Cerebellum.from_env(probe, **{"seed": seed, **dict(params.get("cerebellum") or {})})
+    finally:
+        probe.close()
+
+
+def load_cerebellum(run_dir: Path, env: gym.Env, params: Mapping[str, Any]) -> Cerebellum | None:
+    """The run's trained cerebellum (``CEREBELLUM_FILE``, loaded with ``weights_only=True``), None if it has none."""
+    path = Path(run_dir) / CEREBELLUM_FILE
+    if not path.is_file():
+        return None
+    cerebellum = Cerebellum.from_env(env, **dict(params.get("cerebellum") or {}))
+    cerebellum.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return cerebellum
+
+
+def with_slippage_predictor(breakers: Any, cerebellum: Cerebellum | None) -> Any:
+    """The breaker settings with ``slippage_predictor`` = the cerebellum's prediction made *before* each order
+    (the amygdala's 2× slippage breaker compares it with the fill); unchanged when the breakers are off or there is
+    no cerebellum, or when the settings already name a predictor."""
+    if cerebellum is None or breakers is None or breakers is False:
+        return breakers
+    settings = dict(breakers) if isinstance(breakers, Mapping) else {}
+    settings.setdefault("slippage_predictor", cerebellum.predictor)
+    return settings
+
+
+def brain_callbacks(algo: str, params: Mapping[str, Any], cerebellum: Cerebellum | None) -> list[Any]:
     """The online-learning callbacks of the JANUS algorithms: cerebellum (slippage) and basal ganglia (No-Go).
 
     The cerebellum runs first so the No-Go labels can use its predicted slippage.
     """
-    if not algo.startswith("janus-"):
+    if not algo.startswith("janus-") or cerebellum is None:
         return []
-    base = env.envs[0].unwrapped if hasattr(env, "envs") else env.unwrapped
-    config = base.config
-    cerebellum = Cerebellum(n_levels=config.n_levels, lot=config.lot, **dict(params.get("cerebellum", {})))
     return [CerebellumCallback(cerebellum),
             BasalGangliaCallback(slippage_predictor=cerebellum.predictor, **dict(params.get("basal_ganglia", {})))]
 

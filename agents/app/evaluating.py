@@ -22,14 +22,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from agents.app import evaluation as ev
 from agents.app.cli import data_spec
-from agents.app.config import algo_class, apply_overrides, read_yaml
+from agents.app.config import (
+    CEREBELLUM_FILE,
+    algo_class,
+    apply_overrides,
+    load_cerebellum,
+    read_yaml,
+    with_slippage_predictor,
+)
 from agents.baselines import EXECUTION_BASELINES, TRADING_BASELINES, make_baseline
+from agents.explain import Decision, DecisionExplainer, render_decision
+from wrappers import AuditLog
 
 USAGE_ERRORS = (FileNotFoundError, ValueError, TypeError)
 """What bad input raises from :func:`resolve_evaluation` and :func:`build_evaluation` (``ConfigError`` is a
@@ -66,6 +76,9 @@ class EvaluationSpec:
         sizing: size every strategy's orders with the ``Hypothalamus`` (sized or continuous actions): ``--sizing``
             or the run's ``sizing`` setting (True or its arguments).
         audit: append the agent's decisions to this JSON Lines file (``wrappers.AuditLog``; None: no trail).
+        explain: render this many of the agent's most consequential decisions per scenario (``--explain``).
+        cerebellum: the run's ``cerebellum`` settings when it saved a trained cerebellum (None: it has none); its
+            prediction before each order feeds the slippage breaker, for every strategy alike.
     """
 
     env_id: str
@@ -85,18 +98,21 @@ class EvaluationSpec:
     out: Path
     sizing: dict[str, Any] | bool = False
     audit: Path | None = None
+    cerebellum: dict[str, Any] | None = None
+    explain: int = 0
 
 
 @dataclass
 class EvaluationPlan:
     """A built evaluation: the model and, per scenario, ``(env, event window, annualization, episode plan)``;
-    with an audit trail, the agent's own env per scenario (the same glass box inside an ``AuditLog``)."""
+    with an audit trail or explanations, the agent's own env per scenario (the same glass box, then its
+    ``DecisionExplainer``, then an ``AuditLog``) and that explainer."""
 
     spec: EvaluationSpec
     model: Any
     setups: dict[str, tuple[Any, tuple[int, int] | None, ev.Annualization, ev.EpisodePlan]]
     notes: list[str]
-    agent_envs: dict[str, Any] = field(default_factory=dict)
+    agent_envs: dict[str, tuple[Any, DecisionExplainer]] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +124,7 @@ class EvaluationResult:
     paired: list[dict[str, Any]] = field(default_factory=list)
     curves: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     events: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    explained: dict[str, list[Decision]] = field(default_factory=dict)
     summary: str = ""
 
 
@@ -166,7 +183,9 @@ def resolve_evaluation(args: argparse.Namespace) -> EvaluationSpec:
                           model_path=model_path, algo=config["run"]["algo"] if config else None, data=data,
                           data_split=(args.split, 1.0), notes=notes, shield=not args.no_shield, breakers=breakers,
                           calendar=args.calendar, episodes=args.episodes, seed=args.seed, out=out,
-                          sizing=args.sizing or hyper.get("sizing") or False, audit=args.audit)
+                          sizing=args.sizing or hyper.get("sizing") or False, audit=args.audit, explain=args.explain,
+                          cerebellum=dict(hyper.get("cerebellum") or {}) if model_path is not None
+                          and (model_path.parent / CEREBELLUM_FILE).is_file() else None)
 
 
 def build_evaluation(spec: EvaluationSpec) -> EvaluationPlan:
@@ -181,6 +200,11 @@ def build_evaluation(spec: EvaluationSpec) -> EvaluationPlan:
     model = algo_class(spec.algo).load(spec.model_path, device="cpu") if spec.model_path is not None else None
     setups, notes, agent_envs = {}, [], {}
     glass = {"shield": spec.shield, "breakers": spec.breakers, "sizing": spec.sizing}
+    if spec.cerebellum is not None and spec.env_id != EXECUTION_ENV:
+        probe = gym.make(spec.env_id, **spec.env_kwargs)
+        cerebellum = load_cerebellum(spec.model_path.parent, probe, {"cerebellum": spec.cerebellum})
+        probe.close()
+        glass["breakers"] = with_slippage_predictor(spec.breakers, cerebellum)
     for scenario in spec.scenarios:
         kwargs = {**spec.env_kwargs, "scenario": scenario}
         if scenario == "historical":
@@ -188,10 +212,12 @@ def build_evaluation(spec: EvaluationSpec) -> EvaluationPlan:
             notes += spec.notes
         try:
             env = ev.make_eval_env(spec.env_id, kwargs, **glass)
-            if spec.audit is not None and model is not None:
-                audit = {"path": spec.audit, "decision_info": ev.decision_info(model),
-                         "tags": {"scenario": scenario, "strategy": "agent"}}
-                agent_envs[scenario] = ev.make_eval_env(spec.env_id, kwargs, **glass, audit=audit)
+            if (spec.audit is not None or spec.explain) and model is not None:
+                explainer = DecisionExplainer(ev.make_eval_env(spec.env_id, kwargs, **glass), model,
+                                              keep=spec.explain)
+                played = explainer if spec.audit is None else AuditLog(
+                    explainer, spec.audit, tags={"scenario": scenario, "strategy": "agent"})
+                agent_envs[scenario] = (played, explainer)
             setups[scenario] = (env, ev.check_event_inside(env), ev.annualization(env, spec.calendar),
                                 ev.episode_plan(env, spec.episodes, spec.seed))
         except (FileNotFoundError, ValueError, TypeError) as err:
@@ -210,7 +236,7 @@ def run_evaluation(plan: EvaluationPlan, progress: bool = True) -> EvaluationRes
     start = time.perf_counter()
     for scenario in tqdm(spec.scenarios, desc="scenarios", disable=not progress):
         env, event, timing, episodes = plan.setups[scenario]
-        agent_env = plan.agent_envs.get(scenario, env)
+        agent_env, explainer = plan.agent_envs.get(scenario, (env, None))
         strategies = ([("agent", agent_env, ev.agent_policy(plan.model, agent_env))] if plan.model is not None
                       else []) + [(name, env, _baseline_act(make_baseline(name, env, seed=spec.seed)))
                                   for name in spec.baselines]
@@ -218,6 +244,7 @@ def run_evaluation(plan: EvaluationPlan, progress: bool = True) -> EvaluationRes
         for name, played, act in strategies:
             results = [ev.run_episode(played, act, seed, first_row) for seed, first_row in episodes.episodes]
             if played is not env:
+                result.explained[scenario] = explainer.decisions
                 played.close()  # the audit trail: written, fsync'd and closed
             result.curves[scenario][name] = results[0].equity
             episode_returns[name] = [r.episode_return for r in results]
@@ -239,6 +266,8 @@ def _summary(plan: EvaluationPlan, result: EvaluationResult, elapsed: float) -> 
     glass = (f"shield {'on' if spec.shield else 'off'}, breakers "
              f"{'off' if breakers is False else ('on ' + str(breakers) if breakers else 'on (defaults)')}"
              + (", sizing on" if spec.sizing else "")
+             + (", slippage breaker fed by the run's cerebellum" if spec.cerebellum is not None and breakers is not False
+                else "")
              if spec.env_id != EXECUTION_ENV else "no glass box (execution env)")
     lines = [f"{spec.env_id}: up to {spec.episodes} episode(s) per strategy and scenario, "
              f"seeds {seeds[0]}..{seeds[-1]}, {glass}, {elapsed:.1f}s",
@@ -255,4 +284,9 @@ def save_evaluation(result: EvaluationResult) -> tuple[Path, list[Path]]:
     pointing at it; returns the folder and the files written."""
     folder = ev.new_eval_dir(result.spec.out)
     written = ev.write_outputs(folder, result.rows, result.paired, result.curves, result.events, result.summary)
+    for scenario, decisions in result.explained.items():
+        for rank, decision in enumerate(decisions[: result.spec.explain], start=1):
+            title = (f"{scenario}: decision {rank} of the {len(decisions)} most consequential "
+                     f"(|reward| {abs(decision.reward):.4g})")
+            written.append(render_decision(decision, folder / f"explain_{scenario}_{rank}.png", title=title))
     return folder, written

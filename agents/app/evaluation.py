@@ -93,12 +93,11 @@ from agents.app.metrics import (
     ruined,
     value_at_risk,
 )
-from agents.basal_ganglia import is_basal_ganglia_policy
-from agents.extractor import JanusExtractor
+from agents.basal_ganglia import attach_shield_logic, find_shield, is_basal_ganglia_policy
 from janus_env.checks import check_int
 from janus_env.config import P_EVENT_LENGTH, P_EVENT_START
 from janus_env.historical import LOBSTERSource
-from wrappers import BreakerConfig, LTNShield, breaker_fields, make_glass_box
+from wrappers import BreakerConfig, breaker_fields, make_glass_box
 
 TRADING_SCENARIOS = ("ou", "gbm", "regime", "flash_crash", "high_vol", "squeeze")
 STRESS_SCENARIOS = ("flash_crash", "squeeze")
@@ -151,42 +150,14 @@ def make_eval_env(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool = 
     return make_glass_box(env, sizing=sizing, shield=shield, breakers=breakers, audit=audit)
 
 
-def decision_info(model: Any) -> Callable[[], dict[str, Any]]:
-    """``() -> {"go_nogo": ..., "fusion_gates": ...}``: what ``model``'s last prediction decided and why.
-
-    For ``wrappers.AuditLog(decision_info=...)``: called right after the env stepped the action ``model`` just
-    predicted, so the basal-ganglia policy's ``last_go_nogo`` (Go and No-Go scores, proposal, veto and its
-    reason) and the ``JanusExtractor``'s ``last_gates`` (thalamic gate weights) are that decision's. A model
-    without either part yields an empty mapping (the record's slots stay null).
-    """
-    policy = getattr(model, "policy", None)
-    gated = policy is not None and is_basal_ganglia_policy(policy)
-    extractor = next((m for m in policy.modules() if isinstance(m, JanusExtractor)), None) if policy is not None \
-        else None
-
-    def info() -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if gated and policy.last_go_nogo is not None:
-            out["go_nogo"] = policy.last_go_nogo
-        if extractor is not None and extractor.last_gates:
-            out["fusion_gates"] = extractor.last_gates
-        return out
-
-    return info
-
-
-def _find_shield(env: gym.Env) -> Any:
-    node = env
-    while node is not None:
-        if isinstance(node, LTNShield):
-            return node
-        node = getattr(node, "env", None)
-    return None
-
 
 def agent_policy(model: Any, env: gym.Env) -> Callable[[Any], Any]:
-    """``obs -> action`` for an SB3 model (masked models get the shield's masks)."""
-    shield = _find_shield(env)
+    """``obs -> action`` for an SB3 model (masked models get the shield's masks; a basal-ganglia policy's logic gate
+    reads the shield's rules on its proposal in the current state, :mod:`agents.basal_ganglia.shield_logic`)."""
+    shield = find_shield(env)
+    if model is not None and is_basal_ganglia_policy(model.policy):
+        model.policy.set_logic_hook(None)
+        attach_shield_logic(model.policy, [env])
     masked = type(model).__name__ == "MaskablePPO"
 
     def act(obs: Any) -> Any:

@@ -33,16 +33,19 @@ from agents.app.callbacks import AtomicCheckpointCallback, JanusMetricsCallback
 from agents.app.checkpoint import latest_checkpoint, load_checkpoint
 from agents.app.cli import data_spec
 from agents.app.config import (
+    CEREBELLUM_FILE,
     ConfigError,
     algo_class,
     brain_callbacks,
     build_model,
+    make_cerebellum,
     make_vec_env,
     read_yaml,
     resolve_hyperparams,
     sleep_callback,
 )
 from agents.app.rllib import RLlibTraining, require_rllib, resolve_matchup
+from agents.basal_ganglia import attach_shield_logic, is_basal_ganglia_policy
 from agents.app.tournament import TournamentTraining, resolve_tournament
 from janus_env.atomic import atomic_path, atomic_write_bytes
 from replay import SleepState
@@ -181,10 +184,12 @@ class SB3Training:
         model: the SB3 model (new, or restored from the run's latest checkpoint).
         callbacks: sleep phase (``janus-dqn``), cerebellum and basal ganglia (``janus-*``), ``janus/*`` metrics
             and, last, the atomic checkpoints.
+        cerebellum: the slippage forward model the JANUS algorithms learn online (None for the others); it feeds
+            the slippage breaker when the run's breakers are on, and is saved beside the model for evaluation.
     """
 
-    def __init__(self, run: Run, model: Any, callbacks: list[Any]) -> None:
-        self.run, self.model, self.callbacks = run, model, callbacks
+    def __init__(self, run: Run, model: Any, callbacks: list[Any], cerebellum: Any = None) -> None:
+        self.run, self.model, self.callbacks, self.cerebellum = run, model, callbacks, cerebellum
         self._start = time.perf_counter()
 
     @classmethod
@@ -192,7 +197,8 @@ class SB3Training:
         """Env, sleep callback, model (built, or loaded with its buffer, sleep state and RNG states), callbacks."""
         torch.set_num_threads(run.torch_threads)
         settings, params, run_dir = run.config["run"], run.config["hyperparams"], run.run_dir
-        env = make_vec_env(settings["env"], params, seed=settings["seed"])
+        cerebellum = make_cerebellum(settings["algo"], settings["env"], params, seed=settings["seed"])
+        env = make_vec_env(settings["env"], params, seed=settings["seed"], cerebellum=cerebellum)
         sleep_cb = sleep_callback(settings["algo"], params, seed=settings["seed"], run_dir=run_dir, env=env)
         if run.resumed:
             folder = latest_checkpoint(run_dir)
@@ -203,11 +209,14 @@ class SB3Training:
                 sleep_cb.sleep_state = SleepState.from_state_dict(sleep_state, sleep_cb.sleep_config)
         else:
             model = build_model(settings["algo"], env, params, seed=settings["seed"], tensorboard_log=str(run_dir))
-        callbacks = [cb for cb in (sleep_cb,) if cb is not None] + brain_callbacks(settings["algo"], params, env)
+        if is_basal_ganglia_policy(model.policy):  # the logic gate judges each proposal in its env's current state
+            attach_shield_logic(model.policy, env.envs)
+        callbacks = [cb for cb in (sleep_cb,) if cb is not None]
+        callbacks += brain_callbacks(settings["algo"], params, cerebellum)
         callbacks += [JanusMetricsCallback(plot_dir=run_dir / "plots"),
                       AtomicCheckpointCallback(run_dir, settings["checkpoint_every"], sleep_cb,
                                                extra={"run": settings})]
-        return cls(run, model, callbacks)
+        return cls(run, model, callbacks, cerebellum)
 
     def learn(self, progress: bool = True) -> None:
         """``model.learn`` for the steps left to ``run["timesteps"]`` (none left: nothing)."""
@@ -223,6 +232,9 @@ class SB3Training:
         run_dir, settings = self.run.run_dir, self.run.config["run"]
         with atomic_path(run_dir / "model.zip") as tmp:
             self.model.save(tmp)
+        if self.cerebellum is not None:
+            with atomic_path(run_dir / CEREBELLUM_FILE) as tmp:
+                torch.save(self.cerebellum.state_dict(), tmp)
         elapsed = time.perf_counter() - self._start
         return "\n".join([
             f"\ntrained {settings['algo']} on {settings['env']} for {self.model.num_timesteps} steps in {elapsed:.0f}s",

@@ -59,10 +59,12 @@ from agents.basal_ganglia.gate import (
     TAU_VETO,
     NoGoHead,
     basal_ganglia_gate,
+    go_extractor,
     go_head,
     go_scores,
 )
 from agents.basal_ganglia.labels import adverse_labels
+from agents.basal_ganglia.shield_logic import attach_shield_logic, find_shield, shield_logic_hook
 from agents.basal_ganglia.policies import (
     BASAL_GANGLIA_POLICIES,
     BasalGangliaActorCriticPolicy,
@@ -93,9 +95,13 @@ __all__ = [
     "GatedJanusDQN",
     "NoGoHead",
     "adverse_labels",
+    "attach_shield_logic",
+    "find_shield",
     "basal_ganglia_gate",
     "check_basal_ganglia_policy",
+    "go_extractor",
     "go_head",
     "go_scores",
     "is_basal_ganglia_policy",
+    "shield_logic_hook",
 ]

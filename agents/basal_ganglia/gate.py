@@ -71,16 +71,24 @@ def go_features_dim(policy: Any) -> int:
     return int(policy.features_dim)
 
 
-def go_features(policy: Any, obs: PyTorchObs) -> th.Tensor:
-    """Features ``e`` of the Go pathway (the actor's, when actor and critic have an extractor each)."""
+def go_extractor(policy: Any) -> th.nn.Module:
+    """The features extractor of the Go pathway (the actor's, when actor and critic have an extractor each)."""
     kind = go_head(policy)
     if kind == "q":
-        net = policy.q_net
-        return net.extract_features(obs, net.features_extractor)
+        return policy.q_net.features_extractor
     if kind == "quantiles":
-        net = policy.quantile_net
-        return net.extract_features(obs, net.features_extractor)
-    return BaseModel.extract_features(policy, obs, policy.pi_features_extractor)
+        return policy.quantile_net.features_extractor
+    return policy.pi_features_extractor
+
+
+def go_features(policy: Any, obs: PyTorchObs) -> th.Tensor:
+    """Features ``e`` of the Go pathway, read by :func:`go_extractor`."""
+    kind = go_head(policy)
+    if kind == "q":
+        return policy.q_net.extract_features(obs, go_extractor(policy))
+    if kind == "quantiles":
+        return policy.quantile_net.extract_features(obs, go_extractor(policy))
+    return BaseModel.extract_features(policy, obs, go_extractor(policy))
 
 
 def go_from_features(policy: Any, features: th.Tensor) -> th.Tensor:

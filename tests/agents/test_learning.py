@@ -1,0 +1,67 @@
+"""The gated agent learns: on a market with an edge it beats random actions by a wide margin, seed after seed.
+
+The market is ``benchmarks/bench_learning.py``'s (the ``ou`` scenario with a strong mean reversion the informed
+trader imprints on the mid; a scripted reversion rule earns +75 bps per 200-step episode there, random actions
+lose ~90 bps, HOLD earns 0). The agent is PPO with the basal-ganglia actor-critic policy (Go head, No-Go head and
+gate, trained by ``BasalGangliaCallback``) on SB3's ``CombinedExtractor``: the vision path (``JanusExtractor``)
+trains at ~0.05× the speed and does not fit a CI budget yet (issue 14, item 6); ``bench_learning.py`` measures it.
+Both seeds are evaluated against random actions on the same held-out episodes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.torch_layers import CombinedExtractor
+from stable_baselines3.common.vec_env import VecNormalize
+
+import envs_registry  # noqa: F401 - registers Janus-LOB-v0
+from agents.basal_ganglia import BasalGangliaActorCriticPolicy, BasalGangliaCallback
+from agents.baselines import RandomPolicy
+
+EDGE_MARKET = {"scenario": "ou", "kappa": 0.1, "sigma": 0.002, "informed_size": 1500, "informed_rate": 1.0,
+               "window": 128, "warmup": 128, "episode_steps": 200}
+"""``bench_learning.py``'s market: an OU fundamental the mid follows, a 128-step window spanning ~18 half-lives."""
+TIMESTEPS = 16_384
+EPISODES = 20
+
+
+def _episode_returns(model, seed: int) -> list[float]:
+    env = make_vec_env("Janus-LOB-v0", n_envs=1, seed=10_000 + seed, env_kwargs=EDGE_MARKET)
+    returns = []
+    obs = env.reset()
+    total = 0.0
+    while len(returns) < EPISODES:
+        action, _ = model.predict(obs, deterministic=True)
+        obs, reward, done, _ = env.step(action)
+        total += float(reward[0])
+        if done[0]:
+            returns.append(total)
+            total = 0.0
+    return returns
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gated_ppo_beats_random_on_a_market_with_an_edge(seed: int) -> None:
+    th.set_num_threads(1)
+    train_env = VecNormalize(make_vec_env("Janus-LOB-v0", n_envs=4, seed=1000 * seed, env_kwargs=EDGE_MARKET),
+                             norm_obs=False, norm_reward=True, gamma=0.99)
+    model = PPO(BasalGangliaActorCriticPolicy, train_env, n_steps=256, batch_size=256, n_epochs=4, learning_rate=3e-4,
+                ent_coef=0.01, gamma=0.99, seed=seed, device="cpu",
+                policy_kwargs={"features_extractor_class": CombinedExtractor})
+    model.learn(TIMESTEPS, callback=BasalGangliaCallback(train_freq=4, seed=seed))
+    agent = _episode_returns(model, seed)
+    random_ = _episode_returns(RandomPolicy(train_env.action_space, seed=seed), seed)
+    agent, diff = np.asarray(agent), np.asarray(agent) - np.asarray(random_)  # the same held-out episodes
+    # It earns, not only loses less than random (HOLD already beats random by ~100 bps; an untrained policy
+    # earned +12 and -107 bps on these seeds): mean >= 25 bps per episode with t >= 2.5, and ahead of random
+    # by >= 60 bps with a paired t >= 3.
+    assert agent.mean() >= 25.0 and agent.mean() >= 2.5 * _se(agent), agent
+    assert diff.mean() >= 60.0 and diff.mean() >= 3.0 * _se(diff), (agent, random_)
+
+
+def _se(x: np.ndarray) -> float:
+    return float(x.std(ddof=1) / np.sqrt(len(x)))
