@@ -10,13 +10,11 @@ Differences from SB3's ``DQN`` (Mnih et al. 2015):
   (Schaul et al. 2016, Alg. 1);
 * β is annealed by training progress, from ``beta0`` to ``beta_final`` over
   the ``total_timesteps`` of ``learn`` (``buffer.set_progress``);
-* logical loss ``λ_logic·(1 − SatAgg)``: the LTN violation ``v = 1 − SatAgg``
-  stored with each transition does not depend on the Q-network, so as a loss it
-  would have zero gradient. It therefore enters learning **through the
-  priority** (violating transitions are replayed more). A differentiable term
-  ``λ_logic·mean_i w_i·(1 − SatAgg_i)`` is added only when the policy provides
-  ``logic_satisfaction(observations, actions) -> Tensor`` (shape ``(B,)`` or
-  ``(B, 1)``, values in [0, 1]); it is logged as ``train/logic_loss``.
+* logical loss ``L = L_RL + λ_logic·L_logic`` (:mod:`replay.losses`): the expected rule violation of the
+  Boltzmann policy ``softmax(Q(s, ·))`` under the SatAgg the shield gave every action of the replayed state
+  (stored with the transition, ``info["ltn"]["action_sat"]``), logged as ``train/logic_loss``; the LTN
+  violation of the executed proposal also enters **through the priority** (violating transitions are replayed
+  more). Without a shield in the env there is no logic term.
 
 Logged keys (besides DQN's): ``train/per_mean_priority`` (mean raw priority
 over the buffer), ``train/per_beta``. Sleep phases are added with
@@ -48,8 +46,7 @@ class JanusDQN(DQN):
         env: environment or registered id.
         lambda_logic: weight of the LTN violation, used both in the buffer
             priority (``replay_buffer_kwargs["lambda_logic"]`` defaults to it)
-            and for the differentiable logic loss when the policy has
-            ``logic_satisfaction``; default 2.0 (JANUS design).
+            and for the logical loss; default 2.0 (JANUS design).
         **kwargs: every other ``stable_baselines3.DQN`` keyword argument.
             ``replay_buffer_class`` defaults to the prioritized buffer matching
             the observation space; ``replay_buffer_kwargs["seed"]`` defaults

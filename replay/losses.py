@@ -8,14 +8,17 @@ during training.
 * ``y = r + (1 − d)·γ·max_a' Q_target(s', a')`` (Mnih et al. 2015), with
   ``samples.discounts`` replacing ``γ`` when present, exactly as SB3's DQN;
 * ``δ = y − Q(s, a)``;
-* ``L = mean_i w_i·Huber(δ_i) + λ_logic·mean_i w_i·(1 − SatAgg_i)``
-  (Schaul et al. 2016, Alg. 1 line 11; JANUS logical loss ``1 − SatAgg``).
+* ``L = mean_i w_i·Huber(δ_i) + λ_logic·L_logic`` (Schaul et al. 2016, Alg. 1 line 11; JANUS
+  ``L = L_RL + λ·L_logic``), with the logical loss the expected rule violation of the policy's action
+  distribution in each replayed state::
 
-The logic term exists only when the policy has a differentiable
-``logic_satisfaction(observations, actions) -> Tensor`` hook (shape ``(B,)``
-or ``(B, 1)``, values in [0, 1]). The LTN violation stored with each
-transition is a constant of the network parameters, so it enters learning
-through the priority, not through this loss.
+      L_logic = mean_i w_i · Σ_a π(a|s_i) · (1 − SatAgg(s_i, a)),    π(·|s) = softmax(Q(s, ·))
+
+  ``SatAgg(s_i, a)`` is the shield's knowledge base on every action of the state the transition was decided in,
+  stored with it (``samples.action_sat``); it is a constant, so the gradient flows through π: Q-values of
+  actions the rules reject are pushed down relative to those they accept (the Boltzmann distribution of the
+  Q-values is the differentiable stand-in for the greedy policy *(ours)*). Without stored SatAgg (continuous
+  actions, no shield) there is no logic term; the LTN violation also enters learning through the priority.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from typing import Any
 import torch as th
 from torch.nn import functional as F
 
-__all__ = ["dqn_abs_td", "dqn_q_and_target", "logic_penalty", "prioritized_dqn_loss"]
+__all__ = ["dqn_abs_td", "dqn_q_and_target", "dqn_q_values_and_target", "logic_penalty", "prioritized_dqn_loss"]
 
 
 def dqn_q_and_target(model: Any, samples: Any) -> tuple[th.Tensor, th.Tensor]:
     """Current ``Q(s, a)`` (with grad) and the 1-step target ``y`` (no grad), both ``(B, 1)``.
+
+    (:func:`prioritized_dqn_loss` also needs every action's Q-value: :func:`dqn_q_values_and_target`.)
 
     ``y = r + (1 − d)·γ·max_a' Q_target(s', a')`` (Mnih et al. 2015), with
     ``samples.discounts`` replacing ``γ`` when present, exactly as SB3's DQN.
@@ -39,12 +44,17 @@ def dqn_q_and_target(model: Any, samples: Any) -> tuple[th.Tensor, th.Tensor]:
         samples: a replay sample (``observations``, ``actions``,
             ``next_observations``, ``dones``, ``rewards``, ``discounts``).
     """
+    q_values, target = dqn_q_values_and_target(model, samples)
+    return th.gather(q_values, dim=1, index=samples.actions.long()), target
+
+
+def dqn_q_values_and_target(model: Any, samples: Any) -> tuple[th.Tensor, th.Tensor]:
+    """``Q(s, ·)`` of every action (with grad, ``(B, A)``) and the 1-step target ``y`` (no grad, ``(B, 1)``)."""
     discounts = samples.discounts if samples.discounts is not None else model.gamma
     with th.no_grad():
         next_q = model.q_net_target(samples.next_observations).max(dim=1)[0].reshape(-1, 1)
         target = samples.rewards + (1 - samples.dones) * discounts * next_q
-    current = th.gather(model.q_net(samples.observations), dim=1, index=samples.actions.long())
-    return current, target
+    return model.q_net(samples.observations), target
 
 
 def dqn_abs_td(model: Any, samples: Any) -> th.Tensor:
@@ -54,18 +64,18 @@ def dqn_abs_td(model: Any, samples: Any) -> th.Tensor:
     return (target - current).abs().reshape(-1)
 
 
-def logic_penalty(policy: Any, samples: Any) -> th.Tensor | None:
-    """``mean_i w_i·(1 − SatAgg_i)`` from the policy's ``logic_satisfaction`` hook (None without one).
+def logic_penalty(q_values: th.Tensor, samples: Any) -> th.Tensor | None:
+    """``mean_i w_i · Σ_a softmax(Q(s_i, ·))_a · (1 − SatAgg(s_i, a))`` (None without ``samples.action_sat``).
 
     Args:
-        policy: the model's policy; the hook is ``policy.logic_satisfaction(observations, actions)``.
-        samples: a prioritized sample with ``weights``.
+        q_values: ``(B, A)`` Q-values of the replayed states (with grad).
+        samples: a prioritized sample with ``weights`` and ``action_sat`` ``(B, A)``.
     """
-    satisfaction_fn = getattr(policy, "logic_satisfaction", None)
-    if not callable(satisfaction_fn):
+    action_sat = getattr(samples, "action_sat", None)
+    if action_sat is None:
         return None
-    satisfaction = satisfaction_fn(samples.observations, samples.actions).reshape(-1, 1)
-    return (samples.weights.reshape(-1, 1) * (1.0 - satisfaction)).mean()
+    expected_violation = (th.softmax(q_values, dim=1) * (1.0 - action_sat)).sum(dim=1, keepdim=True)
+    return (samples.weights.reshape(-1, 1) * expected_violation).mean()
 
 
 def prioritized_dqn_loss(
@@ -74,10 +84,8 @@ def prioritized_dqn_loss(
     """IS-weighted Huber TD loss, plus the logic penalty when the policy provides one.
 
     ``L = mean_i w_i·Huber(δ_i) + λ_logic·mean_i w_i·(1 − SatAgg_i)``, with
-    ``δ_i = y_i − Q(s_i, a_i)`` (Schaul et al. 2016, Alg. 1 line 11; JANUS
-    logical loss ``1 − SatAgg``). The logic term is added only when
-    ``lambda_logic > 0`` and the policy has ``logic_satisfaction`` (see
-    :func:`logic_penalty`).
+    ``δ_i = y_i − Q(s_i, a_i)`` (Schaul et al. 2016, Alg. 1 line 11) and the logical loss of
+    :func:`logic_penalty`, added when ``lambda_logic > 0`` and the sample carries ``action_sat``.
 
     Args:
         model: a DQN-family SB3 model (``q_net``, ``q_net_target``, ``gamma``, ``policy``).
@@ -88,10 +96,11 @@ def prioritized_dqn_loss(
         ``(loss, abs_td, logic)``: the scalar loss, ``|δ|`` of shape ``(B,)``
         (detached) and the weighted logic penalty (``None`` when absent).
     """
-    current, target = dqn_q_and_target(model, samples)
+    q_values, target = dqn_q_values_and_target(model, samples)
+    current = th.gather(q_values, dim=1, index=samples.actions.long())
     weights = samples.weights.reshape(-1, 1)
     loss = (weights * F.smooth_l1_loss(current, target, reduction="none")).mean()
-    logic = logic_penalty(model.policy, samples) if lambda_logic > 0.0 else None
+    logic = logic_penalty(q_values, samples) if lambda_logic > 0.0 else None
     if logic is not None:
         loss = loss + lambda_logic * logic
     abs_td = (target - current).detach().abs().reshape(-1)

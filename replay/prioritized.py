@@ -11,6 +11,11 @@ Proportional prioritization (Schaul, Quan, Antonoglou & Silver, 2016,
   normalized by the maximum over the whole buffer (Schaul et al. 2016, §3.4),
   so ``w_i ∈ (0, 1]``; β anneals linearly from ``beta0`` to ``beta_final``.
 
+With a Discrete action space the buffer also keeps ``info["ltn"]["action_sat"]``, the SatAgg of every
+action in the state the transition was decided in (1 when absent: nothing known against any action), and
+returns it with each sample (``samples.action_sat``, ``(B, A)``) for the logical loss of
+:mod:`replay.losses`.
+
 New transitions enter with ``max(p_max, λ_logic·v + λ_reward·|r| + ε)`` where
 ``p_max`` is the largest priority seen so far (Schaul et al. 2016, Alg. 1,
 line 6); the second term *(ours)* makes a violating transition at least as
@@ -55,6 +60,25 @@ _NOT_1D = "Expected a 1-D array of {}, got shape {}"
 _TD_MISMATCH = "Got {} indices but {} TD errors"
 _NONFINITE_TD = "Expected finite TD errors, got {!r} at position {}"
 _EMPTY_BUFFER = "Cannot sample from an empty replay buffer"
+_BAD_ACTION_SAT = "Expected info['ltn']['action_sat'] to be {} SatAgg values in [0, 1], got {!r} for env {}"
+
+
+def _read_action_sat(infos: list[dict[str, Any]], n_actions: int) -> np.ndarray | None:
+    """``infos[e]["ltn"]["action_sat"]`` per env, ``(n_envs, n_actions)`` (rows of 1 when absent), in [0, 1];
+    None when no info has it."""
+    out = np.ones((len(infos), n_actions), dtype=np.float32)
+    seen = False
+    for env_idx, info in enumerate(infos):
+        ltn = info.get("ltn") if isinstance(info, Mapping) else None
+        raw = ltn.get("action_sat") if isinstance(ltn, Mapping) else None
+        if raw is None:
+            continue
+        row = np.asarray(raw, dtype=np.float64).reshape(-1)
+        if row.shape != (n_actions,) or not np.all((row >= 0.0) & (row <= 1.0)):  # also rejects NaN
+            raise ValueError(_BAD_ACTION_SAT.format(n_actions, raw, env_idx))
+        out[env_idx] = row
+        seen = True
+    return out if seen else None
 
 
 def _read_violations(infos: list[dict[str, Any]]) -> np.ndarray:
@@ -150,6 +174,10 @@ class PrioritizedReplayMixin:
         n_slots = self.buffer_size * self.n_envs
         self.tree = SumTree(n_slots)
         self.violations = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
+        self._n_actions = int(action_space.n) if isinstance(action_space, spaces.Discrete) else 0
+        self.action_sat: np.ndarray | None = None
+        """SatAgg of every action in each stored transition's state, ``(buffer_size, n_envs, A)`` (1 = unknown);
+        None until a transition brings ``info["ltn"]["action_sat"]`` (no shield: no logical loss)."""
         self._priorities = np.zeros(n_slots, dtype=np.float64)  # raw p_i, 0 = empty slot
         self._priority_sum = 0.0
         self._writes_since_resync = 0
@@ -295,9 +323,14 @@ class PrioritizedReplayMixin:
         if len(infos) != self.n_envs:
             raise ValueError(_BAD_INFOS.format(self.n_envs, len(infos)))
         violations = _read_violations(infos)
+        action_sat = _read_action_sat(infos, self._n_actions) if self._n_actions else None
         pos = self.pos
         super().add(obs, next_obs, action, reward, done, infos)  # type: ignore[misc]
         self.violations[pos] = violations
+        if action_sat is not None:
+            if self.action_sat is None:
+                self.action_sat = np.ones((self.buffer_size, self.n_envs, self._n_actions), dtype=np.float32)
+            self.action_sat[pos] = action_sat
         known = (
             self.lambda_logic * violations.astype(np.float64)
             + self.lambda_reward * np.abs(self.rewards[pos].astype(np.float64))
@@ -347,10 +380,12 @@ class PrioritizedReplayMixin:
         weights = (scaled / self.tree.min) ** (-beta)
         rows, cols = np.divmod(indices, self.n_envs)
         base = self._gather(rows, cols, env)
+        action_sat = None if self.action_sat is None else self.action_sat[rows, cols]
         return self._samples_class(
             *base[:6],
             weights=self.to_torch(weights.astype(np.float32).reshape(-1, 1)),  # type: ignore[attr-defined]
             indices=indices,
+            action_sat=None if action_sat is None else self.to_torch(action_sat),  # type: ignore[attr-defined]
         )
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> Any:
@@ -361,12 +396,20 @@ class PrioritizedReplayMixin:
     def _gather(self, batch_inds: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None) -> Any:
         raise NotImplementedError
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a buffer saved before per-action SatAgg was kept: no rows of it (the logical loss skips such samples)
+        self.__dict__.update(state)
+        self.__dict__.setdefault("action_sat", None)
+        self.__dict__.setdefault("_n_actions", 0)
+
     def reset(self) -> None:
         """Empty the buffer and forget every priority."""
         super().reset()  # type: ignore[misc]
         self.tree.clear()
         self._priorities[:] = 0.0
         self.violations[:] = 0.0
+        if self.action_sat is not None:
+            self.action_sat[:] = 1.0
         self._priority_sum = 0.0
         self._writes_since_resync = 0
         self.max_priority = 1.0

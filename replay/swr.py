@@ -142,6 +142,7 @@ def _take(samples: Samples, idx: th.Tensor, indices: np.ndarray) -> Samples:
         discounts=pick(samples.discounts),
         weights=pick(samples.weights),
         indices=indices,
+        action_sat=pick(samples.action_sat),
     )
 
 

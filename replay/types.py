@@ -41,6 +41,7 @@ class PrioritizedReplayBufferSamples(NamedTuple):
             ``w_i = (N·P(i))^−β / max_j (N·P(j))^−β`` (Schaul et al. 2016).
         indices: ``(B,)`` int64 flat buffer indices
             (``position · n_envs + env``) to pass back to ``update_priorities``.
+        action_sat: ``(B, A)`` SatAgg of every action in each row's state (Discrete actions; None otherwise).
     """
 
     observations: th.Tensor
@@ -51,6 +52,7 @@ class PrioritizedReplayBufferSamples(NamedTuple):
     discounts: th.Tensor | None
     weights: th.Tensor
     indices: np.ndarray
+    action_sat: th.Tensor | None = None
 
 
 class PrioritizedDictReplayBufferSamples(NamedTuple):
@@ -64,6 +66,7 @@ class PrioritizedDictReplayBufferSamples(NamedTuple):
     discounts: th.Tensor | None
     weights: th.Tensor
     indices: np.ndarray
+    action_sat: th.Tensor | None = None
 
 
 class SWRReport(NamedTuple):

@@ -58,7 +58,7 @@ def test_janus_dqn_logs_brain_metrics(tmp_path: Path, run_script) -> None:
     for tag in ("janus/per_mean_priority", "janus/per_beta", "janus/equity", "sleep/replays",
                 "sleep/td_error_improvement", "sleep/schema_count", "sleep/umap_clusters", "sleep/anomalies",
                 "janus/ltn_satisfaction", "janus/violation_rate", "janus/shield_overrides", "janus/go_mean",
-                "janus/nogo_mean", "janus/veto_rate", "janus/cerebellum_error", *gates, *halts):
+                "janus/nogo_mean", "janus/veto_rate", "janus/cerebellum_error", "train/logic_loss", *gates, *halts):
         assert tag in scalars, (tag, sorted(scalars))
         assert all(math.isfinite(v) for v in scalars[tag]), tag
     assert "janus/equity_curve" in scalars and "sleep/umap" in scalars

@@ -165,7 +165,8 @@ class ParallelLTNShield(ParallelSafetyWrapper):
                 final, env_action = finals[agent]
                 forwarded[agent] = env_action
                 sat, rules = self.core.proposal_scores(self._slot[agent])
-                self._traces[agent] = ltn_record(rules, sat, proposed, final, self.threshold)
+                action_sat = self.core.sat[self._slot[agent]].tolist() if self._discrete else None
+                self._traces[agent] = ltn_record(rules, sat, proposed, final, self.threshold, action_sat)
         for agent in self.guarded:  # a pending fault halts even an agent that sent no action
             if agent in self._errors and agent not in self.halts and self._is_trading(agent):
                 err = self._errors.pop(agent)

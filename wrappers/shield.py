@@ -186,6 +186,7 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
             if self._error is not None:
                 raise self._error
             final, env_action, sat, rules = self.decide(proposed, payload)
+            action_sat = self.core.sat[0].tolist() if self._discrete else None
         except Exception as err:
             return self._halt(err, proposed)
 
@@ -195,7 +196,7 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._info = info
         if terminated or truncated:
             self._needs_reset = True
-        info["ltn"] = ltn_record(rules, sat, proposed, final, self.threshold)
+        info["ltn"] = ltn_record(rules, sat, proposed, final, self.threshold, action_sat)
         return obs, reward, terminated, truncated, info
 
     def _validate(self, action: Any) -> tuple[Any, Any]:

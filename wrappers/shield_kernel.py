@@ -101,7 +101,8 @@ def reason(err: BaseException) -> str:
     return f"{HALT_PREFIX}{type(err).__name__}: {err}"
 
 
-def ltn_record(rules: dict[str, Any], sat: Any, proposed: Any, final: Any, threshold: Any) -> dict[str, Any]:
+def ltn_record(rules: dict[str, Any], sat: Any, proposed: Any, final: Any, threshold: Any,
+               action_sat: Any = None) -> dict[str, Any]:
     """The ``info["ltn"]`` of every shield: the proposal's scores and what was executed.
 
     Works on one decision (Python scalars) and on a batch (arrays of shape ``(n,)``).
@@ -112,10 +113,13 @@ def ltn_record(rules: dict[str, Any], sat: Any, proposed: Any, final: Any, thres
         proposed: the proposed action (JSON-able for one decision).
         final: the executed action (None when nothing executed).
         threshold: τ.
+        action_sat: SatAgg of every discrete action in the state the proposal was judged in, ``(A,)`` (``(n, A)``
+            for a batch); None for continuous actions or after a fault. The replay buffer keeps it for the
+            logical loss (:mod:`replay.losses`).
 
     Returns:
         ``rules``, ``sat_agg``, ``violation = 1 − sat_agg``, ``overridden = sat_agg < threshold``,
-        ``proposed_action``, ``final_action`` and ``threshold``.
+        ``proposed_action``, ``final_action``, ``threshold`` and ``action_sat``.
     """
     return {
         "rules": rules,
@@ -125,6 +129,7 @@ def ltn_record(rules: dict[str, Any], sat: Any, proposed: Any, final: Any, thres
         "proposed_action": proposed,
         "final_action": final,
         "threshold": threshold,
+        "action_sat": action_sat,
     }
 
 

@@ -134,12 +134,13 @@ class VectorLTNShield(gym.vector.VectorWrapper):
                 allowed, targets = core.decide_continuous(proposed[:, 0])
                 env_actions = final = np.where(allowed[:, None], proposed, targets[:, None]).astype(np.float32)
             sat, rules = core.batch_scores()
+            action_sat = core.sat.copy() if core.discrete else None
         except Exception as err:
             return self._halt(err, actions)
         obs, reward, terminated, truncated, info = self.env.step(env_actions)
         core.scored = False
         self._last = (obs, info)
-        info["ltn"] = ltn_record(rules, sat, np.asarray(actions).copy(), final, self._thresholds.copy())
+        info["ltn"] = ltn_record(rules, sat, np.asarray(actions).copy(), final, self._thresholds.copy(), action_sat)
         info["_ltn"] = np.ones(self.num_envs, dtype=bool)
         return obs, reward, terminated, truncated, info
 

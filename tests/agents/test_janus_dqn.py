@@ -123,18 +123,30 @@ def test_uniform_unit_weight_update_matches_sb3_dqn(monkeypatch: pytest.MonkeyPa
         th.testing.assert_close(got, want)
 
 
-def test_logic_loss_only_with_a_differentiable_satisfaction(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_logic_loss_only_with_stored_satagg(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No shield, no stored SatAgg: no logic term. With SatAgg per action the loss is trained and logged."""
     model = make_model(lambda_logic=1.0)
-    _fixed_batch(model, monkeypatch)
-
-    def logic_satisfaction(observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        return th.sigmoid(model.q_net(observations).gather(1, actions.long())).reshape(-1)
-
+    samples = _fixed_batch(model, monkeypatch)
+    assert model.replay_buffer.action_sat is None and samples.action_sat is None
     model.train(gradient_steps=1, batch_size=32)
     assert "train/logic_loss" not in model.logger.name_to_value
-    model.policy.logic_satisfaction = logic_satisfaction  # type: ignore[attr-defined]
-    model.train(gradient_steps=2, batch_size=32)
-    assert 0.0 <= model.logger.name_to_value["train/logic_loss"] <= 1.0
+    rejected_right = th.ones((32, 2))
+    rejected_right[:, 1] = 0.0  # every state: action 1 breaks a rule
+    params = copy.deepcopy(model.policy.state_dict())
+    optimizer = copy.deepcopy(model.policy.optimizer.state_dict())
+    gaps = {}
+    for name, action_sat in (("all accepted", th.ones((32, 2))), ("action 1 rejected", rejected_right)):
+        model.policy.load_state_dict(params)
+        model.policy.optimizer.load_state_dict(optimizer)
+        monkeypatch.setattr(model.replay_buffer, "sample", lambda *args, s=action_sat, **kwargs: samples._replace(
+            action_sat=s))
+        model.train(gradient_steps=20, batch_size=32)
+        with th.no_grad():
+            q = model.q_net(samples.observations)
+        gaps[name] = float((q[:, 1] - q[:, 0]).mean())
+    assert 0.0 < model.logger.name_to_value["train/logic_loss"] <= 1.0
+    # same batches, same start: the logical loss alone moved the rejected action's Q-value behind
+    assert gaps["action 1 rejected"] < gaps["all accepted"] - 1e-3, gaps
 
 
 def test_save_and_load(tmp_path: Any) -> None:

@@ -74,24 +74,34 @@ def test_td_errors_and_loss_match_the_formulas(per_sample_discount: bool) -> Non
     expected = np.mean(samples.weights.numpy() * _huber(delta))
     assert loss.item() == pytest.approx(expected, rel=1e-12)
     np.testing.assert_allclose(abs_td.numpy(), np.abs(delta), rtol=1e-12)
-    assert logic is None and not abs_td.requires_grad  # no hook on this policy
+    assert logic is None and not abs_td.requires_grad  # no stored SatAgg in this sample
 
 
-def test_logic_hook_adds_the_weighted_penalty() -> None:
-    satisfaction = th.linspace(0.0, 1.0, BATCH, dtype=th.float64)
-    calls: list[int] = []
-
-    def logic_satisfaction(observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        calls.append(len(observations))
-        return satisfaction
-
-    model = _model(types.SimpleNamespace(logic_satisfaction=logic_satisfaction))
-    samples = _samples()
-    penalty = np.mean(samples.weights.numpy() * (1.0 - satisfaction.numpy()))
-    assert logic_penalty(model.policy, samples).item() == pytest.approx(penalty, rel=1e-12)
-    base, _, none = prioritized_dqn_loss(model, samples, lambda_logic=0.0)  # λ = 0: the hook is not called
-    assert none is None and calls == [BATCH]
+def test_logical_loss_is_the_expected_violation_of_the_boltzmann_policy() -> None:
+    """L_logic = mean_i w_i Σ_a softmax(Q(s_i))_a (1 − SatAgg(s_i, a)), by hand; its gradient lowers the Q-values
+    of the actions the rules reject."""
+    model = _model()
+    rng = np.random.default_rng(1)
+    action_sat = rng.uniform(0.0, 1.0, size=(BATCH, N_ACTIONS))
+    samples = _samples()._replace(action_sat=t(action_sat))
+    q = samples.observations.numpy() @ model.q_net.weight.detach().numpy().T + model.q_net.bias.detach().numpy()
+    pi = np.exp(q - q.max(axis=1, keepdims=True))
+    pi /= pi.sum(axis=1, keepdims=True)
+    penalty = np.mean(samples.weights.numpy() * (pi * (1.0 - action_sat)).sum(axis=1))
+    q_values = model.q_net(samples.observations)
+    assert logic_penalty(q_values, samples).item() == pytest.approx(penalty, rel=1e-12)
+    base, _, none = prioritized_dqn_loss(model, samples, lambda_logic=0.0)
+    assert none is None
     loss, _, logic = prioritized_dqn_loss(model, samples, lambda_logic=2.0)
     assert logic.item() == pytest.approx(penalty, rel=1e-12)
     assert loss.item() == pytest.approx(base.item() + 2.0 * penalty, rel=1e-12)
-    assert logic_penalty(types.SimpleNamespace(), samples) is None
+    assert logic_penalty(q_values, _samples()) is None  # nothing stored: no logic term
+
+    # one action rejected (SatAgg 0), the others accepted: the gradient pushes its Q-value down, theirs up
+    one_bad = np.ones((BATCH, N_ACTIONS))
+    one_bad[:, 2] = 0.0
+    q_leaf = q_values.detach().clone().requires_grad_(True)
+    logic_penalty(q_leaf, _samples()._replace(action_sat=t(one_bad))).backward()
+    assert (q_leaf.grad[:, 2] > 0).all() and (q_leaf.grad[:, :2] < 0).all()
+    all_good = logic_penalty(q_values, _samples()._replace(action_sat=t(np.ones((BATCH, N_ACTIONS)))))
+    assert all_good.item() == 0.0

@@ -54,7 +54,8 @@ def test_sample_fields_extend_sb3_samples() -> None:
     n = len(ReplayBufferSamples._fields)
     assert PrioritizedReplayBufferSamples._fields[:n] == ReplayBufferSamples._fields
     assert PrioritizedDictReplayBufferSamples._fields[:n] == DictReplayBufferSamples._fields
-    assert PrioritizedReplayBufferSamples._fields[n:] == ("weights", "indices")
+    assert PrioritizedReplayBufferSamples._fields[n:] == ("weights", "indices", "action_sat")
+    assert PrioritizedDictReplayBufferSamples._fields[n:] == ("weights", "indices", "action_sat")
 
 
 def test_new_transitions_get_max_priority_or_their_known_part() -> None:

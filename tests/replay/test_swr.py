@@ -164,19 +164,25 @@ def test_uncapped_replay_reports_every_sequence(filled_model: DQN) -> None:
     assert not report.capped and report.n_sequences == 3 and report.replays == 6
 
 
-def test_logic_satisfaction_hook_adds_loss() -> None:
+def test_replayed_sequences_carry_their_stored_satagg(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SWR replay judges a replayed transition with the same logical loss as training: its stored SatAgg per
+    action reaches the loss with every chunk."""
+    from replay import losses
+
     model = make_model(steps=200)
     model.lambda_logic = 1.0  # type: ignore[attr-defined]
-    calls = []
+    buffer = model.replay_buffer
+    buffer.action_sat = np.full((buffer.buffer_size, buffer.n_envs, 2), 0.25, dtype=np.float32)
+    seen = []
+    real = losses.logic_penalty
 
-    def logic_satisfaction(observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        calls.append(len(observations))
-        q = model.q_net(observations).gather(1, actions.long())
-        return th.sigmoid(q).reshape(-1)
+    def spy(q_values: th.Tensor, samples: Any) -> th.Tensor | None:
+        seen.append(samples.action_sat)
+        return real(q_values, samples)
 
-    model.policy.logic_satisfaction = logic_satisfaction  # type: ignore[attr-defined]
+    monkeypatch.setattr(losses, "logic_penalty", spy)
     replay(model, n_sequences=2, seq_len=16)
-    assert len(calls) == 2 * math.ceil(16 / 15) * 2
+    assert seen and all(s is not None and s.shape[1] == 2 and bool((s == 0.25).all()) for s in seen)
 
 
 # --------------------------------------------------------------------------- errors

@@ -10,4 +10,5 @@ import pytest
 def ltn_keys() -> set[str]:
     """The keys of ``info["ltn"]``, the shield's decision record: the same for the single, vector and multi-agent
     shields."""
-    return {"rules", "sat_agg", "violation", "overridden", "proposed_action", "final_action", "threshold"}
+    return {"rules", "sat_agg", "violation", "overridden", "proposed_action", "final_action", "threshold",
+            "action_sat"}

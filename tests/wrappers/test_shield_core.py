@@ -202,12 +202,30 @@ def test_ltn_record_for_one_decision_and_for_a_batch() -> None:
     rules = dict(zip(RULE_NAMES, [1.0, 0.5, 1.0, 1.0, 0.0]))
     one = ltn_record(rules, 0.8, 3, 0, 0.9)
     assert one == {"rules": rules, "sat_agg": 0.8, "violation": pytest.approx(0.2), "overridden": True,
-                   "proposed_action": 3, "final_action": 0, "threshold": 0.9}
+                   "proposed_action": 3, "final_action": 0, "threshold": 0.9, "action_sat": None}
     batch = ltn_record({}, np.array([0.95, 0.5]), np.array([1, 2]), np.array([1, 0]), np.full(2, 0.9))
     assert batch["overridden"].tolist() == [False, True] and np.allclose(batch["violation"], [0.05, 0.5])
     halt = halt_record([0.5], 0.9)
     assert halt["final_action"] is None and halt["violation"] == 1.0 and halt["overridden"] and not halt["rules"]
-    assert not math.isnan(halt["sat_agg"])
+    assert not math.isnan(halt["sat_agg"]) and halt["action_sat"] is None
+
+
+def test_action_sat_is_every_actions_satagg_in_the_judged_state() -> None:
+    """``info["ltn"]["action_sat"]`` holds the SatAgg of every action in the state the proposal was judged in: the
+    proposal's own entry is the recorded ``sat_agg``, and the others agree with the knowledge base evaluated
+    independently on that state (``evaluate_candidates`` before the step)."""
+    env = LTNShield(gym.make("Janus-LOB-v0", action_type="sized", n_sizes=3))
+    env.reset(seed=4)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        expected = env.evaluate_candidates().sat.tolist()
+        action = int(rng.integers(0, 7))
+        _, _, terminated, truncated, info = env.step(action)
+        ltn = info["ltn"]
+        assert ltn["action_sat"] == pytest.approx(expected, abs=1e-12)
+        assert ltn["action_sat"][action] == pytest.approx(ltn["sat_agg"], abs=1e-12)
+        if terminated or truncated:
+            break
 
 
 def test_one_scoring_call_per_step_with_masks() -> None:
