@@ -10,6 +10,8 @@ from typing import Any, NoReturn
 
 import yaml
 
+from agents.app.yaml_io import load_yaml
+
 
 class OneLineParser(argparse.ArgumentParser):
     """``argparse`` whose usage errors are one line on stderr and exit status 2 (no usage dump)."""
@@ -25,7 +27,8 @@ _DATA_OPTION_NOT_MAPPING = "data option {!r}: {!r} is not a mapping"
 
 
 def data_option(text: str) -> tuple[list[str], Any]:
-    """``argparse`` type of ``--data-option KEY=VALUE``: the dotted key and the value parsed with ``yaml.safe_load``.
+    """``argparse`` type of ``--data-option KEY=VALUE``: the dotted key and the value parsed as YAML
+    (:func:`~agents.app.yaml_io.load_yaml`).
 
     ``asset=ETH`` → (["asset"], "ETH"); ``columns.close=Adj Close`` → (["columns", "close"], "Adj Close");
     ``columns={close: Adj Close}`` → (["columns"], {"close": "Adj Close"}). The first key must be one of
@@ -41,7 +44,7 @@ def data_option(text: str) -> tuple[list[str], Any]:
     if not sep or not all(keys):
         raise argparse.ArgumentTypeError(_BAD_DATA_OPTION.format(text))
     try:
-        value = yaml.safe_load(raw)
+        value = load_yaml(raw)
     except yaml.YAMLError as err:
         raise argparse.ArgumentTypeError(_BAD_DATA_OPTION.format(text)) from err
     accepted = sorted({"path", "kind", *data_options()})

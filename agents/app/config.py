@@ -33,6 +33,7 @@ from agents import (
     CerebellumCallback,
     GatedJanusDQN,
 )
+from agents.app.yaml_io import load_yaml
 from replay import SleepConfig, SleepPhaseCallback
 from replay.types import DEFAULT_MAX_WALL_S
 from wrappers import make_glass_box
@@ -68,12 +69,13 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """``yaml.safe_load`` a mapping; errors name the file (and the line for syntax errors)."""
+    """A YAML mapping (:func:`~agents.app.yaml_io.load_yaml`); errors name the file (and the line for syntax
+    errors)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(_MISSING_CONFIG.format(path))
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -89,7 +91,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError(_BAD_OVERRIDE.format(text))
     try:
-        value = yaml.safe_load(raw)
+        value = load_yaml(raw)
     except yaml.YAMLError as err:
         raise ConfigError(_BAD_OVERRIDE.format(text)) from err
     return key.strip().split("."), value

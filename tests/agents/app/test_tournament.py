@@ -136,8 +136,8 @@ def test_payoff_interval_matches_hand_computation() -> None:
 @pytest.mark.parametrize(("text", "error", "message"), [
     ("agents: {janus: {algo: ppo, timesteps: 0}}\n", ValueError,
      "Expected `janus_0.timesteps` to be an int >= 1, got 0"),
-    ("agents: {janus: {algo: ppo, timesteps: 3e3}}\n", TypeError,  # YAML 1.1 reads 3e3 as a str
-     "Expected `janus_0.timesteps` to be an int >= 1, got '3e3'"),
+    ("agents: {janus: {algo: ppo, timesteps: 3e3}}\n", TypeError,  # 3e3 is a float (YAML 1.2 numbers), not an int
+     "Expected `janus_0.timesteps` to be an int >= 1, got 3000.0"),
     ("agents: {janus_1: {algo: dqn, timesteps: true}}\n", TypeError,
      "Expected `janus_1.timesteps` to be an int >= 1, got True"),
     ("agents: {janus: {algo: null}}\n", ValueError, "Expected `janus_0.algo` to be one of ('ppo', 'dqn'), got None"),
