@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from janus_env.checks import check_choice, check_number, check_positive
+from janus_env.checks import check_choice, check_int, check_number, check_positive
 
 # ---- params layout (indices are compile-time constants for numba) ----------------
 P_TICK_SIZE = 0
@@ -193,20 +193,28 @@ class MarketConfig:
         positive = ("tick_size", "initial_price", "lot", "max_position", "initial_cash", "episode_steps",
                     "window", "n_levels", "order_size", "mm_refresh", "vpin_bucket", "vpin_n_buckets",
                     "activity_max", "momentum_lookback", "step_seconds")
+        ints = {f.name for f in fields(self) if f.type == "int"}  # counts: a float (1.5) or a bool is refused
         for name in positive:
-            check_positive(name, getattr(self, name))
+            if name in ints:
+                check_int(name, getattr(self, name), low=1)
+            else:
+                check_positive(name, getattr(self, name))
         non_negative = ("fee_bps", "kappa", "sigma", "lambda_limit", "lambda_market", "cancel_rate",
                         "hawkes_gain", "mm_size", "mm_half_spread", "mm_skew", "informed_rate",
                         "informed_threshold", "informed_size", "momentum_rate", "momentum_threshold",
                         "momentum_size", "event_depth", "event_intensity", "risk_aversion", "warmup",
                         "regime_vol_mult")
         for name in non_negative:
-            check_number(name, getattr(self, name), low=0)
+            if name in ints:
+                check_int(name, getattr(self, name), low=0)
+            else:
+                check_number(name, getattr(self, name), low=0)
         for name in ("depth_decay", "hawkes_decay", "p_calm_to_turbulent", "p_turbulent_to_calm",
                      "event_start", "event_length"):
             check_number(name, getattr(self, name), low=0, high=1, low_open=name == "depth_decay")
-        check_number("n_ticks", self.n_ticks, low=64)
-        check_number("capacity", self.capacity, low=64)
+        check_int("n_ticks", self.n_ticks, low=64)
+        check_int("capacity", self.capacity, low=64)
+        check_number("drift", self.drift)  # either sign; NaN or inf would poison the fundamental
         check_choice("process", self.process, sorted(_PROCESSES))
         check_choice("event", self.event, sorted(_EVENTS))
         if self.initial_price / self.tick_size < self.n_ticks / 2:

@@ -416,8 +416,8 @@ def test_lobster_needs_whole_shares() -> None:
     ({"lot": 1e-12}, "Expected `lot` with at most 9 decimals"),
     ({"max_leverage": 0.0}, "Expected `max_leverage` to be a number > 0, got 0.0"),
     ({"max_leverage": float("nan")}, "Expected `max_leverage` to be a number > 0, got nan"),
-    ({"n_ticks": 32}, "Expected `n_ticks` to be a finite number >= 64, got 32"),
-    ({"capacity": float("nan")}, "Expected `capacity` to be a finite number >= 64, got nan"),
+    ({"n_ticks": 32}, "Expected `n_ticks` to be an int >= 64, got 32"),
+    ({"capacity": 16}, "Expected `capacity` to be an int >= 64, got 16"),
 ])
 def test_bad_quantity_and_leverage_settings(kwargs, message) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):

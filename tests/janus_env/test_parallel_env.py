@@ -386,7 +386,7 @@ def test_bankruptcy_terminates_and_optionally_ends_episode(small_market: dict) -
      "Expected `render_mode` to be one of ('human', 'ansi'), got 'rgb_array'"),
     ({"action_type": "grid"}, ValueError,
      "Expected `action_type` to be one of ('discrete', 'sized', 'continuous'), got 'grid'"),
-    ({"episode_steps": 0}, ValueError, "Expected `episode_steps` to be a finite number > 0, got 0"),
+    ({"episode_steps": 0}, ValueError, "Expected `episode_steps` to be an int >= 1, got 0"),
 ])
 def test_bad_config(kwargs, error, message) -> None:
     with pytest.raises(error, match=re.escape(message)):
