@@ -58,7 +58,7 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.policies import BasePolicy
 from torch import nn
 
-from agents.basal_ganglia import basal_ganglia_gate, go_head, go_scores, is_basal_ganglia_policy
+from agents.basal_ganglia import go_head, go_scores, is_basal_ganglia_policy
 from janus_env.atomic import atomic_path
 from janus_env.checks import check_int, check_positive
 
@@ -150,15 +150,7 @@ class PolicyInferenceGraph(nn.Module):
             if logic is None:
                 logic = th.zeros_like(go[:, 0])
             hold_allowed = None if masks is None else masks[:, policy.hold_action]
-            final, vetoed = basal_ganglia_gate(
-                proposed,
-                nogo,
-                logic,
-                tau_veto=policy.tau_veto,
-                tau_logic=policy.tau_logic,
-                hold_action=policy.hold_action,
-                hold_allowed=hold_allowed,
-            )
+            final, vetoed = policy.apply_gate(proposed, nogo, logic, hold_allowed)
             return final, proposed, go, nogo, vetoed
         go = go_scores(policy, obs)
         if self.kind == "ac_box":

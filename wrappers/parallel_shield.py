@@ -11,13 +11,13 @@ from janus_env.actions import continuous_fraction, discrete_index
 from wrappers._parallel import ParallelSafetyWrapper
 from wrappers._state import TradeHistory
 from wrappers.rules import TradingKnowledgeBase
-from wrappers.shield_kernel import DEFAULT_THRESHOLD, HOLD, ShieldCore, halt_record, ltn_record, reason
+from wrappers.shield_kernel import DEFAULT_THRESHOLD, HOLD, CoreKernel, ShieldCore, halt_record, ltn_record, reason
 
 _MAKER = "The LTN shield guards takers only; {!r} is a market maker (it quotes, it sends no market orders)"
 _NOT_GUARDED = "Agent {!r} is not shielded; shielded agents: {}"
 
 
-class ParallelLTNShield(ParallelSafetyWrapper):
+class ParallelLTNShield(CoreKernel, ParallelSafetyWrapper):
     """Score each shielded agent's proposed order with the trading knowledge base; a fallback when unsatisfied.
 
     ## Decision
@@ -121,14 +121,6 @@ class ParallelLTNShield(ParallelSafetyWrapper):
         self._errors: dict[str, Exception] = {}
         self._traces: dict[str, dict[str, Any]] = {}
 
-    @property
-    def kernel(self) -> Any:
-        """The compiled history update + KB scoring (:attr:`wrappers.shield_kernel.ShieldCore.kernel`; settable)."""
-        return self.core.kernel
-
-    @kernel.setter
-    def kernel(self, fn: Any) -> None:
-        self.core.kernel = fn
 
     @property
     def histories(self) -> dict[str, TradeHistory]:

@@ -15,6 +15,7 @@ from wrappers.rules import KBResult, TradingKnowledgeBase
 from wrappers.shield_kernel import (
     DEFAULT_THRESHOLD,
     HOLD,
+    CoreKernel,
     ShieldCore,
     halt_record,
     ltn_record,
@@ -25,7 +26,7 @@ _NOT_LOB = "LTNShield needs a Janus-LOB env (a JanusLOBEnv underneath the wrappe
 _BAD_SPACE = "LTNShield needs the env's own action space {} at its level, got {} (a wrapper inside the shield changed it)"
 
 
-class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class LTNShield(CoreKernel, gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Evaluate the trading knowledge base on each proposed action and replace it when unsatisfied.
 
     ## Decision
@@ -145,17 +146,6 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._error: Exception | None = None
         self._needs_reset = True
 
-    @property
-    def kernel(self) -> Any:
-        """The compiled history update + KB scoring (:attr:`wrappers.shield_kernel.ShieldCore.kernel`).
-
-        Settable per instance (tests inject faults with it).
-        """
-        return self.core.kernel
-
-    @kernel.setter
-    def kernel(self, fn: Any) -> None:
-        self.core.kernel = fn
 
     @property
     def history(self) -> TradeHistory:
@@ -248,6 +238,19 @@ class LTNShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         mask = np.zeros(self.action_space.n, dtype=bool)
         mask[HOLD] = True
         return mask
+
+    def action_sat(self) -> np.ndarray:
+        """SatAgg of every discrete action in the current state, ``(A,)``: the scores the next ``step`` decides
+        with (scored once per step and shared with :meth:`action_masks` and the decision).
+
+        Raises:
+            RuntimeError: before ``reset()``.
+            TypeError: the action space is not Discrete.
+        """
+        if self._needs_reset:
+            raise RuntimeError(NEED_RESET)
+        self.core.masks()  # scores the step once (raises the core's TypeError for continuous actions)
+        return self.core.sat[0]
 
     def evaluate_candidates(self, quantities: Any | None = None) -> KBResult:
         """The KB on the current state for ``quantities`` (default: every discrete action's quantity)."""

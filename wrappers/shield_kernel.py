@@ -101,6 +101,22 @@ def reason(err: BaseException) -> str:
     return f"{HALT_PREFIX}{type(err).__name__}: {err}"
 
 
+class CoreKernel:
+    """Mixin of the three shields: :attr:`kernel`, their core's compiled scoring, readable and settable per instance
+    (tests inject faults with it). The class using it sets ``self.core`` (a :class:`ShieldCore`)."""
+
+    core: ShieldCore
+
+    @property
+    def kernel(self) -> Any:
+        """The compiled history update + KB scoring (:attr:`ShieldCore.kernel`)."""
+        return self.core.kernel
+
+    @kernel.setter
+    def kernel(self, fn: Any) -> None:
+        self.core.kernel = fn
+
+
 def ltn_record(rules: dict[str, Any], sat: Any, proposed: Any, final: Any, threshold: Any,
                action_sat: Any = None) -> dict[str, Any]:
     """The ``info["ltn"]`` of every shield: the proposal's scores and what was executed.
@@ -489,6 +505,6 @@ class ShieldCore:
 
 
 __all__ = [
-    "DEFAULT_THRESHOLD", "FALLBACKS", "HALT_PREFIX", "HOLD", "ShieldCore", "choose_actions", "halt_record",
+    "DEFAULT_THRESHOLD", "FALLBACKS", "HALT_PREFIX", "HOLD", "CoreKernel", "ShieldCore", "choose_actions", "halt_record",
     "ltn_record", "reason", "shield_decide", "shield_score", "sync_histories",
 ]

@@ -11,12 +11,12 @@ from janus_env.checks import NEED_RESET
 from janus_env.vector_env import JanusLOBVectorEnv
 from wrappers._state import TradeHistory
 from wrappers.rules import TradingKnowledgeBase
-from wrappers.shield_kernel import DEFAULT_THRESHOLD, HOLD, ShieldCore, halt_record, ltn_record, reason
+from wrappers.shield_kernel import DEFAULT_THRESHOLD, HOLD, CoreKernel, ShieldCore, halt_record, ltn_record, reason
 
 _NOT_VECTOR = "VectorLTNShield needs the native Janus-LOB vector env (gym.make_vec('Janus-LOB-v0', ...)), got {}"
 
 
-class VectorLTNShield(gym.vector.VectorWrapper):
+class VectorLTNShield(CoreKernel, gym.vector.VectorWrapper):
     """The trading knowledge base on every sub-env of ``gym.make_vec("Janus-LOB-v0", num_envs=N)``.
 
     The decision of :class:`~wrappers.shield.LTNShield` (the same batched core,
@@ -77,14 +77,6 @@ class VectorLTNShield(gym.vector.VectorWrapper):
         self._needs_reset = True
         self._last: tuple[Any, dict[str, Any]] = (None, {})
 
-    @property
-    def kernel(self) -> Any:
-        """The compiled history update + KB scoring (:attr:`wrappers.shield_kernel.ShieldCore.kernel`; settable)."""
-        return self.core.kernel
-
-    @kernel.setter
-    def kernel(self, fn: Any) -> None:
-        self.core.kernel = fn
 
     def history(self, i: int) -> TradeHistory:
         """Sub-env ``i``'s trade history (a view), up to date with the last step."""

@@ -309,6 +309,14 @@ class BasalGangliaPolicyMixin:
         masks = th.as_tensor(action_masks, device=self.device).reshape(batch, -1)
         return masks[:, self.hold_action].bool()
 
+    def apply_gate(
+        self, proposed: th.Tensor, nogo: th.Tensor, logic: th.Tensor, hold_allowed: th.Tensor | None = None
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """:func:`~agents.basal_ganglia.gate.basal_ganglia_gate` with this policy's τ_veto, τ_logic and HOLD action:
+        ``(final, vetoed)`` (the policies and the exported ONNX graph gate through it)."""
+        return basal_ganglia_gate(proposed, nogo, logic, tau_veto=self.tau_veto, tau_logic=self.tau_logic,
+                                  hold_action=self.hold_action, hold_allowed=hold_allowed)
+
     def _gate(
         self,
         obs: PyTorchObs,
@@ -321,15 +329,7 @@ class BasalGangliaPolicyMixin:
         with th.no_grad():
             nogo = self.nogo_net(features, self.risk_inputs(obs))
             logic, source = self._logic_losses(obs, proposed)
-            final, vetoed = basal_ganglia_gate(
-                proposed,
-                nogo,
-                logic,
-                tau_veto=self.tau_veto,
-                tau_logic=self.tau_logic,
-                hold_action=self.hold_action,
-                hold_allowed=hold_allowed,
-            )
+            final, vetoed = self.apply_gate(proposed, nogo, logic, hold_allowed)
         self._record(go, nogo, proposed, final, vetoed, logic, source)
         return final
 

@@ -48,7 +48,7 @@ def shield_logic_hook(shields: Sequence[LTNShield]) -> Callable[[Any, th.Tensor]
         losses = np.zeros(actions.shape[0], dtype=np.float32)
         if actions.shape[0] == len(shields):
             for b, (shield, action) in enumerate(zip(shields, actions)):
-                losses[b] = 1.0 - float(shield.evaluate_candidates().sat[int(action)])
+                losses[b] = 1.0 - float(shield.action_sat()[int(action)])  # the step's own scores, computed once
         # SatAgg lies in [0, 1]; 1 − SatAgg may round a hair below 0, never further (the gate checks the range)
         return th.as_tensor(np.where(np.abs(losses) < 1e-6, 0.0, losses).astype(np.float32))
 
