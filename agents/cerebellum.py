@@ -49,7 +49,14 @@ from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 from torch.nn import functional as F
 
-from janus_env.checks import check_int, check_positive
+from janus_env.checks import (
+    check_array_like,
+    check_bool,
+    check_int,
+    check_number,
+    check_positive,
+    generator_from_state,
+)
 
 _BAD_HIDDEN = "Expected `hidden` to be a sequence of positive ints, got {!r}"
 _BAD_ACTION = "Expected a discrete action index in [0, {}), got {!r}"
@@ -370,6 +377,35 @@ class CerebellumCallback(BaseCallback):
     def size(self) -> int:
         """Fills held."""
         return self.buffer_size if self._full else self._pos
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fill ring, its position, the call counter, the sampler's generator state and the cerebellum's last
+        error, as numpy arrays and plain values (a checkpoint stores them without pickle; the cerebellum's own
+        weights and optimizer are saved apart, as torch tensors). ``errors`` (a diagnostic list) is not kept."""
+        return {"book": self._book.copy(), "market": self._market.copy(), "qty": self._qty.copy(),
+                "slip": self._slip.copy(), "pos": self._pos, "full": self._full, "calls": self._calls,
+                "rng": self._rng.bit_generator.state, "last_error": self.cerebellum.last_error}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (same ``buffer_size`` and cerebellum sizes); checked before any write.
+
+        Raises:
+            TypeError / ValueError: an array of another dtype or shape, a counter out of range, a bad generator
+                state.
+        """
+        arrays = {name: check_array_like(name, state.get(name), getattr(self, f"_{name}"))
+                  for name in ("book", "market", "qty", "slip")}
+        pos = check_int("pos", state.get("pos"), low=0, high=self.buffer_size - 1)
+        full = check_bool("full", state.get("full"))
+        calls = check_int("calls", state.get("calls"), low=0)
+        last_error = state.get("last_error")
+        if last_error is not None:
+            last_error = check_number("last_error", last_error, low=0)
+        rng = generator_from_state("rng", state.get("rng"))
+        for name, arr in arrays.items():
+            np.copyto(getattr(self, f"_{name}"), arr)
+        self._pos, self._full, self._calls, self._rng = pos, full, calls, rng
+        self.cerebellum.last_error = last_error
 
     def _on_step(self) -> bool:
         infos: Sequence[dict[str, Any]] = self.locals.get("infos", [])

@@ -40,3 +40,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Flush a folder's entries (files created, renamed or removed in it) to disk.
+
+    ``os.replace`` is atomic, but the rename itself reaches the disk only when the folder is synced: after a
+    power loss an unsynced rename may be undone. A no-op where folders cannot be opened (Windows).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (PermissionError, IsADirectoryError):  # Windows: folders cannot be opened for fsync
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -215,3 +215,37 @@ def check_mapping(name: str, value: Any) -> Mapping[Any, Any]:
     if not isinstance(value, Mapping):
         raise TypeError(BAD_VALUE.format(name=name, expected="a mapping", value=value))
     return value
+
+
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM")  # states of plain integers; MT19937 and Philox hold an unchecked index
+
+
+def check_array_like(name: str, value: Any, like: np.ndarray) -> np.ndarray:
+    """``value``, checked to be a numpy array with the dtype and shape of ``like`` (saved state restored into it).
+
+    Raises:
+        ValueError: ``"Expected `book` to be a float32 array of shape (8, 5, 4), got 'float64 array of shape (3,)'"``
+            (a value that is not an array is named by its type).
+    """
+    if not isinstance(value, np.ndarray) or value.dtype != like.dtype or value.shape != like.shape:
+        got = f"{value.dtype} array of shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
+        raise ValueError(BAD_VALUE.format(name=name, expected=f"a {like.dtype} array of shape {like.shape}", value=got))
+    return value
+
+
+def generator_from_state(name: str, state: Any) -> np.random.Generator:
+    """A new ``numpy.random.Generator`` in the state ``rng.bit_generator.state`` of a saved one.
+
+    Raises:
+        ValueError: ``state`` is not the state of a PCG64 or PCG64DXSM bit generator (``default_rng`` and
+            Gymnasium's spaces use PCG64), e.g. a crafted or truncated checkpoint value.
+    """
+    kind = state.get("bit_generator") if isinstance(state, Mapping) else None
+    if kind not in _BIT_GENERATORS:
+        raise ValueError(BAD_VALUE.format(name=name, expected=f"a {'/'.join(_BIT_GENERATORS)} state", value=kind))
+    rng = np.random.Generator(getattr(np.random, kind)())
+    try:
+        rng.bit_generator.state = dict(state)
+    except (TypeError, ValueError, KeyError, OverflowError) as err:
+        raise ValueError(BAD_VALUE.format(name=name, expected=f"a valid {kind} state", value=state)) from err
+    return rng

@@ -9,10 +9,13 @@ this module → :mod:`replay.sleep_cycle` → :mod:`replay.swr` → :mod:`replay
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from janus_env.checks import check_bool, check_int
+from janus_env.checks import bad_value, check_bool, check_int, check_mapping, is_number
 from replay.sleep_cycle import SleepConfig, SleepState, run_sleep_cycle
 from replay.swr import check_swr_model
 
@@ -81,6 +84,30 @@ class SleepPhaseCallback(BaseCallback):
         self.n_sleeps = 0
         self.last_metrics: dict[str, float] = {}
         self._last_step_trigger = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The schedule, for a checkpoint (``sleep_state`` is saved apart, by its own ``state_dict``).
+
+        ``last_step_trigger`` is the ``num_timesteps`` of the last ``every_n_steps`` trigger: a resumed run
+        sleeps next at ``last_step_trigger + every_n_steps``, as the uninterrupted run would, not at once.
+        """
+        return {"last_step_trigger": self._last_step_trigger, "n_sleeps": self.n_sleeps,
+                "last_metrics": dict(self.last_metrics)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output.
+
+        Raises:
+            TypeError / ValueError: a counter that is not an int >= 0, or metrics that are not numbers by name.
+        """
+        last = check_int("last_step_trigger", state.get("last_step_trigger"), low=0)
+        n_sleeps = check_int("n_sleeps", state.get("n_sleeps"), low=0)
+        metrics = check_mapping("last_metrics", state.get("last_metrics"))
+        bad = [k for k, v in metrics.items() if not is_number(v)]
+        if bad:
+            raise TypeError(bad_value(f"last_metrics[{bad[0]!r}]", "a number", metrics[bad[0]]))
+        self.last_metrics = {str(k): float(v) for k, v in metrics.items()}
+        self._last_step_trigger, self.n_sleeps = last, n_sleeps
 
     def _init_callback(self) -> None:
         """Fail at ``learn()`` start, not at the first market close, when an SWR-only sleep cannot run."""

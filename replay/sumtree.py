@@ -54,6 +54,9 @@ _BAD_VALUE_TYPE = "Expected real-valued prefix sums, got {!r}"
 _BAD_PREFIX = "Prefix sum {!r} at position {} is outside [0, total={!r}]"
 _EMPTY_TREE = "Cannot sample from a SumTree whose total priority is 0"
 _BAD_RNG = "Expected `rng` to be a numpy.random.Generator, got {!r}"
+_BAD_STATE = "Expected a SumTree state with {} = {!r}, got {!r}"
+_BAD_STATE_TREE = "Expected a SumTree state whose `tree` is a float64 array of shape {}, got {}"
+_INCONSISTENT_TREE = "SumTree state is inconsistent: {}"
 
 
 # --------------------------------------------------------------------------- kernels
@@ -324,6 +327,57 @@ class SumTree:
         """Recompute every internal node from the leaves, O(N)."""
         _rebuild_kernel(self._tree, self._n_leaves)
         self._writes_since_rebuild = 0
+
+    def state_dict(self) -> dict[str, object]:
+        """Everything the tree holds: its node array (sums, minima, maxima) and counters, as numpy and ints.
+
+        :meth:`load_state_dict` of a tree of the same capacity restores it bit for bit (the node array is
+        copied, not recomputed).
+        """
+        return {
+            "capacity": self._capacity,
+            "rebuild_every": self.rebuild_every,
+            "writes_since_rebuild": self._writes_since_rebuild,
+            "tree": self._tree.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore :meth:`state_dict` output, after checking it describes a valid tree of this capacity.
+
+        Checked: the capacity and ``rebuild_every``; the node array's dtype and shape; every leaf finite and
+        ``>= 0`` with its min and max consistent; padding leaves and the unused row 0 empty; every internal node
+        equal to the one recomputed from its children (so a crafted or torn array is refused, never sampled).
+
+        Raises:
+            ValueError: a state that does not describe a valid tree of this capacity.
+        """
+        for key, expected in (("capacity", self._capacity), ("rebuild_every", self.rebuild_every)):
+            if type(state.get(key)) is not int or state[key] != expected:
+                raise ValueError(_BAD_STATE.format(key, expected, state.get(key)))
+        writes = state.get("writes_since_rebuild")
+        if type(writes) is not int or not 0 <= writes < self.rebuild_every:
+            raise ValueError(_BAD_STATE.format("writes_since_rebuild in [0, rebuild_every)", self.rebuild_every,
+                                               writes))
+        tree = state.get("tree")
+        if not isinstance(tree, np.ndarray) or tree.dtype != np.float64 or tree.shape != self._tree.shape:
+            got = f"{tree.dtype} {tree.shape}" if isinstance(tree, np.ndarray) else type(tree).__name__
+            raise ValueError(_BAD_STATE_TREE.format(self._tree.shape, got))
+        leaves = tree[self._n_leaves :]
+        live, pad = leaves[: self._capacity], leaves[self._capacity :]
+        if not (np.all(np.isfinite(live[:, SUM])) and np.all(live[:, SUM] >= 0.0)):
+            raise ValueError(_INCONSISTENT_TREE.format("a leaf priority is negative or not finite"))
+        expected_min = np.where(live[:, SUM] > 0.0, live[:, SUM], np.inf)
+        if not (np.array_equal(live[:, MAX], live[:, SUM]) and np.array_equal(live[:, MIN], expected_min)):
+            raise ValueError(_INCONSISTENT_TREE.format("a leaf's min or max differs from its priority"))
+        empty = np.array([0.0, np.inf, 0.0])
+        if not (np.all(pad == empty) and np.all(tree[0] == empty)):
+            raise ValueError(_INCONSISTENT_TREE.format("a padding leaf or the unused row 0 is not empty"))
+        rebuilt = tree.copy()
+        _rebuild_kernel(rebuilt, self._n_leaves)
+        if not np.array_equal(rebuilt, tree):
+            raise ValueError(_INCONSISTENT_TREE.format("an internal node differs from its children's sum, min or max"))
+        np.copyto(self._tree, tree)
+        self._writes_since_rebuild = writes
 
     def clear(self) -> None:
         """Set every priority to 0."""

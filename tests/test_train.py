@@ -87,11 +87,11 @@ def test_kill_after_checkpoint_then_resume(tmp_path: Path, run_script) -> None:
             "--hp", "policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor"]
     proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    first = tmp_path / "r" / "checkpoints" / "step_000000600"
+    marker = tmp_path / "r" / "checkpoints" / "latest"  # written once the first checkpoint folder is complete
     deadline = time.monotonic() + 300
-    while not first.is_dir() and proc.poll() is None and time.monotonic() < deadline:
+    while not marker.is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert first.is_dir(), proc.stderr.read() if proc.poll() is not None else "no checkpoint in time"
+    assert marker.is_file(), proc.stderr.read() if proc.poll() is not None else "no checkpoint in time"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     latest = (tmp_path / "r" / "checkpoints" / "latest").read_text().strip()

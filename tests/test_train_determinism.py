@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import subprocess
 import sys
 import zipfile
@@ -99,9 +98,11 @@ def _differences(a: Any, b: Any, where: str = "") -> list[str]:
 
 
 def _priorities(checkpoint: Path) -> np.ndarray:
-    with open(checkpoint / "replay_buffer.pkl", "rb") as handle:
-        buffer = pickle.load(handle)
-    return np.asarray(buffer.priorities).copy()
+    from agents.app.state_files import read_state_npz
+
+    priorities = read_state_npz(checkpoint / "replay_buffer.npz")["prioritized"]["priorities"]
+    assert np.count_nonzero(priorities) == 400  # the checkpoint at step 400 holds all 400 transitions
+    return priorities
 
 
 def _sleep_scalars(run: Path) -> dict[str, list[float]]:

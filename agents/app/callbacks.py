@@ -24,14 +24,23 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.app.checkpoint import save_checkpoint
+from agents.app.checkpoint import DEFAULT_KEEP, Checkpoint, CheckpointError, save_checkpoint
 from janus_env.checks import check_int, is_number
+from replay import SleepState
+
+_OWN_STATE = "checkpoint"
+_NOT_STATEFUL = "Expected component {!r} to have state_dict() and load_state_dict(), got a {}"
+_RESERVED_COMPONENT = "Component name {!r} is the checkpoint callback's own"
+_OTHER_CALLBACKS = "{}: holds the state of callbacks {}, this run has {}"
+_CEREBELLUM_MISMATCH = "{}: the run's cerebellum and the checkpoint's do not match (one of them is missing)"
+_NO_MODEL = "AtomicCheckpointCallback.save() needs a model outside learn(): save(model)"
 
 
 def _mean_numbers(mapping: Any) -> dict[str, float]:
@@ -145,41 +154,124 @@ class JanusMetricsCallback(BaseCallback):
 class AtomicCheckpointCallback(BaseCallback):
     """Every ``save_freq`` environment steps, write a complete atomic checkpoint (see ``agents.app.checkpoint``).
 
+    Checkpoints are taken between two rollouts (SB3's ``on_rollout_start``): after the last step's transition is
+    stored and the updates it triggers are done, so the checkpoint at step ``N`` holds all ``N`` transitions and
+    a resumed ``learn()`` starts exactly where the uninterrupted one goes on. (At ``on_step`` SB3 has not yet
+    stored the step's transition, updated ε or trained.) A checkpoint is due at the first rollout boundary at
+    or after each multiple of ``save_freq``, so with PPO's ``n_steps·n_envs`` rollouts a ``save_freq`` that is
+    not a multiple of them is rounded up to the next boundary. The last step of ``learn()`` has no boundary
+    after it: ``train.py`` saves it with :meth:`save` once ``learn()`` returns.
+
     Args:
         run_dir: the run folder.
         save_freq: steps between checkpoints (counted in ``num_timesteps``).
-        sleep_callback: its ``sleep_state`` is saved too.
-        extra: JSON-able metadata stored in each checkpoint.
+        sleep_callback: its ``sleep_state`` is saved too (``sleep_state.pt``).
+        extra: JSON-able metadata stored in each checkpoint's ``meta.json``.
+        keep: checkpoints kept on disk, the newest included (see ``agents.app.checkpoint.DEFAULT_KEEP``).
+        components: name → callback with ``state_dict()`` / ``load_state_dict()`` (the sleep schedule, the
+            cerebellum's and the basal ganglia's rings), saved in ``callbacks.npz`` and restored by
+            :meth:`restore`.
+        cerebellum: the online ``agents.Cerebellum``; its weights and optimizer state are saved.
+        verbose: SB3 verbosity.
 
     Raises:
-        TypeError: ``save_freq`` is not an int.
-        ValueError: ``save_freq`` < 1.
+        TypeError: ``save_freq`` or ``keep`` is not an int; a component without ``state_dict``.
+        ValueError: ``save_freq`` or ``keep`` < 1.
     """
 
     def __init__(self, run_dir: str | Path, save_freq: int, sleep_callback: Any = None,
-                 extra: dict[str, Any] | None = None, verbose: int = 0) -> None:
+                 extra: dict[str, Any] | None = None, verbose: int = 0, *, keep: int = DEFAULT_KEEP,
+                 components: Mapping[str, Any] | None = None, cerebellum: Any = None) -> None:
         super().__init__(verbose)
         self.save_freq = check_int("save_freq", save_freq, low=1)
+        self.keep = check_int("keep", keep, low=1)
         self.run_dir = Path(run_dir)
         self.sleep_callback = sleep_callback
         self.extra = dict(extra or {})
-        self._last = 0
+        self.components = dict(components or {})
+        for name, component in self.components.items():
+            if not (callable(getattr(component, "state_dict", None))
+                    and callable(getattr(component, "load_state_dict", None))):
+                raise TypeError(_NOT_STATEFUL.format(name, type(component).__name__))
+        if _OWN_STATE in self.components:
+            raise ValueError(_RESERVED_COMPONENT.format(_OWN_STATE))
+        self.cerebellum = cerebellum
+        self._last: int | None = None
+
+    @property
+    def last_saved(self) -> int | None:
+        """The step grid point of the last checkpoint (``N - N % save_freq``); None before learning starts."""
+        return self._last
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"last_saved": ...}``: a resumed run checkpoints next ``save_freq`` steps after it."""
+        return {"last_saved": self._last}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output.
+
+        Raises:
+            TypeError / ValueError: ``last_saved`` is not an int >= 0.
+        """
+        self._last = check_int("last_saved", state.get("last_saved"), low=0)
 
     def _init_callback(self) -> None:
-        self._last = self.num_timesteps - self.num_timesteps % self.save_freq
+        if self._last is None:  # a new run (a resumed one has its checkpoint's)
+            steps = int(self.model.num_timesteps)
+            self._last = steps - steps % self.save_freq
 
     def _on_step(self) -> bool:
-        if self.num_timesteps - self._last >= self.save_freq:
-            self._last = self.num_timesteps - self.num_timesteps % self.save_freq
-            self.save()
         return True
 
-    def save(self) -> Path:
+    def _on_rollout_start(self) -> None:
+        if self.model.num_timesteps - self._last >= self.save_freq:
+            self.save()
+
+    def save(self, model: Any = None) -> Path:
+        """Write a checkpoint of ``model`` (default: the model being trained) now; return its folder.
+
+        Raises:
+            RuntimeError: no ``model`` given outside ``learn()``.
+        """
+        model = model if model is not None else getattr(self, "model", None)  # set by SB3 when learn() starts
+        if model is None:
+            raise RuntimeError(_NO_MODEL)
+        steps = int(model.num_timesteps)
+        self._last = steps - steps % self.save_freq
         sleep_state = getattr(self.sleep_callback, "sleep_state", None)
         extra = {**self.extra}
         if sleep_state is not None:
             extra["sleep_cycles"] = int(sleep_state.cycle)
-        folder = save_checkpoint(self.run_dir, self.model, sleep_state=sleep_state, extra=extra)
+        states = {name: component.state_dict() for name, component in self.components.items()}
+        states[_OWN_STATE] = self.state_dict()
+        folder = save_checkpoint(self.run_dir, model, sleep_state=sleep_state, callback_states=states,
+                                 cerebellum=self.cerebellum, extra=extra, keep=self.keep)
         if self.verbose:
             print(f"checkpoint: {folder}")
         return folder
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Apply a loaded checkpoint to the callbacks: components, this callback's step, cerebellum, sleep state.
+
+        Raises:
+            CheckpointError: the checkpoint holds state for other callbacks than this run has, or lacks the
+                cerebellum or sleep state the run learns.
+            ValueError / TypeError / RuntimeError: a state its callback, ``load_state_dict`` or the optimizer refuses.
+        """
+        states = checkpoint.callback_states
+        expected = {*self.components, _OWN_STATE}
+        if set(states) != expected:
+            raise CheckpointError(_OTHER_CALLBACKS.format(checkpoint.folder, sorted(states), sorted(expected)))
+        if (self.cerebellum is not None) != (checkpoint.cerebellum is not None):
+            raise CheckpointError(_CEREBELLUM_MISMATCH.format(checkpoint.folder))
+        sleep_state = None
+        if self.sleep_callback is not None and checkpoint.sleep_state is not None:
+            sleep_state = SleepState.from_state_dict(checkpoint.sleep_state, self.sleep_callback.sleep_config)
+        if self.cerebellum is not None:
+            self.cerebellum.load_state_dict(checkpoint.cerebellum["model"])
+            self.cerebellum.optimizer.load_state_dict(checkpoint.cerebellum["optimizer"])
+        for name, component in self.components.items():
+            component.load_state_dict(states[name])
+        self.load_state_dict(states[_OWN_STATE])
+        if self.sleep_callback is not None:
+            self.sleep_callback.sleep_state = sleep_state

@@ -31,12 +31,14 @@ from agents.app import evaluation as ev
 from agents.app.cli import data_spec
 from agents.app.config import (
     CEREBELLUM_FILE,
-    algo_class,
     apply_overrides,
+    check_env_id,
+    check_run_config,
     load_cerebellum,
     read_yaml,
     with_slippage_predictor,
 )
+from agents.app.safe_load import load_model
 from agents.baselines import EXECUTION_BASELINES, TRADING_BASELINES, make_baseline
 from agents.explain import Decision, DecisionExplainer, render_decision
 from wrappers import AuditLog
@@ -79,6 +81,9 @@ class EvaluationSpec:
         explain: render this many of the agent's most consequential decisions per scenario (``--explain``).
         cerebellum: the run's ``cerebellum`` settings when it saved a trained cerebellum (None: it has none); its
             prediction before each order feeds the slippage breaker, for every strategy alike.
+        trust_remote_code: load ``model_path`` with SB3's own ``load``, which unpickles the file (code in it
+            runs): ``--trust-remote-code``, for files from someone you trust. Default False: the safe load of
+            :func:`agents.app.safe_load.load_model` (nothing from the file is unpickled).
     """
 
     env_id: str
@@ -100,6 +105,7 @@ class EvaluationSpec:
     audit: Path | None = None
     cerebellum: dict[str, Any] | None = None
     explain: int = 0
+    trust_remote_code: bool = False
 
 
 @dataclass
@@ -135,7 +141,8 @@ def resolve_evaluation(args: argparse.Namespace) -> EvaluationSpec:
 
     Raises:
         FileNotFoundError: no ``model.zip`` at the run.
-        ConfigError: a bad run ``config.yaml`` or ``--hp``.
+        ConfigError: a bad run ``config.yaml`` (not a run config: :func:`~agents.app.config.check_run_config`),
+            ``--hp`` or ``--env`` (not a registered id).
         ValueError / TypeError: bad breaker settings, unknown scenarios or baselines, a historical scenario
             without data, or nothing to evaluate.
     """
@@ -146,11 +153,12 @@ def resolve_evaluation(args: argparse.Namespace) -> EvaluationSpec:
         if not model_path.is_file():
             raise FileNotFoundError(_NO_MODEL.format(model_path))
         config = read_yaml(run_dir / "config.yaml")
+        check_run_config(config, run_dir / "config.yaml")
     hyper = config["hyperparams"] if config else {}
     env_kwargs = apply_overrides({"env_kwargs": dict(hyper.get("env_kwargs", {}))}, args.hp)["env_kwargs"]
     base_breakers = hyper.get("breakers") if isinstance(hyper.get("breakers"), dict) else {}
     breakers = False if args.no_breakers else ev.check_breaker_settings({**base_breakers, **args.breaker})
-    env_id = config["run"]["env"] if config else (args.env or "Janus-LOB-v0")
+    env_id = config["run"]["env"] if config else check_env_id(args.env or "Janus-LOB-v0")
     if args.steps is not None:
         env_kwargs["horizon" if env_id == EXECUTION_ENV else "episode_steps"] = args.steps
     table = EXECUTION_BASELINES if env_id == EXECUTION_ENV else TRADING_BASELINES
@@ -185,7 +193,8 @@ def resolve_evaluation(args: argparse.Namespace) -> EvaluationSpec:
                           calendar=args.calendar, episodes=args.episodes, seed=args.seed, out=out,
                           sizing=args.sizing or hyper.get("sizing") or False, audit=args.audit, explain=args.explain,
                           cerebellum=dict(hyper.get("cerebellum") or {}) if model_path is not None
-                          and (model_path.parent / CEREBELLUM_FILE).is_file() else None)
+                          and (model_path.parent / CEREBELLUM_FILE).is_file() else None,
+                          trust_remote_code=args.trust_remote_code)
 
 
 def build_evaluation(spec: EvaluationSpec) -> EvaluationPlan:
@@ -194,10 +203,13 @@ def build_evaluation(spec: EvaluationSpec) -> EvaluationPlan:
     Every scenario is checked here, before any episode runs.
 
     Raises:
+        ModelFileError: (a ValueError) a ``model.zip`` that cannot be loaded safely or at all
+            (:func:`agents.app.safe_load.load_model`; the message names the file and the entry).
         ValueError: a scenario whose env settings, data or stress event do not work (the message names it).
     """
     torch.set_num_threads(1)
-    model = algo_class(spec.algo).load(spec.model_path, device="cpu") if spec.model_path is not None else None
+    model = (load_model(spec.model_path, spec.algo, device="cpu", trust_remote_code=spec.trust_remote_code)
+             if spec.model_path is not None else None)
     setups, notes, agent_envs = {}, [], {}
     glass = {"shield": spec.shield, "breakers": spec.breakers, "sizing": spec.sizing}
     if spec.cerebellum is not None and spec.env_id != EXECUTION_ENV:

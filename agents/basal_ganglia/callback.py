@@ -24,7 +24,16 @@ from agents.basal_ganglia.gate import TAU_LOGIC
 from agents.basal_ganglia.labels import adverse_labels
 from agents.basal_ganglia.moments import RunningMoments
 from agents.basal_ganglia.policies import check_basal_ganglia_policy
-from janus_env.checks import check_fraction, check_int, check_number, check_positive
+from janus_env.checks import (
+    check_array_like,
+    check_bool,
+    check_fraction,
+    check_int,
+    check_mapping,
+    check_number,
+    check_positive,
+    generator_from_state,
+)
 
 Observation = dict[str, np.ndarray] | np.ndarray
 
@@ -135,6 +144,53 @@ class BasalGangliaCallback(BaseCallback):
         self._labels[slots] = labels[keep]
         self._full = self._full or self._pos + n >= self.buffer_size
         self._pos = (self._pos + n) % self.buffer_size
+
+    def state_dict(self) -> dict[str, Any]:
+        """The labelled ring (observations, actions, labels), its position, the call counter, the reward
+        moments and the sampler's generator state, as numpy arrays and plain values (a checkpoint stores them
+        without pickle)."""
+        obs = self._obs
+        return {
+            "obs": {k: v.copy() for k, v in obs.items()} if isinstance(obs, dict) else None if obs is None
+            else obs.copy(),
+            "actions": self._actions.copy(), "labels": self._labels.copy(), "pos": self._pos, "full": self._full,
+            "calls": self._calls, "rng": self._rng.bit_generator.state,
+            "rewards": {"count": self._rewards.count, "mean": np.asarray(self._rewards.mean, dtype=np.float64),
+                        "var": np.asarray(self._rewards.var, dtype=np.float64)},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (same ``buffer_size``); everything is checked before any write.
+
+        Raises:
+            TypeError / ValueError: an array of another dtype or shape (observations: float32 rows of
+                ``buffer_size``), a counter out of range, a bad generator state.
+        """
+        def rows(name: str, value: Any) -> np.ndarray:  # float32 rows of buffer_size (no array allocated)
+            like = np.broadcast_to(np.float32(0), (self.buffer_size, *np.shape(value)[1:]))
+            return check_array_like(name, value, like)
+
+        obs = state.get("obs")
+        if isinstance(obs, Mapping):
+            obs = {str(k): rows(f"obs[{k!r}]", v) for k, v in obs.items()}
+        elif obs is not None:
+            obs = rows("obs", obs)
+        actions = check_array_like("actions", state.get("actions"), self._actions)
+        labels = check_array_like("labels", state.get("labels"), self._labels)
+        pos = check_int("pos", state.get("pos"), low=0, high=self.buffer_size - 1)
+        full = check_bool("full", state.get("full"))
+        calls = check_int("calls", state.get("calls"), low=0)
+        rewards = check_mapping("rewards", state.get("rewards"))
+        count = check_int("rewards.count", rewards.get("count"), low=0)
+        mean = check_array_like("rewards.mean", rewards.get("mean"), np.zeros((), dtype=np.float64))
+        var = check_array_like("rewards.var", rewards.get("var"), np.zeros((), dtype=np.float64))
+        rng = generator_from_state("rng", state.get("rng"))
+        self._obs = {k: v.copy() for k, v in obs.items()} if isinstance(obs, dict) else None if obs is None \
+            else obs.copy()
+        np.copyto(self._actions, actions)
+        np.copyto(self._labels, labels)
+        self._pos, self._full, self._calls, self._rng = pos, full, calls, rng
+        self._rewards.count, self._rewards.mean, self._rewards.var = count, mean.copy(), var.copy()
 
     def _sample(self) -> tuple[Observation, np.ndarray, np.ndarray]:
         idx = self._rng.integers(0, self.size, size=min(self.batch_size, self.size))
