@@ -19,6 +19,12 @@ class InvalidActionError(ValueError):
     """An action outside the env's action space (or NaN/inf)."""
 
 
+ACTION_ERRORS: tuple[type[Exception], ...] = (InvalidActionError, TypeError)
+"""What checking a caller's action raises (:func:`discrete_index`, :func:`continuous_fraction`): an action
+outside its space, or of the wrong type. The safety wrappers let these propagate (the caller's mistake, raised
+before anything executes) and halt on any other exception."""
+
+
 def make_action_space(action_type: str, n_sizes: int) -> spaces.Space:
     """``Discrete(3)`` (HOLD/BUY/SELL), ``Discrete(2k+1)`` sized, or ``Box(-1, 1, (1,))``."""
     check_choice("action_type", action_type, ACTION_TYPES)

@@ -27,6 +27,7 @@ from typing import Any
 
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
+from janus_env.actions import ACTION_ERRORS
 from janus_env.checks import NEED_RESET, check_choice
 from janus_env.parallel_env import JanusParallelEnv
 
@@ -41,6 +42,7 @@ _NO_GUARDED = "No agent to guard: `agents`={!r} selects none of {}"
 _UNKNOWN_AGENT = "Unknown agent {!r}; expected one of {}"
 _BAD_ACTIONS = "Expected `actions` to be a dict of agent name -> action, got {!r}"
 _NOT_LIVE = "Agent {!r} is not live (finished, removed or halted and terminated); live agents: {}"
+
 
 
 def resolve_agents(spec: Any, env: JanusParallelEnv) -> list[str]:
@@ -84,7 +86,18 @@ class ParallelSafetyWrapper(BaseParallelWrapper, ABC):
 
     Subclasses implement ``_before_step(actions) -> forwarded actions`` (halting with
     :meth:`_halt_agent` before the market moves when needed), ``_after_step(obs, infos)``
-    and ``_after_reset(obs, infos)``.
+    and ``_after_reset(obs, infos)``, and may check the caller's actions in ``_check_actions(actions)``.
+
+    Fail-safe (every layer): an exception anywhere in the layer's ``step`` or ``reset`` halts, with
+    ``halt_reason`` :attr:`FAULT_FORMAT`. In ``_check_actions`` or ``_before_step`` (the market has not
+    moved) it halts every guarded agent still trading and none of their actions is forwarded; after the
+    market step (``_after_step``, the report) the actions have executed, so it halts them for the next
+    steps and reports the halt in this step's infos; in ``reset`` (``_after_reset``) every guarded agent
+    halts at its first step without its action being forwarded. The layer's own record of halts
+    (:attr:`halts`) decides what is forwarded, so an agent stays stopped even when halting it in the market
+    fails. Exceptions of :data:`~janus_env.actions.ACTION_ERRORS` from ``_check_actions`` are the
+    caller's: they propagate, before anything executes; an exception from the wrapped env's own ``step``
+    or ``reset`` propagates too.
 
     Args:
         env: a ``JanusParallelEnv`` or a parallel wrapper of one (e.g. another safety layer).
@@ -95,6 +108,9 @@ class ParallelSafetyWrapper(BaseParallelWrapper, ABC):
         TypeError: ``env`` is not a janus_market env, or ``agents`` has a wrong type.
         ValueError: unknown agents or roles, or an unknown ``on_halt``.
     """
+
+    FAULT_FORMAT = "safety_error: {stage} raised {kind}: {err}"
+    """``halt_reason`` of a fault (``stage``, exception type ``kind``, message ``err``); each layer has its own."""
 
     def __init__(self, env: Any, agents: str | Iterable[str] | None = None, on_halt: str = "terminate") -> None:
         super().__init__(env)
@@ -109,15 +125,21 @@ class ParallelSafetyWrapper(BaseParallelWrapper, ABC):
         """Agent → reason of every halt by this layer in the current episode."""
         self._departed: set[str] = set()
         self._new_halts: list[str] = []
+        self._pending: dict[str, str] = {}  # agent -> reason of a fault that halts it at its next step
 
     # ---------------------------------------------------------------- PettingZoo API
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.agents = []  # until the reset succeeded: a failed inner reset leaves no episode to step
         obs, infos = self.env.reset(seed=seed, options=options)
-        self.agents = list(self.env.agents)
         self.halts = {}
         self._departed = set()
         self._new_halts = []
-        self._after_reset(obs, infos)
+        self._pending = {}
+        self.agents = list(self.env.agents)
+        try:
+            self._after_reset(obs, infos)
+        except Exception as err:  # fail-safe: every guarded agent halts at its first step, nothing forwarded
+            self._pending = dict.fromkeys(self.guarded, self._fault_reason("reset", err))
         return obs, infos
 
     def step(self, actions: dict[str, Any]):
@@ -132,10 +154,39 @@ class ParallelSafetyWrapper(BaseParallelWrapper, ABC):
                     raise ValueError(_UNKNOWN_AGENT.format(agent, self.possible_agents))
                 raise ValueError(_NOT_LIVE.format(agent, self.agents))
         self._new_halts = []
-        forwarded = self._before_step(actions)
+        checked = False
+        try:
+            self._check_actions(actions)  # the caller's errors raise here, before anything executes
+            checked = True
+        except ACTION_ERRORS:
+            raise
+        except Exception as err:
+            self._fail_all(self._fault_reason("action check", err))
+        if self._pending:  # a fault in reset or between steps: those agents stop now
+            pending, self._pending = self._pending, {}
+            for agent, why in pending.items():
+                self._fail_all(why, (agent,))
+        forwarded = None
+        if checked:
+            try:
+                forwarded = self._before_step(actions)
+            except Exception as err:
+                self._fail_all(self._fault_reason("pre-step check", err))
+        if forwarded is None:
+            forwarded = dict(actions)
+        for agent in self.halts:  # the layer's own record: a halted agent's action never reaches the market
+            forwarded.pop(agent, None)
         obs, rewards, terminations, truncations, infos = self.env.step(forwarded)
-        self._after_step(obs, infos)
-        return self._report(obs, rewards, terminations, truncations, infos)
+        # from here the actions are with the market: a fault can only halt the next steps
+        try:
+            self._after_step(obs, infos)
+        except Exception as err:
+            self._fail_all(self._fault_reason("post-step bookkeeping", err))
+        try:
+            return self._report(obs, rewards, terminations, truncations, infos)
+        except Exception as err:
+            self._fail_all(self._fault_reason("halt report", err))
+            return report_halts(self, obs, rewards, terminations, truncations, infos)
 
     # ---------------------------------------------------------------- halting
     def _halt_agent(self, agent: str, reason: str) -> None:
@@ -150,28 +201,41 @@ class ParallelSafetyWrapper(BaseParallelWrapper, ABC):
             base.halt(agent, reason, remove=terminate)
 
     def _is_trading(self, agent: str) -> bool:
-        """Live in this layer and not halted in the market."""
-        return agent in self.agents and not self.env.unwrapped.is_halted(agent)
+        """Live in this layer, not halted by it and not halted in the market."""
+        return agent in self.agents and agent not in self.halts and not self.env.unwrapped.is_halted(agent)
 
     def _report(self, obs: dict, rewards: dict, terminations: dict, truncations: dict, infos: dict):
-        gone = self._departed
-        if gone:  # the env reports an agent once more after a post-step halt with remove=True
-            for table in (obs, rewards, terminations, truncations, infos):
-                for agent in gone.intersection(table):
-                    del table[agent]
-        for agent in self._new_halts:
-            if agent not in infos:
+        return report_halts(self, obs, rewards, terminations, truncations, infos)
+
+    # ---------------------------------------------------------------- fail-safe
+    def _fault_reason(self, stage: str, err: BaseException) -> str:
+        """``halt_reason`` of a fault at ``stage``: :attr:`FAULT_FORMAT` filled in."""
+        return self.FAULT_FORMAT.format(stage=stage, kind=type(err).__name__, err=err)
+
+    def _fail_all(self, reason: str, agents: Iterable[str] | None = None) -> None:
+        """The fail-safe: halt ``agents`` (default: every guarded agent) still trading, with ``reason``.
+
+        The layer's own record (:attr:`halts`) comes first, so their actions are dropped from now on even
+        if halting them in the market fails; then the market's halt (``JanusParallelEnv.halt``), best effort.
+        """
+        base = self.env.unwrapped
+        terminate = self.on_halt == "terminate"
+        for agent in self.guarded if agents is None else agents:
+            if agent in self.halts or agent not in self.agents:
                 continue
-            infos[agent]["halted"] = True
-            infos[agent]["halt_reason"] = self.halts[agent]
-            if self.on_halt == "terminate":
-                terminations[agent] = True
-                truncations[agent] = False
-                gone.add(agent)
-        self.agents = [a for a in self.env.agents if a not in gone]
-        return obs, rewards, terminations, truncations, infos
+            self.halts[agent] = reason
+            self._new_halts.append(agent)
+            try:
+                if agent in base.agents and (terminate or not base.is_halted(agent)):
+                    base.halt(agent, reason, remove=terminate)
+            except Exception:  # noqa: BLE001 - the record above already keeps its actions from the market
+                pass
 
     # ---------------------------------------------------------------- hooks
+    def _check_actions(self, actions: dict[str, Any]) -> None:
+        """Check the caller's actions (raise one of :data:`~janus_env.actions.ACTION_ERRORS` for a bad one);
+        none by default."""
+
     @abstractmethod
     def _after_reset(self, obs: dict[str, Any], infos: dict[str, dict[str, Any]]) -> None:
         """Implemented by each safety wrapper."""
@@ -183,3 +247,35 @@ class ParallelSafetyWrapper(BaseParallelWrapper, ABC):
     @abstractmethod
     def _after_step(self, obs: dict[str, Any], infos: dict[str, dict[str, Any]]) -> None:
         """Implemented by each safety wrapper."""
+
+
+def report_halts(layer: ParallelSafetyWrapper, obs: dict, rewards: dict, terminations: dict, truncations: dict,
+                 infos: dict):
+    """Report ``layer``'s halts in a step's tables (in place) and update its live ``agents``; the tables.
+
+    Agents halted this step get ``halted`` and ``halt_reason``; with ``on_halt="terminate"`` they are
+    reported terminated once and then removed from every table; with ``"stay"`` every agent the layer
+    halted keeps ``halted`` and its ``halt_reason`` in its info.
+    """
+    gone = layer._departed
+    if gone:  # the env reports an agent once more after a post-step halt with remove=True
+        for table in (obs, rewards, terminations, truncations, infos):
+            for agent in gone.intersection(table):
+                del table[agent]
+    terminate = layer.on_halt == "terminate"
+    for agent in layer._new_halts:
+        if agent not in infos:
+            continue
+        infos[agent]["halted"] = True
+        infos[agent]["halt_reason"] = layer.halts[agent]
+        if terminate:
+            terminations[agent] = True
+            truncations[agent] = False
+            gone.add(agent)
+    if not terminate:
+        for agent, why in layer.halts.items():  # also when the market's own halt failed
+            if agent in infos and not infos[agent].get("halted"):
+                infos[agent]["halted"] = True
+                infos[agent]["halt_reason"] = why
+    layer.agents = [a for a in layer.env.agents if a not in gone]
+    return obs, rewards, terminations, truncations, infos

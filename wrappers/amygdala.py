@@ -6,13 +6,31 @@ the wrapper never forwards another action: ``step()`` returns the same terminal
 transition again (last observation, reward 0, ``info["action_forwarded"] = False``)
 without stepping the wrapped env.
 
-Fail-safe: any exception raised by the kill-switch check, the slippage predictor,
-a breaker, or the bookkeeping around them halts with
-``halt_reason = "amygdala_error: <stage> raised <Error>: <message>"`` — the action
-is never let through on an error. Exceptions from the wrapped env's own ``step``
-(a shield or a sizing wrapper inside, or the market itself) halt the same way
-unless ``halt_on_env_error=False``. Same seed, same breaker trajectory: the
-breakers hold no randomness and no clock.
+Fail-safe: any exception anywhere in the wrapper's ``step`` or ``reset`` — the
+kill-switch check, the slippage predictor, a breaker, the baselines, the
+``info["breakers"]`` report, the bookkeeping around them, a method of the
+breakers themselves — halts with
+``halt_reason = "amygdala_error: <stage> raised <Error>: <message>"``:
+
+* before the action is forwarded (``stage`` ``"pre-step check"``, or the
+  breakers' own stage): the action is not forwarded, the step is the terminal
+  transition below;
+* after it (``"post-step bookkeeping"``): the order has executed and cannot be
+  taken back, so the step returns the market's result with ``terminated=True``,
+  ``halted`` and the fault's ``halt_reason``, and no later step is forwarded;
+* in ``reset`` (``"reset"``; the breakers' own ``"reset bookkeeping"``): ``reset``
+  returns with ``info["halted"] = True`` and the new session's first action is
+  not forwarded — the last session's breaker state is never carried over.
+
+The wrapper keeps its own fault flag besides the breakers' halt, so a fault in
+the breakers' halting or reporting code halts all the same (``info["breakers"]``
+then marks every breaker with the fault). Exceptions from the wrapped env's own
+``step`` (a shield or a sizing wrapper inside, or the market itself, including an
+invalid action it rejects) halt the same way, their message in ``halt_reason``,
+unless ``halt_on_env_error=False``, which re-raises them. An exception from the
+wrapped env's ``reset`` propagates (there is no session to halt) and the wrapper
+refuses ``step()`` until a ``reset()`` succeeds. Same seed, same breaker
+trajectory: the breakers hold no randomness and no clock.
 
 Place the amygdala *outside* the LTN shield so that it reads ``info["ltn"]``
 (info travels from the innermost wrapper outwards); the documented stack is
@@ -27,13 +45,16 @@ import gymnasium as gym
 
 from janus_env.checks import NEED_RESET, check_bool
 from janus_env.lob_env import NO_EXECUTION_INFO
-from wrappers.breakers import BreakerConfig, CircuitBreakers
+from wrappers.breakers import BREAKERS, BreakerConfig, CircuitBreakers, error_reason
 
 # Keys of the last info that describe the agent's own execution or decision; a blocked
 # (not forwarded) transition drops them and resets the execution keys (NO_EXECUTION_INFO), so that
 # nothing looks like a trade.
 _DECISION_KEYS = ("ltn", "sizing", "go_nogo", "fusion_gates", "predicted_slippage_bps", "breakers",
                   "halted", "halt_reason", "action_forwarded")
+
+
+_INNER_HALT = "halted by an inner safety wrapper"
 
 
 class Amygdala(gym.Wrapper):
@@ -96,7 +117,8 @@ class Amygdala(gym.Wrapper):
     "active", "tripped", "reason"}}`` for all six, ``info["halted"]``,
     ``info["halt_reason"]`` (None when not halted) and ``info["action_forwarded"]``
     (False on blocked transitions, None when the wrapped env raised). An
-    ``info["halted"] = True`` coming from an inner safety wrapper is respected:
+    ``info["halted"] = True`` coming from an inner safety wrapper is respected,
+    in a step's info or in the reset info (an inner wrapper whose reset failed):
     the amygdala keeps its ``halt_reason`` and stops forwarding too.
 
     Required info keys (a missing key halts as an error): ``volatility``,
@@ -144,6 +166,9 @@ class Amygdala(gym.Wrapper):
         """The circuit breakers this wrapper runs."""
         self.halt_on_env_error = check_bool("halt_on_env_error", halt_on_env_error)
         self._needs_reset = True
+        # the reason of a halt outside the breakers: a fault in this wrapper, or an inner wrapper that started the
+        # session halted (None: none this session); it stops every action until reset()
+        self._fault: str | None = None
         self._last_obs: Any = None
         self._last_info: dict[str, Any] = {}
 
@@ -167,13 +192,13 @@ class Amygdala(gym.Wrapper):
 
     @property
     def halted(self) -> bool:
-        """True from a halt until the next ``reset()``."""
-        return self.breakers.halted
+        """True from a halt (a breaker trip or a fault anywhere in the wrapper) until the next ``reset()``."""
+        return self._fault is not None or self.breakers.halted
 
     @property
     def halt_reason(self) -> str | None:
-        """Why the session halted, None while trading."""
-        return self.breakers.halt_reason
+        """Why the session halted, None while trading (a fault's reason before a breaker's)."""
+        return self._fault if self._fault is not None else self.breakers.halt_reason
 
     @property
     def sigma_hist(self) -> float | None:
@@ -187,39 +212,65 @@ class Amygdala(gym.Wrapper):
 
     # ---------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._needs_reset = True  # until the new session is set up: a failed inner reset leaves no session to step
+        self._fault = None
         obs, info = self.env.reset(seed=seed, options=options)
-        info = dict(info)
-        self.breakers.start_session(obs, info)
+        self._last_obs, self._last_info = obs, {}
+        try:
+            info = dict(info)
+            self._last_info = info
+            self.breakers.start_session(obs, info)
+            if info.get("halted"):  # an inner safety wrapper starts the session halted (its reset failed)
+                self._fault = str(info.get("halt_reason") or _INNER_HALT)
+            else:
+                self._annotate(info, forwarded=None)
+        except Exception as err:  # fail-safe: halted, the session's first action is not forwarded
+            self._fail("reset", err)
+        if self._fault is not None:
+            info = self._fault_info(info if isinstance(info, dict) else {}, forwarded=None)
         self._needs_reset = False
-        self._last_obs, self._last_info = obs, info
-        self._annotate(info, forwarded=None)
         return obs, info
 
     def step(self, action: Any):
         if self._needs_reset:
             raise RuntimeError(NEED_RESET)
-        breakers = self.breakers
-        if breakers.before_action(action) is not None:  # halted before, kill switch, or a failed check
+        if self._fault is not None:
             return self._blocked()
+        breakers = self.breakers
+        try:
+            stop = breakers.before_action(action) is not None  # halted, kill switch, or a failed check
+        except Exception as err:
+            self._fail("pre-step check", err)
+            stop = True
+        if stop:
+            return self._blocked()
+        # from here the action is with the market: what follows can only halt the next step
         try:
             obs, reward, terminated, truncated, info = self.env.step(action)
         except Exception as err:
             if not self.halt_on_env_error:
                 raise
-            breakers.halt_on_error("wrapped env step", err)
+            self._fail("wrapped env step", err)
             return self._blocked(forwarded=None)
         try:
             info = dict(info)
         except Exception as err:
             info = {}
-            breakers.halt_on_error("info copy", err)
-        breakers.after_step(obs, info)
-        if breakers.halted:
+            self._fail("info copy", err)
+        if self._fault is None:
+            try:
+                breakers.after_step(obs, info)
+                if breakers.halted:
+                    terminated = True
+                elif terminated or truncated:
+                    self._needs_reset = True
+                self._annotate(info, forwarded=True)
+            except Exception as err:
+                self._fail("post-step bookkeeping", err)
+        if self._fault is not None:
+            info = self._fault_info(info, forwarded=True)
             terminated = True
-        elif terminated or truncated:
-            self._needs_reset = True
         self._last_obs, self._last_info = obs, info
-        self._annotate(info, forwarded=True)
         return obs, reward, terminated, truncated, info
 
     def _annotate(self, info: dict[str, Any], forwarded: bool | None) -> None:
@@ -235,6 +286,38 @@ class Amygdala(gym.Wrapper):
         info.update({k: v for k, v in NO_EXECUTION_INFO.items() if k in info})
         if "volume" in info:  # the market did not step
             info["volume"] = 0.0
-        self._annotate(info, forwarded=forwarded)
+        if self._fault is None:
+            try:
+                self._annotate(info, forwarded=forwarded)
+            except Exception as err:
+                self._fail("halt report", err)
+        if self._fault is not None:
+            info = self._fault_info(info, forwarded)
         info["action_forwarded"] = forwarded
         return self._last_obs, 0.0, True, False, info
+
+    # ---------------------------------------------------------------- fail-safe
+    def _fail(self, stage: str, err: Exception) -> None:
+        """Halt because ``err`` was raised at ``stage``: the wrapper's own flag first (it stops every later action
+        even if the breakers themselves are broken), then the breakers' halt."""
+        if self._fault is None:
+            self._fault = error_reason(stage, err)
+        try:
+            self.breakers.halt_on_error(stage, err)
+        except Exception:  # noqa: BLE001 - the wrapper's flag above already halts; its reason names the first error
+            pass
+
+    def _fault_info(self, info: dict[str, Any], forwarded: bool | None) -> dict[str, Any]:
+        """``info`` with the halt of a fault: ``halted``, ``halt_reason`` (the fault), ``action_forwarded`` and
+        ``breakers`` (the breakers' report, or each breaker marked with the fault when that report fails)."""
+        reason = self._fault
+        try:
+            report = self.breakers.breaker_info()
+        except Exception:  # noqa: BLE001 - the report is what failed: every breaker carries the fault instead
+            report = {name: {"value": None, "threshold": None, "active": False, "tripped": False, "error": reason,
+                             "reason": reason} for name in BREAKERS}
+        info["breakers"] = report
+        info["halted"] = True
+        info["halt_reason"] = reason
+        info["action_forwarded"] = forwarded
+        return info

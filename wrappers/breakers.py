@@ -134,6 +134,7 @@ _BAD_REASON = "Expected `reason` to be a non-empty str, got {!r}"
 _BAD_CONFIG = "Expected `config` to be a BreakerConfig or None, got {!r}"
 _UNKNOWN_SETTING = "Unknown breaker argument {!r}; expected some of {}"
 _NOT_FINITE = "{} is not finite: {!r}"
+_STARTING = f"{ERROR_PREFIX}: the session is being started"  # the halt reason while start_session runs
 
 
 
@@ -178,7 +179,8 @@ def _flag_exists(path: str | os.PathLike[str]) -> bool:
     return True
 
 
-def _error_reason(stage: str, err: BaseException) -> str:
+def error_reason(stage: str, err: BaseException) -> str:
+    """The halt reason of a fail-safe halt: ``"amygdala_error: <stage> raised <ExceptionType>: <message>"``."""
     return f"{ERROR_PREFIX}: {stage} raised {type(err).__name__}: {err}"
 
 
@@ -410,7 +412,7 @@ class CircuitBreakers:
         The first halt reason wins; returns the reason now in force, for a new halt
         ``"amygdala_error: <stage> raised <Error>: <message>"``.
         """
-        self._halt(_error_reason(stage, err))
+        self._halt(error_reason(stage, err))
         return self._halt_reason
 
     # ------------------------------------------------------------- one session
@@ -420,10 +422,16 @@ class CircuitBreakers:
         σ_hist starts at ``info["volatility"]`` (the env's realized σ over its window of history
         before the session; inactive until a positive reading if it is 0), VPIN_hist at
         ``info["vpin"]``, and the mid history at ``info["mid"]``. A manual ``kill()`` is kept.
-        An error here halts: the session's first action is not let through.
+
+        Fail-closed: the breakers count as halted from the first line of this method until its last,
+        so an error anywhere in it — clearing the last session included — leaves them halted with
+        ``halt_reason = "amygdala_error: reset bookkeeping raised ..."`` and no reading of the last
+        session: the session's first action is not let through.
         """
-        self._clear_session()
+        self._halted, self._halt_reason = True, _STARTING
         try:
+            self._clear_session()
+            self._halted, self._halt_reason = True, _STARTING  # _clear_session cleared the flag
             sigma = _finite("info['volatility']", info["volatility"])
             if sigma < 0:
                 raise ValueError(_NOT_FINITE.format("info['volatility'] (negative)", sigma))
@@ -432,10 +440,13 @@ class CircuitBreakers:
             self._vpin_hist, self._vpin_n = _finite("info['vpin']", info["vpin"]), 1
             self._last_mid = _finite("info['mid']", info["mid"])
             self._readings = self._idle_readings()
+            self._last_obs = obs
+            self._last_info = info
         except Exception as err:  # fail-safe: the first step will not forward its action
-            self._halt(_error_reason("reset bookkeeping", err))
-        self._last_obs = obs
-        self._last_info = info
+            self._halted, self._halt_reason = True, error_reason("reset bookkeeping", err)
+            self._readings = {}  # nothing of the last session is reported as this one's state
+            return
+        self._halted, self._halt_reason = False, None
 
     def before_action(self, action: Any) -> str | None:
         """Kill switch and slippage prediction for ``action``; the halt reason if it must not be forwarded.
@@ -448,7 +459,7 @@ class CircuitBreakers:
         try:
             reason = self._pre_step(action)
         except Exception as err:
-            reason = _error_reason(self._stage, err)
+            reason = error_reason(self._stage, err)
         if reason is not None:
             self._halt(reason)
         return reason
@@ -464,7 +475,7 @@ class CircuitBreakers:
             try:
                 self._post_step(info)
             except Exception as err:
-                self._halt(_error_reason("post-step bookkeeping", err))
+                self._halt(error_reason("post-step bookkeeping", err))
         self._last_obs = obs
         self._last_info = info
         return self._halt_reason if self._halted else None
@@ -561,7 +572,7 @@ class CircuitBreakers:
                 _finite(f"{name} value", reading.value)
                 readings[name] = reading
             except Exception as err:
-                reason = _error_reason(f"{name} breaker", err)
+                reason = error_reason(f"{name} breaker", err)
                 readings[name] = reason
                 errors.append(reason)
         self._readings = readings
@@ -571,7 +582,7 @@ class CircuitBreakers:
             try:
                 self._update_baselines(info)
             except Exception as err:
-                errors.append(_error_reason("baseline update", err))
+                errors.append(error_reason("baseline update", err))
         if errors:
             self._halt(errors[0])
             return

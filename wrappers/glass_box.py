@@ -95,7 +95,8 @@ def make_glass_box(
             off by default, as it changes the agent's order sizes.
         shield: ``LTNShield`` (``threshold``, ``fallback``, ``knowledge_base``).
         breakers: ``Amygdala`` (``BreakerConfig`` fields, ``config``, ``halt_on_env_error``).
-        audit: ``AuditLog``: the JSONL path, or a mapping with ``path`` (and ``buffer_size``).
+        audit: ``AuditLog``: the JSONL path, or a mapping with ``path`` (and ``buffer_size``, ``fsync_every``,
+            ``fsync_seconds``, ``max_bytes``, ``backups``, ``tags``).
 
     Returns:
         The wrapped env (``env`` itself when every part is off).

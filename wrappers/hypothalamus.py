@@ -21,16 +21,33 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from janus_env.actions import continuous_fraction, discrete_index, sized_quantity
+from janus_env.actions import ACTION_ERRORS, continuous_fraction, discrete_index, sized_quantity
 from janus_env.checks import NEED_RESET, check_bool, check_fraction, check_number, check_positive
+from janus_env.lob_env import NO_EXECUTION_INFO
 
 SIZED_ACTION_TYPES = ("sized", "continuous")
 
 _BAD_ACTION_TYPE = ("Hypothalamus sizes `action_type` 'sized' or 'continuous' envs, got {!r}: with "
                     "Discrete(3) there is one order size, so sizing could only veto trades (the shield's "
                     "and the basal ganglia's job); make the env with action_type='sized' or 'continuous'")
+HALT_PREFIX = "sizing_error: "
+"""``halt_reason`` of a fail-safe halt starts with this, then ``<ExceptionType>: <message>``."""
+
 _NOT_JANUS = ("Hypothalamus needs a JanusLOBEnv-like env whose `unwrapped` has `config` (lot, max_position, "
               "fee_bps), `action_type` and `n_sizes`; got {!r}")
+
+
+def _halt_reason(err: BaseException) -> str:
+    return f"{HALT_PREFIX}{type(err).__name__}: {err}"
+
+
+def _halt_sizing(action: Any, final: Any) -> dict[str, Any]:
+    """``info["sizing"]`` of a fail-safe halt: the proposal and what was sent (None: nothing)."""
+    try:
+        proposed = np.asarray(action).tolist()
+    except Exception:  # noqa: BLE001 - the record must not fail: the proposal is shown as text
+        proposed = repr(action)
+    return {"proposed_action": proposed, "final_action": final}
 
 
 def kelly_fraction(win_rate: float, win_loss_ratio: float) -> float:
@@ -173,6 +190,19 @@ class Hypothalamus(gym.Wrapper):
     a sized order. When nothing was cut, the agent's own action object is
     forwarded unchanged.
 
+    **Fail-safe.** An exception anywhere in the wrapper's ``step`` (the scales, the
+    cash-reserve search, the book walk, the trade statistics) or ``reset`` never sends
+    an unsized order: before the env steps, the order is not forwarded and the step is
+    terminal (reward 0, the last observation, fill keys zeroed) with
+    ``info["halted"] = True``, ``info["halt_reason"] = "sizing_error: <ExceptionType>:
+    <message>"`` and ``info["sizing"] = {"proposed_action": ..., "final_action": None}``;
+    after the env stepped (the fill accounting), the order has executed: the step's own
+    result is returned, terminated, with the same ``halted`` keys. A fault in ``reset``
+    marks the reset info halted and halts the first step unforwarded. Afterwards
+    :attr:`halted` is True and ``step()`` raises ``RuntimeError`` until ``reset()``.
+    Invalid actions (:data:`~janus_env.actions.ACTION_ERRORS`) raise before anything
+    executes and do not halt; exceptions from the wrapped env propagate.
+
     ``info["sizing"]`` (every step): ``kelly_fraction``, ``kelly_scale``,
     ``win_rate``, ``win_loss_ratio``, ``n_trades``, ``vol_scale``,
     ``drawdown_scale``, ``scale``, ``proposed_qty`` (quantity the raw action asked
@@ -203,7 +233,7 @@ class Hypothalamus(gym.Wrapper):
         ValueError: ``action_type`` is "discrete", or an argument is out of range (NaN and ±inf included).
         TypeError: the env is not JanusLOBEnv-like, or an argument has the wrong type (a number that is
             not a real number, ``persist_stats`` that is not a bool).
-        RuntimeError: ``step()`` before ``reset()`` or after the episode ended.
+        RuntimeError: ``step()`` before ``reset()``, after the episode ended or after a fail-safe halt.
 
     ```python
     env = AuditLog(Amygdala(LTNShield(Hypothalamus(
@@ -263,30 +293,84 @@ class Hypothalamus(gym.Wrapper):
         self.fallback_slippage_bps = check_number("fallback_slippage_bps", fallback_slippage_bps, low=0)
         self.persist_stats = check_bool("persist_stats", persist_stats)
         self._info: dict[str, Any] | None = None
+        self._obs: Any = None
+        self._error: Exception | None = None
         self._cost = 0.0
+
+    @property
+    def halted(self) -> bool:
+        """True from a fail-safe fault in ``step`` or ``reset`` until the next ``reset()``."""
+        return self._error is not None
+
+    @property
+    def halt_reason(self) -> str | None:
+        """``"sizing_error: <ExceptionType>: <message>"`` of the fault, None while trading."""
+        return None if self._error is None else _halt_reason(self._error)
 
     # ---------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._info = None  # until the reset succeeded: a failed inner reset leaves nothing to step
+        self._error = None
         obs, info = self.env.reset(seed=seed, options=options)
-        if not self.persist_stats:
-            self.stats.clear()
-        self._info = dict(info)
-        self._cost = 0.0
-        self._var_base, self._n_base = 0.0, 0
-        self._observe_volatility(info)
+        self._obs = obs
+        try:
+            if not self.persist_stats:
+                self.stats.clear()
+            self._cost = 0.0
+            self._var_base, self._n_base = 0.0, 0
+            self._observe_volatility(info)
+            self._info = dict(info)
+        except Exception as err:  # fail-safe: the first step halts without forwarding its action
+            self._error = err
+            info = {**info, "halted": True, "halt_reason": _halt_reason(err)}
+            self._info = info
         return obs, info
 
     def step(self, action: Any):
         if self._info is None:
             raise RuntimeError(NEED_RESET)
-        final_action, sizing = self.size(action)
+        if self._error is not None:  # a fault in reset: the session's first order is not sent
+            return self._halt(self._error, action)
+        try:
+            final_action, sizing = self.size(action)
+        except ACTION_ERRORS:
+            raise  # the caller's invalid action: nothing ran
+        except Exception as err:
+            return self._halt(err, action)
         obs, reward, terminated, truncated, info = self.env.step(final_action)
-        info = dict(info)
-        self._record_fill(info)
-        self._observe_volatility(info)
-        info["sizing"] = sizing
+        # from here the order is with the market: a fault halts with the step's own result
+        try:
+            info = dict(info)
+            self._record_fill(info)
+            self._observe_volatility(info)
+            info["sizing"] = sizing
+        except Exception as err:
+            return self._halt_after_step(err, sizing, (obs, reward, truncated, info))
+        self._obs = obs
         self._info = None if (terminated or truncated) else info
         return obs, reward, terminated, truncated, info
+
+    # ------------------------------------------------------------------ fail-safe
+    def _halt(self, err: Exception, action: Any):
+        """The terminal transition of a fault before the env stepped: nothing forwarded, reward 0."""
+        self._error = err
+        info = {**self._info, **NO_EXECUTION_INFO, "halted": True, "halt_reason": _halt_reason(err),
+                "sizing": _halt_sizing(action, None)}
+        self._info = None  # step() raises until reset()
+        return self._obs, 0.0, True, False, info
+
+    def _halt_after_step(self, err: Exception, sizing: dict[str, Any], result: tuple):
+        """A fault after the env stepped: the step's own result, terminated and halted (the order executed)."""
+        obs, reward, truncated, info = result
+        self._error = err
+        try:
+            info = dict(info)
+        except Exception:  # noqa: BLE001 - an info that cannot be copied is replaced; the halt is what matters
+            info = {}
+        info.update(halted=True, halt_reason=_halt_reason(err), sizing=sizing)
+        self._obs = obs
+        self._info = None
+        return obs, reward, True, truncated, info
 
     # ------------------------------------------------------------------ sizing
     def _observe_volatility(self, info: dict[str, Any]) -> None:

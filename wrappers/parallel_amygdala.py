@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from wrappers._parallel import ParallelSafetyWrapper
-from wrappers.breakers import BreakerConfig, CircuitBreakers
+from wrappers.breakers import ERROR_PREFIX, BreakerConfig, CircuitBreakers, error_reason
 
 _NOT_GUARDED = "Agent {!r} has no circuit breakers; guarded agents: {}"
 
@@ -63,7 +63,11 @@ class ParallelAmygdala(ParallelSafetyWrapper):
     "reason"}}``. Unguarded agents trade on, unwatched.
 
     Fail-safe: an exception in a breaker, the kill-switch check, the predictor or the
-    bookkeeping halts that agent with ``halt_reason = "amygdala_error: ..."``.
+    bookkeeping around one agent's breakers halts that agent with ``halt_reason =
+    "amygdala_error: <stage> raised <Error>: <message>"``: before the market step its action is
+    not forwarded, after it the agent is halted from the next step (the step reports it), in
+    ``reset`` it halts at its first step without trading. An exception anywhere else in the
+    layer halts every guarded agent the same way (:class:`~wrappers._parallel.ParallelSafetyWrapper`).
 
     Args:
         env: a ``JanusParallelEnv`` or a parallel wrapper of one (put the shield inside).
@@ -85,6 +89,8 @@ class ParallelAmygdala(ParallelSafetyWrapper):
                            agents=["janus", "market_maker_0"], max_drawdown=0.05)
     ```
     """
+
+    FAULT_FORMAT = ERROR_PREFIX + ": {stage} raised {kind}: {err}"
 
     def __init__(
         self,
@@ -132,14 +138,20 @@ class ParallelAmygdala(ParallelSafetyWrapper):
     def _after_reset(self, obs: dict[str, Any], infos: dict[str, dict[str, Any]]) -> None:
         for agent, breakers in self.breakers.items():
             if agent in infos:
-                breakers.start_session(obs.get(agent), infos[agent])  # an error halts at the first step
-                infos[agent]["breakers"] = breakers.breaker_info()
+                try:
+                    breakers.start_session(obs.get(agent), infos[agent])  # fail-closed: an error halts at step 1
+                    infos[agent]["breakers"] = breakers.breaker_info()
+                except Exception as err:  # the agent halts at its first step, its action not forwarded
+                    self._pending[agent] = error_reason("reset", err)
 
     def _before_step(self, actions: dict[str, Any]) -> dict[str, Any]:
         forwarded = dict(actions)
         for agent, breakers in self.breakers.items():
             if self._is_trading(agent):
-                reason = breakers.before_action(actions.get(agent))
+                try:
+                    reason = breakers.before_action(actions.get(agent))
+                except Exception as err:  # the check itself failed: the action is not forwarded
+                    reason = error_reason("pre-step check", err)
                 if reason is not None:
                     forwarded.pop(agent, None)
                     self._halt_agent(agent, reason)
@@ -153,6 +165,10 @@ class ParallelAmygdala(ParallelSafetyWrapper):
                 reason = breakers.after_step(obs[agent], infos[agent])
                 infos[agent]["breakers"] = breakers.breaker_info()
             except Exception as err:  # bookkeeping around the breakers: halt all the same
-                reason = breakers.halt_on_error("breaker bookkeeping", err)
+                reason = error_reason("breaker bookkeeping", err)
+                try:
+                    breakers.halt_on_error("breaker bookkeeping", err)
+                except Exception:  # noqa: BLE001 - the layer's halt below stops the agent all the same
+                    pass
             if reason is not None:
                 self._halt_agent(agent, reason)

@@ -805,3 +805,123 @@ def test_failing_anomaly_detector_halts() -> None:
     env.reset(seed=0)
     _, _, terminated, _, info = env.step(1)
     assert terminated and info["halted"] and "detector down" in info["halt_reason"]
+
+
+# --------------------------------------------------------------------------- fail-safe around the breakers
+def test_fault_after_the_step_halts_the_next_step(monkeypatch):
+    """The order has executed when the post-step bookkeeping raises: the step reports the halt, the next
+    step forwards nothing (issue 15: the next step used to trade)."""
+    base = StepCounter(JanusLOBEnv(scenario="ou", seed=0))
+    env = Amygdala(base)
+    env.reset()
+    env.step(1)
+
+    def boom(info):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(env.breakers, "after_step", lambda obs, info: boom(info))
+    _, _, term, _, info = env.step(1)
+    assert base.n_steps == 2 and info["action_forwarded"] is True and info["position"] == 200
+    assert term and info["halted"] and env.halted
+    assert info["halt_reason"] == env.halt_reason == "amygdala_error: post-step bookkeeping raised RuntimeError: boom"
+    assert set(info["breakers"]) == set(BREAKERS)
+    monkeypatch.undo()  # even when the fault goes away, the session stays halted
+    _, reward, term, _, again = env.step(1)
+    assert base.n_steps == 2 and term and reward == 0.0 and again["action_forwarded"] is False
+    assert again["halt_reason"] == info["halt_reason"] and again["exec_qty"] == 0
+    env.reset()
+    assert not env.halted and not env.step(1)[2] and base.n_steps == 3
+
+
+def test_fault_while_clearing_the_last_session_halts(monkeypatch):
+    """A raise in ``_clear_session`` during reset used to leave the last session's breaker state in force."""
+    base = StepCounter(JanusLOBEnv(scenario="ou", seed=0))
+    env = Amygdala(base)
+    env.reset()
+    env.step(1)
+
+    def boom():
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(env.breakers, "_clear_session", boom)
+    _, info = env.reset()
+    reason = "amygdala_error: reset bookkeeping raised OSError: disk gone"
+    assert info["halted"] and info["halt_reason"] == reason and env.halted
+    assert all(b["reason"] == f"{name}: not evaluated" for name, b in info["breakers"].items())
+    _, _, term, _, info = env.step(1)
+    assert term and base.n_steps == 1 and info["action_forwarded"] is False and info["halt_reason"] == reason
+
+
+def test_fault_in_the_report_halts_even_when_the_breakers_cannot(monkeypatch):
+    """The wrapper keeps its own fault flag: a fault in the breakers' report and in their halt still halts."""
+    base = StepCounter(JanusLOBEnv(scenario="ou", seed=0))
+    env = Amygdala(base)
+    env.reset()
+
+    def boom(*args):
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr(env.breakers, "breaker_info", boom)
+    monkeypatch.setattr(env.breakers, "halt_on_error", boom)
+    _, _, term, _, info = env.step(1)
+    reason = "amygdala_error: post-step bookkeeping raised RuntimeError: broken"
+    assert term and info["halt_reason"] == reason and not env.breakers.halted and env.halted
+    assert info["breakers"]["drawdown"] == {"value": None, "threshold": None, "active": False, "tripped": False,
+                                            "error": reason, "reason": reason}
+    _, _, term, _, info = env.step(1)
+    assert term and base.n_steps == 1 and info["action_forwarded"] is False and info["halt_reason"] == reason
+
+
+def test_invalid_action_halts_with_its_message_or_raises():
+    """The amygdala forwards what it gets; the market's ``InvalidActionError`` halts (named in the reason), or is
+    raised with ``halt_on_env_error=False``."""
+    from janus_env.actions import InvalidActionError
+
+    env = Amygdala(JanusLOBEnv(scenario="ou", seed=0))
+    env.reset()
+    _, _, term, _, info = env.step(7)
+    assert term and info["halt_reason"] == ("amygdala_error: wrapped env step raised InvalidActionError: "
+                                            "Action 7 is outside Discrete(3)")
+    strict = Amygdala(JanusLOBEnv(scenario="ou", seed=0), halt_on_env_error=False)
+    strict.reset()
+    with pytest.raises(InvalidActionError, match=re.escape("Action 7 is outside Discrete(3)")):
+        strict.step(7)
+    assert not strict.halted and not strict.step(0)[2]
+
+
+def test_failed_inner_reset_leaves_nothing_to_step():
+    class FailingReset(gym.Wrapper):
+        fail = False
+
+        def reset(self, **kw):
+            if self.fail:
+                raise OSError("data file gone")
+            return self.env.reset(**kw)
+
+    inner = FailingReset(JanusLOBEnv(scenario="ou", seed=0))
+    env = Amygdala(inner)
+    env.reset()
+    env.step(0)
+    inner.fail = True
+    with pytest.raises(OSError, match="data file gone"):
+        env.reset()
+    with pytest.raises(RuntimeError, match=re.escape(NEED_RESET)):
+        env.step(1)
+
+
+def test_inner_shield_that_starts_halted_halts_the_session(monkeypatch):
+    """A shield whose reset failed marks its reset info halted: the amygdala reports it at once and forwards nothing."""
+    shield = pytest.importorskip("wrappers.shield")
+    base = StepCounter(JanusLOBEnv(scenario="ou", seed=0))
+    inner = shield.LTNShield(base)
+    env = Amygdala(inner)
+
+    def boom(buffers):
+        raise MemoryError("no room for the history")
+
+    monkeypatch.setattr(inner.core, "attach", boom)
+    _, info = env.reset()
+    reason = "shield_error: MemoryError: no room for the history"
+    assert info["halted"] and info["halt_reason"] == reason == env.halt_reason and inner.halted
+    _, _, term, _, info = env.step(1)
+    assert term and base.n_steps == 0 and info["action_forwarded"] is False and info["halt_reason"] == reason

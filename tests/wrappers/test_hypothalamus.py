@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from janus_env.actions import InvalidActionError
 from janus_env.checks import NEED_RESET, bad_value
 from janus_env.lob_env import JanusLOBEnv
 from wrappers.hypothalamus import (
@@ -266,6 +267,43 @@ def test_step_before_reset():
         env.step(0)
 
 
+def test_invalid_action_raises_and_does_not_halt():
+    env = Hypothalamus(sized_env())
+    env.reset()
+    with pytest.raises(InvalidActionError, match=re.escape("Action 11 is outside Discrete(11)")):
+        env.step(11)
+    with pytest.raises(TypeError):
+        env.step(1.5)
+    assert not env.halted and env.halt_reason is None and env.step(1)[4]["sizing"]["final_qty"] == 100
+
+
+def test_fault_in_sizing_sends_nothing(monkeypatch):
+    class Counter(gym.Wrapper):
+        n = 0
+
+        def step(self, action):
+            self.n += 1
+            return self.env.step(action)
+
+    inner = Counter(sized_env())
+    env = Hypothalamus(inner)
+    env.reset()
+
+    def boom(*args):
+        raise ZeroDivisionError("no book")
+
+    monkeypatch.setattr(env, "_reserve_limit", boom)
+    _, reward, terminated, _, info = env.step(3)
+    assert inner.n == 0 and terminated and reward == 0.0 and env.halted
+    assert info["halted"] and info["halt_reason"] == env.halt_reason == "sizing_error: ZeroDivisionError: no book"
+    assert info["sizing"] == {"proposed_action": 3, "final_action": None} and info["exec_qty"] == 0
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match=re.escape(NEED_RESET)):
+        env.step(1)
+    env.reset()
+    assert not env.halted and not env.step(1)[2] and inner.n == 1
+
+
 
 
 _POSITIVE = "a finite number > 0"
@@ -317,3 +355,17 @@ def test_fractional_lots_on_btc(action_type):
         if term or trunc:
             break
     assert 0.0 < traded <= 2.0 + 1e-9  # it bought, in fractions of a coin, up to the reserve
+
+
+def test_fault_in_reset_halts_the_first_step(monkeypatch):
+    """Even a fault whose type is a user error's (TypeError) halts: it is not the caller's."""
+    env = Hypothalamus(sized_env())
+
+    def broken():
+        raise TypeError("stats corrupted")
+
+    monkeypatch.setattr(env.stats, "clear", broken)
+    _, info = env.reset()
+    assert info["halted"] and info["halt_reason"] == "sizing_error: TypeError: stats corrupted" and env.halted
+    _, reward, terminated, _, info = env.step(1)
+    assert terminated and reward == 0.0 and info["sizing"]["final_action"] is None and info["exec_qty"] == 0
