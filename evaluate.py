@@ -6,6 +6,7 @@
     python evaluate.py runs/<run> --no-breakers                     # shield on, circuit breakers off
     python evaluate.py runs/<run> --breaker vol_ratio=4 --breaker fear_threshold=0.8
     python evaluate.py runs/<run> --audit audit.jsonl --explain 3   # every decision explained; 3 drawn
+    python evaluate.py runs/<run> --trust-remote-code   # SB3's own load: unpickles model.zip (trusted files only)
 
 Each evaluation writes into a new folder OUT/<time>/ (OUT = RUN/eval by default) and points OUT/latest at it.
 The protocol (same episodes for every strategy, walk-forward windows, annualization, intervals, the paired
@@ -67,6 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="draw the agent's N most consequential decisions per scenario (largest |reward|): its GAF "
                         "frames with their attribution, Go/No-Go, veto, gates and rule truths, as "
                         "explain_<scenario>_<k>.png")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="load model.zip with SB3's own loader, which unpickles the file: code inside it runs. Only "
+                        "for files from someone you trust; by default nothing in the file is unpickled (the model "
+                        "is rebuilt from the run's config.yaml and only its weights are read)")
     p.add_argument("--calendar", default="auto", choices=CALENDAR_CHOICES,
                    help="trading calendar for annualizing: auto = equities for the simulator and LOBSTER, from the "
                         "time stamps for L2/OHLCV data (weekend trading: crypto) (default: %(default)s)")
@@ -99,8 +104,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--explain must be >= 0, got {args.explain}")
     if args.explain and args.run is None:
         p.error("--explain draws a trained agent's decisions: give a run")
+    if args.trust_remote_code and args.run is None:
+        p.error("--trust-remote-code loads a run's model.zip: give a run")
     if args.audit is not None and args.run is None:
         p.error("--audit records a trained agent's decisions: give a run")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        p.error(f"--out: {args.out} is not a folder")
     if args.audit is not None and not args.audit.parent.is_dir():
         p.error(f"--audit: folder {args.audit.parent} does not exist")
     if breakers and args.no_breakers:

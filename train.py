@@ -3,6 +3,7 @@
     python train.py --env Janus-LOB-v0 --algo janus-dqn --timesteps 20000 --seed 0
     python train.py --resume runs/<run>            # continue a killed run from its last checkpoint
     python train.py multi --config configs/adversarial.yaml   # multi-agent tournament (agents/app/tournament.py)
+    python train.py multi --config configs/adversarial.yaml --timesteps 500 --episodes 1 --seeds 0   # a quick one
     python train.py --backend rllib --num-env-runners 4       # PPO on Ray RLlib (pip install 'janus-rl[rllib]')
     python train.py multi --backend rllib --config configs/adversarial.yaml --ray-address auto   # on a Ray cluster
 
@@ -15,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from agents.app.checkpoint import DEFAULT_KEEP
 from agents.app.cli import OneLineParser, data_option
 from agents.app.config import ALGOS
 from agents.app.training import USAGE_ERRORS, build_training, resolve_multi_run, resolve_run
@@ -22,6 +24,7 @@ from agents.app.training import USAGE_ERRORS, build_training, resolve_multi_run,
 BACKENDS = ("sb3", "rllib")
 _RLLIB_ALGO = "--backend rllib trains PPO only; got --algo {}"
 _RLLIB_RESUME = "--resume is not supported with --backend rllib (restore with Algorithm.from_checkpoint)"
+_BAD_SEEDS = "expected a comma list of ints, e.g. 0,1,2, got {!r}"
 
 
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
@@ -55,12 +58,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-name", default=None, help="run folder name (default: env__algo__scenario__s<seed>__<time>)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN", help="continue RUN from its latest checkpoint")
     p.add_argument("--checkpoint-every", type=int, default=5000, help="steps between checkpoints (default: %(default)s)")
+    p.add_argument("--keep-checkpoints", type=int, default=None, metavar="K",
+                   help=f"checkpoints kept on disk, the newest and K-1 older fallbacks in case it is damaged "
+                        f"(default: {DEFAULT_KEEP}; --resume: the run's)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch CPU threads; small policies train fastest on 1 (default: %(default)s)")
     _add_backend_args(p)
     args = p.parse_args(argv)
-    for name in ("timesteps", "n_envs", "checkpoint_every", "torch_threads"):
+    for name in ("timesteps", "n_envs", "checkpoint_every", "keep_checkpoints", "torch_threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -92,17 +98,36 @@ def parse_multi_args(argv: list[str]) -> argparse.Namespace:
     _add_backend_args(p)
     p.add_argument("--matchup", default=None, help="rllib: the matchup whose roster learns (default: the first)")
     p.add_argument("--timesteps", type=int, default=None,
-                   help="rllib: total env steps (default: the largest `timesteps` of the roster's learners)")
+                   help="sb3: training steps of every learned agent in every matchup (default: each one's "
+                        "`timesteps`); rllib: total env steps (default: the largest `timesteps` of the roster's "
+                        "learners)")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="sb3: evaluation episodes per seed and matchup (default: the config's `episodes`)")
+    p.add_argument("--seeds", type=_seed_list, default=None, metavar="S1,S2,...",
+                   help="sb3: evaluation seeds, a comma list of ints (default: the config's `seeds`)")
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                    help="rllib: override a PPO hyper-parameter of configs/ppo.yml, e.g. --hp n_steps=128")
     args = p.parse_args(argv)
     if args.num_env_runners < 0:
         p.error(f"--num-env-runners must be >= 0, got {args.num_env_runners}")
-    if args.timesteps is not None and args.timesteps < 1:
-        p.error(f"--timesteps must be >= 1, got {args.timesteps}")
-    if args.backend == "sb3" and (args.matchup is not None or args.timesteps is not None or args.hp):
-        p.error("--matchup, --timesteps and --hp need --backend rllib (the sb3 tournament reads them from --config)")
+    for name in ("timesteps", "episodes"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name} must be >= 1, got {value}")
+    if args.backend == "sb3" and (args.matchup is not None or args.hp):
+        p.error("--matchup and --hp need --backend rllib (the sb3 tournament reads them from --config)")
+    if args.backend == "rllib" and (args.episodes is not None or args.seeds is not None):
+        p.error("--episodes and --seeds are the sb3 tournament's (--backend rllib trains one matchup)")
     return args
+
+
+def _seed_list(text: str) -> list[int]:
+    """``argparse`` type of ``--seeds``: ``"0,1,2"`` → [0, 1, 2]."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(_BAD_SEEDS.format(text)) from None
+    return seeds
 
 
 def main(argv: list[str] | None = None) -> int:

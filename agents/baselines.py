@@ -68,9 +68,17 @@ def _finish(actions: np.ndarray, single: bool) -> tuple[np.ndarray | int, None]:
     return (actions[0] if single else actions), None
 
 
-def to_execution_action(fraction: np.ndarray) -> np.ndarray:
-    """``Janus-Execution-v0``'s continuous action for selling ``fraction`` of the remainder: ``2f − 1``."""
-    return (2.0 * np.clip(fraction, 0.0, 1.0) - 1.0).astype(np.float32)[:, None]
+def to_execution_action(fraction: np.ndarray, action_space: spaces.Space | None = None) -> np.ndarray:
+    """``Janus-Execution-v0``'s action for selling ``fraction`` of the remainder.
+
+    ``Box(-1, 1, (1,))`` (default): ``2f − 1``. ``Discrete(n)`` (``action_type="discrete"``, bin ``i`` sells
+    ``i / (n − 1)``): the nearest bin, ``round(f·(n − 1))`` — a schedule finer than the grid sells later, in
+    whole bins, and the last step's ``f = 1`` always sells the rest.
+    """
+    fraction = np.clip(fraction, 0.0, 1.0)
+    if isinstance(action_space, spaces.Discrete):
+        return np.rint(fraction * (action_space.n - 1)).astype(np.int64)
+    return (2.0 * fraction - 1.0).astype(np.float32)[:, None]
 
 
 class BaselinePolicy(ABC):
@@ -391,8 +399,14 @@ class TWAPPolicy(BaselinePolicy):
 
     name = "twap"
 
-    def __init__(self, horizon: int) -> None:
+    def __init__(self, horizon: int, action_space: spaces.Space | None = None) -> None:
         self.horizon = check_int("horizon", horizon, low=1)
+        if action_space is not None and not (
+                isinstance(action_space, spaces.Discrete) and action_space.n >= 2
+                or isinstance(action_space, spaces.Box) and action_space.shape == (1,)):
+            raise ValueError(f"Expected Janus-Execution-v0's Discrete(n >= 2) or Box(-1, 1, (1,)) action space, "
+                             f"got {action_space!r}")
+        self.action_space = action_space
 
     def _steps_left(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         # account[4] = 1 − t / (horizon + 1)  →  steps left = horizon − t
@@ -400,7 +414,7 @@ class TWAPPolicy(BaselinePolicy):
         return np.maximum(self.horizon - t, 1.0)
 
     def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        return to_execution_action(1.0 / self._steps_left(obs))
+        return to_execution_action(1.0 / self._steps_left(obs), self.action_space)
 
 
 class AlmgrenChrissPolicy(TWAPPolicy):
@@ -408,8 +422,8 @@ class AlmgrenChrissPolicy(TWAPPolicy):
 
     name = "almgren_chriss"
 
-    def __init__(self, horizon: int, kappa: float = 0.02) -> None:
-        super().__init__(horizon)
+    def __init__(self, horizon: int, kappa: float = 0.02, action_space: spaces.Space | None = None) -> None:
+        super().__init__(horizon, action_space)
         self.kappa = float(kappa)
         self.schedule = almgren_chriss_schedule(1.0, self.horizon, self.kappa)
 
@@ -418,7 +432,7 @@ class AlmgrenChrissPolicy(TWAPPolicy):
         held = self.schedule[t]
         nxt = self.schedule[np.minimum(t + 1, self.horizon)]
         fraction = np.where(held > 1e-12, (held - nxt) / np.maximum(held, 1e-12), 1.0)
-        return to_execution_action(fraction)
+        return to_execution_action(fraction, self.action_space)
 
 
 TRADING_BASELINES = {
@@ -446,7 +460,7 @@ def make_baseline(name: str, env: Any, seed: int | None = None) -> BaselinePolic
     if name == "random":
         return RandomPolicy(env.action_space, seed=seed)
     if execution:
-        return table[name](base.horizon)
+        return table[name](base.horizon, action_space=env.action_space)
     config = getattr(base, "config", None)
     lot_fraction = None
     if config is not None and float(config.max_position) > 0:

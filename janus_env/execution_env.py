@@ -12,7 +12,7 @@ from gymnasium import spaces
 from janus_env.actions import continuous_fraction, discrete_index
 from janus_env.checks import NEED_RESET, check_choice, check_int, check_number
 from janus_env.lob_env import info_from_out, observation_space, split_obs
-from janus_env.regimes import scenario_config
+from janus_env.regimes import SCENARIOS, scenario_config
 from janus_env.simulator import (
     O_EXEC_PRICE,
     O_EXEC_QTY,
@@ -25,6 +25,8 @@ from janus_env.simulator import (
 )
 
 _BAD_SHARES = "Expected `shares` to be a positive multiple of `lot`, got {!r} (lot={!r})"
+_DERIVED = ("Janus-Execution-v0 sets the market's `{}` itself ({}); set `{}` instead, got {}={!r}")
+_DERIVED_FROM = {"episode_steps": ("horizon + 1", "horizon"), "max_position": ("shares", "shares")}
 
 
 
@@ -109,7 +111,7 @@ class JanusExecutionEnv(gym.Env):
     | `scenario` | `"ou"` | any simulated scenario of `Janus-LOB-v0` |
     | `action_type` | `"continuous"` | `"continuous"` or `"discrete"` |
     | `n_bins` | 11 | discrete action count |
-    | `**market` | | `MarketConfig` overrides |
+    | `**market` | | `MarketConfig` overrides but `episode_steps` (= `horizon` + 1), `max_position` (= `shares`) |
 
     ```python
     env = gym.make("Janus-Execution-v0", shares=5000, horizon=100)
@@ -133,9 +135,13 @@ class JanusExecutionEnv(gym.Env):
         render_mode: str | None = None,
         **market: Any,
     ) -> None:
+        for name, (rule, instead) in _DERIVED_FROM.items():
+            if name in market:
+                raise ValueError(_DERIVED.format(name, f"{name} = {rule}", instead, name, market[name]))
         lot = market.get("lot", 100)
         check_int("shares", shares, low=1)
         check_int("horizon", horizon, low=1)
+        check_choice("scenario", scenario, tuple(sorted(SCENARIOS)))  # simulated only: no 'historical' here
         config = scenario_config(scenario, max_position=int(shares), episode_steps=int(horizon) + 1, **market)
         check_whole_shares(config)  # the simulated book trades whole shares
         if shares % config.lot:

@@ -3,7 +3,13 @@
 Hyper-parameters resolve in this order, later wins: ``configs/<algo>.yml``
 ``default`` section → its ``<env id>`` section → a user ``--config`` file (same
 layout, or a flat mapping) → ``--hp key=value`` overrides from the command
-line. The resolved mapping is what a run saves as ``config.yaml``.
+line. Nested mappings merge key by key, with one exception: within one file, an
+``<env id>`` section's ``env_kwargs`` *replaces* that file's ``default``
+``env_kwargs`` (env settings belong to one env: ``Janus-Execution-v0`` takes
+``horizon``, and the ``episode_steps`` of the LOB envs' default would collide
+with it). The resolved mapping is checked (:func:`check_hyperparams`: every key
+known to the algorithm, every value inside :data:`HYPERPARAM_RANGES`) and is
+what a run saves as ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import copy
 import difflib
 import importlib
+import inspect
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -19,7 +27,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 import yaml
-from sb3_contrib import QRDQN, MaskablePPO
+from sb3_contrib import QRDQN
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -32,15 +40,17 @@ from agents import (
     Cerebellum,
     CerebellumCallback,
     GatedJanusDQN,
+    JanusPPO,
 )
 from agents.app.yaml_io import load_yaml
+from janus_env.checks import check_bool, check_choice, check_int, check_mapping, check_number
 from replay import SleepConfig, SleepPhaseCallback
 from replay.types import DEFAULT_MAX_WALL_S
 from wrappers import make_glass_box
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 ALGOS = ("janus-dqn", "janus-ppo", "dqn", "ppo", "qrdqn")
-ALGO_CLASSES: dict[str, type] = {"janus-dqn": GatedJanusDQN, "janus-ppo": MaskablePPO, "dqn": DQN, "ppo": PPO,
+ALGO_CLASSES: dict[str, type] = {"janus-dqn": GatedJanusDQN, "janus-ppo": JanusPPO, "dqn": DQN, "ppo": PPO,
                                  "qrdqn": QRDQN}
 """The SB3 class each algorithm trains and loads with (``algo_class``)."""
 # keys that configure the run rather than the SB3 algorithm
@@ -51,6 +61,11 @@ _BAD_ALGO = "Unknown algo {!r}; expected one of {}"
 _BAD_CONFIG = "{}: expected a mapping of hyper-parameters, got {}"
 _BAD_OVERRIDE = "Expected --hp KEY=VALUE (VALUE in YAML syntax), got {!r}"
 _MISSING_CONFIG = "Config file {} does not exist"
+_BAD_SECTION = "{}: expected section {!r} to be a mapping of hyper-parameters, got {!r}"
+_BAD_ENV = "Unknown env id {!r}{}; the JANUS ids are {}"
+_NOT_A_RUN_CONFIG = "{}: not a run config of train.py (expected {})"
+_RUN_EXISTS = "run folder {} exists; pass --resume {} to continue it"
+_CANNOT_CREATE = "cannot create the run folder {}: {}"
 
 
 class ConfigError(ValueError):
@@ -97,26 +112,102 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def check_env_id(env_id: Any) -> str:
+    """``env_id``, checked to be registered with Gymnasium (``envs_registry`` registers the ``Janus-*`` ids).
+
+    Raises:
+        ConfigError: ``"Unknown env id 'Janus-LOB-v1' (did you mean Janus-LOB-v0?); the JANUS ids are [...]"``.
+    """
+    if not isinstance(env_id, str) or env_id not in gym.registry:
+        close = difflib.get_close_matches(str(env_id), envs_registry.ENV_IDS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(_BAD_ENV.format(env_id, hint, list(envs_registry.ENV_IDS)))
+    return env_id
+
+
 def resolve_hyperparams(
     algo: str,
     env_id: str,
     config: str | Path | None = None,
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The resolved hyper-parameters of ``algo`` on ``env_id`` (see module docstring)."""
+    """The resolved hyper-parameters of ``algo`` on ``env_id`` (see module docstring), checked.
+
+    Raises:
+        ConfigError: an unknown algorithm, a bad config file or override, a key ``algo`` does not take, or a value
+            outside its range (:func:`check_hyperparams`).
+    """
     if algo not in ALGOS:
         raise ConfigError(_BAD_ALGO.format(algo, list(ALGOS)))
-    table = read_yaml(CONFIG_DIR / f"{algo}.yml")
-    params = _merge(table.get("default", {}), table.get(env_id, {}))
+    path = CONFIG_DIR / f"{algo}.yml"
+    params = _file_params(read_yaml(path), env_id, path)
     if config is not None:
         user = read_yaml(config)
-        sections = {"default", env_id}
-        if set(user) & sections:
-            params = _merge(params, user.get("default", {}))
-            params = _merge(params, user.get(env_id, {}))
+        if set(user) & {"default", env_id}:
+            params = _merge(params, _file_params(user, env_id, config))
         else:
             params = _merge(params, user)
-    return apply_overrides(params, overrides or [])
+    params = apply_overrides(params, overrides or [])
+    check_hyperparams(algo, params)
+    return params
+
+
+def _file_params(table: Mapping[str, Any], env_id: str, path: str | Path) -> dict[str, Any]:
+    """One config file's ``default`` section merged with its ``env_id`` section, whose ``env_kwargs`` (if it has
+    any) replace the default's (module docstring)."""
+    default, specific = (_section(table, name, path) for name in ("default", env_id))
+    if "env_kwargs" in specific:
+        default = {key: value for key, value in default.items() if key != "env_kwargs"}
+    return _merge(default, specific)
+
+
+def _section(table: Mapping[str, Any], name: str, path: str | Path) -> dict[str, Any]:
+    section = table.get(name)
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError(_BAD_SECTION.format(path, name, section))
+    return section
+
+
+def check_run_config(config: Mapping[str, Any], path: str | Path) -> None:
+    """A run's ``config.yaml`` (read to resume or evaluate it): ``run`` (env, algo, seed, timesteps,
+    checkpoint_every) and ``hyperparams`` as ``train.py`` writes them, the hyper-parameters checked again (the
+    file may come from anyone).
+
+    Raises:
+        ConfigError: (naming the file) anything else.
+    """
+    run, params = config.get("run"), config.get("hyperparams")
+    if not isinstance(run, dict) or not isinstance(params, dict):
+        raise ConfigError(_NOT_A_RUN_CONFIG.format(path, "`run` and `hyperparams` mappings"))
+    try:
+        check_env_id(run.get("env"))
+        check_choice("run.algo", run.get("algo"), ALGOS)
+        check_int("run.seed", run.get("seed"))
+        for key in ("timesteps", "checkpoint_every"):
+            check_int(f"run.{key}", run.get(key), low=1)
+        check_hyperparams(run["algo"], params)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
+def new_run_folder(path: Path) -> Path:
+    """Create the new run folder ``path`` (and its parents); returns it.
+
+    Raises:
+        FileExistsError: ``path`` exists (a run is never written over).
+        ConfigError: it cannot be created: a parent is a file, no permission, ... (the message names it).
+    """
+    if path.exists():
+        raise FileExistsError(_RUN_EXISTS.format(path, path))
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        raise FileExistsError(_RUN_EXISTS.format(path, path)) from None
+    except OSError as err:
+        raise ConfigError(_CANNOT_CREATE.format(path, err.strerror or err)) from err
+    return path
 
 
 def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -136,6 +227,178 @@ def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, A
     return params
 
 
+def _check_train_freq(name: str, value: Any) -> Any:
+    """``train_freq``: an int ≥ 1 (env steps), or ``[n, "step" | "episode"]`` with an int n ≥ 1."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        check_int(f"{name}[0]", value[0], low=1)
+        check_choice(f"{name}[1]", value[1], ("step", "episode"))
+        return value
+    return check_int(name, value, low=1)
+
+
+def _check_none(name: str, value: Any) -> None:
+    """Keys whose value is a class SB3 picks for the algorithm: a YAML config can only leave them at None."""
+    if value is not None:
+        raise ConfigError(_CLASS_FROM_CONFIG.format(name, value))
+
+
+def _check_optional_mapping(name: str, value: Any) -> Any:
+    return value if value is None else check_mapping(name, value)
+
+
+def _check_switch(name: str, value: Any) -> Any:
+    """``breakers`` / ``sizing``: a bool, None, or a mapping of the wrapper's settings (checked when it is built)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(_BAD_SWITCH.format(name, value))
+    return value
+
+
+HYPERPARAM_RANGES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+    # SB3 algorithm arguments (a key the algorithm does not take is refused before its range is read)
+    "learning_rate": (check_number, {"low": 0, "low_open": True}),
+    "gamma": (check_number, {"low": 0, "high": 1}),
+    "gae_lambda": (check_number, {"low": 0, "high": 1}),
+    "clip_range": (check_number, {"low": 0, "low_open": True}),
+    "clip_range_vf": (check_number, {"low": 0, "low_open": True, "optional": True}),
+    "ent_coef": (check_number, {"low": 0}),
+    "vf_coef": (check_number, {"low": 0}),
+    "max_grad_norm": (check_number, {"low": 0, "low_open": True}),
+    "target_kl": (check_number, {"low": 0, "low_open": True, "optional": True}),
+    "n_steps": (check_int, {"low": 1}),
+    "batch_size": (check_int, {"low": 1}),
+    "n_epochs": (check_int, {"low": 1}),
+    "buffer_size": (check_int, {"low": 1}),
+    "learning_starts": (check_int, {"low": 0}),
+    "tau": (check_number, {"low": 0, "high": 1, "low_open": True}),
+    "train_freq": (_check_train_freq, {}),
+    "gradient_steps": (check_int, {"low": -1}),
+    "target_update_interval": (check_int, {"low": 1}),
+    "exploration_fraction": (check_number, {"low": 0, "high": 1}),
+    "exploration_initial_eps": (check_number, {"low": 0, "high": 1}),
+    "exploration_final_eps": (check_number, {"low": 0, "high": 1}),
+    "stats_window_size": (check_int, {"low": 1}),
+    "sde_sample_freq": (check_int, {"low": -1}),
+    "normalize_advantage": (check_bool, {}),
+    "use_sde": (check_bool, {}),
+    "optimize_memory_usage": (check_bool, {}),
+    "policy_kwargs": (_check_optional_mapping, {}),
+    "replay_buffer_kwargs": (_check_optional_mapping, {}),
+    "rollout_buffer_kwargs": (_check_optional_mapping, {}),
+    "replay_buffer_class": (_check_none, {}),
+    "rollout_buffer_class": (_check_none, {}),
+    # run settings (RUN_KEYS); `policy` and `sleep` are checked on their own
+    "n_timesteps": (check_int, {"low": 1}),
+    "n_envs": (check_int, {"low": 1}),
+    "shield": (check_bool, {}),
+    "lambda_logic": (check_number, {"low": 0}),
+    "env_kwargs": (check_mapping, {}),
+    "breakers": (_check_switch, {}),
+    "sizing": (_check_switch, {}),
+    "cerebellum": (_check_optional_mapping, {}),
+    "basal_ganglia": (_check_optional_mapping, {}),
+}
+"""Every hyper-parameter's type and range, one table for every algorithm: key → (check, its arguments), the
+checks of :mod:`janus_env.checks`. The ranges are where SB3's formulas make sense: a discount or GAE λ in [0, 1]
+(γ > 1 diverges), rates, clip ranges and gradient norms > 0, coefficients ≥ 0, the soft-update τ in (0, 1], ε and
+exploration fractions in [0, 1], sizes and intervals ≥ 1, ``learning_starts`` ≥ 0, ``gradient_steps`` ≥ −1 and
+``sde_sample_freq`` ≥ −1 (−1: SB3's "as many as env steps" / "only at rollout start")."""
+
+RUN_KEY_ALGOS: dict[str, tuple[str, ...]] = {
+    "lambda_logic": ("janus-dqn", "janus-ppo"),
+    "basal_ganglia": ("janus-dqn", "janus-ppo"),
+    "cerebellum": ("janus-dqn", "janus-ppo"),
+    "sleep": ("janus-dqn",),
+}
+"""Run settings only some algorithms use (elsewhere they would be ignored silently, so they are refused)."""
+SET_BY_TRAIN = ("env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model")
+"""Constructor arguments ``train.py`` sets itself (``--seed``, the run folder, CPU); refused in a config."""
+
+_UNKNOWN_KEY = "Unknown hyper-parameter {!r} for {}{}; expected one of {}"
+_SET_BY_TRAIN = "Hyper-parameter {!r} is set by train.py (--seed, the run folder), not by a config"
+_RUN_KEY_ALGO = "Hyper-parameter {!r} applies to {} only, not to {!r}"
+_BAD_POLICY = "Expected `policy` to be one of {} for {}, got {!r}"
+_CLASS_FROM_CONFIG = "Expected `{}` to be null (SB3 picks the class for the algorithm), got {!r}"
+_BAD_SWITCH = "Expected `{}` to be a bool, None or a mapping of its settings, got {!r}"
+_JANUS_PPO_SHIELD = ("janus-ppo learns over the LTN shield's action masks: it needs `shield: true`, got {!r} "
+                     "(the shield wraps the Janus-LOB envs; for an unshielded PPO, e.g. on Janus-Execution-v0, "
+                     "use --algo ppo)")
+_MODEL_KEY = "{}: {!r} is not an argument of {}"
+_MODEL_REJECTED = "{} rejected the hyper-parameters: {}"
+_UNEXPECTED_KWARG = re.compile(r"([\w.]+)\(\) got an unexpected keyword argument '(\w+)'")
+
+
+def algo_arguments(algo: str) -> tuple[str, ...]:
+    """The keyword arguments of ``algo``'s SB3 class, through every ``**kwargs`` it passes on (MRO order).
+
+    Raises:
+        ConfigError: an unknown algorithm.
+    """
+    names: list[str] = []
+    for klass in algo_class(algo).__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        names += [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name not in ("self", "policy") and p.name not in names]
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return tuple(names)
+
+
+def policy_choices(algo: str) -> tuple[str, ...]:
+    """The ``policy`` names ``algo`` accepts: SB3's aliases (the JANUS algorithms swap in their basal-ganglia
+    policy for ``MultiInputPolicy``/``MlpPolicy``, so only those two)."""
+    if algo.startswith("janus-"):
+        return ("MultiInputPolicy", "MlpPolicy")
+    return tuple(algo_class(algo).policy_aliases)
+
+
+def check_hyperparams(algo: str, params: Mapping[str, Any], *, run_keys: bool = True) -> None:
+    """Check resolved hyper-parameters before anything is built: every key one that ``algo`` takes (its SB3
+    class's keyword arguments, and with ``run_keys`` the run settings :data:`RUN_KEYS` it uses), every value of
+    the right type and inside :data:`HYPERPARAM_RANGES`, ``policy`` one of :func:`policy_choices`.
+
+    Args:
+        algo: a name of :data:`ALGOS`.
+        params: the hyper-parameters (as resolved, or a tournament learner's ``hyperparams``).
+        run_keys: accept the run settings (False: only the SB3 class's arguments, e.g. a tournament learner's).
+
+    Raises:
+        ConfigError: (one line, naming the key) an unknown key, a key set by ``train.py``, a run setting this
+            algorithm does not use, a value of the wrong type or out of range, an unknown policy, or ``janus-ppo``
+            without the shield.
+    """
+    accepted = algo_arguments(algo)
+    run = tuple(k for k in RUN_KEYS if algo in RUN_KEY_ALGOS.get(k, (algo,))) if run_keys else ()
+    for key, value in params.items():
+        if key in SET_BY_TRAIN:
+            raise ConfigError(_SET_BY_TRAIN.format(key))
+        if run_keys and key in RUN_KEY_ALGOS and key not in run:
+            raise ConfigError(_RUN_KEY_ALGO.format(key, "/".join(RUN_KEY_ALGOS[key]), algo))
+        if key not in accepted and key not in run:
+            known = sorted({k for k in (*accepted, *run) if k not in SET_BY_TRAIN})
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(_UNKNOWN_KEY.format(key, algo, hint, known))
+        if key == "policy":
+            if value not in policy_choices(algo):
+                raise ConfigError(_BAD_POLICY.format(policy_choices(algo), algo, value))
+        elif key == "sleep":
+            if value:  # false/null: no sleep
+                check_sleep_keys(value)
+        elif key in HYPERPARAM_RANGES:
+            check, kwargs = HYPERPARAM_RANGES[key]
+            try:
+                check(key, value, **kwargs)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(str(err)) from err
+    if run_keys and algo == "janus-ppo" and params.get("shield") is not True:
+        raise ConfigError(_JANUS_PPO_SHIELD.format(params.get("shield")))
+
+
 def algo_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments meant for the SB3 algorithm's constructor.
 
@@ -143,6 +406,8 @@ def algo_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
     (only from this project's ``agents`` package or from ``stable_baselines3``).
     """
     kwargs = {k: copy.deepcopy(v) for k, v in params.items() if k not in RUN_KEYS}
+    if isinstance(kwargs.get("train_freq"), list):  # YAML's [4, episode]: SB3 takes a tuple
+        kwargs["train_freq"] = tuple(kwargs["train_freq"])
     policy_kwargs = kwargs.get("policy_kwargs") or {}
     name = policy_kwargs.get("features_extractor_class")
     if isinstance(name, str):
@@ -198,7 +463,13 @@ def make_vec_env(env_id: str, params: Mapping[str, Any], seed: int, n_envs: int 
 
 def build_model(algo: str, env: Any, params: Mapping[str, Any], *, seed: int, tensorboard_log: str | None,
                 device: str = "cpu") -> Any:
-    """Construct the SB3 model of ``algo`` with the resolved hyper-parameters."""
+    """Construct the SB3 model of ``algo`` with the resolved hyper-parameters.
+
+    Raises:
+        ConfigError: (one line, naming the key) the SB3 class, its policy or its features extractor refused a
+            keyword argument or a value (SB3 raises ``TypeError`` for an unknown keyword and guards values with
+            ``assert``, e.g. PPO's ``batch_size`` > 1).
+    """
     kwargs = algo_kwargs(params)
     policy = params.get("policy", "MultiInputPolicy")
     common = {"seed": seed, "tensorboard_log": tensorboard_log, "device": device, "verbose": 0}
@@ -208,7 +479,18 @@ def build_model(algo: str, env: Any, params: Mapping[str, Any], *, seed: int, te
         kwargs["lambda_logic"] = float(params.get("lambda_logic", 2.0))
     elif algo == "janus-ppo":
         policy = _basal_ganglia_policy("maskable", policy)
-    return cls(policy, env, **kwargs, **common)
+        kwargs["lambda_logic"] = float(params.get("lambda_logic", 2.0))
+    try:
+        return cls(policy, env, **kwargs, **common)
+    except TypeError as err:
+        match = _UNEXPECTED_KWARG.search(str(err))
+        if match is None:
+            raise ConfigError(_MODEL_REJECTED.format(algo, err)) from err
+        owner, key = match.groups()
+        where = "policy_kwargs." if key in (kwargs.get("policy_kwargs") or {}) else ""
+        raise ConfigError(_MODEL_KEY.format(algo, where + key, owner.removesuffix(".__init__"))) from err
+    except (ValueError, AssertionError) as err:  # SB3 guards its arguments with assert
+        raise ConfigError(_MODEL_REJECTED.format(algo, err)) from err
 
 
 def algo_class(algo: str) -> type:
@@ -323,6 +605,26 @@ def sleep_callback(algo: str, params: Mapping[str, Any], *, seed: int, run_dir: 
     sleep = params.get("sleep")
     if algo != "janus-dqn" or not sleep:
         return None
+    triggers, cycle = check_sleep_keys(sleep)
+    defaults: dict[str, Any] = {"plot_dir": str(Path(run_dir) / "plots" / "umap"), "seed": seed}
+    base = env.envs[0].unwrapped if hasattr(env, "envs") else getattr(env, "unwrapped", None)
+    step_seconds = getattr(base, "step_seconds", None)
+    if step_seconds is not None:
+        defaults["step_seconds"] = float(step_seconds)
+    try:
+        return SleepPhaseCallback(SleepConfig(**{**defaults, **cycle}), **triggers)
+    except (TypeError, ValueError) as err:  # invalid values
+        raise ConfigError(f"sleep: {err}") from err
+
+
+def check_sleep_keys(sleep: Any) -> tuple[dict[str, Any], Mapping[str, Any]]:
+    """The ``sleep`` block's keys checked (:func:`sleep_callback`'s layout; the values are checked when the callback
+    is built); returns ``(triggers, cycle)``.
+
+    Raises:
+        ConfigError: ``sleep`` or ``sleep.cycle`` is not a mapping; an unknown key, a SleepConfig field outside
+            ``cycle`` or a removed key (``full_cycle``, ``budget_s``).
+    """
     if not isinstance(sleep, Mapping):
         raise ConfigError(_BAD_SLEEP.format(sleep))
     names = [f.name for f in fields(SleepConfig)]
@@ -345,12 +647,4 @@ def sleep_callback(algo: str, params: Mapping[str, Any], *, seed: int, run_dir: 
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             raise ConfigError(_UNKNOWN_CYCLE_KEY.format(key, f" (did you mean {close[0]}?)" if close else ""))
-    defaults: dict[str, Any] = {"plot_dir": str(Path(run_dir) / "plots" / "umap"), "seed": seed}
-    base = env.envs[0].unwrapped if hasattr(env, "envs") else getattr(env, "unwrapped", None)
-    step_seconds = getattr(base, "step_seconds", None)
-    if step_seconds is not None:
-        defaults["step_seconds"] = float(step_seconds)
-    try:
-        return SleepPhaseCallback(SleepConfig(**{**defaults, **cycle}), **triggers)
-    except (TypeError, ValueError) as err:  # invalid values
-        raise ConfigError(f"sleep: {err}") from err
+    return triggers, cycle

@@ -78,6 +78,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from sb3_contrib import MaskablePPO
 
 from agents.app.metrics import (
     TradingCalendar,
@@ -158,7 +159,7 @@ def agent_policy(model: Any, env: gym.Env) -> Callable[[Any], Any]:
     if model is not None and is_basal_ganglia_policy(model.policy):
         model.policy.set_logic_hook(None)
         attach_shield_logic(model.policy, [env])
-    masked = type(model).__name__ == "MaskablePPO"
+    masked = isinstance(model, MaskablePPO)  # JanusPPO too
 
     def act(obs: Any) -> Any:
         if masked and shield is not None:

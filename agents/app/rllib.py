@@ -59,7 +59,7 @@ import gymnasium as gym
 import yaml
 from tqdm import tqdm
 
-from agents.app.config import resolve_hyperparams
+from agents.app.config import new_run_folder, resolve_hyperparams
 from agents.app.opponents import ScriptedOpponentsParallelEnv, scripted_agents
 from agents.app.tournament import load_config, make_market, resolve_roster
 from envs_registry import ENV_IDS, make_parallel_env
@@ -351,7 +351,7 @@ def resolve_matchup(config: str | Path, run_dir: Path, *, seed: int = 0, matchup
     run_config = {"run": run, "env_config": {"env": chosen["env"], "agents": chosen["agents"], "seed": seed,
                                              "safety": chosen.get("safety")},
                   "hyperparams": params}
-    folder.mkdir(parents=True)
+    new_run_folder(folder)
     atomic_write_bytes(folder / "config.yaml", yaml.safe_dump(run_config, sort_keys=False).encode())
     return run_config, folder
 

@@ -69,12 +69,12 @@ import yaml
 from stable_baselines3 import DQN, PPO
 from tqdm import tqdm
 
-from agents.app.config import ConfigError, read_yaml
+from agents.app.config import ConfigError, check_hyperparams, new_run_folder, read_yaml
 from agents.app.metrics import mean_confidence_interval
 from agents.app.opponents import MAKER_STRATEGIES, TAKER_STRATEGIES, SingleLearnerEnv, env_action, scripted_agents
 from envs_registry import make_parallel_env
 from janus_env.atomic import atomic_path, atomic_write_bytes
-from janus_env.checks import check_choice, check_int, is_int
+from janus_env.checks import check_bool, check_choice, check_int, is_int
 from janus_env.parallel_env import DEFAULT_ROLES, ROLES, validate_roles
 from wrappers import breaker_fields, make_parallel_glass_box
 
@@ -117,7 +117,12 @@ def _check_strategy(agent: str, strategy: Any) -> Any:
     hyper = strategy.get("hyperparams", {}) or {}
     if not isinstance(hyper, dict):
         raise ConfigError(_BAD_SECTION.format("hyperparams", "mapping", hyper))
-    return {"algo": algo, "timesteps": timesteps, "shared": bool(strategy.get("shared", False)), "hyperparams": hyper}
+    try:  # the SB3 arguments the learner is built with, checked as train.py checks its own
+        check_hyperparams(algo, {**ALGO_DEFAULTS[algo], **hyper}, run_keys=False)
+    except ConfigError as err:
+        raise ConfigError(f"{agent}.hyperparams: {err}") from err
+    shared = check_bool(f"{agent}.shared", strategy.get("shared", False))
+    return {"algo": algo, "timesteps": timesteps, "shared": shared, "hyperparams": hyper}
 
 
 def check_safety(safety: Any, env_kwargs: dict[str, Any]) -> dict[str, Any] | None:
@@ -222,6 +227,11 @@ def load_config(path: str | Path) -> dict[str, Any]:
         m_agents = {**agents, **(m.get("agents") or {})}
         roster = resolve_roster(m_env, m_agents)
         m_safety = check_safety(m["safety"] if "safety" in m else safety, m_env)
+        if m_safety is None:  # check_safety built the market already when it is on
+            try:
+                make_market(m_env)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"matchup {m['name']!r}: env: {err}") from err
         resolved.append({"name": m["name"], "env": m_env, "agents": roster, "safety": m_safety})
     return {"matchups": resolved, "seeds": seeds, "episodes": episodes}
 
@@ -371,20 +381,41 @@ def write_reports(table: dict[str, Any], run_dir: Path) -> str:
     return markdown
 
 
-def resolve_tournament(config: str | Path, run_dir: Path, seed: int = 0) -> tuple[dict[str, Any], Path]:
+def resolve_tournament(config: str | Path, run_dir: Path, seed: int = 0, *, timesteps: int | None = None,
+                       episodes: int | None = None, seeds: list[int] | None = None) -> tuple[dict[str, Any], Path]:
     """The checked tournament and its new folder ``run_dir/multi__<stem>__<time>``, saved there as ``config.yaml``.
+
+    Args:
+        config: the tournament YAML.
+        run_dir: parent of the run folder.
+        seed: the training seed.
+        timesteps: training steps of every learned agent of every matchup, over the config's ``timesteps``
+            (``train.py multi --timesteps``; a shared group trains once, for this many steps); None: the config's.
+        episodes: evaluation episodes per seed and matchup, over the config's ``episodes``; None: the config's.
+        seeds: evaluation seeds, over the config's ``seeds``; None: the config's.
 
     Returns:
         ``({"seed": seed, "matchups": [...], "seeds": [...], "episodes": n}, run folder)``.
 
     Raises:
-        ConfigError: an invalid config (nothing is written then).
+        ConfigError: an invalid config or override (nothing is written then).
         ValueError: invalid env arguments.
         FileExistsError: the run folder exists.
     """
     cfg = {"seed": seed, **load_config(config)}
-    out = run_dir / f"multi__{Path(config).stem}__{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=False)
+    if timesteps is not None:
+        check_int("timesteps", timesteps, low=1)
+        for matchup in cfg["matchups"]:
+            for strategy in matchup["agents"].values():
+                if isinstance(strategy, dict):
+                    strategy["timesteps"] = int(timesteps)
+    if episodes is not None:
+        cfg["episodes"] = check_int("episodes", episodes, low=1)
+    if seeds is not None:
+        if not isinstance(seeds, list) or not seeds or not all(is_int(s) for s in seeds):
+            raise ConfigError(_BAD_SEEDS.format(seeds))
+        cfg["seeds"] = [int(s) for s in seeds]
+    out = new_run_folder(run_dir / f"multi__{Path(config).stem}__{time.strftime('%Y%m%d-%H%M%S')}")
     atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
     return cfg, out
 

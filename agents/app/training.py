@@ -30,7 +30,14 @@ import torch
 import yaml
 
 from agents.app.callbacks import AtomicCheckpointCallback, JanusMetricsCallback
-from agents.app.checkpoint import latest_checkpoint, load_checkpoint
+from agents.app.checkpoint import (
+    DEFAULT_KEEP,
+    Checkpoint,
+    load_checkpoint,
+    recover_checkpoints,
+    resume_checkpoint,
+    resume_seed,
+)
 from agents.app.cli import data_spec
 from agents.app.config import (
     CEREBELLUM_FILE,
@@ -38,17 +45,20 @@ from agents.app.config import (
     algo_class,
     brain_callbacks,
     build_model,
+    check_env_id,
+    check_run_config,
     make_cerebellum,
     make_vec_env,
+    new_run_folder,
     read_yaml,
     resolve_hyperparams,
     sleep_callback,
 )
 from agents.app.rllib import RLlibTraining, require_rllib, resolve_matchup
+from agents.app.state_files import restore_rng
 from agents.basal_ganglia import attach_shield_logic, is_basal_ganglia_policy
 from agents.app.tournament import TournamentTraining, resolve_tournament
 from janus_env.atomic import atomic_path, atomic_write_bytes
-from replay import SleepState
 
 USAGE_ERRORS = (ValueError, TypeError, KeyError, ImportError, FileExistsError, FileNotFoundError, ConnectionError)
 """What bad input raises from :func:`resolve_run` and :func:`build_training` (``ConfigError`` is a ValueError):
@@ -57,7 +67,6 @@ the CLI prints it as one line and exits with status 2."""
 _NO_DATA_FILE = ("--data-option needs the data file: --data-option path=FILE (or a sample name) "
                  "or --hp env_kwargs.data=FILE")
 _NOT_HISTORICAL = "--data-option needs --scenario historical, got {!r}"
-_RUN_EXISTS = "run folder {} exists; pass --resume {} to continue it"
 
 
 @dataclass(frozen=True)
@@ -95,16 +104,21 @@ def resolve_run(args: argparse.Namespace) -> Run:
 
     Raises:
         ImportError: ``--backend rllib`` without Ray RLlib (checked before anything is written).
-        ConfigError: an unknown algorithm, a bad config file, override or data option.
+        ConfigError: an unknown env id or algorithm, a bad config file, override, hyper-parameter or data option;
+            for ``--resume``, a ``config.yaml`` that is not a run config.
         FileExistsError: the new run's folder exists.
     """
     if args.backend == "rllib":
         require_rllib()
     if args.resume is not None:
         config = read_yaml(args.resume / "config.yaml")
+        check_run_config(config, args.resume / "config.yaml")
         if args.timesteps is not None:
             config["run"]["timesteps"] = args.timesteps
+        if getattr(args, "keep_checkpoints", None) is not None:
+            config["run"]["keep_checkpoints"] = args.keep_checkpoints
         return Run("sb3", config, args.resume, resumed=True, torch_threads=args.torch_threads)
+    check_env_id(args.env)
     params = resolve_hyperparams(args.algo, args.env, args.config, args.hp)
     if args.scenario is not None:
         params.setdefault("env_kwargs", {})["scenario"] = args.scenario
@@ -122,19 +136,21 @@ def resolve_run(args: argparse.Namespace) -> Run:
     label = args.algo if args.backend == "sb3" else f"rllib-{args.algo}"
     name = args.run_name or f"{args.env}__{label}__{scenario}__s{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = args.run_dir / name
-    if run_dir.exists():
-        raise FileExistsError(_RUN_EXISTS.format(run_dir, run_dir))
     config = {"run": {"env": args.env, "algo": args.algo, "seed": args.seed, "timesteps": timesteps,
-                      "checkpoint_every": args.checkpoint_every}, "hyperparams": params}
+                      "checkpoint_every": args.checkpoint_every,
+                      "keep_checkpoints": getattr(args, "keep_checkpoints", None) or DEFAULT_KEEP},
+              "hyperparams": params}
     if args.backend == "rllib":
         config["run"].update(backend="rllib", num_env_runners=args.num_env_runners, ray_address=args.ray_address)
-    run_dir.mkdir(parents=True)
+    new_run_folder(run_dir)
     atomic_write_bytes(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
     return Run(args.backend, config, run_dir, torch_threads=args.torch_threads)
 
 
 def resolve_multi_run(args: argparse.Namespace) -> Run:
-    """The run of ``train.py multi``: the tournament of ``--config`` (sb3), or one matchup's market on RLlib.
+    """The run of ``train.py multi``: the tournament of ``--config`` (sb3; ``--timesteps``, ``--episodes`` and
+    ``--seeds`` over the config's, :func:`~agents.app.tournament.resolve_tournament`), or one matchup's market on
+    RLlib.
 
     Raises:
         ImportError: ``--backend rllib`` without Ray RLlib.
@@ -145,7 +161,8 @@ def resolve_multi_run(args: argparse.Namespace) -> Run:
                                           timesteps=args.timesteps, overrides=args.hp,
                                           num_env_runners=args.num_env_runners, ray_address=args.ray_address)
         return Run("rllib", config, run_dir)
-    config, run_dir = resolve_tournament(args.config, args.run_dir, seed=args.seed)
+    config, run_dir = resolve_tournament(args.config, args.run_dir, seed=args.seed, timesteps=args.timesteps,
+                                         episodes=args.episodes, seeds=args.seeds)
     return Run("tournament", config, run_dir)
 
 
@@ -188,35 +205,51 @@ class SB3Training:
             the slippage breaker when the run's breakers are on, and is saved beside the model for evaluation.
     """
 
-    def __init__(self, run: Run, model: Any, callbacks: list[Any], cerebellum: Any = None) -> None:
+    def __init__(self, run: Run, model: Any, callbacks: list[Any], cerebellum: Any = None,
+                 resumed_step: int | None = None) -> None:
         self.run, self.model, self.callbacks, self.cerebellum = run, model, callbacks, cerebellum
+        self.resumed_step = resumed_step
+        """The step of the checkpoint a resumed run was loaded from (None for a new run)."""
         self._start = time.perf_counter()
 
     @classmethod
     def build(cls, run: Run) -> SB3Training:
-        """Env, sleep callback, model (built, or loaded with its buffer, sleep state and RNG states), callbacks."""
+        """Env, callbacks, model: built, or restored from the newest intact checkpoint (``agents.app.checkpoint``)
+        with its buffer, callbacks' states, cerebellum, sleep state and, last, the RNG states."""
         torch.set_num_threads(run.torch_threads)
         settings, params, run_dir = run.config["run"], run.config["hyperparams"], run.run_dir
+        recover_checkpoints(run_dir)  # what a killed save left: finished or removed (a new run has none)
         cerebellum = make_cerebellum(settings["algo"], settings["env"], params, seed=settings["seed"])
         env = make_vec_env(settings["env"], params, seed=settings["seed"], cerebellum=cerebellum)
         sleep_cb = sleep_callback(settings["algo"], params, seed=settings["seed"], run_dir=run_dir, env=env)
+        callbacks = [cb for cb in (sleep_cb,) if cb is not None]
+        callbacks += brain_callbacks(settings["algo"], params, cerebellum)
+        checkpoints = AtomicCheckpointCallback(
+            run_dir, settings["checkpoint_every"], sleep_cb, extra={"run": settings},
+            keep=settings.get("keep_checkpoints", DEFAULT_KEEP),
+            components={type(cb).__name__: cb for cb in callbacks}, cerebellum=cerebellum)
+        callbacks += [JanusMetricsCallback(plot_dir=run_dir / "plots"), checkpoints]
+        checkpoint = None
         if run.resumed:
-            folder = latest_checkpoint(run_dir)
-            model, meta, sleep_state = load_checkpoint(folder, algo_class(settings["algo"]), env)
+            def restore(folder: Path) -> Checkpoint:
+                loaded = load_checkpoint(folder, algo_class(settings["algo"]), env)
+                checkpoints.restore(loaded)
+                return loaded
+
+            folder, checkpoint = resume_checkpoint(run_dir, restore)
+            model, step = checkpoint.model, int(checkpoint.model.num_timesteps)
             model.tensorboard_log = str(run_dir)
-            print(f"resuming {run_dir} from {folder.name} at step {meta['num_timesteps']}")
-            if sleep_cb is not None and sleep_state is not None:
-                sleep_cb.sleep_state = SleepState.from_state_dict(sleep_state, sleep_cb.sleep_config)
+            # SB3 resets the rebuilt envs at learn() (the killed episode's market is gone), seeded for this step
+            model._last_obs = None
+            model.get_env().seed(resume_seed(settings["seed"], step))
+            print(f"resuming {run_dir} from {folder.name} at step {step}")
         else:
             model = build_model(settings["algo"], env, params, seed=settings["seed"], tensorboard_log=str(run_dir))
         if is_basal_ganglia_policy(model.policy):  # the logic gate judges each proposal in its env's current state
             attach_shield_logic(model.policy, env.envs)
-        callbacks = [cb for cb in (sleep_cb,) if cb is not None]
-        callbacks += brain_callbacks(settings["algo"], params, cerebellum)
-        callbacks += [JanusMetricsCallback(plot_dir=run_dir / "plots"),
-                      AtomicCheckpointCallback(run_dir, settings["checkpoint_every"], sleep_cb,
-                                               extra={"run": settings})]
-        return cls(run, model, callbacks, cerebellum)
+        if checkpoint is not None:
+            restore_rng(checkpoint.rng, model)  # last: nothing draws from the generators before learn()
+        return cls(run, model, callbacks, cerebellum, None if checkpoint is None else int(model.num_timesteps))
 
     def learn(self, progress: bool = True) -> None:
         """``model.learn`` for the steps left to ``run["timesteps"]`` (none left: nothing)."""
@@ -227,8 +260,13 @@ class SB3Training:
                              reset_num_timesteps=not self.run.resumed, tb_log_name="tb")
 
     def save(self) -> str:
-        """A last checkpoint, then ``model.zip`` (atomically: an interrupted save never clobbers it)."""
-        self.callbacks[-1].save()
+        """A last checkpoint, then ``model.zip`` (atomically: an interrupted save never clobbers it).
+
+        A resumed run that had nothing left to learn is at the checkpoint it was loaded from: that one is kept
+        as it is (a run killed after its last checkpoint but before ``model.zip`` is finished this way).
+        """
+        if self.model.num_timesteps != self.resumed_step:
+            self.callbacks[-1].save(self.model)
         run_dir, settings = self.run.run_dir, self.run.config["run"]
         with atomic_path(run_dir / "model.zip") as tmp:
             self.model.save(tmp)

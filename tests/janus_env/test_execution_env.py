@@ -52,6 +52,26 @@ def test_schedules_liquidate_everything_by_the_deadline(policy_cls) -> None:
     assert np.isfinite(total)
 
 
+@pytest.mark.parametrize("name", ["twap", "almgren_chriss"])
+def test_schedules_on_the_discrete_grid(name: str) -> None:
+    """make_baseline gives the discrete env bin indices: the nearest bin of the continuous schedule's fraction."""
+    from agents.baselines import make_baseline
+
+    env = gym.make("Janus-Execution-v0", shares=2000, horizon=30, action_type="discrete", n_bins=11)
+    policy = make_baseline(name, env)
+    continuous = (TWAPPolicy if name == "twap" else AlmgrenChrissPolicy)(30)
+    obs, _ = env.reset(seed=0)
+    done, sold = False, []
+    while not done:
+        action, _ = policy.predict(obs)
+        fraction = (float(continuous.predict(obs)[0][0]) + 1.0) / 2.0  # the continuous schedule's fraction
+        assert env.action_space.contains(action) and int(action) == round(fraction * 10)
+        obs, _, terminated, truncated, info = env.step(action)
+        sold.append(int(action))
+        done = terminated or truncated
+    assert info["remaining"] == 0 and sold[-1] == 10  # the deadline sells the rest
+
+
 def test_reward_is_minus_shortfall_in_bps() -> None:
     env = gym.make("Janus-Execution-v0", shares=2000, horizon=10)
     _, info = env.reset(seed=1)
@@ -72,6 +92,10 @@ def test_discrete_variant_and_bad_arguments() -> None:
         gym.make("Janus-Execution-v0", shares=150)
     with pytest.raises(ValueError, match=re.escape("Expected `horizon` to be an int >= 1, got 0")):
         gym.make("Janus-Execution-v0", horizon=0)
+    with pytest.raises(ValueError, match=re.escape(  # the recorded-data scenario is Janus-LOB-v0's only
+            "Expected `scenario` to be one of ('flash_crash', 'gbm', 'high_vol', 'ou', 'regime', 'squeeze'), "
+            "got 'historical'")):
+        gym.make("Janus-Execution-v0", scenario="historical")
     with pytest.raises(TypeError, match=re.escape("Expected `horizon` to be an int >= 1, got 8.0")):
         gym.make("Janus-Execution-v0", horizon=8.0)
     with pytest.raises(ValueError, match=re.escape(

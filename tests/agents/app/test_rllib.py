@@ -49,7 +49,9 @@ def test_train_rllib_without_ray_exits_2(tmp_path: Path, run_script) -> None:
         (["--backend", "rllib", "--resume", "runs/x"], "--resume is not supported with --backend rllib"),
         (["--backend", "rllib", "--num-env-runners", "-1"], "--num-env-runners must be >= 0, got -1"),
         (["multi", "--config", "configs/adversarial.yaml", "--backend", "tf"], "invalid choice: 'tf'"),
-        (["multi", "--config", "configs/adversarial.yaml", "--timesteps", "5"], "need --backend rllib"),
+        (["multi", "--config", "configs/adversarial.yaml", "--hp", "n_steps=5"], "need --backend rllib"),
+        (["multi", "--config", "configs/adversarial.yaml", "--backend", "rllib", "--episodes", "1"],
+         "--episodes and --seeds are the sb3 tournament's"),
     ],
 )
 def test_bad_backend_arguments_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:

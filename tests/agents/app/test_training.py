@@ -20,7 +20,7 @@ def test_train_resolve_build_learn_save(tmp_path: Path) -> None:
     run = resolve_run(args)
     assert run == Run("sb3", yaml.safe_load((tmp_path / "r" / "config.yaml").read_text()), tmp_path / "r")
     assert run.config["run"] == {"env": "Janus-LOB-v0", "algo": "dqn", "seed": 0, "timesteps": 64,
-                                 "checkpoint_every": 32}
+                                 "checkpoint_every": 32, "keep_checkpoints": 3}
     training = build_training(run)
     training.learn(progress=False)
     summary = training.save()
