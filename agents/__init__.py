@@ -18,6 +18,7 @@ from agents.basal_ganglia import (
     BasalGangliaQRDQNPolicy,
     GatedExplorationMixin,
     GatedJanusDQN,
+    JanusPPO,
 )
 from agents.cerebellum import Cerebellum, CerebellumCallback
 from agents.export import export_onnx
@@ -43,6 +44,7 @@ __all__ = [
     "GatedJanusDQN",
     "JanusDQN",
     "JanusExtractor",
+    "JanusPPO",
     "ViViT",
     "export_onnx",
 ]

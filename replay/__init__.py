@@ -17,6 +17,7 @@ from replay.callbacks import SleepPhaseCallback
 from replay.hippocampus import EpisodicBatch, EpisodicBuffer, PatternSeparationEncoder
 from replay.losses import prioritized_dqn_loss
 from replay.prioritized import PrioritizedDictReplayBuffer, PrioritizedReplayBuffer, PrioritizedReplayMixin
+from replay.rollout import LogicDictRolloutBuffer, LogicRolloutBuffer
 from replay.schemas import ConsolidationReport, SchemaMemory
 from replay.sleep_cycle import SleepConfig, SleepState, run_sleep_cycle
 from replay.sumtree import SumTree
@@ -29,6 +30,8 @@ __all__ = [
     "ConsolidationReport",
     "EpisodicBatch",
     "EpisodicBuffer",
+    "LogicDictRolloutBuffer",
+    "LogicRolloutBuffer",
     "ParametricUMAPNet",
     "PatternSeparationEncoder",
     "PrioritizedDictReplayBuffer",

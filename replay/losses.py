@@ -19,6 +19,10 @@ during training.
   actions the rules reject are pushed down relative to those they accept (the Boltzmann distribution of the
   Q-values is the differentiable stand-in for the greedy policy *(ours)*). Without stored SatAgg (continuous
   actions, no shield) there is no logic term; the LTN violation also enters learning through the priority.
+
+The expected violation of a policy, ``mean_i w_i · Σ_a π(a|s_i) · (1 − SatAgg(s_i, a))``, is written once
+(:func:`expected_violation`): janus-dqn applies it to the Boltzmann policy of its Q-values, janus-ppo
+(:class:`agents.basal_ganglia.ppo.JanusPPO`) to its own masked action distribution with ``w_i = 1``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from typing import Any
 import torch as th
 from torch.nn import functional as F
 
-__all__ = ["dqn_abs_td", "dqn_q_and_target", "dqn_q_values_and_target", "logic_penalty", "prioritized_dqn_loss"]
+__all__ = [
+    "dqn_abs_td",
+    "dqn_q_and_target",
+    "dqn_q_values_and_target",
+    "expected_violation",
+    "logic_penalty",
+    "prioritized_dqn_loss",
+]
 
 
 def dqn_q_and_target(model: Any, samples: Any) -> tuple[th.Tensor, th.Tensor]:
@@ -74,8 +85,29 @@ def logic_penalty(q_values: th.Tensor, samples: Any) -> th.Tensor | None:
     action_sat = getattr(samples, "action_sat", None)
     if action_sat is None:
         return None
-    expected_violation = (th.softmax(q_values, dim=1) * (1.0 - action_sat)).sum(dim=1, keepdim=True)
-    return (samples.weights.reshape(-1, 1) * expected_violation).mean()
+    return expected_violation(th.softmax(q_values, dim=1), action_sat, samples.weights)
+
+
+def expected_violation(probs: th.Tensor, action_sat: th.Tensor, weights: th.Tensor | None = None) -> th.Tensor:
+    """The logical loss of a policy: ``L_logic = mean_i w_i · Σ_a π(a|s_i) · (1 − SatAgg(s_i, a))``.
+
+    The expected rule violation ``1 − SatAgg`` (the LTN logical loss, Badreddine et al. 2022, "Logic Tensor
+    Networks", AIJ 303) of the action drawn from ``π(·|s_i)``; ``SatAgg`` is a constant, so the gradient flows
+    through ``π`` only. Actions a mask removes (``π = 0``) add nothing.
+
+    Args:
+        probs: ``(B, A)`` action probabilities ``π(a|s_i)`` (rows sum to 1, with grad).
+        action_sat: ``(B, A)`` SatAgg of every action in each row's state, in [0, 1].
+        weights: ``(B,)`` or ``(B, 1)`` per-row weights ``w_i`` (IS weights of a prioritized sample);
+            None for ``w_i = 1``.
+
+    Returns:
+        The scalar ``L_logic``.
+    """
+    per_row = (probs * (1.0 - action_sat)).sum(dim=1, keepdim=True)
+    if weights is not None:
+        per_row = weights.reshape(-1, 1) * per_row
+    return per_row.mean()
 
 
 def prioritized_dqn_loss(

@@ -42,7 +42,14 @@ from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from janus_env.checks import check_fraction, check_int, check_number, check_positive
+from janus_env.checks import (
+    check_array_like,
+    check_fraction,
+    check_int,
+    check_number,
+    check_positive,
+    generator_from_state,
+)
 from replay.sumtree import SumTree
 from replay.types import PrioritizedDictReplayBufferSamples, PrioritizedReplayBufferSamples
 
@@ -63,9 +70,13 @@ _EMPTY_BUFFER = "Cannot sample from an empty replay buffer"
 _BAD_ACTION_SAT = "Expected info['ltn']['action_sat'] to be {} SatAgg values in [0, 1], got {!r} for env {}"
 
 
-def _read_action_sat(infos: list[dict[str, Any]], n_actions: int) -> np.ndarray | None:
+def read_action_sat(infos: list[dict[str, Any]], n_actions: int) -> np.ndarray | None:
     """``infos[e]["ltn"]["action_sat"]`` per env, ``(n_envs, n_actions)`` (rows of 1 when absent), in [0, 1];
-    None when no info has it."""
+    None when no info has it. The prioritized buffers and the rollout buffers of :mod:`replay.rollout` read it.
+
+    Raises:
+        ValueError: a row that is not ``n_actions`` values in [0, 1] (NaN included).
+    """
     out = np.ones((len(infos), n_actions), dtype=np.float32)
     seen = False
     for env_idx, info in enumerate(infos):
@@ -79,6 +90,10 @@ def _read_action_sat(infos: list[dict[str, Any]], n_actions: int) -> np.ndarray 
         out[env_idx] = row
         seen = True
     return out if seen else None
+
+
+_STATE_SETTING = "Replay buffer state was saved with {} = {!r}, this buffer has {!r}"
+_STATE_VALUE = "Replay buffer state: expected `{}` to be {}"
 
 
 def _read_violations(infos: list[dict[str, Any]]) -> np.ndarray:
@@ -323,7 +338,7 @@ class PrioritizedReplayMixin:
         if len(infos) != self.n_envs:
             raise ValueError(_BAD_INFOS.format(self.n_envs, len(infos)))
         violations = _read_violations(infos)
-        action_sat = _read_action_sat(infos, self._n_actions) if self._n_actions else None
+        action_sat = read_action_sat(infos, self._n_actions) if self._n_actions else None
         pos = self.pos
         super().add(obs, next_obs, action, reward, done, infos)  # type: ignore[misc]
         self.violations[pos] = violations
@@ -395,6 +410,95 @@ class PrioritizedReplayMixin:
 
     def _gather(self, batch_inds: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None) -> Any:
         raise NotImplementedError
+
+    # ----------------------------------------------------------------- checkpoint state
+
+    _SETTINGS: ClassVar[tuple[str, ...]] = ("alpha", "beta0", "beta_final", "beta_steps", "lambda_logic",
+                                            "lambda_reward", "eps")
+
+    def priority_state(self) -> dict[str, Any]:
+        """What the buffer holds beyond SB3's arrays, as numpy arrays and JSON-able values (no pickle).
+
+        The sum tree (:meth:`replay.SumTree.state_dict`), raw priorities, their running sum and maximum, the
+        stored violations and per-action SatAgg, the sampler's generator state, the β schedule's counters and,
+        to detect a mismatched file, the priority settings. SB3's arrays (observations, actions, ``pos``, …)
+        are not included: ``agents.app.checkpoint`` stores those for any SB3 buffer.
+        """
+        return {
+            "settings": {name: getattr(self, name) for name in self._SETTINGS},
+            "tree": self.tree.state_dict(),
+            "priorities": self._priorities.copy(),
+            "priority_sum": self._priority_sum,
+            "writes_since_resync": self._writes_since_resync,
+            "max_priority": self.max_priority,
+            "violations": self.violations.copy(),
+            "action_sat": None if self.action_sat is None else self.action_sat.copy(),
+            "rng": self._rng.bit_generator.state,
+            "n_sample_calls": self._n_sample_calls,
+            "progress": self._progress,
+        }
+
+    def load_priority_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`priority_state` output into this buffer (same settings, sizes and ``n_envs``), exactly.
+
+        Call it after SB3's arrays and ``pos`` / ``full`` are restored. Every value is checked before
+        anything is written: priorities finite and ``>= 0`` and zero past the stored transitions, the tree
+        consistent (:meth:`replay.SumTree.load_state_dict`) and matching ``p^α``, violations and SatAgg in
+        [0, 1], counters in range.
+
+        Raises:
+            ValueError: a value of the wrong kind, shape or range, or settings that differ from this buffer's.
+        """
+        settings = state.get("settings")
+        for name in self._SETTINGS:
+            saved = settings.get(name) if isinstance(settings, Mapping) else None
+            if saved != getattr(self, name):
+                raise ValueError(_STATE_SETTING.format(name, saved, getattr(self, name)))
+        priorities = check_array_like("priorities", state.get("priorities"), self._priorities)
+        if not (np.all(np.isfinite(priorities)) and np.all(priorities >= 0.0)):
+            raise ValueError(_STATE_VALUE.format("priorities", "finite and >= 0"))
+        if np.any(priorities[self.n_transitions :] != 0.0) or np.any(priorities[: self.n_transitions] <= 0.0):
+            raise ValueError(_STATE_VALUE.format("priorities", "> 0 exactly at the stored transitions"))
+        violations = check_array_like("violations", state.get("violations"), self.violations)
+        if not np.all((violations >= 0.0) & (violations <= 1.0)):
+            raise ValueError(_STATE_VALUE.format("violations", "in [0, 1]"))
+        action_sat = state.get("action_sat")
+        if action_sat is not None:
+            shape = (self.buffer_size, self.n_envs, self._n_actions)
+            if not self._n_actions or not isinstance(action_sat, np.ndarray) or action_sat.dtype != np.float32 \
+                    or action_sat.shape != shape or not np.all((action_sat >= 0.0) & (action_sat <= 1.0)):
+                raise ValueError(_STATE_VALUE.format("action_sat", f"None or float32 {shape} in [0, 1]"))
+        if not isinstance(state.get("tree"), Mapping):
+            raise ValueError(_STATE_VALUE.format("tree", "a SumTree state"))
+        tree = SumTree(self.tree.capacity, rebuild_every=self.tree.rebuild_every)
+        tree.load_state_dict(state["tree"])
+        n = self.n_transitions
+        leaves = tree.priorities
+        if np.any(leaves[n:] != 0.0) or not np.allclose(leaves[:n], priorities[:n] ** self.alpha, rtol=1e-12, atol=0):
+            raise ValueError(_STATE_VALUE.format("tree", "a tree whose leaves are the priorities raised to alpha"))
+        counters = {"writes_since_resync": (0, priorities.shape[0]), "n_sample_calls": (0, None)}
+        for name, (low, high) in counters.items():
+            value = state.get(name)
+            if type(value) is not int or value < low or (high is not None and value >= high):
+                raise ValueError(_STATE_VALUE.format(name, f"an int in [{low}, {high or 'inf'})"))
+        for name in ("priority_sum", "max_priority"):
+            if not isinstance(state.get(name), float) or not math.isfinite(state[name]) or state[name] < 0.0:
+                raise ValueError(_STATE_VALUE.format(name, "a finite float >= 0"))
+        progress = state.get("progress")
+        if progress is not None and not (isinstance(progress, float) and 0.0 <= progress <= 1.0):
+            raise ValueError(_STATE_VALUE.format("progress", "None or a float in [0, 1]"))
+        rng = generator_from_state("rng", state.get("rng"))
+        # everything checked: write
+        self.tree = tree
+        np.copyto(self._priorities, priorities)
+        np.copyto(self.violations, violations)
+        self.action_sat = None if action_sat is None else action_sat.copy()
+        self._priority_sum = state["priority_sum"]
+        self._writes_since_resync = state["writes_since_resync"]
+        self.max_priority = state["max_priority"]
+        self._rng = rng
+        self._n_sample_calls = state["n_sample_calls"]
+        self._progress = progress
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # a buffer saved before per-action SatAgg was kept: no rows of it (the logical loss skips such samples)

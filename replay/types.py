@@ -69,6 +69,46 @@ class PrioritizedDictReplayBufferSamples(NamedTuple):
     action_sat: th.Tensor | None = None
 
 
+class LogicRolloutBufferSamples(NamedTuple):
+    """A MaskablePPO minibatch with the SatAgg of every action (array observations).
+
+    The fields of sb3-contrib's ``MaskableRolloutBufferSamples``, same names and order, then ``action_sat``.
+
+    Attributes:
+        observations: ``(B, *obs_shape)``.
+        actions: ``(B, action_dim)``.
+        old_values: ``(B,)`` values at collection time.
+        old_log_prob: ``(B,)`` log-probabilities of the executed actions at collection time.
+        advantages: ``(B,)`` GAE advantages.
+        returns: ``(B,)`` λ-returns.
+        action_masks: ``(B, A)`` the masks the actions were drawn under.
+        action_sat: ``(B, A)`` SatAgg of every action in each row's state, 1 where the step recorded none
+            (None when no step of the rollout recorded any: no shield, or a non-Discrete action space).
+    """
+
+    observations: th.Tensor
+    actions: th.Tensor
+    old_values: th.Tensor
+    old_log_prob: th.Tensor
+    advantages: th.Tensor
+    returns: th.Tensor
+    action_masks: th.Tensor
+    action_sat: th.Tensor | None = None
+
+
+class LogicDictRolloutBufferSamples(NamedTuple):
+    """A MaskablePPO minibatch with the SatAgg of every action (``Dict`` observations); fields as above."""
+
+    observations: TensorDict
+    actions: th.Tensor
+    old_values: th.Tensor
+    old_log_prob: th.Tensor
+    advantages: th.Tensor
+    returns: th.Tensor
+    action_masks: th.Tensor
+    action_sat: th.Tensor | None = None
+
+
 class SWRReport(NamedTuple):
     """Outcome of one sharp-wave-ripple replay phase.
 

@@ -11,7 +11,16 @@ from janus_env.actions import continuous_fraction, discrete_index
 from wrappers._parallel import ParallelSafetyWrapper
 from wrappers._state import TradeHistory
 from wrappers.rules import TradingKnowledgeBase
-from wrappers.shield_kernel import DEFAULT_THRESHOLD, HOLD, CoreKernel, ShieldCore, halt_record, ltn_record, reason
+from wrappers.shield_kernel import (
+    DEFAULT_THRESHOLD,
+    HALT_PREFIX,
+    HOLD,
+    CoreKernel,
+    ShieldCore,
+    halt_record,
+    ltn_record,
+    reason,
+)
 
 _MAKER = "The LTN shield guards takers only; {!r} is a market maker (it quotes, it sends no market orders)"
 _NOT_GUARDED = "Agent {!r} is not shielded; shielded agents: {}"
@@ -57,7 +66,11 @@ class ParallelLTNShield(CoreKernel, ParallelSafetyWrapper):
     decision call (history update, scoring, choice) halts every shielded agent that
     is trading, since none of their proposals was judged: a proposed action is
     dropped (never executed) and ``infos[agent]["ltn"]`` has ``violation = 1``,
-    ``overridden = True``, ``final_action = None``. How the halt is reported —
+    ``overridden = True``, ``final_action = None``. An exception anywhere else in the
+    layer's ``step`` or ``reset`` (recording a decision, its bookkeeping) halts every
+    shielded agent the same way (before the market step their actions are dropped; after
+    it they are halted from the next step; in ``reset`` at their first step); see
+    :class:`~wrappers._parallel.ParallelSafetyWrapper`. How the halt is reported —
     ``terminated`` and gone from ``agents``, or staying halted — is ``on_halt``
     (see :mod:`wrappers._parallel`). Invalid actions are user errors: they raise
     (``TypeError`` / ``InvalidActionError``) before anything executes.
@@ -93,6 +106,8 @@ class ParallelLTNShield(CoreKernel, ParallelSafetyWrapper):
     ```
     """
 
+    FAULT_FORMAT = HALT_PREFIX + "{kind}: {err}"
+
     def __init__(
         self,
         env: Any,
@@ -120,6 +135,7 @@ class ParallelLTNShield(CoreKernel, ParallelSafetyWrapper):
         self._n_actions = int(self._space.n) if self._discrete else 0
         self._errors: dict[str, Exception] = {}
         self._traces: dict[str, dict[str, Any]] = {}
+        self._proposals: dict[str, tuple[Any, Any]] = {}
 
 
     @property
@@ -130,18 +146,25 @@ class ParallelLTNShield(CoreKernel, ParallelSafetyWrapper):
     # ---------------------------------------------------------------- hooks
     def _after_reset(self, obs: dict[str, Any], infos: dict[str, dict[str, Any]]) -> None:
         self._errors = {}
+        self._traces = {}
+        self._proposals = {}
         try:
             self.core.attach(self.env.unwrapped.buffers(), self._rows)
         except Exception as err:  # fail-safe: every shielded agent's first step halts it
             self._errors = dict.fromkeys(self.guarded, err)
 
-    def _before_step(self, actions: dict[str, Any]) -> dict[str, Any]:
+    def _check_actions(self, actions: dict[str, Any]) -> None:
+        self._proposals = {}
         proposals = {}
         for agent in self.guarded:  # user errors raise before anything executes
             if agent in actions and self._is_trading(agent):
                 proposals[agent] = self._validate(agent, actions[agent])
+        self._proposals = proposals
+
+    def _before_step(self, actions: dict[str, Any]) -> dict[str, Any]:
+        proposals = self._proposals
         forwarded = dict(actions)
-        self._traces = {}
+        traces: dict[str, dict[str, Any]] = {}  # kept only if the whole decision succeeds
         judged = {agent: proposal for agent, proposal in proposals.items() if agent not in self._errors}
         if any(agent in self.agents for agent in self.guarded):  # one decision a step keeps the histories in step
             try:
@@ -157,20 +180,22 @@ class ParallelLTNShield(CoreKernel, ParallelSafetyWrapper):
                 final, env_action = finals[agent]
                 forwarded[agent] = env_action
                 sat, rules = self.core.proposal_scores(self._slot[agent])
-                action_sat = self.core.sat[self._slot[agent]].tolist() if self._discrete else None
-                self._traces[agent] = ltn_record(rules, sat, proposed, final, self.threshold, action_sat)
+                action_sat = self.core.graded_sat[self._slot[agent]].tolist() if self._discrete else None
+                traces[agent] = ltn_record(rules, sat, proposed, final, self.threshold, action_sat)
         for agent in self.guarded:  # a pending fault halts even an agent that sent no action
             if agent in self._errors and agent not in self.halts and self._is_trading(agent):
                 err = self._errors.pop(agent)
                 if agent in proposals:
                     del forwarded[agent]
-                    self._traces[agent] = halt_record(proposals[agent][0], self.threshold)
+                    traces[agent] = halt_record(proposals[agent][0], self.threshold)
                 self._halt_agent(agent, reason(err))
+        self._traces = traces
         return forwarded
 
     def _after_step(self, obs: dict[str, Any], infos: dict[str, dict[str, Any]]) -> None:
         self.core.scored = False  # the histories record this step in the next decision
-        for agent, trace in self._traces.items():
+        traces, self._traces = self._traces, {}  # this step's decisions only
+        for agent, trace in traces.items():
             if agent in infos:
                 infos[agent]["ltn"] = trace
 

@@ -5,16 +5,19 @@ Every rule maps a *candidate* signed order quantity ``q`` (shares, + buy,
 vector of candidates, so the shield scores every discrete action per step
 (and ``action_masks()`` is free once the step is scored).
 
-| rule (``RULE_NAMES``) | formula | crisp / soft |
-| --- | --- | --- |
-| ``wash_sale`` | ``∀t, k∈[1, window]: ¬(SaleAtLoss(t) ∧ Buy(t+k))`` | crisp |
-| ``almgren_chriss_impact`` | ``Volatile → Impact(v) < η·σ_t·sqrt(v/V)`` | soft (``Volatile``), crisp bound |
-| ``vpin_toxicity`` | ``VPIN_t > τ_VPIN → Halt ∨ Widen`` | crisp |
-| ``position_limit`` | ``|pos + q| ≤ max_position`` | crisp |
-| ``cash_reserve`` | ``Buy(q) → cash'(q) ≥ 0.2 · equity'(q)`` | crisp |
+| rule (``RULE_NAMES``) | formula | decision truth | graded truth: margin |
+| --- | --- | --- | --- |
+| ``wash_sale`` | ``∀t, k∈[1, window]: ¬(SaleAtLoss(t) ∧ Buy(t+k))`` | crisp | = decision (no margin) |
+| ``almgren_chriss_impact`` | ``Volatile → Impact(v) < η·σ_t·sqrt(v/V)`` | soft (``Volatile``), crisp bound | ``(bound − Impact)/bound`` |
+| ``vpin_toxicity`` | ``VPIN_t > τ_VPIN → Halt ∨ Widen`` | crisp | ``(τ_VPIN − VPIN_t)/τ_VPIN`` |
+| ``position_limit`` | ``|pos + q| ≤ max_position`` | crisp | ``(max_position − |pos + q|)/max_position`` |
+| ``cash_reserve`` | ``Buy(q) → cash'(q) ≥ 0.2 · equity'(q)`` | crisp | ``(cash' − 0.2·equity')/(0.2·|equity'|)`` |
 
 Connectives are the Łukasiewicz ones of :mod:`wrappers.logic`; the KB's
-satisfaction is ``SatAgg`` (p = 2) over the five rules.
+satisfaction is ``SatAgg`` (p = 2) over the five rules. Every evaluation
+returns two truth sets (see "Graded truths" below): the *decision* truths,
+whose SatAgg the shield compares with τ, and the *graded* truths, whose SatAgg
+is the target of the logical loss.
 
 Predicates, their thresholds and why. The market predicates are measured
 against the instrument's own history or scale with it, so one set of defaults
@@ -91,6 +94,42 @@ Groundings:
   priced at the deepest visible level). Holds and sells never draw cash, so the
   reserve constrains buys only (HOLD is always permitted).
 
+Graded truths. With crisp truths a permitted action has SatAgg 1 (up to the
+soft ``Volatile``), so the logical loss ``Σ_a π(a|s)(1 − SatAgg(s, a))`` of a
+masked policy is 0 and gives no gradient. Where a rule compares a quantity
+with a limit, its graded truth measures how far inside the limit the order
+stays: with the relative margin ``x = (limit − value)/limit`` (table above)
+and the crisp decision ``holds``, :func:`graded_truth` is
+
+* 1 for ``x ≥ m``, falling linearly to ``b`` at the limit (``x = 0``): a
+  permitted order is graded by how close it comes to the limit;
+* 0, the crisp truth, when the crisp predicate fails (an order whose impact
+  is unknown, beyond the visible depth, included). The truths are constants
+  of the loss (its gradient flows through π), so continuity at the limit buys
+  nothing, while a ramp below b would cut the penalty on a slightly violating
+  action (one rule at 0: ``1 − SatAgg = 0.106``; at 0.85: 0.028) for
+  ``janus-dqn``, whose softmax puts weight on blocked actions too. Graded
+  truths are thus never above the decision truths: the graded SatAgg ≤ the
+  decision SatAgg, and ``graded SatAgg ≥ τ`` implies the action is permitted;
+
+with m = 0.2 *(ours: the last fifth of each limit is graded — a position
+beyond 80% of ``max_position``, cash below 1.2× the required reserve, VPIN
+above 0.56 for τ_VPIN = 0.7, impact above 80% of its budget)* and b = the
+shield's τ (0.9). ``graded ≥ b ⇔ the crisp predicate holds``, exactly, for
+each graded predicate: ``ImpactOK`` inside ``Volatile → ImpactOK``, ``¬Toxic``
+(graded ``Toxic = 1 − graded(¬Toxic)``, so HOLD keeps truth 1),
+the position limit and ``Reserve`` inside ``Buy → Reserve``. The decision,
+though, does **not** read the graded truths: SatAgg mixes the rules (p-mean),
+and a graded SatAgg below τ does not mean a crisp violation — several rules
+graded just above b, or one rule at b next to the soft ``Volatile`` rule, push
+a permitted order below τ (two rules at b: ``sqrt((3 + 2·0.81)/5) = 0.961``;
+with ``almgren_chriss_impact`` at 0.25 as well, ``sqrt(3.6825/5) = 0.858``,
+where the decision SatAgg is ``sqrt(4.0625/5) = 0.901``). So the shield decides
+(masks, blocks, fallbacks, ``info["ltn"]["sat_agg"]``, ``violation``,
+``overridden``) on the decision truths exactly as before, and the graded
+SatAgg of every action goes to ``info["ltn"]["action_sat"]``, the logical
+loss's input (:mod:`replay.losses`, :mod:`agents.basal_ganglia.ppo`).
+
 Floating-point ties: a remainder below ``1e-6·v`` shares counts as filled
 (the observation stores depth as float32 ``log1p``), and the reserve compares
 with a ``1e-9·|equity'|`` tolerance; the thresholds are otherwise exact
@@ -166,13 +205,18 @@ K_VOL_SLOPE = 2
 K_VPIN_THRESHOLD = 3
 K_CASH_RESERVE = 4
 K_P = 5
-N_KB_PARAMS = 6
+K_GRADED_MARGIN = 6
+"""m, the margin (a fraction of the limit) from which a graded truth is 1."""
+K_BOUNDARY_TRUTH = 7
+"""The graded truth at the limit (the shield's τ)."""
+N_KB_PARAMS = 8
 
 FILL_TOLERANCE = 1e-6
 """Relative remainder (of ``v``) below which a book walk counts as completely filled."""
 RESERVE_TOLERANCE = 1e-9
 """Relative tolerance (of ``|equity'|``) of the cash-reserve comparison."""
 _MIN_VOLATILITY = 1e-12
+_TINY = 1e-300
 
 BACKENDS: tuple[str, ...] = ("numba", "numpy")
 """Accepted values of :meth:`TradingKnowledgeBase.evaluate`'s ``backend``."""
@@ -239,6 +283,51 @@ def cash_reserve_truth(buy, reserve_ok):
 
 
 @register_jitable
+def graded_truth(holds, margin, width, boundary):
+    """Graded truth of a limit predicate from its crisp decision and its relative margin.
+
+    ``margin`` = (limit − value) / limit, ≥ 0 where the crisp predicate holds (``holds`` = 1.0);
+    ``width`` = m ∈ (0, 1], ``boundary`` = b (the shield's τ)::
+
+        holds:      b + (1 − b)·min(margin / m, 1)     1 from a margin of m on, linear down to b at the limit
+        violated:   0                                  the crisp truth
+
+    Monotone (non-decreasing) in the margin, ``truth ≥ b ⇔ holds`` exactly, and never above the crisp
+    truth (module docstring, "Graded truths"). *(ours)*
+    """
+    return holds * (boundary + (1.0 - boundary) * np.minimum(np.maximum(margin, 0.0) / width, 1.0))
+
+
+@register_jitable
+def relative_margin(limit, value):
+    """``(limit − value) / limit``, the limit floored at 1e-300 (a zero limit: any excess is a full violation)."""
+    return (limit - value) / np.maximum(limit, _TINY)
+
+
+@register_jitable
+def reserve_margin(slack, q, v, est_px, cash, pos, mid, fee_bps, reserve):
+    """``slack / (reserve·|equity'|)``: the cash above the required reserve as a fraction of it (the denominator
+    floored at the comparison's tolerance ``1e-9·|equity'|`` and at 1e-300)."""
+    cash_after = cash - q * est_px - fee_bps * 1e-4 * v * est_px
+    equity_after = np.abs(cash_after + (pos + q) * mid)
+    return slack / np.maximum(np.maximum(reserve * equity_after, RESERVE_TOLERANCE * equity_after), _TINY)
+
+
+@register_jitable
+def p_mean(truths, c, p):
+    """SatAgg of row ``c`` of ``truths`` (:func:`wrappers.logic.sat_agg` as a loop: no temporaries)."""
+    total = 0.0
+    n = truths.shape[1]
+    if p == 2.0:  # the default: squares and one sqrt instead of 6 calls to pow
+        for r in range(n):
+            total += truths[c, r] * truths[c, r]
+        return math.sqrt(total / n)
+    for r in range(n):
+        total += truths[c, r] ** p
+    return (total / n) ** (1.0 / p)
+
+
+@register_jitable
 def decode_book_into(book, mid, lot, encoded, out):
     """Fill ``out`` ``(4, L)`` with ``(bid_px, bid_qty, ask_px, ask_qty)`` rows in currency/shares.
 
@@ -296,7 +385,8 @@ def kb_evaluate(q: np.ndarray, book: np.ndarray, state: np.ndarray, params: np.n
         params: the ``K_*`` vector.
 
     Returns:
-        ``(truths, sat)``: truths of shape ``(n, len(RULE_NAMES))`` and SatAgg of shape ``(n,)``.
+        ``(truths, sat, graded, graded_sat)``: the decision truths of shape ``(n, len(RULE_NAMES))`` and
+        their SatAgg ``(n,)``, then the graded truths (module docstring, "Graded truths") and their SatAgg.
     """
     pos, cash, mid, lot = state[S_POSITION], state[S_CASH], state[S_MID], state[S_LOT]
     bid_px, bid_qty, ask_px, ask_qty = _decode_book(book, mid, lot, state[S_BOOK_ENCODED] > 0.5)
@@ -322,37 +412,58 @@ def kb_evaluate(q: np.ndarray, book: np.ndarray, state: np.ndarray, params: np.n
     toxic = 1.0 if state[S_VPIN] > params[K_VPIN_THRESHOLD] else 0.0
     slack = reserve_slack(q, v, est_px, cash, pos, mid, state[S_FEE_BPS], params[K_CASH_RESERVE])
 
+    halt = np.where(q == 0.0, 1.0, 0.0)
+    position_ok = np.where(np.abs(pos + q) <= state[S_MAX_POSITION], 1.0, 0.0)
+    reserve_ok = np.where(slack >= 0.0, 1.0, 0.0)
     truths = np.empty((q.shape[0], len(RULE_NAMES)), dtype=np.float64)
     truths[:, 0] = wash_sale_truth(state[S_RECENT_LOSS_SALE], buy)
     truths[:, 1] = almgren_chriss_truth(volatile, impact_ok)
-    truths[:, 2] = vpin_truth(toxic, np.where(q == 0.0, 1.0, 0.0))
-    truths[:, 3] = np.where(np.abs(pos + q) <= state[S_MAX_POSITION], 1.0, 0.0)
-    truths[:, 4] = cash_reserve_truth(buy, np.where(slack >= 0.0, 1.0, 0.0))
-    return truths, sat_agg(truths, params[K_P], -1)
+    truths[:, 2] = vpin_truth(toxic, halt)
+    truths[:, 3] = position_ok
+    truths[:, 4] = cash_reserve_truth(buy, reserve_ok)
+
+    width, boundary = params[K_GRADED_MARGIN], params[K_BOUNDARY_TRUTH]
+    impact_margin = np.where(v == 0.0, 1.0, np.where(complete, relative_margin(bound, impact), -1.0))
+    safe = 1.0 - toxic
+    graded = np.empty_like(truths)
+    graded[:, 0] = truths[:, 0]
+    graded[:, 1] = almgren_chriss_truth(volatile, graded_truth(impact_ok, impact_margin, width, boundary))
+    graded[:, 2] = vpin_truth(1.0 - graded_truth(safe, relative_margin(params[K_VPIN_THRESHOLD], state[S_VPIN]),
+                                                 width, boundary), halt)
+    graded[:, 3] = graded_truth(position_ok, relative_margin(state[S_MAX_POSITION], np.abs(pos + q)), width,
+                                boundary)
+    graded[:, 4] = cash_reserve_truth(buy, graded_truth(
+        reserve_ok, reserve_margin(slack, q, v, est_px, cash, pos, mid, state[S_FEE_BPS], params[K_CASH_RESERVE]),
+        width, boundary))
+    return truths, sat_agg(truths, params[K_P], -1), graded, sat_agg(graded, params[K_P], -1)
 
 
 # ----------------------------------------------------------------------------- the kernel (numba)
 @njit(cache=True)
-def kb_kernel(q, book, params, truths, sat, encoded, pos, cash, mid, vpin, sigma, sigma_hist, mean_volume,
-              recent_loss_sale, max_position, lot, fee_bps):  # pragma: no cover - compiled
+def kb_kernel(q, book, params, truths, sat, graded, graded_sat, encoded, pos, cash, mid, vpin, sigma, sigma_hist,
+              mean_volume, recent_loss_sale, max_position, lot, fee_bps):  # pragma: no cover - compiled
     """The KB as one numba kernel, state as scalars (the shield's hot path); see :func:`kb_evaluate`.
 
-    Writes ``truths`` ``(n, 5)`` and ``sat`` ``(n,)``. ``book`` may be float32 (the
-    observation) or float64. ``sigma_hist`` is the volatility baseline (0: none).
+    Writes ``truths`` ``(n, 5)``, ``sat`` ``(n,)`` and their graded twins ``graded``, ``graded_sat``.
+    ``book`` may be float32 (the observation) or float64. ``sigma_hist`` is the volatility baseline (0: none).
     """
     decoded = _decode_book(book, mid, lot, encoded)
-    kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, sigma_hist, mean_volume,
-               recent_loss_sale, max_position, lot, fee_bps)
+    kb_decoded(q, decoded, params, truths, sat, graded, graded_sat, pos, cash, mid, vpin, sigma, sigma_hist,
+               mean_volume, recent_loss_sale, max_position, lot, fee_bps)
 
 
 @register_jitable
-def kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, sigma_hist, mean_volume,
-               recent_loss_sale, max_position, lot, fee_bps):
+def kb_decoded(q, decoded, params, truths, sat, graded, graded_sat, pos, cash, mid, vpin, sigma, sigma_hist,
+               mean_volume, recent_loss_sale, max_position, lot, fee_bps):
     """:func:`kb_kernel` on a book already decoded by :func:`decode_book_into` (loops, no temporaries)."""
     n_levels = decoded.shape[1]
     volatile = volatile_truth(sigma, sigma_hist, params[K_LOG_VOL_RATIO], params[K_VOL_SLOPE])
     volume = max(mean_volume, lot)
     toxic = 1.0 if vpin > params[K_VPIN_THRESHOLD] else 0.0
+    width = params[K_GRADED_MARGIN]
+    boundary = params[K_BOUNDARY_TRUTH]
+    graded_toxic = 1.0 - graded_truth(1.0 - toxic, relative_margin(params[K_VPIN_THRESHOLD], vpin), width, boundary)
+    p = params[K_P]
     for c in range(q.shape[0]):
         qc = q[c]
         v = abs(qc)
@@ -378,37 +489,43 @@ def kb_decoded(q, decoded, params, truths, sat, pos, cash, mid, vpin, sigma, sig
         vwap = notional / filled if filled > 0.0 else mid
         est_px = (notional + max(remainder, 0.0) * deepest) / v if v > 0.0 else mid
         buy = 1.0 if qc > 0.0 else 0.0
+        halt = 1.0 if qc == 0.0 else 0.0
         if v == 0.0:
             impact_ok = 1.0
-        elif complete and relative_impact(np.sign(qc), vwap, touch, mid) < impact_bound(params[K_ETA], sigma, v,
-                                                                                          volume):
-            impact_ok = 1.0
+            impact_margin = 1.0
+        elif complete:
+            impact = relative_impact(np.sign(qc), vwap, touch, mid)
+            bound = impact_bound(params[K_ETA], sigma, v, volume)
+            impact_ok = 1.0 if impact < bound else 0.0
+            impact_margin = relative_margin(bound, impact)
         else:
             impact_ok = 0.0
+            impact_margin = -1.0
         slack = reserve_slack(qc, v, est_px, cash, pos, mid, fee_bps, params[K_CASH_RESERVE])
+        size_after = abs(pos + qc)
+        position_ok = 1.0 if size_after <= max_position else 0.0
+        reserve_ok = 1.0 if slack >= 0.0 else 0.0
         truths[c, 0] = wash_sale_truth(recent_loss_sale, buy)
         truths[c, 1] = almgren_chriss_truth(volatile, impact_ok)
-        truths[c, 2] = vpin_truth(toxic, 1.0 if qc == 0.0 else 0.0)
-        truths[c, 3] = 1.0 if abs(pos + qc) <= max_position else 0.0
-        truths[c, 4] = cash_reserve_truth(buy, 1.0 if slack >= 0.0 else 0.0)
-        # SatAgg (logic.sat_agg, p-mean over the rules) as a loop: no temporaries on the hot path
-        p = params[K_P]
-        total = 0.0
-        if p == 2.0:  # the default: squares and one sqrt instead of 6 calls to pow
-            for r in range(truths.shape[1]):
-                total += truths[c, r] * truths[c, r]
-            sat[c] = math.sqrt(total / truths.shape[1])
-        else:
-            for r in range(truths.shape[1]):
-                total += truths[c, r] ** p
-            sat[c] = (total / truths.shape[1]) ** (1.0 / p)
+        truths[c, 2] = vpin_truth(toxic, halt)
+        truths[c, 3] = position_ok
+        truths[c, 4] = cash_reserve_truth(buy, reserve_ok)
+        graded[c, 0] = truths[c, 0]
+        graded[c, 1] = almgren_chriss_truth(volatile, graded_truth(impact_ok, impact_margin, width, boundary))
+        graded[c, 2] = vpin_truth(graded_toxic, halt)
+        graded[c, 3] = graded_truth(position_ok, relative_margin(max_position, size_after), width, boundary)
+        graded[c, 4] = cash_reserve_truth(buy, graded_truth(
+            reserve_ok, reserve_margin(slack, qc, v, est_px, cash, pos, mid, fee_bps, params[K_CASH_RESERVE]),
+            width, boundary))
+        sat[c] = p_mean(truths, c, p)
+        graded_sat[c] = p_mean(graded, c, p)
 
 
 @njit(cache=True)
-def kb_evaluate_numba(q, book, state, params, truths, sat):  # pragma: no cover - compiled
+def kb_evaluate_numba(q, book, state, params, truths, sat, graded, graded_sat):  # pragma: no cover - compiled
     """:func:`kb_kernel` with the state as the ``S_*`` vector: :func:`kb_evaluate`'s arguments plus the
-    output arrays ``truths`` ``(n, 5)`` and ``sat`` ``(n,)``."""
-    kb_kernel(q, book, params, truths, sat, state[S_BOOK_ENCODED] > 0.5, state[S_POSITION], state[S_CASH],
+    output arrays ``truths`` ``(n, 5)``, ``sat`` ``(n,)``, ``graded`` ``(n, 5)`` and ``graded_sat`` ``(n,)``."""
+    kb_kernel(q, book, params, truths, sat, graded, graded_sat, state[S_BOOK_ENCODED] > 0.5, state[S_POSITION], state[S_CASH],
               state[S_MID], state[S_VPIN], state[S_VOLATILITY], state[S_VOL_BASELINE], state[S_MEAN_VOLUME],
               state[S_RECENT_LOSS_SALE], state[S_MAX_POSITION], state[S_LOT], state[S_FEE_BPS])
 
@@ -421,7 +538,11 @@ class KBResult(NamedTuple):
     truths: np.ndarray
     """Rule truths, shape ``(n, len(RULE_NAMES))``, columns in ``RULE_NAMES`` order."""
     sat: np.ndarray
-    """SatAgg per candidate, shape ``(n,)``."""
+    """SatAgg per candidate, shape ``(n,)`` (what the shield decides with)."""
+    graded: np.ndarray
+    """Graded rule truths, shape ``(n, len(RULE_NAMES))`` (module docstring, "Graded truths")."""
+    graded_sat: np.ndarray
+    """SatAgg of the graded truths per candidate, shape ``(n,)`` (what the logical loss is computed from)."""
 
     def rules(self, i: int) -> dict[str, float]:
         """``{rule_name: truth}`` of candidate ``i`` (Python floats, JSON-able)."""
@@ -447,6 +568,10 @@ class TradingKnowledgeBase:
             :mod:`wrappers._state`)*.
         vol_event_ratio: readings above this multiple of σ_hist are events, left out of σ_hist
             (3: DESIGN.md's volatility breaker).
+        graded_margin: m, the relative margin (a fraction of the limit) from which a graded truth is 1
+            *(ours: 0.2; module docstring, "Graded truths")*.
+        boundary_truth: b, the graded truth at the limit, in (0, 1] (the shield's τ, 0.9 by default; a
+            shield replaces it with its own τ so that ``graded ≥ τ ⇔ the crisp rule holds``).
 
     Raises:
         TypeError: a parameter of the wrong type (a window that is not an int, another parameter that is
@@ -466,6 +591,8 @@ class TradingKnowledgeBase:
         p: float = 2.0,
         vol_halflife: float = DEFAULT_VOL_HALFLIFE,
         vol_event_ratio: float = DEFAULT_VOL_EVENT_RATIO,
+        graded_margin: float = 0.2,
+        boundary_truth: float = 0.9,
     ) -> None:
         self.eta = check_positive("eta", eta)
         self.volatility_ratio = check_positive("volatility_ratio", volatility_ratio)
@@ -473,6 +600,8 @@ class TradingKnowledgeBase:
         self.vpin_threshold = check_fraction("vpin_threshold", vpin_threshold)
         self.cash_reserve = check_fraction("cash_reserve", cash_reserve)
         self.p = check_number("p", p, low=1)
+        self.graded_margin = check_fraction("graded_margin", graded_margin, low_open=True)
+        self.boundary_truth = check_fraction("boundary_truth", boundary_truth, low_open=True)
         # validates the windows and the σ_hist settings
         checked = TradeHistory(wash_sale_window, volume_window, vol_halflife=vol_halflife,
                                vol_event_ratio=vol_event_ratio)
@@ -487,6 +616,8 @@ class TradingKnowledgeBase:
         self.params[K_VPIN_THRESHOLD] = self.vpin_threshold
         self.params[K_CASH_RESERVE] = self.cash_reserve
         self.params[K_P] = self.p
+        self.params[K_GRADED_MARGIN] = self.graded_margin
+        self.params[K_BOUNDARY_TRUTH] = self.boundary_truth
 
     rule_names = RULE_NAMES
 
@@ -567,14 +698,16 @@ class TradingKnowledgeBase:
         if backend == "numba":
             truths = np.empty((q.shape[0], len(RULE_NAMES)), dtype=np.float64)
             sat = np.empty(q.shape[0], dtype=np.float64)
-            kb_evaluate_numba(q, b, state, self.params, truths, sat)
+            graded = np.empty_like(truths)
+            graded_sat = np.empty_like(sat)
+            kb_evaluate_numba(q, b, state, self.params, truths, sat, graded, graded_sat)
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
-                truths, sat = kb_evaluate(q, b, state, self.params)
-        return KBResult(q, truths, sat)
+                truths, sat, graded, graded_sat = kb_evaluate(q, b, state, self.params)
+        return KBResult(q, truths, sat, graded, graded_sat)
 
 
 __all__ = [
-    "RULE_NAMES", "KBResult", "Trade", "TradeHistory", "TradingKnowledgeBase", "decode_book_into", "kb_decoded",
-    "kb_evaluate", "kb_evaluate_numba", "kb_kernel",
+    "RULE_NAMES", "KBResult", "Trade", "TradeHistory", "TradingKnowledgeBase", "decode_book_into", "graded_truth",
+    "kb_decoded", "kb_evaluate", "kb_evaluate_numba", "kb_kernel",
 ]

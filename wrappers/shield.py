@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from janus_env.actions import continuous_fraction, discrete_index
+from janus_env.actions import ACTION_ERRORS, continuous_fraction, discrete_index
 from janus_env.checks import NEED_RESET
 from janus_env.lob_env import NO_EXECUTION_INFO, JanusLOBEnv
 from wrappers._state import TradeHistory
@@ -17,6 +17,7 @@ from wrappers.shield_kernel import (
     HOLD,
     CoreKernel,
     ShieldCore,
+    ShieldHalt,
     halt_record,
     ltn_record,
     reason,
@@ -26,7 +27,7 @@ _NOT_LOB = "LTNShield needs a Janus-LOB env (a JanusLOBEnv underneath the wrappe
 _BAD_SPACE = "LTNShield needs the env's own action space {} at its level, got {} (a wrapper inside the shield changed it)"
 
 
-class LTNShield(CoreKernel, gym.Wrapper, gym.utils.RecordConstructorArgs):
+class LTNShield(CoreKernel, ShieldHalt, gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Evaluate the trading knowledge base on each proposed action and replace it when unsatisfied.
 
     ## Decision
@@ -62,16 +63,24 @@ class LTNShield(CoreKernel, gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     ## Fail-safe
 
-    An exception inside the shield (state extraction, KB evaluation, fallback,
-    history update) never lets the proposed action through: the step is not
-    forwarded, the episode terminates (reward 0, the last observation) with
-    ``info["halted"] = True`` and ``info["halt_reason"] = "shield_error:
-    <ExceptionType>: <message>"``, the fill keys of ``info`` zeroed, and
-    ``info["ltn"]`` with ``violation = 1``, ``overridden = True``,
-    ``final_action = None``. If the failure happens after the env stepped (the
-    history update), the step's own result is returned, terminated, with the
-    same keys. Invalid actions from the caller are user errors: they raise
-    (``TypeError`` / ``InvalidActionError``) before anything executes.
+    An exception anywhere inside the shield's ``step`` (state extraction, KB
+    evaluation, history update, fallback, a method of its core) never lets the
+    proposed action through: the step is not forwarded, the episode terminates
+    (reward 0, the last observation) with ``info["halted"] = True`` and
+    ``info["halt_reason"] = "shield_error: <ExceptionType>: <message>"``, the
+    fill keys of ``info`` zeroed, and ``info["ltn"]`` with ``violation = 1``,
+    ``overridden = True``, ``final_action = None``. If the failure happens after
+    the env stepped (recording the decision), the order has executed: the step's
+    own result is returned, terminated, with the same keys except that
+    ``final_action`` is the executed action. A fault in ``reset`` (attaching the
+    core to the new session) adds ``halted``/``halt_reason`` to the reset info and
+    halts the first step unforwarded; a fault in ``action_masks()`` returns HOLD
+    only and halts the next step. After a halt :attr:`halted` is True and
+    ``step()`` raises ``RuntimeError`` until ``reset()``. Invalid actions from the
+    caller are user errors (:data:`~janus_env.actions.ACTION_ERRORS`): they raise
+    (``TypeError`` / ``InvalidActionError``) before anything executes and do not
+    halt. An exception from the wrapped env's own ``step`` or ``reset``
+    propagates (the amygdala outside turns it into a halt).
 
     ## Action masks
 
@@ -154,39 +163,50 @@ class LTNShield(CoreKernel, gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
-        self._needs_reset = False
+        self._needs_reset = True  # until the reset succeeded: a failed inner reset leaves nothing to step
         self._error = None
+        obs, info = self.env.reset(seed=seed, options=options)
         self._obs, self._info = obs, info
         try:
             self.core.attach(self.env.unwrapped.buffers())
         except Exception as err:  # fail-safe: the first step halts
             self._error = err
+            info = {**info, "halted": True, "halt_reason": reason(err)}
+        self._needs_reset = False
         return obs, info
 
     def step(self, action: Any):
         if self._needs_reset:
             raise RuntimeError(NEED_RESET)
-        cls = action.__class__
-        if self._discrete and (cls is int or cls is np.int64) and 0 <= action < self._n_actions:
-            proposed = payload = int(action)  # fast path for the common valid case
-        else:
-            proposed, payload = self._validate(action)
+        try:
+            cls = action.__class__
+            if self._discrete and (cls is int or cls is np.int64) and 0 <= action < self._n_actions:
+                proposed = payload = int(action)  # fast path for the common valid case
+            else:
+                proposed, payload = self._validate(action)
+        except ACTION_ERRORS:
+            raise  # the caller's invalid action: nothing ran
+        except Exception as err:
+            return self._halt(err, None)
         try:
             if self._error is not None:
                 raise self._error
             final, env_action, sat, rules = self.decide(proposed, payload)
-            action_sat = self.core.sat[0].tolist() if self._discrete else None
+            action_sat = self.core.graded_sat[0].tolist() if self._discrete else None
         except Exception as err:
             return self._halt(err, proposed)
 
         obs, reward, terminated, truncated, info = self.env.step(env_action)
-        self.core.scored = False  # the history records this step in the next scoring call (or when read)
-        self._obs = obs
-        self._info = info
-        if terminated or truncated:
-            self._needs_reset = True
-        info["ltn"] = ltn_record(rules, sat, proposed, final, self.threshold, action_sat)
+        # from here the action is with the market: a fault halts with the step's own result
+        try:
+            self.core.scored = False  # the history records this step in the next scoring call (or when read)
+            self._obs = obs
+            self._info = info
+            if terminated or truncated:
+                self._needs_reset = True
+            info["ltn"] = ltn_record(rules, sat, proposed, final, self.threshold, action_sat)
+        except Exception as err:
+            return self._halt_after_step(err, proposed, final, (obs, reward, truncated, info))
         return obs, reward, terminated, truncated, info
 
     def _validate(self, action: Any) -> tuple[Any, Any]:
@@ -252,6 +272,20 @@ class LTNShield(CoreKernel, gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.core.masks()  # scores the step once (raises the core's TypeError for continuous actions)
         return self.core.sat[0]
 
+    def graded_action_sat(self) -> np.ndarray:
+        """Graded SatAgg of every discrete action in the current state, ``(A,)`` (:mod:`wrappers.rules`, "Graded
+        truths"; scored in the same call as :meth:`action_sat`): what ``info["ltn"]["action_sat"]`` records for the
+        logical loss. Never above :meth:`action_sat`.
+
+        Raises:
+            RuntimeError: before ``reset()``.
+            TypeError: the action space is not Discrete.
+        """
+        if self._needs_reset:
+            raise RuntimeError(NEED_RESET)
+        self.core.masks()
+        return self.core.graded_sat[0]
+
     def evaluate_candidates(self, quantities: Any | None = None) -> KBResult:
         """The KB on the current state for ``quantities`` (default: every discrete action's quantity)."""
         if self._needs_reset:
@@ -260,8 +294,24 @@ class LTNShield(CoreKernel, gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     # ------------------------------------------------------------------ fail-safe
     def _halt(self, err: Exception, proposed: Any):
+        """The terminal transition of a fault before the env stepped: nothing forwarded."""
         self._needs_reset = True
         self._error = err
         info = {**self._info, **NO_EXECUTION_INFO, "halted": True, "halt_reason": reason(err)}
         info["ltn"] = halt_record(proposed, self.threshold)
         return self._obs, 0.0, True, False, info
+
+    def _halt_after_step(self, err: Exception, proposed: Any, final: Any, result: tuple):
+        """A fault after the env stepped: the step's own result, terminated, halted; ``info["ltn"]`` keeps the
+        executed action (the order went to the market) with ``violation = 1``."""
+        obs, reward, truncated, info = result
+        self._needs_reset = True
+        self._error = err
+        try:
+            info = dict(info)
+        except Exception:  # noqa: BLE001 - an info that cannot be copied is replaced; the halt is what matters
+            info = {}
+        info.update(halted=True, halt_reason=reason(err))
+        info["ltn"] = {**halt_record(proposed, self.threshold), "final_action": final}
+        self._obs, self._info = obs, info
+        return obs, reward, True, truncated, info

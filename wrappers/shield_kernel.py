@@ -29,7 +29,14 @@ action 0), or, for a continuous target, ``[0 (HOLD), proposal]`` followed with
 ``fallback="nearest"`` by the whole-lot moves toward the target, largest first
 (so "closest to the proposal" is the largest permitted move). A continuous
 fallback keeps the position plus the chosen move: target
-``(position + move) / max_position``.
+``(position + move) / max_position``, a float32 that the env rounds back to
+exactly that position (:func:`float32_targets`). Beyond :data:`FLOAT32_EXACT_UNITS`
+grid units not every position is a float32 fraction: the fallback candidates are
+then moved, before they are scored, to the nearest positions a float32 target
+reaches (ties toward the current position, the smaller trade), so the executed
+trade is always one the shield scored; if even HOLD is out of reach and the
+nearest reachable position is not permitted, the decision raises (the shields'
+fail-safe halts: nothing is sent).
 
 :func:`ltn_record` builds the ``info["ltn"]`` dict of every shield, for one row
 (Python scalars, JSON-able) or a batch (arrays).
@@ -66,7 +73,15 @@ from wrappers._state import (
     recent_loss_sale,
     volatility_baseline,
 )
-from wrappers.rules import N_KB_PARAMS, RULE_NAMES, KBResult, TradingKnowledgeBase, decode_book_into, kb_decoded
+from wrappers.rules import (
+    K_BOUNDARY_TRUTH,
+    N_KB_PARAMS,
+    RULE_NAMES,
+    KBResult,
+    TradingKnowledgeBase,
+    decode_book_into,
+    kb_decoded,
+)
 
 HOLD = 0
 """The discrete HOLD action (always permitted)."""
@@ -94,6 +109,52 @@ N_CONTEXT = N_KB_PARAMS + 7
 
 PROPOSAL_COLUMN = 1
 """Candidate column of a continuous proposal (column 0 is HOLD)."""
+FLOAT32_EXACT_UNITS = 2.0**22
+"""Grid units below which every position is reached exactly by a float32 target: ``rint(float32(u / M) · M) = u``
+for ``|u| < 2^23`` (a float32 carries 24 significant bits, so its relative rounding error is at most ``2^-24``);
+``2^22`` leaves a margin for the float64 steps around it."""
+_NO_SAFE_TARGET = ("No float32 target reaches a permitted position: HOLD at {!r} grid units is not a float32 "
+                   "fraction of max_position ({!r} units) and the nearest reachable trade ({!r} units) has SatAgg "
+                   "{!r} < {!r}")
+
+
+def float32_targets(desired: np.ndarray, position: np.ndarray, max_units: float) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 target fractions of the positions ``desired`` and the positions the env executes for them.
+
+    The env turns a continuous target ``t`` into ``rint(float64(t) · max_units)`` grid units
+    (:meth:`janus_env.lob_env.JanusLOBEnv._order_units`). For each desired position ``u`` this is the float32 ``t``
+    whose executed position is ``u`` or, where no float32 reaches ``u`` (``|u|`` beyond :data:`FLOAT32_EXACT_UNITS`),
+    the nearest one reached, ties toward ``position`` (the smaller trade). Computed in float64: ``float32(u / M)``
+    and, where it misses, its two float32 neighbours on each side (the executed position is monotone in ``t``, so
+    the nearest reachable one is among them); ``|t| ≤ 1`` always.
+
+    Args:
+        desired: ``(n, A)`` desired positions, in grid units (whole numbers, ``|u| ≤ max_units``).
+        position: ``(n,)`` the current positions, in grid units.
+        max_units: ``max_position`` in grid units (``M``).
+
+    Returns:
+        ``(targets, executed)``: ``(n, A)`` float32 fractions and the float64 positions (grid units) they execute.
+    """
+    targets = (desired / max_units).astype(np.float32)
+    executed = np.rint(targets.astype(np.float64) * max_units)
+    miss = executed != desired
+    if not miss.any():
+        return targets, executed
+    want = desired[miss]
+    here = np.broadcast_to(position[:, None], desired.shape)[miss]
+    down1 = np.nextafter(targets[miss], np.float32(-2.0))
+    up1 = np.nextafter(targets[miss], np.float32(2.0))
+    near = np.stack([targets[miss], down1, up1, np.nextafter(down1, np.float32(-2.0)),
+                     np.nextafter(up1, np.float32(2.0))])
+    reached = np.rint(near.astype(np.float64) * max_units)
+    distance = np.where(np.abs(near) <= 1.0, np.abs(reached - want), np.inf)
+    closest = distance == distance.min(axis=0)
+    pick = np.argmin(np.where(closest, np.abs(reached - here), np.inf), axis=0)
+    columns = np.arange(want.shape[0])
+    targets[miss] = near[pick, columns]
+    executed[miss] = reached[pick, columns]
+    return targets, executed
 
 
 def reason(err: BaseException) -> str:
@@ -117,6 +178,23 @@ class CoreKernel:
         self.core.kernel = fn
 
 
+class ShieldHalt:
+    """Mixin of the single-env and vector shields: their fail-safe state. The class using it sets ``self._error``
+    (the fault, None while trading); the multi-agent shield halts per agent instead."""
+
+    _error: BaseException | None
+
+    @property
+    def halted(self) -> bool:
+        """True from a fail-safe fault (in ``step``, ``reset`` or ``action_masks``) until the next ``reset()``."""
+        return self._error is not None
+
+    @property
+    def halt_reason(self) -> str | None:
+        """``"shield_error: <ExceptionType>: <message>"`` of the fault, None while trading."""
+        return None if self._error is None else reason(self._error)
+
+
 def ltn_record(rules: dict[str, Any], sat: Any, proposed: Any, final: Any, threshold: Any,
                action_sat: Any = None) -> dict[str, Any]:
     """The ``info["ltn"]`` of every shield: the proposal's scores and what was executed.
@@ -129,9 +207,9 @@ def ltn_record(rules: dict[str, Any], sat: Any, proposed: Any, final: Any, thres
         proposed: the proposed action (JSON-able for one decision).
         final: the executed action (None when nothing executed).
         threshold: τ.
-        action_sat: SatAgg of every discrete action in the state the proposal was judged in, ``(A,)`` (``(n, A)``
-            for a batch); None for continuous actions or after a fault. The replay buffer keeps it for the
-            logical loss (:mod:`replay.losses`).
+        action_sat: the *graded* SatAgg of every discrete action in the state the proposal was judged in
+            (:mod:`wrappers.rules`, "Graded truths"), ``(A,)`` (``(n, A)`` for a batch); None for continuous
+            actions or after a fault. The replay buffer keeps it for the logical loss (:mod:`replay.losses`).
 
     Returns:
         ``rules``, ``sat_agg``, ``violation = 1 − sat_agg``, ``overridden = sat_agg < threshold``,
@@ -155,9 +233,14 @@ def halt_record(proposed: Any, threshold: Any, sat: Any = 0.0) -> dict[str, Any]
 
 
 def shield_context(params: np.ndarray, config: MarketConfig, threshold: float, nearest: bool) -> np.ndarray:
-    """The KB's ``K_*`` parameters, the market constants and the decision (``C_*``): one array, few kernel arguments."""
+    """The KB's ``K_*`` parameters, the market constants and the decision (``C_*``): one array, few kernel arguments.
+
+    The graded truths' value at a limit (``K_BOUNDARY_TRUTH``) is set to ``threshold``, so that a graded truth is
+    ≥ τ exactly where its crisp rule holds (:mod:`wrappers.rules`, "Graded truths").
+    """
     ctx = np.empty(N_CONTEXT, dtype=np.float64)
     ctx[:N_KB_PARAMS] = params
+    ctx[K_BOUNDARY_TRUTH] = threshold
     ctx[C_WINDOW] = config.window
     ctx[C_N_LEVELS] = config.n_levels
     ctx[C_MAX_POSITION] = config.max_position
@@ -197,7 +280,7 @@ def reset_histories(hist, rows, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def shield_score(hist, rows, obs, out, ctx, q, truths, sat):  # pragma: no cover - compiled
+def shield_score(hist, rows, obs, out, ctx, q, truths, sat, graded, graded_sat):  # pragma: no cover - compiled
     """Update the histories (:func:`sync_histories`), then score the candidates ``q`` of every row.
 
     Args:
@@ -208,6 +291,7 @@ def shield_score(hist, rows, obs, out, ctx, q, truths, sat):  # pragma: no cover
         ctx: :func:`shield_context`.
         q: ``(n, A)`` candidate signed quantities (shares).
         truths: ``(n, A, 5)`` output rule truths; ``sat``: ``(n, A)`` output SatAgg.
+        graded: ``(n, A, 5)`` output graded truths; ``graded_sat``: ``(n, A)`` their SatAgg.
     """
     sync_histories(hist, rows, out)
     n_levels = int(ctx[C_N_LEVELS])
@@ -220,7 +304,7 @@ def shield_score(hist, rows, obs, out, ctx, q, truths, sat):  # pragma: no cover
         o = out[i]
         mid = o[O_MID]
         decode_book_into(obs[i, b0:b0 + 4 * n_levels].reshape((n_levels, 4)), mid, lot, True, decoded)
-        kb_decoded(q[k], decoded, ctx, truths[k], sat[k], o[O_POSITION], o[O_CASH], mid, o[O_VPIN],
+        kb_decoded(q[k], decoded, ctx, truths[k], sat[k], graded[k], graded_sat[k], o[O_POSITION], o[O_CASH], mid, o[O_VPIN],
                    o[O_VOLATILITY], volatility_baseline(h), mean_volume(h), recent_loss_sale(h, h[H_LAST_STEP] + 1.0),
                    ctx[C_MAX_POSITION], lot, ctx[C_FEE_BPS])
 
@@ -256,7 +340,7 @@ def choose_actions(q, sat, proposed, threshold, nearest, final):  # pragma: no c
 
 
 @njit(cache=True)
-def shield_decide(hist, idx, obs, out, ctx, q, truths, sat):  # pragma: no cover - compiled
+def shield_decide(hist, idx, obs, out, ctx, q, truths, sat, graded, graded_sat):  # pragma: no cover - compiled
     """One decision for every row in one call: :func:`shield_score`, then :func:`choose_actions` with the
     threshold and fallback of ``ctx``.
 
@@ -264,7 +348,7 @@ def shield_decide(hist, idx, obs, out, ctx, q, truths, sat):  # pragma: no cover
     and (output) the executed candidate column, packed in one array for a cheap call from Python;
     the other arguments are :func:`shield_score`'s.
     """
-    shield_score(hist, idx[0], obs, out, ctx, q, truths, sat)
+    shield_score(hist, idx[0], obs, out, ctx, q, truths, sat, graded, graded_sat)
     choose_actions(q, sat, idx[1], ctx[C_THRESHOLD], ctx[C_NEAREST] != 0.0, idx[2])
 
 
@@ -298,7 +382,8 @@ class ShieldCore:
         n_sizes: ``k`` of the discrete action table (:func:`janus_env.actions.sized_quantity`).
         threshold: τ, the minimum SatAgg of an executed action (:data:`DEFAULT_THRESHOLD`).
         fallback: ``"hold"`` or ``"nearest"`` (module docstring).
-        knowledge_base: the rules and their parameters (default ``TradingKnowledgeBase()``).
+        knowledge_base: the rules and their parameters (default ``TradingKnowledgeBase()``); its graded truths
+            are anchored at ``threshold`` (:func:`shield_context`) whatever its ``boundary_truth``.
 
     Raises:
         TypeError: ``threshold`` is not a real number, ``fallback`` not a str, ``knowledge_base`` not
@@ -365,7 +450,11 @@ class ShieldCore:
         self.truths = np.empty((*q.shape, len(RULE_NAMES)), dtype=np.float64)
         """``(n, A, 5)`` rule truths of every candidate."""
         self.sat = np.empty(q.shape, dtype=np.float64)
-        """``(n, A)`` SatAgg of every candidate."""
+        """``(n, A)`` SatAgg of every candidate (the decision's)."""
+        self.graded = np.empty_like(self.truths)
+        """``(n, A, 5)`` graded rule truths of every candidate (:mod:`wrappers.rules`, "Graded truths")."""
+        self.graded_sat = np.empty_like(self.sat)
+        """``(n, A)`` SatAgg of the graded truths of every candidate (the logical loss's input)."""
 
     # ------------------------------------------------------------------ state
     @property
@@ -395,8 +484,10 @@ class ShieldCore:
         self._set_args()
 
     def _set_args(self) -> None:
-        self._args = (self.hist, self.rows, self.obs, self.out, self.ctx, self.q, self.truths, self.sat)
-        self._decide_args = (self.hist, self.idx, self.obs, self.out, self.ctx, self.q, self.truths, self.sat)
+        self._args = (self.hist, self.rows, self.obs, self.out, self.ctx, self.q, self.truths, self.sat, self.graded,
+                      self.graded_sat)
+        self._decide_args = (self.hist, self.idx, self.obs, self.out, self.ctx, self.q, self.truths, self.sat,
+                             self.graded, self.graded_sat)
 
     def history(self, k: int = 0) -> TradeHistory:
         """Row ``k``'s trade history (a view of its row), up to date with the last step."""
@@ -429,8 +520,11 @@ class ShieldCore:
         q = np.ascontiguousarray(quantities, dtype=np.float64)
         truths = np.empty((1, q.shape[0], len(RULE_NAMES)), dtype=np.float64)
         sat = np.empty((1, q.shape[0]), dtype=np.float64)
-        self._kernel(self.hist[k:k + 1], self.rows[k:k + 1], self.obs, self.out, self.ctx, q[None, :], truths, sat)
-        return KBResult(q, truths[0], sat[0])
+        graded = np.empty_like(truths)
+        graded_sat = np.empty_like(sat)
+        self._kernel(self.hist[k:k + 1], self.rows[k:k + 1], self.obs, self.out, self.ctx, q[None, :], truths, sat,
+                     graded, graded_sat)
+        return KBResult(q, truths[0], sat[0], graded[0], graded_sat[0])
 
     # ------------------------------------------------------------------ decisions
     def decide(self) -> np.ndarray:
@@ -463,12 +557,19 @@ class ShieldCore:
 
         Returns:
             ``(allowed, targets)``: whether each proposal stands, and (where it does not) the
-            float32 target fraction executed instead, ``(position + move) / max_position``.
+            float32 target fraction executed instead, ``(position + move) / max_position``, which the env
+            rounds back to exactly the scored ``move`` (beyond :data:`FLOAT32_EXACT_UNITS` grid units the
+            fallback candidates are the moves a float32 reaches: :func:`float32_targets`).
+
+        Raises:
+            ValueError: beyond :data:`FLOAT32_EXACT_UNITS`, a row whose fallback is an unreachable HOLD and whose
+                nearest reachable position is not permitted (the shields' fail-safe halts: nothing is sent).
         """
         position = self.out[self.rows, O_POSITION]
         step = self._qty_step
         fractions = np.asarray(fractions, dtype=np.float64)
-        proposal = (np.rint(fractions * self._max_units) - np.rint(position / step)) * step
+        units = np.rint(position / step)
+        proposal = (np.rint(fractions * self._max_units) - units) * step
         proposal[np.isnan(fractions)] = 0.0
         n_lots = np.floor(np.abs(proposal) / self._lot + 1e-9) if self._nearest else np.zeros(self.n_rows)
         width = 2 + int(n_lots.max(initial=0.0))
@@ -482,13 +583,28 @@ class ShieldCore:
         if width > 2:
             lots = n_lots[:, None] - np.arange(width - 2, dtype=np.float64)[None, :]  # largest move first
             q[:, 2:] = np.where(lots > 0.0, (np.sign(proposal) * self._lot)[:, None] * lots, 0.0)
+        rows = np.arange(self.n_rows)
+        # every candidate position lies between the position and a target within ±max_units
+        exact = self._max_units < FLOAT32_EXACT_UNITS and np.abs(units).max(initial=0.0) < FLOAT32_EXACT_UNITS
+        if not exact:  # float32 targets cannot reach every position: score the fallbacks a float32 reaches
+            desired = units[:, None] + np.rint(q / step)
+            reachable, executed = float32_targets(desired, units, self._max_units)
+            moved = executed != desired
+            moved[:, PROPOSAL_COLUMN] = False  # the proposal is the agent's own action, sent as it is
+            q[moved] = ((executed - units[:, None]) * step)[moved]
         self.proposed[:] = PROPOSAL_COLUMN
         self.scored = False
         final = self.decide()
         allowed = final == PROPOSAL_COLUMN
-        move = q[np.arange(self.n_rows), final]
-        targets = ((position + move) / self._max_position).astype(np.float32)
-        return allowed, targets
+        move = q[rows, final]
+        if exact:
+            return allowed, ((position + move) / self._max_position).astype(np.float32)
+        unsafe = ~allowed & (move != 0.0) & (self.sat[rows, final] < self.threshold)  # an unreachable HOLD
+        if unsafe.any():
+            k = int(np.argmax(unsafe))
+            raise ValueError(_NO_SAFE_TARGET.format(units[k], self._max_units, move[k] / step,
+                                                    float(self.sat[k, final[k]]), self.threshold))
+        return allowed, reachable[rows, final]
 
     # ------------------------------------------------------------------ records
     def proposal_scores(self, k: int = 0) -> tuple[float, dict[str, float]]:
@@ -505,6 +621,7 @@ class ShieldCore:
 
 
 __all__ = [
-    "DEFAULT_THRESHOLD", "FALLBACKS", "HALT_PREFIX", "HOLD", "CoreKernel", "ShieldCore", "choose_actions", "halt_record",
-    "ltn_record", "reason", "shield_decide", "shield_score", "sync_histories",
+    "DEFAULT_THRESHOLD", "FALLBACKS", "FLOAT32_EXACT_UNITS", "HALT_PREFIX", "HOLD", "CoreKernel", "ShieldCore",
+    "choose_actions", "float32_targets", "halt_record", "ltn_record", "reason", "shield_decide", "shield_score",
+    "sync_histories",
 ]

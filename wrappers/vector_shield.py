@@ -7,16 +7,26 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from janus_env.actions import ACTION_ERRORS
 from janus_env.checks import NEED_RESET
 from janus_env.vector_env import JanusLOBVectorEnv
 from wrappers._state import TradeHistory
 from wrappers.rules import TradingKnowledgeBase
-from wrappers.shield_kernel import DEFAULT_THRESHOLD, HOLD, CoreKernel, ShieldCore, halt_record, ltn_record, reason
+from wrappers.shield_kernel import (
+    DEFAULT_THRESHOLD,
+    HOLD,
+    CoreKernel,
+    ShieldCore,
+    ShieldHalt,
+    halt_record,
+    ltn_record,
+    reason,
+)
 
 _NOT_VECTOR = "VectorLTNShield needs the native Janus-LOB vector env (gym.make_vec('Janus-LOB-v0', ...)), got {}"
 
 
-class VectorLTNShield(CoreKernel, gym.vector.VectorWrapper):
+class VectorLTNShield(CoreKernel, ShieldHalt, gym.vector.VectorWrapper):
     """The trading knowledge base on every sub-env of ``gym.make_vec("Janus-LOB-v0", num_envs=N)``.
 
     The decision of :class:`~wrappers.shield.LTNShield` (the same batched core,
@@ -35,13 +45,18 @@ class VectorLTNShield(CoreKernel, gym.vector.VectorWrapper):
     is the all-true mask of Gymnasium's vector info convention.
     ``action_masks()`` returns ``(num_envs, n_actions)`` booleans (HOLD always True).
 
-    Fail-safe: an exception inside the shield halts every book — nothing is
-    forwarded, all sub-envs report ``terminated`` with reward 0,
+    Fail-safe: an exception anywhere inside the shield's ``step`` halts every
+    book — nothing is forwarded, all sub-envs report ``terminated`` with reward 0,
     ``info["halt_reason"]`` (``"shield_error: <Type>: <message>"``) and
     ``info["ltn"]`` with ``violation = 1``, ``overridden = True`` and
-    ``final_action = None``, and the shield refuses to step until ``reset()``.
-    A fault while computing ``action_masks()`` returns HOLD only and halts at the
-    next step. Invalid actions raise before anything executes.
+    ``final_action = None``, and the shield refuses to step until ``reset()``
+    (:attr:`halted` is True). A fault after the books stepped (recording the
+    decisions) returns the step's own result, every book terminated and halted,
+    ``final_action`` the executed actions. A fault in ``reset`` marks the reset
+    info halted and halts the first step unforwarded; a fault while computing
+    ``action_masks()`` returns HOLD only and halts at the next step. Invalid
+    actions (:data:`~janus_env.actions.ACTION_ERRORS`) raise before anything
+    executes and do not halt.
 
     Args:
         env: a :class:`~janus_env.vector_env.JanusLOBVectorEnv` (possibly wrapped, same action space).
@@ -83,14 +98,18 @@ class VectorLTNShield(CoreKernel, gym.vector.VectorWrapper):
         return self.core.history(i)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
-        self._needs_reset = False
+        self._needs_reset = True  # until the reset succeeded: a failed inner reset leaves nothing to step
         self._error = None
+        obs, info = self.env.reset(seed=seed, options=options)
         self._last = (obs, info)
         try:
             self.core.attach(self._base.buffers())
         except Exception as err:  # fail-safe: the first step halts
             self._error = err
+            n = self.num_envs
+            info = {**info, "halted": np.ones(n, dtype=bool), "_halted": np.ones(n, dtype=bool),
+                    "halt_reason": np.full(n, reason(err), dtype=object), "_halt_reason": np.ones(n, dtype=bool)}
+        self._needs_reset = False
         return obs, info
 
     def action_masks(self) -> np.ndarray:
@@ -113,7 +132,12 @@ class VectorLTNShield(CoreKernel, gym.vector.VectorWrapper):
     def step(self, actions: Any):
         if self._needs_reset:
             raise RuntimeError(NEED_RESET)
-        self._base.order_quantities(actions)  # user errors raise here, before anything runs
+        try:
+            self._base.order_quantities(actions)  # the caller's errors raise here, before anything runs
+        except ACTION_ERRORS:
+            raise
+        except Exception as err:
+            return self._halt(err, actions)
         core = self.core
         try:
             if self._error is not None:
@@ -126,14 +150,19 @@ class VectorLTNShield(CoreKernel, gym.vector.VectorWrapper):
                 allowed, targets = core.decide_continuous(proposed[:, 0])
                 env_actions = final = np.where(allowed[:, None], proposed, targets[:, None]).astype(np.float32)
             sat, rules = core.batch_scores()
-            action_sat = core.sat.copy() if core.discrete else None
+            action_sat = core.graded_sat.copy() if core.discrete else None
         except Exception as err:
             return self._halt(err, actions)
         obs, reward, terminated, truncated, info = self.env.step(env_actions)
-        core.scored = False
-        self._last = (obs, info)
-        info["ltn"] = ltn_record(rules, sat, np.asarray(actions).copy(), final, self._thresholds.copy(), action_sat)
-        info["_ltn"] = np.ones(self.num_envs, dtype=bool)
+        # from here the actions are with the market: a fault halts every book with the step's own result
+        try:
+            core.scored = False
+            self._last = (obs, info)
+            info["ltn"] = ltn_record(rules, sat, np.asarray(actions).copy(), final, self._thresholds.copy(),
+                                     action_sat)
+            info["_ltn"] = np.ones(self.num_envs, dtype=bool)
+        except Exception as err:
+            return self._halt_after_step(err, actions, final, (obs, reward, truncated, info))
         return obs, reward, terminated, truncated, info
 
     def _halt(self, err: Exception, actions: Any):
@@ -147,3 +176,22 @@ class VectorLTNShield(CoreKernel, gym.vector.VectorWrapper):
                 "ltn": halt_record(np.asarray(actions).copy(), self._thresholds.copy(), np.zeros(n)),
                 "_ltn": np.ones(n, dtype=bool)}
         return obs, np.zeros(n), np.ones(n, dtype=bool), np.zeros(n, dtype=bool), info
+
+    def _halt_after_step(self, err: Exception, actions: Any, final: Any, result: tuple):
+        """A fault after the books stepped: the step's own result, every book terminated and halted;
+        ``info["ltn"]["final_action"]`` keeps the executed actions."""
+        obs, reward, truncated, info = result
+        self._needs_reset = True
+        self._error = err
+        n = self.num_envs
+        try:
+            info = dict(info)
+        except Exception:  # noqa: BLE001 - an info that cannot be copied is replaced; the halt is what matters
+            info = {}
+        info.update({"halted": np.ones(n, dtype=bool), "_halted": np.ones(n, dtype=bool),
+                     "halt_reason": np.full(n, reason(err), dtype=object), "_halt_reason": np.ones(n, dtype=bool),
+                     "ltn": {**halt_record(np.asarray(actions).copy(), self._thresholds.copy(), np.zeros(n)),
+                             "final_action": final},
+                     "_ltn": np.ones(n, dtype=bool)})
+        self._last = (obs, info)
+        return obs, reward, np.ones(n, dtype=bool), np.asarray(truncated, dtype=bool), info

@@ -27,6 +27,7 @@ with ``ℓ_logic = 1 − SatAgg`` of the LTN knowledge base. HOLD (``hold_action
 | ``gate`` | ``go_scores`` (the one Go computation, also the ONNX graph's), ``NoGoHead``, ``basal_ganglia_gate`` |
 | ``policies`` | ``BasalGangliaPolicyMixin`` (one constructor, logic loss, audit, seeded exploration), four policies |
 | ``algorithms`` | ``BasalGangliaDQN``, ``BasalGangliaQRDQN``, ``GatedJanusDQN``: exploration through the gate |
+| ``ppo`` | ``JanusPPO``: MaskablePPO + the logical loss on the shield's per-action SatAgg (``janus-ppo``) |
 | ``labels`` | ``adverse_labels``: the No-Go training signal |
 | ``callback`` | ``BasalGangliaCallback``: labels rollouts and trains the No-Go head |
 | ``moments`` | running count, mean and variance (Chan et al. 1979) |
@@ -64,6 +65,7 @@ from agents.basal_ganglia.gate import (
     go_scores,
 )
 from agents.basal_ganglia.labels import adverse_labels
+from agents.basal_ganglia.ppo import JanusPPO
 from agents.basal_ganglia.shield_logic import attach_shield_logic, find_shield, shield_logic_hook
 from agents.basal_ganglia.policies import (
     BASAL_GANGLIA_POLICIES,
@@ -93,6 +95,7 @@ __all__ = [
     "BasalGangliaQRDQNPolicy",
     "GatedExplorationMixin",
     "GatedJanusDQN",
+    "JanusPPO",
     "NoGoHead",
     "adverse_labels",
     "attach_shield_logic",

@@ -83,6 +83,8 @@ def both(q, book, state, kb: TradingKnowledgeBase = KB):
     ref = kb.evaluate(q, book, state, backend="numpy")
     np.testing.assert_allclose(fast.truths, ref.truths, rtol=0, atol=1e-12)
     np.testing.assert_allclose(fast.sat, ref.sat, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast.graded, ref.graded, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast.graded_sat, ref.graded_sat, rtol=0, atol=1e-12)
     return fast
 
 
