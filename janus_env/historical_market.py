@@ -18,7 +18,7 @@ import numpy as np
 
 from janus_env.accounting import REJECT_BOOK_EXHAUSTED, cut_order
 from janus_env.book import BUY, SELL
-from janus_env.checks import check_fraction, check_int
+from janus_env.checks import check_fraction, check_int, check_number
 from janus_env.config import REWARD_RISK_ADJUSTED, MarketConfig
 from janus_env.features import N_VPIN_SCALARS, vpin_update
 from janus_env.historical import HistoricalSource, RecordedBookSource, load_source
@@ -175,9 +175,10 @@ class HistoricalMarket:
         buy, sell = self.source.traded()
         self._vpin = vpin_update(self._vpin_scalars, self._vpin_ring, float(buy), float(sell),
                                  float(self.config.vpin_bucket))
-        self._log_mid = np.roll(self._log_mid, -1)
+        # shift the histories by one in place (np.roll allocated two arrays per step: most of a replay's time)
+        self._log_mid[:-1] = self._log_mid[1:]
         self._log_mid[-1] = math.log(self._mid) if math.isfinite(self._mid) else 0.0
-        self._log_vol = np.roll(self._log_vol, -1)
+        self._log_vol[:-1] = self._log_vol[1:]
         self._log_vol[-1] = math.log1p((buy + sell) / self.config.lot)
         self._volume = float(buy + sell)
         self._n_hist = min(self._n_hist + 1, self.config.window)
@@ -221,6 +222,36 @@ class HistoricalMarket:
         terminated = equity <= 0.0
         self.out[O_TERMINATED] = float(terminated)
         self.out[O_TRUNCATED] = float(not terminated and self._t >= self._steps)
+
+    def set_account(self, units: int, cash: float, cost: float, peak: float, t: int) -> None:
+        """Put an account into the market at the current step and rewrite ``obs`` and ``out`` (no trade, reward 0).
+
+        For a caller that keeps the agent's account itself and needs the observation ``Janus-LOB-v0`` would
+        show it in this market state (the decision service, ``agents.app.service``): the account block and the
+        account columns of ``out`` are written by the same code as every step's.
+
+        Args:
+            units: the position in grid units (``config.resolved_qty_step``).
+            cash: cash in currency.
+            cost: the position's cost basis, Σ signed quantity × price (:func:`~janus_env.simulator.update_cost`).
+            peak: the session's peak equity so far; raised to the equity at the current mid, as each step does.
+            t: decisions taken in the session, in ``[0, episode_steps]`` (the time-left feature).
+
+        Raises:
+            TypeError: ``units`` or ``t`` is not an int, or a number that is not a real number.
+            ValueError: ``t`` out of range, or ``cash``, ``cost``, ``peak`` not finite.
+        """
+        units = check_int("units", units)
+        t = check_int("t", t, low=0, high=self._steps)
+        cash, cost, peak = (check_number(name, value) for name, value in (("cash", cash), ("cost", cost),
+                                                                            ("peak", peak)))
+        self._units = units
+        self._position = self.config.to_qty(units)
+        self._cash, self._cost, self._t = cash, cost, t
+        equity = cash + self._position * self._mid
+        self._peak = max(peak, equity)
+        self._prev_equity = equity
+        self._write(reward=0.0, exec_qty=0.0, exec_px=0.0, slip=0.0, fee=0.0, rejected=0.0, reasons=0, n_fills=0)
 
     def _execute(self, side: int, units: int) -> tuple[int, float]:
         """Send ``units`` grid units to the source; return (filled units, notional in currency)."""

@@ -1,7 +1,7 @@
 """agents.app — the application layer: what the CLIs run, above the models.
 
-``train.py`` and ``evaluate.py`` make one call here per step (parse → resolve → build → learn/evaluate → save);
-nothing below this package imports it (``tests/test_import_graph.py``).
+``train.py``, ``evaluate.py`` and ``serve.py`` make one call here per step (parse → resolve → build →
+learn/evaluate/serve → save); nothing below this package imports it (``tests/test_import_graph.py``).
 
 | module | holds |
 | --- | --- |
@@ -11,11 +11,12 @@ nothing below this package imports it (``tests/test_import_graph.py``).
 | ``evaluating`` | the steps of ``evaluate.py``: resolve, build, run and save an evaluation |
 | ``evaluation`` | the evaluation protocol: eval envs, annualization, walk-forward episodes, statistics, outputs |
 | ``metrics`` | performance and risk metrics with their formulas |
-| ``checkpoint`` | atomic training checkpoints (model, buffer, sleep state, RNG states) |
+| ``checkpoint`` | training checkpoints a crash cannot lose, read without pickle (model, buffer, callbacks, RNG states) |
 | ``callbacks`` | the ``janus/*`` TensorBoard metrics and the atomic checkpoint callback |
 | ``opponents`` | scripted strategies and the one env whose scripted opponents act inside the market |
 | ``tournament`` | multi-agent tournaments: the roster, train the learners, play the matchups, payoffs |
 | ``rllib`` | the Ray RLlib backend: env registration, the PPO config, the training loop |
+| ``service`` | the decision service of ``serve.py``: a run over HTTP behind its glass box (its own package) |
 
 The package root imports nothing, so ``import agents.app.cli`` stays as light as ``agents`` itself.
 """

@@ -1,0 +1,180 @@
+"""The policy of a served run: ONNX Runtime on its exported graph (default) or torch, gated as in evaluation.
+
+The run's ``model.zip`` is loaded with the safe loader (:func:`agents.app.safe_load.load_model`: nothing in the
+file is unpickled), then exported once per model version with :func:`agents.export.export_onnx` (validated
+against torch there, written atomically) into the store, ``<store>/models/<version>/policy.onnx``; later starts
+reuse the file. ONNX Runtime runs it on one thread.
+
+A basal-ganglia policy decides as it does in ``evaluate.py`` (:mod:`agents.basal_ganglia.shield_logic`): the Go
+pathway proposes, then the gate ``final = HOLD if NoGo_proposed ≥ τ_veto ∨ ℓ_logic ≥ τ_logic else proposed``
+with ``ℓ_logic = 1 − SatAgg`` of the proposal under the account's LTN shield in the current state. The graph is
+exported without the logic input; its proposal and No-Go go through the policy's own gate
+(:meth:`~agents.basal_ganglia.policies.BasalGangliaPolicyMixin.apply_gate`) with the shield's ℓ_logic — the
+function the exported graph and the policy gate with. ``--engine torch`` runs ``model.predict`` with the shield's
+ℓ_logic as the policy's logic hook instead. Maskable policies (``MaskablePPO``) get the shield's action masks.
+
+``go_nogo`` (the answer's and the audit record's) has the keys of the policy's own record
+(``BasalGangliaPolicyMixin.last_go_nogo``): ``go``, ``nogo``, ``proposed``, ``final``, ``vetoed``,
+``veto_reason``, ``nogo_proposed``, ``logic_loss``, ``logic_source`` (``"shield"``), ``tau_veto``, ``tau_logic``.
+``confidence`` is the softmax of the Go scores at the executed action: the policy's probability for an
+actor-critic, a Boltzmann weight of the Q-values (temperature 1) for a value-based head.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from sb3_contrib import MaskablePPO
+
+from agents.app.safe_load import load_model
+from agents.basal_ganglia import go_scores, is_basal_ganglia_policy
+from agents.export import export_onnx
+from janus_env.checks import check_choice
+
+ENGINES = ("onnx", "torch")
+"""``onnx``: ONNX Runtime on the exported graph (default, about 7× faster on CPU); ``torch``: ``model.predict``."""
+ONNX_FILE = "policy.onnx"
+
+_DISCRETE_ONLY = ("the decision service serves Discrete action spaces (action_type 'discrete' or 'sized'); "
+                  "this run's is {}")
+
+
+class PolicyDecision(NamedTuple):
+    """What the policy decided: the gated ``action``, its ``proposed`` one, ``confidence`` and ``go_nogo``."""
+
+    action: int
+    proposed: int
+    confidence: float
+    go_nogo: dict[str, Any] | None
+
+
+def _softmax_at(go: np.ndarray, index: int) -> float:
+    z = go.astype(np.float64) - float(np.max(go))
+    e = np.exp(z)
+    return float(e[index] / e.sum())
+
+
+def _logic_loss(action_sat: np.ndarray, proposed: int) -> float:
+    """``1 − SatAgg`` of the proposal; the float rounding of 1 − 1 never goes below 0 (as the shield's hook)."""
+    loss = 1.0 - float(action_sat[proposed])
+    return 0.0 if abs(loss) < 1e-6 else loss
+
+
+class DecisionEngine:
+    """The served policy: :meth:`decide` maps an observation and the shield's scores to a :class:`PolicyDecision`.
+
+    Args:
+        model: the loaded SB3 model (CPU).
+        engine: ``"onnx"`` or ``"torch"``.
+        onnx_path: where the exported graph lives (written if missing); needed for ``"onnx"``.
+
+    Raises:
+        ValueError: an unknown ``engine``, or a model whose action space is not Discrete.
+    """
+
+    def __init__(self, model: Any, engine: str = "onnx", onnx_path: Path | None = None) -> None:
+        check_choice("engine", engine, ENGINES)
+        policy = model.policy
+        if not isinstance(policy.action_space, spaces.Discrete):
+            raise ValueError(_DISCRETE_ONLY.format(policy.action_space))
+        self.model = model
+        self.policy = policy
+        self.engine = engine
+        self.gated = is_basal_ganglia_policy(policy)
+        self.masked = isinstance(model, MaskablePPO)
+        self.keys = list(policy.observation_space.spaces)
+        self._action_sat = np.ones(int(policy.action_space.n))
+        policy.set_training_mode(False)
+        self.session: Any = None
+        if engine == "onnx":
+            import onnxruntime as ort
+
+            if onnx_path is None:
+                raise ValueError("engine='onnx' needs `onnx_path`")
+            if not onnx_path.is_file():
+                export_onnx(model, onnx_path)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            self.outputs = [o.name for o in self.session.get_outputs()]
+        elif self.gated:
+            policy.set_logic_hook(self._hook)
+
+    @classmethod
+    def load(cls, model_path: Path, algo: str, config: dict[str, Any], *, engine: str, cache_dir: Path,
+             trust_remote_code: bool = False) -> DecisionEngine:
+        """Load the run's model safely (:func:`~agents.app.safe_load.load_model`) and build the engine.
+
+        Raises:
+            FileNotFoundError / ValueError: what the safe loader raises (a missing or refused file, a bad config),
+                or an unsupported policy.
+        """
+        th.set_num_threads(1)
+        model = load_model(model_path, algo, device="cpu", config=config, trust_remote_code=trust_remote_code)
+        return cls(model, engine, cache_dir / ONNX_FILE)
+
+    def _hook(self, obs: Any, proposed: th.Tensor) -> th.Tensor:
+        actions = proposed.reshape(-1).cpu().numpy()
+        return th.as_tensor([_logic_loss(self._action_sat, int(a)) for a in actions], dtype=th.float32)
+
+    def decide(self, obs: dict[str, np.ndarray], action_sat: np.ndarray, masks: np.ndarray | None) -> PolicyDecision:
+        """The policy's decision on ``obs`` (the env's observation dict) with the shield's per-action SatAgg
+        ``action_sat`` and, for a maskable policy, its ``masks``."""
+        if self.engine == "onnx":
+            return self._decide_onnx(obs, action_sat, masks)
+        return self._decide_torch(obs, action_sat, masks)
+
+    def _decide_onnx(self, obs: dict[str, np.ndarray], action_sat: np.ndarray,
+                     masks: np.ndarray | None) -> PolicyDecision:
+        feed = {key: obs[key][None] for key in self.keys}
+        if self.masked:
+            feed["action_masks"] = np.asarray(masks, dtype=bool)[None]
+        result = dict(zip(self.outputs, self.session.run(None, feed)))
+        go = result["go"][0]
+        if not self.gated:
+            action = int(result["action"][0])
+            return PolicyDecision(action, action, _softmax_at(go, action), None)
+        proposed = int(result["proposed"][0])
+        nogo = result["nogo"][0]
+        logic = _logic_loss(action_sat, proposed)
+        hold_allowed = None if masks is None else th.as_tensor([bool(masks[self.policy.hold_action])])
+        with th.no_grad():
+            final, vetoed = self.policy.apply_gate(th.as_tensor([proposed]), th.as_tensor(nogo[None]),
+                                                   th.as_tensor([logic], dtype=th.float32), hold_allowed)
+        return self._gated(go, nogo, proposed, int(final[0]), bool(vetoed[0]), logic)
+
+    def _decide_torch(self, obs: dict[str, np.ndarray], action_sat: np.ndarray,
+                      masks: np.ndarray | None) -> PolicyDecision:
+        self._action_sat = np.asarray(action_sat, dtype=np.float64)
+        kwargs = {"action_masks": masks} if self.masked else {}
+        action, _ = self.model.predict(obs, deterministic=True, **kwargs)
+        action = int(np.asarray(action).reshape(-1)[0])
+        if self.gated:
+            row = self.policy.last_go_nogo
+            return self._gated(np.asarray(row["go"]), np.asarray(row["nogo"]), int(row["proposed"]), action,
+                               bool(row["vetoed"]), float(row["logic_loss"]))
+        with th.no_grad():
+            tensor, _ = self.policy.obs_to_tensor(obs)
+            go = go_scores(self.policy, tensor)[0].cpu().numpy()
+        return PolicyDecision(action, action, _softmax_at(go, action), None)
+
+    def _gated(self, go: np.ndarray, nogo: np.ndarray, proposed: int, final: int, vetoed: bool,
+               logic: float) -> PolicyDecision:
+        policy = self.policy
+        by_nogo = vetoed and float(nogo[proposed]) >= policy.tau_veto
+        by_logic = vetoed and logic >= policy.tau_logic
+        record = {
+            "go": [float(v) for v in go], "nogo": [float(v) for v in nogo], "proposed": proposed, "final": final,
+            "vetoed": vetoed, "veto_reason": "+".join(n for n, hit in (("nogo", by_nogo), ("logic", by_logic)) if hit),
+            "nogo_proposed": float(nogo[proposed]), "logic_loss": logic, "logic_source": "shield",
+            "tau_veto": policy.tau_veto, "tau_logic": policy.tau_logic,
+        }
+        return PolicyDecision(final, proposed, _softmax_at(go, final), record)
+
+
+__all__ = ["ENGINES", "ONNX_FILE", "DecisionEngine", "PolicyDecision"]
