@@ -3,6 +3,7 @@
     python serve.py keygen --store svc --name desk-a --scopes decide          # prints the key once, last line
     python serve.py keygen --store svc --name ops --scopes decide,admin
     python serve.py runs/<run> --store svc --host 127.0.0.1 --port 8000      # POST /api/v1/decision, ...
+    python serve.py runs/<run> --store svc --ray-address auto                # sleep jobs on the Ray cluster here
     python serve.py paper runs/<run> --url http://127.0.0.1:8000 --key KEY --scenario regime --episodes 5 --seed 1000
 
 Requests carry ``Authorization: Bearer <key>``; the routes, bodies and answers are documented in
@@ -66,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="largest request body (default: %(default)s)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="load model.zip with SB3's own loader, which runs code the file carries (trusted files only)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="run sleep jobs as Ray tasks: HOST:PORT or ray://HOST:PORT of a cluster, auto (the one on "
+                        "this machine) or local (a private 1-CPU Ray); default: a worker process per job")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
                    help="uvicorn's log level (default: %(default)s)")
     args = p.parse_args(argv)

@@ -17,6 +17,13 @@
 | ``service`` | :class:`~.service.DecisionService`: decisions, fills, halts and resumes on the accounts |
 | ``app`` | the FastAPI app: routes, authentication, body-size limit, error format |
 | ``serving`` | the steps of ``serve.py``: make a key, resolve and build the service, run uvicorn |
+| ``venue`` | paper trading's venue state: the env's own numbers, taken only when they reconcile with the account |
+| ``paper`` | ``serve.py paper``: drives the service over HTTP from the run's simulated market |
+| ``experience`` | the transitions of served decisions and fills, recorded per account for sleep jobs |
+| ``versions`` | model versions served, their parents, and the sleep jobs (SQLite) |
+| ``sleep`` | :class:`~.sleep.SleepManager`: queues sleep jobs, runs one worker at a time, swaps validated versions |
+| ``sleep_worker`` | one sleep job: load, replay the recorded experience (SWR), write and validate a new version |
+| ``ray_jobs`` | ``--ray-address``: a sleep job as a Ray task, shipped by value, its outcome landed by the server |
 
 The package root imports nothing, so ``import agents.app.service.keys`` stays light.
 """

@@ -38,6 +38,7 @@ from agents.app.service.app import create_app
 from agents.app.service.engine import DecisionEngine
 from agents.app.service.guard import GuardSettings, StagedEnv
 from agents.app.service.keys import open_store
+from agents.app.service.ray_jobs import connect_ray
 from agents.app.service.schemas import MAX_BODY_BYTES
 from agents.app.service.service import DecisionService
 from agents.app.service.sleep import SleepManager
@@ -47,9 +48,9 @@ from janus_env.lob_env import JanusLOBEnv, market_config, observation_space
 from wrappers.breakers import BreakerConfig
 from wrappers.glass_box import part_settings
 
-USAGE_ERRORS = (FileNotFoundError, ValueError, TypeError)
+USAGE_ERRORS = (FileNotFoundError, ValueError, TypeError, ConnectionError)
 """What bad input raises from :func:`~agents.app.service.keys.make_key`, :func:`resolve_service` and
-:func:`build_service`."""
+:func:`build_service` (``ConnectionError``: no Ray cluster at ``--ray-address``)."""
 
 _NO_MODEL = "no model at {} (expected RUN/model.zip or a model.zip)"
 _NO_CONFIG = "no run config at {}"
@@ -85,6 +86,7 @@ class ServiceSpec:
     max_body_bytes: int = MAX_BODY_BYTES
     log_level: str = "warning"
     version: str = field(default="")
+    ray_address: str | None = None
 
 
 def model_version(run_dir: Path, model_path: Path) -> str:
@@ -125,7 +127,7 @@ def resolve_service(args: argparse.Namespace) -> ServiceSpec:
                        host=args.host, port=args.port, engine=args.engine, breakers=breakers, shield=shield,
                        sizing=sizing, trust_remote_code=args.trust_remote_code, rate=args.rate_limit,
                        burst=args.burst, max_body_bytes=args.max_body_bytes, log_level=args.log_level,
-                       version=model_version(run_dir, model_path))
+                       version=model_version(run_dir, model_path), ray_address=getattr(args, "ray_address", None))
 
 
 def guard_settings(spec: ServiceSpec) -> GuardSettings:
@@ -150,11 +152,22 @@ def guard_settings(spec: ServiceSpec) -> GuardSettings:
 def build_service(spec: ServiceSpec) -> DecisionService:
     """The model (safe loader; the ONNX graph exported once into the store), the store and the service.
 
+    With ``spec.ray_address``, Ray is joined first (:func:`~agents.app.service.ray_jobs.connect_ray`): sleep jobs
+    run as Ray tasks.
+
     Raises:
         FileNotFoundError / ValueError / TypeError: a model the safe loader refuses, a policy the service cannot
-            run, spaces that differ from the run's env, a store that cannot be opened.
+            run, spaces that differ from the run's env, a store that cannot be opened, a malformed
+            ``--ray-address`` or no Ray installed.
+        ConnectionError: no Ray cluster at ``spec.ray_address``.
     """
-    settings = guard_settings(spec)
+    ray = None if spec.ray_address is None else connect_ray(spec.ray_address)
+    try:
+        settings = guard_settings(spec)
+    except BaseException:
+        if ray is not None:
+            ray.shutdown()
+        raise
     store = open_store(spec.store)
     try:
         served = serve_from(store, spec.version, spec.model_path)  # a version a sleep job made, or the run's own
@@ -167,10 +180,12 @@ def build_service(spec: ServiceSpec) -> DecisionService:
             if ours != theirs:
                 raise ValueError(_SPACES.format(kind, theirs, ours))
         service = DecisionService(store, engine, settings, served.version)
-        service.sleep = SleepManager(service, spec)
+        service.sleep = SleepManager(service, spec, ray=ray)
         return service
     except BaseException:
         store.close()
+        if ray is not None:
+            ray.shutdown()
         raise
 
 

@@ -13,7 +13,9 @@ it. When a worker ends with its job ``validated``, the service loads the new ver
 graph; in a thread) and then, on the event loop between two requests, swaps engine and version for new
 decisions and records the swap (one transaction: ``serving`` names it, the job ``succeeded``). A worker that
 dies (killed, out of memory) leaves its job ``failed`` and the version served unchanged. A service that stops
-ends its worker; jobs it left unfinished are ``interrupted`` at the next start.
+ends its worker; jobs it left unfinished are ``interrupted`` at the next start. With ``serve.py --ray-address``
+each job runs as a Ray task instead (:mod:`~agents.app.service.ray_jobs`: the job shipped by value, the same
+worker steps, the outcome written into the store here); the rest is the same.
 
 Body of ``POST /api/v1/sleep-cycle`` (every field optional):
 
@@ -44,7 +46,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.app.service.engine import DecisionEngine
 from agents.app.service.experience import count_transitions
+from agents.app.service.ray_jobs import RayJob
 from agents.app.service.schemas import FieldError
+from agents.app.service.sleep_worker import land_job
 from wrappers.audit import to_jsonable
 from agents.app.service.versions import (
     current,
@@ -75,6 +79,7 @@ _BAD_CYCLE = "expected replay.SleepConfig fields, got {}"
 _CYCLE_REFUSED = "{!r} is not allowed here (a served job writes no plots or snapshots and uses market time)"
 _MOVED = ("the job was validated against {!r}, but {!r} is served now (a rollback meanwhile); its version is "
           "kept in the store and not swapped in")
+_RAY_UNFINISHED = "the Ray task {} ended without finishing the job; the version served stays"
 _WORKER_DIED = "the worker process (pid {}) exited with status {} before the job finished; the version served stays"
 
 
@@ -109,14 +114,17 @@ class SleepManager:
     Args:
         service: the decision service (its ``engine`` and ``version`` are swapped).
         spec: the served run's :class:`~agents.app.service.serving.ServiceSpec`.
+        ray: the joined ``ray`` module (:func:`~agents.app.service.ray_jobs.connect_ray`): jobs run as Ray
+            tasks; None: in worker processes.
     """
 
-    def __init__(self, service: Any, spec: Any) -> None:
+    def __init__(self, service: Any, spec: Any, ray: Any = None) -> None:
         self.service = service
         self.spec = spec
         self.store = service.store
+        self.ray = ray
         self.interrupted = interrupt_unfinished(self.store)
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | RayJob | None = None
         self.job_id: str | None = None
         self.swapping: str | None = None
         self._task: asyncio.Task | None = None
@@ -185,10 +193,12 @@ class SleepManager:
         self._task = asyncio.get_running_loop().create_task(self._poll())
 
     async def stop(self) -> None:
-        """Stop polling; end a running worker (its job becomes ``interrupted``)."""
+        """Stop polling; end a running worker or Ray task (its job becomes ``interrupted``); leave Ray."""
         if self._task is not None:
             self._task.cancel()
-        if self.proc is not None and self.proc.poll() is None:
+        if isinstance(self.proc, RayJob):
+            self.proc.cancel()
+        elif self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(10)
@@ -199,10 +209,12 @@ class SleepManager:
             update_job(self.store, job_id, ("queued", "running", "validated"), state="interrupted",
                        finished=time.time(), error="the service stopped before the job finished; the version "
                                                    "served did not change")
+        if self.ray is not None:
+            await asyncio.to_thread(self.ray.shutdown)
 
     def _next(self) -> None:
-        if self.proc is not None or self.swapping is not None:
-            return
+        if self.proc is not None or self.swapping is not None or self.ray is not None:
+            return  # on Ray, the poller ships the next job (_next_on_ray), off the event loop
         queued = jobs_in(self.store, ("queued",))
         if not queued:
             return
@@ -227,14 +239,41 @@ class SleepManager:
                                finished=time.time(), error=f"{type(err).__name__}: {err}")
                 self.proc, self.job_id, self.swapping = None, None, None
 
+    async def _next_on_ray(self) -> None:
+        if self.proc is not None or self.swapping is not None:
+            return
+        queued = jobs_in(self.store, ("queued",))
+        if not queued:
+            return
+        self.job_id = queued[0]
+        self.proc = await asyncio.to_thread(RayJob, self.ray, self.store, self.job_id)
+        update_job(self.store, self.job_id, ("queued",), state="running", started=time.time(), progress=0.01,
+                   stage=f"running on Ray (task {self.proc.task_id})")
+
     async def _check(self) -> None:
         if self.proc is None:
-            self._next()
+            if self.ray is not None:
+                await self._next_on_ray()
+            else:
+                self._next()
             return
-        code = self.proc.poll()
-        if code is None:
-            return
-        job_id, pid = self.job_id, self.proc.pid
+        if isinstance(self.proc, RayJob):
+            if not self.proc.done():
+                return
+            try:
+                outcome = await asyncio.to_thread(self.proc.outcome)
+            except RuntimeError as err:  # the task failed or its worker died: the job fails, nothing is landed
+                update_job(self.store, self.job_id, ("running",), state="failed", finished=time.time(),
+                           stage="Ray task died", error=str(err))
+            else:
+                await asyncio.to_thread(land_job, self.store, self.job_id, outcome)
+            code, pid = None, None
+        else:
+            code = self.proc.poll()
+            if code is None:
+                return
+            pid = self.proc.pid
+        job_id = self.job_id
         row = job(self.store, job_id)
         if row["state"] == "validated" and row["base_version"] != self.service.version:
             update_job(self.store, job_id, ("validated",), state="rejected", finished=time.time(), stage="rejected",
@@ -252,7 +291,8 @@ class SleepManager:
                 self._swap(engine, made.version)
         elif row["state"] in ("queued", "running"):
             update_job(self.store, job_id, ("queued", "running"), state="failed", finished=time.time(),
-                       stage="worker died", error=_WORKER_DIED.format(pid, code))
+                       stage="worker died", error=_WORKER_DIED.format(pid, code) if pid is not None else
+                       _RAY_UNFINISHED.format(self.proc.task_id))
         self.proc, self.job_id, self.swapping = None, None, None
         self._next()
 

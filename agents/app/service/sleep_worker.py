@@ -26,6 +26,11 @@ state, progress and result go to the store's ``jobs`` table (:mod:`~agents.app.s
 6. **publish**: the folder is renamed to ``<store>/models/<version>/`` (one ``rename``), the version recorded,
    the job ``validated``. The service then loads it and swaps it in for new decisions.
 
+On a Ray cluster (``serve.py --ray-address``; :mod:`~agents.app.service.ray_jobs`) the same :func:`main` runs
+in a Ray task: :func:`ship_job` packs what the job reads, :func:`run_shipped_job` rebuilds it as a private store
+in a temporary folder of the Ray worker and runs :func:`main` there, and :func:`land_job` writes the outcome (the
+job's fields, a validated version's folder and row) into the service's store.
+
 Same seed, same job: the buffer's sampler, the SWR generator and the evaluation episodes are all seeded; torch
 runs on one thread.
 """
@@ -35,8 +40,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -190,6 +197,105 @@ def model_for_eval(path: Path, params: dict[str, Any], config: dict[str, Any]) -
     from agents.app.safe_load import load_model
 
     return load_model(path, params["algo"], device="cpu", config=config)
+
+
+# ---------------------------------------------------------------------- a job shipped to another machine
+SHIPPED_FILES = ("model.zip", "config.yaml", "sleep.json", "policy.onnx")
+"""The files of a version folder that travel back from a shipped job."""
+LANDED_FIELDS = ("state", "progress", "stage", "result", "error", "new_version")
+"""The job fields a shipped job's outcome sets in the service's store."""
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+_BAD_OUTCOME = "a shipped job came back with {}; nothing of it is kept"
+
+
+def ship_job(store: ServiceStore, job_id: str) -> dict[str, Any]:
+    """Everything job ``job_id`` reads, by value (for a machine that does not see ``store``): its parameters,
+    its base version's ``model.zip``, the run's ``config.yaml``, and the ``max_transitions`` most recent rows
+    of the ``experience`` table."""
+    row = job(store, job_id)
+    base = version(store, row["base_version"])
+    if base is None:
+        raise ValueError(f"the job's base version {row['base_version']!r} is not in the store")
+    columns = [r[1] for r in store.query("PRAGMA table_info(experience)")]
+    rows = store.query(f"SELECT {', '.join(columns)} FROM experience ORDER BY id DESC LIMIT ?",
+                       (int(row["params"]["max_transitions"]),))
+    return {"job_id": job_id, "params": row["params"], "base_version": base.version,
+            "model": base.model_path.read_bytes(),
+            "config": (Path(row["params"]["run_dir"]) / "config.yaml").read_bytes(),
+            "experience_columns": columns, "experience": rows[::-1]}
+
+
+def run_shipped_job(shipped: dict[str, Any]) -> dict[str, Any]:
+    """Run a job shipped by :func:`ship_job` with :func:`main` — the steps a worker process runs — on a
+    private store in a temporary folder; returns the job's outcome (its ``LANDED_FIELDS``) and, for a
+    ``validated`` job, its version folder's files (``SHIPPED_FILES``, as bytes) for :func:`land_job`. The
+    temporary folder is removed; nothing else is written."""
+    from agents.app.service.experience import create_tables as experience_tables
+    from agents.app.service.versions import create_tables as version_tables
+    from agents.app.service.versions import new_job
+
+    job_id = shipped["job_id"]
+    with tempfile.TemporaryDirectory(prefix="janus-sleep-") as tmp:
+        folder, run_dir, base = Path(tmp) / "store", Path(tmp) / "run", Path(tmp) / "base"
+        run_dir.mkdir()
+        base.mkdir()
+        (run_dir / "config.yaml").write_bytes(shipped["config"])
+        (base / "model.zip").write_bytes(shipped["model"])
+        store = ServiceStore(folder)
+        try:
+            version_tables(store)
+            experience_tables(store)
+            columns = shipped["experience_columns"]
+            marks = ", ".join("?" for _ in columns)
+            store.execute([("INSERT INTO versions VALUES (?, NULL, ?, NULL, ?)",
+                            (shipped["base_version"], str(base / "model.zip"), time.time()))]
+                          + [(f"INSERT INTO experience ({', '.join(columns)}) VALUES ({marks})", tuple(r))
+                             for r in shipped["experience"]], durable=True)
+            new_job(store, job_id, {**shipped["params"], "run_dir": str(run_dir)}, shipped["base_version"])
+        finally:
+            store.close()
+        main([str(folder), job_id])
+        store = ServiceStore(folder)
+        try:
+            row = job(store, job_id)
+        finally:
+            store.close()
+        files = {}
+        if row["state"] == "validated":
+            made = folder / MODELS_DIR / row["new_version"]
+            files = {name: (made / name).read_bytes() for name in SHIPPED_FILES if (made / name).is_file()}
+        return {"job": {k: row[k] for k in LANDED_FIELDS}, "files": files}
+
+
+def land_job(store: ServiceStore, job_id: str, outcome: dict[str, Any]) -> None:
+    """Write a shipped job's outcome into ``store``, as a worker process would have: a ``validated`` job's
+    version folder (written beside, then renamed into ``<store>/models/<version>/``) and version row, then the
+    job's fields (a job no longer ``running`` — interrupted meanwhile — stays as it is).
+
+    Raises:
+        ValueError: an outcome with a version name that is not a plain folder name, or without ``model.zip``.
+    """
+    fields = {k: outcome["job"][k] for k in LANDED_FIELDS}
+    if fields["state"] == "validated":
+        name, files = str(fields["new_version"]), outcome["files"]
+        if not _SAFE_NAME.fullmatch(name):
+            raise ValueError(_BAD_OUTCOME.format(f"the version name {name!r}"))
+        if "model.zip" not in files:
+            raise ValueError(_BAD_OUTCOME.format(f"the files {sorted(files)} (no model.zip)"))
+        models = store.folder / MODELS_DIR
+        final = models / name
+        if not final.is_dir():
+            tmp = models / f".tmp-{job_id}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for file in SHIPPED_FILES:
+                if file in files:
+                    (tmp / file).write_bytes(files[file])
+            os.replace(tmp, final)
+        add_version(store, name, job(store, job_id)["base_version"], final / "model.zip", job_id)
+    else:
+        fields["finished"] = time.time()
+    update_job(store, job_id, ("running",), **fields)
 
 
 def main(argv: list[str] | None = None) -> int:
