@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import settings as hypothesis_settings
@@ -119,3 +120,26 @@ def run_script() -> Callable[..., subprocess.CompletedProcess]:
     """``run_script("train.py", *args, check=True, timeout=600)``: a script (or ``-c`` code) run by this Python from
     the repository root, output captured as text; with ``check`` a non-zero exit fails, showing its stderr."""
     return _run_script
+
+
+def bitwise_diff(a: Any, b: Any, where: str = "") -> list[str]:
+    """Paths at which two nested structures of arrays, tensors and plain values differ, bit for bit (``[]``: none);
+    imported by the checkpoint and resume tests (``from tests.conftest import bitwise_diff``)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        ok = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+        return [] if ok else [where]
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        ok = (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+              and a.tobytes() == b.tobytes())
+        return [] if ok else [where]
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{where} keys {sorted(a)} != {sorted(b)}"]
+        return [d for k in a for d in bitwise_diff(a[k], b[k], f"{where}/{k}")]
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return [f"{where} length"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in bitwise_diff(x, y, f"{where}[{i}]")]
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return []
+    return [] if a == b and type(a) is type(b) else [f"{where}: {a!r} != {b!r}"]

@@ -163,3 +163,28 @@ def new_key(server: Server) -> Callable[..., str]:
 
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1")
+
+
+CYCLE = {"seq_len": 8, "n_sequences": 4}
+"""A small SWR replay: the sleep-job tests check the plumbing, not the learning."""
+FINAL = ("succeeded", "rejected", "failed", "interrupted")
+"""A sleep job's final states."""
+
+
+def wait_job(client, job_id: str, states: tuple[str, ...] = FINAL, timeout: float = 180.0) -> dict:
+    """Poll ``GET /api/v1/jobs/{id}`` until the job is in one of ``states``; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = client.get(f"/api/v1/jobs/{job_id}").json()
+        if row["state"] in states:
+            return row
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {row['state']} after {timeout} s: {row}")
+
+
+def queue_job(client, **body) -> dict:
+    """``POST /api/v1/sleep-cycle`` with the small :data:`CYCLE` and ``body``; expect 202."""
+    r = client.post("/api/v1/sleep-cycle", json={"cycle": CYCLE, **body})
+    assert r.status_code == 202, r.text
+    assert r.json()["state"] in ("queued", "running")
+    return r.json()

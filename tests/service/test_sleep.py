@@ -10,16 +10,13 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import time
 
 import numpy as np
 import pytest
 
 from agents.app.service.keys import make_key
-from tests.service.conftest import MarketWalk, Server
+from tests.service.conftest import CYCLE, FINAL, MarketWalk, Server, queue_job, wait_job
 
-CYCLE = {"seq_len": 8, "n_sequences": 4}  # a small SWR replay: the tests check the plumbing, not the learning
-FINAL = ("succeeded", "rejected", "failed", "interrupted")
 
 
 @pytest.fixture(scope="module")
@@ -31,23 +28,6 @@ def sleep_server(served_run, tmp_path_factory):
     srv.state = {}
     yield srv
     srv.stop()
-
-
-def _wait(client, job_id: str, states: tuple[str, ...] = FINAL, timeout: float = 90.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = client.get(f"/api/v1/jobs/{job_id}").json()
-        if row["state"] in states:
-            return row
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still {row['state']} after {timeout} s: {row}")
-
-
-def _queue(client, **body) -> dict:
-    r = client.post("/api/v1/sleep-cycle", json={"cycle": CYCLE, **body})
-    assert r.status_code == 202, r.text
-    assert r.json()["state"] in ("queued", "running")
-    return r.json()
 
 
 def test_sleep_routes_need_the_admin_scope(sleep_server) -> None:
@@ -109,8 +89,8 @@ def test_decisions_and_fills_are_recorded_as_transitions(sleep_server) -> None:
 
 def test_a_job_rejected_by_validation_keeps_the_version(sleep_server) -> None:
     with sleep_server.client(sleep_server.admin) as c:
-        queued = _queue(c, seed=7, tolerance=-1e6)  # demand an improvement no candidate makes
-        row = _wait(c, queued["id"])
+        queued = queue_job(c, seed=7, tolerance=-1e6)  # demand an improvement no candidate makes
+        row = wait_job(c, queued["id"])
         assert row["state"] == "rejected", row
         ev = row["result"]["evaluation"]
         assert not ev["accepted"] and ev["candidate_mean_return"] < ev["current_mean_return"] + 1e6
@@ -124,8 +104,8 @@ def test_a_job_rejected_by_validation_keeps_the_version(sleep_server) -> None:
 def test_a_job_makes_a_validated_version_and_swaps_it_in(sleep_server) -> None:
     walk = MarketWalk(seed=5)
     with sleep_server.client(sleep_server.admin) as c:
-        queued = _queue(c, seed=7, tolerance=1.0)  # 100 % of equity: any candidate that exports and plays passes
-        row = _wait(c, queued["id"])
+        queued = queue_job(c, seed=7, tolerance=1.0)  # 100 % of equity: any candidate that exports and plays passes
+        row = wait_job(c, queued["id"])
         assert row["state"] == "succeeded" and row["progress"] == 1.0, row
         new = row["new_version"]
         # the same seed on the same experience from the same base: the same weights as the rejected candidate
@@ -145,11 +125,11 @@ def test_a_job_makes_a_validated_version_and_swaps_it_in(sleep_server) -> None:
 def test_a_killed_worker_fails_its_job_and_the_model_keeps_serving(sleep_server) -> None:
     walk = MarketWalk(seed=9)
     with sleep_server.client(sleep_server.admin) as c:
-        queued = _queue(c, seed=8, tolerance=1.0)
-        row = _wait(c, queued["id"], ("running",) + FINAL)
+        queued = queue_job(c, seed=8, tolerance=1.0)
+        row = wait_job(c, queued["id"], ("running",) + FINAL)
         assert row["state"] == "running" and row["pid"], row
         os.kill(row["pid"], signal.SIGKILL)
-        row = _wait(c, queued["id"])
+        row = wait_job(c, queued["id"])
         assert row["state"] == "failed" and row["error"] == (
             f"the worker process (pid {row['pid']}) exited with status -9 before the job finished; "
             "the version served stays")
@@ -160,7 +140,7 @@ def test_a_killed_worker_fails_its_job_and_the_model_keeps_serving(sleep_server)
 
 def test_a_restart_keeps_versions_and_jobs_and_interrupts_a_running_job(sleep_server) -> None:
     with sleep_server.client(sleep_server.admin) as c:
-        running = _queue(c, seed=9, tolerance=1.0)["id"]
+        running = queue_job(c, seed=9, tolerance=1.0)["id"]
         before = {j: c.get(f"/api/v1/jobs/{j}").json() for j in (sleep_server.state["ok_job"],
                                                                  sleep_server.state["killed_job"])}
     sleep_server.stop()

@@ -16,10 +16,8 @@ import pytest
 
 from agents.app.service.keys import make_key
 from agents.app.service.ray_jobs import NO_RAY, check_address, connect_ray
-from tests.service.conftest import ROOT, MarketWalk, Server
+from tests.service.conftest import ROOT, MarketWalk, Server, queue_job, wait_job
 
-CYCLE = {"seq_len": 8, "n_sequences": 4}
-FINAL = ("succeeded", "rejected", "failed", "interrupted")
 
 
 def _closed_port() -> int:
@@ -71,22 +69,6 @@ def test_serve_with_a_bad_ray_address_exits_2_before_anything(served_run, tmp_pa
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"serve.py: error: {message}"), out.stderr
         assert "serving" not in out.stdout and not store.exists()  # refused before the store or a socket
-
-
-def _wait(client, job_id: str, states: tuple[str, ...] = FINAL, timeout: float = 180.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = client.get(f"/api/v1/jobs/{job_id}").json()
-        if row["state"] in states:
-            return row
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still {row['state']} after {timeout} s: {row}")
-
-
-def _queue(client, **body) -> dict:
-    r = client.post("/api/v1/sleep-cycle", json={"cycle": CYCLE, **body})
-    assert r.status_code == 202, r.text
-    return r.json()
 
 
 def _descendants(pid: int) -> list[int]:
@@ -141,7 +123,7 @@ def test_a_job_on_ray_makes_the_worker_process_version_and_a_dead_task_fails(ser
                 walk.advance()
         with srv.client(admin) as c:
             root = c.get("/api/v1/model").json()["root"]
-            reference = _wait(c, _queue(c, seed=7, tolerance=1.0)["id"])
+            reference = wait_job(c, queue_job(c, seed=7, tolerance=1.0)["id"])
             assert reference["state"] == "succeeded", reference
             assert c.post("/api/v1/model/rollback").json()["model_version"] == root
     finally:
@@ -152,8 +134,8 @@ def test_a_job_on_ray_makes_the_worker_process_version_and_a_dead_task_fails(ser
     srv = Server(served_run, store, "--breaker", "slippage_ratio=null", "--ray-address", "local").start()
     try:
         with srv.client(admin) as c:
-            queued = _queue(c, seed=7, tolerance=1.0)
-            row = _wait(c, queued["id"])
+            queued = queue_job(c, seed=7, tolerance=1.0)
+            row = wait_job(c, queued["id"])
             assert row["state"] == "succeeded" and row["progress"] == 1.0, row
             assert row["pid"] is None  # no process of this machine's service ran it
             assert row["new_version"] == reference["new_version"] != root  # the same weights digest
@@ -167,9 +149,9 @@ def test_a_job_on_ray_makes_the_worker_process_version_and_a_dead_task_fails(ser
             assert {"model.zip", "config.yaml", "policy.onnx", "sleep.json"} <= {p.name for p in folder.iterdir()}
             assert not list((store / "models").glob(".tmp-*"))
 
-            killed = _queue(c, seed=8, tolerance=1.0)
+            killed = queue_job(c, seed=8, tolerance=1.0)
             os.kill(_ray_task_worker(srv), signal.SIGKILL)
-            row = _wait(c, killed["id"])
+            row = wait_job(c, killed["id"])
             assert row["state"] == "failed" and row["error"].startswith("the Ray task ") and row["error"].endswith(
                 "; the version served stays"), row
             with srv.client(desk) as d:

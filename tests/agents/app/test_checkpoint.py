@@ -52,6 +52,7 @@ from agents.app.state_files import (
     write_state_npz,
 )
 from replay import PrioritizedDictReplayBuffer, PrioritizedReplayBuffer, SumTree
+from tests.conftest import bitwise_diff
 
 
 @pytest.fixture(autouse=True)
@@ -73,28 +74,6 @@ class _Payload:
         return (Path.write_text, (self.marker, "code ran"))
 
 
-def _same(a: Any, b: Any, where: str = "") -> list[str]:
-    """Paths at which two nested structures of arrays, tensors and plain values differ (bit for bit)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        ok = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-        return [] if ok else [where]
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        ok = (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
-              and a.tobytes() == b.tobytes())
-        return [] if ok else [where]
-    if isinstance(a, dict) and isinstance(b, dict):
-        if a.keys() != b.keys():
-            return [f"{where} keys {sorted(a)} != {sorted(b)}"]
-        return [d for k in a for d in _same(a[k], b[k], f"{where}/{k}")]
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        if len(a) != len(b):
-            return [f"{where} length"]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _same(x, y, f"{where}[{i}]")]
-    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
-        return []
-    return [] if a == b and type(a) is type(b) else [f"{where}: {a!r} != {b!r}"]
-
-
 # --------------------------------------------------------------------------- state files
 
 
@@ -110,7 +89,7 @@ def test_state_file_round_trip_is_exact(tmp_path: Path) -> None:
     write_state_npz(tmp_path / "s.npz", state)
     back = read_state_npz(tmp_path / "s.npz")
     expected = {**state, "np_scalar": 0.3, "nested": [{"a": state["nested"][0]["a"]}, [1, 2]]}
-    assert _same(back, expected) == []
+    assert bitwise_diff(back, expected) == []
     assert str(back["floats"][2]) == "inf" and str(back["floats"][3]) == "-0.0"
     assert back["f32"].tobytes() == state["f32"].tobytes()
 
@@ -190,7 +169,7 @@ def test_replay_buffer_round_trip_is_exact(tmp_path: Path, cls: type, space: spa
     fresh = make()
     load_replay_buffer_state(fresh, read_state_npz(tmp_path / "b.npz"))
     saved, restored = replay_buffer_state(buffer), replay_buffer_state(fresh)
-    assert _same(restored, saved) == []  # every array byte for byte, every counter, the generator state
+    assert bitwise_diff(restored, saved) == []  # every array byte for byte, every counter, the generator state
     assert fresh.pos == n_added % 12 and fresh.full == (n_added >= 12)
     if "prioritized" in saved:
         assert saved["prioritized"]["action_sat"] is not None and fresh.tree.total == buffer.tree.total
@@ -200,10 +179,10 @@ def test_replay_buffer_round_trip_is_exact(tmp_path: Path, cls: type, space: spa
         a = buffer.sample(6)
         np.random.seed(11)  # noqa: NPY002
         b = fresh.sample(6)
-        assert _same([x for x in a if x is not None and not isinstance(x, dict)],
+        assert bitwise_diff([x for x in a if x is not None and not isinstance(x, dict)],
                      [x for x in b if x is not None and not isinstance(x, dict)]) == []
         if isinstance(a.observations, dict):
-            assert _same(dict(a.observations), dict(b.observations)) == []
+            assert bitwise_diff(dict(a.observations), dict(b.observations)) == []
 
 
 def _per_state(tmp_path: Path) -> tuple[Callable[[], PrioritizedReplayBuffer], dict[str, Any]]:
@@ -259,7 +238,7 @@ def test_sumtree_state_round_trip_and_checks() -> None:
     tree.update([0, 2, 4], [1.0, 0.0, 3.5])
     fresh = SumTree(5, rebuild_every=100)
     fresh.load_state_dict(tree.state_dict())
-    assert _same(fresh.state_dict(), tree.state_dict()) == []
+    assert bitwise_diff(fresh.state_dict(), tree.state_dict()) == []
     assert np.array_equal(fresh.sample(4, np.random.default_rng(0))[0], tree.sample(4, np.random.default_rng(0))[0])
     bad = tree.state_dict()
     bad["tree"][8 + 1, 1] = 0.5  # leaf 1 (priority 0) claims a minimum of 0.5
@@ -294,7 +273,7 @@ def test_callback_states_round_trip_and_are_checked(tmp_path: Path, name: str, p
     write_state_npz(tmp_path / "c.npz", state)
     fresh = _callbacks()[name]
     fresh.load_state_dict(read_state_npz(tmp_path / "c.npz"))
-    assert _same(fresh.state_dict(), state) == []
+    assert bitwise_diff(fresh.state_dict(), state) == []
     with pytest.raises((TypeError, ValueError)) as err:
         fresh.load_state_dict(_tamper(state, path, value))
     assert message in str(err.value)
@@ -411,10 +390,10 @@ def test_resumed_run_equals_the_uninterrupted_one(uninterrupted: dict[str, Any])
     for step in (N1, N2):
         resumed_at, final = _resume_to_end(root / ckpt.step_folder(step), uninterrupted["envs"])
         assert resumed_at == step
-        assert _same(final, uninterrupted["final"]) == []
+        assert bitwise_diff(final, uninterrupted["final"]) == []
     # not vacuous: training after N2 changed the weights
     early = load_checkpoint(root / ckpt.step_folder(N2), JanusDQN, _env()).model
-    assert _same(_params(early)["policy"], uninterrupted["final"]["policy"])
+    assert bitwise_diff(_params(early)["policy"], uninterrupted["final"]["policy"])
 
 
 def test_checkpoint_at_n_holds_n_transitions(uninterrupted: dict[str, Any]) -> None:
@@ -530,7 +509,7 @@ def test_kill_at_every_phase_of_a_checkpoint_write(tmp_path: Path, uninterrupted
                 warnings.simplefilter("ignore", CheckpointWarning)  # a `latest` naming a missing folder
                 folder = latest_checkpoint(killed)
             step, final = _resume_to_end(folder, uninterrupted["envs"])
-            assert _same(final, uninterrupted["final"]) == [], shot.name
+            assert bitwise_diff(final, uninterrupted["final"]) == [], shot.name
             finals[step] = final
             outcomes.append((shot.name, step))
     # the write sequence (the last write ran to the end): each step was a kill point

@@ -19,7 +19,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
@@ -29,6 +28,7 @@ from agents.app.checkpoint import step_folder
 from agents.app.state_files import replay_buffer_state, rng_state
 from agents.app.training import Run, SB3Training, build_training, resolve_run
 from agents.basal_ganglia import attach_shield_logic
+from tests.conftest import bitwise_diff
 
 HP = ["--hp", "env_kwargs.episode_steps=50", "--hp", "learning_starts=32", "--hp", "buffer_size=1000",
       "--hp", "batch_size=16", "--hp", "target_update_interval=50", "--hp", "policy_kwargs.net_arch=[16]",
@@ -56,27 +56,6 @@ def _state(training: SB3Training) -> dict[str, Any]:
     })
     state["callbacks"]["SleepPhaseCallback"]["last_metrics"].pop("sleep/elapsed_s", None)
     return state
-
-
-def _same(a: Any, b: Any, where: str = "") -> list[str]:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        ok = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-        return [] if ok else [where]
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        ok = (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
-              and a.tobytes() == b.tobytes())
-        return [] if ok else [where]
-    if isinstance(a, dict) and isinstance(b, dict):
-        if a.keys() != b.keys():
-            return [f"{where} keys"]
-        return [d for k in a for d in _same(a[k], b[k], f"{where}/{k}")]
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        if len(a) != len(b):
-            return [f"{where} length"]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _same(x, y, f"{where}[{i}]")]
-    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
-        return []
-    return [] if a == b else [f"{where}: {a!r} != {b!r}"]
 
 
 class _KeepState(BaseCallback):
@@ -161,7 +140,7 @@ def test_resume_restores_what_the_run_had_and_goes_on_exactly(uninterrupted: dic
     expected = copy.deepcopy(uninterrupted["at_mid"])
     assert expected["callbacks"]["AtomicCheckpointCallback"]["last_saved"] == MID - 64
     expected["callbacks"]["AtomicCheckpointCallback"]["last_saved"] = MID  # the checkpoint callback's own save
-    assert _same(_state(resumed), expected) == []
+    assert bitwise_diff(_state(resumed), expected) == []
     assert expected["buffer"]["pos"] == MID  # all MID transitions, the last one included
     assert expected["callbacks"]["SleepPhaseCallback"]["last_step_trigger"] == MID
     assert expected["sleep_state"]["cycle"] == 2 and expected["callbacks"]["CerebellumCallback"]["calls"] == MID
@@ -171,8 +150,8 @@ def test_resume_restores_what_the_run_had_and_goes_on_exactly(uninterrupted: dic
     attach_shield_logic(resumed.model.policy, env.envs)
     resumed.learn(progress=False)
     resumed.save()
-    assert _same(_state(resumed), uninterrupted["final"]) == []
-    assert _same(expected["policy"], uninterrupted["final"]["policy"])  # not vacuous: the last 64 steps learned
+    assert bitwise_diff(_state(resumed), uninterrupted["final"]) == []
+    assert bitwise_diff(expected["policy"], uninterrupted["final"]["policy"])  # not vacuous: the last 64 steps learned
 
 
 def test_resuming_twice_gives_the_same_run_and_no_extra_sleep_or_checkpoint(uninterrupted: dict[str, Any]) -> None:
@@ -191,9 +170,9 @@ def test_resuming_twice_gives_the_same_run_and_no_extra_sleep_or_checkpoint(unin
         assert resumed.callbacks[0].n_sleeps == sleeps + 1  # the one at 192
         resumed.save()
         finals.append(_state(resumed))
-    assert _same(finals[0], finals[1]) == []
+    assert bitwise_diff(finals[0], finals[1]) == []
     # what differs by design: new episodes after the resume, so other weights than the uninterrupted run's
-    assert _same(finals[0]["policy"], uninterrupted["final"]["policy"])
+    assert bitwise_diff(finals[0]["policy"], uninterrupted["final"]["policy"])
     assert finals[0]["sleep_state"]["cycle"] == uninterrupted["final"]["sleep_state"]["cycle"] == 3
 
 
@@ -215,6 +194,6 @@ def test_a_run_killed_before_model_zip_is_finished(uninterrupted: dict[str, Any]
 
     model = load_model(run_dir / "model.zip", "janus-dqn")
     assert model.num_timesteps == T
-    assert _same(model.policy.state_dict(), uninterrupted["final"]["policy"]) == []
+    assert bitwise_diff(model.policy.state_dict(), uninterrupted["final"]["policy"]) == []
     cerebellum = torch.load(run_dir / "cerebellum.pt", weights_only=True)
-    assert _same(cerebellum, uninterrupted["final"]["cerebellum"]) == []
+    assert bitwise_diff(cerebellum, uninterrupted["final"]["cerebellum"]) == []
