@@ -39,7 +39,7 @@ predicted_bps = cerebellum.predictor(obs, action, info)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -307,6 +307,52 @@ class Cerebellum(nn.Module):
 
     predictor = predict_slippage
     """The amygdala's slippage predictor: ``cerebellum.predictor(obs, action, info) -> bps``."""
+
+    def numpy_predictor(self) -> Callable[[Mapping[str, Any], Any, Mapping[str, Any] | None], float]:
+        """:meth:`predict_slippage` in numpy, on a snapshot of the weights taken now (for a cerebellum that no
+        longer learns: the decision service's).
+
+        The same side-aware features and layers in float32; the matrix products sum in another order than
+        torch's, so a prediction equals :meth:`predict_slippage`'s to float32 rounding (≈ 1e-6 relative), not
+        bit for bit. At batch 1 it costs ≈ 20 µs against 0.2-0.4 ms in torch.
+
+        Raises:
+            TypeError: ``net`` holds a layer other than ``Linear`` and ``ReLU``.
+        """
+        layers: list[tuple[np.ndarray, np.ndarray] | None] = []  # None: a ReLU
+        for module in self.net:
+            if isinstance(module, nn.Linear):
+                weight, bias = module.weight.detach().cpu().numpy(), module.bias.detach().cpu().numpy()
+                layers.append((weight.T.copy(), bias.copy()))
+            elif isinstance(module, nn.ReLU):
+                layers.append(None)
+            else:
+                raise TypeError(f"numpy_predictor: expected Linear and ReLU layers, got {type(module).__name__}")
+        n_levels, n_market = self.n_levels, self.n_market
+        one = np.float32(1.0)
+
+        def predict(obs: Mapping[str, Any], action: Any, info: Mapping[str, Any] | None = None) -> float:
+            side, size = self.order_of(action)
+            try:
+                book = np.asarray(obs[self.book_key], dtype=np.float32).reshape(n_levels, 4)
+                market = np.asarray(obs[self.market_key], dtype=np.float32).reshape(n_market)
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(_BAD_OBS.format(self.book_key, self.market_key, n_levels, n_market, obs)) from err
+            if side == 0.0:
+                return 0.0
+            buy = np.float32(side > 0)
+            near_px = buy * book[:, 2] + (one - buy) * book[:, 0]
+            near_qty = buy * book[:, 3] + (one - buy) * book[:, 1]
+            far_px = buy * book[:, 0] + (one - buy) * book[:, 2]
+            far_qty = buy * book[:, 1] + (one - buy) * book[:, 3]
+            x = np.concatenate([np.abs(near_px), near_qty, np.abs(far_px), far_qty,
+                                np.sign(market) * np.log1p(np.abs(market)),
+                                np.log1p(np.array([size], dtype=np.float32)), np.array([side], dtype=np.float32)])
+            for layer in layers:
+                x = np.maximum(x, np.float32(0.0)) if layer is None else x @ layer[0] + layer[1]
+            return float(x[0])
+
+        return predict
 
 
 class CerebellumCallback(BaseCallback):

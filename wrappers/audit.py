@@ -129,6 +129,15 @@ class AuditLogWarning(UserWarning):
 
 def to_jsonable(x: Any) -> Any:
     """``x`` as plain JSON types: dicts (str keys), lists, str, bool, int, finite float or None."""
+    kind = type(x)  # the plain types first, by exact type (a record is mostly these; the checks below cost ~5×)
+    if kind is float:
+        return x if math.isfinite(x) else None
+    if kind is str or kind is bool or kind is int:
+        return x
+    if kind is dict:
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if kind is list or kind is tuple:
+        return [to_jsonable(v) for v in x]
     if x is None or isinstance(x, (str, bool)):
         return x
     if isinstance(x, (np.bool_,)):

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import os
 import sqlite3
+import threading
+import time
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from agents.app.service.accounts import Account
@@ -178,3 +184,165 @@ def test_body_errors_name_the_field(raw: bytes, status: int, field: str, message
     got_status, detail = error_detail(caught.value)
     assert got_status == status
     assert any(d["field"] == field and message in d["message"] for d in detail), detail
+
+
+@pytest.mark.parametrize(("tau_veto", "tau_logic", "hold"), [(0.7, 0.1, 0), (0.5, 0.25, 0), (1.0, 1.0, 2),
+                                                              (1e-3, 0.3333333333333333, 1)])
+def test_the_engines_gate_is_the_policys_on_every_boundary(tau_veto, tau_logic, hold) -> None:
+    """``gate_row`` (numpy, one row) against ``basal_ganglia_gate`` (the tensors ``apply_gate`` runs): every
+    proposal, No-Go probabilities one float32 step below, at and above τ_veto (and the float64 τ itself),
+    logic losses likewise around τ_logic, HOLD allowed, forbidden or not masked."""
+    import torch as th
+
+    from agents.app.service.engine import gate_row
+    from agents.basal_ganglia.gate import basal_ganglia_gate
+
+    policy = SimpleNamespace(tau_veto=tau_veto, tau_logic=tau_logic, hold_action=hold)
+
+    def near(tau: float) -> list[float]:
+        f32 = np.float32(tau)
+        return sorted({float(np.nextafter(f32, np.float32(-1))), float(f32), float(np.nextafter(f32, np.float32(2))),
+                       tau, 0.0, 1.0})
+
+    cases = 0
+    for proposed in range(3):
+        for nogo_p in near(tau_veto):
+            for logic in near(tau_logic):
+                for allowed in (None, True, False):
+                    nogo = np.full(3, 0.5, dtype=np.float32)
+                    nogo[proposed] = nogo_p
+                    final, vetoed = basal_ganglia_gate(
+                        th.as_tensor([proposed]), th.as_tensor(nogo[None]), th.as_tensor([logic], dtype=th.float32),
+                        tau_veto=tau_veto, tau_logic=tau_logic, hold_action=hold,
+                        hold_allowed=None if allowed is None else th.as_tensor([allowed]))
+                    assert gate_row(proposed, nogo, logic, policy, allowed) == (int(final[0]), bool(vetoed[0]))
+                    cases += 1
+    assert cases == 3 * len(near(tau_veto)) * len(near(tau_logic)) * 3
+
+
+def test_key_rows_are_read_from_the_store_once(tmp_path) -> None:
+    store = ServiceStore(tmp_path)
+    keys = ApiKeys(store)
+    key = keys.create("desk-a", ("decide",))
+    reads = []
+    real = store.key
+    store.key = lambda key_id: reads.append(key_id) or real(key_id)  # type: ignore[method-assign]
+    for _ in range(3):
+        assert keys.verify(key) == Principal("desk-a", ("decide",))
+    assert keys.verify(key[:-1] + ("A" if key[-1] != "A" else "B")) is None  # the cached row still checks the secret
+    assert len(reads) == 1
+    assert keys.verify("janus_000000000000_" + "x" * 43) is None and len(reads) == 2  # unknown ids: not cached
+    assert keys.verify("janus_000000000000_" + "x" * 43) is None and len(reads) == 3
+    store.close()
+
+
+def test_the_store_checkpoints_on_demand_only(tmp_path) -> None:
+    """With background checkpoints the serving connection never checkpoints (its commits never wait for the
+    checkpoint's fsyncs); ``checkpoint()`` copies the whole log, from another thread, and the data is all there."""
+    store = ServiceStore(tmp_path)
+    store.background_checkpoints()
+    assert store.query("PRAGMA wal_autocheckpoint") == [(0,)]
+    state = json.dumps({"pad": "x" * 3000})
+    for i in range(1500):  # a page or more a commit: past SQLite's automatic checkpoint at 1,000 pages
+        store.save_account(f"desk-{i % 7}", state)
+    wal = tmp_path / "service.db-wal"
+    assert wal.stat().st_size > 1000 * 4096  # nothing checkpointed it meanwhile
+    done: list[tuple[int, int]] = []
+    worker = threading.Thread(target=lambda: done.append(store.checkpoint()))
+    worker.start()
+    worker.join()
+    (log, copied), = done
+    assert log > 1000 and copied == log
+    store.save_account("desk-0", "{}")
+    store.close()
+    again = ServiceStore(tmp_path)
+    assert again.account("desk-0") == "{}" and again.account("desk-6") == state
+    again.close()
+
+
+def test_disk_syncer_fsyncs_what_was_written_off_the_caller(tmp_path, monkeypatch) -> None:
+    from agents.app.service import syncer as syncer_module
+    from agents.app.service.syncer import DiskSyncer
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+    paths = {}
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.append(paths.get(os.fstat(fd).st_ino, "?"))
+
+    monkeypatch.setattr(syncer_module.os, "fsync", fsync)
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    for path in (a, b):
+        path.write_text("")
+        paths[path.stat().st_ino] = path.name
+    checkpoints = []
+    sync = DiskSyncer(seconds=3600, checkpoint=lambda: checkpoints.append(1))
+    sync.wrote(a)
+    sync.wrote(a)
+    assert sync.sync() == 1 and synced == ["a.jsonl"] and checkpoints == [1]
+    assert sync.sync() == 0 and synced == ["a.jsonl"]  # nothing new written: no fsync
+    sync.wrote(b)
+    sync.wrote(a)
+    assert sync.sync() == 2 and sorted(synced[1:]) == ["a.jsonl", "b.jsonl"]
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(syncer_module.os, "fsync", failing)
+    sync.wrote(b)
+    sync.check(a)
+    assert sync.sync() == 0
+    with pytest.raises(OSError, match="Input/output error"):
+        sync.check(b)  # the next record of b is refused (its account halts with audit_error)
+    sync.check(b)  # reported once
+    sync.checkpoint = lambda: 1 / 0
+    sync.sync()
+    assert sync.checkpoint_errors == 1
+    monkeypatch.setattr(syncer_module.os, "fsync", fsync)
+    sync.stop()
+    sync.stop()
+    assert synced[-1] == "b.jsonl"  # stop() made a last pass: b's record is on disk after all
+
+
+def test_disk_syncer_thread_runs_every_period(tmp_path) -> None:
+    from agents.app.service.syncer import DiskSyncer
+
+    path = tmp_path / "a.jsonl"
+    path.write_text("x\n")
+    sync = DiskSyncer(seconds=0.02)
+    sync.start()
+    sync.wrote(path)
+    deadline = time.monotonic() + 10
+    while sync.passes == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sync.passes == 1
+    sync.stop()
+    with pytest.raises(ValueError):
+        DiskSyncer(seconds=0)
+
+
+def test_the_numpy_cerebellum_predicts_what_torch_does() -> None:
+    """``Cerebellum.numpy_predictor`` (the ONNX engine's) against ``predictor`` (torch) on 200 states of the env,
+    every action: equal to float32 rounding; HOLD 0; a malformed observation is the same ValueError."""
+    import gymnasium as gym
+
+    import envs_registry  # noqa: F401
+    from agents.cerebellum import Cerebellum
+
+    env = gym.make("Janus-LOB-v0", seed=0, n_sizes=2, action_type="sized")
+    cerebellum = Cerebellum.from_env(env, seed=3, hidden=(16, 8))
+    fast = cerebellum.numpy_predictor()
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        obs, *_ = env.step(int(rng.integers(0, 5)))
+        for action in range(5):
+            ours, theirs = fast(obs, np.int64(action), {}), cerebellum.predictor(obs, np.int64(action), {})
+            assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-5)
+            assert (ours == 0.0) == (action == 0)
+    with pytest.raises(ValueError, match="Expected an observation with keys 'book' and 'market'"):
+        fast({"book": np.zeros(3)}, np.int64(1), {})
+    with pytest.raises(ValueError, match="Expected a discrete action index in"):
+        fast(obs, np.int64(9), {})

@@ -175,6 +175,34 @@ def test_error_paths(server, new_key, walk) -> None:
         assert second["decision_id"] == 1
 
 
+def test_the_hot_routes_stream_bodies_and_leave_other_methods_to_fastapi(server, new_key, walk) -> None:
+    """``POST /api/v1/decision`` and ``/fills`` are answered in front of FastAPI's router: a body sent in chunks
+    (no ``Content-Length``) is read whole, and refused with 413 once past the limit; other methods on these paths
+    get FastAPI's 405; every answer is counted by status."""
+    key = new_key("desk-stream")
+    body = json.dumps(walk.body()).encode()
+
+    def chunks(data: bytes, size: int = 100):
+        for i in range(0, len(data), size):
+            yield data[i:i + size]
+
+    with server.client(key) as c:
+        r = c.post("/api/v1/decision", content=chunks(body), headers={"Content-Type": "application/json"})
+        assert r.status_code == 200 and r.json()["decision_id"] == 0 and r.headers["content-type"] == "application/json"
+        assert int(r.headers["content-length"]) == len(r.content)
+        huge = b'{"market": {"prices": [' + b"1.0," * 300_000 + b"1.0]}}"
+        r = c.post("/api/v1/decision", content=chunks(huge, 65536))
+        too_large = {"field": "body", "message": "request body larger than 1048576 bytes"}
+        assert r.status_code == 413 and r.json() == {"error": "payload_too_large", "detail": [too_large]}
+        r = c.post("/api/v1/fills", content=chunks(huge, 65536))
+        assert r.status_code == 413
+        assert c.get("/api/v1/decision").status_code == 405
+        assert c.put("/api/v1/fills", json={}).status_code == 405
+        assert c.get("/api/v1/account").json()["decisions"] == 1
+        text = c.get("/api/v1/metrics").text
+    assert 'janus_http_responses_total{code="413"}' in text and 'janus_http_responses_total{code="405"}' in text
+
+
 def test_rate_limit_answers_429_with_retry_after(server, new_key) -> None:
     with server.client(new_key("desk-fast")) as c:
         codes = [c.get("/api/v1/account") for _ in range(150)]

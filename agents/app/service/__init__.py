@@ -15,7 +15,8 @@
 | ``ratelimit`` | a token bucket per API key (429 beyond it) |
 | ``schemas`` | the request bodies, validated with pydantic (wrong shapes, NaN, oversized → 4xx naming the field) |
 | ``service`` | :class:`~.service.DecisionService`: decisions, fills, halts and resumes on the accounts |
-| ``app`` | the FastAPI app: routes, authentication, body-size limit, error format |
+| ``syncer`` | the disk work off the event loop: audit trails ``fsync``ed and the store checkpointed, once a second |
+| ``app`` | the FastAPI app: routes (the two hot ones answered in front of FastAPI's router), authentication, body-size limit, error format |
 | ``serving`` | the steps of ``serve.py``: make a key, resolve and build the service, run uvicorn |
 | ``venue`` | paper trading's venue state: the env's own numbers, taken only when they reconcile with the account |
 | ``paper`` | ``serve.py paper``: drives the service over HTTP from the run's simulated market |

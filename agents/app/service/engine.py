@@ -8,10 +8,13 @@ reuse the file. ONNX Runtime runs it on one thread.
 A basal-ganglia policy decides as it does in ``evaluate.py`` (:mod:`agents.basal_ganglia.shield_logic`): the Go
 pathway proposes, then the gate ``final = HOLD if NoGo_proposed ≥ τ_veto ∨ ℓ_logic ≥ τ_logic else proposed``
 with ``ℓ_logic = 1 − SatAgg`` of the proposal under the account's LTN shield in the current state. The graph is
-exported without the logic input; its proposal and No-Go go through the policy's own gate
-(:meth:`~agents.basal_ganglia.policies.BasalGangliaPolicyMixin.apply_gate`) with the shield's ℓ_logic — the
-function the exported graph and the policy gate with. ``--engine torch`` runs ``model.predict`` with the shield's
-ℓ_logic as the policy's logic hook instead. Maskable policies (``MaskablePPO``) get the shield's action masks.
+exported without the logic input; its proposal and No-Go go through :func:`gate_row`, the policy's own gate
+(:meth:`~agents.basal_ganglia.policies.BasalGangliaPolicyMixin.apply_gate`, the function the exported graph and
+the policy gate with) on one row in numpy: the same comparisons in float32 with the policy's τ_veto, τ_logic and
+HOLD (``tests/service/test_parts.py`` holds it to ``apply_gate`` on every boundary). Torch stays off the ONNX
+path: a few torch ops between two ONNX Runtime calls cost the next call ≈ 0.1 ms (measured). ``--engine torch``
+runs ``model.predict`` with the shield's ℓ_logic as the policy's logic hook instead. Maskable policies
+(``MaskablePPO``) get the shield's action masks.
 
 ``go_nogo`` (the answer's and the audit record's) has the keys of the policy's own record
 (``BasalGangliaPolicyMixin.last_go_nogo``): ``go``, ``nogo``, ``proposed``, ``final``, ``vetoed``,
@@ -56,6 +59,23 @@ def _softmax_at(go: np.ndarray, index: int) -> float:
     z = go.astype(np.float64) - float(np.max(go))
     e = np.exp(z)
     return float(e[index] / e.sum())
+
+
+def gate_row(proposed: int, nogo: np.ndarray, logic: float, policy: Any,
+             hold_allowed: bool | None = None) -> tuple[int, bool]:
+    """``policy.apply_gate`` on one row: ``(final, vetoed)`` for the proposal ``proposed``, its No-Go
+    probabilities ``nogo`` (float32) and the logic loss ``logic``.
+
+    ``vetoed = (NoGo_proposed ≥ τ_veto ∨ ℓ_logic ≥ τ_logic) ∧ proposed ≠ HOLD [∧ HOLD allowed]``,
+    ``final = HOLD if vetoed else proposed`` (:func:`agents.basal_ganglia.gate.basal_ganglia_gate`), compared
+    in float32 as the policy's tensors are (τ and ℓ_logic rounded to float32).
+    """
+    hold = int(policy.hold_action)
+    vetoed = bool((np.float32(nogo[proposed]) >= np.float32(policy.tau_veto)
+                   or np.float32(logic) >= np.float32(policy.tau_logic)) and proposed != hold)
+    if hold_allowed is not None:
+        vetoed = vetoed and bool(hold_allowed)
+    return (hold if vetoed else proposed), vetoed
 
 
 def _logic_loss(action_sat: np.ndarray, proposed: int) -> float:
@@ -134,19 +154,16 @@ class DecisionEngine:
         feed = {key: obs[key][None] for key in self.keys}
         if self.masked:
             feed["action_masks"] = np.asarray(masks, dtype=bool)[None]
-        result = dict(zip(self.outputs, self.session.run(None, feed)))
-        go = result["go"][0]
         if not self.gated:
-            action = int(result["action"][0])
-            return PolicyDecision(action, action, _softmax_at(go, action), None)
-        proposed = int(result["proposed"][0])
-        nogo = result["nogo"][0]
+            go, action = self.session.run(["go", "action"], feed)
+            action = int(action[0])
+            return PolicyDecision(action, action, _softmax_at(go[0], action), None)
+        go, proposed, nogo = self.session.run(["go", "proposed", "nogo"], feed)
+        go, proposed, nogo = go[0], int(proposed[0]), nogo[0]
         logic = _logic_loss(action_sat, proposed)
-        hold_allowed = None if masks is None else th.as_tensor([bool(masks[self.policy.hold_action])])
-        with th.no_grad():
-            final, vetoed = self.policy.apply_gate(th.as_tensor([proposed]), th.as_tensor(nogo[None]),
-                                                   th.as_tensor([logic], dtype=th.float32), hold_allowed)
-        return self._gated(go, nogo, proposed, int(final[0]), bool(vetoed[0]), logic)
+        hold_allowed = None if masks is None else bool(masks[self.policy.hold_action])
+        final, vetoed = gate_row(proposed, nogo, logic, self.policy, hold_allowed)
+        return self._gated(go, nogo, proposed, final, vetoed, logic)
 
     def _decide_torch(self, obs: dict[str, np.ndarray], action_sat: np.ndarray,
                       masks: np.ndarray | None) -> PolicyDecision:
@@ -177,4 +194,4 @@ class DecisionEngine:
         return PolicyDecision(final, proposed, _softmax_at(go, final), record)
 
 
-__all__ = ["ENGINES", "ONNX_FILE", "DecisionEngine", "PolicyDecision"]
+__all__ = ["ENGINES", "ONNX_FILE", "DecisionEngine", "PolicyDecision", "gate_row"]

@@ -106,16 +106,24 @@ class ExperienceRecorder:
         create_tables(store)
 
     def observe(self, account: str, session: int, decision_id: int, version: str, obs: dict[str, np.ndarray],
-                agent_action: int | None, ltn: dict[str, Any] | None, reward: float, halted: bool) -> None:
-        """One answered decision of ``account``: close its open transition (same session), open the next one."""
+                agent_action: int | None, ltn: dict[str, Any] | None, reward: float, halted: bool,
+                with_statements: list[tuple[str, tuple[Any, ...]]] | None = None) -> None:
+        """One answered decision of ``account``: close its open transition (same session), open the next one.
+
+        ``with_statements`` (the account's save) commit in the same transaction as the transition (one commit per
+        decision).
+        """
         blob = encode_obs(obs, self.space)
+        statements = list(with_statements or [])
         pending = self._open.pop(account, None)
         if pending is not None and pending.session == session:
-            self.store.execute([(
+            statements.append((
                 "INSERT INTO experience (account, session, decision_id, model_version, obs, action, reward, "
                 "next_obs, done, violation, action_sat, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (account, session, pending.decision_id, pending.version, pending.obs, pending.action, float(reward),
-                 blob, int(halted), pending.violation, pending.action_sat, time.time()))])
+                 blob, int(halted), pending.violation, pending.action_sat, time.time())))
+        if statements:
+            self.store.execute(statements)
         if halted or agent_action is None or ltn is None:
             return
         sat = ltn.get("action_sat")

@@ -41,6 +41,7 @@ from gymnasium import spaces
 
 from agents.app.service.engine import DecisionEngine, PolicyDecision
 from agents.app.service.observation import BuiltState
+from agents.app.service.syncer import DiskSyncer
 from janus_env.accounting import cut_order, reason_names
 from janus_env.actions import sized_quantity
 from janus_env.config import MarketConfig
@@ -173,9 +174,12 @@ class AccountGuard:
         settings: the parts' settings (shared by every account).
         audit_path: the account's audit trail (JSON Lines, appended).
         tags: constant fields of every audit record (the account, the model version).
+        syncer: forces the trail to disk off the event loop (:mod:`~agents.app.service.syncer`; the trail then
+            ``fsync``s only at session starts and at close); None: ``AuditLog``'s own ``fsync`` defaults.
     """
 
-    def __init__(self, settings: GuardSettings, audit_path: str | os.PathLike[str], tags: dict[str, Any]) -> None:
+    def __init__(self, settings: GuardSettings, audit_path: str | os.PathLike[str], tags: dict[str, Any],
+                 syncer: DiskSyncer | None = None) -> None:
         self.settings = settings
         config = settings.config
         self.core = self.shield_core(settings)
@@ -197,7 +201,9 @@ class AccountGuard:
             self._sizing_env = StagedEnv(settings)
             self.hypothalamus = Hypothalamus(self._sizing_env, **settings.sizing)
         self._audit_env = StagedEnv(settings)
-        self.audit = AuditLog(self._audit_env, audit_path, buffer_size=1, tags=tags)
+        self.syncer = syncer
+        never = {"fsync_every": None, "fsync_seconds": None} if syncer is not None else {}
+        self.audit = AuditLog(self._audit_env, audit_path, buffer_size=1, tags=tags, **never)
         self.live = False
         """A session is running (False before the first decision, after a halt, after a restart)."""
         self.last_ltn: dict[str, Any] | None = None
@@ -272,17 +278,34 @@ class AccountGuard:
     # ------------------------------------------------------------------ the decision
     def decide(self, built: BuiltState, info: dict[str, Any], engine: DecisionEngine, units: int) -> GuardDecision:
         """Shield scores, the policy, the pre-action check, the shield's decision, sizing and the env's cut
-        (steps 2–3 of the module docstring); a halted decision when a part halts."""
-        core = self.core
-        try:
-            masks = core.masks()[0]
-            action_sat = core.sat[0].copy()
-        except Exception as err:
-            return self.halted(reason(err))
+        (steps 2–3 of the module docstring); a halted decision when a part halts.
+
+        :meth:`score`, ``engine.decide`` and :meth:`conclude` in a row (the service runs the policy on a worker
+        thread between the two: :meth:`~agents.app.service.service.DecisionService.decide_async`).
+        """
+        scored = self.score()
+        if isinstance(scored, GuardDecision):
+            return scored
+        masks, action_sat = scored
         try:
             policy = engine.decide(built.obs, action_sat, masks if engine.masked else None)
         except Exception as err:
             return self.halted(error_reason(ENGINE_ERROR, err))
+        return self.conclude(built, policy, action_sat, units)
+
+    def score(self) -> tuple[np.ndarray, np.ndarray] | GuardDecision:
+        """The shield's action masks and per-action SatAgg in the state :meth:`begin` staged (what the policy
+        needs), or a halted decision when the shield fails."""
+        core = self.core
+        try:
+            return core.masks()[0], core.sat[0].copy()
+        except Exception as err:
+            return self.halted(reason(err))
+
+    def conclude(self, built: BuiltState, policy: PolicyDecision, action_sat: np.ndarray, units: int) -> GuardDecision:
+        """After the policy: the pre-action check, the shield's decision, sizing and the env's cut (or a halted
+        decision when a part halts)."""
+        core = self.core
         truths = core.truths[0, policy.proposed].tolist()
         proposal = {"sat_agg": float(action_sat[policy.proposed]),
                     "rules": {name: truths[i] for i, name in enumerate(RULE_NAMES)}}
@@ -323,11 +346,14 @@ class AccountGuard:
                              halted=True, halt_reason=halt, predicted_slippage_bps=self.prediction)
 
     # ------------------------------------------------------------------ the audit trail
-    def record(self, built: BuiltState, info: dict[str, Any], decision: GuardDecision, reward: float) -> None:
-        """Append the decision to the audit trail (``AuditLog``'s record of it).
+    def record(self, built: BuiltState, info: dict[str, Any], decision: GuardDecision, reward: float,
+               version: str | None = None) -> None:
+        """Append the decision to the audit trail (``AuditLog``'s record of it), tagged with the model ``version``
+        that decided it when given.
 
         Raises:
-            OSError / ValueError: the trail cannot be written (the caller halts the account).
+            OSError / ValueError: the trail cannot be written, or its last ``fsync`` failed (the caller halts the
+                account).
         """
         policy = decision.policy
         staged = {
@@ -343,7 +369,13 @@ class AccountGuard:
         }
         self._audit_env.stage(built.obs, staged, reward=reward)
         proposed = decision.agent_action if decision.agent_action is not None else HOLD
+        if self.syncer is not None:
+            self.syncer.check(self.audit.path)
+        if version is not None:
+            self.audit.tags["model_version"] = version
         self.audit.step(np.int64(proposed))
+        if self.syncer is not None:
+            self.syncer.wrote(self.audit.path)
 
     def close(self) -> None:
         """Flush and close the audit trail."""

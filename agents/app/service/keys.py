@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from agents.app.service.schemas import ACCOUNT_PATTERN
-from agents.app.service.store import ServiceStore
+from agents.app.service.store import KeyRow, ServiceStore
 
 SCOPES = ("decide", "admin")
 PREFIX = "janus"
@@ -70,6 +70,7 @@ class ApiKeys:
 
     def __init__(self, store: ServiceStore) -> None:
         self.store = store
+        self._rows: dict[str, KeyRow] = {}  # key id -> its stored row (salt and digest, never the secret)
 
     def create(self, name: str, scopes: tuple[str, ...]) -> str:
         """A new key for a new account ``name``; the returned text is the only copy of the secret.
@@ -95,7 +96,11 @@ class ApiKeys:
         if match is None:
             return None
         key_id, secret = match.groups()
-        row = self.store.key(key_id)
+        row = self._rows.get(key_id)
+        if row is None:  # rows are written once (keygen) and never change: each is read from the store once
+            row = self.store.key(key_id)
+            if row is not None:
+                self._rows[key_id] = row
         expected = row.digest if row is not None else bytes(32)
         ok = hmac.compare_digest(_digest(row.salt if row is not None else _DUMMY_SALT, secret), expected)
         return Principal(row.name, row.scopes) if ok and row is not None else None

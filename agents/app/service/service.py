@@ -13,7 +13,12 @@ A decision (``POST /api/v1/decision``):
    fills) — a breaker may trip on it — and decides: shield scores, policy, pre-action check, shield, sizing,
    the env's position and buying-power cut;
 4. the decision is appended to the account's audit trail, opens the account's next order (the size answered)
-   and is saved; a halt (a breaker, a failing part) is stored before the answer leaves.
+   and is saved (the account and the transition it closes, one commit); a halt (a breaker, a failing part) is
+   stored before the answer leaves.
+
+On the server (:meth:`DecisionService.decide_async`) step 3's policy runs on the engine's worker thread, so the
+event loop serves other accounts meanwhile; the account's lock keeps its own requests in order. In process,
+:meth:`DecisionService.decide` runs the same steps in one call.
 
 Sessions: the first decision, the first after a resume or a restart, and the one after ``episode_steps``
 decisions start a new session (time left 1, the peak at the equity now, the glass box afresh), as an
@@ -38,27 +43,40 @@ The answer (JSON):
 | ``sizing`` | the ``Hypothalamus``'s record (null without sizing) |
 | ``predicted_slippage_bps`` | the run's cerebellum's prediction for the order (null for HOLD or without one) |
 | ``mid``, ``session``, ``session_step`` | the mid decided at; the account's session and decisions in it |
-| ``model_version``, ``latency_ms`` | the served model; the server's time for this decision (body parsed → answer built) |
+| ``model_version``, ``latency_ms`` | the model that decided; the server's time for this decision (request read → answer built, waits for the account's lock and the policy's worker thread included) |
 
 Each decision is also appended to ``<store>/audit/<account>.jsonl`` (``wrappers.AuditLog``'s record, tagged with
-the account and the model version; ``wrappers.read_audit_log`` reads it).
+the account and the model version; ``wrappers.read_audit_log`` reads it): written to the OS before the answer
+leaves (a crash of the service loses none), forced to disk within a second by a thread off the event loop
+(:mod:`~agents.app.service.syncer`; a power cut costs at most the last second's records, ``AuditLog``'s own
+bound).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from agents.app.service.accounts import Account
 from agents.app.service.engine import DecisionEngine
 from agents.app.service.experience import ExperienceRecorder
-from agents.app.service.guard import AUDIT_ERROR, AccountGuard, GuardDecision, GuardSettings, error_reason
+from agents.app.service.guard import (
+    AUDIT_ERROR,
+    ENGINE_ERROR,
+    AccountGuard,
+    GuardDecision,
+    GuardSettings,
+    error_reason,
+)
 from agents.app.service.keys import ApiKeys, Principal
 from agents.app.service.metrics import Registry, halt_label
 from agents.app.service.observation import BuiltState, ObservationBuilder, built_state
 from agents.app.service.schemas import DecisionRequest, FieldError, FillRequest
-from agents.app.service.store import Halt, ServiceStore
+from agents.app.service.store import Halt, ServiceStore, account_statement
+from agents.app.service.syncer import DiskSyncer
 from agents.app.service.venue import apply_venue
 from janus_env.config import MarketConfig
 from wrappers.audit import to_jsonable
@@ -72,6 +90,24 @@ _NO_ACCOUNT = "no account named {!r}"
 _NOT_HALTED = "account {!r} is not halted"
 _NEED_TARGET = "expected `account` (a name) or `all: true`, not both and not neither"
 _NOT_YOURS = "a key reads its own account only (an admin key reads any): {!r} is not {!r}"
+
+
+@dataclass
+class _Pending:
+    """A decision between :meth:`DecisionService._open` and :meth:`DecisionService._close`: its account, state,
+    ``info``, id, and the engine and version it is decided with (a sleep job's swap meanwhile does not change
+    them); ``decision`` once known."""
+
+    name: str
+    account: Account
+    guard: AccountGuard
+    halt: Halt | None
+    built: BuiltState
+    info: dict[str, Any]
+    decision_id: int
+    engine: DecisionEngine
+    version: str
+    decision: GuardDecision | None = None
 
 
 @dataclass
@@ -123,6 +159,14 @@ class DecisionService:
         """Records each decision's transition (:mod:`~agents.app.service.experience`), what sleep jobs replay."""
         self.sleep: Any = None
         """The sleep side (:class:`~agents.app.service.sleep.SleepManager`), when built by ``build_service``."""
+        store.background_checkpoints()
+        self.syncer = DiskSyncer(checkpoint=store.checkpoint)
+        """Forces the audit trails to disk and checkpoints the store, off the event loop
+        (:mod:`~agents.app.service.syncer`)."""
+        self.syncer.start()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="policy")
+        """The engine's worker thread (:meth:`decide_async`): one, so the policy's calls never overlap."""
 
     # ------------------------------------------------------------------ accounts
     def authenticate(self, key: str) -> Principal | None:
@@ -135,7 +179,7 @@ class DecisionService:
             state = self.store.account(name)
             account = Account.from_json(state) if state is not None else Account.new(name, self.config)
             guard = AccountGuard(self.settings, self.store.audit_path(name),
-                                 tags={"account": name, "model_version": self.version})
+                                 tags={"account": name, "model_version": self.version}, syncer=self.syncer)
             halt = self.halts.get(name)
             if halt is not None and halt.source == MANUAL:
                 guard.breakers.kill(halt.reason)
@@ -166,9 +210,56 @@ class DecisionService:
         Raises:
             FieldError: a body the run cannot read (nothing changed).
         """
-        slot = self.slot(principal.name)
+        pending = self._open(principal.name, request)
+        if pending.decision is None:
+            pending.decision = pending.guard.decide(pending.built, pending.info, pending.engine, pending.account.units)
+        return self._close(pending, started)
+
+    async def decide_async(self, principal: Principal, request: DecisionRequest, started: float) -> dict[str, Any]:
+        """:meth:`decide` for the event loop: the account's lock held throughout (its decisions, fills and resets
+        keep their order), the policy run on the engine's worker thread, the loop free meanwhile for other
+        accounts' requests (ONNX Runtime releases the GIL: on a second core, one account's policy runs while the
+        loop reads, guards and audits another's). The same decision as :meth:`decide`, bit for bit: the same
+        calls, in the same order, on the same objects.
+
+        Raises:
+            FieldError: a body the run cannot read (nothing changed).
+        """
+        async with self.account_lock(principal.name):
+            pending = self._open(principal.name, request)
+            if pending.decision is None:
+                guard = pending.guard
+                scored = guard.score()
+                if isinstance(scored, GuardDecision):
+                    pending.decision = scored
+                else:
+                    masks, action_sat = scored
+                    engine = pending.engine
+                    try:
+                        policy = await asyncio.get_running_loop().run_in_executor(
+                            self._worker, engine.decide, pending.built.obs, action_sat,
+                            masks if engine.masked else None)
+                    except Exception as err:
+                        pending.decision = guard.halted(error_reason(ENGINE_ERROR, err))
+                    else:
+                        pending.decision = guard.conclude(pending.built, policy, action_sat, pending.account.units)
+            return self._close(pending, started)
+
+    def account_lock(self, name: str) -> asyncio.Lock:
+        """The lock that orders the event loop's operations on account ``name`` (:meth:`decide_async`; the app
+        takes it for fills and resets; a halt or a resume does not wait: a decision in flight meets the kill switch
+        at its pre-action check)."""
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
+
+    def _open(self, name: str, request: DecisionRequest) -> _Pending:
+        """Everything before the policy: the state, the account's session and halt, the glass box's ``begin``
+        (:class:`_Pending`; its ``decision`` is set already when the account is or gets halted)."""
+        slot = self.slot(name)
         account, guard = slot.account, slot.guard
-        halt = self.halts.get(principal.name)
+        halt = self.halts.get(name)
         new_session = halt is None and (not guard.live or account.t >= self._steps)
         if new_session:
             saved = (account.t, account.peak, account.session)
@@ -184,36 +275,45 @@ class DecisionService:
                 account.t, account.peak, account.session = saved
             raise
         decision_id = account.next_decision()
-        equity = float(built.info["equity"])
+        pending = _Pending(name=name, account=account, guard=guard, halt=halt, built=built, info={},
+                           decision_id=decision_id, engine=self.engine, version=self.version)
         if halt is not None:
-            info = {**built.info, "step": decision_id}
+            pending.info = {**built.info, "step": decision_id}
             guard.breakers.before_action(HOLD)  # a manual halt shows in the kill switch's reading; nothing else runs
-            decision = guard.halted(halt.reason)
+            pending.decision = guard.halted(halt.reason)
         else:
-            info, reason = guard.begin(built, decision_id, execution)
-            decision = guard.halted(reason) if reason is not None else guard.decide(built, info, self.engine,
-                                                                                   account.units)
+            pending.info, reason = guard.begin(built, decision_id, execution)
+            if reason is not None:
+                pending.decision = guard.halted(reason)
+        return pending
+
+    def _close(self, pending: _Pending, started: float) -> dict[str, Any]:
+        """Everything after the policy: the audit record, the halt or the order, the store, metrics, the answer."""
+        name, account, guard, built = pending.name, pending.account, pending.guard, pending.built
+        decision = pending.decision
+        assert decision is not None  # set by _open, or by the caller once the policy ran
+        equity = float(built.info["equity"])
         reward = 0.0 if decision.halted or account.last_equity is None else (
             (equity - account.last_equity) / float(self.config.initial_cash) * 1e4)
         try:
-            guard.record(built, info, decision, reward)
+            guard.record(built, pending.info, decision, reward, pending.version)
         except Exception as err:  # fail-safe: no order leaves without its audit record
             decision = guard.halted(error_reason(AUDIT_ERROR, err), decision.policy, decision.ltn)
         if decision.halted:
-            if halt is None:
-                self._halt(principal.name, decision.halt_reason or "halted", _source(decision.halt_reason or ""))
+            if pending.halt is None:
+                self._halt(name, decision.halt_reason or "halted", _source(decision.halt_reason or ""))
         else:
             account.peak = max(equity, account.peak if account.peak is not None else equity)
             account.last_equity = equity
             account.t += 1
-            account.open_order(decision_id, decision.order_units, built.mid)
-        self.store.save_account(principal.name, account.to_json())
-        self.experience.observe(principal.name, account.session, decision_id, self.version, built.obs,
-                                decision.agent_action, decision.ltn, reward, decision.halted)
+            account.open_order(pending.decision_id, decision.order_units, built.mid)
+        self.experience.observe(name, account.session, pending.decision_id, pending.version, built.obs,
+                                decision.agent_action, decision.ltn, reward, decision.halted,
+                                with_statements=[account_statement(name, account.to_json())])
         self._count(decision)
         latency = time.perf_counter() - started
         self.metrics.latency.observe(latency)
-        return self._answer(principal.name, decision_id, built, decision, account, latency)
+        return self._answer(name, pending.decision_id, built, decision, account, latency, pending.version)
 
     def _count(self, decision: GuardDecision) -> None:
         m = self.metrics
@@ -230,7 +330,7 @@ class DecisionService:
                     m.violations.inc(rule)
 
     def _answer(self, name: str, decision_id: int, built: BuiltState, decision: GuardDecision, account: Account,
-                latency: float) -> dict[str, Any]:
+                latency: float, version: str) -> dict[str, Any]:
         policy, ltn, proposal = decision.policy, decision.ltn, decision.proposal_rules
         fear = decision.breakers.get("fear") or {}
         risk = fear.get("value") if fear.get("active") else None
@@ -259,7 +359,7 @@ class DecisionService:
             "mid": built.mid,
             "session": account.session,
             "session_step": account.t,
-            "model_version": self.version,
+            "model_version": version,
             "latency_ms": latency * 1e3,
         }
 
@@ -346,12 +446,14 @@ class DecisionService:
                 "lot": float(self.config.lot), "qty_step": float(self.config.resolved_qty_step)}
 
     def close(self) -> None:
-        """Flush and close every audit trail and the store."""
+        """Flush and close every audit trail (each ``fsync``ed), stop the syncer and close the store."""
         for slot in self.slots.values():
             try:
                 slot.guard.close()
             except Exception:  # noqa: BLE001 - closing the others matters more
                 pass
+        self._worker.shutdown(wait=True)
+        self.syncer.stop()
         self.store.close()
 
 

@@ -17,6 +17,13 @@ one ``evaluate.py`` builds for the run: the LTN shield with the run's ``shield``
 with the run's ``breakers`` settings and ``--breaker`` overrides (on even where training ran without them, as in
 evaluation), the run's cerebellum (``cerebellum.pt``) predicting slippage for the 2× breaker, and the
 ``Hypothalamus`` when the run's ``sizing`` setting is on.
+
+Engines: ``--engine torch`` decides with the SB3 policy and predicts slippage with the cerebellum in torch, as
+``evaluate.py`` does, so its answers and audit records are the in-process run's bit for bit
+(``tests/service/test_paper.py``). ``--engine onnx`` (the default) is the fast path: the exported graph for the
+policy and the cerebellum in numpy (:meth:`agents.cerebellum.Cerebellum.numpy_predictor`, ≈ 20 µs an order against
+0.2-0.4 ms, and torch's ops between two ONNX Runtime calls slow the next one down), both equal to torch's to float32
+rounding.
 """
 
 from __future__ import annotations
@@ -144,6 +151,9 @@ def guard_settings(spec: ServiceSpec) -> GuardSettings:
                              breakers=BreakerConfig(), sizing=None if spec.sizing is None else dict(spec.sizing))
     cerebellum = load_cerebellum(spec.run_dir, StagedEnv(settings), spec.config["hyperparams"])
     breakers = with_slippage_predictor(spec.breakers, cerebellum)
+    if (cerebellum is not None and spec.engine == "onnx" and isinstance(breakers, dict)
+            and breakers.get("slippage_predictor") == cerebellum.predictor):
+        breakers["slippage_predictor"] = cerebellum.numpy_predictor()  # no torch on the ONNX path (module doc)
     settings = dataclasses.replace(settings, breakers=BreakerConfig.from_mapping(breakers))
     settings.check()
     return settings

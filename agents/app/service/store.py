@@ -17,6 +17,11 @@ write-ahead log before the call returns: they survive a crash of the service; a 
 few). The folder also holds the audit trails (``audit/<account>.jsonl``) and the exported models
 (``models/<version>/``).
 
+Checkpoints: the serving process turns SQLite's automatic checkpoint off on its connection
+(:meth:`ServiceStore.background_checkpoints`) and checkpoints from a thread instead (:meth:`ServiceStore.checkpoint`,
+called once a second by :class:`~agents.app.service.syncer.DiskSyncer`), so that no decision's commit waits for
+the ``fsync``s of a checkpoint.
+
 The service runs in one process (uvicorn, one worker); the store is not shared between processes, except that a
 sleep job's worker process (:mod:`~agents.app.service.sleep_worker`) reads the experience and writes its own
 job's row and its new version (SQLite's locking with ``busy_timeout`` orders the writes).
@@ -62,6 +67,12 @@ class Halt(NamedTuple):
     since: float
 
 
+def account_statement(name: str, state: str) -> tuple[str, tuple[Any, ...]]:
+    """The statement that saves account ``name``'s state JSON (for :meth:`ServiceStore.execute` with others)."""
+    return ("INSERT INTO accounts VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET state = excluded.state, "
+            "updated = excluded.updated", (name, state, time.time()))
+
+
 class ServiceStore:
     """The SQLite store of one ``--store`` folder (created if missing).
 
@@ -85,6 +96,7 @@ class ServiceStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
         self._durable(False)
+        self._checkpointer: sqlite3.Connection | None = None
 
     def _durable(self, full: bool) -> None:
         self._db.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
@@ -137,8 +149,7 @@ class ServiceStore:
         return rows[0][0] if rows else None
 
     def save_account(self, name: str, state: str) -> None:
-        self._write([("INSERT INTO accounts VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET state = excluded.state,"
-                      " updated = excluded.updated", (name, state, time.time()))], durable=False)
+        self._write([account_statement(name, state)], durable=False)
 
     # ------------------------------------------------------------------ halts
     def halts(self) -> dict[str, Halt]:
@@ -184,9 +195,33 @@ class ServiceStore:
         """The rows of one read."""
         return self._read(sql, params)
 
+    def background_checkpoints(self) -> None:
+        """Turn off this connection's automatic checkpoint: the caller runs :meth:`checkpoint` (another thread)."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy the write-ahead log into the database (``PRAGMA wal_checkpoint(PASSIVE)``: never waits for, nor
+        blocks, a writer), on a connection of its own: callable from any one thread while others write.
+
+        Returns:
+            ``(frames in the log, frames checkpointed)`` (SQLite's answer; equal when the log is all copied).
+
+        Raises:
+            sqlite3.Error: the checkpoint failed (e.g. another one is running); the next one catches up.
+        """
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(self.folder / DB_FILE, check_same_thread=False,
+                                                 isolation_level=None)
+        _, log, done = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(log), int(done)
+
     def close(self) -> None:
         with self._lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
             self._db.close()
 
 
-__all__ = ["AUDIT_DIR", "DB_FILE", "MODELS_DIR", "Halt", "KeyRow", "ServiceStore"]
+__all__ = ["AUDIT_DIR", "DB_FILE", "MODELS_DIR", "Halt", "KeyRow", "ServiceStore", "account_statement"]
