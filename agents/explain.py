@@ -75,7 +75,7 @@ class DecisionExplainer(gym.Wrapper):
     @property
     def decisions(self) -> list[Decision]:
         """The kept decisions, most consequential first."""
-        return [d for _, _, d in sorted(self._kept, key=lambda k: (-k[0], k[1]))]
+        return [d for _, _, d in sorted(self._kept, key=lambda k: (-k[0], -k[1]))]  # k[1] = −order: earlier first
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)

@@ -160,6 +160,30 @@ class ViViT(nn.Module):
         weight = self.patch_embed.weight.reshape(self.d_model, c * p * p)
         return nn.functional.linear(patches, weight, self.patch_embed.bias)
 
+    def _check_video(self, video: th.Tensor) -> None:
+        expected = (self.frames, self.in_channels, self.image_size, self.image_size)
+        if not is_tracing() and (video.dim() != 5 or tuple(video.shape[1:]) != expected):
+            raise ValueError(_BAD_VIDEO.format(*expected, tuple(video.shape)))
+
+    def _temporal_tokens(self, patches: th.Tensor, batch: int) -> th.Tensor:
+        """The temporal transformer's output ``(B, F(+1), d)`` from patch tokens ``(B·F, N, d)``; the CLS token
+        first with ``pooling="cls"``."""
+        patches = patches + self.pos_spatial
+        spatial = self.spatial(self._with_cls(patches, self.cls_spatial))
+        frame_tokens = self._pool(spatial).reshape(batch, self.frames, self.d_model)
+        frame_tokens = frame_tokens + self.pos_temporal
+        return self.temporal(self._with_cls(frame_tokens, self.cls_temporal))
+
+    def frame_tokens(self, video: th.Tensor) -> th.Tensor:
+        """``encode(video).frame_tokens`` without the pooled embedding (what ``JanusExtractor`` reads).
+
+        Raises:
+            ValueError: if ``video`` does not have the configured shape.
+        """
+        self._check_video(video)
+        temporal = self._temporal_tokens(self.embed_patches(video), video.shape[0])
+        return temporal[:, 1:] if self.pooling == "cls" else temporal
+
     def encode(self, video: th.Tensor) -> ViViTOutput:
         """Per-frame tokens and the pooled embedding.
 
@@ -172,16 +196,8 @@ class ViViT(nn.Module):
         Raises:
             ValueError: if ``video`` does not have the configured shape.
         """
-        expected = (self.frames, self.in_channels, self.image_size, self.image_size)
-        if not is_tracing() and (video.dim() != 5 or tuple(video.shape[1:]) != expected):
-            raise ValueError(_BAD_VIDEO.format(*expected, tuple(video.shape)))
-        batch = video.shape[0]
-        patches = self.embed_patches(video)  # (B·F, N, d)
-        patches = patches + self.pos_spatial
-        spatial = self.spatial(self._with_cls(patches, self.cls_spatial))
-        frame_tokens = self._pool(spatial).reshape(batch, self.frames, self.d_model)
-        frame_tokens = frame_tokens + self.pos_temporal
-        temporal = self.temporal(self._with_cls(frame_tokens, self.cls_temporal))
+        self._check_video(video)
+        temporal = self._temporal_tokens(self.embed_patches(video), video.shape[0])
         frames_out = temporal[:, 1:] if self.pooling == "cls" else temporal
         return ViViTOutput(frames_out, self.head(self._pool(temporal)))
 

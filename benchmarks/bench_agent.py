@@ -1,6 +1,6 @@
-"""The wake agent's cost: decision latency (torch eager vs ONNX Runtime) and PPO training fps.
+"""The wake agent's cost: decision latency (torch eager vs ONNX Runtime) and training speed against SB3's MultiInputPolicy.
 
-Two tables, measured in one process (one torch thread unless a row says otherwise, CPU):
+Two tables, measured in one process (one torch thread, ``train.py``'s default ``--torch-threads 1``, CPU):
 
 1. **Decision latency**, batch 1: the full deterministic decision path of PPO
    with the default ``JanusExtractor`` (DiffGAF → ViViT → gated fusion) and
@@ -13,22 +13,33 @@ Two tables, measured in one process (one torch thread unless a row says otherwis
    conversions). Every row runs on the same observations, recorded from a
    seeded rollout. The target is p99 < 5 ms (issue 5; DESIGN.md's budget is 100 ms
    end to end).
-2. **Training fps**: SB3 PPO (``n_steps=256``, ``batch_size=256``, 4 epochs — the settings of ``bench_learning.py`` —
-   1 env) learning on ``Janus-LOB-v0`` for ``--train-steps`` steps after a
-   warm-up of one rollout, with the default ``JanusExtractor`` +
-   basal-ganglia policy (also with torch's default thread count, one per core,
-   which is what ``train.py`` gets), with one JanusExtractor each for the actor and the
-   critic (``share_features_extractor=False``, as ``bench_learning.py`` and
-   ``configs/janus-ppo.yml`` use), with ``JanusExtractor`` in SB3's plain
-   ``MultiInputPolicy``, and the named baseline SB3's default
-   ``MultiInputPolicy`` (``CombinedExtractor`` + MLP). fps = env steps per
-   second of wall time, gradient updates included. Target ≥ 300 fps with the
-   default JanusExtractor (issue 5 quotes ~436 fps for SB3 PPO with a small CNN
-   on a 2×64×64 observation).
+2. **Training speed ratios** (issue 14, item 6: ≥ 0.5×), each JANUS agent against SB3's ``MultiInputPolicy``
+   (``CombinedExtractor`` + MLP) with the same algorithm, env and settings, the two runs of a pair timed one
+   after the other and the pair repeated ``--repeats`` times (the order alternating):
+
+   * ``janus-ppo`` as ``train.py`` builds it from ``configs/janus-ppo.yml`` (``JanusPPO`` = MaskablePPO with the
+     logical loss, ``BasalGangliaMaskablePolicy``, one default ``JanusExtractor`` each for the actor and the
+     critic, the LTN shield around 4 envs, the shield's logic hook on the gate; the config's ``n_steps``,
+     ``batch_size``, ``n_epochs``, optimizer settings) against sb3-contrib's ``MaskablePPO`` with
+     ``MultiInputPolicy`` on the same shielded envs and settings;
+   * the same policy and extractors with SB3's plain ``PPO`` and ``BasalGangliaActorCriticPolicy``
+     (``bench_learning.py``'s agent) on the unshielded envs, against ``PPO`` with ``MultiInputPolicy``;
+   * ``janus-dqn`` as ``train.py`` builds it from ``configs/janus-dqn.yml`` (``GatedJanusDQN``: prioritized
+     replay, IS weights, logical loss, ``BasalGangliaDQNPolicy`` on the default ``JanusExtractor``, the LTN
+     shield, the logic hook) against SB3's ``DQN`` with ``MultiInputPolicy`` on the same shielded env and
+     settings; and ``BasalGangliaDQN`` (SB3's DQN with the gate, uniform replay) against the same baseline;
+   * ``janus-ppo`` with the extractor and optimizer settings before issue 14 (``patch_size=4``, torch's
+     for-loop Adam), against the same baseline, to show what the change bought.
+
+   fps = env steps per second over ``--train-steps`` (PPO) or ``--dqn-steps`` (DQN) timed steps after a warm-up
+   (one rollout; DQN: past ``learning_starts`` and 256 training steps), gradient updates included, in wall time
+   and in CPU time of this process (``time.process_time``: what other processes on the machine take does not
+   count, so the CPU-time ratio is the steadier one on a shared machine). Not timed: the sleep phase
+   (``janus-dqn``'s cold path, every 2,500 steps) and the online-learning callbacks (cerebellum, No-Go head).
 
 ```bash
-python benchmarks/bench_agent.py                   # ~2-3 min on 2 cores
-python benchmarks/bench_agent.py --calls 300 --train-steps 1024   # smoke run
+python benchmarks/bench_agent.py                   # ~5 min on 2 cores
+python benchmarks/bench_agent.py --calls 300 --train-steps 1024 --dqn-steps 512 --repeats 1   # smoke run
 ```
 """
 
@@ -37,9 +48,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +64,23 @@ import numpy as np  # noqa: E402
 import torch as th  # noqa: E402
 
 ENV_ID = "Janus-LOB-v0"
+TARGET_RATIO = 0.5
+"""Issue 14, item 6: JANUS training at ≥ 0.5× the env steps/s of ``MultiInputPolicy`` on the same env and settings."""
+FORMER_EXTRACTOR = {"patch_size": 4}
+"""The ``JanusExtractor`` settings that differ from today's defaults before issue 14."""
+BASELINE_POLICY_KWARGS = ("net_arch", "optimizer_kwargs", "optimizer_class", "activation_fn")
+"""``policy_kwargs`` of a JANUS config the ``MultiInputPolicy`` baseline shares (the same MLP and optimizer)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=3000, help="timed single-observation decisions per row")
-    p.add_argument("--train-steps", type=int, default=4096, help="timed PPO env steps per row (after warm-up)")
+    p.add_argument("--train-steps", type=int, default=4096, help="timed PPO env steps per run (after warm-up)")
+    p.add_argument("--dqn-steps", type=int, default=2048, help="timed DQN env steps per run (after warm-up)")
+    p.add_argument("--repeats", type=int, default=3, help="timed pairs (JANUS, baseline) per row")
     args = p.parse_args(argv)
-    if args.calls < 10 or args.train_steps < 256:
-        p.error("--calls must be >= 10 and --train-steps >= 256")
+    if args.calls < 10 or args.train_steps < 256 or args.dqn_steps < 64 or args.repeats < 1:
+        p.error("--calls must be >= 10, --train-steps >= 256, --dqn-steps >= 64 and --repeats >= 1")
     return args
 
 
@@ -158,17 +179,122 @@ def latency_table(calls: int) -> tuple[list[tuple[str, tuple[float, float, float
     return rows, note
 
 
-def training_fps(label: str, build: Any, steps: int, threads: int = 1) -> tuple[str, float]:
-    previous = th.get_num_threads()
-    th.set_num_threads(threads)
-    try:
-        model = build(make_env())
-        model.learn(256)  # warm-up: one rollout and its updates (numba and torch first calls)
-        t0 = time.perf_counter()
-        model.learn(steps, reset_num_timesteps=False)
-    finally:
-        th.set_num_threads(previous)
-    return label, steps / (time.perf_counter() - t0)
+# ---- training speed -----------------------------------------------------------------------------------------
+
+
+def config_params(algo: str) -> dict[str, Any]:
+    """``configs/<algo>.yml`` resolved for ``Janus-LOB-v0`` exactly as ``train.py`` resolves it."""
+    from agents.app.config import resolve_hyperparams
+
+    return resolve_hyperparams(algo, ENV_ID)
+
+
+def baseline_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The same settings with SB3's ``MultiInputPolicy``: the config's MLP and optimizer, no JANUS extractor."""
+    out = {k: v for k, v in params.items() if k not in ("policy", "lambda_logic")}
+    policy_kwargs = params.get("policy_kwargs") or {}
+    out["policy_kwargs"] = {k: v for k, v in policy_kwargs.items() if k in BASELINE_POLICY_KWARGS}
+    return out
+
+
+def vec_env(params: dict[str, Any], shield: bool) -> Any:
+    """``train.py``'s vectorized env for ``params`` (``n_envs`` monitored copies, seed 0), shielded or not."""
+    from agents.app.config import make_vec_env
+
+    return make_vec_env(ENV_ID, {**params, "shield": shield, "breakers": False}, seed=0)
+
+
+def build(algo_class: Any, policy: Any, params: dict[str, Any], shield: bool, logic_hook: bool = False) -> Any:
+    """``algo_class(policy, env, **config kwargs)`` on :func:`vec_env`, seed 0, CPU; with ``logic_hook`` the gate
+    judges each proposal with the shield of its env (as ``train.py`` attaches it)."""
+    from agents.app.config import algo_kwargs
+    from agents.basal_ganglia import attach_shield_logic
+
+    env = vec_env(params, shield)
+    kwargs = algo_kwargs(params)
+    if "lambda_logic" in params:
+        kwargs["lambda_logic"] = float(params["lambda_logic"])
+    model = algo_class(policy, env, **kwargs, seed=0, device="cpu", verbose=0)
+    if logic_hook:
+        attach_shield_logic(model.policy, env.envs)
+    return model
+
+
+def timed_learn(model: Any, warmup: int, steps: int) -> tuple[float, float]:
+    """``(wall fps, CPU fps)`` of ``model.learn(steps)`` after ``model.learn(warmup)``."""
+    model.learn(warmup)
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.learn(steps, reset_num_timesteps=False)
+    return steps / (time.perf_counter() - wall), steps / (time.process_time() - cpu)
+
+
+class Pair:
+    """A JANUS agent and its ``MultiInputPolicy`` baseline: builders and the warm-up / timed steps of a run."""
+
+    def __init__(self, label: str, baseline: str, janus: Callable[[], Any], base: Callable[[], Any],
+                 warmup: int, steps: int) -> None:
+        self.label, self.baseline, self.janus, self.base = label, baseline, janus, base
+        self.warmup, self.steps = warmup, steps
+        self.runs: list[tuple[tuple[float, float], tuple[float, float]]] = []
+
+    def measure(self, repeat: int) -> None:
+        order = (self.janus, self.base) if repeat % 2 == 0 else (self.base, self.janus)
+        first, second = (timed_learn(make(), self.warmup, self.steps) for make in order)
+        self.runs.append((first, second) if repeat % 2 == 0 else (second, first))
+
+    def summary(self) -> tuple[float, float, float, float, float, float]:
+        """Medians over the repeats: JANUS wall and CPU fps, baseline wall and CPU fps, wall and CPU ratios."""
+        med = statistics.median
+        return (med(j[0] for j, _ in self.runs), med(j[1] for j, _ in self.runs),
+                med(b[0] for _, b in self.runs), med(b[1] for _, b in self.runs),
+                med(j[0] / b[0] for j, b in self.runs), med(j[1] / b[1] for j, b in self.runs))
+
+
+def training_pairs(args: argparse.Namespace) -> list[Pair]:
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3 import DQN, PPO
+
+    from agents.app.config import build_model
+    from agents.basal_ganglia import BasalGangliaActorCriticPolicy, BasalGangliaDQN, BasalGangliaDQNPolicy
+
+    ppo, dqn = config_params("janus-ppo"), config_params("janus-dqn")
+    ppo_base, dqn_base = baseline_params(ppo), baseline_params(dqn)
+    rollout = int(ppo["n_steps"]) * int(ppo["n_envs"])
+    dqn_warmup = int(dqn["learning_starts"]) + 256 * int(dqn["train_freq"])
+
+    def train_py(algo: str, params: dict[str, Any]) -> Callable[[], Any]:
+        def make() -> Any:  # train.py's model: build_model on its env, the shield's logic hook on the gate
+            from agents.basal_ganglia import attach_shield_logic
+
+            env = vec_env(params, shield=bool(params.get("shield")))
+            model = build_model(algo, env, params, seed=0, tensorboard_log=None)
+            attach_shield_logic(model.policy, env.envs)
+            return model
+        return make
+
+    former = {**ppo, "policy_kwargs": {
+        **{k: v for k, v in ppo["policy_kwargs"].items() if k != "optimizer_kwargs"},
+        "optimizer_kwargs": {"eps": 1e-5},  # SB3's PPO default (for-loop Adam)
+        "features_extractor_kwargs": dict(FORMER_EXTRACTOR)}}
+    bg_ppo = {k: v for k, v in ppo.items() if k != "lambda_logic"}
+    return [
+        Pair("janus-ppo (configs/janus-ppo.yml, as train.py builds it)", "MaskablePPO MultiInputPolicy",
+             train_py("janus-ppo", ppo), lambda: build(MaskablePPO, "MultiInputPolicy", ppo_base, shield=True),
+             rollout, args.train_steps),
+        Pair("PPO + BasalGangliaActorCriticPolicy + JanusExtractor (one each), no shield", "PPO MultiInputPolicy",
+             lambda: build(PPO, BasalGangliaActorCriticPolicy, bg_ppo, shield=False),
+             lambda: build(PPO, "MultiInputPolicy", ppo_base, shield=False), rollout, args.train_steps),
+        Pair("janus-dqn (configs/janus-dqn.yml, as train.py builds it, no sleep)", "DQN MultiInputPolicy",
+             train_py("janus-dqn", dqn), lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True),
+             dqn_warmup, args.dqn_steps),
+        Pair("BasalGangliaDQN + BasalGangliaDQNPolicy + JanusExtractor (uniform replay)", "DQN MultiInputPolicy",
+             lambda: build(BasalGangliaDQN, BasalGangliaDQNPolicy,
+                           {k: v for k, v in dqn.items() if k != "lambda_logic"}, shield=True, logic_hook=True),
+             lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True), dqn_warmup, args.dqn_steps),
+        Pair("janus-ppo with the former extractor and optimizer (patch_size=4, for-loop Adam)",
+             "MaskablePPO MultiInputPolicy", train_py("janus-ppo", former),
+             lambda: build(MaskablePPO, "MultiInputPolicy", ppo_base, shield=True), rollout, args.train_steps),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,30 +315,23 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{note}. Target p99 < 5 ms: "
           f"{'met' if max(r[1][1] for r in rows[:2]) < 5 else 'NOT met'} (torch and ONNX rows).\n")
 
-    from stable_baselines3 import PPO
-
-    def plain(env: Any) -> Any:
-        return PPO("MultiInputPolicy", env, n_steps=256, batch_size=256, n_epochs=4, seed=0, device="cpu", verbose=0)
-
-    fps = [
-        training_fps("PPO + JanusExtractor (default) + basal-ganglia policy", janus_ppo, args.train_steps),
-        training_fps(f"same, {os.cpu_count()} torch threads (torch's default here)", janus_ppo, args.train_steps,
-                     threads=os.cpu_count() or 1),
-        training_fps("PPO + JanusExtractor (default), one per actor and critic, + basal-ganglia policy",
-                     lambda e: janus_ppo(e, share=False), args.train_steps),
-        training_fps("PPO + JanusExtractor (default) in MultiInputPolicy", lambda e: janus_ppo(e, "plain"),
-                     args.train_steps),
-        training_fps("baseline: PPO MultiInputPolicy (CombinedExtractor + MLP)", plain, args.train_steps),
-    ]
-    base = fps[-1][1]
-    print(f"### PPO training fps, 1 env, n_steps=256, batch 256, 4 epochs, {args.train_steps:,} timed steps\n")
-    print("| policy | fps | × MultiInputPolicy |")
-    print("| --- | ---: | ---: |")
-    for name, value in fps:
-        print(f"| {name} | {value:,.0f} | {value / base:.2f} |")
-    verdict = "met" if fps[0][1] >= 300 else "NOT met"
-    print(f"\nTarget ≥ 300 fps with the default JanusExtractor (1 thread): {verdict}; "
-          f"load average {os.getloadavg()[0]:.2f} at end.")
+    pairs = training_pairs(args)
+    for repeat in range(args.repeats):
+        for pair in pairs:
+            pair.measure(repeat)
+    print(f"### Training speed against MultiInputPolicy, same env and settings, 1 torch thread, "
+          f"median of {args.repeats} pair(s); {args.train_steps:,} timed steps (PPO), {args.dqn_steps:,} (DQN)\n")
+    print("| JANUS agent | baseline | JANUS fps wall / CPU | baseline fps wall / CPU | × baseline, wall | "
+          "× baseline, CPU time |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for pair in pairs:
+        jw, jc, bw, bc, rw, rc = pair.summary()
+        print(f"| {pair.label} | {pair.baseline} | {jw:,.0f} / {jc:,.0f} | {bw:,.0f} / {bc:,.0f} | {rw:.3f} | "
+              f"{rc:.3f} |")
+    verdicts = [f"{p.label.split(' (')[0]}: {'met' if p.summary()[5] >= TARGET_RATIO else 'NOT met'}"
+                for p in pairs[:3]]
+    print(f"\nTarget ≥ {TARGET_RATIO}× (CPU-time ratio): " + "; ".join(verdicts) +
+          f". Load average {os.getloadavg()[0]:.2f} at end.")
 
 
 if __name__ == "__main__":

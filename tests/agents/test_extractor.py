@@ -290,3 +290,28 @@ def test_series_patches_are_tokens_of_consecutive_steps() -> None:
     h_later, _, _ = extractor.tokens(later)
     th.testing.assert_close(h_later[:, :2], h_ts[:, :2], atol=0, rtol=0)
     assert (h_later[:, 2] - h_ts[:, 2]).abs().max().item() > 1e-3
+
+
+def test_every_token_stream_is_its_projection_of_symlog_inputs() -> None:
+    """``tokens`` symlogs all numeric inputs in one call: each stream equals its own ``Linear(symlog(x)) + pos``."""
+    extractor = make_extractor()
+    obs = as_tensors(env_observations(5))
+    h_ts, h_vis, _ = extractor.tokens(obs)
+    n_book = obs["book"].shape[1]
+    series = th.stack((obs["prices"], obs["volumes"]), dim=-1)
+    want = th.cat((
+        extractor.ts_proj(symlog(series)) + extractor.ts_pos,
+        extractor.book_proj(symlog(obs["book"])) + extractor.book_pos,
+        extractor.account_proj(symlog(obs["account"])).unsqueeze(1),
+        extractor.market_proj(symlog(obs["market"])).unsqueeze(1),
+    ), dim=1)
+    assert h_ts.shape == (5, 32 + n_book + 2, 32)
+    th.testing.assert_close(h_ts, want, atol=0, rtol=0)
+    th.testing.assert_close(h_vis, extractor.vivit.encode(extractor.gaf(obs["prices"])).frame_tokens, atol=0, rtol=0)
+
+
+def test_default_vivit_is_sized_for_cpu() -> None:
+    """Default patches of 8 on 16-sample GAF frames: 2 × 2 = 4 spatial tokens per frame (benchmarks/README.md)."""
+    extractor = make_extractor()
+    assert (extractor.gaf.window, extractor.vivit.patch_size, extractor.vivit.n_patches) == (16, 8, 4)
+    assert extractor.vivit.patch_embed.weight.shape == (32, 2, 8, 8)

@@ -195,3 +195,34 @@ def test_encoder_matches_torch_transformer_encoder_and_shares_its_state_dict() -
     ours.eval(), reference.eval()
     with th.no_grad():
         th.testing.assert_close(ours(tokens), reference(tokens), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_frame_tokens_are_encode_s_frame_tokens(pooling: str) -> None:
+    """``frame_tokens`` (what JanusExtractor reads) is ``encode(...).frame_tokens``, without the pooled head."""
+    model = tiny(pooling=pooling)
+    clip = video(batch=3)
+    th.testing.assert_close(model.frame_tokens(clip), model.encode(clip).frame_tokens, atol=0, rtol=0)
+    bad = video(frames=3)
+    with pytest.raises(ValueError, match=re.escape(vivit_module._BAD_VIDEO.format(4, 2, 8, 8, tuple(bad.shape)))):
+        model.frame_tokens(bad)
+
+
+def test_encoder_with_dropout_matches_torch_in_eval_mode() -> None:
+    """With dropout > 0 the dropouts run (training) and are the identity in eval mode, as in nn.TransformerEncoder."""
+    from torch import nn
+
+    from agents.transformer import Encoder
+
+    th.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.3, activation="gelu",
+                                       batch_first=True, norm_first=True)
+    reference = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16), enable_nested_tensor=False).eval()
+    ours = Encoder(16, 2, depth=2, dim_feedforward=32, dropout=0.3).eval()
+    ours.load_state_dict(reference.state_dict())
+    assert all(layer.has_dropout for layer in ours.layers)
+    assert not any(layer.has_dropout for layer in Encoder(16, 2, depth=2, dim_feedforward=32).layers)
+    tokens = th.randn(5, 7, 16)
+    th.testing.assert_close(ours(tokens), reference(tokens), atol=1e-5, rtol=1e-5)
+    ours.train()
+    assert (ours(tokens) - reference(tokens)).abs().max().item() > 1e-3  # dropout is active when training
