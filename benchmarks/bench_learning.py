@@ -150,6 +150,8 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without an edit
 
 import numpy as np  # noqa: E402
 
+from janus_env.atomic import atomic_path  # noqa: E402
+
 ENV_ID = "Janus-LOB-v0"
 PPO_METHODS = ("ppo-janus-bg", "ppo-multiinput")
 METHODS = (*PPO_METHODS, "random", "scripted-mean-reversion")
@@ -369,11 +371,9 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("episode return (bps of initial cash)")
     ax.set_title("Janus-LOB-v0 (OU): held-out evaluation, mean ± std over seeds", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:

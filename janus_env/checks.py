@@ -233,6 +233,22 @@ def check_array_like(name: str, value: Any, like: np.ndarray) -> np.ndarray:
     return value
 
 
+def check_rows(name: str, value: Any, width: int) -> np.ndarray:
+    """``value`` as a C-contiguous float64 ``(n, width)`` array of finite numbers (a batch of vectors).
+
+    Raises:
+        ValueError: ``"Expected `query` to be a finite (n, 8) array, got 'shape (3,)'"`` (or ``got
+            'non-finite values'``).
+    """
+    x = np.ascontiguousarray(value, dtype=np.float64)
+    expected = f"a finite (n, {width}) array"
+    if x.ndim != 2 or x.shape[1] != width:
+        raise ValueError(BAD_VALUE.format(name=name, expected=expected, value=f"shape {x.shape}"))
+    if not np.all(np.isfinite(x)):
+        raise ValueError(BAD_VALUE.format(name=name, expected=expected, value="non-finite values"))
+    return x
+
+
 def generator_from_state(name: str, state: Any) -> np.random.Generator:
     """A new ``numpy.random.Generator`` in the state ``rng.bit_generator.state`` of a saved one.
 

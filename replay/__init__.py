@@ -13,13 +13,15 @@ errors, also used by ``agents.JanusDQN``).
 
 from __future__ import annotations
 
+from replay.archive import RolloutArchive
 from replay.callbacks import SleepPhaseCallback
 from replay.hippocampus import EpisodicBatch, EpisodicBuffer, PatternSeparationEncoder
 from replay.losses import prioritized_dqn_loss
+from replay.memory import MemoryRecall, MemoryReader
 from replay.prioritized import PrioritizedDictReplayBuffer, PrioritizedReplayBuffer, PrioritizedReplayMixin
 from replay.rollout import LogicDictRolloutBuffer, LogicRolloutBuffer
 from replay.schemas import ConsolidationReport, SchemaMemory
-from replay.sleep_cycle import SleepConfig, SleepState, run_sleep_cycle
+from replay.sleep_cycle import SleepConfig, SleepState, memory_reader, run_sleep_cycle
 from replay.sumtree import SumTree
 from replay.swr import swr_replay
 from replay.types import PrioritizedDictReplayBufferSamples, PrioritizedReplayBufferSamples, SWRReport
@@ -32,6 +34,8 @@ __all__ = [
     "EpisodicBuffer",
     "LogicDictRolloutBuffer",
     "LogicRolloutBuffer",
+    "MemoryReader",
+    "MemoryRecall",
     "ParametricUMAPNet",
     "PatternSeparationEncoder",
     "PrioritizedDictReplayBuffer",
@@ -39,6 +43,7 @@ __all__ = [
     "PrioritizedReplayBuffer",
     "PrioritizedReplayBufferSamples",
     "PrioritizedReplayMixin",
+    "RolloutArchive",
     "SWRReport",
     "SchemaMemory",
     "SchemaVectorStore",
@@ -48,6 +53,7 @@ __all__ = [
     "SumTree",
     "UMAPMonitor",
     "gpu_available",
+    "memory_reader",
     "prioritized_dqn_loss",
     "run_sleep_cycle",
     "swr_replay",

@@ -4,9 +4,14 @@ The hippocampus turns dense, overlapping market states into sparse, nearly
 orthogonal codes (pattern separation) and keeps a bounded, time-indexed record
 of them (episodic memory) for the sleep phase to consolidate.
 
-* :class:`PatternSeparationEncoder` — ``h = TopK_k(ReLU(W_sep·s + b))`` with an
-  orthogonal ``W_sep`` kept near-orthogonal by ``λ‖WᵀW − I‖²_F`` and
-  ``k = ⌈ρ·d_h⌉``, ρ = 0.1 (Project JANUS, part 4, "pattern separation").
+* :class:`PatternSeparationEncoder` — ``h = TopK_k(ReLU(W_sep·z + b))`` on the
+  standardized state ``z = (s − m)/σ``, with an orthogonal ``W_sep`` kept
+  near-orthogonal by ``λ‖WᵀW − I‖²_F`` and ``k = ⌈ρ·d_h⌉``, ρ = 0.1 (Project
+  JANUS, part 4, "pattern separation"). :meth:`~PatternSeparationEncoder.fit`
+  trains it as a tied-weight k-sparse autoencoder (Makhzani & Frey 2014,
+  "k-Sparse Autoencoders", ICLR): ``ẑ = W_sepᵀh + c``, loss
+  ``mean‖z − ẑ‖²/d_in + λ‖WᵀW − I‖²_F`` — the codes must keep what tells
+  states apart, the penalty keeps the units decorrelated.
 * :class:`EpisodicBuffer` — FIFO ring of codes, timestamps and payload ids with
   ``between(t0, t1)`` / ``last(n)`` temporal queries through a sorted timestamp
   index and ``np.searchsorted``; capacity 10,000 by default (Project JANUS,
@@ -16,25 +21,44 @@ of them (episodic memory) for the sleep phase to consolidate.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from janus_env.checks import check_fraction, check_int, check_number
+from janus_env.checks import check_fraction, check_int, check_number, check_positive
 
-__all__ = ["EpisodicBatch", "EpisodicBuffer", "PatternSeparationEncoder"]
+__all__ = ["EncoderFitReport", "EpisodicBatch", "EpisodicBuffer", "PatternSeparationEncoder"]
 
 _BAD_INPUT_SHAPE = "Expected input with last dimension {}, got shape {}"
 _BAD_CODES_SHAPE = "Expected `codes` of shape (n, {}), got {}"
 _BAD_LENGTHS = "Expected `codes`, `timestamps` and `payload_ids` to have the same length, got {}, {} and {}"
 _NON_FINITE_TIMESTAMPS = "Expected finite `timestamps`"
 _BAD_RANGE = "Expected `t0` <= `t1`, got t0={!r}, t1={!r}"
+_BAD_FIT_DATA = "Expected finite training states of shape (n >= 2, {}), got shape {}"
+_BAD_FIT_RNG = "Expected `rng` to be a numpy.random.Generator, got {!r}"
+
+
+@dataclass(frozen=True)
+class EncoderFitReport:
+    """What :meth:`PatternSeparationEncoder.fit` did: losses on the whole training set before and after."""
+
+    steps: int
+    """Adam steps taken."""
+    reconstruction_before: float
+    """``mean‖z − ẑ‖²/d_in`` before the first step (standardized units)."""
+    reconstruction_after: float
+    """The same after the last step."""
+    penalty_before: float
+    """``λ‖WᵀW − I‖²_F`` before."""
+    penalty_after: float
+    """The same after."""
 
 
 class PatternSeparationEncoder(nn.Module):
-    """Sparse pattern-separation encoder ``h = TopK_k(ReLU(W_sep·s + b))``.
+    """Sparse pattern-separation encoder ``h = TopK_k(ReLU(W_sep·z + b))``, ``z = (s − m)/σ``.
 
     ``W_sep`` (``hidden_dim × input_dim``) starts orthogonal
     (``torch.nn.init.orthogonal_``) and ``b`` starts at zero *(ours)*. The code
@@ -43,6 +67,13 @@ class PatternSeparationEncoder(nn.Module):
     in favour of the lower unit index (stable descending sort). Because the
     ReLU comes first, a code has exactly ``k`` non-zeros whenever at least ``k``
     units are active, and fewer otherwise (never more).
+
+    The input standardization ``m``, ``σ`` (buffers ``input_mean``,
+    ``input_scale``) is the identity until :meth:`fit` sets it from the data it
+    trains on (per-feature mean and standard deviation; a constant feature
+    keeps σ = 1) *(ours: observation features differ in scale by orders of
+    magnitude, and an unscaled code is decided by the largest ones)*.
+    ``decoder_bias`` (``c``) is only used by the reconstruction objective.
 
     Args:
         input_dim: Size ``d_in`` of the flattened state ``s``.
@@ -74,11 +105,20 @@ class PatternSeparationEncoder(nn.Module):
         self.linear = nn.Linear(self.input_dim, self.hidden_dim)
         nn.init.orthogonal_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
+        self.decoder_bias = nn.Parameter(torch.zeros(self.input_dim))
+        self.register_buffer("input_mean", torch.zeros(self.input_dim))
+        self.register_buffer("input_scale", torch.ones(self.input_dim))
+        self.register_buffer("fit_steps", torch.zeros((), dtype=torch.int64))
 
     @property
     def weight(self) -> torch.Tensor:
         """The separation matrix ``W_sep`` of shape ``(hidden_dim, input_dim)``."""
         return self.linear.weight
+
+    @property
+    def trained(self) -> bool:
+        """Whether :meth:`fit` has taken at least one step (the standardization is then set too)."""
+        return int(self.fit_steps.item()) > 0
 
     def orthogonality_penalty(self) -> torch.Tensor:
         """Orthogonality regularizer ``λ‖WᵀW − I‖²_F`` (Project JANUS, part 4).
@@ -96,6 +136,18 @@ class PatternSeparationEncoder(nn.Module):
         eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
         return self.ortho_lambda * torch.sum((gram - eye) ** 2)
 
+    def standardize(self, s: torch.Tensor) -> torch.Tensor:
+        """``z = (s − m)/σ`` (the identity before :meth:`fit`)."""
+        return (s - self.input_mean) / self.input_scale
+
+    def _encode_standardized(self, z: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.linear(z))
+        if self.k == self.hidden_dim:
+            return h
+        order = torch.sort(h, dim=-1, descending=True, stable=True).indices[..., : self.k]
+        mask = torch.zeros_like(h).scatter_(-1, order, 1.0)
+        return h * mask
+
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         """Encode states into sparse codes.
 
@@ -111,12 +163,79 @@ class PatternSeparationEncoder(nn.Module):
         """
         if s.shape[-1] != self.input_dim:
             raise ValueError(_BAD_INPUT_SHAPE.format(self.input_dim, tuple(s.shape)))
-        h = torch.relu(self.linear(s))
-        if self.k == self.hidden_dim:
-            return h
-        order = torch.sort(h, dim=-1, descending=True, stable=True).indices[..., : self.k]
-        mask = torch.zeros_like(h).scatter_(-1, order, 1.0)
-        return h * mask
+        return self._encode_standardized(self.standardize(s))
+
+    def reconstruction_loss(self, s: torch.Tensor) -> torch.Tensor:
+        """``mean_rows ‖z − ẑ‖²/d_in`` with ``ẑ = W_sepᵀ·h + c`` (tied weights; standardized units)."""
+        z = self.standardize(s)
+        z_hat = self._encode_standardized(z) @ self.linear.weight + self.decoder_bias
+        return torch.mean((z - z_hat) ** 2)
+
+    def fit(
+        self,
+        states: np.ndarray,
+        *,
+        steps: int,
+        lr: float = 1e-2,
+        batch_size: int = 256,
+        rng: np.random.Generator,
+    ) -> EncoderFitReport:
+        """Train ``W_sep``, ``b`` and ``c`` as a tied-weight k-sparse autoencoder with the orthogonality penalty.
+
+        Minimizes ``L = mean‖z − ẑ‖²/d_in + λ‖WᵀW − I‖²_F`` (module docstring; Makhzani & Frey 2014) with
+        ``steps`` Adam steps (a fresh optimizer each call) on minibatches of ``batch_size`` rows drawn
+        uniformly with replacement by ``rng`` — the same data, seed and step count give the same weights.
+        The first call that takes a step also sets the standardization ``m``, ``σ`` from ``states``; later
+        calls keep it (a moving standardization would move every code).
+
+        Args:
+            states: ``(n, input_dim)`` finite states, ``n ≥ 2``.
+            steps: Adam steps (0: only the report).
+            lr: Adam learning rate.
+            batch_size: rows per step.
+            rng: generator of the minibatch rows.
+
+        Returns:
+            An :class:`EncoderFitReport` (losses over all of ``states``).
+
+        Raises:
+            TypeError: ``rng`` is not a numpy Generator; a setting of the wrong type.
+            ValueError: ``states`` of the wrong shape or not finite; ``steps`` < 0, ``lr`` or ``batch_size`` <= 0.
+        """
+        steps = check_int("steps", steps, low=0)
+        lr = check_positive("lr", lr)
+        batch_size = check_int("batch_size", batch_size, low=1)
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(_BAD_FIT_RNG.format(rng))
+        x_np = np.asarray(states, dtype=np.float64)
+        if x_np.ndim != 2 or x_np.shape[0] < 2 or x_np.shape[1] != self.input_dim or not np.all(np.isfinite(x_np)):
+            raise ValueError(_BAD_FIT_DATA.format(self.input_dim, x_np.shape))
+        param = self.linear.weight
+        if steps > 0 and not self.trained:
+            std = x_np.std(axis=0)
+            with torch.no_grad():
+                self.input_mean.copy_(torch.as_tensor(x_np.mean(axis=0), dtype=param.dtype))
+                self.input_scale.copy_(torch.as_tensor(np.where(std > 1e-8, std, 1.0), dtype=param.dtype))
+        x = torch.as_tensor(x_np, dtype=param.dtype, device=param.device)
+        with torch.no_grad():
+            recon_before = float(self.reconstruction_loss(x))
+            penalty_before = float(self.orthogonality_penalty())
+        optimizer = torch.optim.Adam([self.linear.weight, self.linear.bias, self.decoder_bias], lr=lr)
+        rows = rng.integers(0, x.shape[0], size=(steps, batch_size))
+        for batch in rows:
+            loss = self.reconstruction_loss(x[torch.as_tensor(batch)]) + self.orthogonality_penalty()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        self.fit_steps += steps
+        with torch.no_grad():
+            return EncoderFitReport(
+                steps=steps,
+                reconstruction_before=recon_before,
+                reconstruction_after=float(self.reconstruction_loss(x)),
+                penalty_before=penalty_before,
+                penalty_after=float(self.orthogonality_penalty()),
+            )
 
     @torch.no_grad()
     def encode_numpy(self, s: np.ndarray) -> np.ndarray:
@@ -131,6 +250,16 @@ class PatternSeparationEncoder(nn.Module):
         param = self.linear.weight
         x = torch.as_tensor(np.asarray(s), dtype=param.dtype, device=param.device)
         return self.forward(x).cpu().numpy().astype(np.float32, copy=False)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict``; a state saved before the encoder was trainable (no ``decoder_bias``,
+        ``input_mean``, ``input_scale``, ``fit_steps``) loads as an untrained encoder."""
+        state = dict(state_dict)
+        for name, value in (("decoder_bias", torch.zeros(self.input_dim)), ("input_mean", torch.zeros(self.input_dim)),
+                            ("input_scale", torch.ones(self.input_dim)),
+                            ("fit_steps", torch.zeros((), dtype=torch.int64))):
+            state.setdefault(name, value)
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
 
 class EpisodicBatch(NamedTuple):

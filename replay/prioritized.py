@@ -96,8 +96,9 @@ _STATE_SETTING = "Replay buffer state was saved with {} = {!r}, this buffer has 
 _STATE_VALUE = "Replay buffer state: expected `{}` to be {}"
 
 
-def _read_violations(infos: list[dict[str, Any]]) -> np.ndarray:
-    """``v_e = infos[e]["ltn"]["violation"]`` (0 when absent), validated in [0, 1]."""
+def read_violations(infos: list[dict[str, Any]]) -> np.ndarray:
+    """``v_e = infos[e]["ltn"]["violation"]`` (0 when absent), validated in [0, 1]: what the prioritized buffers
+    and the sleep's rollout archive (:mod:`replay.archive`) store per step."""
     out = np.zeros(len(infos), dtype=np.float32)
     for env_idx, info in enumerate(infos):
         ltn = info.get("ltn") if isinstance(info, Mapping) else None
@@ -337,7 +338,7 @@ class PrioritizedReplayMixin:
         """
         if len(infos) != self.n_envs:
             raise ValueError(_BAD_INFOS.format(self.n_envs, len(infos)))
-        violations = _read_violations(infos)
+        violations = read_violations(infos)
         action_sat = read_action_sat(infos, self._n_actions) if self._n_actions else None
         pos = self.pos
         super().add(obs, next_obs, action, reward, done, infos)  # type: ignore[misc]

@@ -3,13 +3,22 @@
 A schema is a Gaussian ``N(μ_k, Σ_k)`` over transition features. During sleep
 each transition that passes both gates (Project JANUS, part 4, "neocortex"):
 
-* recall gate ``sigmoid(W_r·r + b_r) > 0.3`` (r: the transition's reward), and
+* recall gate ``sigmoid(W_r·r + b_r) > 0.3`` (r: the transition's reward; the spec's name — it gates what is
+  consolidated, not what is recalled: recall is by similarity, below), and
 * logic gate ``SatAgg > 0.7`` (LTN satisfaction of the transition),
 
 is assigned to its maximum-likelihood schema. When the best log-likelihood is
 below ``τ_schema`` a new schema is opened at the point. Assigned schemas move
 by an exponential moving average with η = 0.01. Schemas holding fewer than 10
 points or untouched for more than 90 days are pruned.
+
+**Reading the memory.** Consolidation assigns by likelihood; recall — comparing a current state with the
+schemas — is by cosine similarity, as the vector store searches (Project JANUS, part 4, "vector store:
+top-k cosine search"): :meth:`SchemaMemory.similarity` is ``cos(x, μ_k) = x·μ_k / (‖x‖‖μ_k‖)`` and
+:meth:`SchemaMemory.recall` keeps the ``k`` most similar schemas whose cosine is at least a threshold. With
+``n_actions`` set, each schema also keeps, per action, how many consolidated transitions took it and the
+mean of their *outcomes* (:meth:`consolidate`'s ``outcomes``, e.g. the return over the next steps) *(ours)*:
+what :class:`replay.memory.MemoryReader` recalls for a decision.
 
 Log-likelihoods use a batched Cholesky factor ``L_k`` of ``Σ_k + εI``:
 ``log N(x | μ, Σ) = −½(‖L⁻¹(x − μ)‖² + d·log 2π + 2·Σ log diag L)`` — no matrix
@@ -24,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from janus_env.checks import check_fraction, check_int, check_positive
+from janus_env.checks import check_fraction, check_int, check_number, check_positive
 
 __all__ = ["ConsolidationReport", "SchemaMemory", "SECONDS_PER_DAY"]
 
@@ -35,6 +44,8 @@ _BAD_LENGTH = "Expected `{}` of length {}, got {}"
 _NON_FINITE = "Expected finite values in `{}`"
 _CHOLESKY_FAILED = "Cholesky factorization failed even with jitter {!r}"
 _BAD_STATE = "Schema state has inconsistent shapes: {}"
+_BAD_ACTIONS = "Expected `actions` to be {} ints in [0, {}), got {!r}"
+_NO_ACTIONS = "Expected `actions` (n_actions={}) when `outcomes` are given"
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,8 @@ class SchemaMemory:
             are kept)*.
         max_schemas: Hard cap on the number of schemas *(ours)*; when reached,
             points are assigned to their best existing schema instead.
+        n_actions: Number of discrete actions whose outcomes each schema keeps
+            (``action_counts``, ``action_outcome``); 0 (default) keeps none.
 
     Raises:
         TypeError: ``dim`` or ``max_schemas`` not an int, or a bounded setting not a real number.
@@ -116,6 +129,7 @@ class SchemaMemory:
         min_size: int = 10,
         max_age_s: float = 90 * SECONDS_PER_DAY,
         max_schemas: int = 1024,
+        n_actions: int = 0,
     ) -> None:
         self.dim = check_int("dim", dim, low=1)
         self.eta = check_fraction("eta", eta, low_open=True)
@@ -125,6 +139,7 @@ class SchemaMemory:
         self.recall_threshold = check_fraction("recall_threshold", recall_threshold, high_open=True)
         self.logic_threshold = check_fraction("logic_threshold", logic_threshold, high_open=True)
         self.max_schemas = check_int("max_schemas", max_schemas, low=1)
+        self.n_actions = check_int("n_actions", n_actions, low=0)
         if tau_schema is None:
             tau_schema = -0.5 * (self.dim * math.log(2.0 * math.pi * self.init_var) + 9.0)
         self.tau_schema = float(tau_schema)
@@ -139,6 +154,9 @@ class SchemaMemory:
         self.avg_reward = np.zeros(0, dtype=np.float64)
         self.created_at = np.zeros(0, dtype=np.float64)
         self.last_updated = np.zeros(0, dtype=np.float64)
+        self.action_counts = np.zeros((0, self.n_actions), dtype=np.int64)
+        self.action_outcome = np.zeros((0, self.n_actions), dtype=np.float64)
+        self.outcome_moments = np.zeros(3, dtype=np.float64)  # count, mean, M2 of every outcome counted
         self.next_id = 0
 
     def __len__(self) -> int:
@@ -211,6 +229,58 @@ class SchemaMemory:
         best = np.argmax(ll, axis=1)
         return self.ids[best], ll[np.arange(ll.shape[0]), best]
 
+    # ------------------------------------------------------------------ recall
+    def similarity(self, x: np.ndarray) -> np.ndarray:
+        """Cosine similarity ``cos(x_i, μ_k) = x_i·μ_k / (‖x_i‖‖μ_k‖)`` of every point with every schema mean.
+
+        A zero vector has similarity 0 with everything (norms floored at 1e-12, as the vector store does).
+
+        Returns:
+            ``(n, K)`` float64 (``(n, 0)`` when K = 0).
+        """
+        x = self._check_x(x)
+        xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        mn = self.means / np.maximum(np.linalg.norm(self.means, axis=1, keepdims=True), 1e-12)
+        return xn @ mn.T
+
+    def recall(self, x: np.ndarray, k: int, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` schemas most similar to each point (cosine), keeping those with ``cos ≥ min_similarity``.
+
+        Ties go to the schema stored first (stable sort).
+
+        Args:
+            x: ``(n, d)`` points.
+            k: schemas recalled per point at most.
+            min_similarity: recall threshold τ_recall in [−1, 1].
+
+        Returns:
+            ``(ids, similarities)``, each ``(n, k)``, best first; ids −1 and similarity NaN where fewer than
+            ``k`` schemas pass.
+
+        Raises:
+            TypeError / ValueError: ``k`` not an int >= 1, ``min_similarity`` outside [−1, 1].
+        """
+        k = check_int("k", k, low=1)
+        min_similarity = check_number("min_similarity", min_similarity, low=-1.0, high=1.0)
+        sims = self.similarity(x)
+        n = sims.shape[0]
+        ids = np.full((n, k), -1, dtype=np.int64)
+        out = np.full((n, k), np.nan)
+        top = min(k, sims.shape[1])
+        if top:
+            order = np.argsort(-sims, axis=1, kind="stable")[:, :top]
+            best = np.take_along_axis(sims, order, axis=1)
+            keep = best >= min_similarity
+            ids[:, :top] = np.where(keep, self.ids[order], -1)
+            out[:, :top] = np.where(keep, best, np.nan)
+        return ids, out
+
+    @property
+    def outcome_std(self) -> float:
+        """Standard deviation (ddof 0) of every outcome counted in ``action_outcome`` (0 before two)."""
+        count, _, m2 = self.outcome_moments
+        return float(math.sqrt(m2 / count)) if count >= 2 else 0.0
+
     # ---------------------------------------------------------- consolidation
     def _check_x(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
@@ -229,10 +299,21 @@ class SchemaMemory:
         self.avg_reward = np.append(self.avg_reward, 0.0)
         self.created_at = np.append(self.created_at, now)
         self.last_updated = np.append(self.last_updated, now)
+        self.action_counts = np.concatenate([self.action_counts, np.zeros((1, self.n_actions), np.int64)])
+        self.action_outcome = np.concatenate([self.action_outcome, np.zeros((1, self.n_actions))])
         self.next_id += 1
         return len(self) - 1
 
-    def consolidate(self, x: np.ndarray, rewards: np.ndarray, sat: np.ndarray, *, now: float) -> ConsolidationReport:
+    def consolidate(
+        self,
+        x: np.ndarray,
+        rewards: np.ndarray,
+        sat: np.ndarray,
+        *,
+        now: float,
+        actions: np.ndarray | None = None,
+        outcomes: np.ndarray | None = None,
+    ) -> ConsolidationReport:
         """Gate a batch of transitions and merge the survivors into schemas.
 
         1. Gates: keep ``sigmoid(W_r·r + b_r) > 0.3`` AND ``SatAgg > 0.7``.
@@ -248,18 +329,32 @@ class SchemaMemory:
            ``Σ_k ← (1−α_k)Σ_k + Σ_j w_j (x_j − μ_k)(x_j − μ_k)ᵀ`` (new μ_k;
            the covariance step is the batched form of the sequential EMA *(ours)*).
            Counts, the running mean reward and ``last_updated = now`` follow.
+        4. Action outcomes (``n_actions`` > 0 and ``actions`` given): for each
+           transition with a finite outcome, the running mean
+           ``action_outcome[k, a]`` and count ``action_counts[k, a]`` of its
+           schema ``k`` and action ``a``; ``outcomes`` default to the rewards.
+           The gates decide what shapes a schema's Gaussian, not which outcomes
+           it remembers *(ours)*: a transition a gate rejected is counted in its
+           maximum-likelihood schema when that scores ≥ τ_schema (else nowhere)
+           — counting only what passed the recall gate would remember only what
+           went well, and a No-Go prior read from it could never warn of a loss.
+           NaN outcomes (e.g. a return whose horizon is not yet written) count
+           for the schema, not for its action outcomes.
 
         Args:
             x: ``(n, d)`` finite features.
             rewards: ``(n,)`` rewards r.
             sat: ``(n,)`` LTN satisfaction SatAgg per transition.
             now: Current time in seconds (same clock as :meth:`prune`).
+            actions: ``(n,)`` discrete actions in ``[0, n_actions)`` (ignored when ``n_actions`` is 0).
+            outcomes: ``(n,)`` outcome per transition (NaN: not counted); default the rewards.
 
         Returns:
             A :class:`ConsolidationReport`.
 
         Raises:
-            ValueError: On shape mismatches or non-finite inputs.
+            ValueError: On shape mismatches, non-finite inputs (outcomes may be NaN, not ±inf) or actions out of
+                range; ``outcomes`` without ``actions``.
         """
         x = self._check_x(x)
         n = x.shape[0]
@@ -270,6 +365,7 @@ class SchemaMemory:
                 raise ValueError(_BAD_LENGTH.format(name, n, arr.shape[0]))
             if not np.all(np.isfinite(arr)):
                 raise ValueError(_NON_FINITE.format(name))
+        acts, outs = self._check_actions(actions, outcomes, rewards, n)
         recall, logic = self.gates(rewards, sat)
         keep = np.flatnonzero(recall & logic)
         labels = np.full(n, -1, dtype=np.int64)
@@ -295,6 +391,17 @@ class SchemaMemory:
         if keep.shape[0] > 0:
             self._ema_update(rows, xk, rewards[keep], now)
             labels[keep] = self.ids[rows]
+        if acts is not None:
+            ledger = np.full(n, -1, dtype=np.int64)  # schema row whose outcome ledger counts each transition
+            ledger[keep] = rows
+            rejected = np.flatnonzero(~(recall & logic))
+            if rejected.shape[0] > 0 and len(self) > 0:
+                ll = self.log_likelihood(x[rejected])
+                best = np.argmax(ll, axis=1)
+                near = ll[np.arange(rejected.shape[0]), best] >= self.tau_schema
+                ledger[rejected[near]] = best[near]
+            counted = ledger >= 0
+            self._count_outcomes(ledger[counted], acts[counted], outs[counted])
         return ConsolidationReport(
             n_seen=n,
             n_gated=int(keep.shape[0]),
@@ -302,6 +409,53 @@ class SchemaMemory:
             labels=labels,
             recall_pass=recall,
             logic_pass=logic,
+        )
+
+    def _check_actions(
+        self, actions: np.ndarray | None, outcomes: np.ndarray | None, rewards: np.ndarray, n: int
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Checked ``(actions, outcomes)`` (None, None when no action outcomes are kept)."""
+        if self.n_actions == 0:
+            return None, None
+        if actions is None:
+            if outcomes is not None:
+                raise ValueError(_NO_ACTIONS.format(self.n_actions))
+            return None, None
+        raw = np.asarray(actions).reshape(-1)
+        acts = raw.astype(np.int64) if raw.shape[0] == n and np.all(np.isfinite(raw)) else None
+        if acts is None or np.any(acts != raw) or np.any(acts < 0) or np.any(acts >= self.n_actions):
+            raise ValueError(_BAD_ACTIONS.format(n, self.n_actions, actions))
+        outs = rewards if outcomes is None else np.asarray(outcomes, dtype=np.float64).reshape(-1)
+        if outs.shape[0] != n:
+            raise ValueError(_BAD_LENGTH.format("outcomes", n, outs.shape[0]))
+        if np.any(np.isinf(outs)):
+            raise ValueError(_NON_FINITE.format("outcomes"))
+        return acts, outs
+
+    def _count_outcomes(self, rows: np.ndarray, actions: np.ndarray, outcomes: np.ndarray) -> None:
+        """Merge finite outcomes into the per-(schema, action) running means and the global moments."""
+        ok = np.isfinite(outcomes)
+        rows, actions, outcomes = rows[ok], actions[ok], outcomes[ok]
+        if rows.shape[0] == 0:
+            return
+        cells = rows * self.n_actions + actions
+        size = len(self) * self.n_actions
+        counts = np.bincount(cells, minlength=size).reshape(len(self), self.n_actions)
+        sums = np.bincount(cells, weights=outcomes, minlength=size).reshape(len(self), self.n_actions)
+        total = self.action_counts + counts
+        touched = counts > 0
+        self.action_outcome[touched] = (
+            self.action_outcome[touched] * self.action_counts[touched] + sums[touched]
+        ) / total[touched]
+        self.action_counts = total
+        # global moments of the outcomes (Chan et al. 1979 merge), for the reader's standard errors
+        count, mean, m2 = self.outcome_moments
+        b_count, b_mean = float(outcomes.shape[0]), float(outcomes.mean())
+        b_m2 = float(np.sum((outcomes - b_mean) ** 2))
+        new_count = count + b_count
+        delta = b_mean - mean
+        self.outcome_moments = np.array(
+            [new_count, mean + delta * b_count / new_count, m2 + b_m2 + delta * delta * count * b_count / new_count]
         )
 
     def _ema_update(self, rows: np.ndarray, x: np.ndarray, rewards: np.ndarray, now: float) -> None:
@@ -353,13 +507,15 @@ class SchemaMemory:
         self._keep(~np.isin(self.ids, np.asarray(ids, dtype=np.int64)))
 
     def _keep(self, mask: np.ndarray) -> None:
-        for name in ("ids", "means", "covariances", "num_points", "avg_reward", "created_at", "last_updated"):
+        for name in ("ids", "means", "covariances", "num_points", "avg_reward", "created_at", "last_updated",
+                     "action_counts", "action_outcome"):
             setattr(self, name, getattr(self, name)[mask])
 
     # ---------------------------------------------------------------- payload
     def payloads(self) -> list[dict[str, Any]]:
-        """One payload per schema: id, mean, covariance, num_points, avg_reward, created_at, last_updated."""
-        return [
+        """One payload per schema: id, mean, covariance, num_points, avg_reward, created_at, last_updated (and,
+        with ``n_actions``, action_counts and action_outcome)."""
+        out = [
             {
                 "id": int(self.ids[i]),
                 "mean": self.means[i].copy(),
@@ -371,6 +527,11 @@ class SchemaMemory:
             }
             for i in range(len(self))
         ]
+        if self.n_actions:
+            for i, payload in enumerate(out):
+                payload["action_counts"] = self.action_counts[i].copy()
+                payload["action_outcome"] = self.action_outcome[i].copy()
+        return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Plain-array state for checkpoints."""
@@ -383,13 +544,16 @@ class SchemaMemory:
             "created_at": self.created_at.copy(),
             "last_updated": self.last_updated.copy(),
             "next_id": np.asarray(self.next_id, dtype=np.int64),
+            "action_counts": self.action_counts.copy(),
+            "action_outcome": self.action_outcome.copy(),
+            "outcome_moments": self.outcome_moments.copy(),
         }
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Restore :meth:`state_dict` output.
+        """Restore :meth:`state_dict` output (a state saved before schemas kept action outcomes loads with none).
 
         Raises:
-            ValueError: If the arrays disagree on the number of schemas or ``d``.
+            ValueError: If the arrays disagree on the number of schemas, ``d`` or ``n_actions``.
         """
         ids = np.asarray(state["ids"], dtype=np.int64)
         k = ids.shape[0]
@@ -400,15 +564,24 @@ class SchemaMemory:
             "avg_reward": np.asarray(state["avg_reward"], dtype=np.float64),
             "created_at": np.asarray(state["created_at"], dtype=np.float64),
             "last_updated": np.asarray(state["last_updated"], dtype=np.float64),
+            "action_counts": np.asarray(state.get("action_counts", np.zeros((k, self.n_actions))), dtype=np.int64),
+            "action_outcome": np.asarray(state.get("action_outcome", np.zeros((k, self.n_actions))),
+                                         dtype=np.float64),
+            "outcome_moments": np.asarray(state.get("outcome_moments", np.zeros(3)), dtype=np.float64),
         }
         shapes = {name: a.shape for name, a in arrays.items()}
         if (
             arrays["means"].shape != (k, self.dim)
             or arrays["covariances"].reshape(-1).shape[0] != k * self.dim * self.dim
             or any(arrays[name].shape != (k,) for name in ("num_points", "avg_reward", "created_at", "last_updated"))
+            or any(arrays[name].reshape(-1).shape[0] != k * self.n_actions
+                   for name in ("action_counts", "action_outcome"))
+            or arrays["outcome_moments"].shape != (3,)
         ):
             raise ValueError(_BAD_STATE.format(shapes))
         arrays["covariances"] = arrays["covariances"].reshape(k, self.dim, self.dim)
+        for name in ("action_counts", "action_outcome"):
+            arrays[name] = arrays[name].reshape(k, self.n_actions)
         self.ids = ids
         for name, value in arrays.items():
             setattr(self, name, value)

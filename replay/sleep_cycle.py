@@ -15,10 +15,21 @@ sleep). ``SleepConfig(swr_only=True)`` runs phase 1 and the metrics only.
    ``state.swr_skip_reason``.
 2. **Schema consolidation** — the transitions written since the previous cycle
    (at most ``n_recent``) are flattened (``Dict`` observations: keys in sorted
-   order), optionally encoded by the hippocampus (``features="code"``), stored
-   in the episodic buffer, and offered to :class:`replay.schemas.SchemaMemory`
-   with ``r`` from ``buffer.rewards`` and ``SatAgg = 1 − buffer.violations``
-   (1.0 for a buffer without violations). Both gates must pass.
+   order). In the first ``encoder_cycles`` cycles the hippocampal encoder is
+   trained on them first (:meth:`replay.hippocampus.PatternSeparationEncoder.fit`:
+   tied-weight k-sparse autoencoder + orthogonality penalty, ``encoder_steps``
+   Adam steps, minibatches drawn from a generator seeded by ``(seed, cycle)``),
+   then frozen: the schemas' centroids live in its code space, which must stay
+   put. The codes are stored in the episodic buffer; the features
+   (``features="code"``: the codes scaled to unit length, so the schemas' Gaussian
+   geometry and the vector store's cosine search agree; ``"raw"``: the
+   flattened observations) are
+   offered to :class:`replay.schemas.SchemaMemory` with ``r`` from
+   ``buffer.rewards`` and ``SatAgg = 1 − buffer.violations`` (1.0 for a buffer
+   without violations). Both gates must pass. With a ``Discrete`` action space
+   each schema also counts, per action, the transitions' *outcome*: the sum of
+   the rewards over the next ``memory_horizon`` steps of the same env (cut at
+   the episode's end; NaN, not counted, while that horizon is not yet written).
 3. **UMAP update** — :class:`replay.umap_monitor.UMAPMonitor` on the
    consolidated points (subsampled to ``umap_max_points``) labelled by schema:
    aligned fit, DBSCAN, parametric-net update; anomalies counted over all new
@@ -33,7 +44,14 @@ sleep). ``SleepConfig(swr_only=True)`` runs phase 1 and the metrics only.
    phases 2–4 (not with ``swr_only``): ``sleep/schema_count``,
    ``sleep/mean_schema_size``, ``sleep/constraint_satisfaction``,
    ``sleep/umap_clusters``, ``sleep/anomalies``, ``sleep/consolidated``,
-   ``sleep/new_schemas``, ``sleep/pruned``; always ``sleep/elapsed_s``.
+   ``sleep/new_schemas``, ``sleep/pruned``, ``sleep/encoder_reconstruction``,
+   ``sleep/encoder_penalty`` (the encoder's losses on this cycle's states, after
+   any training); always ``sleep/elapsed_s``.
+
+**Reading the memory.** :func:`memory_reader` snapshots the state after a
+cycle into a :class:`replay.memory.MemoryReader` (``memory_prior``: the recalled
+schemas' outcomes become a prior on the basal ganglia's No-Go; the callback
+hands it to the policy after every sleep).
 
 The sleep path points one way: ``replay.callbacks`` → this module →
 :mod:`replay.swr` → :mod:`replay.losses`.
@@ -63,8 +81,19 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from janus_env.checks import check_callable, check_choice, check_int, check_number, check_positive
+from janus_env.checks import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_number,
+    check_positive,
+)
+from gymnasium import spaces
+
 from replay.hippocampus import EpisodicBuffer, PatternSeparationEncoder
+from replay.memory import MemoryReader
 from replay.prioritized import PrioritizedReplayMixin
 from replay.schemas import SECONDS_PER_DAY, SchemaMemory
 from replay.swr import check_swr_settings, is_dqn_family, swr_replay
@@ -72,7 +101,7 @@ from replay.types import DEFAULT_MAX_WALL_S, SWRReport
 from replay.umap_monitor import UMAPMonitor
 from replay.vector_store import SchemaVectorStore
 
-__all__ = ["SleepConfig", "SleepState", "run_sleep_cycle"]
+__all__ = ["SleepConfig", "SleepState", "flat_observations", "horizon_returns", "memory_reader", "run_sleep_cycle"]
 
 FEATURES = ("raw", "code")
 """What the sleep cycle consolidates: the raw flattened observations or the encoder's sparse codes."""
@@ -85,6 +114,8 @@ SKIP_NO_MODEL = "no model"
 SKIP_NOT_DQN = "model is not DQN-family (needs q_net, q_net_target, gamma, policy.optimizer)"
 SKIP_NOT_PRIORITIZED = "buffer is not prioritized"
 SKIP_SHORT_BUFFER = "buffer holds fewer than seq_len steps"
+ENCODER_STREAM = 2
+"""Spawn key of the encoder's minibatch generator: ``default_rng([seed, cycle, 2])`` (apart from ``state.rng``)."""
 
 
 @dataclass
@@ -96,12 +127,14 @@ class SleepConfig:
     ``step_seconds`` (deterministic; see the module docstring).
 
     Raises:
-        ValueError: a count < 1, ``compression`` outside [10, 20], a
-            non-positive or NaN ``max_wall_s``, an unknown ``features``, a
-            negative or infinite ``anomaly_priority``, a non-positive or
-            infinite ``step_seconds``.
+        ValueError: a count < 1 (``encoder_steps``, ``encoder_cycles`` < 0),
+            ``compression`` outside [10, 20], a non-positive or NaN
+            ``max_wall_s``, an unknown ``features``, a negative or infinite
+            ``anomaly_priority``, ``ortho_lambda`` or ``memory_weight``, a
+            non-positive or infinite ``step_seconds``, ``encoder_lr`` or
+            ``schema_init_var``, ``memory_min_similarity`` outside (0, 1].
         TypeError: a count that is not an int, a setting that is not a real
-            number; ``clock`` neither None nor callable.
+            number, ``memory_prior`` not a bool; ``clock`` neither None nor callable.
     """
 
     swr_only: bool = False
@@ -123,20 +156,45 @@ class SleepConfig:
     """Phase 1: also replay each sequence in reverse."""
     n_recent: int = 4096
     """Phase 2: at most this many new transitions (over all envs) are consolidated."""
-    features: Literal["raw", "code"] = "raw"
-    """Phase 2: schema features — flattened observations or hippocampal codes."""
+    features: Literal["raw", "code"] = "code"
+    """Phase 2: schema features — hippocampal codes (default) or the flattened observations."""
     code_dim: int = 64
     """Hippocampus code width d_h."""
     sparsity: float = 0.1
     """Hippocampus TopK fraction ρ (k = ⌈ρ·d_h⌉)."""
+    ortho_lambda: float = 1e-2
+    """Weight λ of the encoder's orthogonality penalty λ‖WᵀW − I‖²_F."""
+    encoder_steps: int = 300
+    """Phase 2: Adam steps of encoder training per training cycle (0: the encoder stays at its orthogonal init)."""
+    encoder_cycles: int = 1
+    """Phase 2: the encoder trains in the first this-many cycles, then stays fixed (schemas live in its codes)."""
+    encoder_lr: float = 1e-2
+    """Phase 2: Adam learning rate of encoder training."""
+    encoder_batch: int = 256
+    """Phase 2: states per encoder training step."""
+    memory_horizon: int = 16
+    """Phase 2: a transition's outcome is the sum of the rewards of its next this-many steps (itself included)."""
+    memory_prior: bool = True
+    """Wake: after each sleep the policy reads the memory (:func:`memory_reader`: the recalled schemas' outcomes
+    shift its No-Go); false writes memory without reading it."""
+    memory_k: int = 4
+    """Wake: schemas recalled per decision."""
+    memory_min_similarity: float = 0.5
+    """Wake: recall threshold τ_recall on the cosine similarity."""
+    memory_weight: float = 4.0
+    """Wake: β, the largest No-Go logit shift memory can make."""
+    archive_size: int = 4096
+    """On-policy learners (no replay buffer): env steps, over all envs, that :class:`replay.callbacks.SleepPhaseCallback`
+    keeps for the sleep to consolidate (:class:`replay.archive.RolloutArchive`); keep it ≥ the steps between sleeps."""
     episodic_capacity: int = 10_000
     """Hippocampus FIFO capacity (Project JANUS default 10,000)."""
     tau_schema: float | None = None
     """Schema log-likelihood threshold τ_schema (None: see SchemaMemory)."""
     schema_eta: float = 0.01
     """Schema EMA rate η."""
-    schema_init_var: float = 1.0
-    """Initial isotropic variance of a new schema."""
+    schema_init_var: float | None = None
+    """Initial isotropic variance of a new schema; None: 0.1 for codes (unit vectors: a fresh schema takes states
+    within a chord of ~0.95, cosine ≳ 0.55, at Mahalanobis distance 3), 1.0 for raw observations."""
     recall_weight: float = 1.0
     """Recall gate W_r."""
     recall_bias: float = 0.0
@@ -191,8 +249,17 @@ class SleepConfig:
             n_sequences=self.n_sequences, seq_len=self.seq_len, compression=self.compression, max_wall_s=self.max_wall_s
         )
         check_choice("features", self.features, FEATURES)
-        for name in ("n_recent", "code_dim", "episodic_capacity", "umap_max_points"):
+        for name in ("n_recent", "code_dim", "episodic_capacity", "umap_max_points", "encoder_batch",
+                     "memory_horizon", "memory_k", "archive_size"):
             check_int(name, getattr(self, name), low=1)
+        check_int("encoder_steps", self.encoder_steps, low=0)
+        check_int("encoder_cycles", self.encoder_cycles, low=0)
+        check_number("ortho_lambda", self.ortho_lambda, low=0)
+        check_positive("encoder_lr", self.encoder_lr)
+        check_positive("schema_init_var", self.schema_init_var, optional=True)
+        check_bool("memory_prior", self.memory_prior)
+        check_fraction("memory_min_similarity", self.memory_min_similarity, low_open=True)
+        check_number("memory_weight", self.memory_weight, low=0)
         check_number("anomaly_priority", self.anomaly_priority, low=0)
         check_positive("step_seconds", self.step_seconds)
         check_callable("clock", self.clock, optional=True)  # None: market time
@@ -232,15 +299,19 @@ class SleepState:
     """Why phase 1 was skipped in the last cycle (None when it ran)."""
     last_metrics: dict[str, float] = field(default_factory=dict)
     """Metrics of the last cycle."""
+    n_actions: int = 0
+    """Discrete actions whose outcomes the schemas keep (0: none)."""
 
     @classmethod
-    def create(cls, input_dim: int, config: SleepConfig) -> SleepState:
-        """Fresh state for flattened observations of width ``input_dim``."""
+    def create(cls, input_dim: int, config: SleepConfig, n_actions: int = 0) -> SleepState:
+        """Fresh state for flattened observations of width ``input_dim`` (and ``n_actions`` discrete actions)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            encoder = PatternSeparationEncoder(input_dim, config.code_dim, sparsity=config.sparsity)
+            encoder = PatternSeparationEncoder(input_dim, config.code_dim, sparsity=config.sparsity,
+                                               ortho_lambda=config.ortho_lambda)
         feature_dim = input_dim if config.features == "raw" else config.code_dim
         return cls(
+            n_actions=int(n_actions),
             input_dim=input_dim,
             encoder=encoder,
             episodic=EpisodicBuffer(config.code_dim, capacity=config.episodic_capacity),
@@ -248,11 +319,13 @@ class SleepState:
                 feature_dim,
                 tau_schema=config.tau_schema,
                 eta=config.schema_eta,
-                init_var=config.schema_init_var,
+                init_var=(config.schema_init_var if config.schema_init_var is not None
+                          else 1.0 if config.features == "raw" else 0.1),
                 recall_weight=config.recall_weight,
                 recall_bias=config.recall_bias,
                 min_size=config.min_schema_size,
                 max_age_s=config.max_schema_age_s,
+                n_actions=int(n_actions),
             ),
             store=SchemaVectorStore(feature_dim, device=config.store_device),
             monitor=UMAPMonitor(
@@ -277,6 +350,7 @@ class SleepState:
         """
         return {
             "input_dim": self.input_dim,
+            "n_actions": self.n_actions,
             "cycle": self.cycle,
             "last_pos": -1 if self.last_pos is None else self.last_pos,
             "transitions_seen": self.transitions_seen,
@@ -292,7 +366,7 @@ class SleepState:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], config: SleepConfig) -> SleepState:
         """Rebuild a :class:`SleepState` from :meth:`state_dict` output and the same ``config``."""
-        out = cls.create(int(state["input_dim"]), config)
+        out = cls.create(int(state["input_dim"]), config, int(state.get("n_actions", 0)))
         out.cycle = int(state["cycle"])
         out.last_pos = None if int(state["last_pos"]) < 0 else int(state["last_pos"])
         out.transitions_seen = int(state["transitions_seen"])
@@ -308,7 +382,7 @@ class SleepState:
         return out
 
 
-def _flat_observations(buffer: Any, positions: np.ndarray) -> np.ndarray:
+def flat_observations(buffer: Any, positions: np.ndarray) -> np.ndarray:
     """``(len(positions)·n_envs, D)`` float64 observations, time-major (Dict: sorted keys)."""
     obs = buffer.observations
     if isinstance(obs, dict):
@@ -317,6 +391,32 @@ def _flat_observations(buffer: Any, positions: np.ndarray) -> np.ndarray:
         return np.concatenate([p.reshape(n, -1) for p in parts], axis=1).astype(np.float64)
     arr = np.asarray(obs[positions])
     return arr.reshape(arr.shape[0] * arr.shape[1], -1).astype(np.float64)
+
+
+def _n_actions(buffer: Any) -> int:
+    """The buffer's number of discrete actions (0 for any other action space)."""
+    space = getattr(buffer, "action_space", None)
+    return int(space.n) if isinstance(space, spaces.Discrete) else 0
+
+
+def horizon_returns(buffer: Any, positions: np.ndarray, horizon: int) -> np.ndarray:
+    """``G_t = Σ_{i<H} r_{t+i}`` per row and env, time-major like :func:`flat_observations`.
+
+    The sum stops after a step whose ``done`` is set (the episode's last); a row whose ``H`` next steps are not
+    all written yet and hold no episode end gets NaN (its outcome is not known yet).
+    """
+    size = int(buffer.buffer_size)
+    offsets = np.arange(horizon)
+    idx = (positions[:, None] + offsets[None, :]) % size  # (P, H)
+    rewards = np.asarray(buffer.rewards, dtype=np.float64)[idx]  # (P, H, E)
+    dones = getattr(buffer, "dones", None)
+    done = np.zeros(rewards.shape, dtype=bool) if dones is None else np.asarray(dones)[idx] > 0
+    alive = (np.cumsum(done, axis=1) - done) == 0  # no episode end strictly before step i
+    avail = (int(buffer.pos) - positions - 1) % size + 1  # rows written from t on, t included
+    use = alive & (offsets[None, :] < avail[:, None])[:, :, None]
+    returns = np.sum(np.where(use, rewards, 0.0), axis=1)  # (P, E)
+    complete = np.any(done & use, axis=1) | (avail >= horizon)[:, None]
+    return np.where(complete, returns, np.nan).reshape(-1)
 
 
 def _observation_dim(buffer: Any) -> int:
@@ -403,17 +503,36 @@ def _consolidate(buffer: Any, state: SleepState, config: SleepConfig, now: float
     n_envs = int(buffer.rewards.shape[1])
     positions = _new_positions(buffer, state.last_pos, max(1, config.n_recent // n_envs))
     state.last_pos = int(buffer.pos)
-    raw = _flat_observations(buffer, positions)
+    raw = flat_observations(buffer, positions)
     m = raw.shape[0]
     rewards = np.asarray(buffer.rewards[positions], dtype=np.float64).reshape(-1)
     violations = getattr(buffer, "violations", None)
     sat = np.ones(m) if violations is None else 1.0 - np.asarray(violations[positions], dtype=np.float64).reshape(-1)
     flat_ids = (positions[:, None] * n_envs + np.arange(n_envs)[None, :]).reshape(-1)
-    codes = state.encoder.encode_numpy(raw)
+    encoder = state.encoder
+    if state.cycle < config.encoder_cycles and config.encoder_steps > 0 and m >= 2:
+        encoder.fit(raw, steps=config.encoder_steps, lr=config.encoder_lr, batch_size=config.encoder_batch,
+                    rng=np.random.default_rng([config.seed, state.cycle, ENCODER_STREAM]))
+    codes = encoder.encode_numpy(raw)
+    if m:
+        with torch.no_grad():
+            x = torch.as_tensor(raw, dtype=encoder.weight.dtype)
+            reconstruction = float(encoder.reconstruction_loss(x))
+            penalty = float(encoder.orthogonality_penalty())
+    else:
+        reconstruction = penalty = math.nan
     state.episodic.add(codes, state.transitions_seen + np.arange(m, dtype=np.float64), flat_ids)
     state.transitions_seen += m
-    features = raw if config.features == "raw" else codes.astype(np.float64)
-    consolidation = state.schemas.consolidate(features, rewards, sat, now=now)
+    if config.features == "raw":
+        features = raw
+    else:  # unit-length codes: the schemas' geometry is the vector store's cosine
+        features = codes.astype(np.float64)
+        features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    actions = outcomes = None
+    if state.schemas.n_actions and m:
+        actions = np.asarray(buffer.actions[positions]).reshape(-1)
+        outcomes = horizon_returns(buffer, positions, config.memory_horizon)
+    consolidation = state.schemas.consolidate(features, rewards, sat, now=now, actions=actions, outcomes=outcomes)
     gated = consolidation.labels >= 0
 
     # Phase 3 — UMAP update (aligned fit, DBSCAN, parametric net).
@@ -455,6 +574,8 @@ def _consolidate(buffer: Any, state: SleepState, config: SleepConfig, now: float
         "sleep/consolidated": float(consolidation.n_gated),
         "sleep/new_schemas": float(consolidation.n_new_schemas),
         "sleep/pruned": float(pruned.shape[0]),
+        "sleep/encoder_reconstruction": reconstruction,
+        "sleep/encoder_penalty": penalty,
     }
 
 
@@ -494,7 +615,7 @@ def run_sleep_cycle(
         raise TypeError(_BAD_STATE.format(type(state).__name__))
     input_dim = _observation_dim(buffer)
     if state is None:
-        state = SleepState.create(input_dim, config)
+        state = SleepState.create(input_dim, config, _n_actions(buffer))
     elif state.input_dim != input_dim:
         raise ValueError(_DIM_CHANGED.format(input_dim, state.input_dim))
     state.env_steps += _steps_since(buffer, state.last_pos)
@@ -516,3 +637,13 @@ def run_sleep_cycle(
     metrics["sleep/elapsed_s"] = time.perf_counter() - t_start
     state.last_metrics = metrics
     return state, metrics
+
+
+def memory_reader(state: SleepState | None, config: SleepConfig) -> MemoryReader | None:
+    """The wake read path of ``state``'s memory (:class:`replay.memory.MemoryReader`), or None when
+    ``config.memory_prior`` is off, there is no state yet, or its schemas keep no action outcomes."""
+    if not config.memory_prior or state is None or state.n_actions == 0:
+        return None
+    return MemoryReader.from_sleep_state(state, features=config.features, horizon=config.memory_horizon,
+                                         k=config.memory_k,
+                                         min_similarity=config.memory_min_similarity, weight=config.memory_weight)

@@ -24,7 +24,7 @@ import faiss
 import numpy as np
 
 from janus_env.atomic import atomic_path
-from janus_env.checks import check_choice, check_int
+from janus_env.checks import bad_value, check_choice, check_int, check_rows
 
 __all__ = ["SchemaVectorStore", "gpu_available"]
 
@@ -33,8 +33,6 @@ _FORMAT_VERSION = 1
 DEVICES = ("auto", "cpu", "gpu")
 """Where faiss searches: ``"auto"`` (the GPU when the build and a GPU allow it), ``"cpu"`` or ``"gpu"``."""
 _NO_GPU = "device='gpu' needs the faiss GPU build and at least one visible GPU; found faiss {} with {} GPU(s)"
-_BAD_VECTORS = "Expected vectors of shape (n, {}), got {}"
-_NON_FINITE = "Expected finite vectors"
 _BAD_IDS = "Expected {} unique int ids, got {!r}"
 _BAD_PAYLOADS = "Expected {} payloads, got {}"
 _CORRUPT_SNAPSHOT = "Corrupt or unreadable schema snapshot {!s}: {}"
@@ -143,11 +141,7 @@ class SchemaVectorStore:
             ValueError: On bad shapes, duplicate ids or a payload count mismatch.
             TypeError: On a payload value that cannot be snapshotted.
         """
-        vectors = np.asarray(vectors, dtype=np.float64)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(_BAD_VECTORS.format(self.dim, vectors.shape))
-        if not np.all(np.isfinite(vectors)):
-            raise ValueError(_NON_FINITE)
+        vectors = check_rows("vectors", vectors, self.dim)
         n = vectors.shape[0]
         id_arr = self._check_ids(ids, n)
         if payloads is None:
@@ -193,6 +187,31 @@ class SchemaVectorStore:
             self._search_index = faiss.index_cpu_to_all_gpus(self.index)
         return self._search_index
 
+    def search_arrays(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k cosine neighbours as arrays (no payloads): the faiss search itself.
+
+        Args:
+            query: ``(m, dim)`` finite queries (normalized here).
+            k: neighbours per query.
+
+        Returns:
+            ``(ids, cosines)``, each ``(m, k)``, best first; id −1 and cosine NaN past the store's size.
+
+        Raises:
+            TypeError: ``k`` is not an int.
+            ValueError: On ``k < 1`` or a bad query shape.
+        """
+        k = check_int("k", k, low=1)
+        q = check_rows("query", query, self.dim)
+        ids = np.full((q.shape[0], k), -1, dtype=np.int64)
+        scores = np.full((q.shape[0], k), np.nan)
+        if len(self) and q.shape[0]:
+            top = int(min(k, len(self)))
+            found_scores, found_ids = self._searcher().search(_normalize(q), top)
+            ids[:, :top] = found_ids
+            scores[:, :top] = np.where(found_ids >= 0, found_scores, np.nan)
+        return ids, scores
+
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float, dict[str, Any]]] | list[list[tuple[int, float, dict[str, Any]]]]:
         """Top-k cosine neighbours.
 
@@ -209,22 +228,16 @@ class SchemaVectorStore:
             TypeError: ``k`` is not an int.
             ValueError: On ``k < 1`` or a bad query shape.
         """
-        k = check_int("k", k, low=1)
         q = np.asarray(query, dtype=np.float64)
         single = q.ndim == 1
         q2 = q[None, :] if single else q
         if q2.ndim != 2 or q2.shape[1] != self.dim:
-            raise ValueError(_BAD_VECTORS.format(self.dim, q.shape))
-        if not np.all(np.isfinite(q2)):
-            raise ValueError(_NON_FINITE)
-        if len(self) == 0:
-            out: list[list[tuple[int, float, dict[str, Any]]]] = [[] for _ in range(q2.shape[0])]
-        else:
-            scores, ids = self._searcher().search(_normalize(q2), int(min(k, len(self))))
-            out = [
-                [(int(i), float(s), self.payloads[int(i)]) for s, i in zip(srow, irow) if i >= 0]
-                for srow, irow in zip(scores, ids)
-            ]
+            raise ValueError(bad_value("query", f"a ({self.dim},) or (m, {self.dim}) array", f"shape {q.shape}"))
+        ids, scores = self.search_arrays(q2, k)
+        out = [
+            [(int(i), float(s), self.payloads[int(i)]) for s, i in zip(srow, irow) if i >= 0]
+            for srow, irow in zip(scores, ids)
+        ]
         return out[0] if single else out
 
     # -------------------------------------------------------------- snapshots

@@ -10,10 +10,10 @@ buffer and every update they trigger is done, so a resumed ``learn()`` starts wh
 | --- | --- | --- |
 | ``model.zip`` | SB3 model: policy and optimizer weights, step count, schedules (ε, learning rate, β) | SB3's zip |
 | ``replay_buffer.npz`` | off-policy algorithms: every array of the SB3 buffer, ``pos`` / ``full``; for the prioritized buffer also its priorities, sum tree, violations, per-action SatAgg, sampler generator and β counters | ``.npz`` + JSON |
-| ``callbacks.npz`` | the callbacks' state: sleep schedule (last trigger), the last checkpoint step, the cerebellum's fill ring, the No-Go ring and reward moments, their generators | ``.npz`` + JSON |
+| ``callbacks.npz`` | the callbacks' state: sleep schedule (last trigger) and, for ``janus-ppo``, the steps archived for its sleep (``replay.RolloutArchive``), the last checkpoint step, the cerebellum's fill ring, the No-Go ring and reward moments, their generators | ``.npz`` + JSON |
 | ``optimizers.pt`` | ``janus-*``: the policy's own optimizers beside SB3's (the No-Go head's Adam) | torch tensors |
 | ``cerebellum.pt`` | ``janus-*``: the online cerebellum's weights and Adam state | torch tensors |
-| ``sleep_state.pt`` | ``janus-dqn``: schemas, episodic memory, encoder, UMAP state, sleep generator | torch tensors |
+| ``sleep_state.pt`` | ``janus-dqn``, ``janus-ppo``: schemas (with their per-action outcomes), episodic memory, the trained encoder (weights and standardization), UMAP state, sleep generator; the policy's memory read path is rebuilt from it when training resumes | torch tensors |
 | ``rng.json`` | Python ``random``, NumPy's legacy global generator, torch's CPU generator, the model's action space and the policy's exploration generator | JSON |
 | ``meta.json`` | format version, ``num_timesteps``, the run settings and the manifest: size and SHA-256 of every other file | JSON, written last |
 
@@ -56,9 +56,9 @@ manifest's sizes and SHA-256 digests match, it holds no pickle — and loads. Ea
 ## What resumes exactly and what does not
 
 Restored bit for bit: the model parameters and optimizer state, the step count and every schedule, the replay
-buffer (all ``N`` transitions, priorities, tree, violations, SatAgg, its generator), the sleep state and the
-sleep schedule's last trigger, the checkpoint schedule, the cerebellum and its fill ring, the No-Go ring, and
-every generator listed above. A run resumed twice from one checkpoint trains to bit-identical weights.
+buffer (all ``N`` transitions, priorities, tree, violations, SatAgg, its generator), the sleep state (and so
+the memory the policy reads) and the sleep schedule's last trigger, janus-ppo's archived steps, the checkpoint
+schedule, the cerebellum and its fill ring, the No-Go ring, and every generator listed above. A run resumed twice from one checkpoint trains to bit-identical weights.
 
 Not restored: the environments. They are rebuilt and reset with seeds derived from the run seed and ``N``
 (:func:`resume_seed`), so the episode running at the kill is cut short and the market path after a resume

@@ -44,7 +44,7 @@ from agents import (
 )
 from agents.app.yaml_io import load_yaml
 from janus_env.checks import check_bool, check_choice, check_int, check_mapping, check_number
-from replay import SleepConfig, SleepPhaseCallback
+from replay import MemoryReader, SleepConfig, SleepPhaseCallback
 from replay.types import DEFAULT_MAX_WALL_S
 from wrappers import make_glass_box
 
@@ -55,7 +55,7 @@ ALGO_CLASSES: dict[str, type] = {"janus-dqn": GatedJanusDQN, "janus-ppo": JanusP
 """The SB3 class each algorithm trains and loads with (``algo_class``)."""
 # keys that configure the run rather than the SB3 algorithm
 RUN_KEYS = ("policy", "n_timesteps", "n_envs", "shield", "breakers", "sizing", "sleep", "env_kwargs", "lambda_logic",
-            "basal_ganglia", "cerebellum")
+            "basal_ganglia", "cerebellum", "normalize_reward")
 
 _BAD_ALGO = "Unknown algo {!r}; expected one of {}"
 _BAD_CONFIG = "{}: expected a mapping of hyper-parameters, got {}"
@@ -292,6 +292,7 @@ HYPERPARAM_RANGES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "n_timesteps": (check_int, {"low": 1}),
     "n_envs": (check_int, {"low": 1}),
     "shield": (check_bool, {}),
+    "normalize_reward": (check_bool, {}),
     "lambda_logic": (check_number, {"low": 0}),
     "env_kwargs": (check_mapping, {}),
     "breakers": (_check_switch, {}),
@@ -309,7 +310,9 @@ RUN_KEY_ALGOS: dict[str, tuple[str, ...]] = {
     "lambda_logic": ("janus-dqn", "janus-ppo"),
     "basal_ganglia": ("janus-dqn", "janus-ppo"),
     "cerebellum": ("janus-dqn", "janus-ppo"),
-    "sleep": ("janus-dqn",),
+    "sleep": ("janus-dqn", "janus-ppo"),
+    # on-policy only: the off-policy learners' sleep replays the buffer's rewards outside SB3's normalizing sampler
+    "normalize_reward": ("janus-ppo", "ppo"),
 }
 """Run settings only some algorithms use (elsewhere they would be ignored silently, so they are refused)."""
 SET_BY_TRAIN = ("env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model")
@@ -526,6 +529,26 @@ def make_cerebellum(algo: str, env_id: str, params: Mapping[str, Any], *, seed: 
         probe.close()
 
 
+MEMORY_FILE = "memory.npz"
+"""The memory a run's policy read at the end of training (``replay.MemoryReader.save``: arrays, no pickle)."""
+
+
+def load_memory(run_dir: Path, model: Any) -> MemoryReader | None:
+    """Hand ``model``'s basal-ganglia policy the run's memory (``MEMORY_FILE``, checked on load) when the run saved
+    one; returns it (None: no file, or a policy that reads no memory).
+
+    Raises:
+        ValueError: a damaged memory file, or one for other observations or actions than the model's.
+    """
+    path = Path(run_dir) / MEMORY_FILE
+    setter = getattr(getattr(model, "policy", None), "set_memory", None)
+    if not path.is_file() or not callable(setter):
+        return None
+    memory = MemoryReader.load(path)
+    setter(memory)
+    return memory
+
+
 def load_cerebellum(run_dir: Path, env: gym.Env, params: Mapping[str, Any]) -> Cerebellum | None:
     """The run's trained cerebellum (``CEREBELLUM_FILE``, loaded with ``weights_only=True``), None if it has none."""
     path = Path(run_dir) / CEREBELLUM_FILE
@@ -594,8 +617,10 @@ def sleep_callback(algo: str, params: Mapping[str, Any], *, seed: int, run_dir: 
     (``--hp sleep.every_n_steps=…``, ``--hp sleep.cycle.<field>=…`` override
     single values). In ``cycle``, ``seed`` defaults to the run seed,
     ``plot_dir`` to ``<run_dir>/plots/umap`` and ``step_seconds`` to the
-    env's ``step_seconds`` (market time for schema ages). Only ``janus-dqn``
-    sleeps (SWR replay needs a DQN-family model with a prioritized buffer).
+    env's ``step_seconds`` (market time for schema ages). ``janus-dqn`` and
+    ``janus-ppo`` sleep; ``janus-ppo`` on the steps the callback archives, without
+    SWR replay (phase 1 needs a DQN-family model with a prioritized buffer;
+    :mod:`replay.archive` says why an on-policy learner does not replay).
 
     Raises:
         ConfigError: (one line) ``sleep`` or ``sleep.cycle`` is not a
@@ -603,7 +628,7 @@ def sleep_callback(algo: str, params: Mapping[str, Any], *, seed: int, run_dir: 
             removed key (``full_cycle``, ``budget_s``) or an invalid value.
     """
     sleep = params.get("sleep")
-    if algo != "janus-dqn" or not sleep:
+    if algo not in RUN_KEY_ALGOS["sleep"] or not sleep:
         return None
     triggers, cycle = check_sleep_keys(sleep)
     defaults: dict[str, Any] = {"plot_dir": str(Path(run_dir) / "plots" / "umap"), "seed": seed}

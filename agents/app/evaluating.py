@@ -35,6 +35,7 @@ from agents.app.config import (
     check_env_id,
     check_run_config,
     load_cerebellum,
+    load_memory,
     read_yaml,
     with_slippage_predictor,
 )
@@ -205,12 +206,17 @@ def build_evaluation(spec: EvaluationSpec) -> EvaluationPlan:
     Raises:
         ModelFileError: (a ValueError) a ``model.zip`` that cannot be loaded safely or at all
             (:func:`agents.app.safe_load.load_model`; the message names the file and the entry).
-        ValueError: a scenario whose env settings, data or stress event do not work (the message names it).
+        ValueError: a scenario whose env settings, data or stress event do not work (the message names it); a
+            damaged ``memory.npz`` beside the model.
     """
     torch.set_num_threads(1)
     model = (load_model(spec.model_path, spec.algo, device="cpu", trust_remote_code=spec.trust_remote_code)
              if spec.model_path is not None else None)
     setups, notes, agent_envs = {}, [], {}
+    memory = load_memory(spec.model_path.parent, model) if model is not None else None
+    if memory is not None:  # the run's memory read path (agents.app.config.MEMORY_FILE): as in training
+        notes.append(f"the agent reads the run's memory: {len(memory)} schemas, top-{memory.k} cosine recall "
+                     f"(τ_recall {memory.min_similarity:g}), No-Go prior up to {memory.weight:g} logits")
     glass = {"shield": spec.shield, "breakers": spec.breakers, "sizing": spec.sizing}
     if spec.cerebellum is not None and spec.env_id != EXECUTION_ENV:
         probe = gym.make(spec.env_id, **spec.env_kwargs)

@@ -15,7 +15,8 @@ that fails there leaves no folder behind.
 
 The run folder of a single-agent SB3 run: ``config.yaml`` (``{"run": {env, algo, seed, timesteps,
 checkpoint_every}, "hyperparams": {...}}``), TensorBoard logs ``tb_*``, ``checkpoints/step_<N>/`` with
-``checkpoints/latest`` (:mod:`agents.app.checkpoint`), ``plots/`` and, at the end, ``model.zip``.
+``checkpoints/latest`` (:mod:`agents.app.checkpoint`), ``plots/`` and, at the end, ``model.zip`` (with
+``cerebellum.pt`` and, when the policy reads memory, ``memory.npz``: the JANUS algorithms).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from agents.app.checkpoint import (
 from agents.app.cli import data_spec
 from agents.app.config import (
     CEREBELLUM_FILE,
+    MEMORY_FILE,
     ConfigError,
     algo_class,
     brain_callbacks,
@@ -54,6 +56,8 @@ from agents.app.config import (
     resolve_hyperparams,
     sleep_callback,
 )
+from agents.app.reward_normalization import STATE_KEY as NORM_STATE_KEY
+from agents.app.reward_normalization import RewardNormalizationState, reward_normalizer
 from agents.app.rllib import RLlibTraining, require_rllib, resolve_matchup
 from agents.app.state_files import restore_rng
 from agents.basal_ganglia import attach_shield_logic, is_basal_ganglia_policy
@@ -224,15 +228,19 @@ class SB3Training:
         sleep_cb = sleep_callback(settings["algo"], params, seed=settings["seed"], run_dir=run_dir, env=env)
         callbacks = [cb for cb in (sleep_cb,) if cb is not None]
         callbacks += brain_callbacks(settings["algo"], params, cerebellum)
+        components = {type(cb).__name__: cb for cb in callbacks}
+        train_env = env
+        if params.get("normalize_reward"):  # the learner sees scaled rewards; callbacks and Monitor the env's
+            train_env = reward_normalizer(env, algo_class(settings["algo"]), params)
+            components[NORM_STATE_KEY] = RewardNormalizationState(train_env)
         checkpoints = AtomicCheckpointCallback(
             run_dir, settings["checkpoint_every"], sleep_cb, extra={"run": settings},
-            keep=settings.get("keep_checkpoints", DEFAULT_KEEP),
-            components={type(cb).__name__: cb for cb in callbacks}, cerebellum=cerebellum)
+            keep=settings.get("keep_checkpoints", DEFAULT_KEEP), components=components, cerebellum=cerebellum)
         callbacks += [JanusMetricsCallback(plot_dir=run_dir / "plots"), checkpoints]
         checkpoint = None
         if run.resumed:
             def restore(folder: Path) -> Checkpoint:
-                loaded = load_checkpoint(folder, algo_class(settings["algo"]), env)
+                loaded = load_checkpoint(folder, algo_class(settings["algo"]), train_env)
                 checkpoints.restore(loaded)
                 return loaded
 
@@ -244,7 +252,8 @@ class SB3Training:
             model.get_env().seed(resume_seed(settings["seed"], step))
             print(f"resuming {run_dir} from {folder.name} at step {step}")
         else:
-            model = build_model(settings["algo"], env, params, seed=settings["seed"], tensorboard_log=str(run_dir))
+            model = build_model(settings["algo"], train_env, params, seed=settings["seed"],
+                                tensorboard_log=str(run_dir))
         if is_basal_ganglia_policy(model.policy):  # the logic gate judges each proposal in its env's current state
             attach_shield_logic(model.policy, env.envs)
         if checkpoint is not None:
@@ -273,6 +282,9 @@ class SB3Training:
         if self.cerebellum is not None:
             with atomic_path(run_dir / CEREBELLUM_FILE) as tmp:
                 torch.save(self.cerebellum.state_dict(), tmp)
+        memory = getattr(self.model.policy, "memory", None)
+        if memory is not None:  # what the policy read at the end: evaluate.py reads the same
+            memory.save(run_dir / MEMORY_FILE)
         elapsed = time.perf_counter() - self._start
         return "\n".join([
             f"\ntrained {settings['algo']} on {settings['env']} for {self.model.num_timesteps} steps in {elapsed:.0f}s",

@@ -34,6 +34,7 @@ from janus_env.checks import (
     check_positive,
     generator_from_state,
 )
+from replay.env_rewards import env_rewards
 
 Observation = dict[str, np.ndarray] | np.ndarray
 
@@ -223,7 +224,7 @@ class BasalGangliaCallback(BaseCallback):
         dones = self.locals.get("dones")
         obs = self.model._last_obs
         actions = np.asarray(self.locals["actions"]).reshape(-1).astype(np.int64)
-        rewards = np.asarray(self.locals["rewards"], dtype=np.float64).reshape(-1)
+        rewards = env_rewards(self.model, self.locals)  # the env's units, not VecNormalize's
         predicted = None
         if self.slippage_predictor is not None:
             predicted = np.full(len(infos), np.nan)

@@ -44,6 +44,15 @@ by SB3's distributions from torch's generator, which SB3 seeds with the model se
      "logic_source": "none", "tau_veto": 0.7, "tau_logic": 0.1}
 
 ``BasalGangliaCallback`` copies them to ``info["go_nogo"]``.
+
+**Memory.** With a read path set (``policy.set_memory(reader)``, a :class:`replay.memory.MemoryReader`; the
+sleep callback sets it after every sleep) the No-Go the gate reads carries memory's prior,
+``NoGo'_a = sigmoid(W_a·z + b_a + Δ_a)`` with ``Δ_a = −β·tanh(z_a/2)`` from the schemas recalled for the
+state (:mod:`replay.memory`), in rollouts and in ``predict`` alike. The record then has ``"nogo"`` with the
+prior, ``"memory": {"ids", "similarity", "outcome", "advantage", "z", "shift", "nogo_head"}`` (``nogo_head``:
+the head alone) and ``veto_reason`` ``"memory"`` when only the prior took the proposal over τ_veto. Memory is
+read here, in Python, per decision: :meth:`BasalGangliaPolicyMixin.nogo`, ``go_nogo`` and the exported ONNX
+graph (:mod:`agents.export`) are the No-Go head alone.
 """
 
 from __future__ import annotations
@@ -78,6 +87,7 @@ from agents.basal_ganglia.gate import (
     risk_inputs,
 )
 from janus_env.checks import check_callable, check_fraction, check_int, check_number, check_positive
+from replay.memory import MemoryReader
 
 EXPLORATION_STREAM = 1
 """Spawn key of the exploration generator's stream: ``SeedSequence(seed, spawn_key=(1,))``.
@@ -98,6 +108,9 @@ _BAD_LOGIC_BATCH = (
 _BAD_INFO_LTN = "Expected info['ltn']['{}'] in [0, 1], got {!r}"
 _BAD_LABELS = "Expected {} labels in {{0, 1}}, got {!r}"
 _NOT_BG_POLICY = "Expected a basal-ganglia policy (BasalGangliaDQNPolicy, ...), got {}"
+_BAD_MEMORY = "Expected a replay.memory.MemoryReader or None, got {}"
+_MEMORY_MISMATCH = ("The memory reads flattened observations of width {} with {} actions, but this policy's "
+                    "observations flatten to {} with {} actions")
 
 _GATE_ARGUMENTS = (
     "tau_veto", "tau_logic", "hold_action", "market_key", "vpin_index", "volatility_index",
@@ -193,6 +206,8 @@ class BasalGangliaPolicyMixin:
         self._info_logic_loss: np.ndarray | None = None
         self.last_go_nogo: dict[str, Any] | None = None
         self.last_go_nogo_batch: list[dict[str, Any]] = []
+        self.memory: MemoryReader | None = None
+        self._last_recall: Any = None
         self.seed_exploration(None)
         kwargs.setdefault("features_extractor_class", _default_extractor(observation_space))
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[call-arg]
@@ -273,6 +288,36 @@ class BasalGangliaPolicyMixin:
                 losses[i] = loss
         self._info_logic_loss = losses if seen else None
 
+    def set_memory(self, memory: MemoryReader | None) -> None:
+        """Set (or clear, with None) the memory read path whose prior shifts No-Go (module docstring, "Memory").
+
+        Raises:
+            TypeError: ``memory`` is not a ``MemoryReader`` or None.
+            ValueError: it reads another observation width or number of actions than this policy's.
+        """
+        if memory is not None and not isinstance(memory, MemoryReader):
+            raise TypeError(_BAD_MEMORY.format(type(memory).__name__))
+        if memory is not None:
+            space = self.observation_space
+            parts = space.spaces.values() if isinstance(space, spaces.Dict) else [space]
+            width = int(sum(int(np.prod(part.shape)) for part in parts))
+            n_actions = int(self.action_space.n)
+            if memory.input_dim != width or memory.n_actions != n_actions:
+                raise ValueError(_MEMORY_MISMATCH.format(memory.input_dim, memory.n_actions, width, n_actions))
+        self.memory = memory
+
+    def _memory_shift(self, obs: PyTorchObs) -> th.Tensor | None:
+        """Memory's No-Go logit shift ``Δ`` for a preprocessed batch, ``(B, n_actions)`` (None without memory);
+        the recall is kept for the record."""
+        if self.memory is None:
+            self._last_recall = None
+            return None
+        parts = [obs[key] for key in sorted(obs)] if isinstance(obs, dict) else [obs]
+        flat = np.concatenate([part.detach().cpu().numpy().reshape(part.shape[0], -1) for part in parts], axis=1)
+        recall = self.memory.recall(flat)
+        self._last_recall = recall
+        return th.from_numpy(recall.shift).to(device=parts[0].device, dtype=th.float32)
+
     def reset_logic_state(self) -> None:
         """Forget the logic losses observed from infos."""
         self._info_logic_loss = None
@@ -327,10 +372,15 @@ class BasalGangliaPolicyMixin:
     ) -> th.Tensor:
         proposed = proposed.long().reshape(-1)
         with th.no_grad():
-            nogo = self.nogo_net(features, self.risk_inputs(obs))
+            logits = self.nogo_net.logits(features, self.risk_inputs(obs))
+            nogo = th.sigmoid(logits)
+            shift = self._memory_shift(obs)
+            nogo_head = nogo
+            if shift is not None:  # memory's prior on No-Go: sigmoid(W·z + b + Δ)
+                nogo = th.sigmoid(logits + shift)
             logic, source = self._logic_losses(obs, proposed)
             final, vetoed = self.apply_gate(proposed, nogo, logic, hold_allowed)
-        self._record(go, nogo, proposed, final, vetoed, logic, source)
+        self._record(go, nogo, proposed, final, vetoed, logic, source, nogo_head if shift is not None else None)
         return final
 
     def _record(
@@ -342,6 +392,7 @@ class BasalGangliaPolicyMixin:
         vetoed: th.Tensor,
         logic: th.Tensor,
         source: str,
+        nogo_head: th.Tensor | None = None,
     ) -> None:
         go_l = go.detach().cpu().tolist()
         nogo_l = nogo.detach().cpu().tolist()
@@ -349,11 +400,15 @@ class BasalGangliaPolicyMixin:
         final_l = final.cpu().tolist()
         vetoed_l = vetoed.cpu().tolist()
         logic_l = logic.detach().cpu().tolist()
+        head_l = None if nogo_head is None else nogo_head.detach().cpu().tolist()
+        recall = self._last_recall if head_l is not None else None
         rows = []
         for i, a in enumerate(prop_l):
             by_nogo = vetoed_l[i] and nogo_l[i][a] >= self.tau_veto
+            by_memory = by_nogo and head_l is not None and head_l[i][a] < self.tau_veto
             by_logic = vetoed_l[i] and logic_l[i] >= self.tau_logic
-            reason = "+".join(name for name, hit in (("nogo", by_nogo), ("logic", by_logic)) if hit)
+            reason = "+".join(name for name, hit in (("nogo", by_nogo and not by_memory), ("memory", by_memory),
+                                                     ("logic", by_logic)) if hit)
             rows.append({
                 "go": [float(v) for v in go_l[i]],
                 "nogo": [float(v) for v in nogo_l[i]],
@@ -367,6 +422,8 @@ class BasalGangliaPolicyMixin:
                 "tau_veto": self.tau_veto,
                 "tau_logic": self.tau_logic,
             })
+            if recall is not None:
+                rows[-1]["memory"] = _memory_record(recall, i, head_l[i])
         self.last_go_nogo_batch = rows
         self.last_go_nogo = rows[0] if rows else None
 
@@ -507,6 +564,24 @@ class BasalGangliaPolicyMixin:
         self.nogo_optimizer.step()
         self.nogo_optimizer.zero_grad(set_to_none=True)
         return float(loss.item())
+
+
+def _finite_or_none(values: Any) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in values]
+
+
+def _memory_record(recall: Any, row: int, nogo_head: list[float]) -> dict[str, Any]:
+    """JSON-ready record of what memory recalled for batch row ``row`` (NaN as None; only recalled schemas)."""
+    found = recall.ids[row] >= 0
+    return {
+        "ids": [int(v) for v in recall.ids[row][found]],
+        "similarity": [float(v) for v in recall.similarity[row][found]],
+        "outcome": _finite_or_none(recall.outcome[row]),
+        "advantage": [float(v) for v in recall.advantage[row]],
+        "z": [float(v) for v in recall.z[row]],
+        "shift": [float(v) for v in recall.shift[row]],
+        "nogo_head": [float(v) for v in nogo_head],
+    }
 
 
 class BasalGangliaDQNPolicy(BasalGangliaPolicyMixin, DQNPolicy):

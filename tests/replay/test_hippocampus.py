@@ -253,3 +253,85 @@ def test_bad_range_and_n() -> None:
         buf.last(-1)
     with pytest.raises(TypeError, match=re.escape("Expected `n` to be an int >= 0, got 2.0")):
         buf.last(2.0)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- training (k-sparse autoencoder)
+
+
+def _clusters(seed: int, n: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """Six well-separated clusters in 12 dimensions whose features differ in scale by 1000x."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(6, 12)) * 3.0
+    labels = rng.integers(0, 6, size=n)
+    x = (centers[labels] + 0.3 * rng.normal(size=(n, 12))) * np.logspace(-1, 2, 12)
+    return x, labels
+
+
+def _overlap_gap(codes: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cosine of codes in the same cluster minus that of codes in different clusters."""
+    unit = codes / np.maximum(np.linalg.norm(codes, axis=1, keepdims=True), 1e-12)
+    cos = unit @ unit.T
+    same = labels[:, None] == labels[None, :]
+    off = ~np.eye(len(labels), dtype=bool)
+    return float(cos[same & off].mean() - cos[~same].mean())
+
+
+def test_fit_reduces_the_reconstruction_and_separates_clusters() -> None:
+    x, labels = _clusters(0)
+    enc = _encoder(12, 32)
+    enc.fit(x, steps=1, lr=1e-12, rng=np.random.default_rng(0))  # sets the standardization, moves nothing
+    before = _overlap_gap(enc.encode_numpy(x), labels)
+    report = enc.fit(x, steps=300, rng=np.random.default_rng(0))
+    after = _overlap_gap(enc.encode_numpy(x), labels)
+    assert report.steps == 300 and enc.trained and int(enc.fit_steps) == 301
+    assert report.reconstruction_after < 0.7 * report.reconstruction_before
+    assert after > before + 0.1, (before, after)  # same-cluster codes overlap more, others less, than at init
+    # the standardization is each feature's mean and standard deviation (set on the first fit, then kept)
+    np.testing.assert_allclose(enc.input_mean.numpy(), x.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(enc.input_scale.numpy(), x.std(axis=0), rtol=1e-5)
+
+
+def test_orthogonality_penalty_pulls_a_perturbed_encoder_back() -> None:
+    """With λ the training drives ‖WWᵀ − I‖ down from a perturbed start; without it, it does not."""
+    x, _ = _clusters(1)
+    penalties = {}
+    for lam in (0.0, 1.0):
+        torch.manual_seed(0)
+        enc = PatternSeparationEncoder(12, 8, ortho_lambda=lam)
+        with torch.no_grad():
+            enc.linear.weight.mul_(1.5)
+        raw = float(((enc.weight @ enc.weight.T - torch.eye(8)) ** 2).sum().detach())
+        enc.fit(x, steps=200, rng=np.random.default_rng(0))
+        penalties[lam] = float(((enc.weight @ enc.weight.T - torch.eye(8)) ** 2).sum().detach())
+        if lam > 0:
+            assert penalties[lam] < 0.1 * raw
+    assert penalties[1.0] < 0.1 * penalties[0.0]
+
+
+def test_fit_is_deterministic_given_the_seed() -> None:
+    x, _ = _clusters(2)
+    weights = []
+    for _ in range(2):
+        enc = _encoder(12, 16, seed=3)
+        enc.fit(x, steps=50, rng=np.random.default_rng(9))
+        weights.append({k: v.clone() for k, v in enc.state_dict().items()})
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
+    other = _encoder(12, 16, seed=3)
+    other.fit(x, steps=50, rng=np.random.default_rng(10))
+    assert not torch.equal(other.weight, weights[0]["linear.weight"])
+
+
+def test_untrained_state_dicts_load_and_bad_fit_data() -> None:
+    enc = _encoder(4, 8)
+    old = {k: v for k, v in enc.state_dict().items() if k.startswith("linear.")}  # saved before fit existed
+    fresh = _encoder(4, 8, seed=1)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.weight, enc.weight) and not fresh.trained
+    assert torch.equal(fresh.input_scale, torch.ones(4))
+    with pytest.raises(ValueError, match=re.escape("Expected finite training states of shape (n >= 2, 4), got shape (1, 4)")):
+        enc.fit(np.ones((1, 4)), steps=1, rng=np.random.default_rng(0))
+    with pytest.raises(TypeError, match=re.escape("Expected `rng` to be a numpy.random.Generator, got 3")):
+        enc.fit(np.ones((5, 4)), steps=1, rng=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=re.escape("Expected `steps` to be an int >= 0, got -1")):
+        enc.fit(np.ones((5, 4)), steps=-1, rng=np.random.default_rng(0))

@@ -248,3 +248,92 @@ def test_non_finite() -> None:
 def test_bad_length() -> None:
     with pytest.raises(ValueError, match=re.escape(_BAD_LENGTH.format("sat", 2, 3))):
         SchemaMemory(2).consolidate(np.zeros((2, 2)), _ones(2), _ones(3), now=0.0)
+
+
+# ---------------------------------------------------------------- action outcomes and recall by similarity
+
+
+def test_action_outcomes_are_running_means_per_schema_and_action() -> None:
+    rng = np.random.default_rng(10)
+    mem = SchemaMemory(2, n_actions=3)
+    x = np.concatenate([rng.normal(0, 0.1, (40, 2)), rng.normal(10, 0.1, (40, 2))])
+    acts = rng.integers(0, 3, 80)
+    outs = rng.normal(size=80)
+    outs[5] = np.nan  # not counted for its action, still consolidated
+    report = mem.consolidate(x, _ones(80), _ones(80), now=0.0, actions=acts, outcomes=outs)
+    more_x, more_a, more_o = rng.normal(10, 0.1, (10, 2)), rng.integers(0, 3, 10), rng.normal(size=10)
+    more = mem.consolidate(more_x, _ones(10), _ones(10), now=1.0, actions=more_a, outcomes=more_o)
+    labels = np.concatenate([report.labels, more.labels])
+    all_a, all_o = np.concatenate([acts, more_a]), np.concatenate([outs, more_o])
+    for row, schema_id in enumerate(mem.ids):
+        for a in range(3):
+            mask = (labels == schema_id) & (all_a == a) & np.isfinite(all_o)
+            assert mem.action_counts[row, a] == mask.sum()
+            assert mem.action_outcome[row, a] == pytest.approx(all_o[mask].mean() if mask.any() else 0.0, rel=1e-12)
+    finite = all_o[np.isfinite(all_o)]
+    assert mem.outcome_std == pytest.approx(finite.std(), rel=1e-12)
+    assert mem.num_points.sum() == 90  # the NaN outcome's transition is in its schema
+    (payload, *_) = mem.payloads()
+    np.testing.assert_array_equal(payload["action_counts"], mem.action_counts[0])
+
+
+def test_outcomes_default_to_rewards_and_need_actions() -> None:
+    mem = SchemaMemory(1, tau_schema=-1e9, n_actions=2)
+    mem.consolidate(np.zeros((3, 1)), np.array([1.0, 2.0, 4.0]), _ones(3), now=0.0, actions=np.array([0, 1, 1]))
+    np.testing.assert_allclose(mem.action_outcome, [[1.0, 3.0]])
+    with pytest.raises(ValueError, match=re.escape("Expected `actions` (n_actions=2) when `outcomes` are given")):
+        mem.consolidate(np.zeros((1, 1)), _ones(1), _ones(1), now=0.0, outcomes=_ones(1))
+    with pytest.raises(ValueError, match=re.escape("Expected `actions` to be 2 ints in [0, 2), got array([0, 2])")):
+        mem.consolidate(np.zeros((2, 1)), _ones(2), _ones(2), now=0.0, actions=np.array([0, 2]))
+    with pytest.raises(ValueError, match=re.escape("Expected `actions` to be 1 ints in [0, 2), got array([0.5])")):
+        mem.consolidate(np.zeros((1, 1)), _ones(1), _ones(1), now=0.0, actions=np.array([0.5]))
+
+
+def test_similarity_and_recall_by_hand() -> None:
+    rng = np.random.default_rng(11)
+    mem = SchemaMemory(3, tau_schema=-1e9)
+    for _ in range(5):
+        mem._append(rng.normal(size=3), 0.0)
+    x = rng.normal(size=(7, 3))
+    sims = mem.similarity(x)
+    for i in range(7):
+        for k in range(5):
+            mu = mem.means[k]
+            assert sims[i, k] == pytest.approx(x[i] @ mu / (np.linalg.norm(x[i]) * np.linalg.norm(mu)), rel=1e-12)
+    ids, best = mem.recall(x, 2, 0.25)
+    for i in range(7):
+        order = sorted(range(5), key=lambda k: -sims[i, k])[:2]
+        expected = [mem.ids[k] if sims[i, k] >= 0.25 else -1 for k in order]
+        np.testing.assert_array_equal(ids[i], expected)
+        np.testing.assert_array_equal(np.isnan(best[i]), np.asarray(expected) < 0)
+    assert SchemaMemory(3).recall(x, 2, 0.5)[0].shape == (7, 2)  # no schemas: nothing recalled
+
+
+def test_state_dict_roundtrip_with_actions_and_old_states() -> None:
+    rng = np.random.default_rng(12)
+    mem = SchemaMemory(2, n_actions=2)
+    mem.consolidate(rng.normal(size=(30, 2)), _ones(30), _ones(30), now=0.0, actions=rng.integers(0, 2, 30),
+                    outcomes=rng.normal(size=30))
+    other = SchemaMemory(2, n_actions=2)
+    other.load_state_dict(mem.state_dict())
+    for name in ("action_counts", "action_outcome", "outcome_moments"):
+        np.testing.assert_array_equal(getattr(other, name), getattr(mem, name))
+    old = {k: v for k, v in mem.state_dict().items() if k not in ("action_counts", "action_outcome", "outcome_moments")}
+    legacy = SchemaMemory(2, n_actions=2)
+    legacy.load_state_dict(old)  # saved before schemas kept outcomes: none known
+    assert legacy.action_counts.shape == (len(mem), 2) and legacy.action_counts.sum() == 0
+    with pytest.raises(ValueError, match="Schema state has inconsistent shapes"):
+        SchemaMemory(2, n_actions=3).load_state_dict(mem.state_dict())
+
+
+def test_gated_out_transitions_still_count_their_outcomes() -> None:
+    """A loss the recall gate keeps out of a schema's Gaussian is still remembered as that action's outcome there."""
+    mem = SchemaMemory(2, n_actions=2, min_size=1)
+    x = np.zeros((6, 2))
+    rewards = np.array([1.0, 1.0, 1.0, -5.0, -5.0, 1.0])  # sigmoid(-5) < 0.3: rows 3, 4 rejected by the recall gate
+    report = mem.consolidate(x, rewards, _ones(6), now=0.0, actions=np.array([0, 0, 0, 1, 1, 1]))
+    assert report.n_gated == 4 and mem.num_points[0] == 4
+    np.testing.assert_array_equal(mem.action_counts, [[3, 3]])
+    np.testing.assert_allclose(mem.action_outcome, [[1.0, -3.0]])  # (-5 - 5 + 1) / 3
+    far = mem.consolidate(np.full((1, 2), 50.0), np.array([-5.0]), _ones(1), now=0.0, actions=np.array([1]))
+    assert far.n_gated == 0 and mem.action_counts.sum() == 6  # no schema near it: counted nowhere

@@ -27,6 +27,7 @@ from replay.sleep_cycle import (
     SKIP_NOT_DQN,
     SleepConfig,
     SleepState,
+    memory_reader,
     run_sleep_cycle,
 )
 from replay.vector_store import SchemaVectorStore
@@ -63,7 +64,8 @@ def _buffer(n: int = 300, seed: int = 0) -> ReplayBuffer:
 
 
 def _config(tmp_path: Path | None = None, **kwargs: Any) -> SleepConfig:
-    base = {"umap": False, "clock": lambda: 1_000.0, "store_device": "cpu"}
+    # raw features: these tests place clusters in observation space (codes are tested in test_memory.py)
+    base = {"umap": False, "clock": lambda: 1_000.0, "store_device": "cpu", "features": "raw"}
     if tmp_path is not None:
         base["store_path"] = str(tmp_path / "store" / "schemas.npz")
     base.update(kwargs)
@@ -343,3 +345,103 @@ def test_capped_swr_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
         state, metrics = run_sleep_cycle(model, model.replay_buffer, None, config)
     assert metrics["sleep/swr_capped"] == 1.0 and state.swr_capped == 1
     assert metrics["sleep/replays"] == 2.0  # one whole sequence, forward and reverse
+
+
+# ---------------------------------------------------------------- encoder training, outcomes, the read path
+
+
+def test_horizon_returns_by_hand() -> None:
+    """G_t = sum of the next H rewards of the same env, cut after an episode end; NaN until the horizon is written."""
+    from replay.sleep_cycle import horizon_returns
+
+    buffer = ReplayBuffer(20, OBS_SPACE, ACT_SPACE, device="cpu", n_envs=2)  # 10 rows of 2 envs
+    rewards = np.arange(1.0, 25.0).reshape(12, 2)  # 12 steps into 10 rows: wraps, pos = 2
+    dones = np.zeros((12, 2))
+    dones[6, 1] = 1.0
+    for t in range(12):
+        obs = np.zeros((2, 4), np.float32)
+        buffer.add(obs, obs, np.zeros((2, 1)), rewards[t], dones[t], [{}, {}])
+    positions = np.array([3, 4, 5, 6, 7, 8, 9, 0, 1])  # steps 3..11 (step 10 sits in row 0, 11 in row 1)
+    out = horizon_returns(buffer, positions, 3).reshape(-1, 2)
+    for p, step in enumerate(range(3, 12)):
+        for e in range(2):
+            total, complete = 0.0, False
+            for i in range(3):
+                if step + i > 11:
+                    break
+                total += rewards[step + i, e]
+                if dones[step + i, e]:
+                    complete = True
+                    break
+            else:
+                complete = True
+            expected = total if complete else np.nan
+            np.testing.assert_equal(out[p, e], expected)
+    assert np.isnan(out[-1]).all() and out[3, 1] == rewards[6, 1]  # step 6 of env 1 ends its episode
+
+
+def test_code_features_train_the_encoder_once_and_keep_outcomes() -> None:
+    buffer = _buffer(300)
+    config = _config(features="code", code_dim=16, encoder_steps=40, memory_horizon=4)
+    state, metrics = run_sleep_cycle(None, buffer, None, config)
+    assert state.encoder.trained and int(state.encoder.fit_steps) == 40
+    assert math.isfinite(metrics["sleep/encoder_reconstruction"]) and metrics["sleep/encoder_penalty"] >= 0.0
+    np.testing.assert_allclose(np.linalg.norm(state.schemas.means, axis=1), 1.0, atol=0.2)  # means of unit codes
+    counts, sizes = state.schemas.action_counts.sum(axis=1), state.schemas.num_points
+    assert state.n_actions == 2 and np.all(counts <= sizes)
+    assert 0 <= sizes.sum() - counts.sum() <= 3  # only the newest 3 rows' outcomes are unknown (horizon 4)
+    weights = state.encoder.weight.detach().clone()
+    _fill(buffer, 60, np.random.default_rng(1))
+    state, _ = run_sleep_cycle(None, buffer, state, config)
+    assert torch.equal(state.encoder.weight, weights) and int(state.encoder.fit_steps) == 40  # frozen after cycle 1
+    reader = memory_reader(state, config)
+    assert reader is not None and reader.features == "code" and len(reader) == len(state.schemas)
+    np.testing.assert_array_equal(reader.ids, state.store.ids)
+    assert memory_reader(state, _config(features="code", code_dim=16, memory_prior=False)) is None
+
+
+def test_same_seed_same_memory() -> None:
+    """Two cycles from the same data and seed learn the same encoder, schemas and read path, bit for bit."""
+    readers = []
+    for _ in range(2):
+        buffer = _buffer(200)
+        config = _config(features="code", code_dim=16, encoder_steps=30, seed=4)
+        state, _ = run_sleep_cycle(None, buffer, None, config)
+        readers.append((state, memory_reader(state, config)))
+    (a, ra), (b, rb) = readers
+    for name, value in a.encoder.state_dict().items():
+        assert torch.equal(value, b.encoder.state_dict()[name]), name
+    np.testing.assert_array_equal(a.schemas.means, b.schemas.means)
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    for u, v in zip(ra.recall(x), rb.recall(x), strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_state_dict_keeps_the_trained_encoder_and_outcomes() -> None:
+    buffer = _buffer(200)
+    config = _config(features="code", code_dim=16, encoder_steps=20)
+    state, _ = run_sleep_cycle(None, buffer, None, config)
+    restored = SleepState.from_state_dict(state.state_dict(), config)
+    assert restored.n_actions == 2 and restored.encoder.trained
+    np.testing.assert_array_equal(restored.schemas.action_outcome, state.schemas.action_outcome)
+    x = np.random.default_rng(1).normal(size=(6, 4))
+    for u, v in zip(memory_reader(state, config).recall(x), memory_reader(restored, config).recall(x), strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"encoder_steps": -1}, ValueError, "Expected `encoder_steps` to be an int >= 0, got -1"),
+        ({"memory_k": 0}, ValueError, "Expected `memory_k` to be an int >= 1, got 0"),
+        ({"memory_min_similarity": 0.0}, ValueError,
+         "Expected `memory_min_similarity` to be a number in (0, 1], got 0.0"),
+        ({"memory_weight": -1.0}, ValueError, "Expected `memory_weight` to be a finite number >= 0, got -1.0"),
+        ({"memory_prior": 1}, TypeError, "Expected `memory_prior` to be a bool, got 1"),
+        ({"schema_init_var": 0.0}, ValueError, "Expected `schema_init_var` to be a finite number > 0 or None, got 0.0"),
+        ({"archive_size": 0}, ValueError, "Expected `archive_size` to be an int >= 1, got 0"),
+    ],
+)
+def test_bad_memory_settings(kwargs: dict[str, Any], error: type, message: str) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        SleepConfig(**kwargs)

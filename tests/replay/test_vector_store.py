@@ -12,7 +12,6 @@ import pytest
 from replay.vector_store import (
     _BAD_IDS,
     _BAD_PAYLOAD_TYPE,
-    _BAD_VECTORS,
     _CORRUPT_SNAPSHOT,
     _MISSING_SNAPSHOT,
     _NO_GPU,
@@ -204,8 +203,12 @@ def test_bad_dim() -> None:
 
 def test_bad_vectors_and_ids() -> None:
     store = SchemaVectorStore(DIM, device="cpu")
-    with pytest.raises(ValueError, match=re.escape(_BAD_VECTORS.format(DIM, (2, 3)))):
+    with pytest.raises(ValueError, match=re.escape(f"Expected `vectors` to be a finite (n, {DIM}) array, got 'shape (2, 3)'")):
         store.upsert([1, 2], np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=re.escape("got 'non-finite values'")):
+        store.upsert([1, 2], np.full((2, DIM), np.inf))
+    with pytest.raises(ValueError, match=re.escape(f"Expected `query` to be a ({DIM},) or (m, {DIM}) array")):
+        store.search(np.ones(DIM + 1), k=1)
     with pytest.raises(ValueError, match=re.escape(_BAD_IDS.format(2, [1, 1]))):
         store.upsert([1, 1], np.ones((2, DIM)))
     with pytest.raises(ValueError, match=re.escape("Expected `k` to be an int >= 1, got 0")):

@@ -54,8 +54,9 @@ def test_swr_only_is_a_sleep_config_field_with_the_run_seed() -> None:
     assert (config.swr_only, config.n_sequences, config.seq_len, config.seed) == (True, 4, 8, 7)
 
 
-def test_only_janus_dqn_sleeps() -> None:
-    assert _callback({"every_n_steps": 100}, algo="janus-ppo") is None
+def test_only_the_janus_algorithms_sleep() -> None:
+    assert _callback({"every_n_steps": 100}, algo="ppo") is None
+    assert _callback({"every_n_steps": 100}, algo="janus-ppo").every_n_steps == 100  # on its archived steps
     assert sleep_callback("janus-dqn", {}, seed=0, run_dir="/tmp/run") is None
 
 

@@ -117,7 +117,7 @@ def test_train_freq_takes_an_int_or_a_count_and_unit() -> None:
         ("ppo", {"buffer_size": 10}, "Unknown hyper-parameter 'buffer_size' for ppo"),  # a DQN key on PPO
         ("dqn", {"seed": 3}, "Hyper-parameter 'seed' is set by train.py"),
         ("ppo", {"device": "cuda"}, "Hyper-parameter 'device' is set by train.py"),
-        ("ppo", {"sleep": {"every_n_steps": 10}}, "Hyper-parameter 'sleep' applies to janus-dqn only, not to 'ppo'"),
+        ("ppo", {"sleep": {"every_n_steps": 10}}, "Hyper-parameter 'sleep' applies to janus-dqn/janus-ppo only, not to 'ppo'"),
         ("dqn", {"cerebellum": {}}, "Hyper-parameter 'cerebellum' applies to janus-dqn/janus-ppo only, not to 'dqn'"),
         ("ppo", {"policy": "NoSuchPolicy"},
          "Expected `policy` to be one of ('MlpPolicy', 'CnnPolicy', 'MultiInputPolicy') for ppo, got 'NoSuchPolicy'"),

@@ -21,13 +21,12 @@ from typing import Any
 
 import pytest
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
 
 import train
 from agents.app.checkpoint import step_folder
 from agents.app.state_files import replay_buffer_state, rng_state
 from agents.app.training import Run, SB3Training, build_training, resolve_run
-from agents.basal_ganglia import attach_shield_logic
+from tests.agents.app._probes import KeepStateAt, StopAt, Stopped, take_over_env
 from tests.conftest import bitwise_diff
 
 HP = ["--hp", "env_kwargs.episode_steps=50", "--hp", "learning_starts=32", "--hp", "buffer_size=1000",
@@ -58,41 +57,6 @@ def _state(training: SB3Training) -> dict[str, Any]:
     return state
 
 
-class _KeepState(BaseCallback):
-    """The run's state at the rollout boundary of step MID (before the checkpoint callback)."""
-
-    def __init__(self, training: SB3Training) -> None:
-        super().__init__()
-        self.training = training
-        self.kept: dict[str, Any] = {}
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_start(self) -> None:
-        if self.model.num_timesteps == MID:
-            self.kept = _state(self.training)
-
-
-class _Stopped(Exception):
-    """Raised by :class:`_StopAt`."""
-
-
-class _StopAt(BaseCallback):
-    """Stops ``learn()`` at the rollout boundary of ``step`` (a crash there, with the process's objects kept)."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__()
-        self.step = step
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_start(self) -> None:
-        if self.model.num_timesteps == self.step:
-            raise _Stopped
-
-
 def _args(root: Path, name: str, timesteps: int) -> list[str]:
     return ["--algo", "janus-dqn", "--timesteps", str(timesteps), "--checkpoint-every", "64", "--keep-checkpoints",
             "5", "--run-dir", str(root), "--run-name", name, "--no-progress", *HP]
@@ -103,7 +67,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The run to T in one ``learn()`` (checkpoints at 64, 128 and T, then model.zip): its state at MID and at T."""
     root = tmp_path_factory.mktemp("runs")
     training = build_training(resolve_run(train.parse_args(_args(root, "a", T))))
-    keep = _KeepState(training)
+    keep = KeepStateAt(MID, lambda: _state(training))
     training.callbacks.insert(-1, keep)
     training.learn(progress=False)
     training.callbacks.remove(keep)
@@ -133,8 +97,8 @@ def test_resume_restores_what_the_run_had_and_goes_on_exactly(uninterrupted: dic
     it ends bit-identical to the uninterrupted run."""
     root = uninterrupted["root"]
     stopped = build_training(resolve_run(train.parse_args(_args(root, "b", T))))
-    stopped.callbacks.append(_StopAt(MID))  # after the checkpoint callback: a crash right after the checkpoint
-    with pytest.raises(_Stopped):
+    stopped.callbacks.append(StopAt(MID))  # after the checkpoint callback: a crash right after the checkpoint
+    with pytest.raises(Stopped):
         stopped.learn(progress=False)
     resumed = _resume(root / "b")
     expected = copy.deepcopy(uninterrupted["at_mid"])
@@ -144,10 +108,7 @@ def test_resume_restores_what_the_run_had_and_goes_on_exactly(uninterrupted: dic
     assert expected["buffer"]["pos"] == MID  # all MID transitions, the last one included
     assert expected["callbacks"]["SleepPhaseCallback"]["last_step_trigger"] == MID
     assert expected["sleep_state"]["cycle"] == 2 and expected["callbacks"]["CerebellumCallback"]["calls"] == MID
-    env = stopped.model.get_env()
-    resumed.model.set_env(env)
-    resumed.model._last_obs = stopped.model._last_obs
-    attach_shield_logic(resumed.model.policy, env.envs)
+    take_over_env(resumed, stopped)
     resumed.learn(progress=False)
     resumed.save()
     assert bitwise_diff(_state(resumed), uninterrupted["final"]) == []
