@@ -112,8 +112,14 @@ class JanusExtractor(BaseFeaturesExtractor):
         d_model: token width everywhere; default 32.
         n_heads: attention heads (ViViT and fusion); default 2.
         gaf_window: GAF frame side ``w``; default 16 (fits the default W = 32).
-        gaf_stride: samples between frames; default 4.
-        gaf_frames: frames per video; default 5 (16 + 4·4 = 32 samples).
+        gaf_stride: samples between frames; default ``None``: the frames span the whole window,
+            ``⌊(W − gaf_window)/(gaf_frames − 1)⌋`` (4 for the default W = 32: 16 + 4·4 = 32 samples; 28 for
+            W = 128). A fixed stride of 4 on a longer window would show the video only its last 32 steps while a
+            mean-reverting market's level is the whole window's (on ``bench_learning.py``'s W = 128 market,
+            janus-ppo at 16k steps earned +5 bps an episode with stride 4, and ``bench_learning`` used 28). A
+            model saved before this default with W ≠ 32 and no explicit ``gaf_stride`` was trained with 4: load
+            it with ``custom_objects`` as for ``patch_size`` below, ``{"gaf_stride": 4}``.
+        gaf_frames: frames per video; default 5.
         ts_patch: steps per series token ``P``; must divide the window ``W``; default 1.
         patch_size: ViViT patch side; must divide ``gaf_window``; default 8: a 16 × 16 GAF frame is
             2 × 2 patches, 4 spatial tokens (+ CLS) per frame. Sized for CPU *(ours)*: with 4 (16 tokens
@@ -143,7 +149,7 @@ class JanusExtractor(BaseFeaturesExtractor):
         d_model: int = 32,
         n_heads: int = 2,
         gaf_window: int = 16,
-        gaf_stride: int = 4,
+        gaf_stride: int | None = None,
         gaf_frames: int = 5,
         ts_patch: int = 1,
         patch_size: int = 8,
@@ -159,6 +165,9 @@ class JanusExtractor(BaseFeaturesExtractor):
         super().__init__(observation_space, features_dim)
         shapes = self._check_space(observation_space)
         window = shapes["prices"][0]
+        if gaf_stride is None:
+            frames = check_int("gaf_frames", gaf_frames, low=1)
+            gaf_stride = max(1, (window - check_int("gaf_window", gaf_window, low=1)) // max(frames - 1, 1))
         needed = required_length(gaf_window, gaf_stride, gaf_frames)
         if window < needed:
             raise ValueError(

@@ -240,7 +240,18 @@ def test_bad_window_names_the_env_window_to_use() -> None:
     message = extractor_module._SHORT_WINDOW.format(needed=32, w=16, f=5, s=4, got=20)
     assert "gym.make('Janus-LOB-v0', window=32)" in message
     with pytest.raises(ValueError, match=re.escape(message)):
-        JanusExtractor(space)
+        JanusExtractor(space, gaf_stride=4)
+    short = gym.make("Janus-LOB-v0", window=19).observation_space  # even a stride of 1 needs 16 + 4 samples
+    with pytest.raises(ValueError, match=re.escape(extractor_module._SHORT_WINDOW.format(
+            needed=20, w=16, f=5, s=1, got=19))):
+        JanusExtractor(short)
+
+
+@pytest.mark.parametrize(("window", "stride"), [(32, 4), (20, 1), (64, 12), (128, 28)])
+def test_the_default_frames_span_the_window(window: int, stride: int) -> None:
+    extractor = JanusExtractor(gym.make("Janus-LOB-v0", window=window).observation_space)
+    assert extractor.gaf.stride == stride
+    assert 16 + 4 * stride <= window < 16 + 4 * (stride + 1)  # the last frame ends at the newest sample or near it
 
 
 def test_bad_observation_spaces() -> None:

@@ -97,3 +97,32 @@ def test_a_fill_waits_for_the_decision_in_flight(service, walk) -> None:
     answer, booked = asyncio.run(play())
     assert answer["decision_id"] == 0 and answer["size"] == 100.0
     assert booked["fill"]["decision_id"] == 0 and booked["position"] == 100.0
+
+
+def test_the_warm_up_decides_once_and_leaves_no_trace(served_run: Path, tmp_path: Path, service) -> None:
+    """``warm_up`` (run at start-up) takes one scratch decision: no account, audit trail, experience row or metric
+    comes of it, and the decisions after it are those of a service that never warmed up (answers and audit
+    records equal)."""
+    store = service.store
+    rows_before = store.query("SELECT COUNT(*) FROM experience")
+    took = service.warm_up()
+    assert took > 0.0
+    assert service.slots == {} and not list(store.folder.rglob("*warm-up*"))
+    assert store.query("SELECT COUNT(*) FROM experience") == rows_before
+    assert "janus_decisions_total{" not in service.metrics.render()
+    cold = build_service(resolve_service(serve.parse_args([str(served_run), "--store", str(tmp_path / "cold"),
+                                                           "--breaker", "slippage_ratio=null"])))
+    try:
+        walk, who = MarketWalk(seed=3), Principal("desk", ("decide",))
+        for _ in range(4):
+            body = json.dumps(walk.body())
+            answers = [svc.decide(who, DecisionRequest.model_validate_json(body), time.perf_counter())
+                       for svc in (service, cold)]
+            assert _same(answers[0]) == _same(answers[1])
+            walk.advance()
+        warm_trail, cold_trail = (read_audit_log(svc.store.audit_path("desk")).drop(columns=["run_id", "time"])
+                                  for svc in (service, cold))
+        assert warm_trail.equals(cold_trail)
+        assert "janus_decisions_total{" in service.metrics.render()  # the check above can fail
+    finally:
+        cold.close()

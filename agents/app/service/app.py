@@ -239,6 +239,8 @@ def create_app(service: DecisionService, *, rate: float = 100.0, burst: float = 
     async def lifespan(app: FastAPI):
         if service.sleep is not None:
             service.sleep.start()
+        took = service.warm_up()  # the first client's decision does not pay for first-call costs
+        print(f"decision service warmed up: one scratch decision in {took * 1e3:.1f} ms", flush=True)
         # what is loaded now (torch, the model, ONNX Runtime: ~480k objects) lives as long as the process. Frozen,
         # it is out of the cyclic collector's reach: a full collection (rare while serving: none in the 5,000-
         # decision load test, but ≈ 0.25 s of CPU over those objects, every client waiting) scans only what the

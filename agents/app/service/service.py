@@ -55,9 +55,11 @@ bound).
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agents.app.service.accounts import Account
@@ -74,7 +76,7 @@ from agents.app.service.guard import (
 from agents.app.service.keys import ApiKeys, Principal
 from agents.app.service.metrics import Registry, halt_label
 from agents.app.service.observation import BuiltState, ObservationBuilder, built_state
-from agents.app.service.schemas import DecisionRequest, FieldError, FillRequest
+from agents.app.service.schemas import DecisionRequest, FieldError, FillRequest, MarketBody
 from agents.app.service.store import Halt, ServiceStore, account_statement
 from agents.app.service.syncer import DiskSyncer
 from agents.app.service.venue import apply_venue
@@ -244,6 +246,39 @@ class DecisionService:
                     else:
                         pending.decision = guard.conclude(pending.built, policy, action_sat, pending.account.units)
             return self._close(pending, started)
+
+    def warm_up(self) -> float:
+        """One decision through every stage, on a scratch account, before the first client's: numba's cached
+        kernels load, ONNX Runtime runs its first inference, the shield and breakers start their first session
+        (~20 ms the first client's decision paid otherwise). Its audit trail is a temporary file, deleted; no
+        account, experience row, metric or halt is touched, and the engine keeps no state between decisions, so
+        every later decision is what it would have been. Returns the seconds it took.
+
+        Raises:
+            RuntimeError: a stage failed (the service should not start: it could not decide either).
+        """
+        started = time.perf_counter()
+        config = self.config
+        n, tick, mid = int(config.window), float(config.tick_size), float(config.initial_price)
+        levels = range(int(config.n_levels))
+        market = MarketBody(prices=[mid] * n, volumes=[1.0] * n,
+                            bids=[[mid - tick * (i + 1), 1.0] for i in levels],
+                            asks=[[mid + tick * (i + 1), 1.0] for i in levels])
+        account = Account.new("warm-up", config)
+        with tempfile.TemporaryDirectory(prefix="janus-warm-up-") as folder:
+            guard = AccountGuard(self.settings, Path(folder) / "audit.jsonl", tags={"account": "warm-up"})
+            try:
+                built = built_state(self.builder, market, None, None, account)
+                info, halt = guard.begin(built, 0, account.cycle_execution(config))
+                decision = guard.halted(halt) if halt is not None else guard.decide(built, info, self.engine, 0)
+                guard.record(built, info, decision, 0.0, self.version)
+            except Exception as err:
+                raise RuntimeError(f"the warm-up decision failed: {err}") from err
+            finally:
+                guard.close()
+        if decision.halted and decision.halt_reason and decision.halt_reason.startswith((ENGINE_ERROR, AUDIT_ERROR)):
+            raise RuntimeError(f"the warm-up decision failed: {decision.halt_reason}")
+        return time.perf_counter() - started
 
     def account_lock(self, name: str) -> asyncio.Lock:
         """The lock that orders the event loop's operations on account ``name`` (:meth:`decide_async`; the app
