@@ -11,6 +11,7 @@ differs from the full agent by its ``--hp`` overrides only:
 | ``janus`` | ``janus-ppo``: ``JanusPPO`` (MaskablePPO + logical loss) over the LTN shield's masks, one ``JanusExtractor`` each for actor and critic (DiffGAF → ViViT → gated fusion), masked basal-ganglia policy (No-Go head trained online, logic gate on the shield's rules), cerebellum; sleep/memory when ``configs/janus-ppo.yml`` has a ``sleep`` block | ``--algo janus-ppo`` |
 | ``no-vision`` | the same agent on SB3's ``CombinedExtractor`` (flatten + concatenate): no GAF, no ViViT, no fusion | ``--hp policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor --hp policy_kwargs.features_extractor_kwargs={}`` |
 | ``no-logic`` | no LTN anywhere: no shield (no masks, no overrides), no logical loss, no logic gate (its input is the shield's score, so it reads 0) | ``--hp lambda_logic=0`` and ``shield: false`` (see below) |
+| ``no-logic-loss`` | the shield's masks and the logic gate kept, the logical loss off: splits ``no-logic`` into the loss and the rest | ``--hp lambda_logic=0`` |
 | ``no-sleep`` | no sleep phase, so no memory written or read | ``--hp sleep=false``; run only when the full agent's config has a ``sleep`` block (otherwise it would be the full agent: the grid leaves it out and says so) |
 | ``no-memory`` | sleeps (schemas, vector store), but the memory is not read: no No-Go prior | ``--hp sleep.cycle.memory_prior=false``; only when the full agent sleeps |
 | ``no-nogo`` | the No-Go gate never vetoes: ``τ_veto = 1`` (a veto needs ``sigmoid(·) ≥ 1``; the evaluation counts No-Go vetoes, so a float32 saturation would show); memory's prior acts through No-Go, so it is silenced too | ``--hp policy_kwargs.tau_veto=1.0`` |
@@ -188,6 +189,8 @@ VARIANTS: tuple[Variant, ...] = (
             what="CombinedExtractor instead of JanusExtractor (no GAF, ViViT, fusion)"),
     Variant("no-logic", "janus-ppo", hp=("lambda_logic=0",), unchecked=(("shield", False),),
             what="no shield (no masks), no logical loss, no logic gate"),
+    Variant("no-logic-loss", "janus-ppo", hp=("lambda_logic=0",),
+            what="shield (masks) and logic gate kept, no logical loss (lambda_logic 0)"),
     Variant("no-sleep", "janus-ppo", hp=("sleep=false",), needs_sleep=True, what="no sleep phase, no memory read"),
     Variant("no-memory", "janus-ppo", hp=("sleep.cycle.memory_prior=false",), needs_sleep=True,
             what="sleeps (memory written), memory not read (no No-Go prior)"),
