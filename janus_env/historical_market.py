@@ -59,6 +59,20 @@ _WHOLE_SHARES = ("Expected a quantity grid of whole shares (`qty_step` = 1) for 
 _OFF_GRID_FILL = "{}.execute filled {!r}, which is not a whole multiple of `qty_step` = {!r}"
 
 
+
+def book_rows(levels: np.ndarray, mid: float, n_levels: int, lot: float) -> tuple[np.ndarray, np.ndarray]:
+    """The observation's ``book`` rows of ``[bid price, bid size, ask price, ask size]`` levels: prices in bps
+    from ``mid``, sizes as ``log1p(size / lot)``, 0 for a missing level (NaN price or no size) and for rows past
+    the levels given. Returns ``(rows (n_levels, 4), the levels used)``."""
+    rows = np.zeros((n_levels, 4), dtype=np.float64)
+    k = min(n_levels, levels.shape[0])
+    book = levels[:k]
+    for col in (0, 2):
+        live = np.isfinite(book[:, col]) & (book[:, col + 1] > 0)
+        rows[:k, col] = np.where(live, (book[:, col] - mid) / mid * 1e4, 0.0)
+        rows[:k, col + 1] = np.where(live, np.log1p(book[:, col + 1] / lot), 0.0)
+    return rows, book
+
 class HistoricalMarket:
     """Replays a ``HistoricalSource`` for one agent.
 
@@ -285,13 +299,7 @@ class HistoricalMarket:
         obs[w:2 * w] = 0.0
         obs[w - n:w] = (self._log_mid[w - n:] - log_mid) * 1e4
         obs[2 * w - n:2 * w] = self._log_vol[w - n:]
-        rows = np.zeros((n_levels, 4), dtype=np.float64)
-        k = min(n_levels, self._book.shape[0])
-        book = self._book[:k]
-        for col in (0, 2):
-            live = np.isfinite(book[:, col]) & (book[:, col + 1] > 0)
-            rows[:k, col] = np.where(live, (book[:, col] - mid) / mid * 1e4, 0.0)
-            rows[:k, col + 1] = np.where(live, np.log1p(book[:, col + 1] / cfg.lot), 0.0)
+        rows, book = book_rows(self._book, mid, n_levels, cfg.lot)
         b0 = 2 * w
         obs[b0:b0 + 4 * n_levels] = rows.reshape(-1)
         equity = self._cash + self._position * mid

@@ -51,7 +51,7 @@ from agents.app.service.schemas import FieldError, MarketBody, ObservationBody
 from janus_env.config import MarketConfig
 from janus_env.features import N_VPIN_SCALARS, vpin_update
 from janus_env.historical import RecordedBookSource
-from janus_env.historical_market import HistoricalMarket
+from janus_env.historical_market import HistoricalMarket, book_rows
 from janus_env.lob_env import info_from_out, split_obs
 from janus_env.simulator import (
     N_ACCOUNT,
@@ -315,13 +315,7 @@ class ObservationBuilder:
         log_now = math.log(mid)
         obs[:w] = (log_mid - log_now) * 1e4
         obs[w:2 * w] = log_vol
-        rows = np.zeros((n_levels, 4), dtype=np.float64)
-        k = min(n_levels, desk.shape[0])
-        book = desk[:k]
-        for col in (0, 2):
-            live = np.isfinite(book[:, col]) & (book[:, col + 1] > 0)
-            rows[:k, col] = np.where(live, (book[:, col] - mid) / mid * 1e4, 0.0)
-            rows[:k, col + 1] = np.where(live, np.log1p(book[:, col + 1] / cfg.lot), 0.0)
+        rows, book = book_rows(desk, mid, n_levels, cfg.lot)
         b0 = 2 * w
         obs[b0:b0 + 4 * n_levels] = rows.reshape(-1)
         a0 = b0 + 4 * n_levels
@@ -355,7 +349,7 @@ class ObservationBuilder:
         out[O_VOLUME] = volume
         l2 = np.full((n_levels, 4), np.nan)
         l2[:, 1] = l2[:, 3] = 0.0
-        l2[:k] = book
+        l2[:len(book)] = book
         return BuiltState(obs=split_obs(obs, w, n_levels), flat=obs, out=out, info=info_from_out(out.tolist()),
                           book=l2, mid=float(mid))
 
