@@ -42,7 +42,8 @@
 ``episodes``, ``return_bps`` (mean episode return) with its 95% t-interval
 (``return_bps_ci95`` half-width, ``return_bps_low``/``_high``),
 ``annualized_return_pct``, ``annualized_vol_pct``, ``sharpe`` (of episode
-returns, annualized; ``sharpe_se`` its standard error), ``sortino``,
+returns, annualized; ``sharpe_se`` its standard error; ``sharpe_episode``
+the same unannualized, which the printed table shows), ``sortino``,
 ``calmar``, ``max_drawdown_pct`` (worst episode), ``var_95_bps``/``cvar_95_bps``
 (one step), ``halts`` and ``ruin`` (episodes), ``halt_reasons``,
 ``event_covered``, ``stopped_before_event`` (episodes halted or ruined at or before the event's
@@ -103,10 +104,11 @@ from wrappers import BreakerConfig, breaker_fields, make_glass_box
 TRADING_SCENARIOS = ("ou", "gbm", "regime", "flash_crash", "high_vol", "squeeze")
 STRESS_SCENARIOS = ("flash_crash", "squeeze")
 CALENDAR_CHOICES = ("auto", "equities", "crypto", "fx")
-SUMMARY_COLUMNS = ("scenario", "strategy", "return bps ± 95% CI", "ann. %", "Sharpe", "max DD %", "halts", "ruin",
+SUMMARY_COLUMNS = ("scenario", "strategy", "return bps ± 95% CI", "ann. %", "Sharpe/ep", "max DD %", "halts", "ruin",
                    "fill %", "slip bps")
-TABLE_NOTE = ("return: mean episode return ± 95% t-interval; ann. %: a year of such episodes, compounded (CAGR); Sharpe of "
-              "episode returns × sqrt(episodes/yr), from ≥ 4 episodes (± sharpe_se in metrics.csv); max DD: worst "
+TABLE_NOTE = ("return: mean episode return ± 95% t-interval; ann. %: a year of such episodes, compounded (CAGR); Sharpe/ep: "
+              "mean / std of episode returns, from ≥ 4 episodes (annualized × sqrt(episodes/yr) ± sharpe_se in "
+              "metrics.csv); max DD: worst "
               "episode; halts, ruin: episodes; fill %: filled / requested shares")
 PAIRED_COLUMNS = ("scenario", "agent − baseline", "Δ return bps", "95% CI", "p", "n")
 
@@ -442,6 +444,7 @@ def summarize(results: list[EpisodeResult], timing: Annualization,
         "annualized_vol_pct": 100.0 * stats.annualized_volatility,
         "sharpe": stats.sharpe,
         "sharpe_se": stats.sharpe_se,
+        "sharpe_episode": stats.sharpe_episode,
         "sortino": stats.sortino,
         "calmar": stats.calmar,
         "max_drawdown_pct": 100.0 * stats.worst_drawdown,
@@ -513,7 +516,7 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
         ret = _fmt(r["return_bps"], ".1f") + ("" if math.isnan(ci) else f" ± {_fmt(ci, '.1f')}")
         fill = r["fill_rate"]
         cells.append([r["scenario"], r["strategy"], ret, _fmt(r["annualized_return_pct"], ".1f"),
-                      _fmt(r["sharpe"], ".2f"), _fmt(r["max_drawdown_pct"], ".2f"),
+                      _fmt(r["sharpe_episode"], ".2f"), _fmt(r["max_drawdown_pct"], ".2f"),
                       f"{r['halts']}/{r['episodes']}", f"{r['ruin']}/{r['episodes']}",
                       _fmt(100.0 * fill if not math.isnan(fill) else fill, ".0f"),
                       _fmt(r["avg_slippage_bps"], ".2f")])

@@ -50,6 +50,10 @@ year and ``R_1 .. R_K`` the episode returns:
 * Sharpe (1966) of episode returns: ``R̄ / s · sqrt(N)``, with the standard error of
   Lo (2002, iid returns) ``sqrt((1 + SR_e²/2) / K) · sqrt(N)``, ``SR_e = R̄ / s``:
   what a year of such episodes would give, known to about ``± sqrt(N / K)``.
+  The per-episode Sharpe ``SR_e`` itself is what the printed table shows: a
+  consistent loss of 20 bps an episode with a 3.6 bps spread is ``SR_e = −5.6``,
+  and ``× sqrt(500)`` makes that −125 "a year" — right arithmetically, but a
+  number no one can read (``SR_e · sqrt(K)`` is the t-statistic of the mean).
   Only from K ≥ 4 episodes (``MIN_SHARPE_EPISODES``): ``sqrt(K)·SR_e`` is a
   (noncentral) Student t with K − 1 degrees of freedom, whose variance is
   infinite for K − 1 ≤ 2 — with 2 or 3 episodes two nearly equal returns give
@@ -333,6 +337,7 @@ class EpisodeStatistics(NamedTuple):
     annualized_volatility: float
     sharpe: float
     sharpe_se: float
+    sharpe_episode: float
     sortino: float
     calmar: float
     worst_drawdown: float
@@ -365,6 +370,7 @@ def episode_statistics(episode_returns: np.ndarray, drawdowns: np.ndarray, perio
         annualized_volatility=vol,
         sharpe=sharpe(r, n_year) if enough else math.nan,
         sharpe_se=sharpe_standard_error(r, n_year) if enough else math.nan,
+        sharpe_episode=sharpe(r) if enough else math.nan,
         sortino=sortino(r, n_year) if enough else math.nan,
         calmar=annual / worst if worst > 0 else math.nan,
         worst_drawdown=worst,

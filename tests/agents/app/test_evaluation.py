@@ -90,6 +90,7 @@ def test_summarize_by_hand() -> None:
     assert row["return_bps_low"] == pytest.approx(100.0 - row["return_bps_ci95"])
     assert row["annualized_return_pct"] == pytest.approx(100 * math.expm1(n_year * np.mean(np.log1p(r))))
     assert row["sharpe"] == pytest.approx(r.mean() / sd * math.sqrt(n_year))
+    assert row["sharpe_episode"] == pytest.approx(r.mean() / sd)  # what the printed table shows
     assert row["max_drawdown_pct"] == pytest.approx(100 * 2 / 100)  # the worst episode: seed 1 (2/102 in seed 3)
     assert row["fill_rate"] == pytest.approx(10 / 15)
     assert row["avg_slippage_bps"] == pytest.approx(2.0)
@@ -145,7 +146,7 @@ def test_paired_rows_by_hand() -> None:
 
 def test_summary_table_is_rounded_for_reading() -> None:
     row = {"scenario": "ou", "strategy": "momentum", "episodes": 4, "return_bps": -1.7349, "return_bps_ci95": 3.2449,
-           "annualized_return_pct": -4.37199, "sharpe": math.nan, "max_drawdown_pct": 0.123456, "halts": 1, "ruin": 0,
+           "annualized_return_pct": -4.37199, "sharpe": -3.0, "sharpe_episode": math.nan, "max_drawdown_pct": 0.123456, "halts": 1, "ruin": 0,
            "fill_rate": 0.98765, "avg_slippage_bps": 0.87654}
     assert summary_table([row]).splitlines()[-1] == \
         "| ou | momentum | -1.7 ± 3.2 | -4.4 | — | 0.12 | 1/4 | 0/4 | 99 | 0.88 |"
@@ -285,7 +286,7 @@ def test_each_evaluation_gets_its_own_folder(tmp_path: Path) -> None:
 def test_baselines_only_run_writes_a_new_folder_each_time(tmp_path: Path, run_script) -> None:
     first = run_script("evaluate.py", "--scenarios", "ou,flash_crash", "--episodes", "2", "--steps", "50",
                        "--hp", "env_kwargs.lot=50", "--out", str(tmp_path))
-    assert "| scenario | strategy | return bps ± 95% CI | ann. % | Sharpe | max DD % |" in first.stdout
+    assert "| scenario | strategy | return bps ± 95% CI | ann. % | Sharpe/ep | max DD % |" in first.stdout
     assert "flash_crash: step 23.4 s" in first.stdout and "event at steps 20..27" in first.stdout
     folder = (tmp_path / "latest").resolve()
     assert str(folder) in first.stdout

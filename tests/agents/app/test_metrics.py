@@ -216,6 +216,7 @@ def test_episode_statistics_by_hand() -> None:
     assert s.sharpe == pytest.approx(mean / sd * math.sqrt(n_year))
     assert s.sharpe == pytest.approx(3.8129, abs=1e-4)
     sr = mean / sd
+    assert s.sharpe_episode == pytest.approx(sr)  # unannualized: the printed table's number
     assert s.sharpe_se == pytest.approx(math.sqrt((1 + sr * sr / 2) / 4) * math.sqrt(n_year))
     assert s.sortino == pytest.approx(mean / math.sqrt(0.02**2 / 4) * math.sqrt(n_year))
     assert s.worst_drawdown == 0.03
@@ -235,6 +236,7 @@ def test_sharpe_needs_enough_episodes() -> None:
     # two nearly equal losing episodes (a fee, then flat): any Sharpe at all, so none is reported
     s = episode_statistics(np.array([-1.7e-4, -1.71e-4, -1.69e-4]), np.zeros(3), 252_000.0, 500)
     assert math.isnan(s.sharpe) and math.isnan(s.sortino) and math.isnan(s.sharpe_se)
+    assert math.isnan(s.sharpe_episode)
     assert s.mean_return == pytest.approx(-1.7e-4)
     assert s.annualized_return == pytest.approx(math.expm1(504 * np.mean(np.log1p([-1.7e-4, -1.71e-4, -1.69e-4]))))
     one = episode_statistics(np.array([0.01]), np.array([0.0]), 252.0, 1)
