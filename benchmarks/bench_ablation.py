@@ -12,6 +12,9 @@ differs from the full agent by its ``--hp`` overrides only:
 | ``no-vision`` | the same agent on SB3's ``CombinedExtractor`` (flatten + concatenate): no GAF, no ViViT, no fusion | ``--hp policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor --hp policy_kwargs.features_extractor_kwargs={}`` |
 | ``no-logic`` | no LTN anywhere: no shield (no masks, no overrides), no logical loss, no logic gate (its input is the shield's score, so it reads 0) | ``--hp lambda_logic=0`` and ``shield: false`` (see below) |
 | ``no-logic-loss`` | the shield's masks and the logic gate kept, the logical loss off: splits ``no-logic`` into the loss and the rest | ``--hp lambda_logic=0`` |
+| ``no-masks`` | the shield, the logical loss and the logic gate kept, but no action masks: the policy samples from its whole distribution and the shield replaces a violating proposal by HOLD, in training and in evaluation; the rules reach the policy only through the logical loss (a penalty, not a mask) | ``--hp action_masking=false`` |
+| ``shield-observes`` | in training the shield only scores (``LTNShield(enforce=False)``: the logical loss learns from its scores, every action is permitted and executes); evaluation behind the enforcing shield with its masks, as for the full agent | ``--hp shield_training=observe`` |
+| ``observes-light`` | ``shield-observes`` with a tenth of the logical loss | ``--hp shield_training=observe --hp lambda_logic=0.2`` |
 | ``no-sleep`` | no sleep phase, so no memory written or read | ``--hp sleep=false``; run only when the full agent's config has a ``sleep`` block (otherwise it would be the full agent: the grid leaves it out and says so) |
 | ``no-memory`` | sleeps (schemas, vector store), but the memory is not read: no No-Go prior | ``--hp sleep.cycle.memory_prior=false``; only when the full agent sleeps |
 | ``no-nogo`` | the No-Go gate never vetoes: ``τ_veto = 1`` (a veto needs ``sigmoid(·) ≥ 1``; the evaluation counts No-Go vetoes, so a float32 saturation would show); memory's prior acts through No-Go, so it is silenced too | ``--hp policy_kwargs.tau_veto=1.0`` |
@@ -191,6 +194,13 @@ VARIANTS: tuple[Variant, ...] = (
             what="no shield (no masks), no logical loss, no logic gate"),
     Variant("no-logic-loss", "janus-ppo", hp=("lambda_logic=0",),
             what="shield (masks) and logic gate kept, no logical loss (lambda_logic 0)"),
+    Variant("no-masks", "janus-ppo", hp=("action_masking=false",),
+            what="shield, logical loss and logic gate kept; trained and evaluated without the shield's masks"),
+    Variant("shield-observes", "janus-ppo", hp=("shield_training=observe",),
+            what="the shield observes in training (logical loss on its scores, no masks, no overrides), enforces in "
+                 "evaluation"),
+    Variant("observes-light", "janus-ppo", hp=("shield_training=observe", "lambda_logic=0.2"),
+            what="shield-observes with a tenth of the logical loss (lambda_logic 0.2)"),
     Variant("no-sleep", "janus-ppo", hp=("sleep=false",), needs_sleep=True, what="no sleep phase, no memory read"),
     Variant("no-memory", "janus-ppo", hp=("sleep.cycle.memory_prior=false",), needs_sleep=True,
             what="sleeps (memory written), memory not read (no No-Go prior)"),

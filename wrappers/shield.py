@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from janus_env.actions import ACTION_ERRORS, continuous_fraction, discrete_index
-from janus_env.checks import NEED_RESET
+from janus_env.checks import NEED_RESET, check_bool
 from janus_env.lob_env import NO_EXECUTION_INFO, JanusLOBEnv
 from wrappers._state import TradeHistory
 from wrappers.rules import KBResult, TradingKnowledgeBase
@@ -113,6 +113,11 @@ class LTNShield(CoreKernel, ShieldHalt, gym.Wrapper, gym.utils.RecordConstructor
         threshold: τ, the minimum SatAgg of an executed action *(ours: 0.9)*.
         fallback: ``"hold"`` or ``"nearest"`` (see Decision).
         knowledge_base: the rules and their parameters (default ``TradingKnowledgeBase()``).
+        enforce: True (default): the decision above. False, *for training only*: the shield scores every step
+            as above (``info["ltn"]`` with each action's SatAgg, what a logical loss learns from) but executes the
+            proposal (``overridden`` False) and permits every action in :meth:`action_masks`; the fail-safe
+            still halts. A policy trained so learns the rules as a penalty and is deployed behind an enforcing
+            shield (``train.py``'s ``shield_training: observe``; evaluation and the service always enforce).
 
     Raises:
         TypeError: ``env`` is not a Janus-LOB env, or ``threshold`` / ``fallback`` / ``knowledge_base`` has
@@ -134,9 +139,10 @@ class LTNShield(CoreKernel, ShieldHalt, gym.Wrapper, gym.utils.RecordConstructor
         threshold: float = DEFAULT_THRESHOLD,
         fallback: str = "hold",
         knowledge_base: TradingKnowledgeBase | None = None,
+        enforce: bool = True,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, threshold=threshold, fallback=fallback,
-                                                 knowledge_base=knowledge_base)
+                                                 knowledge_base=knowledge_base, enforce=enforce)
         gym.Wrapper.__init__(self, env)
         base = env.unwrapped
         if not isinstance(base, JanusLOBEnv):
@@ -147,6 +153,7 @@ class LTNShield(CoreKernel, ShieldHalt, gym.Wrapper, gym.utils.RecordConstructor
         """The batched decision (one row: this env)."""
         self.threshold = self.core.threshold
         self.fallback = fallback
+        self.enforce = check_bool("enforce", enforce)
         self.knowledge_base = self.core.knowledge_base
         self._discrete = self.core.discrete
         self._n_actions = int(self.action_space.n) if self._discrete else 0
@@ -192,6 +199,8 @@ class LTNShield(CoreKernel, ShieldHalt, gym.Wrapper, gym.utils.RecordConstructor
             if self._error is not None:
                 raise self._error
             final, env_action, sat, rules = self.decide(proposed, payload)
+            if not self.enforce:  # observing (training only): the proposal executes, its scores are recorded
+                final, env_action = proposed, payload
             action_sat = self.core.graded_sat[0].tolist() if self._discrete else None
         except Exception as err:
             return self._halt(err, proposed)
@@ -204,7 +213,7 @@ class LTNShield(CoreKernel, ShieldHalt, gym.Wrapper, gym.utils.RecordConstructor
             self._info = info
             if terminated or truncated:
                 self._needs_reset = True
-            info["ltn"] = ltn_record(rules, sat, proposed, final, self.threshold, action_sat)
+            info["ltn"] = ltn_record(rules, sat, proposed, final, self.threshold, action_sat, self.enforce)
         except Exception as err:
             return self._halt_after_step(err, proposed, final, (obs, reward, truncated, info))
         return obs, reward, terminated, truncated, info
@@ -250,6 +259,8 @@ class LTNShield(CoreKernel, ShieldHalt, gym.Wrapper, gym.utils.RecordConstructor
         """
         if not self._discrete:
             return self.core.masks()  # raises the core's TypeError
+        if not self.enforce and not self._needs_reset and self._error is None:
+            return np.ones(self.action_space.n, dtype=bool)
         if not self._needs_reset and self._error is None:
             try:
                 return self.core.masks()[0]

@@ -196,7 +196,7 @@ class ShieldHalt:
 
 
 def ltn_record(rules: dict[str, Any], sat: Any, proposed: Any, final: Any, threshold: Any,
-               action_sat: Any = None) -> dict[str, Any]:
+               action_sat: Any = None, enforced: bool = True) -> dict[str, Any]:
     """The ``info["ltn"]`` of every shield: the proposal's scores and what was executed.
 
     Works on one decision (Python scalars) and on a batch (arrays of shape ``(n,)``).
@@ -210,16 +210,17 @@ def ltn_record(rules: dict[str, Any], sat: Any, proposed: Any, final: Any, thres
         action_sat: the *graded* SatAgg of every discrete action in the state the proposal was judged in
             (:mod:`wrappers.rules`, "Graded truths"), ``(A,)`` (``(n, A)`` for a batch); None for continuous
             actions or after a fault. The replay buffer keeps it for the logical loss (:mod:`replay.losses`).
+        enforced: False for an observing shield (``LTNShield(enforce=False)``): nothing is overridden.
 
     Returns:
-        ``rules``, ``sat_agg``, ``violation = 1 − sat_agg``, ``overridden = sat_agg < threshold``,
+        ``rules``, ``sat_agg``, ``violation = 1 − sat_agg``, ``overridden = sat_agg < threshold`` (when enforced),
         ``proposed_action``, ``final_action``, ``threshold`` and ``action_sat``.
     """
     return {
         "rules": rules,
         "sat_agg": sat,
         "violation": 1.0 - sat,
-        "overridden": sat < threshold,
+        "overridden": (sat < threshold) & enforced,
         "proposed_action": proposed,
         "final_action": final,
         "threshold": threshold,

@@ -54,8 +54,12 @@ ALGO_CLASSES: dict[str, type] = {"janus-dqn": GatedJanusDQN, "janus-ppo": JanusP
                                  "qrdqn": QRDQN}
 """The SB3 class each algorithm trains and loads with (``algo_class``)."""
 # keys that configure the run rather than the SB3 algorithm
-RUN_KEYS = ("policy", "n_timesteps", "n_envs", "shield", "breakers", "sizing", "sleep", "env_kwargs", "lambda_logic",
-            "basal_ganglia", "cerebellum", "normalize_reward")
+RUN_KEYS = ("policy", "n_timesteps", "n_envs", "shield", "shield_training", "breakers", "sizing", "sleep", "env_kwargs",
+            "lambda_logic", "basal_ganglia", "cerebellum", "normalize_reward")
+SHIELD_TRAINING = ("enforce", "observe")
+"""``shield_training``: the training envs' shield enforces (masks and overrides, as in deployment) or only observes
+(scores every step for the logical loss, executes the proposal: ``LTNShield(enforce=False)``). Evaluation, the
+tournament and the service always enforce."""
 
 _BAD_ALGO = "Unknown algo {!r}; expected one of {}"
 _BAD_CONFIG = "{}: expected a mapping of hyper-parameters, got {}"
@@ -292,8 +296,10 @@ HYPERPARAM_RANGES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "n_timesteps": (check_int, {"low": 1}),
     "n_envs": (check_int, {"low": 1}),
     "shield": (check_bool, {}),
+    "shield_training": (check_choice, {"choices": SHIELD_TRAINING}),
     "normalize_reward": (check_bool, {}),
     "lambda_logic": (check_number, {"low": 0}),
+    "action_masking": (check_bool, {}),
     "env_kwargs": (check_mapping, {}),
     "breakers": (_check_switch, {}),
     "sizing": (_check_switch, {}),
@@ -308,6 +314,7 @@ exploration fractions in [0, 1], sizes and intervals ≥ 1, ``learning_starts`` 
 
 RUN_KEY_ALGOS: dict[str, tuple[str, ...]] = {
     "lambda_logic": ("janus-dqn", "janus-ppo"),
+    "shield_training": ("janus-dqn", "janus-ppo"),
     "basal_ganglia": ("janus-dqn", "janus-ppo"),
     "cerebellum": ("janus-dqn", "janus-ppo"),
     "sleep": ("janus-dqn", "janus-ppo"),
@@ -428,12 +435,12 @@ def _named_class(name: str) -> type:
         raise ConfigError(f"Cannot import {name!r}: {err}") from err
 
 
-def env_factory(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool, seed: int, rank: int,
-                breakers: Mapping[str, Any] | bool | None = None,
+def env_factory(env_id: str, env_kwargs: Mapping[str, Any], *, shield: bool | Mapping[str, Any], seed: int,
+                rank: int, breakers: Mapping[str, Any] | bool | None = None,
                 sizing: Mapping[str, Any] | bool | None = None) -> Callable[[], gym.Env]:
     """A thunk building one monitored env in the glass box (:func:`wrappers.make_glass_box`): the LTN shield when
-    ``shield``, the amygdala's breakers when ``breakers``, the hypothalamus's sizing when ``sizing`` (``True`` or
-    its settings).
+    ``shield`` (``True`` or its settings), the amygdala's breakers when ``breakers``, the hypothalamus's sizing
+    when ``sizing`` (``True`` or its settings).
 
     ``breakers`` is ``True`` for the default thresholds or a mapping of ``Amygdala`` keyword arguments.
     """
@@ -457,7 +464,9 @@ def make_vec_env(env_id: str, params: Mapping[str, Any], seed: int, n_envs: int 
     if n < 1:
         raise ConfigError(f"Expected n_envs >= 1, got {n}")
     kwargs = dict(params.get("env_kwargs", {}))
-    shield = bool(params.get("shield", False))
+    shield: bool | dict[str, Any] = bool(params.get("shield", False))
+    if shield and params.get("shield_training", "enforce") == "observe":
+        shield = {"enforce": False}  # the rules as a loss in training; deployment enforces (SHIELD_TRAINING)
     breakers = with_slippage_predictor(params.get("breakers") or None, cerebellum)
     sizing = params.get("sizing") or None
     return DummyVecEnv([env_factory(env_id, kwargs, shield=shield, breakers=breakers, sizing=sizing, seed=seed,

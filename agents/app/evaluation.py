@@ -79,7 +79,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from sb3_contrib import MaskablePPO
 
 from agents.app.metrics import (
     TradingCalendar,
@@ -95,7 +94,7 @@ from agents.app.metrics import (
     ruined,
     value_at_risk,
 )
-from agents.basal_ganglia import attach_shield_logic, find_shield, is_basal_ganglia_policy
+from agents.basal_ganglia import attach_shield_logic, find_shield, is_basal_ganglia_policy, uses_action_masks
 from janus_env.checks import check_int
 from janus_env.config import P_EVENT_LENGTH, P_EVENT_START
 from janus_env.historical import LOBSTERSource
@@ -106,10 +105,10 @@ STRESS_SCENARIOS = ("flash_crash", "squeeze")
 CALENDAR_CHOICES = ("auto", "equities", "crypto", "fx")
 SUMMARY_COLUMNS = ("scenario", "strategy", "return bps ± 95% CI", "ann. %", "Sharpe/ep", "max DD %", "halts", "ruin",
                    "fill %", "slip bps")
-TABLE_NOTE = ("return: mean episode return ± 95% t-interval; ann. %: a year of such episodes, compounded (CAGR); Sharpe/ep: "
-              "mean / std of episode returns, from ≥ 4 episodes (annualized × sqrt(episodes/yr) ± sharpe_se in "
-              "metrics.csv); max DD: worst "
-              "episode; halts, ruin: episodes; fill %: filled / requested shares")
+TABLE_NOTE = ("return: mean episode return ± 95% t-interval; ann. %: a year of such episodes, compounded (CAGR); "
+              "Sharpe/ep: mean / std of episode returns, from ≥ 4 episodes (annualized × sqrt(episodes/yr) ± "
+              "sharpe_se in metrics.csv); max DD: worst episode; halts, ruin: episodes; fill %: filled / requested "
+              "shares")
 PAIRED_COLUMNS = ("scenario", "agent − baseline", "Δ return bps", "95% CI", "p", "n")
 
 _BAD_BREAKER = "Unknown breaker setting {!r}; expected one of {}"
@@ -161,7 +160,7 @@ def agent_policy(model: Any, env: gym.Env) -> Callable[[Any], Any]:
     if model is not None and is_basal_ganglia_policy(model.policy):
         model.policy.set_logic_hook(None)
         attach_shield_logic(model.policy, [env])
-    masked = isinstance(model, MaskablePPO)  # JanusPPO too
+    masked = uses_action_masks(model)  # MaskablePPO, JanusPPO unless trained without masks
 
     def act(obs: Any) -> Any:
         if masked and shield is not None:

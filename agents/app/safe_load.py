@@ -56,6 +56,10 @@ REBUILT = (
 DROPPED = ("_last_obs", "_last_episode_starts", "_last_original_obs", "ep_info_buffer", "ep_success_buffer")
 """Entries of ``data`` set to None: the last observation and episode starts (the next ``learn`` resets the env,
 as after SB3's load with an env) and the recent-episode windows behind ``rollout/ep_rew_mean`` (they restart)."""
+ADDED = {"action_masking": True}
+"""Entries a model saved before they existed lacks, with the value that meant (``JanusPPO.action_masking``: every
+janus-ppo trained over masks until it could be switched off). A file without one loads with the constructor's
+default, if the run's config asks for that value."""
 RUN_CONFIG = "config.yaml"
 """The run's resolved config, beside ``model.zip`` (``RUN/model.zip``) or two folders up from a checkpoint's
 (``RUN/checkpoints/<step>/model.zip``)."""
@@ -256,6 +260,7 @@ def _rebuilt_entries(path: Path, name: str, data: Mapping[str, Any], reference: 
             raise ModelFileError(_UNSAFE.format(path, _quote(key), _quote(data[key].get(":type:", "object"))))
     expected = saved_entries(reference)
     unexpected, missing = sorted(set(data) - set(expected)), sorted(set(expected) - set(data))
+    missing = [key for key in missing if not (key in ADDED and expected[key] == ADDED[key])]
     if unexpected or missing:
         detail = "; ".join(
             [f"unexpected entries {_names(unexpected)}"] * bool(unexpected)

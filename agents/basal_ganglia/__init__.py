@@ -65,7 +65,7 @@ from agents.basal_ganglia.gate import (
     go_scores,
 )
 from agents.basal_ganglia.labels import adverse_labels
-from agents.basal_ganglia.ppo import JanusPPO
+from agents.basal_ganglia.ppo import JanusPPO, uses_action_masks
 from agents.basal_ganglia.shield_logic import attach_shield_logic, find_shield, shield_logic_hook
 from agents.basal_ganglia.policies import (
     BASAL_GANGLIA_POLICIES,
@@ -107,4 +107,5 @@ __all__ = [
     "go_scores",
     "is_basal_ganglia_policy",
     "shield_logic_hook",
+    "uses_action_masks",
 ]

@@ -36,14 +36,21 @@ from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
-from janus_env.checks import check_number
+from janus_env.checks import check_bool, check_number
 from replay.losses import expected_violation
 from replay.rollout import LogicDictRolloutBuffer, LogicRolloutBuffer, LogicRolloutMixin
 
 DEFAULT_LAMBDA_LOGIC = 2.0
 """λ_logic of ``janus-ppo``: janus-dqn's (``JanusDQN``, JANUS design: λ_logic = 2.0), one value for both."""
 
-__all__ = ["DEFAULT_LAMBDA_LOGIC", "JanusPPO", "evaluate_actions_with_probs"]
+__all__ = ["DEFAULT_LAMBDA_LOGIC", "JanusPPO", "evaluate_actions_with_probs", "uses_action_masks"]
+
+
+def uses_action_masks(model: Any) -> bool:
+    """Whether ``model`` decides over the shield's action masks: a ``MaskablePPO`` (``JanusPPO`` included), unless
+    it is a ``JanusPPO`` trained with ``action_masking=False`` (it proposes from its whole distribution and the shield
+    overrides, in training as in evaluation and in the service)."""
+    return isinstance(model, MaskablePPO) and bool(getattr(model, "action_masking", True))
 
 
 def evaluate_actions_with_probs(
@@ -82,6 +89,11 @@ class JanusPPO(MaskablePPO):
         env: environment or registered id; with ``LTNShield`` inside for the logic term.
         lambda_logic: λ_logic ≥ 0, weight of the logical loss (2.0, as janus-dqn: ``DEFAULT_LAMBDA_LOGIC``);
             0 trains exactly as ``MaskablePPO``.
+        action_masking: True (default): rollouts sample from the masked distribution (``learn(use_masking=True)``)
+            and evaluation passes the shield's masks. False: the policy samples from its whole distribution and the
+            shield in the env replaces a violating proposal by its fallback (HOLD), in training and evaluation
+            alike (:func:`uses_action_masks`); the logical loss then acts on every action's probability, so the
+            rules are learned as a penalty rather than enforced as a mask. Saved with the model.
         **kwargs: every other ``MaskablePPO`` keyword argument. ``rollout_buffer_class`` defaults to
             :class:`~replay.rollout.LogicRolloutBuffer` (``LogicDictRolloutBuffer`` for ``Dict`` observations),
             also in place of sb3-contrib's plain maskable buffers (a model saved by ``MaskablePPO`` loads with them);
@@ -101,8 +113,10 @@ class JanusPPO(MaskablePPO):
     ```
     """
 
-    def __init__(self, policy: Any, env: Any, *, lambda_logic: float = DEFAULT_LAMBDA_LOGIC, **kwargs: Any) -> None:
+    def __init__(self, policy: Any, env: Any, *, lambda_logic: float = DEFAULT_LAMBDA_LOGIC,
+                 action_masking: bool = True, **kwargs: Any) -> None:
         self.lambda_logic = check_number("lambda_logic", lambda_logic, low=0)
+        self.action_masking = check_bool("action_masking", action_masking)
         self._filling: LogicRolloutMixin | None = None
         super().__init__(policy, env, **kwargs)
 
@@ -114,6 +128,13 @@ class JanusPPO(MaskablePPO):
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_filling"]
+
+    def learn(self, total_timesteps: int, callback: Any = None, log_interval: int = 1,  # type: ignore[override]
+              tb_log_name: str = "MaskablePPO", reset_num_timesteps: bool = True, use_masking: bool | None = None,
+              progress_bar: bool = False) -> JanusPPO:
+        """``MaskablePPO.learn``; ``use_masking`` defaults to the model's ``action_masking``."""
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps,
+                             self.action_masking if use_masking is None else use_masking, progress_bar)
 
     def collect_rollouts(
         self,

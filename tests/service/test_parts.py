@@ -346,3 +346,27 @@ def test_the_numpy_cerebellum_predicts_what_torch_does() -> None:
         fast({"book": np.zeros(3)}, np.int64(1), {})
     with pytest.raises(ValueError, match="Expected a discrete action index in"):
         fast(obs, np.int64(9), {})
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_engine_masks_only_a_model_trained_with_masks(engine: str, tmp_path) -> None:
+    """A JanusPPO trained with ``action_masking=False`` proposes from its whole distribution in the service as in
+    training (the guard's shield overrides afterwards); one trained with masks never proposes a masked action."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    import envs_registry  # noqa: F401
+    from agents.app.service.engine import DecisionEngine
+    from agents.basal_ganglia import BasalGangliaMaskablePolicy, JanusPPO
+    from wrappers import LTNShield
+
+    buy = 1
+    obs, _ = gym.make("Janus-LOB-v0", episode_steps=40).reset(seed=0)
+    masks = np.array([True, False, True])  # BUY masked
+    for masking in (True, False):
+        env = DummyVecEnv([lambda: LTNShield(gym.make("Janus-LOB-v0", episode_steps=40))])
+        model = JanusPPO(BasalGangliaMaskablePolicy, env, n_steps=64, batch_size=64, device="cpu",
+                         policy_kwargs={"net_arch": [16], "tau_veto": 1.0}, action_masking=masking)
+        model.policy.action_net.bias.data[buy] += 50.0  # the Go head wants BUY
+        decision = DecisionEngine(model, engine, tmp_path / f"{masking}.onnx").decide(obs, np.ones(3), masks)
+        assert (decision.proposed == buy) is (not masking), (engine, masking, decision)

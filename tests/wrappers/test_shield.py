@@ -542,3 +542,45 @@ def test_continuous_proposal_is_the_quantity_the_env_sends_on_a_fractional_grid(
     assert info["cash"] >= 0.2 * info["equity"] - 0.002 * info["equity"]
     units = info["position"] / 0.01
     assert abs(units - round(units)) < 1e-9  # whole lots
+
+
+# ----------------------------------------------------------------------------- observing (training only)
+def test_an_observing_shield_scores_every_step_and_executes_the_proposal(check_ltn) -> None:
+    """``enforce=False``: the trajectory is the unshielded env's, bit for bit, under orders the enforcing shield
+    overrides; each step's record is the enforcing shield's scoring of the same proposal in the same state (its
+    first step, before the trajectories part), and every action is permitted."""
+    actions = [BUY3] * 30 + [SELL3] * 60 + [BUY1, SELL1] * 20
+    plain = gym.make("Janus-LOB-v0", action_type="sized", n_sizes=3, episode_steps=400)
+    observing = LTNShield(gym.make("Janus-LOB-v0", action_type="sized", n_sizes=3, episode_steps=400),
+                          enforce=False)
+    enforcing = make()
+    a, _ = plain.reset(seed=3)
+    b, _ = observing.reset(seed=3)
+    enforcing.reset(seed=3)
+    overridden = violations = 0
+    for t, action in enumerate(actions):
+        assert observing.action_masks().all()
+        a, ra, *_ = plain.step(action)
+        b, rb, _, _, info = observing.step(action)
+        assert all(np.array_equal(a[k], b[k]) for k in a) and ra == rb
+        ltn = info["ltn"]
+        assert not ltn["overridden"] and ltn["final_action"] == action
+        assert ltn["violation"] == pytest.approx(1.0 - ltn["sat_agg"])
+        violations += ltn["sat_agg"] < 0.9
+        if t == 0 or not overridden:  # the same state until the enforcing shield first overrides
+            reference = check_ltn(enforcing.step(action)[4])
+            assert (ltn["rules"], ltn["sat_agg"], ltn["action_sat"]) == (
+                reference["rules"], reference["sat_agg"], reference["action_sat"])
+            overridden += reference["overridden"]
+    assert violations > 10 and overridden == 1
+
+
+def test_an_observing_shield_still_halts_on_a_fault(monkeypatch: pytest.MonkeyPatch) -> None:
+    inner = CountingWrapper(gym.make("Janus-LOB-v0", seed=0))
+    env = LTNShield(inner, enforce=False)
+    env.reset(seed=0)
+    monkeypatch.setattr(env, "kernel", lambda *args: (_ for _ in ()).throw(RuntimeError("boom")))
+    _, _, terminated, _, info = env.step(1)
+    assert inner.n_steps == 0 and terminated and info["halt_reason"] == "shield_error: RuntimeError: boom"
+    with pytest.raises(TypeError, match="enforce"):
+        LTNShield(gym.make("Janus-LOB-v0"), enforce="no")

@@ -34,7 +34,7 @@ from gymnasium import spaces
 from sb3_contrib import MaskablePPO
 
 from agents.app.safe_load import load_model
-from agents.basal_ganglia import go_scores, is_basal_ganglia_policy
+from agents.basal_ganglia import go_scores, is_basal_ganglia_policy, uses_action_masks
 from agents.export import export_onnx
 from janus_env.checks import check_choice
 
@@ -105,7 +105,8 @@ class DecisionEngine:
         self.policy = policy
         self.engine = engine
         self.gated = is_basal_ganglia_policy(policy)
-        self.masked = isinstance(model, MaskablePPO)
+        self.masked = isinstance(model, MaskablePPO)  # the policy (and its ONNX graph) takes masks
+        self.mask_actions = uses_action_masks(model)  # False: JanusPPO trained without masks gets all-True ones
         self.keys = list(policy.observation_space.spaces)
         self._action_sat = np.ones(int(policy.action_space.n))
         policy.set_training_mode(False)
@@ -144,7 +145,10 @@ class DecisionEngine:
 
     def decide(self, obs: dict[str, np.ndarray], action_sat: np.ndarray, masks: np.ndarray | None) -> PolicyDecision:
         """The policy's decision on ``obs`` (the env's observation dict) with the shield's per-action SatAgg
-        ``action_sat`` and, for a maskable policy, its ``masks``."""
+        ``action_sat`` and, for a maskable policy, its ``masks`` (all True for a model trained without masks: it
+        proposes from its whole distribution and the shield overrides, as in training)."""
+        if self.masked and not self.mask_actions:
+            masks = np.ones(len(self._action_sat), dtype=bool)
         if self.engine == "onnx":
             return self._decide_onnx(obs, action_sat, masks)
         return self._decide_torch(obs, action_sat, masks)

@@ -496,3 +496,20 @@ def test_a_class_names_its_algorithm(runs: dict[str, Path], no_unpickling: Calla
     no_unpickling(path)
     model = load_model(path, algo_class("janus-dqn"))
     assert type(model) is algo_class("janus-dqn")
+
+
+def test_a_janus_ppo_saved_before_action_masking_loads_as_trained_with_masks(runs: dict[str, Path],
+                                                                             tmp_path: Path) -> None:
+    """Files from before ``JanusPPO.action_masking`` lack the entry: they were trained over masks and load so;
+    a config that asks for a model trained without masks refuses them."""
+    def drop(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k != "action_masking"}
+
+    old = _rewrite(runs["janus-ppo"] / "model.zip", data=drop)
+    model = load_model(_write_run(tmp_path / "old", _config("janus-ppo"), old), "janus-ppo")
+    assert model.action_masking is True
+    config = _config("janus-ppo")
+    config["hyperparams"]["action_masking"] = False
+    path = _write_run(tmp_path / "free", config, old)
+    with pytest.raises(ModelFileError, match=re.escape("missing entries ['action_masking']")):
+        load_model(path, "janus-ppo")

@@ -18,7 +18,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import envs_registry  # noqa: F401
-from agents.basal_ganglia import BasalGangliaMaskablePolicy, JanusPPO
+from agents.basal_ganglia import BasalGangliaMaskablePolicy, JanusPPO, uses_action_masks
 from agents.basal_ganglia.ppo import DEFAULT_LAMBDA_LOGIC, evaluate_actions_with_probs
 from replay.rollout import LogicDictRolloutBuffer
 from wrappers import LTNShield
@@ -244,3 +244,87 @@ def test_janus_ppo_config_builds_janus_ppo_with_lambda_logic() -> None:
     assert type(model) is config.algo_class("janus-ppo") is JanusPPO and model.lambda_logic == 0.25
     assert isinstance(model.policy, BasalGangliaMaskablePolicy)
     assert config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0")["lambda_logic"] == DEFAULT_LAMBDA_LOGIC
+
+
+# ----------------------------------------------------------------------------- (e) trained without masks
+class Overrides(BaseCallback):
+    """Counts the shield's overrides (``info["ltn"]["overridden"]``) in the training envs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def _on_step(self) -> bool:
+        self.count += sum(bool(info["ltn"]["overridden"]) for info in self.locals["infos"])
+        return True
+
+
+def test_without_masks_it_proposes_every_action_and_the_shield_overrides() -> None:
+    """``action_masking=False``: rollouts draw from the whole distribution (the buffer's masks all True), rejected
+    buys are proposed and the shield replaces them; the SatAgg rows are kept, so the logical loss acts on every
+    action. With masks the same env never overrides: the masked policy cannot propose a rejected buy."""
+    runs = {}
+    for masking in (True, False):
+        model = make_ppo(shielded_envs(**REJECT_BUYS), action_masking=masking)
+        snapshot, overrides = RolloutSnapshot(), Overrides()
+        model.learn(2 * N_STEPS * N_ENVS, callback=[snapshot, overrides])
+        masks = np.concatenate([r["action_masks"].reshape(-1, 3) for r in snapshot.rollouts]).astype(bool)
+        runs[masking] = (model, masks, overrides.count, snapshot.rollouts[-1]["action_sat"])
+    masked_model, masks, count, sat = runs[True]
+    assert uses_action_masks(masked_model) and count == 0 and not masks[:, BUY].all()
+    model, masks, count, sat = runs[False]
+    assert not uses_action_masks(model) and masks.all() and count > 0
+    assert sat is not None and (sat[..., BUY] < DEFAULT_THRESHOLD).any()
+    assert "train/logic_loss" in model.logger.name_to_value
+
+
+def test_action_masking_is_saved_and_checked(tmp_path: Path, losing_env_cls: type) -> None:
+    make_ppo(losing_env_cls(), action_masking=False).save(tmp_path / "free")
+    assert JanusPPO.load(tmp_path / "free", env=losing_env_cls(), device="cpu").action_masking is False
+    make_ppo(losing_env_cls(), cls=MaskablePPO).save(tmp_path / "maskable")
+    assert uses_action_masks(JanusPPO.load(tmp_path / "maskable", env=losing_env_cls(), device="cpu"))
+    with pytest.raises(TypeError, match="action_masking"):
+        make_ppo(losing_env_cls(), action_masking="no")
+
+
+def test_evaluation_passes_masks_only_to_a_model_trained_with_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.app.evaluation import agent_policy, make_eval_env
+
+    env = make_eval_env("Janus-LOB-v0", {"episode_steps": EPISODE_STEPS}, shield=True, breakers=False)
+    obs, _ = env.reset(seed=0)
+    for masking in (True, False):
+        model = make_ppo(shielded_envs(n=1), action_masking=masking)
+        seen: list[Any] = []
+        predict = model.predict
+        monkeypatch.setattr(model, "predict",
+                            lambda o, **kw: (seen.append(kw.get("action_masks")), predict(o, **kw))[1])
+        agent_policy(model, env)(obs)
+        assert (seen[0] is not None) is masking
+
+
+def test_config_action_masking() -> None:
+    from agents.app import config
+
+    params = config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0", overrides=["action_masking=false"])
+    params["policy_kwargs"] = {"net_arch": [8]}
+    env = config.make_vec_env("Janus-LOB-v0", params, seed=0, n_envs=1)
+    assert config.build_model("janus-ppo", env, params, seed=0, tensorboard_log=None).action_masking is False
+    with pytest.raises(config.ConfigError, match="action_masking"):
+        config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0", overrides=["action_masking=maybe"])
+    with pytest.raises(config.ConfigError, match="action_masking' for ppo"):  # JanusPPO's alone
+        config.resolve_hyperparams("ppo", "Janus-LOB-v0", overrides=["action_masking=false"])
+
+
+def test_config_shield_training_observe_builds_observing_training_envs() -> None:
+    from agents.app import config
+
+    for value, enforce in (("observe", False), ("enforce", True)):
+        params = config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0", overrides=[f"shield_training={value}"])
+        env = config.make_vec_env("Janus-LOB-v0", params, seed=0, n_envs=2)
+        assert env.get_attr("enforce") == [enforce, enforce]
+    assert config.make_vec_env("Janus-LOB-v0", config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0"), seed=0,
+                               n_envs=1).get_attr("enforce") == [True]  # the default enforces
+    with pytest.raises(config.ConfigError, match="shield_training"):
+        config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0", overrides=["shield_training=maybe"])
+    with pytest.raises(config.ConfigError, match="shield_training"):
+        config.resolve_hyperparams("ppo", "Janus-LOB-v0", overrides=["shield_training=observe"])
