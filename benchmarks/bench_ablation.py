@@ -8,13 +8,11 @@ differs from the full agent by its ``--hp`` overrides only:
 
 | variant | what it is | switches (``train.py`` flags) |
 | --- | --- | --- |
-| ``janus`` | ``janus-ppo``: ``JanusPPO`` (MaskablePPO + logical loss) over the LTN shield's masks, one ``JanusExtractor`` each for actor and critic (DiffGAF → ViViT → gated fusion), masked basal-ganglia policy (No-Go head trained online, logic gate on the shield's rules), cerebellum; sleep/memory when ``configs/janus-ppo.yml`` has a ``sleep`` block | ``--algo janus-ppo`` |
+| ``janus`` | ``janus-ppo`` as shipped: ``JanusPPO`` with one ``JanusExtractor`` each for actor and critic (DiffGAF → ViViT → gated fusion), basal-ganglia policy (No-Go head trained online), cerebellum, sleep/memory when ``configs/janus-ppo.yml`` has a ``sleep`` block; trained without the shield (``shield_training: none``), evaluated behind the enforcing shield with its masks and the logic gate | ``--algo janus-ppo`` |
 | ``no-vision`` | the same agent on SB3's ``CombinedExtractor`` (flatten + concatenate): no GAF, no ViViT, no fusion | ``--hp policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor --hp policy_kwargs.features_extractor_kwargs={}`` |
-| ``no-logic`` | no LTN anywhere: no shield (no masks, no overrides), no logical loss, no logic gate (its input is the shield's score, so it reads 0) | ``--hp lambda_logic=0`` and ``shield: false`` (see below) |
-| ``no-logic-loss`` | the shield's masks and the logic gate kept, the logical loss off: splits ``no-logic`` into the loss and the rest | ``--hp lambda_logic=0`` |
-| ``no-masks`` | the shield, the logical loss and the logic gate kept, but no action masks: the policy samples from its whole distribution and the shield replaces a violating proposal by HOLD, in training and in evaluation; the rules reach the policy only through the logical loss (a penalty, not a mask) | ``--hp action_masking=false`` |
-| ``shield-observes`` | in training the shield only scores (``LTNShield(enforce=False)``: the logical loss learns from its scores, every action is permitted and executes); evaluation behind the enforcing shield with its masks, as for the full agent | ``--hp shield_training=observe`` |
-| ``observes-light`` | ``shield-observes`` with a tenth of the logical loss | ``--hp shield_training=observe --hp lambda_logic=0.2`` |
+| ``no-logic`` | no LTN anywhere: the full agent's own run (``janus`` trains without the shield, ``shield_training: none``), evaluated without the shield, so no masks, no overrides and no logic gate (its input, the shield's score, reads 0) | the evaluation glass box's ``shield`` off |
+| ``logic-in-training`` | the former default: trained behind the enforcing shield (its masks, its overrides, the logic gate) with the logical loss, λ_logic = 2 | ``--hp shield_training=enforce --hp lambda_logic=2.0`` |
+| ``shield-observes`` | in training the shield only scores (``LTNShield(enforce=False)``: the logical loss, λ_logic = 2, learns from its scores, every action is permitted and executes) | ``--hp shield_training=observe --hp lambda_logic=2.0`` |
 | ``no-sleep`` | no sleep phase, so no memory written or read | ``--hp sleep=false``; run only when the full agent's config has a ``sleep`` block (otherwise it would be the full agent: the grid leaves it out and says so) |
 | ``no-memory`` | sleeps (schemas, vector store), but the memory is not read: no No-Go prior | ``--hp sleep.cycle.memory_prior=false``; only when the full agent sleeps |
 | ``no-nogo`` | the No-Go gate never vetoes: ``τ_veto = 1`` (a veto needs ``sigmoid(·) ≥ 1``; the evaluation counts No-Go vetoes, so a float32 saturation would show); memory's prior acts through No-Go, so it is silenced too | ``--hp policy_kwargs.tau_veto=1.0`` |
@@ -28,11 +26,10 @@ transformer and fusion around it, against the same policy, gate, shield and algo
 argument that skips the video stream (``H1 = H_ts``) would isolate the GAF/ViViT part; it is one
 ``VARIANTS`` entry away.
 
-**Why ``shield: false`` is set after ``train.py``'s checks.** ``train.py`` refuses ``janus-ppo`` without the
-shield on purpose (MaskablePPO needs masks; ``tests/test_cli_errors.py``). The ablation resolves the run with
-``train.py``'s checks, then turns the shield off in the run's config and trains with
-``learn(use_masking=False)``: a MaskablePPO without masks is PPO, and without the shield's per-action SatAgg
-``JanusPPO`` has no logic term. That run's ``config.yaml`` is therefore one ``evaluate.py`` refuses.
+**Why ``no-logic`` is the full agent's run.** ``train.py`` refuses ``janus-ppo`` without ``shield: true`` (the
+shield it is deployed behind). Since ``janus`` trains without the shield (``shield_training: none``), the agent
+without any LTN is the same run evaluated without it: the row reuses ``janus``'s run folder (same training hash,
+:func:`run_folder`) and changes only the evaluation glass box.
 
 **Markets** (``MARKETS``; every env has ``window=128, warmup=128``, so the agents have the same inputs
 everywhere):
@@ -169,18 +166,18 @@ class Variant:
         name: row name.
         algo: ``train.py --algo`` (None for a baseline).
         hp: ``train.py --hp KEY=VALUE`` overrides on top of ``configs/<algo>.yml`` and the market's.
-        unchecked: hyper-parameters set in the run's config after ``train.py``'s checks (module docstring).
         baseline: name of a baseline policy (``agents.baselines.make_baseline``, or ``"hold"``).
         needs_sleep: run only when the full agent's resolved config has a ``sleep`` block.
+        eval_shield: the evaluation glass box's shield, when it is not the run config's (None: the config's).
         what: one line for the report.
     """
 
     name: str
     algo: str | None = None
     hp: tuple[str, ...] = ()
-    unchecked: tuple[tuple[str, Any], ...] = ()
     baseline: str | None = None
     needs_sleep: bool = False
+    eval_shield: bool | None = None
     what: str = ""
 
 
@@ -190,17 +187,12 @@ VARIANTS: tuple[Variant, ...] = (
             hp=("policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor",
                 "policy_kwargs.features_extractor_kwargs={}"),
             what="CombinedExtractor instead of JanusExtractor (no GAF, ViViT, fusion)"),
-    Variant("no-logic", "janus-ppo", hp=("lambda_logic=0",), unchecked=(("shield", False),),
-            what="no shield (no masks), no logical loss, no logic gate"),
-    Variant("no-logic-loss", "janus-ppo", hp=("lambda_logic=0",),
-            what="shield (masks) and logic gate kept, no logical loss (lambda_logic 0)"),
-    Variant("no-masks", "janus-ppo", hp=("action_masking=false",),
-            what="shield, logical loss and logic gate kept; trained and evaluated without the shield's masks"),
-    Variant("shield-observes", "janus-ppo", hp=("shield_training=observe",),
-            what="the shield observes in training (logical loss on its scores, no masks, no overrides), enforces in "
-                 "evaluation"),
-    Variant("observes-light", "janus-ppo", hp=("shield_training=observe", "lambda_logic=0.2"),
-            what="shield-observes with a tenth of the logical loss (lambda_logic 0.2)"),
+    Variant("no-logic", "janus-ppo", eval_shield=False,
+            what="the full agent's run evaluated without the shield: no LTN anywhere (janus trains without it)"),
+    Variant("logic-in-training", "janus-ppo", hp=("shield_training=enforce", "lambda_logic=2.0"),
+            what="the former default: trained behind the shield's masks with the logical loss (lambda_logic 2)"),
+    Variant("shield-observes", "janus-ppo", hp=("shield_training=observe", "lambda_logic=2.0"),
+            what="the shield observes in training (logical loss on its scores, no masks, no overrides)"),
     Variant("no-sleep", "janus-ppo", hp=("sleep=false",), needs_sleep=True, what="no sleep phase, no memory read"),
     Variant("no-memory", "janus-ppo", hp=("sleep.cycle.memory_prior=false",), needs_sleep=True,
             what="sleeps (memory written), memory not read (no No-Go prior)"),
@@ -329,14 +321,10 @@ def used_arguments(algo: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def resolve_params(variant: Variant, market: Market) -> dict[str, Any]:
-    """The hyper-parameters ``train.py --algo ALGO --hp ...`` resolves for ``variant`` on ``market``, with the
-    variant's ``unchecked`` settings applied (module docstring)."""
+    """The hyper-parameters ``train.py --algo ALGO --hp ...`` resolves for ``variant`` on ``market``."""
     from agents.app.config import resolve_hyperparams
 
-    params = resolve_hyperparams(variant.algo, ENV_ID, None, market_overrides(market) + list(variant.hp))
-    for key, value in variant.unchecked:
-        params[key] = value
-    return params
+    return resolve_hyperparams(variant.algo, ENV_ID, None, market_overrides(market) + list(variant.hp))
 
 
 def glass_box(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -391,11 +379,13 @@ def build_grid(settings: Settings, variants: Sequence[Variant] = VARIANTS,
                 if params is not None:
                     train = {"algo": variant.algo, "env": ENV_ID, "timesteps": settings.timesteps,
                              "hp": market_overrides(market) + list(variant.hp),
-                             "unchecked": [list(item) for item in variant.unchecked], "hyperparams": params,
+                             "hyperparams": params,
                              "used": used_arguments(variant.algo, params), "torch_threads": 1}
+                box = dict(glass_box(params) if params is not None else base_box)
+                if variant.eval_shield is not None:
+                    box["shield"] = variant.eval_shield
                 evaluation = {"episodes": settings.eval_episodes, "first_seed": EVAL_SEED + 1000 * seed,
-                              "env_kwargs": base_env,
-                              "glass_box": glass_box(params) if params is not None else base_box,
+                              "env_kwargs": base_env, "glass_box": box,
                               "baseline": variant.baseline, "deterministic": True}
                 config = {"protocol": PROTOCOL, "variant": variant.name, "market": market.name, "seed": seed,
                           "train": train, "eval": evaluation}
@@ -432,7 +422,14 @@ def result_path(out: Path, job: Job) -> Path:
 
 
 def run_folder(out: Path, job: Job) -> Path:
-    return out / "runs" / f"{job.key}__{job.train_hash}"
+    """The job's run folder; a finished one of another variant with the same training (same train hash: the same
+    ``train.py`` run, e.g. ``logic-at-deployment`` and ``no-logic``) is reused, evaluated without training again."""
+    own = out / "runs" / f"{job.key}__{job.train_hash}"
+    if not (own / "timings.json").is_file():
+        for other in sorted((out / "runs").glob(f"*__{job.market}__s{job.seed}__{job.train_hash}")):
+            if (other / "timings.json").is_file():
+                return other
+    return own
 
 
 def status(out: Path, job: Job) -> str:
@@ -514,11 +511,9 @@ def evaluate(job: Job, model: Any = None) -> list[dict[str, Any]]:
 def train(job: Job, folder: Path) -> tuple[Any, dict[str, Any]]:
     """Train the job's variant as ``train.py`` does (module docstring); returns the model and timings."""
     import torch
-    from sb3_contrib import MaskablePPO
 
     import train as train_cli
     from agents.app.training import build_training, resolve_run
-    from janus_env.atomic import atomic_write_bytes
 
     spec = job.config["train"]
     argv = ["--algo", spec["algo"], "--env", spec["env"], "--seed", str(job.seed), "--timesteps",
@@ -528,23 +523,13 @@ def train(job: Job, folder: Path) -> tuple[Any, dict[str, Any]]:
     for text in spec["hp"]:
         argv += ["--hp", text]
     run = resolve_run(train_cli.parse_args(argv))
-    if spec["unchecked"]:
-        import yaml
-
-        for key, value in spec["unchecked"]:
-            run.config["hyperparams"][key] = value
-        atomic_write_bytes(folder / "config.yaml", yaml.safe_dump(run.config, sort_keys=False).encode())
     if json.loads(json.dumps(run.config["hyperparams"], default=str)) != json.loads(
             json.dumps(spec["hyperparams"], default=str)):
         raise RuntimeError(_CONFIG_DRIFT.format(job.key, run.config["hyperparams"], spec["hyperparams"]))
     training = build_training(run)
     model = training.model
     wall, cpu = time.perf_counter(), time.process_time()
-    if isinstance(model, MaskablePPO) and not run.config["hyperparams"].get("shield", False):
-        model.learn(total_timesteps=spec["timesteps"], callback=training.callbacks, progress_bar=False,
-                    tb_log_name="tb", use_masking=False)  # no shield, no masks: PPO (module docstring)
-    else:
-        training.learn(progress=False)
+    training.learn(progress=False)
     timings = {"train_s": time.perf_counter() - wall, "train_cpu_s": time.process_time() - cpu,
                "steps": int(model.num_timesteps), "torch_threads": torch.get_num_threads()}
     training.save()  # what train.py writes: model.zip and, for the JANUS algorithms, cerebellum.pt and memory.npz

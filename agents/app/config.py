@@ -56,10 +56,14 @@ ALGO_CLASSES: dict[str, type] = {"janus-dqn": GatedJanusDQN, "janus-ppo": JanusP
 # keys that configure the run rather than the SB3 algorithm
 RUN_KEYS = ("policy", "n_timesteps", "n_envs", "shield", "shield_training", "breakers", "sizing", "sleep", "env_kwargs",
             "lambda_logic", "basal_ganglia", "cerebellum", "normalize_reward")
-SHIELD_TRAINING = ("enforce", "observe")
-"""``shield_training``: the training envs' shield enforces (masks and overrides, as in deployment) or only observes
-(scores every step for the logical loss, executes the proposal: ``LTNShield(enforce=False)``). Evaluation, the
-tournament and the service always enforce."""
+SHIELD_TRAINING = ("enforce", "observe", "none")
+"""``shield_training``: the training envs' shield enforces (masks and overrides, as in deployment), only observes
+(scores every step for the logical loss and the No-Go labels, executes the proposal: ``LTNShield(enforce=False)``),
+or is left out of training (``none``: the rules act at decision time only; ``lambda_logic`` must then be 0, as the
+loss has no scores to learn from). Evaluation, the tournament and the service always enforce. What each costs:
+``benchmarks/README.md``, "Ablation"."""
+_LOSS_WITHOUT_SCORES = ("lambda_logic = {} needs the shield's scores in training, but shield_training is 'none'; set "
+                        "lambda_logic: 0 or shield_training: observe / enforce")
 
 _BAD_ALGO = "Unknown algo {!r}; expected one of {}"
 _BAD_CONFIG = "{}: expected a mapping of hyper-parameters, got {}"
@@ -407,6 +411,8 @@ def check_hyperparams(algo: str, params: Mapping[str, Any], *, run_keys: bool = 
                 raise ConfigError(str(err)) from err
     if run_keys and algo == "janus-ppo" and params.get("shield") is not True:
         raise ConfigError(_JANUS_PPO_SHIELD.format(params.get("shield")))
+    if run_keys and params.get("shield_training") == "none" and float(params.get("lambda_logic", 0) or 0) > 0:
+        raise ConfigError(_LOSS_WITHOUT_SCORES.format(params.get("lambda_logic")))
 
 
 def algo_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -465,8 +471,11 @@ def make_vec_env(env_id: str, params: Mapping[str, Any], seed: int, n_envs: int 
         raise ConfigError(f"Expected n_envs >= 1, got {n}")
     kwargs = dict(params.get("env_kwargs", {}))
     shield: bool | dict[str, Any] = bool(params.get("shield", False))
-    if shield and params.get("shield_training", "enforce") == "observe":
+    mode = params.get("shield_training", "enforce")
+    if shield and mode == "observe":
         shield = {"enforce": False}  # the rules as a loss in training; deployment enforces (SHIELD_TRAINING)
+    elif mode == "none":
+        shield = False  # the rules at decision time only
     breakers = with_slippage_predictor(params.get("breakers") or None, cerebellum)
     sizing = params.get("sizing") or None
     return DummyVecEnv([env_factory(env_id, kwargs, shield=shield, breakers=breakers, sizing=sizing, seed=seed,

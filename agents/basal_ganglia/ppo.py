@@ -29,6 +29,7 @@ import torch as th
 from gymnasium import spaces
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.buffers import MaskableDictRolloutBuffer, MaskableRolloutBuffer
+from sb3_contrib.common.maskable.utils import is_masking_supported
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import PyTorchObs
@@ -132,9 +133,13 @@ class JanusPPO(MaskablePPO):
     def learn(self, total_timesteps: int, callback: Any = None, log_interval: int = 1,  # type: ignore[override]
               tb_log_name: str = "MaskablePPO", reset_num_timesteps: bool = True, use_masking: bool | None = None,
               progress_bar: bool = False) -> JanusPPO:
-        """``MaskablePPO.learn``; ``use_masking`` defaults to the model's ``action_masking``."""
-        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps,
-                             self.action_masking if use_masking is None else use_masking, progress_bar)
+        """``MaskablePPO.learn``; ``use_masking`` defaults to the model's ``action_masking`` where the training env
+        has masks to give (a shield in it: ``shield_training`` enforce or observe), False where it has none
+        (``shield_training: none``: the shield acts at decision time only)."""
+        if use_masking is None:
+            use_masking = self.action_masking and self.env is not None and is_masking_supported(self.env)
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, use_masking,
+                             progress_bar)
 
     def collect_rollouts(
         self,

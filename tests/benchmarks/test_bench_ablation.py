@@ -175,14 +175,20 @@ def test_the_hash_follows_the_extractor_defaults_the_run_would_use(bench: Any, t
 
 def test_variants_differ_from_the_full_agent_by_their_switches_only(bench: Any, tmp_path: Path) -> None:
     jobs = {j.variant: j for j in _grid(bench, tmp_path, variants=("janus", "no-vision", "no-logic", "no-nogo",
-                                                                    "ppo-mlp")) if j.seed == 0}
+                                                                    "ppo-mlp", "logic-in-training",
+                                                                    "shield-observes")) if j.seed == 0}
     full = jobs["janus"].config["train"]["hyperparams"]
-    assert full["shield"] is True and full["lambda_logic"] > 0
-    logic = jobs["no-logic"].config["train"]["hyperparams"]
-    assert {k: v for k, v in logic.items() if k not in ("shield", "lambda_logic")} == {
-        k: v for k, v in full.items() if k not in ("shield", "lambda_logic")}
-    assert (logic["shield"], logic["lambda_logic"]) == (False, 0)
+    assert full["shield"] is True and full["shield_training"] == "none" and full["lambda_logic"] == 0
+    assert jobs["janus"].config["eval"]["glass_box"]["shield"] is True  # deployed behind the shield
+    # no-logic: the full agent's own run (one training), evaluated without the shield
+    assert jobs["no-logic"].train_hash == jobs["janus"].train_hash
     assert jobs["no-logic"].config["eval"]["glass_box"]["shield"] is False
+    for name, mode in (("logic-in-training", "enforce"), ("shield-observes", "observe")):
+        params = jobs[name].config["train"]["hyperparams"]
+        assert (params["shield_training"], params["lambda_logic"]) == (mode, 2.0)
+        assert {k: v for k, v in params.items() if k not in ("shield_training", "lambda_logic")} == {
+            k: v for k, v in full.items() if k not in ("shield_training", "lambda_logic")}
+        assert jobs[name].config["eval"]["glass_box"]["shield"] is True
     assert jobs["no-nogo"].config["train"]["used"]["gate"]["tau_veto"] == 1.0
     assert jobs["janus"].config["train"]["used"]["gate"]["tau_veto"] == 0.7
     assert jobs["no-vision"].config["train"]["used"]["extractor"]["class"].endswith(":CombinedExtractor")
@@ -261,7 +267,9 @@ def test_every_trained_variant_trains_evaluates_and_resumes(bench: Any, tmp_path
     with the same returns."""
     names = tuple(v.name for v in bench.VARIANTS if v.algo is not None)
     jobs = [j for j in _grid(bench, tmp_path, episodes=2, variants=names) if j.seed == 0]
-    assert [bench.run_job(j, tmp_path)[1] for j in jobs] == ["trained"] * len(jobs)
+    reused = {"no-logic"}  # janus's run, evaluated without the shield
+    assert [bench.run_job(j, tmp_path)[1] for j in jobs] == [
+        "evaluated" if j.variant in reused else "trained" for j in jobs]
     results = {j.variant: json.loads(bench.result_path(tmp_path, j).read_text()) for j in jobs}
     for variant, result in results.items():
         assert result["steps"] == 1024 and result["train_s"] > 0, variant
@@ -269,8 +277,9 @@ def test_every_trained_variant_trains_evaluates_and_resumes(bench: Any, tmp_path
     assert all(e["nogo_vetoes"] == 0 for e in results["no-nogo"]["episodes"])
     assert all(e["proposed"] == 0 for e in results["no-logic"]["episodes"])  # no shield: nothing scores the rules
     assert all(e["proposed"] == 20 for e in results["janus"]["episodes"])
+    assert results["no-logic"]["train_s"] == results["janus"]["train_s"]  # the same run
     assert [bench.run_job(j, tmp_path)[1] for j in jobs] == ["skipped"] * len(jobs)
-    no_logic = next(j for j in jobs if j.variant == "no-logic")  # its run config is one evaluate.py would refuse
+    no_logic = next(j for j in jobs if j.variant == "no-logic")
     bench.result_path(tmp_path, no_logic).unlink()
     assert bench.run_job(no_logic, tmp_path)[1] == "evaluated"
     again = json.loads(bench.result_path(tmp_path, no_logic).read_text())

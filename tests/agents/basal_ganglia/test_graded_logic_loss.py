@@ -17,6 +17,7 @@ from wrappers import make_glass_box
 from wrappers.rules import TradingKnowledgeBase
 
 ENV_ID = "Janus-LOB-v0"
+LOGIC_IN_TRAINING = ["shield_training=enforce", "lambda_logic=2.0"]  # janus-ppo ships with the shield out of training
 
 
 def _envs(params: dict[str, Any], n_envs: int, knowledge_base: TradingKnowledgeBase | None, seed: int = 0):
@@ -47,7 +48,7 @@ def test_logic_loss_is_positive_and_above_the_crisp_one_on_one_minibatch() -> No
     """The default janus-ppo config (λ = 2, τ = 0.9, the default knowledge base) with a small MLP and one epoch on one
     minibatch, so that the loss is computed before any update: with identical masks and rollouts (the decisions do
     not read the graded truths) the graded loss is ≥ the crisp one action by action, and > 0."""
-    params = config.resolve_hyperparams("janus-ppo", ENV_ID)
+    params = config.resolve_hyperparams("janus-ppo", ENV_ID, overrides=LOGIC_IN_TRAINING)
     n_envs = 2
     params.update(n_steps=128, batch_size=128 * n_envs, n_epochs=1, policy_kwargs={"net_arch": [16]})
     graded = _logic_loss(params, n_envs, None)
@@ -60,7 +61,7 @@ def test_logic_loss_is_positive_and_above_the_crisp_one_on_one_minibatch() -> No
 def test_logic_loss_is_positive_on_the_default_janus_ppo_config() -> None:
     """One rollout of the default janus-ppo config as shipped (4 envs × 256 steps, DiffGAF/ViViT extractor, 4 epochs):
     ``train/logic_loss`` > 0 (≈ 50 s on 2 cores)."""
-    params = config.resolve_hyperparams("janus-ppo", ENV_ID)
+    params = config.resolve_hyperparams("janus-ppo", ENV_ID, overrides=LOGIC_IN_TRAINING)
     env = config.make_vec_env(ENV_ID, params, seed=0)
     model = config.build_model("janus-ppo", env, params, seed=0, tensorboard_log=None)
     model.learn(params["n_steps"] * params["n_envs"])

@@ -237,13 +237,15 @@ def test_save_load_and_models_saved_by_maskable_ppo(tmp_path: Path, losing_env_c
 def test_janus_ppo_config_builds_janus_ppo_with_lambda_logic() -> None:
     from agents.app import config
 
-    params = config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0", overrides=["lambda_logic=0.25"])
+    params = config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0",
+                                        overrides=["shield_training=enforce", "lambda_logic=0.25"])
     params["policy_kwargs"] = {"net_arch": [8]}
     env = config.make_vec_env("Janus-LOB-v0", params, seed=0, n_envs=1)
     model = config.build_model("janus-ppo", env, params, seed=0, tensorboard_log=None)
     assert type(model) is config.algo_class("janus-ppo") is JanusPPO and model.lambda_logic == 0.25
     assert isinstance(model.policy, BasalGangliaMaskablePolicy)
-    assert config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0")["lambda_logic"] == DEFAULT_LAMBDA_LOGIC
+    assert config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0")["lambda_logic"] == 0.0  # trained without the shield
+    assert config.resolve_hyperparams("janus-dqn", "Janus-LOB-v0")["lambda_logic"] == DEFAULT_LAMBDA_LOGIC
 
 
 # ----------------------------------------------------------------------------- (e) trained without masks
@@ -315,15 +317,27 @@ def test_config_action_masking() -> None:
         config.resolve_hyperparams("ppo", "Janus-LOB-v0", overrides=["action_masking=false"])
 
 
-def test_config_shield_training_observe_builds_observing_training_envs() -> None:
+def test_config_shield_training_builds_the_training_envs_it_names(tmp_path: Path) -> None:
+    """enforce: the deployment shield in training; observe: a shield that only scores; none (the janus-ppo
+    default): no shield in training (JanusPPO then learns without masks) and no logical loss allowed."""
     from agents.app import config
+    from agents.basal_ganglia import find_shield
 
     for value, enforce in (("observe", False), ("enforce", True)):
-        params = config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0", overrides=[f"shield_training={value}"])
+        params = config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0",
+                                            overrides=[f"shield_training={value}", "lambda_logic=2"])
         env = config.make_vec_env("Janus-LOB-v0", params, seed=0, n_envs=2)
         assert env.get_attr("enforce") == [enforce, enforce]
-    assert config.make_vec_env("Janus-LOB-v0", config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0"), seed=0,
-                               n_envs=1).get_attr("enforce") == [True]  # the default enforces
+    default = config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0")
+    assert (default["shield"], default["shield_training"], default["lambda_logic"]) == (True, "none", 0.0)
+    default["policy_kwargs"] = {"net_arch": [8]}
+    env = config.make_vec_env("Janus-LOB-v0", default, seed=0, n_envs=1)
+    assert find_shield(env.envs[0]) is None
+    model = config.build_model("janus-ppo", env, default, seed=0, tensorboard_log=None)
+    model.learn(64)  # no masks to give: learns without them, and keeps deciding with masks where a shield gives some
+    assert model.num_timesteps >= 64 and uses_action_masks(model)
+    with pytest.raises(config.ConfigError, match="lambda_logic = 2 needs the shield's scores in training"):
+        config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0", overrides=["lambda_logic=2"])
     with pytest.raises(config.ConfigError, match="shield_training"):
         config.resolve_hyperparams("janus-ppo", "Janus-LOB-v0", overrides=["shield_training=maybe"])
     with pytest.raises(config.ConfigError, match="shield_training"):
