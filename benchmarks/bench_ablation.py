@@ -741,9 +741,10 @@ def build_report(results: Sequence[Mapping[str, Any]], *, expected: Mapping[str,
     comparisons: ``Δ = REFERENCE − variant`` paired per seed and per episode (module docstring).
     """
     names = list(variants) if variants is not None else [v.name for v in VARIANTS]
-    for r in results:
-        if r["variant"] not in names:
-            names.append(r["variant"])
+    if expected is None:  # no grid to hold them against: every result's variant is a row
+        for r in results:
+            if r["variant"] not in names:
+                names.append(r["variant"])
     market_names = [m.name for m in markets] + sorted({r["market"] for r in results} - {m.name for m in markets})
     expected_seeds = {m.name: len(m.seeds) for m in markets}
     report = Report(names, market_names, expected_seeds, notes=list(notes),
