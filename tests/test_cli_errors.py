@@ -110,7 +110,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_folder(argv: list[str], mess
         (["--algo", "ppo", "--hp", "policy_kwargs.bogus=1"],
          "ppo: 'policy_kwargs.bogus' is not an argument of MultiInputActorCriticPolicy"),
         (["--algo", "janus-ppo", "--env", "Janus-Execution-v0"],
-         "janus-ppo learns over the LTN shield's action masks: it needs `shield: true`, got False"),
+         "janus-ppo decides over the LTN shield's action masks: it needs `shield: true`, got False"),
         (["--algo", "ppo", "--hp", "lambda_logic=1"],
          "Hyper-parameter 'lambda_logic' applies to janus-dqn/janus-ppo only, not to 'ppo'"),
         (["--hp", "seed=3"], "Hyper-parameter 'seed' is set by train.py"),

@@ -120,8 +120,8 @@ class LTNShield(CoreKernel, ShieldHalt, gym.Wrapper, gym.utils.RecordConstructor
             shield (``train.py``'s ``shield_training: observe``; evaluation and the service always enforce).
 
     Raises:
-        TypeError: ``env`` is not a Janus-LOB env, or ``threshold`` / ``fallback`` / ``knowledge_base`` has
-            the wrong type.
+        TypeError: ``env`` is not a Janus-LOB env, or ``threshold`` / ``fallback`` / ``knowledge_base`` /
+            ``enforce`` has the wrong type.
         ValueError: ``threshold`` outside (0, 1], an unknown ``fallback``, or an action space
             changed by an inner wrapper.
 

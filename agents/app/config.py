@@ -335,7 +335,7 @@ _RUN_KEY_ALGO = "Hyper-parameter {!r} applies to {} only, not to {!r}"
 _BAD_POLICY = "Expected `policy` to be one of {} for {}, got {!r}"
 _CLASS_FROM_CONFIG = "Expected `{}` to be null (SB3 picks the class for the algorithm), got {!r}"
 _BAD_SWITCH = "Expected `{}` to be a bool, None or a mapping of its settings, got {!r}"
-_JANUS_PPO_SHIELD = ("janus-ppo learns over the LTN shield's action masks: it needs `shield: true`, got {!r} "
+_JANUS_PPO_SHIELD = ("janus-ppo decides over the LTN shield's action masks: it needs `shield: true`, got {!r} "
                      "(the shield wraps the Janus-LOB envs; for an unshielded PPO, e.g. on Janus-Execution-v0, "
                      "use --algo ppo)")
 _MODEL_KEY = "{}: {!r} is not an argument of {}"

@@ -32,7 +32,7 @@ from janus_env.checks import bad_value
 @pytest.mark.parametrize("env_id", envs_registry.ENV_IDS)
 def test_every_shipped_config_passes_its_own_checks(algo: str, env_id: str) -> None:
     if (algo, env_id) == ("janus-ppo", "Janus-Execution-v0"):  # refused on purpose: no shield, so no action masks
-        with pytest.raises(ConfigError, match="janus-ppo learns over the LTN shield's action masks"):
+        with pytest.raises(ConfigError, match="janus-ppo decides over the LTN shield's action masks"):
             resolve_hyperparams(algo, env_id)
         return
     params = resolve_hyperparams(algo, env_id)  # raises if a shipped value is out of range or unknown
@@ -127,7 +127,7 @@ def test_train_freq_takes_an_int_or_a_count_and_unit() -> None:
         ("dqn", {"replay_buffer_class": "os:system"},
          "Expected `replay_buffer_class` to be null (SB3 picks the class for the algorithm), got 'os:system'"),
         ("ppo", {"breakers": "on"}, "Expected `breakers` to be a bool, None or a mapping of its settings, got 'on'"),
-        ("janus-ppo", {"shield": False}, "janus-ppo learns over the LTN shield's action masks"),
+        ("janus-ppo", {"shield": False}, "janus-ppo decides over the LTN shield's action masks"),
     ],
 )
 def test_keys_an_algorithm_does_not_take_are_refused(algo: str, params: dict[str, Any], message: str) -> None:
