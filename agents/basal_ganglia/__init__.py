@@ -76,6 +76,7 @@ from agents.basal_ganglia.policies import (
     BasalGangliaQRDQNPolicy,
     check_basal_ganglia_policy,
     is_basal_ganglia_policy,
+    memory_record,
 )
 
 __all__ = [
@@ -106,6 +107,7 @@ __all__ = [
     "go_head",
     "go_scores",
     "is_basal_ganglia_policy",
+    "memory_record",
     "shield_logic_hook",
     "uses_action_masks",
 ]

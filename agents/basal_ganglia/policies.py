@@ -423,7 +423,7 @@ class BasalGangliaPolicyMixin:
                 "tau_logic": self.tau_logic,
             })
             if recall is not None:
-                rows[-1]["memory"] = _memory_record(recall, i, head_l[i])
+                rows[-1]["memory"] = memory_record(recall, i, head_l[i])
         self.last_go_nogo_batch = rows
         self.last_go_nogo = rows[0] if rows else None
 
@@ -570,8 +570,9 @@ def _finite_or_none(values: Any) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in values]
 
 
-def _memory_record(recall: Any, row: int, nogo_head: list[float]) -> dict[str, Any]:
-    """JSON-ready record of what memory recalled for batch row ``row`` (NaN as None; only recalled schemas)."""
+def memory_record(recall: Any, row: int, nogo_head: list[float]) -> dict[str, Any]:
+    """JSON-ready record of what memory recalled for batch row ``row`` (NaN as None; only recalled schemas): the
+    audit record's ``go_nogo["memory"]``, from the policy and from the decision service alike."""
     found = recall.ids[row] >= 0
     return {
         "ids": [int(v) for v in recall.ids[row][found]],
@@ -672,4 +673,5 @@ __all__ = [
     "BasalGangliaQRDQNPolicy",
     "check_basal_ganglia_policy",
     "is_basal_ganglia_policy",
+    "memory_record",
 ]

@@ -16,9 +16,18 @@ path: a few torch ops between two ONNX Runtime calls cost the next call ≈ 0.1 
 runs ``model.predict`` with the shield's ℓ_logic as the policy's logic hook instead. Maskable policies
 (``MaskablePPO``) get the shield's action masks.
 
+**Memory.** A run that saved the memory its policy read (``memory.npz``, :data:`agents.app.config.MEMORY_FILE`)
+is served reading it, as ``evaluate.py`` evaluates it: the No-Go the gate compares is
+``sigmoid(logit(NoGo) + Δ)`` with memory's prior ``Δ`` for the current observation (:mod:`replay.memory`).
+``--engine torch`` hands the reader to the policy (``model.predict`` applies it); the ONNX graph is exported
+without it (its ``nogo`` is the head's alone), so the prior is added to the graph's No-Go in numpy
+(:func:`replay.memory.nogo_with_prior`, rounded to float32 as the policy's tensors are) before :func:`gate_row`.
+Sleep jobs change weights only (SWR replay), so every version of a run reads the run's memory.
+
 ``go_nogo`` (the answer's and the audit record's) has the keys of the policy's own record
 (``BasalGangliaPolicyMixin.last_go_nogo``): ``go``, ``nogo``, ``proposed``, ``final``, ``vetoed``,
-``veto_reason``, ``nogo_proposed``, ``logic_loss``, ``logic_source`` (``"shield"``), ``tau_veto``, ``tau_logic``.
+``veto_reason``, ``nogo_proposed``, ``logic_loss``, ``logic_source`` (``"shield"``), ``tau_veto``, ``tau_logic``,
+and ``memory`` (what was recalled, :func:`agents.basal_ganglia.memory_record`) when the run reads memory.
 ``confidence`` is the softmax of the Go scores at the executed action: the policy's probability for an
 actor-critic, a Boltzmann weight of the Q-values (temperature 1) for a value-based head.
 """
@@ -33,10 +42,12 @@ import torch as th
 from gymnasium import spaces
 from sb3_contrib import MaskablePPO
 
+from agents.app.config import load_memory
 from agents.app.safe_load import load_model
-from agents.basal_ganglia import go_scores, is_basal_ganglia_policy, uses_action_masks
+from agents.basal_ganglia import go_scores, is_basal_ganglia_policy, memory_record, uses_action_masks
 from agents.export import export_onnx
 from janus_env.checks import check_choice
+from replay.memory import MemoryReader, nogo_with_prior
 
 ENGINES = ("onnx", "torch")
 """``onnx``: ONNX Runtime on the exported graph (default, about 7× faster on CPU); ``torch``: ``model.predict``."""
@@ -91,16 +102,24 @@ class DecisionEngine:
         model: the loaded SB3 model (CPU).
         engine: ``"onnx"`` or ``"torch"``.
         onnx_path: where the exported graph lives (written if missing); needed for ``"onnx"``.
+        memory: the memory read path the policy decides with (module docstring, "Memory"); None: the policy's own
+            (``policy.memory``, set by :func:`agents.app.config.load_memory` or by training), if any.
 
     Raises:
-        ValueError: an unknown ``engine``, or a model whose action space is not Discrete.
+        ValueError: an unknown ``engine``, a model whose action space is not Discrete, or a memory for other
+            observations or actions than the policy's.
+        TypeError: ``memory`` is not a :class:`replay.memory.MemoryReader`.
     """
 
-    def __init__(self, model: Any, engine: str = "onnx", onnx_path: Path | None = None) -> None:
+    def __init__(self, model: Any, engine: str = "onnx", onnx_path: Path | None = None,
+                 memory: MemoryReader | None = None) -> None:
         check_choice("engine", engine, ENGINES)
         policy = model.policy
         if not isinstance(policy.action_space, spaces.Discrete):
             raise ValueError(_DISCRETE_ONLY.format(policy.action_space))
+        if memory is not None:
+            policy.set_memory(memory)  # checks it against the policy's spaces
+        self.memory: MemoryReader | None = getattr(policy, "memory", None)
         self.model = model
         self.policy = policy
         self.engine = engine
@@ -128,15 +147,18 @@ class DecisionEngine:
 
     @classmethod
     def load(cls, model_path: Path, algo: str, config: dict[str, Any], *, engine: str, cache_dir: Path,
-             trust_remote_code: bool = False) -> DecisionEngine:
-        """Load the run's model safely (:func:`~agents.app.safe_load.load_model`) and build the engine.
+             trust_remote_code: bool = False, memory_dir: Path | None = None) -> DecisionEngine:
+        """Load the run's model safely (:func:`~agents.app.safe_load.load_model`) and build the engine; with
+        ``memory_dir``, the policy reads the memory saved there (the run's folder), when there is one.
 
         Raises:
             FileNotFoundError / ValueError: what the safe loader raises (a missing or refused file, a bad config),
-                or an unsupported policy.
+                an unsupported policy, or a damaged memory file or one for another policy.
         """
         th.set_num_threads(1)
         model = load_model(model_path, algo, device="cpu", config=config, trust_remote_code=trust_remote_code)
+        if memory_dir is not None:
+            load_memory(memory_dir, model)
         return cls(model, engine, cache_dir / ONNX_FILE)
 
     def _hook(self, obs: Any, proposed: th.Tensor) -> th.Tensor:
@@ -164,10 +186,19 @@ class DecisionEngine:
             return PolicyDecision(action, action, _softmax_at(go[0], action), None)
         go, proposed, nogo = self.session.run(["go", "proposed", "nogo"], feed)
         go, proposed, nogo = go[0], int(proposed[0]), nogo[0]
+        recalled = None
+        if self.memory is not None:  # memory's prior on the graph's No-Go, as the policy's gate adds it
+            recall = self.memory.recall(self._flat(obs))
+            recalled = memory_record(recall, 0, [float(v) for v in nogo])
+            nogo = nogo_with_prior(nogo, recall.shift[0]).astype(np.float32)
         logic = _logic_loss(action_sat, proposed)
         hold_allowed = None if masks is None else bool(masks[self.policy.hold_action])
         final, vetoed = gate_row(proposed, nogo, logic, self.policy, hold_allowed)
-        return self._gated(go, nogo, proposed, final, vetoed, logic)
+        return self._gated(go, nogo, proposed, final, vetoed, logic, recalled)
+
+    def _flat(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """The observation as memory reads it: one row, the Dict's keys in sorted order, float64."""
+        return np.concatenate([np.asarray(obs[key], dtype=np.float64).reshape(-1) for key in sorted(self.keys)])[None]
 
     def _decide_torch(self, obs: dict[str, np.ndarray], action_sat: np.ndarray,
                       masks: np.ndarray | None) -> PolicyDecision:
@@ -178,23 +209,29 @@ class DecisionEngine:
         if self.gated:
             row = self.policy.last_go_nogo
             return self._gated(np.asarray(row["go"]), np.asarray(row["nogo"]), int(row["proposed"]), action,
-                               bool(row["vetoed"]), float(row["logic_loss"]))
+                               bool(row["vetoed"]), float(row["logic_loss"]), row.get("memory"))
         with th.no_grad():
             tensor, _ = self.policy.obs_to_tensor(obs)
             go = go_scores(self.policy, tensor)[0].cpu().numpy()
         return PolicyDecision(action, action, _softmax_at(go, action), None)
 
     def _gated(self, go: np.ndarray, nogo: np.ndarray, proposed: int, final: int, vetoed: bool,
-               logic: float) -> PolicyDecision:
+               logic: float, recalled: dict[str, Any] | None = None) -> PolicyDecision:
+        """The decision and its record; the veto reasons as the policy names them (``memory`` when only memory's
+        prior took the proposal's No-Go over τ_veto)."""
         policy = self.policy
         by_nogo = vetoed and float(nogo[proposed]) >= policy.tau_veto
+        by_memory = by_nogo and recalled is not None and recalled["nogo_head"][proposed] < policy.tau_veto
         by_logic = vetoed and logic >= policy.tau_logic
+        reasons = (("nogo", by_nogo and not by_memory), ("memory", by_memory), ("logic", by_logic))
         record = {
             "go": [float(v) for v in go], "nogo": [float(v) for v in nogo], "proposed": proposed, "final": final,
-            "vetoed": vetoed, "veto_reason": "+".join(n for n, hit in (("nogo", by_nogo), ("logic", by_logic)) if hit),
+            "vetoed": vetoed, "veto_reason": "+".join(name for name, hit in reasons if hit),
             "nogo_proposed": float(nogo[proposed]), "logic_loss": logic, "logic_source": "shield",
             "tau_veto": policy.tau_veto, "tau_logic": policy.tau_logic,
         }
+        if recalled is not None:
+            record["memory"] = recalled
         return PolicyDecision(final, proposed, _softmax_at(go, final), record)
 
 

@@ -183,7 +183,7 @@ def build_service(spec: ServiceSpec) -> DecisionService:
         served = serve_from(store, spec.version, spec.model_path)  # a version a sleep job made, or the run's own
         engine = DecisionEngine.load(served.model_path, spec.algo, spec.config, engine=spec.engine,
                                      cache_dir=store.models_dir(served.version),
-                                     trust_remote_code=spec.trust_remote_code)
+                                     trust_remote_code=spec.trust_remote_code, memory_dir=spec.run_dir)
         policy = engine.policy
         for kind, ours, theirs in (("observation", settings.observation_space, policy.observation_space),
                                    ("action", settings.action_space, policy.action_space)):

@@ -300,7 +300,7 @@ class SleepManager:
         spec, service = self.spec, self.service
         engine = DecisionEngine.load(model_path, spec.algo, spec.config, engine=spec.engine,
                                      cache_dir=self.store.models_dir(name),
-                                     trust_remote_code=spec.trust_remote_code)
+                                     trust_remote_code=spec.trust_remote_code, memory_dir=spec.run_dir)
         settings = service.settings
         for kind, ours, theirs in (("observation", settings.observation_space, engine.policy.observation_space),
                                    ("action", settings.action_space, engine.policy.action_space)):

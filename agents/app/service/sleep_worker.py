@@ -20,9 +20,10 @@ state, progress and result go to the store's ``jobs`` table (:mod:`~agents.app.s
 5. **validate**: the written file is loaded back with the safe loader; :func:`agents.export.export_onnx`
    exports it (and checks the graph against torch) into ``policy.onnx``; then the candidate and the base
    version play the same ``episodes`` seeded episodes (seeds ``seed..seed+episodes−1``) of the run's env in
-   its glass box (shield, breakers, sizing as served; :func:`agents.app.evaluation.run_episode`). The
-   candidate is accepted when ``mean return(candidate) ≥ mean return(base) − tolerance`` (returns
-   ``E_T/E_0 − 1``); otherwise the job is ``rejected`` with both means in its reason and the folder removed;
+   its glass box (shield, breakers, sizing and the run's memory as served;
+   :func:`agents.app.evaluation.run_episode`). The candidate is accepted when
+   ``mean return(candidate) ≥ mean return(base) − tolerance`` (returns ``E_T/E_0 − 1``); otherwise the job is
+   ``rejected`` with both means in its reason and the folder removed;
 6. **publish**: the folder is renamed to ``<store>/models/<version>/`` (one ``rename``), the version recorded,
    the job ``validated``. The service then loads it and swaps it in for new decisions.
 
@@ -92,8 +93,11 @@ def _buffer(model: Any, data: Any, seed: int) -> Any:
 
 
 def _mean_return(model: Any, params: dict[str, Any], episodes: int, seed: int) -> tuple[float, list[float]]:
+    """Mean episode return of ``model`` as served: in the run's glass box, reading the run's memory if it has one."""
+    from agents.app.config import load_memory
     from agents.app.evaluation import agent_policy, episode_plan, make_eval_env, run_episode
 
+    load_memory(Path(params["run_dir"]), model)
     env = make_eval_env(params["env_id"], params["env_kwargs"], shield=params["shield"],
                         breakers=params["breakers"], sizing=params["sizing"] or False)
     try:

@@ -130,3 +130,47 @@ def test_evaluate_reads_the_runs_memory_into_the_audit_record(run: dict[str, Any
         head = np.asarray(recalled["nogo_head"])
         expected = 1.0 / (1.0 + (1.0 - head) / head * np.exp(-np.asarray(recalled["shift"])))
         np.testing.assert_allclose(record["go_nogo"]["nogo"], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_the_decision_service_reads_the_runs_memory(run: dict[str, Any], engine: str, tmp_path: Path,
+                                                     request: pytest.FixtureRequest) -> None:
+    """``serve.py``'s engine decides as ``evaluate.py``'s policy does with the run's memory: the same proposals,
+    No-Go with memory's prior, gated actions and recall, on both engines (ONNX adds the prior in numpy)."""
+    import gymnasium as gym
+
+    import serve
+    from agents.app.config import load_memory, read_yaml
+    from agents.app.safe_load import load_model
+    from agents.app.service.serving import build_service, resolve_service
+
+    run_dir = run["run_dir"]
+    config = read_yaml(run_dir / "config.yaml")
+    service = build_service(resolve_service(serve.parse_args([str(run_dir), "--store", str(tmp_path / "store"),
+                                                              "--engine", engine])))
+    request.addfinalizer(service.close)
+    served = service.engine
+    assert served.memory is not None
+    assert bitwise_diff(served.memory.state_dict(), MemoryReader.load(run_dir / MEMORY_FILE).state_dict()) == []
+    reference = load_model(run_dir / "model.zip", "janus-ppo", device="cpu", config=config)
+    assert load_memory(run_dir, reference) is not None
+    env = gym.make("Janus-LOB-v0", episode_steps=50)
+    obs, _ = env.reset(seed=3)
+    n = int(env.action_space.n)
+    moved = 0.0
+    for _ in range(40):
+        decision = served.decide(obs, np.ones(n), np.ones(n, dtype=bool))
+        action, _ = reference.predict(obs, deterministic=True, action_masks=np.ones(n, dtype=bool))
+        expected = reference.policy.last_go_nogo
+        got = decision.go_nogo
+        assert (decision.action, decision.proposed) == (int(action), expected["proposed"])
+        assert got["final"] == expected["final"] and got["vetoed"] == expected["vetoed"]
+        assert got["veto_reason"] == expected["veto_reason"]
+        np.testing.assert_allclose(got["nogo"], expected["nogo"], rtol=1e-5, atol=1e-7)
+        assert got["memory"]["ids"] == expected["memory"]["ids"]
+        np.testing.assert_allclose(got["memory"]["shift"], expected["memory"]["shift"], rtol=1e-6, atol=1e-9)
+        moved = max(moved, float(np.max(np.abs(np.subtract(got["nogo"], got["memory"]["nogo_head"])))))
+        obs, _, terminated, truncated, _ = env.step(decision.action)
+        if terminated or truncated:
+            obs, _ = env.reset(seed=4)
+    assert moved > 1e-4  # not vacuous: memory's prior moved the No-Go the gate compared
