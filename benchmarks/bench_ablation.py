@@ -17,6 +17,9 @@ differs from the full agent by its ``--hp`` overrides only:
 | ``no-memory`` | sleeps (schemas, vector store), but the memory is not read: no No-Go prior | ``--hp sleep.cycle.memory_prior=false``; only when the full agent sleeps |
 | ``no-nogo`` | the No-Go gate never vetoes: ``τ_veto = 1`` (a veto needs ``sigmoid(·) ≥ 1``; the evaluation counts No-Go vetoes, so a float32 saturation would show); memory's prior acts through No-Go, so it is silenced too | ``--hp policy_kwargs.tau_veto=1.0`` |
 | ``ppo-mlp`` | SB3 PPO with ``MultiInputPolicy`` (``configs/ppo.yml``: no shield, no gate) | ``--algo ppo`` |
+| ``janus-dqn`` | the DQN family as ``configs/janus-dqn.yml`` ships it (``JanusDQN``: JanusExtractor, basal-ganglia DQN policy, prioritized replay with LTN-violation priority, logical loss λ 2, SWR sleep and memory), trained behind the shield; ``ou-edge`` only | ``--algo janus-dqn`` |
+| ``janus-dqn-unshielded`` | the same trained without the shield (``shield_training: none``, λ_logic = 0) and evaluated behind it, as ``janus`` is; ``ou-edge`` only | ``--algo janus-dqn --hp shield_training=none --hp lambda_logic=0.0`` |
+| ``dqn-mlp`` | SB3 DQN with ``MultiInputPolicy`` (``configs/dqn.yml``); ``ou-edge`` only | ``--algo dqn`` |
 | ``random``, ``hold``, ``buy-and-hold``, ``momentum``, ``mean-reversion`` | the classical baselines (``agents/baselines.py``; ``hold`` always sends HOLD) | — |
 
 **Why ``CombinedExtractor`` for "without vision".** ``JanusExtractor`` has no switch that drops its video
@@ -169,6 +172,7 @@ class Variant:
         baseline: name of a baseline policy (``agents.baselines.make_baseline``, or ``"hold"``).
         needs_sleep: run only when the full agent's resolved config has a ``sleep`` block.
         eval_shield: the evaluation glass box's shield, when it is not the run config's (None: the config's).
+        markets: the markets it runs on (None: every one); elsewhere its cells read "—", not "missing".
         what: one line for the report.
     """
 
@@ -178,6 +182,7 @@ class Variant:
     baseline: str | None = None
     needs_sleep: bool = False
     eval_shield: bool | None = None
+    markets: tuple[str, ...] | None = None
     what: str = ""
 
 
@@ -198,6 +203,11 @@ VARIANTS: tuple[Variant, ...] = (
             what="sleeps (memory written), memory not read (no No-Go prior)"),
     Variant("no-nogo", "janus-ppo", hp=("policy_kwargs.tau_veto=1.0",), what="No-Go gate off (tau_veto = 1)"),
     Variant("ppo-mlp", "ppo", what="SB3 PPO, MultiInputPolicy (configs/ppo.yml)"),
+    Variant("janus-dqn", "janus-dqn", markets=("ou-edge",),
+            what="the DQN family as configs/janus-dqn.yml ships it: trained behind the shield, logical loss (λ 2)"),
+    Variant("janus-dqn-unshielded", "janus-dqn", hp=("shield_training=none", "lambda_logic=0.0"),
+            markets=("ou-edge",), what="janus-dqn trained without the shield (λ_logic 0), decides behind it"),
+    Variant("dqn-mlp", "dqn", markets=("ou-edge",), what="SB3 DQN, MultiInputPolicy (configs/dqn.yml)"),
     Variant("random", baseline="random", what="uniform random actions"),
     Variant("hold", baseline="hold", what="always HOLD"),
     Variant("buy-and-hold", baseline="buy_and_hold", what="agents.baselines.BuyAndHoldPolicy"),
@@ -359,6 +369,8 @@ def build_grid(settings: Settings, variants: Sequence[Variant] = VARIANTS,
         seeds = market.seeds[: settings.max_seeds] if settings.max_seeds else market.seeds
         resolved: dict[str, dict[str, Any] | None] = {}
         for variant in variants:
+            if variant.markets is not None and market.name not in variant.markets:
+                continue
             if variant.needs_sleep and not has_sleep:
                 note = (f"{variant.name}: not run — the full agent has no sleep phase (configs/{reference.algo}.yml "
                         f"has no `sleep` block), so it would be the full agent")
@@ -694,6 +706,8 @@ class Report:
     stale: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     market_what: dict[str, str] = field(default_factory=dict)
+    in_grid: set[tuple[str, str]] | None = None
+    """The (variant, market) pairs the grid runs (None: all); the others' cells read "—"."""
     markdown: str = ""
 
 
@@ -748,7 +762,8 @@ def build_report(results: Sequence[Mapping[str, Any]], *, expected: Mapping[str,
     market_names = [m.name for m in markets] + sorted({r["market"] for r in results} - {m.name for m in markets})
     expected_seeds = {m.name: len(m.seeds) for m in markets}
     report = Report(names, market_names, expected_seeds, notes=list(notes),
-                    market_what={m.name: m.what for m in markets})
+                    market_what={m.name: m.what for m in markets},
+                    in_grid=None if expected is None else {tuple(k.split("__")[:2]) for k in expected})
     kept: dict[tuple[str, str, int], Mapping[str, Any]] = {}
     for r in results:
         key = f"{r['variant']}__{r['market']}__s{r['seed']}"
@@ -812,7 +827,13 @@ def _num(value: float, spec: str = ".1f") -> str:
     return format(round(value, int(spec[1:-1])) + 0.0, spec)
 
 
+def _not_run(report: Report, variant: str, market: str) -> bool:
+    return report.in_grid is not None and market != "all" and (variant, market) not in report.in_grid
+
+
 def _cell_returns(report: Report, variant: str, market: str) -> str:
+    if _not_run(report, variant, market):
+        return "—"
     seeds = report.seed_means.get((variant, market), {})
     wanted = report.expected_seeds.get(market, len(seeds))
     if not seeds:
@@ -846,16 +867,17 @@ def _markdown(report: Report) -> str:
     for variant in report.variants:
         if variant == REFERENCE:
             continue
-        cells = [_cell_diff(report.per_seed.get((variant, m))) for m in [*markets, "all"]]
+        cells = ["—" if _not_run(report, variant, m) else _cell_diff(report.per_seed.get((variant, m)))
+                 for m in [*markets, "all"]]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     lines += ["", "The same Δ paired per episode (all seeds' episodes pooled; conditional on the trained models).",
               "", "| variant | " + " | ".join(markets) + " |", "| --- |" + " ---: |" * len(markets)]
     for variant in report.variants:
         if variant == REFERENCE:
             continue
-        cells = [_cell_diff(report.per_episode.get((variant, m)), p=False) + (
-            f" (n = {report.per_episode[(variant, m)].n})" if (variant, m) in report.per_episode else "")
-            for m in markets]
+        cells = ["—" if _not_run(report, variant, m) else _cell_diff(report.per_episode.get((variant, m)), p=False)
+                 + (f" (n = {report.per_episode[(variant, m)].n})" if (variant, m) in report.per_episode else "")
+                 for m in markets]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     lines += ["", "| variant | runs | train s / run | train CPU s / run | train steps/s | eval s / run | non-HOLD "
               "share | No-Go veto rate | logic veto rate | proposals violating rules | halts |",
@@ -896,6 +918,8 @@ def plot(report: Report, path: Path) -> None:
         for i, variant in enumerate(variants):
             seeds = report.seed_means.get((variant, market), {})
             color = "#3b6ea8" if variant == REFERENCE else "#9aa5b1"
+            if _not_run(report, variant, market):
+                continue
             if not seeds:
                 top.text(i, 0.0, "missing", rotation=90, ha="center", va="bottom", fontsize=7, color="#b03030")
                 continue

@@ -8,6 +8,7 @@ test.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -96,7 +97,8 @@ def test_all_markets_pools_the_per_seed_differences_of_every_market(bench: Any) 
 def test_missing_cells_are_marked_and_stale_results_left_out(bench: Any) -> None:
     results = [_result("janus", "m1", 0, [1.0], "a0"), _result("janus", "m1", 1, [3.0], "a1"),
                _result("random", "m1", 0, [-5.0], "old")]
-    expected = {"janus__m1__s0": "a0", "janus__m1__s1": "a1", "random__m1__s0": "r0"}
+    expected = {"janus__m1__s0": "a0", "janus__m1__s1": "a1", "random__m1__s0": "r0",
+                **{f"{v}__m2__s{s}": "x" for v in ("janus", "random") for s in (0, 1)}}
     report = bench.build_report(results, expected=expected, variants=["janus", "random"],
                                 markets=_markets(bench, 3, 2))
     assert report.stale == ["random__m1__s0"]
@@ -131,7 +133,7 @@ TINY = {"scenario": "ou", "window": 128, "warmup": 128, "episode_steps": 20}
 
 def _grid(bench: Any, tmp_path: Path, episodes: int = 1, variants: tuple[str, ...] = ("janus", "hold", "random"),
           **kwargs: Any) -> list[Any]:
-    chosen = [v for v in bench.VARIANTS if v.name in variants]
+    chosen = [dataclasses.replace(v, markets=None) for v in bench.VARIANTS if v.name in variants]
     settings = bench.Settings(tmp_path, timesteps=1024, eval_episodes=episodes)
     jobs, _ = bench.build_grid(settings, chosen, (bench.Market("tiny", (0, 1), {**TINY, **kwargs}),))
     return jobs
@@ -195,6 +197,32 @@ def test_variants_differ_from_the_full_agent_by_their_switches_only(bench: Any, 
     # every variant plays the same episodes of the same market
     assert len({json.dumps(j.config["eval"]["env_kwargs"], sort_keys=True) for j in jobs.values()}) == 1
     assert len({j.config["eval"]["first_seed"] for j in jobs.values()}) == 1
+
+
+def test_the_dqn_rows_differ_by_their_switches_and_run_on_their_markets_only(bench: Any, tmp_path: Path) -> None:
+    jobs = {j.variant: j for j in _grid(bench, tmp_path, variants=("janus", "janus-dqn", "janus-dqn-unshielded",
+                                                                    "dqn-mlp")) if j.seed == 0}
+    shipped = jobs["janus-dqn"].config["train"]["hyperparams"]
+    assert (shipped["shield"], shipped.get("shield_training", "enforce"), shipped["lambda_logic"]) == (True, "enforce",
+                                                                                                       2.0)
+    unshielded = jobs["janus-dqn-unshielded"].config["train"]["hyperparams"]
+    assert (unshielded["shield_training"], unshielded["lambda_logic"]) == ("none", 0.0)
+    assert {k: v for k, v in unshielded.items() if k not in ("shield_training", "lambda_logic")} == {
+        k: v for k, v in shipped.items() if k not in ("shield_training", "lambda_logic")}
+    assert jobs["janus-dqn-unshielded"].config["eval"]["glass_box"]["shield"] is True  # decides behind it
+    assert jobs["dqn-mlp"].config["train"]["algo"] == "dqn"
+    assert len({json.dumps(j.config["eval"]["env_kwargs"], sort_keys=True) for j in jobs.values()}) == 1
+    # as shipped they run on ou-edge only, and the report marks the other markets "—", not "missing"
+    only = bench.Variant("only-m1", baseline="hold", markets=("m1",))
+    settings = bench.Settings(tmp_path, eval_episodes=1)
+    grid, _ = bench.build_grid(settings, (bench.VARIANTS[0], only),
+                               (bench.Market("m1", (0,), TINY), bench.Market("m2", (0,), TINY)))
+    assert sorted((j.variant, j.market) for j in grid) == [("janus", "m1"), ("janus", "m2"), ("only-m1", "m1")]
+    report = bench.build_report([], expected={j.key: j.config_hash for j in grid}, variants=["janus", "only-m1"],
+                                markets=(bench.Market("m1", (0,), TINY), bench.Market("m2", (0,), TINY)))
+    assert "| only-m1 | missing (0/1) | — |" in report.markdown
+    assert {v.name: v.markets for v in bench.VARIANTS if v.algo and "dqn" in v.algo} == {
+        "janus-dqn": ("ou-edge",), "janus-dqn-unshielded": ("ou-edge",), "dqn-mlp": ("ou-edge",)}
 
 
 def test_a_variant_that_would_play_another_market_is_refused(bench: Any, tmp_path: Path) -> None:
