@@ -130,6 +130,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout without an editable install
     sys.path.insert(0, str(ROOT))
 
+import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
 from janus_env.atomic import atomic_path  # noqa: E402
@@ -493,20 +494,26 @@ def _counting(act: Callable[[Any], Any], policy: Any, counts: _Counts) -> Callab
     return wrapped
 
 
+def _acting(job: Job, env: Any, model: Any) -> tuple[Callable[[Any], Any], Any]:
+    """``(act, policy)``: the trained ``model`` as evaluation runs it, or the job's baseline (policy None)."""
+    from agents.app import evaluation as ev
+    from agents.baselines import make_baseline
+
+    if model is not None:
+        return ev.agent_policy(model, env), model.policy
+    name, seed = job.config["eval"]["baseline"], job.config["eval"]["first_seed"]
+    baseline = HoldPolicy() if name == "hold" else make_baseline(name, env, seed=seed)
+    return (lambda obs: baseline.predict(obs, deterministic=True)[0]), None
+
+
 def evaluate(job: Job, model: Any = None) -> list[dict[str, Any]]:
     """Play the job's held-out episodes with ``model`` (or its baseline); one record per episode."""
     from agents.app import evaluation as ev
-    from agents.baselines import make_baseline
 
     spec = job.config["eval"]
     env = ev.make_eval_env(ENV_ID, spec["env_kwargs"], **spec["glass_box"])
     plan = ev.episode_plan(env, spec["episodes"], spec["first_seed"])
-    if model is not None:
-        act, policy = ev.agent_policy(model, env), model.policy
-    else:
-        name = spec["baseline"]
-        baseline = HoldPolicy() if name == "hold" else make_baseline(name, env, seed=spec["first_seed"])
-        act, policy = (lambda obs: baseline.predict(obs, deterministic=True)[0]), None
+    act, policy = _acting(job, env, model)
     episodes = []
     for seed, start in plan.episodes:
         counts = _Counts()
@@ -561,6 +568,16 @@ def _code_version() -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
+def load_finished(job: Job, folder: Path) -> Any:
+    """A finished run's model, loaded as ``evaluate.py`` loads one: the safe loader, then the run's memory."""
+    from agents.app.config import load_memory
+    from agents.app.safe_load import load_model
+
+    model = load_model(folder / "model.zip", job.config["train"]["algo"], device="cpu")
+    load_memory(folder, model)
+    return model
+
+
 def run_job(job: Job, out: Path) -> tuple[str, str]:
     """Run one job unless its result is up to date; returns ``(key, what happened)``.
 
@@ -569,8 +586,6 @@ def run_job(job: Job, out: Path) -> tuple[str, str]:
     """
     import torch
 
-    from agents.app.config import load_memory
-    from agents.app.safe_load import load_model
     from janus_env.atomic import atomic_write_bytes
 
     if status(out, job) == "done":
@@ -581,11 +596,9 @@ def run_job(job: Job, out: Path) -> tuple[str, str]:
     model, timings, what = None, {}, "evaluated"
     if job.train_hash is not None:
         folder = run_folder(out, job)
-        if (folder / "timings.json").is_file():  # a finished run, loaded as evaluate.py loads one: model, memory
-            model = load_model(folder / "model.zip", job.config["train"]["algo"], device="cpu")
-            load_memory(folder, model)
-            previous = folder / "timings.json"
-            timings = json.loads(previous.read_text()) if previous.is_file() else {}
+        if (folder / "timings.json").is_file():
+            model = load_finished(job, folder)
+            timings = json.loads((folder / "timings.json").read_text())
         else:
             if folder.exists():  # a run killed before it finished (timings.json is written last): start again
                 shutil.rmtree(folder)
@@ -609,6 +622,106 @@ def run_job(job: Job, out: Path) -> tuple[str, str]:
     if "matplotlib.pyplot" in sys.modules:  # the run's equity-curve figures (agents/app/callbacks.py) stay open
         sys.modules["matplotlib.pyplot"].close("all")
     return job.key, what
+
+
+# --------------------------------------------------------------------------- where the returns come from
+
+
+class _Positions(gym.Wrapper):
+    """Keeps ``info["position"]`` after every step (the glass box's env below it is what acts)."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.positions: list[float] = []
+
+    def reset(self, **kwargs: Any) -> Any:
+        self.positions = []
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        out = self.env.step(action)
+        self.positions.append(float(out[4]["position"]))
+        return out
+
+
+PHASES = ("before", "event", "after")
+
+
+def event_phases(job: Job, out: Path, episodes: int) -> dict[str, dict[str, float]]:
+    """Where a job's returns come from in a market with a stress event: per phase (decisions before the event's
+    first step, during it, after its last), the change of equity in bps of the initial equity, the mean position
+    in lots, the share of non-HOLD decisions and the decisions per episode, averaged over the job's first
+    ``episodes`` held-out episodes.
+
+    Phase returns are ``(E[a] − E[b]) / E_0`` over the equity path ``E_0..E_T`` of
+    :func:`agents.app.evaluation.run_episode`, so the three add up to the episode return.
+
+    Raises:
+        ValueError: the market has no event, or the job's run is not finished.
+    """
+    from agents.app import evaluation as ev
+
+    spec = job.config["eval"]
+    env = ev.make_eval_env(ENV_ID, spec["env_kwargs"], **spec["glass_box"])
+    window = ev.check_event_inside(env)
+    if window is None:
+        raise ValueError(f"{job.key}: the market has no stress event to split the episodes at")
+    model = None
+    if job.train_hash is not None:
+        folder = run_folder(out, job)
+        if not (folder / "timings.json").is_file():
+            raise ValueError(f"{job.key}: no finished run in {folder}")
+        model = load_finished(job, folder)
+    act, policy = _acting(job, env, model)
+    counts = _Counts()
+    recorder = _Positions(env)
+    first, last = window  # the event's first and last step, both inside it
+    lot = float(env.unwrapped.config.lot)
+    sums = {name: np.zeros(3) for name in PHASES}  # return bps, position (lots) x steps, steps
+    trades = np.zeros(3)
+    counting = _counting(act, policy, counts)
+    for seed, start in ev.episode_plan(env, episodes, spec["first_seed"]).episodes[:episodes]:
+        traded: list[int] = []  # per decision: 1 when it was not HOLD
+
+        def counted(obs: Any) -> Any:
+            before = counts.trades
+            action = counting(obs)
+            traded.append(counts.trades - before)
+            return action
+
+        result = ev.run_episode(recorder, counted, seed, start)
+        equity, positions = result.equity, np.asarray(recorder.positions) / lot
+        bounds = (0, min(first, len(positions)), min(last + 1, len(positions)), len(positions))
+        for k, name in enumerate(PHASES):
+            a, b = bounds[k], bounds[k + 1]
+            sums[name] += [1e4 * (equity[b] - equity[a]) / equity[0], positions[a:b].sum(), b - a]
+            trades[k] += sum(traded[a:b])
+    env.close()
+    table = {}
+    for k, name in enumerate(PHASES):
+        ret, pos, steps = sums[name]
+        table[name] = {"return_bps": ret / episodes, "position_lots": pos / steps if steps else math.nan,
+                       "trade_share": trades[k] / steps if steps else math.nan, "decisions": steps / episodes}
+    return table
+
+
+def phase_table(jobs: Sequence[Job], out: Path, episodes: int) -> str:
+    """Markdown: :func:`event_phases` for each finished job of a market with an event (others skipped)."""
+    lines = [f"Mean over {episodes} held-out episodes: return in bps of initial equity / mean position in lots / "
+             "non-HOLD share, per phase of the stress event.", "",
+             "| job | " + " | ".join(PHASES) + " | episode |", "| --- |" + " ---: |" * 4]
+    for job in jobs:
+        if status(out, job) != "done":
+            continue
+        try:
+            phases = event_phases(job, out, episodes)
+        except ValueError:
+            continue
+        cells = [f"{_num(v['return_bps'])} / {_num(v['position_lots'])} / {_num(100 * v['trade_share'], '.0f')}%"
+                 for v in phases.values()]
+        total = sum(v["return_bps"] for v in phases.values())
+        lines.append(f"| {job.key} | " + " | ".join(cells) + f" | {_num(total)} |")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- why the toxic market
@@ -978,6 +1091,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-seeds", type=int, default=None, help="only the first N seeds of each market")
     p.add_argument("--workers", type=int, default=1, help="jobs in parallel, one process and torch thread each")
     p.add_argument("--report", action="store_true", help="only build the report from the results there are")
+    p.add_argument("--phases", type=int, default=None, metavar="EPISODES",
+                   help="print where the finished jobs' returns come from in markets with a stress event (before, "
+                        "during, after it) over their first EPISODES held-out episodes; runs nothing")
     p.add_argument("--list", action="store_true", help="print the grid with each job's status, run nothing")
     p.add_argument("--veto-check", action="store_true",
                    help="only measure the scripted reversion rule with and without a VPIN veto on ou-edge and "
@@ -1006,6 +1122,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_ablation.py: error: {err}", file=sys.stderr)
         return 2
     chosen = [job for job in chosen if job not in left_out]
+    if args.phases is not None:
+        print(phase_table(chosen, args.out, args.phases))
+        return 0
     if args.list:
         for job in chosen:
             print(f"{status(args.out, job):8} {job.key}  {job.config_hash}")

@@ -133,13 +133,13 @@ class JanusMetricsCallback(BaseCallback):
         self._episodes += 1
         if curve.size < 2:
             return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure as MplFigure
         from stable_baselines3.common.logger import Figure
 
-        fig, ax = plt.subplots(figsize=(6, 3))
+        # not a pyplot figure: the logger keeps only the last one recorded before a dump (off-policy algorithms
+        # dump every few episodes), so pyplot's registry would keep every other one open for the whole run
+        fig = MplFigure(figsize=(6, 3))
+        ax = fig.subplots()
         ax.plot(curve)
         ax.set_xlabel("step")
         ax.set_ylabel("equity")

@@ -225,6 +225,33 @@ def test_the_dqn_rows_differ_by_their_switches_and_run_on_their_markets_only(ben
         "janus-dqn": ("ou-edge",), "janus-dqn-unshielded": ("ou-edge",), "dqn-mlp": ("ou-edge",)}
 
 
+def test_event_phases_add_up_to_the_episode_returns(bench: Any, tmp_path: Path) -> None:
+    """The phases (before, during, after the squeeze) split each episode's return exactly, checked against the
+    evaluation's own per-episode returns; HOLD has nothing in any phase; a market without an event is refused."""
+    jobs = {j.variant: j for j in _grid(bench, tmp_path, episodes=3, variants=("janus", "hold", "mean-reversion"),
+                                        event="squeeze", kappa=0.1, sigma=0.002, informed_size=1500,
+                                        informed_rate=1.0) if j.seed == 0}
+    rule = jobs["mean-reversion"]
+    phases = bench.event_phases(rule, tmp_path, 3)
+    returns = [e["return_bps"] for e in bench.evaluate(rule)]
+    assert sum(v["return_bps"] for v in phases.values()) == pytest.approx(statistics.mean(returns), abs=1e-9)
+    assert any(v["trade_share"] > 0 for v in phases.values())  # not vacuous: the rule traded
+    assert all(v["return_bps"] != 0.0 for v in phases.values())
+    hold = bench.event_phases(jobs["hold"], tmp_path, 3)
+    assert all(v["return_bps"] == v["position_lots"] == v["trade_share"] == 0.0 for v in hold.values())
+    # the squeeze of a 20-step session occupies steps 8..11 (agents.app.evaluation.event_window)
+    assert [v["decisions"] for v in hold.values()] == [8.0, 4.0, 8.0]
+    table = bench.phase_table([rule], tmp_path, 3)
+    assert "| mean-reversion__tiny__s0 | " not in table  # no result file yet: skipped
+    bench.run_job(rule, tmp_path)
+    assert "| mean-reversion__tiny__s0 | " in bench.phase_table([rule], tmp_path, 3)
+    with pytest.raises(ValueError, match="no finished run"):
+        bench.event_phases(jobs["janus"], tmp_path, 1)
+    calm = next(j for j in _grid(bench, tmp_path, variants=("janus", "hold")) if j.variant == "hold")
+    with pytest.raises(ValueError, match="no stress event"):
+        bench.event_phases(calm, tmp_path, 1)
+
+
 def test_a_variant_that_would_play_another_market_is_refused(bench: Any, tmp_path: Path) -> None:
     odd = bench.Variant("odd", "ppo", hp=("env_kwargs.window=64",))
     settings = bench.Settings(tmp_path, eval_episodes=1)
