@@ -100,6 +100,7 @@ python benchmarks/bench_ablation.py --workers 2                  # everything no
 python benchmarks/bench_ablation.py --exclude 'no-memory' --exclude 'no-sleep'   # all but these rows
 python benchmarks/bench_ablation.py --report                     # OUT/report.md and OUT/report.png
 python benchmarks/bench_ablation.py --veto-check                 # the scripted rule with and without a VPIN veto
+python benchmarks/bench_ablation.py --phases 10 --only '*/toxic-squeeze'   # returns before / during / after the event
 python benchmarks/bench_ablation.py --out /tmp/abl --timesteps 1024 --eval-episodes 2 --max-seeds 1   # smoke grid
 ```
 """
