@@ -1024,7 +1024,9 @@ def plot(report: Report, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    markets, variants = report.markets, report.variants
+    markets = report.markets
+    # rows with no result anywhere (not run yet) only crowd the figure; the tables list them as missing
+    variants = [v for v in report.variants if any((v, m) in report.seed_means for m in markets)] or report.variants
     fig, axes = plt.subplots(2, len(markets), figsize=(3.4 * len(markets), 7.0), dpi=110, squeeze=False)
     x = np.arange(len(variants))
     for j, market in enumerate(markets):
@@ -1052,7 +1054,7 @@ def plot(report: Report, path: Path) -> None:
                 bottom.scatter(i, c.mean, color="k", s=10, marker="x")
         for ax in (top, bottom):
             ax.axhline(0.0, color="k", linewidth=0.6)
-            ax.set_xticks(x, variants, rotation=70, fontsize=7)
+            ax.set_xticks(x, variants, rotation=60, ha="right", rotation_mode="anchor", fontsize=7)
         top.set_title(market, fontsize=9)
         if j == 0:
             top.set_ylabel("episode return (bps)")
