@@ -102,23 +102,19 @@ class DecisionEngine:
         model: the loaded SB3 model (CPU).
         engine: ``"onnx"`` or ``"torch"``.
         onnx_path: where the exported graph lives (written if missing); needed for ``"onnx"``.
-        memory: the memory read path the policy decides with (module docstring, "Memory"); None: the policy's own
-            (``policy.memory``, set by :func:`agents.app.config.load_memory` or by training), if any.
+
+    The policy decides with the memory it reads (``policy.memory``: set by :func:`agents.app.config.load_memory`,
+    as :meth:`load` does, or by training), if any (module docstring, "Memory").
 
     Raises:
-        ValueError: an unknown ``engine``, a model whose action space is not Discrete, or a memory for other
-            observations or actions than the policy's.
-        TypeError: ``memory`` is not a :class:`replay.memory.MemoryReader`.
+        ValueError: an unknown ``engine``, or a model whose action space is not Discrete.
     """
 
-    def __init__(self, model: Any, engine: str = "onnx", onnx_path: Path | None = None,
-                 memory: MemoryReader | None = None) -> None:
+    def __init__(self, model: Any, engine: str = "onnx", onnx_path: Path | None = None) -> None:
         check_choice("engine", engine, ENGINES)
         policy = model.policy
         if not isinstance(policy.action_space, spaces.Discrete):
             raise ValueError(_DISCRETE_ONLY.format(policy.action_space))
-        if memory is not None:
-            policy.set_memory(memory)  # checks it against the policy's spaces
         self.memory: MemoryReader | None = getattr(policy, "memory", None)
         self.model = model
         self.policy = policy
