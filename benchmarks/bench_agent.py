@@ -277,9 +277,13 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
         "optimizer_kwargs": {"eps": 1e-5},  # SB3's PPO default (for-loop Adam)
         "features_extractor_kwargs": dict(FORMER_EXTRACTOR)}}
     bg_ppo = {k: v for k, v in ppo.items() if k != "lambda_logic"}
+    # the baseline learns on train.py's env for janus-ppo: behind the shield's masks only when janus-ppo trains
+    # behind them (shield_training: enforce); the shipped `none` trains without the shield, so plain PPO
+    masked = bool(ppo.get("shield")) and ppo.get("shield_training", "enforce") == "enforce"
+    ppo_class, ppo_name = (MaskablePPO, "MaskablePPO MultiInputPolicy") if masked else (PPO, "PPO MultiInputPolicy")
     return [
-        Pair("janus-ppo (configs/janus-ppo.yml, as train.py builds it)", "MaskablePPO MultiInputPolicy",
-             train_py("janus-ppo", ppo), lambda: build(MaskablePPO, "MultiInputPolicy", ppo_base, shield=True),
+        Pair("janus-ppo (configs/janus-ppo.yml, as train.py builds it)", ppo_name,
+             train_py("janus-ppo", ppo), lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
              rollout, args.train_steps),
         Pair("PPO + BasalGangliaActorCriticPolicy + JanusExtractor (one each), no shield", "PPO MultiInputPolicy",
              lambda: build(PPO, BasalGangliaActorCriticPolicy, bg_ppo, shield=False),
@@ -292,8 +296,8 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
                            {k: v for k, v in dqn.items() if k != "lambda_logic"}, shield=True, logic_hook=True),
              lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True), dqn_warmup, args.dqn_steps),
         Pair("janus-ppo with the former extractor and optimizer (patch_size=4, for-loop Adam)",
-             "MaskablePPO MultiInputPolicy", train_py("janus-ppo", former),
-             lambda: build(MaskablePPO, "MultiInputPolicy", ppo_base, shield=True), rollout, args.train_steps),
+             ppo_name, train_py("janus-ppo", former),
+             lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True), rollout, args.train_steps),
     ]
 
 
