@@ -252,6 +252,7 @@ class Pair:
 
 def training_pairs(args: argparse.Namespace) -> list[Pair]:
     from sb3_contrib import MaskablePPO
+    from sb3_contrib.common.maskable.utils import is_masking_supported
     from stable_baselines3 import DQN, PPO
 
     from agents.app.config import build_model
@@ -277,9 +278,9 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
         "optimizer_kwargs": {"eps": 1e-5},  # SB3's PPO default (for-loop Adam)
         "features_extractor_kwargs": dict(FORMER_EXTRACTOR)}}
     bg_ppo = {k: v for k, v in ppo.items() if k != "lambda_logic"}
-    # the baseline learns on train.py's env for janus-ppo: behind the shield's masks only when janus-ppo trains
-    # behind them (shield_training: enforce); the shipped `none` trains without the shield, so plain PPO
-    masked = bool(ppo.get("shield")) and ppo.get("shield_training", "enforce") == "enforce"
+    # the baseline learns on train.py's env for janus-ppo: MaskablePPO where that env gives masks (it trains behind
+    # the enforcing shield), plain PPO otherwise (the shipped shield_training: none)
+    masked = is_masking_supported(vec_env(ppo_base, shield=True))
     ppo_class, ppo_name = (MaskablePPO, "MaskablePPO MultiInputPolicy") if masked else (PPO, "PPO MultiInputPolicy")
     return [
         Pair("janus-ppo (configs/janus-ppo.yml, as train.py builds it)", ppo_name,

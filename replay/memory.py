@@ -52,7 +52,7 @@ from numba import njit
 from janus_env.atomic import atomic_path
 from janus_env.checks import bad_value, check_choice, check_fraction, check_int, check_number, check_rows
 
-__all__ = ["MEMORY_FEATURES", "MemoryRecall", "MemoryReader", "nogo_with_prior"]
+__all__ = ["MEMORY_FEATURES", "MemoryRecall", "MemoryReader", "flatten_states", "nogo_with_prior"]
 
 MEMORY_FEATURES = ("raw", "code")
 """What the reader compares: raw flattened observations or hippocampal codes (the schemas' features)."""
@@ -154,6 +154,14 @@ def _recall_kernel(x, mean, scale, w, b, k_code, encode, centroids, counts, outc
             adv_out[i, a] = adv
             z_out[i, a] = zz
             shift_out[i, a] = -beta * np.tanh(0.5 * zz)
+
+
+def flatten_states(obs: Any) -> np.ndarray:
+    """``(B, D)`` float64 rows, states as memory reads them (the sleep cycle stores them so): a Dict's batch-first
+    arrays in sorted key order, each flattened per row, side by side; a plain array flattened per row."""
+    parts = [obs[key] for key in sorted(obs)] if isinstance(obs, dict) else [obs]
+    arrays = [np.asarray(part, dtype=np.float64) for part in parts]
+    return np.concatenate([a.reshape(a.shape[0], -1) for a in arrays], axis=1)
 
 
 def nogo_with_prior(nogo: np.ndarray, shift: np.ndarray) -> np.ndarray:

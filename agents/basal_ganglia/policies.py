@@ -87,7 +87,7 @@ from agents.basal_ganglia.gate import (
     risk_inputs,
 )
 from janus_env.checks import check_callable, check_fraction, check_int, check_number, check_positive
-from replay.memory import MemoryReader
+from replay.memory import MemoryReader, flatten_states
 
 EXPLORATION_STREAM = 1
 """Spawn key of the exploration generator's stream: ``SeedSequence(seed, spawn_key=(1,))``.
@@ -312,11 +312,10 @@ class BasalGangliaPolicyMixin:
         if self.memory is None:
             self._last_recall = None
             return None
-        parts = [obs[key] for key in sorted(obs)] if isinstance(obs, dict) else [obs]
-        flat = np.concatenate([part.detach().cpu().numpy().reshape(part.shape[0], -1) for part in parts], axis=1)
-        recall = self.memory.recall(flat)
+        tensors = obs if isinstance(obs, dict) else {"obs": obs}
+        recall = self.memory.recall(flatten_states({k: v.detach().cpu().numpy() for k, v in tensors.items()}))
         self._last_recall = recall
-        return th.from_numpy(recall.shift).to(device=parts[0].device, dtype=th.float32)
+        return th.from_numpy(recall.shift).to(device=next(iter(tensors.values())).device, dtype=th.float32)
 
     def reset_logic_state(self) -> None:
         """Forget the logic losses observed from infos."""

@@ -47,7 +47,7 @@ from agents.app.safe_load import load_model
 from agents.basal_ganglia import go_scores, is_basal_ganglia_policy, memory_record, uses_action_masks
 from agents.export import export_onnx
 from janus_env.checks import check_choice
-from replay.memory import MemoryReader, nogo_with_prior
+from replay.memory import MemoryReader, flatten_states, nogo_with_prior
 
 ENGINES = ("onnx", "torch")
 """``onnx``: ONNX Runtime on the exported graph (default, about 7× faster on CPU); ``torch``: ``model.predict``."""
@@ -184,17 +184,13 @@ class DecisionEngine:
         go, proposed, nogo = go[0], int(proposed[0]), nogo[0]
         recalled = None
         if self.memory is not None:  # memory's prior on the graph's No-Go, as the policy's gate adds it
-            recall = self.memory.recall(self._flat(obs))
+            recall = self.memory.recall(flatten_states({key: obs[key][None] for key in self.keys}))
             recalled = memory_record(recall, 0, [float(v) for v in nogo])
             nogo = nogo_with_prior(nogo, recall.shift[0]).astype(np.float32)
         logic = _logic_loss(action_sat, proposed)
         hold_allowed = None if masks is None else bool(masks[self.policy.hold_action])
         final, vetoed = gate_row(proposed, nogo, logic, self.policy, hold_allowed)
         return self._gated(go, nogo, proposed, final, vetoed, logic, recalled)
-
-    def _flat(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """The observation as memory reads it: one row, the Dict's keys in sorted order, float64."""
-        return np.concatenate([np.asarray(obs[key], dtype=np.float64).reshape(-1) for key in sorted(self.keys)])[None]
 
     def _decide_torch(self, obs: dict[str, np.ndarray], action_sat: np.ndarray,
                       masks: np.ndarray | None) -> PolicyDecision:
