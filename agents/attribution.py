@@ -49,8 +49,12 @@ class GAFAttribution(NamedTuple):
 
 def explainable(policy: Any) -> bool:
     """Whether :func:`gaf_attribution` can explain ``policy``: a basal-ganglia policy whose Go pathway reads
-    the GAF video through a :class:`~agents.extractor.JanusExtractor`."""
-    return is_basal_ganglia_policy(policy) and isinstance(go_extractor(policy), JanusExtractor)
+    the GAF video through a :class:`~agents.extractor.JanusExtractor` (one built with ``vision=False`` reads
+    none: there is no frame to attribute to)."""
+    if not is_basal_ganglia_policy(policy):
+        return False
+    extractor = go_extractor(policy)
+    return isinstance(extractor, JanusExtractor) and extractor.vision
 
 
 def gaf_attribution(policy: Any, observation: Mapping[str, np.ndarray], action: int) -> GAFAttribution:
@@ -60,7 +64,8 @@ def gaf_attribution(policy: Any, observation: Mapping[str, np.ndarray], action: 
         TypeError: ``policy`` is not :func:`explainable`.
     """
     if not explainable(policy):
-        raise TypeError(f"Expected a basal-ganglia policy reading a JanusExtractor, got {type(policy).__name__}")
+        raise TypeError("Expected a basal-ganglia policy reading a JanusExtractor with vision=True (the GAF video), "
+                        f"got {type(policy).__name__}")
     extractor = go_extractor(policy)
     obs, _ = policy.obs_to_tensor(observation)
     was_training = policy.training

@@ -133,9 +133,14 @@ class JanusExtractor(BaseFeaturesExtractor):
         vivit_pooling: ``"cls"`` or ``"mean"``; default ``"cls"``.
         learn_gaf: learn DiffGAF's ``α``, ``β``; default ``True``.
         dropout: dropout in the attention blocks; default 0.
+        vision: read the GAF video (DiffGAF → ViViT → the fusion's visual stage); default ``True``. ``False``
+            keeps the token streams, the fusion (its text stage) and the pooling, without the video: ``H1 =
+            H_ts``, ``λ_vis`` reported as 0, no GAF attribution. The ablation's ``no-gaf`` row
+            (``benchmarks/README.md``) measures what the video is worth; the ``gaf_*``, ``patch_size`` and
+            ``vivit_*`` arguments are then unused.
 
     Raises:
-        TypeError: if ``observation_space`` is not a ``Dict``, or a size is not an int.
+        TypeError: if ``observation_space`` is not a ``Dict``, a size is not an int, or ``vision`` not a bool.
         ValueError: for a missing key, a wrongly shaped key, ``prices`` shorter
             than ``gaf_window + (gaf_frames − 1)·gaf_stride`` (the message names
             the ``window=`` to pass to ``gym.make``), a window that ``ts_patch``
@@ -157,18 +162,21 @@ class JanusExtractor(BaseFeaturesExtractor):
         vivit_pooling: str = "cls",
         learn_gaf: bool = True,
         dropout: float = 0.0,
+        vision: bool = True,
     ) -> None:
         if not isinstance(observation_space, spaces.Dict):
             raise TypeError(_NOT_DICT.format(observation_space))
+        if not isinstance(vision, bool):
+            raise TypeError(f"Expected `vision` to be a bool (read the GAF video or not), got {vision!r}")
         features_dim = check_int("features_dim", features_dim, low=1)
         ts_patch = check_int("ts_patch", ts_patch, low=1)
         super().__init__(observation_space, features_dim)
         shapes = self._check_space(observation_space)
         window = shapes["prices"][0]
-        if gaf_stride is None:
+        if vision and gaf_stride is None:
             frames = check_int("gaf_frames", gaf_frames, low=1)
             gaf_stride = max(1, (window - check_int("gaf_window", gaf_window, low=1)) // max(frames - 1, 1))
-        needed = required_length(gaf_window, gaf_stride, gaf_frames)
+        needed = required_length(gaf_window, gaf_stride, gaf_frames) if vision else 2
         if window < needed:
             raise ValueError(
                 _SHORT_WINDOW.format(needed=needed, w=gaf_window, f=gaf_frames, s=gaf_stride, got=window)
@@ -189,22 +197,27 @@ class JanusExtractor(BaseFeaturesExtractor):
         for p in (self.ts_pos, self.book_pos):
             nn.init.trunc_normal_(p, std=0.02)
 
-        self.gaf = DiffGAF(gaf_window, gaf_stride, gaf_frames, learnable=learn_gaf)
-        self.vivit = ViViT(
-            gaf_window,
-            gaf_frames,
-            patch_size=patch_size,
-            d_model=d_model,
-            n_heads=n_heads,
-            spatial_depth=vivit_depth,
-            temporal_depth=vivit_depth,
-            dropout=dropout,
-            pooling=vivit_pooling,
-        )
+        self.vision = vision
+        self.gaf: DiffGAF | None = None
+        self.vivit: ViViT | None = None
+        if vision:
+            self.gaf = DiffGAF(gaf_window, gaf_stride, gaf_frames, learnable=learn_gaf)
+            self.vivit = ViViT(
+                gaf_window,
+                gaf_frames,
+                patch_size=patch_size,
+                d_model=d_model,
+                n_heads=n_heads,
+                spatial_depth=vivit_depth,
+                temporal_depth=vivit_depth,
+                dropout=dropout,
+                pooling=vivit_pooling,
+            )
         self.has_text = TEXT_KEY in observation_space.spaces
         if self.has_text:
             self.text_proj = nn.Linear(shapes[TEXT_KEY][1], d_model)
-        self.fusion = GatedCrossAttention(d_model, n_heads, use_text=self.has_text, dropout=dropout)
+        self.fusion = GatedCrossAttention(d_model, n_heads, use_text=self.has_text, dropout=dropout,
+                                          use_vision=vision)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Sequential(nn.Linear(N_POOLED * d_model, features_dim), nn.ReLU())
         self._last_gates: dict[str, th.Tensor] = {}
@@ -243,8 +256,9 @@ class JanusExtractor(BaseFeaturesExtractor):
         """Per-sample gate values ``(B,)`` of the last forward (detached)."""
         return dict(self._last_gates)
 
-    def tokens(self, observations: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
-        """The three token streams ``(H_ts (B, W/P+L+2, d), H_vis (B, F, d), H_text (B, K, d) | None)``."""
+    def tokens(self, observations: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor | None, th.Tensor | None]:
+        """The three token streams ``(H_ts (B, W/P+L+2, d), H_vis (B, F, d) | None, H_text (B, K, d) | None)``
+        (``H_vis`` is None without vision)."""
         prices = observations["prices"].float()
         batch = prices.shape[0]
         # (B, W, 2) → (B, W/P, 2P): patch j holds [p, v] of steps jP .. jP + P − 1, oldest first
@@ -260,8 +274,10 @@ class JanusExtractor(BaseFeaturesExtractor):
         h_account = self.account_proj(flat[:, n_series + n_book : n_series + n_book + n_account]).unsqueeze(1)
         h_market = self.market_proj(flat[:, n_series + n_book + n_account :]).unsqueeze(1)
         h_ts = th.cat((h_series, h_book, h_account, h_market), dim=1)
-        video = self.gaf(prices) if self.video_override is None else self.video_override
-        h_vis = self.vivit.frame_tokens(video)
+        h_vis = None
+        if self.gaf is not None and self.vivit is not None:
+            video = self.gaf(prices) if self.video_override is None else self.video_override
+            h_vis = self.vivit.frame_tokens(video)
         h_text = self.text_proj(observations[TEXT_KEY].float()) if self.has_text else None
         return h_ts, h_vis, h_text
 

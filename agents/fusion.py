@@ -23,7 +23,10 @@ Choices made here *(ours)*, where the design leaves them open:
 * ``W_g`` starts at zero and ``b_g`` at ``gate_bias`` (default 0), so both gates
   start at ``sigmoid(gate_bias) = 0.5`` for every input and learn from there.
 * The text stream is optional: without it (``h_text=None``) stage 2 is skipped,
-  ``H2 = H1`` and ``λ_text`` is reported as 0.
+  ``H2 = H1`` and ``λ_text`` is reported as 0. So is the visual stream
+  (``use_vision=False``, ``h_vis=None``): stage 1 is skipped, ``H1 = H_ts`` and
+  ``λ_vis`` is reported as 0 — the extractor without its GAF video
+  (``JanusExtractor(vision=False)``), whose worth the ablation measures.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from janus_env.checks import check_int
 
 _BAD_HEADS = "Expected `d_model` ({!r}) divisible by `n_heads` ({!r})"
 _NO_TEXT_STAGE = "Got `h_text` but this GatedCrossAttention was built with use_text=False"
+_NO_VISION_STAGE = "Got `h_vis` but this GatedCrossAttention was built with use_vision=False"
+_NEEDS_VISION = "This GatedCrossAttention was built with use_vision=True: expected `h_vis` tokens (B, M, d), got None"
 _BAD_TOKENS = "Expected `{}` of shape (B, N, {}), got {}"
 
 GATE_KEYS = ("vis", "text")
@@ -136,8 +141,10 @@ class GatedCrossAttention(nn.Module):
         use_text: build the text stage; default ``False``.
         dropout: attention dropout; default 0.
         gate_bias: initial gate bias; default 0 (gates start at 0.5).
+        use_vision: build the visual stage; default ``True`` (``False``: ``H1 = H_ts``, ``λ_vis`` = 0).
 
     Raises:
+        TypeError: if ``use_vision`` is not a bool.
         ValueError: for bad sizes (see :class:`CrossAttention`).
     """
 
@@ -148,12 +155,17 @@ class GatedCrossAttention(nn.Module):
         use_text: bool = False,
         dropout: float = 0.0,
         gate_bias: float = 0.0,
+        use_vision: bool = True,
     ) -> None:
         super().__init__()
+        if not isinstance(use_vision, bool):
+            raise TypeError(f"Expected `use_vision` to be a bool, got {use_vision!r}")
         self.d_model = d_model
         self.use_text = bool(use_text)
-        self.attn_vis = CrossAttention(d_model, n_heads, dropout)
-        self.gate_vis = ModalityGate(d_model, gate_bias)
+        self.use_vision = use_vision
+        if use_vision:
+            self.attn_vis = CrossAttention(d_model, n_heads, dropout)
+            self.gate_vis = ModalityGate(d_model, gate_bias)
         if self.use_text:
             self.attn_text = CrossAttention(d_model, n_heads, dropout)
             self.gate_text = ModalityGate(d_model, gate_bias)
@@ -167,28 +179,36 @@ class GatedCrossAttention(nn.Module):
     def forward(
         self,
         h_ts: th.Tensor,
-        h_vis: th.Tensor,
+        h_vis: th.Tensor | None,
         h_text: th.Tensor | None = None,
     ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """Fuse the streams.
 
         Args:
             h_ts: time-series tokens ``(B, N, d)`` (the queries).
-            h_vis: visual tokens ``(B, M, d)``.
+            h_vis: visual tokens ``(B, M, d)``; ``None`` for a module built with ``use_vision=False``.
             h_text: text tokens ``(B, K, d)`` or ``None``.
 
         Returns:
             ``(H2 (B, N, d), {"vis": λ_vis (B,), "text": λ_text (B,)})``;
-            ``λ_text`` is zeros when there is no text.
+            ``λ_text`` is zeros when there is no text, ``λ_vis`` without the visual stage.
 
         Raises:
-            ValueError: if a stream is not ``(B, ·, d_model)``, or ``h_text`` is
-                given to a module built with ``use_text=False``.
+            ValueError: if a stream is not ``(B, ·, d_model)``, ``h_text`` is
+                given to a module built with ``use_text=False``, or ``h_vis`` is given
+                to one built with ``use_vision=False`` (or missing with ``use_vision=True``).
         """
         self._check("h_ts", h_ts)
-        self._check("h_vis", h_vis)
-        lam_vis = self.gate_vis(h_ts, h_vis)
-        h1 = h_ts + lam_vis[:, None, None] * self.attn_vis(h_ts, h_vis)
+        if self.use_vision:
+            if h_vis is None:
+                raise ValueError(_NEEDS_VISION)
+            self._check("h_vis", h_vis)
+            lam_vis = self.gate_vis(h_ts, h_vis)
+            h1 = h_ts + lam_vis[:, None, None] * self.attn_vis(h_ts, h_vis)
+        elif h_vis is not None:
+            raise ValueError(_NO_VISION_STAGE)
+        else:
+            lam_vis, h1 = h_ts.new_zeros(h_ts.shape[0]), h_ts
         if h_text is None:
             return h1, {"vis": lam_vis, "text": th.zeros_like(lam_vis)}
         if not self.use_text:

@@ -10,6 +10,7 @@ differs from the full agent by its ``--hp`` overrides only:
 | --- | --- | --- |
 | ``janus`` | ``janus-ppo`` as shipped: ``JanusPPO`` with one ``JanusExtractor`` each for actor and critic (DiffGAF → ViViT → gated fusion), basal-ganglia policy (No-Go head trained online), cerebellum, sleep/memory when ``configs/janus-ppo.yml`` has a ``sleep`` block; trained without the shield (``shield_training: none``), evaluated behind the enforcing shield with its masks and the logic gate | ``--algo janus-ppo`` |
 | ``no-vision`` | the same agent on SB3's ``CombinedExtractor`` (flatten + concatenate): no GAF, no ViViT, no fusion | ``--hp policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor --hp policy_kwargs.features_extractor_kwargs={}`` |
+| ``no-gaf`` | the same agent and ``JanusExtractor`` without its video stream (``vision=False``): the token streams, their fusion (``H1 = H_ts``) and pooling kept; no DiffGAF, no ViViT, no visual gate | ``--hp policy_kwargs.features_extractor_kwargs.vision=false`` |
 | ``no-logic`` | no LTN anywhere: the full agent's own run (``janus`` trains without the shield, ``shield_training: none``), evaluated without the shield, so no masks, no overrides and no logic gate (its input, the shield's score, reads 0) | the evaluation glass box's ``shield`` off |
 | ``logic-in-training`` | the former default: trained behind the enforcing shield (its masks, its overrides, the logic gate) with the logical loss, λ_logic = 2 | ``--hp shield_training=enforce --hp lambda_logic=2.0`` |
 | ``shield-observes`` | in training the shield only scores (``LTNShield(enforce=False)``: the logical loss, λ_logic = 2, learns from its scores, every action is permitted and executes) | ``--hp shield_training=observe --hp lambda_logic=2.0`` |
@@ -22,12 +23,9 @@ differs from the full agent by its ``--hp`` overrides only:
 | ``dqn-mlp`` | SB3 DQN with ``MultiInputPolicy`` (``configs/dqn.yml``); ``ou-edge`` only | ``--algo dqn`` |
 | ``random``, ``hold``, ``buy-and-hold``, ``momentum``, ``mean-reversion`` | the classical baselines (``agents/baselines.py``; ``hold`` always sends HOLD) | — |
 
-**Why ``CombinedExtractor`` for "without vision".** ``JanusExtractor`` has no switch that drops its video
-stream alone (``agents/extractor.py``: the fusion always attends to the ViViT tokens), so the no-vision agent
-replaces the whole extractor with SB3's; the row therefore measures the vision path *and* the token
-transformer and fusion around it, against the same policy, gate, shield and algorithm. A ``JanusExtractor``
-argument that skips the video stream (``H1 = H_ts``) would isolate the GAF/ViViT part; it is one
-``VARIANTS`` entry away.
+**Two rows "without vision".** ``no-vision`` replaces the whole extractor with SB3's, so it measures the
+vision path *and* the token projections and fusion around it; ``no-gaf`` keeps ``JanusExtractor`` and drops
+only the video (``vision=False``), so it isolates what the GAF images and the ViViT are worth.
 
 **Why ``no-logic`` is the full agent's run.** ``train.py`` refuses ``janus-ppo`` without ``shield: true`` (the
 shield it is deployed behind). Since ``janus`` trains without the shield (``shield_training: none``), the agent
@@ -194,6 +192,8 @@ VARIANTS: tuple[Variant, ...] = (
             hp=("policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor",
                 "policy_kwargs.features_extractor_kwargs={}"),
             what="CombinedExtractor instead of JanusExtractor (no GAF, ViViT, fusion)"),
+    Variant("no-gaf", "janus-ppo", hp=("policy_kwargs.features_extractor_kwargs.vision=false",),
+            what="JanusExtractor(vision=False): the token streams and fusion kept, no GAF video, no ViViT"),
     Variant("no-logic", "janus-ppo", eval_shield=False,
             what="the full agent's run evaluated without the shield: no LTN anywhere (janus trains without it)"),
     Variant("logic-in-training", "janus-ppo", hp=("shield_training=enforce", "lambda_logic=2.0"),
@@ -307,6 +307,12 @@ def constructor_arguments(cls: Any, given: Mapping[str, Any], skip: Iterable[str
     return out
 
 
+ADDED_ARGUMENTS: Mapping[str, Mapping[str, Any]] = {"agents.extractor:JanusExtractor": {"vision": True}}
+"""Constructor arguments added after results were hashed, with the value that builds what the class built before
+(``JanusExtractor(vision=True)``: the GAF video, as always). At that value an argument is left out of the hash, so
+adding it does not make every earlier result stale; any other value — set by a run, or a new default — is hashed."""
+
+
 def used_arguments(algo: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The features extractor (class and every argument, defaults included), for the basal-ganglia policy the
     gate's arguments and, for a run that sleeps, every ``replay.SleepConfig`` field: what a default change in the
@@ -317,9 +323,12 @@ def used_arguments(algo: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
     policy_kwargs = dict(params.get("policy_kwargs") or {})
     extractor = _import_class(policy_kwargs.get("features_extractor_class")) or CombinedExtractor
-    used = {"extractor": {"class": f"{extractor.__module__}:{extractor.__qualname__}",
-                          "kwargs": constructor_arguments(extractor, policy_kwargs.get("features_extractor_kwargs")
-                                                          or {}, skip=("observation_space",))}}
+    name = f"{extractor.__module__}:{extractor.__qualname__}"
+    kwargs = constructor_arguments(extractor, policy_kwargs.get("features_extractor_kwargs") or {},
+                                   skip=("observation_space",))
+    added = ADDED_ARGUMENTS.get(name, {})
+    used = {"extractor": {"class": name, "kwargs": {k: v for k, v in kwargs.items()
+                                                     if not (k in added and v == added[k])}}}
     if algo.startswith("janus-"):
         gate = constructor_arguments(BasalGangliaPolicyMixin, {}, skip=("observation_space", "action_space",
                                                                         "lr_schedule"))

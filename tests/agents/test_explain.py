@@ -69,6 +69,26 @@ def test_only_a_gated_janus_policy_is_explainable() -> None:
         gaf_attribution(plain.policy, env.reset(seed=0)[0], 1)
 
 
+def test_without_vision_decisions_are_explained_without_frames(tmp_path) -> None:
+    """A policy on ``JanusExtractor(vision=False)`` has no GAF frames to attribute to: not explainable, yet its
+    decisions are explained (Go/No-Go, gates with λ_vis 0, rules) and rendered."""
+    env = _env()
+    kwargs = {**EXTRACTOR, "features_extractor_kwargs": {"vision": False}}
+    model = MaskablePPO(BasalGangliaMaskablePolicy, env, policy_kwargs=kwargs, seed=0, device="cpu")
+    assert not explainable(model.policy)
+    with pytest.raises(TypeError, match="JanusExtractor with vision=True"):
+        gaf_attribution(model.policy, env.reset(seed=0)[0], 1)
+    explained = DecisionExplainer(env, model, keep=1)
+    obs, _ = explained.reset(seed=1)
+    for _ in range(5):
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, _, _, info = explained.step(action)
+        assert info["go_nogo"]["final"] == int(action) and "gaf_attribution" not in info
+        assert info["fusion_gates"]["vis"] == 0.0
+    assert explained.decisions[0].attribution is None
+    assert render_decision(explained.decisions[0], tmp_path / "d.png").stat().st_size > 5_000
+
+
 def test_explainer_writes_the_decision_of_the_step_it_decided(tmp_path) -> None:
     env = _env()
     model = _models(env)["maskable-ppo"]

@@ -142,6 +142,30 @@ def test_visual_branch_matters() -> None:
     assert (fused - fused_other).abs().max().item() > 1e-5
 
 
+def test_without_vision_the_features_read_no_gaf_video() -> None:
+    """``vision=False``: no DiffGAF or ViViT parameters, features blind to the video, λ_vis reported as 0."""
+    extractor = make_extractor(vision=False)
+    full = make_extractor()
+    assert extractor.gaf is None and extractor.vivit is None
+    assert not any(name.startswith(("gaf.", "vivit.", "fusion.attn_vis", "fusion.gate_vis"))
+                   for name, _ in extractor.named_parameters())
+    n_params = sum(p.numel() for p in extractor.parameters())
+    assert n_params < sum(p.numel() for p in full.parameters()) - sum(p.numel() for p in full.vivit.parameters())
+    obs = as_tensors(env_observations(4))
+    h_ts, h_vis, _ = extractor.tokens(obs)
+    assert h_vis is None and h_ts.shape == (4, 32 + 5 + 2, 32)
+    features = extractor(obs)
+    assert features.shape == (4, 64) and extractor.last_gates == {"vis": 0.0, "text": 0.0}
+    th.testing.assert_close(features, extractor.head(extractor.pool(extractor.norm(h_ts))), atol=0, rtol=0)
+    features.sum().backward()
+    assert all(p.grad is not None for name, p in extractor.named_parameters() if not name.startswith("fusion."))
+    # a window too short for the default GAF video is fine without one
+    short = JanusExtractor(gym.make("Janus-LOB-v0", window=8).observation_space, vision=False)
+    assert short(as_tensors(env_observations(2, window=8))).shape == (2, 64)
+    with pytest.raises(TypeError, match="`vision` to be a bool .*, got 1"):
+        make_extractor(vision=1)
+
+
 def test_larger_window_and_gaf_settings() -> None:
     space = gym.make("Janus-LOB-v0", window=48).observation_space
     extractor = JanusExtractor(space, gaf_window=24, gaf_stride=4, gaf_frames=6, patch_size=6, vivit_pooling="mean")

@@ -79,6 +79,33 @@ def test_without_text_stage_two_is_skipped_and_reported_as_zero() -> None:
     assert gates["text"].tolist() == [0.0, 0.0]
 
 
+def test_without_vision_stage_one_is_skipped_and_reported_as_zero() -> None:
+    th.manual_seed(0)
+    fusion = GatedCrossAttention(8, n_heads=2, use_text=True, use_vision=False)
+    randomize_gates(fusion)
+    assert not hasattr(fusion, "attn_vis") and not hasattr(fusion, "gate_vis")  # no parameters left to train
+    h_ts, h_text = tokens(2, 6, seed=1), tokens(2, 4, seed=3)
+    h1, gates = fusion(h_ts, None)
+    th.testing.assert_close(h1, h_ts, atol=0, rtol=0)
+    assert gates["vis"].tolist() == [0.0, 0.0] and gates["text"].tolist() == [0.0, 0.0]
+    h2, gates = fusion(h_ts, None, h_text)  # the text stage attends from H1 = H_ts
+    gate = fusion.gate_text
+    pooled = th.cat((gate.norm_m(h_ts.mean(1)), gate.norm_n(h_text.mean(1))), dim=-1)
+    lam_text = th.sigmoid(pooled @ gate.weight.T + gate.bias).squeeze(-1)
+    th.testing.assert_close(gates["text"], lam_text)
+    th.testing.assert_close(h2, h_ts + lam_text[:, None, None] * fusion.attn_text(h_ts, h_text))
+    assert gates["vis"].tolist() == [0.0, 0.0]
+
+
+def test_vision_stream_and_stage_must_agree() -> None:
+    with pytest.raises(ValueError, match=re.escape(fusion_module._NO_VISION_STAGE)):
+        GatedCrossAttention(8, use_vision=False)(tokens(2, 5), tokens(2, 3))
+    with pytest.raises(ValueError, match=re.escape(fusion_module._NEEDS_VISION)):
+        GatedCrossAttention(8)(tokens(2, 5), None)
+    with pytest.raises(TypeError, match="`use_vision` to be a bool, got 'no'"):
+        GatedCrossAttention(8, use_vision="no")  # type: ignore[arg-type]
+
+
 def test_gates_start_at_one_half_and_in_unit_interval() -> None:
     fusion = GatedCrossAttention(8, use_text=True)
     h2, gates = fusion(tokens(3, 5), tokens(3, 2), tokens(3, 4))

@@ -175,6 +175,27 @@ def test_the_hash_follows_the_extractor_defaults_the_run_would_use(bench: Any, t
     assert changed == ["janus__tiny__s0", "janus__tiny__s1"]  # CombinedExtractor runs and baselines keep theirs
 
 
+def test_an_added_argument_at_its_former_behaviour_keeps_every_hash(bench: Any, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``JanusExtractor(vision=...)`` came after the grid's results: at ``True`` (what the class always built) it is
+    not hashed, so those results stay up to date; ``no-gaf`` (``False``) hashes it, and so would a new default."""
+    from agents.extractor import JanusExtractor
+
+    jobs = {j.key: j for j in _grid(bench, tmp_path, variants=("janus", "no-gaf"))}
+    janus, no_gaf = jobs["janus__tiny__s0"], jobs["no-gaf__tiny__s0"]
+    assert "vision" not in janus.config["train"]["used"]["extractor"]["kwargs"]
+    assert no_gaf.config["train"]["used"]["extractor"]["kwargs"]["vision"] is False
+    assert no_gaf.config["train"]["hyperparams"]["policy_kwargs"]["features_extractor_kwargs"] == {"vision": False}
+    assert no_gaf.train_hash != janus.train_hash
+    monkeypatch.setitem(bench.ADDED_ARGUMENTS, "agents.extractor:JanusExtractor", {})  # as if vision were hashed
+    assert next(j for j in _grid(bench, tmp_path, variants=("janus",))).config_hash != janus.config_hash
+    monkeypatch.undo()
+    defaults = list(JanusExtractor.__init__.__defaults__)
+    assert defaults[-1] is True  # vision, the last argument
+    monkeypatch.setattr(JanusExtractor.__init__, "__defaults__", (*defaults[:-1], False))
+    assert next(j for j in _grid(bench, tmp_path, variants=("janus",))).config_hash != janus.config_hash
+
+
 def test_variants_differ_from_the_full_agent_by_their_switches_only(bench: Any, tmp_path: Path) -> None:
     jobs = {j.variant: j for j in _grid(bench, tmp_path, variants=("janus", "no-vision", "no-logic", "no-nogo",
                                                                     "ppo-mlp", "logic-in-training",
