@@ -20,6 +20,7 @@ differs from the full agent by its ``--hp`` overrides only:
 | ``ppo-mlp`` | SB3 PPO with ``MultiInputPolicy`` (``configs/ppo.yml``: no shield, no gate) | ``--algo ppo`` |
 | ``janus-dqn`` | the DQN family as ``configs/janus-dqn.yml`` ships it (``JanusDQN``: JanusExtractor, basal-ganglia DQN policy, prioritized replay with LTN-violation priority, logical loss λ 2, SWR sleep and memory), trained behind the shield; ``ou-edge`` only | ``--algo janus-dqn`` |
 | ``janus-dqn-unshielded`` | the same trained without the shield (``shield_training: none``, λ_logic = 0) and evaluated behind it, as ``janus`` is; ``ou-edge`` only | ``--algo janus-dqn --hp shield_training=none --hp lambda_logic=0.0`` |
+| ``janus-dqn-no-gaf`` | ``janus-dqn`` as shipped on ``JanusExtractor(vision=False)`` (the ``no-gaf`` switch); ``ou-edge`` only | ``--algo janus-dqn --hp policy_kwargs.features_extractor_kwargs.vision=false`` |
 | ``dqn-mlp`` | SB3 DQN with ``MultiInputPolicy`` (``configs/dqn.yml``); ``ou-edge`` only | ``--algo dqn`` |
 | ``random``, ``hold``, ``buy-and-hold``, ``momentum``, ``mean-reversion`` | the classical baselines (``agents/baselines.py``; ``hold`` always sends HOLD) | — |
 
@@ -209,6 +210,8 @@ VARIANTS: tuple[Variant, ...] = (
             what="the DQN family as configs/janus-dqn.yml ships it: trained behind the shield, logical loss (λ 2)"),
     Variant("janus-dqn-unshielded", "janus-dqn", hp=("shield_training=none", "lambda_logic=0.0"),
             markets=("ou-edge",), what="janus-dqn trained without the shield (λ_logic 0), decides behind it"),
+    Variant("janus-dqn-no-gaf", "janus-dqn", hp=("policy_kwargs.features_extractor_kwargs.vision=false",),
+            markets=("ou-edge",), what="janus-dqn on JanusExtractor(vision=False): no GAF video, no ViViT"),
     Variant("dqn-mlp", "dqn", markets=("ou-edge",), what="SB3 DQN, MultiInputPolicy (configs/dqn.yml)"),
     Variant("random", baseline="random", what="uniform random actions"),
     Variant("hold", baseline="hold", what="always HOLD"),

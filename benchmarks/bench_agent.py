@@ -28,6 +28,8 @@ Two tables, measured in one process (one torch thread, ``train.py``'s default ``
      replay, IS weights, logical loss, ``BasalGangliaDQNPolicy`` on the default ``JanusExtractor``, the LTN
      shield, the logic hook) against SB3's ``DQN`` with ``MultiInputPolicy`` on the same shielded env and
      settings; and ``BasalGangliaDQN`` (SB3's DQN with the gate, uniform replay) against the same baseline;
+   * ``janus-ppo`` and ``janus-dqn`` without the GAF video (``JanusExtractor(vision=False)``, the ablation's
+     ``no-gaf`` rows): what the DiffGAF → ViViT path costs, against the same baselines;
    * ``janus-ppo`` with the extractor and optimizer settings before issue 14 (``patch_size=4``, torch's
      for-loop Adam), against the same baseline, to show what the change bought.
 
@@ -40,6 +42,7 @@ Two tables, measured in one process (one torch thread, ``train.py``'s default ``
 ```bash
 python benchmarks/bench_agent.py                   # ~5 min on 2 cores
 python benchmarks/bench_agent.py --calls 300 --train-steps 1024 --dqn-steps 512 --repeats 1   # smoke run
+python benchmarks/bench_agent.py --calls 300 --only janus-ppo      # the janus-ppo rows only
 ```
 """
 
@@ -78,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-steps", type=int, default=4096, help="timed PPO env steps per run (after warm-up)")
     p.add_argument("--dqn-steps", type=int, default=2048, help="timed DQN env steps per run (after warm-up)")
     p.add_argument("--repeats", type=int, default=3, help="timed pairs (JANUS, baseline) per row")
+    p.add_argument("--only", action="append", default=[], metavar="TEXT",
+                   help="time only the rows whose JANUS label contains TEXT (repeatable; default: every row)")
     args = p.parse_args(argv)
     if args.calls < 10 or args.train_steps < 256 or args.dqn_steps < 64 or args.repeats < 1:
         p.error("--calls must be >= 10, --train-steps >= 256, --dqn-steps >= 64 and --repeats >= 1")
@@ -277,6 +282,10 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
         **{k: v for k, v in ppo["policy_kwargs"].items() if k != "optimizer_kwargs"},
         "optimizer_kwargs": {"eps": 1e-5},  # SB3's PPO default (for-loop Adam)
         "features_extractor_kwargs": dict(FORMER_EXTRACTOR)}}
+    no_gaf = {**ppo, "policy_kwargs": {**ppo["policy_kwargs"], "features_extractor_kwargs": {
+        **(ppo["policy_kwargs"].get("features_extractor_kwargs") or {}), "vision": False}}}
+    dqn_no_gaf = {**dqn, "policy_kwargs": {**dqn["policy_kwargs"], "features_extractor_kwargs": {
+        **(dqn["policy_kwargs"].get("features_extractor_kwargs") or {}), "vision": False}}}
     bg_ppo = {k: v for k, v in ppo.items() if k != "lambda_logic"}
     # the baseline learns on train.py's env for janus-ppo: MaskablePPO where that env gives masks (it trains behind
     # the enforcing shield), plain PPO otherwise (the shipped shield_training: none)
@@ -286,11 +295,17 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
         Pair("janus-ppo (configs/janus-ppo.yml, as train.py builds it)", ppo_name,
              train_py("janus-ppo", ppo), lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
              rollout, args.train_steps),
+        Pair("janus-ppo without the GAF video (vision=False, the ablation's no-gaf)", ppo_name,
+             train_py("janus-ppo", no_gaf), lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
+             rollout, args.train_steps),
         Pair("PPO + BasalGangliaActorCriticPolicy + JanusExtractor (one each), no shield", "PPO MultiInputPolicy",
              lambda: build(PPO, BasalGangliaActorCriticPolicy, bg_ppo, shield=False),
              lambda: build(PPO, "MultiInputPolicy", ppo_base, shield=False), rollout, args.train_steps),
         Pair("janus-dqn (configs/janus-dqn.yml, as train.py builds it, no sleep)", "DQN MultiInputPolicy",
              train_py("janus-dqn", dqn), lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True),
+             dqn_warmup, args.dqn_steps),
+        Pair("janus-dqn without the GAF video (vision=False, no sleep)", "DQN MultiInputPolicy",
+             train_py("janus-dqn", dqn_no_gaf), lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True),
              dqn_warmup, args.dqn_steps),
         Pair("BasalGangliaDQN + BasalGangliaDQNPolicy + JanusExtractor (uniform replay)", "DQN MultiInputPolicy",
              lambda: build(BasalGangliaDQN, BasalGangliaDQNPolicy,
@@ -320,7 +335,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{note}. Target p99 < 5 ms: "
           f"{'met' if max(r[1][1] for r in rows[:2]) < 5 else 'NOT met'} (torch and ONNX rows).\n")
 
-    pairs = training_pairs(args)
+    pairs = [pair for pair in training_pairs(args) if not args.only or any(t in pair.label for t in args.only)]
+    if not pairs:
+        raise SystemExit(f"--only {args.only!r} matches no row; the rows: "
+                         f"{[pair.label for pair in training_pairs(args)]}")
     for repeat in range(args.repeats):
         for pair in pairs:
             pair.measure(repeat)

@@ -243,7 +243,8 @@ def test_the_dqn_rows_differ_by_their_switches_and_run_on_their_markets_only(ben
                                 markets=(bench.Market("m1", (0,), TINY), bench.Market("m2", (0,), TINY)))
     assert "| only-m1 | missing (0/1) | — |" in report.markdown
     assert {v.name: v.markets for v in bench.VARIANTS if v.algo and "dqn" in v.algo} == {
-        "janus-dqn": ("ou-edge",), "janus-dqn-unshielded": ("ou-edge",), "dqn-mlp": ("ou-edge",)}
+        "janus-dqn": ("ou-edge",), "janus-dqn-unshielded": ("ou-edge",), "janus-dqn-no-gaf": ("ou-edge",),
+        "dqn-mlp": ("ou-edge",)}
 
 
 def test_event_phases_add_up_to_the_episode_returns(bench: Any, tmp_path: Path) -> None:

@@ -27,14 +27,17 @@ def bench() -> Any:
 
 def test_every_pair_builds_and_learns_on_train_pys_env(bench: Any) -> None:
     from agents.app.config import resolve_hyperparams
+    from agents.basal_ganglia import go_extractor
 
     pairs = bench.training_pairs(argparse.Namespace(train_steps=1, dqn_steps=1))
-    assert len(pairs) == 5
+    assert len(pairs) == 7
     ppo = resolve_hyperparams("janus-ppo", bench.ENV_ID)
     masked = ppo.get("shield") and ppo.get("shield_training", "enforce") == "enforce"
     assert pairs[0].baseline == ("MaskablePPO MultiInputPolicy" if masked else "PPO MultiInputPolicy")
     for pair in pairs:
         for make in (pair.janus, pair.base):
             model = make()
+            if "vision=False" in pair.label and make is pair.janus:  # the row times the extractor without video
+                assert go_extractor(model.policy).gaf is None
             model.learn(8)  # one rollout for PPO, a few steps for DQN: what the timed runs do, shorter
             assert model.num_timesteps >= 8, pair.label
