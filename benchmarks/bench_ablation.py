@@ -11,6 +11,7 @@ differs from the full agent by its ``--hp`` overrides only:
 | ``janus`` | ``janus-ppo`` as shipped: ``JanusPPO`` with one ``JanusExtractor`` each for actor and critic (DiffGAF → ViViT → gated fusion), basal-ganglia policy (No-Go head trained online), cerebellum, sleep/memory when ``configs/janus-ppo.yml`` has a ``sleep`` block; trained without the shield (``shield_training: none``), evaluated behind the enforcing shield with its masks and the logic gate | ``--algo janus-ppo`` |
 | ``no-vision`` | the same agent on SB3's ``CombinedExtractor`` (flatten + concatenate): no GAF, no ViViT, no fusion | ``--hp policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor --hp policy_kwargs.features_extractor_kwargs={}`` |
 | ``no-gaf`` | the same agent and ``JanusExtractor`` without its video stream (``vision=False``): the token streams, their fusion (``H1 = H_ts``) and pooling kept; no DiffGAF, no ViViT, no visual gate | ``--hp policy_kwargs.features_extractor_kwargs.vision=false`` |
+| ``no-gaf-no-nogo`` | ``no-gaf`` (``janus-ppo`` as shipped) with the No-Go gate off, as ``no-nogo``; ``ou-edge`` and ``toxic-squeeze`` | ``--hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.tau_veto=1.0`` |
 | ``no-logic`` | no LTN anywhere: the full agent's own run (``janus`` trains without the shield, ``shield_training: none``), evaluated without the shield, so no masks, no overrides and no logic gate (its input, the shield's score, reads 0) | the evaluation glass box's ``shield`` off |
 | ``logic-in-training`` | the former default: trained behind the enforcing shield (its masks, its overrides, the logic gate) with the logical loss, λ_logic = 2 | ``--hp shield_training=enforce --hp lambda_logic=2.0`` |
 | ``shield-observes`` | in training the shield only scores (``LTNShield(enforce=False)``: the logical loss, λ_logic = 2, learns from its scores, every action is permitted and executes) | ``--hp shield_training=observe --hp lambda_logic=2.0`` |
@@ -132,6 +133,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without an edit
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 from janus_env.atomic import atomic_path  # noqa: E402
 
@@ -187,24 +189,35 @@ class Variant:
     what: str = ""
 
 
+VISION = "policy_kwargs.features_extractor_kwargs.vision=true"
+"""The full brain's GAF video. ``configs/janus-ppo.yml`` ships without it since this grid's ``no-gaf`` row (the
+README's "Vision isolated"); ``janus`` and the rows that take one other part away from it keep it, so they
+measure what they measured before (:data:`ADDED_ARGUMENTS` keeps their hashes)."""
+
 VARIANTS: tuple[Variant, ...] = (
-    Variant("janus", "janus-ppo", what="full JANUS (janus-ppo as configs/janus-ppo.yml ships it)"),
+    Variant("janus", "janus-ppo", hp=(VISION,),
+            what="full JANUS, every part: janus-ppo with the GAF video (vision=true), as shipped until no-gaf"),
     Variant("no-vision", "janus-ppo",
             hp=("policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor",
                 "policy_kwargs.features_extractor_kwargs={}"),
             what="CombinedExtractor instead of JanusExtractor (no GAF, ViViT, fusion)"),
     Variant("no-gaf", "janus-ppo", hp=("policy_kwargs.features_extractor_kwargs.vision=false",),
-            what="JanusExtractor(vision=False): the token streams and fusion kept, no GAF video, no ViViT"),
-    Variant("no-logic", "janus-ppo", eval_shield=False,
+            what="JanusExtractor(vision=False): the token streams and fusion kept, no GAF video, no ViViT "
+                 "(janus-ppo as configs/janus-ppo.yml ships it now)"),
+    Variant("no-gaf-no-nogo", "janus-ppo", hp=("policy_kwargs.features_extractor_kwargs.vision=false",
+                                               "policy_kwargs.tau_veto=1.0"), markets=("ou-edge", "toxic-squeeze"),
+            what="no-gaf (janus-ppo as shipped) with the No-Go gate off (tau_veto = 1; memory's prior silenced too)"),
+    Variant("no-logic", "janus-ppo", hp=(VISION,), eval_shield=False,
             what="the full agent's run evaluated without the shield: no LTN anywhere (janus trains without it)"),
-    Variant("logic-in-training", "janus-ppo", hp=("shield_training=enforce", "lambda_logic=2.0"),
+    Variant("logic-in-training", "janus-ppo", hp=(VISION, "shield_training=enforce", "lambda_logic=2.0"),
             what="the former default: trained behind the shield's masks with the logical loss (lambda_logic 2)"),
-    Variant("shield-observes", "janus-ppo", hp=("shield_training=observe", "lambda_logic=2.0"),
+    Variant("shield-observes", "janus-ppo", hp=(VISION, "shield_training=observe", "lambda_logic=2.0"),
             what="the shield observes in training (logical loss on its scores, no masks, no overrides)"),
-    Variant("no-sleep", "janus-ppo", hp=("sleep=false",), needs_sleep=True, what="no sleep phase, no memory read"),
-    Variant("no-memory", "janus-ppo", hp=("sleep.cycle.memory_prior=false",), needs_sleep=True,
+    Variant("no-sleep", "janus-ppo", hp=(VISION, "sleep=false"), needs_sleep=True,
+            what="no sleep phase, no memory read"),
+    Variant("no-memory", "janus-ppo", hp=(VISION, "sleep.cycle.memory_prior=false"), needs_sleep=True,
             what="sleeps (memory written), memory not read (no No-Go prior)"),
-    Variant("no-nogo", "janus-ppo", hp=("policy_kwargs.tau_veto=1.0",), what="No-Go gate off (tau_veto = 1)"),
+    Variant("no-nogo", "janus-ppo", hp=(VISION, "policy_kwargs.tau_veto=1.0"), what="No-Go gate off (tau_veto = 1)"),
     Variant("ppo-mlp", "ppo", what="SB3 PPO, MultiInputPolicy (configs/ppo.yml)"),
     Variant("janus-dqn", "janus-dqn", markets=("ou-edge",),
             what="the DQN family as configs/janus-dqn.yml ships it: trained behind the shield, logical loss (λ 2)"),
@@ -277,6 +290,36 @@ class Settings:
     timesteps: int = FULL_TIMESTEPS
     eval_episodes: int = EVAL_EPISODES
     max_seeds: int | None = None
+
+
+def hashed(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` as it is hashed: wherever a run sets an argument of :data:`ADDED_ARGUMENTS` to its former
+    behaviour (``--hp policy_kwargs.features_extractor_kwargs.vision=true``), the setting is left out of the
+    ``--hp`` list and of the resolved ``features_extractor_kwargs`` (dropped if that empties them), so such a run
+    hashes as it did before the argument existed. The recorded config keeps every setting."""
+    train = config.get("train")
+    if not train:
+        return dict(config)
+    policy_kwargs = dict(train["hyperparams"].get("policy_kwargs") or {})
+    extractor = policy_kwargs.get("features_extractor_class")
+    added = ADDED_ARGUMENTS.get(extractor if isinstance(extractor, str) else "", {})
+
+    def former(text: str) -> bool:  # "policy_kwargs.features_extractor_kwargs.NAME=VALUE" at the former behaviour
+        key, _, value = text.partition("=")
+        prefix, _, name = key.rpartition(".")
+        return prefix == "policy_kwargs.features_extractor_kwargs" and name in added and (
+            yaml.safe_load(value) == added[name])
+
+    hp = [text for text in train["hp"] if not former(text)]
+    kwargs = policy_kwargs.get("features_extractor_kwargs")
+    hyperparams = train["hyperparams"]
+    if isinstance(kwargs, Mapping) and any(k in added and v == added[k] for k, v in kwargs.items()):
+        kept = {k: v for k, v in kwargs.items() if not (k in added and v == added[k])}
+        policy_kwargs = {k: v for k, v in policy_kwargs.items() if k != "features_extractor_kwargs"}
+        if kept:
+            policy_kwargs["features_extractor_kwargs"] = kept
+        hyperparams = {**hyperparams, "policy_kwargs": policy_kwargs}
+    return {**config, "train": {**train, "hp": hp, "hyperparams": hyperparams}}
 
 
 def stable_hash(value: Any) -> str:
@@ -415,8 +458,10 @@ def build_grid(settings: Settings, variants: Sequence[Variant] = VARIANTS,
                               "baseline": variant.baseline, "deterministic": True}
                 config = {"protocol": PROTOCOL, "variant": variant.name, "market": market.name, "seed": seed,
                           "train": train, "eval": evaluation}
-                train_hash = stable_hash({"train": train, "seed": seed, "market": market.name}) if train else None
-                jobs.append(Job(variant.name, market.name, seed, config, stable_hash(config), train_hash))
+                hashed_config = hashed(config)
+                train_hash = (stable_hash({"train": hashed_config["train"], "seed": seed, "market": market.name})
+                              if train else None)
+                jobs.append(Job(variant.name, market.name, seed, config, stable_hash(hashed_config), train_hash))
     return jobs, notes
 
 

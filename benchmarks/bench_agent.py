@@ -18,8 +18,8 @@ Two tables, measured in one process (one torch thread, ``train.py``'s default ``
    after the other and the pair repeated ``--repeats`` times (the order alternating):
 
    * ``janus-ppo`` as ``train.py`` builds it from ``configs/janus-ppo.yml`` (``JanusPPO`` = MaskablePPO with the
-     logical loss, ``BasalGangliaMaskablePolicy``, one default ``JanusExtractor`` each for the actor and the
-     critic, the LTN shield around 4 envs, the shield's logic hook on the gate; the config's ``n_steps``,
+     logical loss, ``BasalGangliaMaskablePolicy``, one ``JanusExtractor`` each for the actor and the
+     critic, without the GAF video as the config ships it, the LTN shield around 4 envs, the shield's logic hook on the gate; the config's ``n_steps``,
      ``batch_size``, ``n_epochs``, optimizer settings) against sb3-contrib's ``MaskablePPO`` with
      ``MultiInputPolicy`` on the same shielded envs and settings;
    * the same policy and extractors with SB3's plain ``PPO`` and ``BasalGangliaActorCriticPolicy``
@@ -28,8 +28,9 @@ Two tables, measured in one process (one torch thread, ``train.py``'s default ``
      replay, IS weights, logical loss, ``BasalGangliaDQNPolicy`` on the default ``JanusExtractor``, the LTN
      shield, the logic hook) against SB3's ``DQN`` with ``MultiInputPolicy`` on the same shielded env and
      settings; and ``BasalGangliaDQN`` (SB3's DQN with the gate, uniform replay) against the same baseline;
-   * ``janus-ppo`` and ``janus-dqn`` without the GAF video (``JanusExtractor(vision=False)``, the ablation's
-     ``no-gaf`` rows): what the DiffGAF → ViViT path costs, against the same baselines;
+   * ``janus-ppo`` with the GAF video (``JanusExtractor(vision=True)``: the ablation's full brain, shipped until
+     its ``no-gaf`` row) and ``janus-dqn`` without it (``vision=False``): what the DiffGAF → ViViT path costs,
+     against the same baselines;
    * ``janus-ppo`` with the extractor and optimizer settings before issue 14 (``patch_size=4``, torch's
      for-loop Adam), against the same baseline, to show what the change bought.
 
@@ -282,10 +283,11 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
         **{k: v for k, v in ppo["policy_kwargs"].items() if k != "optimizer_kwargs"},
         "optimizer_kwargs": {"eps": 1e-5},  # SB3's PPO default (for-loop Adam)
         "features_extractor_kwargs": dict(FORMER_EXTRACTOR)}}
-    no_gaf = {**ppo, "policy_kwargs": {**ppo["policy_kwargs"], "features_extractor_kwargs": {
-        **(ppo["policy_kwargs"].get("features_extractor_kwargs") or {}), "vision": False}}}
-    dqn_no_gaf = {**dqn, "policy_kwargs": {**dqn["policy_kwargs"], "features_extractor_kwargs": {
-        **(dqn["policy_kwargs"].get("features_extractor_kwargs") or {}), "vision": False}}}
+    def vision(params: dict[str, Any], on: bool) -> dict[str, Any]:
+        """``params`` with the GAF video on or off (``JanusExtractor(vision=...)``)."""
+        kwargs = {**(params["policy_kwargs"].get("features_extractor_kwargs") or {}), "vision": on}
+        return {**params, "policy_kwargs": {**params["policy_kwargs"], "features_extractor_kwargs": kwargs}}
+
     bg_ppo = {k: v for k, v in ppo.items() if k != "lambda_logic"}
     # the baseline learns on train.py's env for janus-ppo: MaskablePPO where that env gives masks (it trains behind
     # the enforcing shield), plain PPO otherwise (the shipped shield_training: none)
@@ -295,8 +297,8 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
         Pair("janus-ppo (configs/janus-ppo.yml, as train.py builds it)", ppo_name,
              train_py("janus-ppo", ppo), lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
              rollout, args.train_steps),
-        Pair("janus-ppo without the GAF video (vision=False, the ablation's no-gaf)", ppo_name,
-             train_py("janus-ppo", no_gaf), lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
+        Pair("janus-ppo with the GAF video (vision=True, the ablation's full brain)", ppo_name,
+             train_py("janus-ppo", vision(ppo, True)), lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
              rollout, args.train_steps),
         Pair("PPO + BasalGangliaActorCriticPolicy + JanusExtractor (one each), no shield", "PPO MultiInputPolicy",
              lambda: build(PPO, BasalGangliaActorCriticPolicy, bg_ppo, shield=False),
@@ -305,7 +307,7 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
              train_py("janus-dqn", dqn), lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True),
              dqn_warmup, args.dqn_steps),
         Pair("janus-dqn without the GAF video (vision=False, no sleep)", "DQN MultiInputPolicy",
-             train_py("janus-dqn", dqn_no_gaf), lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True),
+             train_py("janus-dqn", vision(dqn, False)), lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True),
              dqn_warmup, args.dqn_steps),
         Pair("BasalGangliaDQN + BasalGangliaDQNPolicy + JanusExtractor (uniform replay)", "DQN MultiInputPolicy",
              lambda: build(BasalGangliaDQN, BasalGangliaDQNPolicy,

@@ -117,7 +117,8 @@ def test_janus_ppo_trains_behind_the_shield_and_evaluates(tmp_path: Path, run_sc
     # market), and the checks of the orders' predicted slippage would then have no order to look at
     run_script("train.py", "--algo", "janus-ppo", "--timesteps", "256", "--n-envs", "2", "--run-dir", str(tmp_path),
                "--run-name", "r", "--no-progress", "--hp", "n_steps=64", "--hp", "batch_size=64",
-               "--hp", "env_kwargs.episode_steps=100", "--hp", "learning_rate=1e-8")
+               "--hp", "env_kwargs.episode_steps=100", "--hp", "learning_rate=1e-8",
+               "--hp", "policy_kwargs.features_extractor_kwargs.vision=true")  # the GAF video, for its attribution
     config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert config["hyperparams"]["shield"] is True
     from sb3_contrib import MaskablePPO

@@ -179,6 +179,7 @@ def test_an_added_argument_at_its_former_behaviour_keeps_every_hash(bench: Any, 
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """``JanusExtractor(vision=...)`` came after the grid's results: at ``True`` (what the class always built) it is
     not hashed, so those results stay up to date; ``no-gaf`` (``False``) hashes it, and so would a new default."""
+    from agents.app.config import resolve_hyperparams
     from agents.extractor import JanusExtractor
 
     jobs = {j.key: j for j in _grid(bench, tmp_path, variants=("janus", "no-gaf"))}
@@ -187,13 +188,27 @@ def test_an_added_argument_at_its_former_behaviour_keeps_every_hash(bench: Any, 
     assert no_gaf.config["train"]["used"]["extractor"]["kwargs"]["vision"] is False
     assert no_gaf.config["train"]["hyperparams"]["policy_kwargs"]["features_extractor_kwargs"] == {"vision": False}
     assert no_gaf.train_hash != janus.train_hash
+    # janus-ppo ships without the video; the grid's full brain sets it (VISION) and hashes as before that change
+    assert no_gaf.config["train"]["hyperparams"] == resolve_hyperparams(
+        "janus-ppo", bench.ENV_ID, None, bench.market_overrides(bench.Market("tiny", (0,), TINY)))
+    assert bench.VISION in janus.config["train"]["hp"]
+    assert janus.config["train"]["hyperparams"]["policy_kwargs"]["features_extractor_kwargs"] == {"vision": True}
+    before = json.loads(json.dumps(janus.config))
+    before["train"]["hp"].remove(bench.VISION)
+    del before["train"]["hyperparams"]["policy_kwargs"]["features_extractor_kwargs"]
+    assert bench.stable_hash(before) == janus.config_hash
     monkeypatch.setitem(bench.ADDED_ARGUMENTS, "agents.extractor:JanusExtractor", {})  # as if vision were hashed
     assert next(j for j in _grid(bench, tmp_path, variants=("janus",))).config_hash != janus.config_hash
     monkeypatch.undo()
+    def dqn_job() -> Any:  # configs/janus-dqn.yml leaves vision at its default
+        return next(j for j in _grid(bench, tmp_path, variants=("janus", "janus-dqn")) if j.variant == "janus-dqn")
+
+    dqn = dqn_job()
     defaults = list(JanusExtractor.__init__.__defaults__)
     assert defaults[-1] is True  # vision, the last argument
     monkeypatch.setattr(JanusExtractor.__init__, "__defaults__", (*defaults[:-1], False))
-    assert next(j for j in _grid(bench, tmp_path, variants=("janus",))).config_hash != janus.config_hash
+    assert dqn_job().config_hash != dqn.config_hash
+    assert next(j for j in _grid(bench, tmp_path, variants=("janus",))).config_hash == janus.config_hash  # sets it
 
 
 def test_variants_differ_from_the_full_agent_by_their_switches_only(bench: Any, tmp_path: Path) -> None:
