@@ -19,9 +19,10 @@ Two tables, measured in one process (one torch thread, ``train.py``'s default ``
 
    * ``janus-ppo`` as ``train.py`` builds it from ``configs/janus-ppo.yml`` (``JanusPPO`` = MaskablePPO with the
      logical loss, ``BasalGangliaMaskablePolicy``, one ``JanusExtractor`` each for the actor and the
-     critic, without the GAF video as the config ships it, the LTN shield around 4 envs, the shield's logic hook on the gate; the config's ``n_steps``,
-     ``batch_size``, ``n_epochs``, optimizer settings) against sb3-contrib's ``MaskablePPO`` with
-     ``MultiInputPolicy`` on the same shielded envs and settings;
+     critic, without the GAF video as the config ships it, the LTN shield around 4 envs, the shield's logic hook
+     on the gate; the config's ``n_steps``, ``batch_size``, ``n_epochs``, optimizer settings) against SB3's
+     ``MultiInputPolicy`` with the same algorithm on the same envs (``MaskablePPO`` where ``train.py``'s env
+     has masks, plain ``PPO`` for the shipped ``shield_training: none``) and settings;
    * the same policy and extractors with SB3's plain ``PPO`` and ``BasalGangliaActorCriticPolicy``
      (``bench_learning.py``'s agent) on the unshielded envs, against ``PPO`` with ``MultiInputPolicy``;
    * ``janus-dqn`` as ``train.py`` builds it from ``configs/janus-dqn.yml`` (``GatedJanusDQN``: prioritized
@@ -298,7 +299,8 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
              train_py("janus-ppo", ppo), lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
              rollout, args.train_steps),
         Pair("janus-ppo with the GAF video (vision=True, the ablation's full brain)", ppo_name,
-             train_py("janus-ppo", vision(ppo, True)), lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
+             train_py("janus-ppo", vision(ppo, True)),
+             lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
              rollout, args.train_steps),
         Pair("PPO + BasalGangliaActorCriticPolicy + JanusExtractor (one each), no shield", "PPO MultiInputPolicy",
              lambda: build(PPO, BasalGangliaActorCriticPolicy, bg_ppo, shield=False),

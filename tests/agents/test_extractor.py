@@ -216,11 +216,12 @@ class _PositionalExtractor(nn.Module):
 @pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning")
 @pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning")
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
-def test_onnx_export(dynamo: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize("vision", [True, False], ids=["video", "no-video"])  # janus-ppo ships without the video
+def test_onnx_export(dynamo: bool, vision: bool, tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx", reason="onnx is not installed (needed by torch.onnx.export)")
     if dynamo and importlib.util.find_spec("onnxscript") is None:
         pytest.skip("onnxscript is not installed (needed by torch.onnx.export(dynamo=True))")
-    extractor = make_extractor().eval()
+    extractor = make_extractor(vision=vision).eval()
     obs = as_tensors(env_observations(3))
     obs["prices"][1] = 0.0  # constant GAF windows (as before the env has history): max = min
     with th.no_grad():

@@ -1,15 +1,16 @@
 """Learning as ``train.py`` ships it (``@slow``: minutes a seed, not run in CI): the default ``janus-ppo`` — the
-vision path (``JanusExtractor``), the Go/No-Go gate, reward scaling, the sleep phase and the memory read path,
-trained without the shield and deciding behind its masks (``shield_training: none``), all from
-``configs/janus-ppo.yml`` — trained through ``train.py``'s own code
+token extractor without the GAF video (``JanusExtractor(vision=False)``), the Go/No-Go gate, reward scaling,
+the sleep phase and the memory read path, trained without the shield and deciding behind its masks
+(``shield_training: none``), all from ``configs/janus-ppo.yml`` — trained through ``train.py``'s own code
 (``resolve_run``, ``build_training``) on ``tests/agents/test_learning.py``'s market with an edge, evaluated as
 ``evaluate.py`` evaluates (``agents.app.evaluation``: the glass box with shield and breakers, deterministic
 actions, held-out seeds) against random actions on the same episodes. The bar is the CI tests': it earns (mean >=
 25 bps an episode, t >= 2.5) and leads random by >= 60 bps (paired t >= 3), on two seeds.
 
-32,768 steps a seed (~4.5 min of one core). At 16,384 (``benchmarks/bench_ablation.py``'s ``janus`` row, same
-market and evaluation) the agent earned +62.2 and +53.1 bps on seeds 0 and 1 (+56.9 and +25.3 with the former
-default, trained behind the masks with the logical loss).
+32,768 steps a seed. At 16,384 (``benchmarks/bench_ablation.py``'s ``no-gaf`` row, same market and evaluation)
+the agent earned +27.8 and +58.2 bps on seeds 0 and 1; with the GAF video (``janus``, shipped until then)
++62.2 and +53.1, and +56.9 and +25.3 with the default before that (trained behind the masks with the logical
+loss).
 
 The DQN family (``janus-dqn`` as ``configs/janus-dqn.yml`` ships it: JanusExtractor, basal-ganglia DQN policy,
 prioritized replay with LTN-violation priority, logical loss, SWR sleep and memory, trained behind the shield)
