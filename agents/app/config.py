@@ -339,6 +339,8 @@ _JANUS_PPO_SHIELD = ("janus-ppo decides over the LTN shield's action masks: it n
                      "(the shield wraps the Janus-LOB envs; for an unshielded PPO, e.g. on Janus-Execution-v0, "
                      "use --algo ppo)")
 _MODEL_KEY = "{}: {!r} is not an argument of {}"
+_EXTRACTOR_KEY = ("; the features extractor's arguments are the config's (configs/<algo>.yml) for its own extractor: "
+                  "replace them with the new class's, e.g. --hp policy_kwargs.features_extractor_kwargs={}")
 _MODEL_REJECTED = "{} rejected the hyper-parameters: {}"
 _UNEXPECTED_KWARG = re.compile(r"([\w.]+)\(\) got an unexpected keyword argument '(\w+)'")
 
@@ -508,8 +510,11 @@ def build_model(algo: str, env: Any, params: Mapping[str, Any], *, seed: int, te
         if match is None:
             raise ConfigError(_MODEL_REJECTED.format(algo, err)) from err
         owner, key = match.groups()
-        where = "policy_kwargs." if key in (kwargs.get("policy_kwargs") or {}) else ""
-        raise ConfigError(_MODEL_KEY.format(algo, where + key, owner.removesuffix(".__init__"))) from err
+        policy_kwargs = kwargs.get("policy_kwargs") or {}
+        where, hint = ("policy_kwargs." if key in policy_kwargs else ""), ""
+        if key not in policy_kwargs and key in (policy_kwargs.get("features_extractor_kwargs") or {}):
+            where, hint = "policy_kwargs.features_extractor_kwargs.", _EXTRACTOR_KEY
+        raise ConfigError(_MODEL_KEY.format(algo, where + key, owner.removesuffix(".__init__")) + hint) from err
     except (ValueError, AssertionError) as err:  # SB3 guards its arguments with assert
         raise ConfigError(_MODEL_REJECTED.format(algo, err)) from err
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from stable_baselines3.common.torch_layers import CombinedExtractor
 
 import envs_registry
 from agents.app import config as app_config
@@ -175,6 +176,11 @@ def test_unknown_env_ids_are_named_with_a_suggestion() -> None:
     [
         ({"policy_kwargs": {"bogus": 1}},
          "ppo: 'policy_kwargs.bogus' is not an argument of MultiInputActorCriticPolicy"),
+        # janus-ppo's config gives JanusExtractor `vision`; swapping the class alone leaves it behind
+        ({"policy_kwargs": {"features_extractor_class": CombinedExtractor, "features_extractor_kwargs": {"vision": 0}}},
+         "ppo: 'policy_kwargs.features_extractor_kwargs.vision' is not an argument of CombinedExtractor; the features "
+         "extractor's arguments are the config's (configs/<algo>.yml) for its own extractor: replace them with the new "
+         "class's, e.g. --hp policy_kwargs.features_extractor_kwargs={}"),
         ({"batch_size": 1}, "ppo rejected the hyper-parameters: `batch_size` must be greater than 1"),
         ({"policy": "MlpPolicy"}, "ppo rejected the hyper-parameters: You must use `MultiInputPolicy`"),
     ],
