@@ -133,7 +133,6 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without an edit
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
 from janus_env.atomic import atomic_path  # noqa: E402
 
@@ -297,24 +296,25 @@ def hashed(config: Mapping[str, Any]) -> dict[str, Any]:
     behaviour (``--hp policy_kwargs.features_extractor_kwargs.vision=true``), the setting is left out of the
     ``--hp`` list and of the resolved ``features_extractor_kwargs`` (dropped if that empties them), so such a run
     hashes as it did before the argument existed. The recorded config keeps every setting."""
+    from agents.app.config import parse_override
+
     train = config.get("train")
     if not train:
         return dict(config)
     policy_kwargs = dict(train["hyperparams"].get("policy_kwargs") or {})
     extractor = policy_kwargs.get("features_extractor_class")
-    added = ADDED_ARGUMENTS.get(extractor if isinstance(extractor, str) else "", {})
+    name = extractor if isinstance(extractor, str) else ""
 
-    def former(text: str) -> bool:  # "policy_kwargs.features_extractor_kwargs.NAME=VALUE" at the former behaviour
-        key, _, value = text.partition("=")
-        prefix, _, name = key.rpartition(".")
-        return prefix == "policy_kwargs.features_extractor_kwargs" and name in added and (
-            yaml.safe_load(value) == added[name])
+    def former(text: str) -> bool:  # an extractor argument at its former behaviour, parsed as train.py parses --hp
+        path, value = parse_override(text)
+        extractor_kwarg = len(path) == 3 and path[:2] == ["policy_kwargs", "features_extractor_kwargs"]
+        return extractor_kwarg and without_former(name, {path[2]: value}) == {}
 
     hp = [text for text in train["hp"] if not former(text)]
-    kwargs = policy_kwargs.get("features_extractor_kwargs")
     hyperparams = train["hyperparams"]
-    if isinstance(kwargs, Mapping) and any(k in added and v == added[k] for k, v in kwargs.items()):
-        kept = {k: v for k, v in kwargs.items() if not (k in added and v == added[k])}
+    kwargs = policy_kwargs.get("features_extractor_kwargs")
+    if isinstance(kwargs, Mapping) and without_former(name, kwargs) != dict(kwargs):
+        kept = without_former(name, kwargs)
         policy_kwargs = {k: v for k, v in policy_kwargs.items() if k != "features_extractor_kwargs"}
         if kept:
             policy_kwargs["features_extractor_kwargs"] = kept
@@ -359,6 +359,13 @@ ADDED_ARGUMENTS: Mapping[str, Mapping[str, Any]] = {"agents.extractor:JanusExtra
 adding it does not make every earlier result stale; any other value — set by a run, or a new default — is hashed."""
 
 
+def without_former(extractor: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` of the features extractor named ``"module:Class"`` less those at their former behaviour
+    (:data:`ADDED_ARGUMENTS`)."""
+    added = ADDED_ARGUMENTS.get(extractor, {})
+    return {k: v for k, v in kwargs.items() if not (k in added and v == added[k])}
+
+
 def used_arguments(algo: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The features extractor (class and every argument, defaults included), for the basal-ganglia policy the
     gate's arguments and, for a run that sleeps, every ``replay.SleepConfig`` field: what a default change in the
@@ -372,9 +379,7 @@ def used_arguments(algo: str, params: Mapping[str, Any]) -> dict[str, Any]:
     name = f"{extractor.__module__}:{extractor.__qualname__}"
     kwargs = constructor_arguments(extractor, policy_kwargs.get("features_extractor_kwargs") or {},
                                    skip=("observation_space",))
-    added = ADDED_ARGUMENTS.get(name, {})
-    used = {"extractor": {"class": name, "kwargs": {k: v for k, v in kwargs.items()
-                                                     if not (k in added and v == added[k])}}}
+    used = {"extractor": {"class": name, "kwargs": without_former(name, kwargs)}}
     if algo.startswith("janus-"):
         gate = constructor_arguments(BasalGangliaPolicyMixin, {}, skip=("observation_space", "action_space",
                                                                         "lr_schedule"))

@@ -283,7 +283,8 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
     former = {**ppo, "policy_kwargs": {
         **{k: v for k, v in ppo["policy_kwargs"].items() if k != "optimizer_kwargs"},
         "optimizer_kwargs": {"eps": 1e-5},  # SB3's PPO default (for-loop Adam)
-        "features_extractor_kwargs": dict(FORMER_EXTRACTOR)}}
+        "features_extractor_kwargs": dict(FORMER_EXTRACTOR)}}  # the class's defaults otherwise: with the video
+
     def vision(params: dict[str, Any], on: bool) -> dict[str, Any]:
         """``params`` with the GAF video on or off (``JanusExtractor(vision=...)``)."""
         kwargs = {**(params["policy_kwargs"].get("features_extractor_kwargs") or {}), "vision": on}
@@ -339,10 +340,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{note}. Target p99 < 5 ms: "
           f"{'met' if max(r[1][1] for r in rows[:2]) < 5 else 'NOT met'} (torch and ONNX rows).\n")
 
-    pairs = [pair for pair in training_pairs(args) if not args.only or any(t in pair.label for t in args.only)]
+    every = training_pairs(args)
+    pairs = [pair for pair in every if not args.only or any(t in pair.label for t in args.only)]
     if not pairs:
-        raise SystemExit(f"--only {args.only!r} matches no row; the rows: "
-                         f"{[pair.label for pair in training_pairs(args)]}")
+        raise SystemExit(f"--only {args.only!r} matches no row; the rows: {[pair.label for pair in every]}")
     for repeat in range(args.repeats):
         for pair in pairs:
             pair.measure(repeat)
