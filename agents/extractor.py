@@ -266,13 +266,14 @@ class JanusExtractor(BaseFeaturesExtractor):
         # one symlog over every numeric input at once (elementwise: the same values as four calls, fewer ops)
         book = observations["book"].float()
         account = observations["account"].float()
-        flat = symlog(th.cat((series.reshape(batch, -1), book.reshape(batch, -1), account,
-                              observations["market"].float()), dim=1))
-        n_series, n_book, n_account = self.window * 2, self.n_levels * 4, account.shape[1]
-        h_series = self.ts_proj(flat[:, :n_series].reshape(batch, self.n_series, 2 * self.ts_patch)) + self.ts_pos
-        h_book = self.book_proj(flat[:, n_series : n_series + n_book].reshape(book.shape)) + self.book_pos
-        h_account = self.account_proj(flat[:, n_series + n_book : n_series + n_book + n_account]).unsqueeze(1)
-        h_market = self.market_proj(flat[:, n_series + n_book + n_account :]).unsqueeze(1)
+        market = observations["market"].float()
+        flat = symlog(th.cat((series.reshape(batch, -1), book.reshape(batch, -1), account, market), dim=1))
+        widths = (2 * self.window, 4 * self.n_levels, account.shape[1], market.shape[1])
+        series_in, book_in, account_in, market_in = th.split(flat, widths, dim=1)
+        h_series = self.ts_proj(series_in.reshape(batch, self.n_series, 2 * self.ts_patch)) + self.ts_pos
+        h_book = self.book_proj(book_in.reshape(book.shape)) + self.book_pos
+        h_account = self.account_proj(account_in).unsqueeze(1)
+        h_market = self.market_proj(market_in).unsqueeze(1)
         h_ts = th.cat((h_series, h_book, h_account, h_market), dim=1)
         h_vis = None
         if self.gaf is not None and self.vivit is not None:
@@ -291,16 +292,9 @@ class JanusExtractor(BaseFeaturesExtractor):
 
     def pool(self, tokens: th.Tensor) -> th.Tensor:
         """Per-stream pooling of ``(B, W/P+L+2, d)`` tokens: ``[mean series; mean book; account; market]`` (B, 4d)."""
-        w, n_levels = self.n_series, self.n_levels
-        return th.cat(
-            (
-                tokens[:, :w].mean(dim=1),
-                tokens[:, w : w + n_levels].mean(dim=1),
-                tokens[:, w + n_levels],
-                tokens[:, w + n_levels + 1],
-            ),
-            dim=-1,
-        )
+        # one split, not four slices: its backward is one concatenation, theirs four zero-filled copies of the input
+        series, book, account, market = th.split(tokens, (self.n_series, self.n_levels, 1, 1), dim=1)
+        return th.cat((series.mean(dim=1), book.mean(dim=1), account.squeeze(1), market.squeeze(1)), dim=-1)
 
 
 def observation_tensors(observations: dict[str, th.Tensor]) -> tuple[th.Tensor, ...]:

@@ -12,6 +12,7 @@ differs from the full agent by its ``--hp`` overrides only:
 | ``no-vision`` | the same agent on SB3's ``CombinedExtractor`` (flatten + concatenate): no GAF, no ViViT, no fusion | ``--hp policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor --hp policy_kwargs.features_extractor_kwargs={}`` |
 | ``no-gaf`` | the same agent and ``JanusExtractor`` without its video stream (``vision=False``): the token streams, their fusion (``H1 = H_ts``) and pooling kept; no DiffGAF, no ViViT, no visual gate. ``janus-ppo`` as ``configs/janus-ppo.yml`` ships it since this row | ``--hp policy_kwargs.features_extractor_kwargs.vision=false`` |
 | ``no-gaf-no-nogo`` | ``no-gaf`` (``janus-ppo`` as shipped) with the No-Go gate off, as ``no-nogo``; ``ou-edge`` and ``toxic-squeeze`` | ``--hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.tau_veto=1.0`` |
+| ``series-patches`` | ``no-gaf`` with the price/volume series read in patches of 4 steps (``ts_patch=4``, PatchTST): 8 series tokens instead of 32 at the default window (32 instead of 128 here); ``ou-edge`` and ``toxic-squeeze`` | ``--hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.features_extractor_kwargs.ts_patch=4`` |
 | ``no-logic`` | no LTN anywhere: the full agent's own run (``janus`` trains without the shield, ``shield_training: none``), evaluated without the shield, so no masks, no overrides and no logic gate (its input, the shield's score, reads 0) | the evaluation glass box's ``shield`` off |
 | ``logic-in-training`` | the former default: trained behind the enforcing shield (its masks, its overrides, the logic gate) with the logical loss, λ_logic = 2 | ``--hp shield_training=enforce --hp lambda_logic=2.0`` |
 | ``shield-observes`` | in training the shield only scores (``LTNShield(enforce=False)``: the logical loss, λ_logic = 2, learns from its scores, every action is permitted and executes) | ``--hp shield_training=observe --hp lambda_logic=2.0`` |
@@ -206,6 +207,10 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("no-gaf-no-nogo", "janus-ppo", hp=("policy_kwargs.features_extractor_kwargs.vision=false",
                                                "policy_kwargs.tau_veto=1.0"), markets=("ou-edge", "toxic-squeeze"),
             what="no-gaf (janus-ppo as shipped) with the No-Go gate off (tau_veto = 1; memory's prior silenced too)"),
+    Variant("series-patches", "janus-ppo", hp=("policy_kwargs.features_extractor_kwargs.vision=false",
+                                               "policy_kwargs.features_extractor_kwargs.ts_patch=4"),
+            markets=("ou-edge", "toxic-squeeze"),
+            what="no-gaf with the series read in patches of 4 steps (ts_patch=4: 8 series tokens, not 32)"),
     Variant("no-logic", "janus-ppo", hp=(VISION,), eval_shield=False,
             what="the full agent's run evaluated without the shield: no LTN anywhere (janus trains without it)"),
     Variant("logic-in-training", "janus-ppo", hp=(VISION, "shield_training=enforce", "lambda_logic=2.0"),

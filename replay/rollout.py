@@ -32,6 +32,7 @@ from gymnasium import spaces
 from sb3_contrib.common.maskable.buffers import MaskableDictRolloutBuffer, MaskableRolloutBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
+from replay.deferred_values import DeferredValuesMixin
 from replay.prioritized import read_action_sat
 from replay.types import LogicDictRolloutBufferSamples, LogicRolloutBufferSamples
 
@@ -100,8 +101,9 @@ class LogicRolloutMixin:
         return self._samples_class(*base, action_sat=action_sat)
 
 
-class LogicRolloutBuffer(LogicRolloutMixin, MaskableRolloutBuffer):
-    """``MaskableRolloutBuffer`` (array observations) that keeps the shield's SatAgg of every action.
+class LogicRolloutBuffer(LogicRolloutMixin, DeferredValuesMixin, MaskableRolloutBuffer):
+    """``MaskableRolloutBuffer`` (array observations) that keeps the shield's SatAgg of every action (and can take
+    its values from one critic pass at the rollout's end, :class:`~replay.deferred_values.DeferredValuesMixin`).
 
     Same arguments as sb3-contrib's ``MaskableRolloutBuffer``; samples are
     :class:`~replay.types.LogicRolloutBufferSamples`.
@@ -110,8 +112,9 @@ class LogicRolloutBuffer(LogicRolloutMixin, MaskableRolloutBuffer):
     _samples_class = LogicRolloutBufferSamples
 
 
-class LogicDictRolloutBuffer(LogicRolloutMixin, MaskableDictRolloutBuffer):
-    """``MaskableDictRolloutBuffer`` (``Dict`` observations) that keeps the shield's SatAgg of every action.
+class LogicDictRolloutBuffer(LogicRolloutMixin, DeferredValuesMixin, MaskableDictRolloutBuffer):
+    """``MaskableDictRolloutBuffer`` (``Dict`` observations) that keeps the shield's SatAgg of every action (and its
+    values from one critic pass, as :class:`LogicRolloutBuffer`).
 
     Same arguments as sb3-contrib's ``MaskableDictRolloutBuffer``; samples are
     :class:`~replay.types.LogicDictRolloutBufferSamples`.

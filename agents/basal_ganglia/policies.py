@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.common.maskable.distributions import MaskableCategoricalDistribution
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from sb3_contrib.qrdqn.policies import QRDQNPolicy
 from stable_baselines3.common.distributions import Distribution
@@ -72,6 +73,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch.nn import functional as F
 
+from agents.basal_ganglia.categorical import propose_categorical
 from agents.basal_ganglia.gate import (
     HOLD,
     NOGO_INIT_BIAS,
@@ -86,6 +88,7 @@ from agents.basal_ganglia.gate import (
     go_head,
     risk_inputs,
 )
+from agents.gaf import is_tracing
 from janus_env.checks import check_callable, check_fraction, check_int, check_number, check_positive
 from replay.memory import MemoryReader, flatten_states
 
@@ -208,6 +211,9 @@ class BasalGangliaPolicyMixin:
         self.last_go_nogo_batch: list[dict[str, Any]] = []
         self.memory: MemoryReader | None = None
         self._last_recall: Any = None
+        self.defer_values = False
+        """Actor-critic rollout steps return NaN values and skip the critic (``JanusPPO`` sets it during a rollout
+        whose buffer computes the values in one pass, :mod:`replay.deferred_values`)."""
         self.seed_exploration(None)
         kwargs.setdefault("features_extractor_class", _default_extractor(observation_space))
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[call-arg]
@@ -338,14 +344,14 @@ class BasalGangliaPolicyMixin:
     # ---- proposal and gate -----------------------------------------------------------
     def _propose(
         self, go: th.Tensor, deterministic: bool, action_masks: np.ndarray | th.Tensor | None
-    ) -> tuple[th.Tensor, Distribution | None]:
-        """The Go pathway's proposal: ``argmax`` for value heads, else a (masked) sample or mode of the logits."""
+    ) -> tuple[th.Tensor, th.Tensor | None]:
+        """The Go pathway's proposal and the log-probabilities ``(B, A)`` it was drawn from (None for value heads):
+        ``argmax`` for value heads, else a (masked) sample or mode of the logits, drawn as SB3's categorical
+        distribution draws it (:func:`~agents.basal_ganglia.categorical.propose_categorical`)."""
         if go_head(self) != "logits":
             return go.argmax(dim=1), None
-        distribution = self.action_dist.proba_distribution(action_logits=go)
-        if action_masks is not None:  # only maskable policies receive masks
-            distribution.apply_masking(action_masks)  # type: ignore[attr-defined]
-        return distribution.get_actions(deterministic=deterministic), distribution
+        maskable = isinstance(self.action_dist, MaskableCategoricalDistribution)
+        return propose_categorical(go, deterministic, action_masks if maskable else None, double_normalize=maskable)
 
     def _hold_allowed(self, action_masks: np.ndarray | th.Tensor | None, batch: int) -> th.Tensor | None:
         if action_masks is None:
@@ -442,29 +448,49 @@ class BasalGangliaPolicyMixin:
         deterministic: bool = False,
         action_masks: np.ndarray | None = None,
     ) -> th.Tensor:
-        features = go_features(self, observation)
-        go = go_from_features(self, features)
-        proposed, _ = self._propose(go, deterministic, action_masks)
-        return self._gate(observation, features, go, proposed, self._hold_allowed(action_masks, go.shape[0]))
+        with self._decision_mode():
+            features = go_features(self, observation)
+            go = go_from_features(self, features)
+            proposed, _ = self._propose(go, deterministic, action_masks)
+            return self._gate(observation, features, go, proposed, self._hold_allowed(action_masks, go.shape[0]))
+
+    @staticmethod
+    def _decision_mode() -> th.inference_mode:
+        """``torch.inference_mode`` where gradients are off already (SB3's rollouts and ``predict``): a decision's
+        tensors are never saved for a backward pass (the No-Go head and PPO recompute theirs from the stored
+        observations), and inference mode skips autograd's view and version tracking, ≈ 12% of a batch-4
+        decision. With gradients on (the attribution) or under tracing (export), nothing changes."""
+        return th.inference_mode(not th.is_grad_enabled() and not is_tracing())
 
     def _forward_actor_critic(
         self, obs: th.Tensor, deterministic: bool, action_masks: np.ndarray | None
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Rollout step of the actor-critic policies: final action, value, log-prob of the final action."""
+        with self._decision_mode():
+            return self._actor_critic_step(obs, deterministic, action_masks)
+
+    def _actor_critic_step(
+        self, obs: th.Tensor, deterministic: bool, action_masks: np.ndarray | None
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         policy: Any = self
-        features = policy.extract_features(obs)
-        if policy.share_features_extractor:
-            pi_features = features
-            latent_pi, latent_vf = policy.mlp_extractor(features)
-        else:
-            pi_features, vf_features = features
+        if self.defer_values:  # the actor alone: the rollout's values come from one batched critic pass (JanusPPO)
+            pi_features = go_features(self, obs)
             latent_pi = policy.mlp_extractor.forward_actor(pi_features)
-            latent_vf = policy.mlp_extractor.forward_critic(vf_features)
-        values = policy.value_net(latent_vf)
+            values = th.full((pi_features.shape[0], 1), float("nan"), device=pi_features.device)
+        else:
+            features = policy.extract_features(obs)
+            if policy.share_features_extractor:
+                pi_features = features
+                latent_pi, latent_vf = policy.mlp_extractor(features)
+            else:
+                pi_features, vf_features = features
+                latent_pi = policy.mlp_extractor.forward_actor(pi_features)
+                latent_vf = policy.mlp_extractor.forward_critic(vf_features)
+            values = policy.value_net(latent_vf)
         go = policy.action_net(latent_pi)
-        proposed, distribution = self._propose(go, deterministic, action_masks)
+        proposed, log_p = self._propose(go, deterministic, action_masks)
         final = self._gate(obs, pi_features, go, proposed, self._hold_allowed(action_masks, go.shape[0]))
-        log_prob = distribution.log_prob(final)  # type: ignore[union-attr]
+        log_prob = log_p.gather(1, final.reshape(-1, 1)).reshape(-1)  # type: ignore[union-attr]
         return final.reshape((-1, *self.action_space.shape)), values, log_prob
 
     # ---- exploration -------------------------------------------------------------------

@@ -33,11 +33,12 @@ from sb3_contrib.common.maskable.utils import is_masking_supported
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import PyTorchObs
-from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from janus_env.checks import check_bool, check_number
+from replay.deferred_values import DeferredValuesMixin
 from replay.losses import expected_violation
 from replay.rollout import LogicDictRolloutBuffer, LogicRolloutBuffer, LogicRolloutMixin
 
@@ -95,6 +96,11 @@ class JanusPPO(MaskablePPO):
             shield in the env replaces a violating proposal by its fallback (HOLD), in training and evaluation
             alike (:func:`uses_action_masks`); the logical loss then acts on every action's probability, so the
             rules are learned as a penalty rather than enforced as a mask. Saved with the model.
+        batched_values: True (default): with a basal-ganglia policy, a rollout's steps run the actor alone and the
+            values ``V(s_t)`` come from one critic pass over the rollout at its end (:mod:`replay.deferred_values`;
+            the same values up to the float rounding of another batch size, equal bit for bit with the default
+            ``JanusExtractor``); ``janus-ppo`` trains ≈ 1.1x faster. False: one critic pass per step, as
+            ``MaskablePPO``.
         **kwargs: every other ``MaskablePPO`` keyword argument. ``rollout_buffer_class`` defaults to
             :class:`~replay.rollout.LogicRolloutBuffer` (``LogicDictRolloutBuffer`` for ``Dict`` observations),
             also in place of sb3-contrib's plain maskable buffers (a model saved by ``MaskablePPO`` loads with them);
@@ -115,9 +121,10 @@ class JanusPPO(MaskablePPO):
     """
 
     def __init__(self, policy: Any, env: Any, *, lambda_logic: float = DEFAULT_LAMBDA_LOGIC,
-                 action_masking: bool = True, **kwargs: Any) -> None:
+                 action_masking: bool = True, batched_values: bool = True, **kwargs: Any) -> None:
         self.lambda_logic = check_number("lambda_logic", lambda_logic, low=0)
         self.action_masking = check_bool("action_masking", action_masking)
+        self.batched_values = check_bool("batched_values", batched_values)
         self._filling: LogicRolloutMixin | None = None
         super().__init__(policy, env, **kwargs)
 
@@ -150,12 +157,26 @@ class JanusPPO(MaskablePPO):
         use_masking: bool = True,
     ) -> bool:
         """``MaskablePPO.collect_rollouts``; each step's infos also reach the buffer (``observe_infos``) before it
-        stores the step."""
+        stores the step, and with a basal-ganglia policy the steps run the actor alone and the buffer takes the
+        values from one critic pass at the rollout's end (:mod:`replay.deferred_values`)."""
         self._filling = rollout_buffer if isinstance(rollout_buffer, LogicRolloutMixin) else None
+        defer = (self.batched_values and isinstance(rollout_buffer, DeferredValuesMixin)
+                 and hasattr(self.policy, "defer_values"))
+        if defer:
+            rollout_buffer.defer_values(self._rollout_values)
+            self.policy.defer_values = True
         try:
             return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps, use_masking)
         finally:
             self._filling = None
+            if defer:
+                rollout_buffer.defer_values(None)
+                self.policy.defer_values = False
+
+    def _rollout_values(self, observations: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        """``V(s)`` of stored rollout observations, ``(N,)``: the critic the rollout's steps skipped."""
+        with th.no_grad():
+            return self.policy.predict_values(obs_as_tensor(observations, self.device)).cpu().numpy().reshape(-1)
 
     def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
         # SB3 reads each step's infos here, after the step and before ``rollout_buffer.add`` stores it

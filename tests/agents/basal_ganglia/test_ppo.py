@@ -208,10 +208,58 @@ def test_without_the_term_it_trains_exactly_as_maskable_ppo(lam: float, shield: 
     runs = []
     for cls in (MaskablePPO, JanusPPO):
         env = shielded_envs(**REJECT_BUYS) if shield else losing_env_cls()
-        model = make_ppo(env, cls=cls, **({"lambda_logic": lam} if cls is JanusPPO else {}))
+        # per-step values, as MaskablePPO: batched ones differ in the last bits on this MLP (tested below)
+        model = make_ppo(env, cls=cls, **({"lambda_logic": lam, "batched_values": False} if cls is JanusPPO else {}))
         model.learn(2 * N_STEPS * N_ENVS)
         runs.append(parameters(model))
     assert all(th.equal(a, b) for a, b in zip(*runs, strict=True))
+
+
+class RolloutArrays(BaseCallback):
+    """The first rollout's stored arrays at its end, before any training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if not self.arrays:
+            buffer = self.model.rollout_buffer
+            self.arrays = {k: getattr(buffer, k).copy() for k in ("actions", "log_probs", "values", "returns",
+                                                                  "advantages")}
+            obs = {k: th.as_tensor(flat(v)) for k, v in buffer.observations.items()}
+            with th.no_grad():
+                self.arrays["critic"] = self.model.policy.predict_values(obs).numpy().reshape(buffer.values.shape)
+
+
+def test_batched_values_are_the_critics_values_of_the_rollout() -> None:
+    """``batched_values``: the steps skip the critic (same actions and log-probs, bit for bit, as the per-step
+    run), and the stored values are the critic's on the stored observations, computed once at the end."""
+    runs = []
+    for batched in (False, True):
+        arrays = RolloutArrays()
+        make_ppo(shielded_envs(), batched_values=batched).learn(N_STEPS * N_ENVS, callback=arrays)
+        runs.append(arrays.arrays)
+    per_step, batched = runs
+    for key in ("actions", "log_probs"):
+        np.testing.assert_array_equal(batched[key], per_step[key])
+    assert np.isfinite(batched["values"]).all()
+    np.testing.assert_array_equal(batched["values"], batched["critic"])  # one pass: exactly the critic's values
+    for key in ("values", "returns", "advantages"):  # the per-step pass: the same up to the batch's float rounding
+        np.testing.assert_allclose(batched[key], per_step[key], rtol=1e-5, atol=1e-6)
+
+
+def test_batched_values_skip_the_critic_only_during_the_rollout() -> None:
+    model = make_ppo(shielded_envs())
+    model.learn(N_STEPS * N_ENVS)
+    assert model.policy.defer_values is False and model.rollout_buffer._values_of is None
+    obs = {k: th.as_tensor(np.stack([v.sample() for _ in range(3)])) for k, v in model.observation_space.items()}
+    with th.no_grad():
+        _, values, _ = model.policy(obs)
+    assert th.isfinite(values).all()
 
 
 # ----------------------------------------------------------------------------- API
