@@ -120,7 +120,9 @@ class JanusExtractor(BaseFeaturesExtractor):
             model saved before this default with W ≠ 32 and no explicit ``gaf_stride`` was trained with 4: load
             it with ``custom_objects`` as for ``patch_size`` below, ``{"gaf_stride": 4}``.
         gaf_frames: frames per video; default 5.
-        ts_patch: steps per series token ``P``; must divide the window ``W``; default 1.
+        ts_patch: steps per series token ``P``; must divide the window ``W``; default 1. ``janus-ppo`` reads
+            patches of 4 (``configs/janus-ppo.yml``): in the ablation as good as 1 at 0.7x the training CPU
+            (``benchmarks/README.md``, "Series patches").
         patch_size: ViViT patch side; must divide ``gaf_window``; default 8: a 16 × 16 GAF frame is
             2 × 2 patches, 4 spatial tokens (+ CLS) per frame. Sized for CPU *(ours)*: with 4 (16 tokens
             per frame) the spatial transformer was most of the extractor's training cost, and ``janus-ppo``

@@ -8,11 +8,11 @@ differs from the full agent by its ``--hp`` overrides only:
 
 | variant | what it is | switches (``train.py`` flags) |
 | --- | --- | --- |
-| ``janus`` | the full brain, ``janus-ppo`` with every part (as shipped until ``no-gaf``, which ships now): ``JanusPPO`` with one ``JanusExtractor`` each for actor and critic with the GAF video (DiffGAF → ViViT → gated fusion; ``VISION``), basal-ganglia policy (No-Go head trained online), cerebellum, sleep/memory when ``configs/janus-ppo.yml`` has a ``sleep`` block; trained without the shield (``shield_training: none``), evaluated behind the enforcing shield with its masks and the logic gate | ``--algo janus-ppo --hp policy_kwargs.features_extractor_kwargs.vision=true`` (the rows below that remove one other part set it too) |
+| ``janus`` | the full brain, ``janus-ppo`` with every part (as shipped until ``no-gaf``; ``series-patches`` ships now): ``JanusPPO`` with one ``JanusExtractor`` each for actor and critic with the GAF video (DiffGAF → ViViT → gated fusion; ``VISION``) and one series token per step (``STEP_TOKENS``), basal-ganglia policy (No-Go head trained online), cerebellum, sleep/memory when ``configs/janus-ppo.yml`` has a ``sleep`` block; trained without the shield (``shield_training: none``), evaluated behind the enforcing shield with its masks and the logic gate | ``--algo janus-ppo --hp policy_kwargs.features_extractor_kwargs.vision=true --hp policy_kwargs.features_extractor_kwargs.ts_patch=1`` (``FULL_BRAIN``; the rows below that remove one other part set it too) |
 | ``no-vision`` | the same agent on SB3's ``CombinedExtractor`` (flatten + concatenate): no GAF, no ViViT, no fusion | ``--hp policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor --hp policy_kwargs.features_extractor_kwargs={}`` |
-| ``no-gaf`` | the same agent and ``JanusExtractor`` without its video stream (``vision=False``): the token streams, their fusion (``H1 = H_ts``) and pooling kept; no DiffGAF, no ViViT, no visual gate. ``janus-ppo`` as ``configs/janus-ppo.yml`` ships it since this row | ``--hp policy_kwargs.features_extractor_kwargs.vision=false`` |
-| ``no-gaf-no-nogo`` | ``no-gaf`` (``janus-ppo`` as shipped) with the No-Go gate off, as ``no-nogo``; ``ou-edge`` and ``toxic-squeeze`` | ``--hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.tau_veto=1.0`` |
-| ``series-patches`` | ``no-gaf`` with the price/volume series read in patches of 4 steps (``ts_patch=4``, PatchTST): 8 series tokens instead of 32 at the default window (32 instead of 128 here); ``ou-edge`` and ``toxic-squeeze`` | ``--hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.features_extractor_kwargs.ts_patch=4`` |
+| ``no-gaf`` | the same agent and ``JanusExtractor`` without its video stream (``vision=False``): the token streams, their fusion (``H1 = H_ts``) and pooling kept; no DiffGAF, no ViViT, no visual gate; one series token per step. ``janus-ppo`` as ``configs/janus-ppo.yml`` shipped it from this row to ``series-patches`` | ``--hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.features_extractor_kwargs.ts_patch=1`` |
+| ``no-gaf-no-nogo`` | ``no-gaf`` with the No-Go gate off, as ``no-nogo``; ``ou-edge`` and ``toxic-squeeze`` | ``no-gaf``'s switches and ``--hp policy_kwargs.tau_veto=1.0`` |
+| ``series-patches`` | ``no-gaf`` with the price/volume series read in patches of 4 steps (``ts_patch=4``, PatchTST): 8 series tokens instead of 32 at the default window (32 instead of 128 here). ``janus-ppo`` as ``configs/janus-ppo.yml`` ships it since this row | ``--hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.features_extractor_kwargs.ts_patch=4`` |
 | ``no-logic`` | no LTN anywhere: the full agent's own run (``janus`` trains without the shield, ``shield_training: none``), evaluated without the shield, so no masks, no overrides and no logic gate (its input, the shield's score, reads 0) | the evaluation glass box's ``shield`` off |
 | ``logic-in-training`` | the former default: trained behind the enforcing shield (its masks, its overrides, the logic gate) with the logical loss, λ_logic = 2 | ``--hp shield_training=enforce --hp lambda_logic=2.0`` |
 | ``shield-observes`` | in training the shield only scores (``LTNShield(enforce=False)``: the logical loss, λ_logic = 2, learns from its scores, every action is permitted and executes) | ``--hp shield_training=observe --hp lambda_logic=2.0`` |
@@ -194,34 +194,43 @@ VISION = "policy_kwargs.features_extractor_kwargs.vision=true"
 README's "Vision isolated"); ``janus`` and the rows that take one other part away from it keep it, so they
 measure what they measured before (:data:`ADDED_ARGUMENTS` keeps their hashes)."""
 
+STEP_TOKENS = "policy_kwargs.features_extractor_kwargs.ts_patch=1"
+"""One series token per step, ``JanusExtractor``'s default. ``configs/janus-ppo.yml`` reads the series in patches of
+4 steps since this grid's ``series-patches`` row; the rows measured before it set it back (with :data:`VISION`:
+:data:`FULL_BRAIN`), and a setting at the class's default is not hashed (:func:`hashed_settings`), so their results
+stay up to date."""
+
+FULL_BRAIN = (VISION, STEP_TOKENS)
+"""The full brain as the grid measured it: the GAF video, one series token per step."""
+
 VARIANTS: tuple[Variant, ...] = (
-    Variant("janus", "janus-ppo", hp=(VISION,),
+    Variant("janus", "janus-ppo", hp=FULL_BRAIN,
             what="full JANUS, every part: janus-ppo with the GAF video (vision=true), as shipped until no-gaf"),
     Variant("no-vision", "janus-ppo",
             hp=("policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor",
                 "policy_kwargs.features_extractor_kwargs={}"),
             what="CombinedExtractor instead of JanusExtractor (no GAF, ViViT, fusion)"),
-    Variant("no-gaf", "janus-ppo", hp=("policy_kwargs.features_extractor_kwargs.vision=false",),
+    Variant("no-gaf", "janus-ppo", hp=("policy_kwargs.features_extractor_kwargs.vision=false", STEP_TOKENS),
             what="JanusExtractor(vision=False): the token streams and fusion kept, no GAF video, no ViViT "
-                 "(janus-ppo as configs/janus-ppo.yml ships it now)"),
-    Variant("no-gaf-no-nogo", "janus-ppo", hp=("policy_kwargs.features_extractor_kwargs.vision=false",
+                 "(janus-ppo as configs/janus-ppo.yml shipped it until series-patches)"),
+    Variant("no-gaf-no-nogo", "janus-ppo", hp=("policy_kwargs.features_extractor_kwargs.vision=false", STEP_TOKENS,
                                                "policy_kwargs.tau_veto=1.0"), markets=("ou-edge", "toxic-squeeze"),
-            what="no-gaf (janus-ppo as shipped) with the No-Go gate off (tau_veto = 1; memory's prior silenced too)"),
+            what="no-gaf with the No-Go gate off (tau_veto = 1; memory's prior silenced too)"),
     Variant("series-patches", "janus-ppo", hp=("policy_kwargs.features_extractor_kwargs.vision=false",
                                                "policy_kwargs.features_extractor_kwargs.ts_patch=4"),
-            markets=("ou-edge", "toxic-squeeze"),
-            what="no-gaf with the series read in patches of 4 steps (ts_patch=4: 8 series tokens, not 32)"),
-    Variant("no-logic", "janus-ppo", hp=(VISION,), eval_shield=False,
+            what="no-gaf with the series read in patches of 4 steps (ts_patch=4; janus-ppo as shipped now)"),
+    Variant("no-logic", "janus-ppo", hp=FULL_BRAIN, eval_shield=False,
             what="the full agent's run evaluated without the shield: no LTN anywhere (janus trains without it)"),
-    Variant("logic-in-training", "janus-ppo", hp=(VISION, "shield_training=enforce", "lambda_logic=2.0"),
+    Variant("logic-in-training", "janus-ppo", hp=(*FULL_BRAIN, "shield_training=enforce", "lambda_logic=2.0"),
             what="the former default: trained behind the shield's masks with the logical loss (lambda_logic 2)"),
-    Variant("shield-observes", "janus-ppo", hp=(VISION, "shield_training=observe", "lambda_logic=2.0"),
+    Variant("shield-observes", "janus-ppo", hp=(*FULL_BRAIN, "shield_training=observe", "lambda_logic=2.0"),
             what="the shield observes in training (logical loss on its scores, no masks, no overrides)"),
-    Variant("no-sleep", "janus-ppo", hp=(VISION, "sleep=false"), needs_sleep=True,
+    Variant("no-sleep", "janus-ppo", hp=(*FULL_BRAIN, "sleep=false"), needs_sleep=True,
             what="no sleep phase, no memory read"),
-    Variant("no-memory", "janus-ppo", hp=(VISION, "sleep.cycle.memory_prior=false"), needs_sleep=True,
+    Variant("no-memory", "janus-ppo", hp=(*FULL_BRAIN, "sleep.cycle.memory_prior=false"), needs_sleep=True,
             what="sleeps (memory written), memory not read (no No-Go prior)"),
-    Variant("no-nogo", "janus-ppo", hp=(VISION, "policy_kwargs.tau_veto=1.0"), what="No-Go gate off (tau_veto = 1)"),
+    Variant("no-nogo", "janus-ppo", hp=(*FULL_BRAIN, "policy_kwargs.tau_veto=1.0"),
+            what="No-Go gate off (tau_veto = 1)"),
     Variant("ppo-mlp", "ppo", what="SB3 PPO, MultiInputPolicy (configs/ppo.yml)"),
     Variant("janus-dqn", "janus-dqn", markets=("ou-edge",),
             what="the DQN family as configs/janus-dqn.yml ships it: trained behind the shield, logical loss (λ 2)"),
@@ -297,10 +306,12 @@ class Settings:
 
 
 def hashed(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` as it is hashed: wherever a run sets an argument of :data:`ADDED_ARGUMENTS` to its former
-    behaviour (``--hp policy_kwargs.features_extractor_kwargs.vision=true``), the setting is left out of the
-    ``--hp`` list and of the resolved ``features_extractor_kwargs`` (dropped if that empties them), so such a run
-    hashes as it did before the argument existed. The recorded config keeps every setting."""
+    """``config`` as it is hashed: wherever a run sets an extractor argument to its former behaviour
+    (:data:`ADDED_ARGUMENTS`: ``--hp policy_kwargs.features_extractor_kwargs.vision=true``) or to the class's own
+    default (``…ts_patch=1``, :data:`STEP_TOKENS`), the setting is left out of the ``--hp`` list and of the resolved
+    ``features_extractor_kwargs`` (dropped if that empties them), so such a run hashes as it did before the argument
+    existed or before the config set another value (:func:`hashed_settings`). The recorded config keeps every
+    setting."""
     from agents.app.config import parse_override
 
     train = config.get("train")
@@ -313,13 +324,13 @@ def hashed(config: Mapping[str, Any]) -> dict[str, Any]:
     def former(text: str) -> bool:  # an extractor argument at its former behaviour, parsed as train.py parses --hp
         path, value = parse_override(text)
         extractor_kwarg = len(path) == 3 and path[:2] == ["policy_kwargs", "features_extractor_kwargs"]
-        return extractor_kwarg and without_former(name, {path[2]: value}) == {}
+        return extractor_kwarg and hashed_settings(name, {path[2]: value}) == {}
 
     hp = [text for text in train["hp"] if not former(text)]
     hyperparams = train["hyperparams"]
     kwargs = policy_kwargs.get("features_extractor_kwargs")
-    if isinstance(kwargs, Mapping) and without_former(name, kwargs) != dict(kwargs):
-        kept = without_former(name, kwargs)
+    if isinstance(kwargs, Mapping) and hashed_settings(name, kwargs) != dict(kwargs):
+        kept = hashed_settings(name, kwargs)
         policy_kwargs = {k: v for k, v in policy_kwargs.items() if k != "features_extractor_kwargs"}
         if kept:
             policy_kwargs["features_extractor_kwargs"] = kept
@@ -369,6 +380,18 @@ def without_former(extractor: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     (:data:`ADDED_ARGUMENTS`)."""
     added = ADDED_ARGUMENTS.get(extractor, {})
     return {k: v for k, v in kwargs.items() if not (k in added and v == added[k])}
+
+
+def hashed_settings(extractor: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The explicit ``kwargs`` of the features extractor named ``"module:Class"`` that :func:`hashed` keeps: less
+    those at their former behaviour (:func:`without_former`) and those at the class's own default. Dropping the
+    latter loses nothing: :func:`used_arguments` hashes every argument the run builds the class with, defaults
+    included; an explicit default only restates it (and pins it for a config that sets another value)."""
+    kept = without_former(extractor, kwargs)
+    if ":" not in extractor:
+        return kept
+    defaults = constructor_arguments(_import_class(extractor), {}, skip=("observation_space",))
+    return {k: v for k, v in kept.items() if not (k in defaults and v == defaults[k])}
 
 
 def used_arguments(algo: str, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,9 +19,9 @@ Two tables, measured in one process (one torch thread, ``train.py``'s default ``
 
    * ``janus-ppo`` as ``train.py`` builds it from ``configs/janus-ppo.yml`` (``JanusPPO`` = MaskablePPO with the
      logical loss, ``BasalGangliaMaskablePolicy``, one ``JanusExtractor`` each for the actor and the
-     critic, without the GAF video as the config ships it, the LTN shield around 4 envs, the shield's logic hook
-     on the gate; the config's ``n_steps``, ``batch_size``, ``n_epochs``, optimizer settings) against SB3's
-     ``MultiInputPolicy`` with the same algorithm on the same envs (``MaskablePPO`` where ``train.py``'s env
+     critic, without the GAF video and reading the series in patches of 4 steps as the config ships it, the
+     LTN shield around 4 envs, the shield's logic hook on the gate; the config's ``n_steps``, ``batch_size``,
+     ``n_epochs``, optimizer settings) against SB3's ``MultiInputPolicy`` with the same algorithm on the same envs (``MaskablePPO`` where ``train.py``'s env
      has masks, plain ``PPO`` for the shipped ``shield_training: none``) and settings;
    * the same policy and extractors with SB3's plain ``PPO`` and ``BasalGangliaActorCriticPolicy``
      (``bench_learning.py``'s agent) on the unshielded envs, against ``PPO`` with ``MultiInputPolicy``;
@@ -29,9 +29,10 @@ Two tables, measured in one process (one torch thread, ``train.py``'s default ``
      replay, IS weights, logical loss, ``BasalGangliaDQNPolicy`` on the default ``JanusExtractor``, the LTN
      shield, the logic hook) against SB3's ``DQN`` with ``MultiInputPolicy`` on the same shielded env and
      settings; and ``BasalGangliaDQN`` (SB3's DQN with the gate, uniform replay) against the same baseline;
-   * ``janus-ppo`` with the GAF video (``JanusExtractor(vision=True)``: the ablation's full brain, shipped until
-     its ``no-gaf`` row) and ``janus-dqn`` without it (``vision=False``): what the DiffGAF → ViViT path costs,
-     against the same baselines;
+   * ``janus-ppo`` with the GAF video and a series token per step (``JanusExtractor(vision=True, ts_patch=1)``:
+     the ablation's full brain, shipped until its ``no-gaf`` row), ``janus-ppo`` with a token per step
+     (``ts_patch=1``, shipped from ``no-gaf`` to ``series-patches``) and ``janus-dqn`` without the video
+     (``vision=False``): what the DiffGAF → ViViT path and the per-step tokens cost, against the same baselines;
    * ``janus-ppo`` with the extractor and optimizer settings before issue 14 (``patch_size=4``, torch's
      for-loop Adam), against the same baseline, to show what the change bought.
 
@@ -285,9 +286,9 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
         "optimizer_kwargs": {"eps": 1e-5},  # SB3's PPO default (for-loop Adam)
         "features_extractor_kwargs": dict(FORMER_EXTRACTOR)}}  # the class's defaults otherwise: with the video
 
-    def vision(params: dict[str, Any], on: bool) -> dict[str, Any]:
-        """``params`` with the GAF video on or off (``JanusExtractor(vision=...)``)."""
-        kwargs = {**(params["policy_kwargs"].get("features_extractor_kwargs") or {}), "vision": on}
+    def extractor(params: dict[str, Any], **settings: Any) -> dict[str, Any]:
+        """``params`` with ``JanusExtractor`` arguments set (``vision``, ``ts_patch``)."""
+        kwargs = {**(params["policy_kwargs"].get("features_extractor_kwargs") or {}), **settings}
         return {**params, "policy_kwargs": {**params["policy_kwargs"], "features_extractor_kwargs": kwargs}}
 
     bg_ppo = {k: v for k, v in ppo.items() if k != "lambda_logic"}
@@ -299,8 +300,12 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
         Pair("janus-ppo (configs/janus-ppo.yml, as train.py builds it)", ppo_name,
              train_py("janus-ppo", ppo), lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
              rollout, args.train_steps),
-        Pair("janus-ppo with the GAF video (vision=True, the ablation's full brain)", ppo_name,
-             train_py("janus-ppo", vision(ppo, True)),
+        Pair("janus-ppo with the GAF video (vision=True, ts_patch=1: the ablation's full brain)", ppo_name,
+             train_py("janus-ppo", extractor(ppo, vision=True, ts_patch=1)),
+             lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
+             rollout, args.train_steps),
+        Pair("janus-ppo with a series token per step (ts_patch=1, no video: shipped until series-patches)", ppo_name,
+             train_py("janus-ppo", extractor(ppo, ts_patch=1)),
              lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
              rollout, args.train_steps),
         Pair("PPO + BasalGangliaActorCriticPolicy + JanusExtractor (one each), no shield", "PPO MultiInputPolicy",
@@ -310,7 +315,7 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
              train_py("janus-dqn", dqn), lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True),
              dqn_warmup, args.dqn_steps),
         Pair("janus-dqn without the GAF video (vision=False, no sleep)", "DQN MultiInputPolicy",
-             train_py("janus-dqn", vision(dqn, False)), lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True),
+             train_py("janus-dqn", extractor(dqn, vision=False)), lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True),
              dqn_warmup, args.dqn_steps),
         Pair("BasalGangliaDQN + BasalGangliaDQNPolicy + JanusExtractor (uniform replay)", "DQN MultiInputPolicy",
              lambda: build(BasalGangliaDQN, BasalGangliaDQNPolicy,

@@ -399,36 +399,29 @@ class BasalGangliaPolicyMixin:
         source: str,
         nogo_head: th.Tensor | None = None,
     ) -> None:
-        go_l = go.detach().cpu().tolist()
-        nogo_l = nogo.detach().cpu().tolist()
-        prop_l = proposed.cpu().tolist()
-        final_l = final.cpu().tolist()
-        vetoed_l = vetoed.cpu().tolist()
-        logic_l = logic.detach().cpu().tolist()
+        # tolist() gives Python floats, ints and bools: the rows are JSON-ready without a conversion per value
+        go_l, nogo_l, logic_l = go.detach().cpu().tolist(), nogo.detach().cpu().tolist(), logic.detach().cpu().tolist()
+        prop_l, final_l, vetoed_l = proposed.cpu().tolist(), final.cpu().tolist(), vetoed.cpu().tolist()
         head_l = None if nogo_head is None else nogo_head.detach().cpu().tolist()
         recall = self._last_recall if head_l is not None else None
+        tau_veto, tau_logic = self.tau_veto, self.tau_logic
         rows = []
         for i, a in enumerate(prop_l):
-            by_nogo = vetoed_l[i] and nogo_l[i][a] >= self.tau_veto
-            by_memory = by_nogo and head_l is not None and head_l[i][a] < self.tau_veto
-            by_logic = vetoed_l[i] and logic_l[i] >= self.tau_logic
-            reason = "+".join(name for name, hit in (("nogo", by_nogo and not by_memory), ("memory", by_memory),
-                                                     ("logic", by_logic)) if hit)
-            rows.append({
-                "go": [float(v) for v in go_l[i]],
-                "nogo": [float(v) for v in nogo_l[i]],
-                "proposed": int(a),
-                "final": int(final_l[i]),
-                "vetoed": bool(vetoed_l[i]),
-                "veto_reason": reason,
-                "nogo_proposed": float(nogo_l[i][a]),
-                "logic_loss": float(logic_l[i]),
-                "logic_source": source,
-                "tau_veto": self.tau_veto,
-                "tau_logic": self.tau_logic,
-            })
+            veto = bool(vetoed_l[i])
+            nogo_a = float(nogo_l[i][a])
+            reason = ""
+            if veto:
+                by_nogo = nogo_a >= tau_veto
+                by_memory = by_nogo and head_l is not None and head_l[i][a] < tau_veto
+                by_logic = logic_l[i] >= tau_logic
+                reason = "+".join(name for name, hit in (("nogo", by_nogo and not by_memory), ("memory", by_memory),
+                                                         ("logic", by_logic)) if hit)
+            row = {"go": go_l[i], "nogo": nogo_l[i], "proposed": int(a), "final": int(final_l[i]), "vetoed": veto,
+                   "veto_reason": reason, "nogo_proposed": nogo_a, "logic_loss": float(logic_l[i]),
+                   "logic_source": source, "tau_veto": tau_veto, "tau_logic": tau_logic}
             if recall is not None:
-                rows[-1]["memory"] = memory_record(recall, i, head_l[i])
+                row["memory"] = memory_record(recall, i, head_l[i])
+            rows.append(row)
         self.last_go_nogo_batch = rows
         self.last_go_nogo = rows[0] if rows else None
 
@@ -492,6 +485,23 @@ class BasalGangliaPolicyMixin:
         final = self._gate(obs, pi_features, go, proposed, self._hold_allowed(action_masks, go.shape[0]))
         log_prob = log_p.gather(1, final.reshape(-1, 1)).reshape(-1)  # type: ignore[union-attr]
         return final.reshape((-1, *self.action_space.shape)), values, log_prob
+
+    # ---- train / eval mode ---------------------------------------------------------------
+    def set_training_mode(self, mode: bool) -> None:
+        """SB3's ``set_training_mode``, skipped where it would change nothing: SB3 calls it before every ``predict``
+        and ``nn.Module.train`` walks every submodule through ``nn.Module.__setattr__`` (≈ 0.2 ms a call for a DQN
+        policy on ``JanusExtractor``, as much as its features), while reading the flags costs a tenth of it."""
+        if any(module.training != mode for module in self._moded_modules()):
+            super().set_training_mode(mode)  # type: ignore[misc]
+
+    def _moded_modules(self) -> Any:
+        """The modules SB3's ``set_training_mode`` sets: the policy and its ``q_net`` (DQN) or ``quantile_net``
+        (QR-DQN) — not the target network, which stays in eval mode — or every module (actor-critic)."""
+        kind = go_head(self)
+        if kind == "logits":
+            return self.modules()  # type: ignore[attr-defined]
+        net = self.q_net if kind == "q" else self.quantile_net  # type: ignore[attr-defined]
+        return (self, *net.modules())
 
     # ---- exploration -------------------------------------------------------------------
     def seed_exploration(self, seed: int | None) -> None:

@@ -182,19 +182,23 @@ def test_an_added_argument_at_its_former_behaviour_keeps_every_hash(bench: Any, 
     from agents.app.config import resolve_hyperparams
     from agents.extractor import JanusExtractor
 
-    jobs = {j.key: j for j in _grid(bench, tmp_path, variants=("janus", "no-gaf"))}
+    jobs = {j.key: j for j in _grid(bench, tmp_path, variants=("janus", "no-gaf", "series-patches"))}
     janus, no_gaf = jobs["janus__tiny__s0"], jobs["no-gaf__tiny__s0"]
     assert "vision" not in janus.config["train"]["used"]["extractor"]["kwargs"]
     assert no_gaf.config["train"]["used"]["extractor"]["kwargs"]["vision"] is False
-    assert no_gaf.config["train"]["hyperparams"]["policy_kwargs"]["features_extractor_kwargs"] == {"vision": False}
+    assert no_gaf.config["train"]["hyperparams"]["policy_kwargs"]["features_extractor_kwargs"] == {
+        "vision": False, "ts_patch": 1}
     assert no_gaf.train_hash != janus.train_hash
-    # janus-ppo ships without the video; the grid's full brain sets it (VISION) and hashes as before that change
-    assert no_gaf.config["train"]["hyperparams"] == resolve_hyperparams(
+    # janus-ppo ships without the video and with series patches (series-patches); the grid's full brain sets the
+    # video and one token per step back (FULL_BRAIN) and hashes as before those changes
+    assert jobs["series-patches__tiny__s0"].config["train"]["hyperparams"] == resolve_hyperparams(
         "janus-ppo", bench.ENV_ID, None, bench.market_overrides(bench.Market("tiny", (0,), TINY)))
-    assert bench.VISION in janus.config["train"]["hp"]
-    assert janus.config["train"]["hyperparams"]["policy_kwargs"]["features_extractor_kwargs"] == {"vision": True}
+    assert set(bench.FULL_BRAIN) <= set(janus.config["train"]["hp"])
+    assert janus.config["train"]["hyperparams"]["policy_kwargs"]["features_extractor_kwargs"] == {
+        "vision": True, "ts_patch": 1}
     before = json.loads(json.dumps(janus.config))
-    before["train"]["hp"].remove(bench.VISION)
+    for text in bench.FULL_BRAIN:
+        before["train"]["hp"].remove(text)
     del before["train"]["hyperparams"]["policy_kwargs"]["features_extractor_kwargs"]
     assert bench.stable_hash(before) == janus.config_hash
     monkeypatch.setitem(bench.ADDED_ARGUMENTS, "agents.extractor:JanusExtractor", {})  # as if vision were hashed
@@ -209,6 +213,24 @@ def test_an_added_argument_at_its_former_behaviour_keeps_every_hash(bench: Any, 
     monkeypatch.setattr(JanusExtractor.__init__, "__defaults__", (*defaults[:-1], False))
     assert dqn_job().config_hash != dqn.config_hash
     assert next(j for j in _grid(bench, tmp_path, variants=("janus",))).config_hash == janus.config_hash  # sets it
+
+
+def test_a_setting_at_the_class_default_is_not_hashed_any_other_is(bench: Any, tmp_path: Path) -> None:
+    """``no-gaf`` pins ``ts_patch=1`` (the class's default) since the config reads patches of 4: it hashes as it did
+    without the pin under the former config; the shipped value (4) is hashed, through its text and its arguments."""
+    name = "agents.extractor:JanusExtractor"
+    assert bench.hashed_settings(name, {"ts_patch": 1, "vision": True, "d_model": 48}) == {"d_model": 48}
+    assert bench.hashed_settings(name, {"ts_patch": 4, "vision": False}) == {"ts_patch": 4, "vision": False}
+    assert bench.hashed_settings("", {"ts_patch": 1}) == {"ts_patch": 1}  # no class named: kept as given
+    jobs = {j.variant: j for j in _grid(bench, tmp_path, variants=("janus", "no-gaf", "series-patches")) if j.seed == 0}
+    no_gaf, patches = jobs["no-gaf"], jobs["series-patches"]
+    former = json.loads(json.dumps(no_gaf.config))  # the same run before the pin, when the config had no ts_patch
+    former["train"]["hp"].remove(bench.STEP_TOKENS)
+    former["train"]["hyperparams"]["policy_kwargs"]["features_extractor_kwargs"] = {"vision": False}
+    assert bench.stable_hash(former) == no_gaf.config_hash
+    assert no_gaf.config["train"]["used"]["extractor"]["kwargs"]["ts_patch"] == 1
+    assert patches.config["train"]["used"]["extractor"]["kwargs"]["ts_patch"] == 4
+    assert patches.config_hash != no_gaf.config_hash and patches.train_hash != no_gaf.train_hash
 
 
 def test_variants_differ_from_the_full_agent_by_their_switches_only(bench: Any, tmp_path: Path) -> None:

@@ -30,14 +30,19 @@ def test_every_pair_builds_and_learns_on_train_pys_env(bench: Any) -> None:
     from agents.basal_ganglia import go_extractor
 
     pairs = bench.training_pairs(argparse.Namespace(train_steps=1, dqn_steps=1))
-    assert len(pairs) == 7
+    assert len(pairs) == 8
     ppo = resolve_hyperparams("janus-ppo", bench.ENV_ID)
     masked = ppo.get("shield") and ppo.get("shield_training", "enforce") == "enforce"
     assert pairs[0].baseline == ("MaskablePPO MultiInputPolicy" if masked else "PPO MultiInputPolicy")
     for pair in pairs:
         for make in (pair.janus, pair.base):
             model = make()
+            extractor = go_extractor(model.policy) if make is pair.janus else None
             if "GAF video" in pair.label and make is pair.janus:  # the rows that time the video's cost
-                assert (go_extractor(model.policy).gaf is None) == ("vision=False" in pair.label), pair.label
+                assert (extractor.gaf is None) == ("vision=False" in pair.label), pair.label
+            if "ts_patch=1" in pair.label and make is pair.janus:  # a series token per step
+                assert extractor.ts_patch == 1, pair.label
+            if pair is pairs[0] and make is pair.janus:  # janus-ppo as shipped: no video, patches of 4
+                assert extractor.gaf is None and extractor.ts_patch == 4
             model.learn(8)  # one rollout for PPO, a few steps for DQN: what the timed runs do, shorter
             assert model.num_timesteps >= 8, pair.label

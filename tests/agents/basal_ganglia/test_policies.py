@@ -340,3 +340,23 @@ def test_bad_labels(model_factory: Any, sample_obs: Any) -> None:
     model = model_factory("ppo")
     with pytest.raises(ValueError, match=re.escape(policies._BAD_LABELS.format(2, [0.5, 1.0]))):
         model.policy.train_nogo(sample_obs(2), np.array([1, 2]), [0.5, 1.0])
+
+
+@pytest.mark.parametrize("algo", ["dqn", "qrdqn", "ppo", "maskable"])
+def test_set_training_mode_leaves_every_module_as_sb3s_would(algo: str, model_factory: Any) -> None:
+    """The skip where nothing would change: after any sequence of modes (and a module flipped by hand, and the
+    No-Go head's own training) every module's flag equals what SB3's ``set_training_mode`` sets."""
+    policy = model_factory(algo).policy
+    reference = model_factory(algo).policy
+    base = type(policy).__mro__[2]  # the SB3 policy class under the mixin
+    assert base.__module__.startswith(("stable_baselines3", "sb3_contrib"))
+    for step, mode in enumerate([False, False, True, True, False, True, False, False]):
+        if step == 4:  # a module flipped by hand is set back, as SB3 would
+            for p in (policy, reference):
+                next(m for m in p.modules() if m is not p).train(True)
+        if step == 6:
+            for p in (policy, reference):
+                p.nogo_net.train(True)  # train_nogo's own mode, which SB3's call does not touch (DQN family)
+        policy.set_training_mode(mode)
+        base.set_training_mode(reference, mode)
+        assert [m.training for m in policy.modules()] == [m.training for m in reference.modules()]
