@@ -20,9 +20,10 @@ differs from the full agent by its ``--hp`` overrides only:
 | ``no-memory`` | sleeps (schemas, vector store), but the memory is not read: no No-Go prior | ``--hp sleep.cycle.memory_prior=false``; only when the full agent sleeps |
 | ``no-nogo`` | the No-Go gate never vetoes: ``τ_veto = 1`` (a veto needs ``sigmoid(·) ≥ 1``; the evaluation counts No-Go vetoes, so a float32 saturation would show); memory's prior acts through No-Go, so it is silenced too | ``--hp policy_kwargs.tau_veto=1.0`` |
 | ``ppo-mlp`` | SB3 PPO with ``MultiInputPolicy`` (``configs/ppo.yml``: no shield, no gate) | ``--algo ppo`` |
-| ``janus-dqn`` | the DQN family as ``configs/janus-dqn.yml`` ships it (``JanusDQN``: JanusExtractor, basal-ganglia DQN policy, prioritized replay with LTN-violation priority, logical loss λ 2, SWR sleep and memory), trained behind the shield; ``ou-edge`` only | ``--algo janus-dqn`` |
-| ``janus-dqn-unshielded`` | the same trained without the shield (``shield_training: none``, λ_logic = 0) and evaluated behind it, as ``janus`` is; ``ou-edge`` only | ``--algo janus-dqn --hp shield_training=none --hp lambda_logic=0.0`` |
-| ``janus-dqn-no-gaf`` | ``janus-dqn`` as shipped on ``JanusExtractor(vision=False)`` (the ``no-gaf`` switch); ``ou-edge`` only | ``--algo janus-dqn --hp policy_kwargs.features_extractor_kwargs.vision=false`` |
+| ``janus-dqn`` | the DQN family as ``configs/janus-dqn.yml`` shipped it until ``janus-dqn-series-patches`` (``JanusDQN``: JanusExtractor with the GAF video and a series token per step, basal-ganglia DQN policy, prioritized replay with LTN-violation priority, logical loss λ 2, SWR sleep and memory), trained behind the shield; ``ou-edge`` only | ``--algo janus-dqn`` and ``FULL_BRAIN`` |
+| ``janus-dqn-unshielded`` | the same trained without the shield (``shield_training: none``, λ_logic = 0) and evaluated behind it, as ``janus`` is; ``ou-edge`` only | ``--algo janus-dqn``, ``FULL_BRAIN``, ``--hp shield_training=none --hp lambda_logic=0.0`` |
+| ``janus-dqn-no-gaf`` | ``janus-dqn`` on ``JanusExtractor(vision=False)`` (the ``no-gaf`` switch, a token per step); ``ou-edge`` only | ``--algo janus-dqn --hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.features_extractor_kwargs.ts_patch=1`` |
+| ``janus-dqn-series-patches`` | ``janus-dqn-no-gaf`` reading the series in patches of 4 steps (``ts_patch=4``, as ``series-patches``); ``ou-edge`` only. ``janus-dqn`` as ``configs/janus-dqn.yml`` ships it since this row | ``--algo janus-dqn --hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.features_extractor_kwargs.ts_patch=4`` |
 | ``dqn-mlp`` | SB3 DQN with ``MultiInputPolicy`` (``configs/dqn.yml``); ``ou-edge`` only | ``--algo dqn`` |
 | ``random``, ``hold``, ``buy-and-hold``, ``momentum``, ``mean-reversion`` | the classical baselines (``agents/baselines.py``; ``hold`` always sends HOLD) | — |
 
@@ -232,12 +233,17 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("no-nogo", "janus-ppo", hp=(*FULL_BRAIN, "policy_kwargs.tau_veto=1.0"),
             what="No-Go gate off (tau_veto = 1)"),
     Variant("ppo-mlp", "ppo", what="SB3 PPO, MultiInputPolicy (configs/ppo.yml)"),
-    Variant("janus-dqn", "janus-dqn", markets=("ou-edge",),
-            what="the DQN family as configs/janus-dqn.yml ships it: trained behind the shield, logical loss (λ 2)"),
-    Variant("janus-dqn-unshielded", "janus-dqn", hp=("shield_training=none", "lambda_logic=0.0"),
+    Variant("janus-dqn", "janus-dqn", hp=FULL_BRAIN, markets=("ou-edge",),
+            what="the DQN family with the GAF video, as configs/janus-dqn.yml shipped it until "
+                 "janus-dqn-series-patches: trained behind the shield, logical loss (λ 2)"),
+    Variant("janus-dqn-unshielded", "janus-dqn", hp=(*FULL_BRAIN, "shield_training=none", "lambda_logic=0.0"),
             markets=("ou-edge",), what="janus-dqn trained without the shield (λ_logic 0), decides behind it"),
-    Variant("janus-dqn-no-gaf", "janus-dqn", hp=("policy_kwargs.features_extractor_kwargs.vision=false",),
+    Variant("janus-dqn-no-gaf", "janus-dqn", hp=("policy_kwargs.features_extractor_kwargs.vision=false", STEP_TOKENS),
             markets=("ou-edge",), what="janus-dqn on JanusExtractor(vision=False): no GAF video, no ViViT"),
+    Variant("janus-dqn-series-patches", "janus-dqn", hp=("policy_kwargs.features_extractor_kwargs.vision=false",
+                                                         "policy_kwargs.features_extractor_kwargs.ts_patch=4"),
+            markets=("ou-edge",),
+            what="janus-dqn-no-gaf with the series read in patches of 4 steps (ts_patch=4; janus-dqn as shipped now)"),
     Variant("dqn-mlp", "dqn", markets=("ou-edge",), what="SB3 DQN, MultiInputPolicy (configs/dqn.yml)"),
     Variant("random", baseline="random", what="uniform random actions"),
     Variant("hold", baseline="hold", what="always HOLD"),

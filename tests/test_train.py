@@ -84,7 +84,8 @@ def test_kill_after_checkpoint_then_resume(tmp_path: Path, run_script) -> None:
     args = ["--algo", "janus-dqn", "--timesteps", "2400", "--run-dir", str(tmp_path), "--run-name", "r",
             "--checkpoint-every", "600", "--hp", "sleep.every_n_steps=500", *FAST,
             # SB3's plain extractor keeps this test fast; the JanusExtractor path is covered above
-            "--hp", "policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor"]
+            "--hp", "policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor",
+            "--hp", "policy_kwargs.features_extractor_kwargs={}"]  # the config's are JanusExtractor's
     proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     marker = tmp_path / "r" / "checkpoints" / "latest"  # written once the first checkpoint folder is complete

@@ -204,14 +204,14 @@ def test_an_added_argument_at_its_former_behaviour_keeps_every_hash(bench: Any, 
     monkeypatch.setitem(bench.ADDED_ARGUMENTS, "agents.extractor:JanusExtractor", {})  # as if vision were hashed
     assert next(j for j in _grid(bench, tmp_path, variants=("janus",))).config_hash != janus.config_hash
     monkeypatch.undo()
-    def dqn_job() -> Any:  # configs/janus-dqn.yml leaves vision at its default
-        return next(j for j in _grid(bench, tmp_path, variants=("janus", "janus-dqn")) if j.variant == "janus-dqn")
-
-    dqn = dqn_job()
+    # a run that leaves vision unset hashes the class's default: at True (the former behaviour) it is left out, a
+    # new default (False) would be hashed
+    params = {"policy_kwargs": {"features_extractor_class": "agents.extractor:JanusExtractor"}}
+    assert "vision" not in bench.used_arguments("janus-dqn", params)["extractor"]["kwargs"]
     defaults = list(JanusExtractor.__init__.__defaults__)
     assert defaults[-1] is True  # vision, the last argument
     monkeypatch.setattr(JanusExtractor.__init__, "__defaults__", (*defaults[:-1], False))
-    assert dqn_job().config_hash != dqn.config_hash
+    assert bench.used_arguments("janus-dqn", params)["extractor"]["kwargs"]["vision"] is False
     assert next(j for j in _grid(bench, tmp_path, variants=("janus",))).config_hash == janus.config_hash  # sets it
 
 
@@ -258,6 +258,8 @@ def test_variants_differ_from_the_full_agent_by_their_switches_only(bench: Any, 
 
 
 def test_the_dqn_rows_differ_by_their_switches_and_run_on_their_markets_only(bench: Any, tmp_path: Path) -> None:
+    from agents.app.config import resolve_hyperparams
+
     jobs = {j.variant: j for j in _grid(bench, tmp_path, variants=("janus", "janus-dqn", "janus-dqn-unshielded",
                                                                     "dqn-mlp")) if j.seed == 0}
     shipped = jobs["janus-dqn"].config["train"]["hyperparams"]
@@ -281,7 +283,13 @@ def test_the_dqn_rows_differ_by_their_switches_and_run_on_their_markets_only(ben
     assert "| only-m1 | missing (0/1) | — |" in report.markdown
     assert {v.name: v.markets for v in bench.VARIANTS if v.algo and "dqn" in v.algo} == {
         "janus-dqn": ("ou-edge",), "janus-dqn-unshielded": ("ou-edge",), "janus-dqn-no-gaf": ("ou-edge",),
-        "dqn-mlp": ("ou-edge",)}
+        "janus-dqn-series-patches": ("ou-edge",), "dqn-mlp": ("ou-edge",)}
+    # janus-dqn-series-patches is janus-dqn as configs/janus-dqn.yml ships it; janus-dqn keeps the video
+    patches = next(j for j in _grid(bench, tmp_path, variants=("janus", "janus-dqn-series-patches")) if j.seed == 0
+                   and j.variant == "janus-dqn-series-patches")
+    assert patches.config["train"]["hyperparams"] == resolve_hyperparams(
+        "janus-dqn", bench.ENV_ID, None, bench.market_overrides(bench.Market("tiny", (0,), TINY)))
+    assert shipped["policy_kwargs"]["features_extractor_kwargs"] == {"vision": True, "ts_patch": 1}
 
 
 def test_event_phases_add_up_to_the_episode_returns(bench: Any, tmp_path: Path) -> None:

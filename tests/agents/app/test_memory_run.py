@@ -31,7 +31,7 @@ from tests.conftest import bitwise_diff
 HP = ["--hp", "env_kwargs.episode_steps=50", "--hp", "n_envs=2", "--hp", "n_steps=32", "--hp", "batch_size=32",
       "--hp", "n_epochs=1", "--hp", "policy_kwargs.net_arch=[16]",
       "--hp", "policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor",
-      "--hp", "policy_kwargs.features_extractor_kwargs={}",  # the config's are JanusExtractor's (vision)
+      "--hp", "policy_kwargs.features_extractor_kwargs={}",  # the config's are JanusExtractor's (vision, ts_patch)
       "--hp", "sleep.every_n_steps=64", "--hp", "sleep.cycle.umap=false", "--hp", "sleep.cycle.seq_len=8",
       "--hp", "sleep.cycle.code_dim=16", "--hp", "sleep.cycle.encoder_steps=20", "--hp", "cerebellum.hidden=[8]"]
 T, MID = 192, 128

@@ -32,6 +32,7 @@ from tests.conftest import bitwise_diff
 HP = ["--hp", "env_kwargs.episode_steps=50", "--hp", "learning_starts=32", "--hp", "buffer_size=1000",
       "--hp", "batch_size=16", "--hp", "target_update_interval=50", "--hp", "policy_kwargs.net_arch=[16]",
       "--hp", "policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor",
+      "--hp", "policy_kwargs.features_extractor_kwargs={}",  # the config's are JanusExtractor's (vision, ts_patch)
       "--hp", "sleep.every_n_steps=64", "--hp", "sleep.cycle.umap=false", "--hp", "sleep.cycle.n_sequences=2",
       "--hp", "sleep.cycle.seq_len=8", "--hp", "cerebellum.hidden=[8]"]
 T, MID = 192, 128
