@@ -914,6 +914,9 @@ class Report:
     per_episode: dict[tuple[str, str], Comparison] = field(default_factory=dict)
     diagnostics: dict[str, dict[str, float]] = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
+    """Results of jobs this selection does not hold (``--only``, ``--exclude``, ``--max-seeds``): not stale, not
+    shown."""
     notes: list[str] = field(default_factory=list)
     market_what: dict[str, str] = field(default_factory=dict)
     in_grid: set[tuple[str, str]] | None = None
@@ -959,7 +962,8 @@ def build_report(results: Sequence[Mapping[str, Any]], *, expected: Mapping[str,
                  variants: Sequence[str] | None = None, markets: Sequence[Market] = MARKETS,
                  notes: Sequence[str] = ()) -> Report:
     """Tables (markdown) from the results; ``expected`` maps ``<variant>__<market>__s<seed>`` to the current
-    config hash (results with another hash are stale and left out; None: every result counts).
+    config hash (results with another hash are stale and left out, those of jobs it does not hold are outside the
+    selection and not shown; None: every result counts).
 
     Cells: mean over seeds of each seed's mean episode return, ± the std over seeds, with ``n/N`` seeds;
     comparisons: ``Δ = REFERENCE − variant`` paired per seed and per episode (module docstring).
@@ -977,7 +981,10 @@ def build_report(results: Sequence[Mapping[str, Any]], *, expected: Mapping[str,
     kept: dict[tuple[str, str, int], Mapping[str, Any]] = {}
     for r in results:
         key = f"{r['variant']}__{r['market']}__s{r['seed']}"
-        if expected is not None and expected.get(key) != r["config_hash"]:
+        if expected is not None and key not in expected:
+            report.outside.append(key)
+            continue
+        if expected is not None and expected[key] != r["config_hash"]:
             report.stale.append(key)
             continue
         kept[(r["variant"], r["market"], int(r["seed"]))] = r
@@ -1108,6 +1115,9 @@ def _markdown(report: Report) -> str:
     if report.stale:
         lines += ["", f"Left out: {len(report.stale)} stale result(s) (config hash of another code or option "
                   f"version; rerun them): {', '.join(sorted(report.stale))}."]
+    if report.outside:
+        lines += ["", f"Not shown: {len(report.outside)} result(s) of jobs outside this selection (--only, --exclude, "
+                  "--max-seeds)."]
     lines += [f"Note: {note}" for note in report.notes]
     return "\n".join(lines)
 

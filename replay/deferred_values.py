@@ -4,7 +4,7 @@ PPO stores ``V(s_t)`` with every row of its rollout and needs them only when it 
 advantages (GAE, Schulman et al. 2016, "High-dimensional continuous control using generalized advantage
 estimation", ICLR) after the last step. SB3 computes each inside that step's policy call, at the batch size
 of the vectorized env (4 rows for ``janus-ppo``), where a features extractor costs per tensor op rather than
-per row: for ``janus-ppo`` the critic's per-step pass was a fifth of its training time. The critic's
+per row: ``janus-ppo`` trained ≈ 8% faster without its critic's per-step pass (``benchmarks/README.md``). The critic's
 parameters do not change during a rollout and no action depends on ``V``, so the same values come from one
 pass over the stored observations just before :meth:`compute_returns_and_advantage` — the values SB3 would
 have stored, up to the last bits of the float arithmetic at another batch size.

@@ -99,7 +99,7 @@ class JanusPPO(MaskablePPO):
         batched_values: True (default): with a basal-ganglia policy, a rollout's steps run the actor alone and the
             values ``V(s_t)`` come from one critic pass over the rollout at its end (:mod:`replay.deferred_values`;
             the same values up to the float rounding of another batch size, equal bit for bit with the default
-            ``JanusExtractor``); ``janus-ppo`` trains ≈ 1.1x faster. False: one critic pass per step, as
+            ``JanusExtractor``); ``janus-ppo`` trains ≈ 1.08x faster. False: one critic pass per step, as
             ``MaskablePPO``.
         **kwargs: every other ``MaskablePPO`` keyword argument. ``rollout_buffer_class`` defaults to
             :class:`~replay.rollout.LogicRolloutBuffer` (``LogicDictRolloutBuffer`` for ``Dict`` observations),

@@ -106,6 +106,11 @@ def test_missing_cells_are_marked_and_stale_results_left_out(bench: Any) -> None
     assert "| random | missing (0/3) | missing (0/2) |" in report.markdown
     assert "| random | missing | missing | missing |" in report.markdown  # no comparison without its results
     assert "Left out: 1 stale result(s)" in report.markdown and "random__m1__s0" in report.markdown
+    # a result of a job the selection does not hold (e.g. --max-seeds 2 with a third seed on disk) is not stale
+    report = bench.build_report([*results, _result("janus", "m1", 2, [9.0], "a2")], expected=expected,
+                                variants=["janus", "random"], markets=_markets(bench, 3, 2))
+    assert report.stale == ["random__m1__s0"] and report.outside == ["janus__m1__s2"]
+    assert "| janus | 2.0 ± 1.4 (2/3) |" in report.markdown and "Not shown: 1 result(s)" in report.markdown
 
 
 def test_diagnostics_count_decisions_vetoes_and_training_speed(bench: Any) -> None:
