@@ -98,9 +98,10 @@ class JanusPPO(MaskablePPO):
             rules are learned as a penalty rather than enforced as a mask. Saved with the model.
         batched_values: True (default): with a basal-ganglia policy, a rollout's steps run the actor alone and the
             values ``V(s_t)`` come from one critic pass over the rollout at its end (:mod:`replay.deferred_values`;
-            the same values up to the float rounding of another batch size, equal bit for bit with the default
-            ``JanusExtractor``); ``janus-ppo`` trains ≈ 1.08x faster. False: one critic pass per step, as
-            ``MaskablePPO``.
+            the same values up to the float rounding of another batch size: equal bit for bit with the extractor
+            ``janus-ppo`` ships, not with the GAF video, whose rounding depends on the batch); ``janus-ppo``
+            trains ≈ 1.08x faster. False: one critic pass per step, as ``MaskablePPO`` (``--hp
+            batched_values=false`` reproduces a run of the video agent from before the option, bit for bit).
         **kwargs: every other ``MaskablePPO`` keyword argument. ``rollout_buffer_class`` defaults to
             :class:`~replay.rollout.LogicRolloutBuffer` (``LogicDictRolloutBuffer`` for ``Dict`` observations),
             also in place of sb3-contrib's plain maskable buffers (a model saved by ``MaskablePPO`` loads with them);
