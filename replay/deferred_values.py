@@ -46,11 +46,14 @@ class DeferredValuesMixin:
         """Compute the values of the next rollout with ``values_of`` at its end (None: stored per step, as SB3)."""
         self._values_of = values_of
 
-    def _stored_rows(self) -> Any:
-        """The observations as ``(buffer_size · n_envs, …)`` rows, in the ``values`` array's order."""
+    def _stored_rows(self, start: int, stop: int) -> Any:
+        """Rows ``start:stop`` of the observations as ``(buffer_size · n_envs, …)``, in ``values``' order."""
+        def rows(array: np.ndarray) -> np.ndarray:
+            return array.reshape(-1, *array.shape[2:])[start:stop]
+
         if isinstance(self.observations, dict):
-            return {k: v.reshape(-1, *v.shape[2:]) for k, v in self.observations.items()}
-        return self.observations.reshape(-1, *self.observations.shape[2:])
+            return {k: rows(v) for k, v in self.observations.items()}
+        return rows(self.observations)
 
     def compute_returns_and_advantage(self, last_values: Any, dones: np.ndarray) -> None:
         """SB3's returns and GAE advantages, on values computed now from the stored observations when deferred.
@@ -59,13 +62,9 @@ class DeferredValuesMixin:
             ValueError: the critic returned a non-finite value (NaN would otherwise train silently).
         """
         if self._values_of is not None:
-            rows = self._stored_rows()
             n = self.buffer_size * self.n_envs
-            parts = []
-            for start in range(0, n, CHUNK):
-                chunk = ({k: v[start : start + CHUNK] for k, v in rows.items()} if isinstance(rows, dict)
-                         else rows[start : start + CHUNK])
-                parts.append(np.asarray(self._values_of(chunk), dtype=np.float32).reshape(-1))
+            parts = [np.asarray(self._values_of(self._stored_rows(start, start + CHUNK)), dtype=np.float32).reshape(-1)
+                     for start in range(0, n, CHUNK)]
             values = np.concatenate(parts).reshape(self.buffer_size, self.n_envs)
             bad = ~np.isfinite(values)
             if bad.any():

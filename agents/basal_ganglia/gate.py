@@ -105,6 +105,18 @@ def go_from_features(policy: Any, features: th.Tensor) -> th.Tensor:
     return policy.action_net(policy.mlp_extractor.forward_actor(features))
 
 
+def actor_critic_latents(policy: Any, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """``(actor features, latent_pi, latent_vf)`` of an SB3 actor-critic policy, with one shared or an extractor each
+    (the first lines of SB3's ``ActorCriticPolicy.forward`` and ``evaluate_actions``)."""
+    features = policy.extract_features(obs)
+    if policy.share_features_extractor:
+        latent_pi, latent_vf = policy.mlp_extractor(features)
+        return features, latent_pi, latent_vf
+    pi_features, vf_features = features
+    mlp = policy.mlp_extractor
+    return pi_features, mlp.forward_actor(pi_features), mlp.forward_critic(vf_features)
+
+
 def go_scores(policy: Any, obs: PyTorchObs) -> th.Tensor:
     """Go scores ``(B, n_actions)`` of a DQN, QR-DQN or actor-critic policy for preprocessed tensors.
 
@@ -241,6 +253,7 @@ __all__ = [
     "TAU_LOGIC",
     "TAU_VETO",
     "NoGoHead",
+    "actor_critic_latents",
     "basal_ganglia_gate",
     "go_features",
     "go_features_dim",

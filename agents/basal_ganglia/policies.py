@@ -81,6 +81,7 @@ from agents.basal_ganglia.gate import (
     TAU_LOGIC,
     TAU_VETO,
     NoGoHead,
+    actor_critic_latents,
     basal_ganglia_gate,
     go_features,
     go_features_dim,
@@ -471,14 +472,7 @@ class BasalGangliaPolicyMixin:
             latent_pi = policy.mlp_extractor.forward_actor(pi_features)
             values = th.full((pi_features.shape[0], 1), float("nan"), device=pi_features.device)
         else:
-            features = policy.extract_features(obs)
-            if policy.share_features_extractor:
-                pi_features = features
-                latent_pi, latent_vf = policy.mlp_extractor(features)
-            else:
-                pi_features, vf_features = features
-                latent_pi = policy.mlp_extractor.forward_actor(pi_features)
-                latent_vf = policy.mlp_extractor.forward_critic(vf_features)
+            pi_features, latent_pi, latent_vf = actor_critic_latents(policy, obs)
             values = policy.value_net(latent_vf)
         go = policy.action_net(latent_pi)
         proposed, log_p = self._propose(go, deterministic, action_masks)

@@ -37,6 +37,7 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
+from agents.basal_ganglia.gate import actor_critic_latents
 from janus_env.checks import check_bool, check_number
 from replay.deferred_values import DeferredValuesMixin
 from replay.losses import expected_violation
@@ -67,13 +68,7 @@ def evaluate_actions_with_probs(
     Returns:
         ``(values, log_prob, entropy, probs)``; ``probs`` is ``(B, A)`` with grad, 0 on masked actions.
     """
-    features = policy.extract_features(obs)
-    if policy.share_features_extractor:
-        latent_pi, latent_vf = policy.mlp_extractor(features)
-    else:
-        pi_features, vf_features = features
-        latent_pi = policy.mlp_extractor.forward_actor(pi_features)
-        latent_vf = policy.mlp_extractor.forward_critic(vf_features)
+    _, latent_pi, latent_vf = actor_critic_latents(policy, obs)
     distribution = policy._get_action_dist_from_latent(latent_pi)
     if action_masks is not None:
         distribution.apply_masking(action_masks)
