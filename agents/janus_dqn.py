@@ -90,6 +90,9 @@ class JanusDQN(DQN):
 
         losses: list[float] = []
         logic_losses: list[float] = []
+        # the norm is clipped over the parameters this optimizer steps (SB3 walks every module of the policy for
+        # them; the target network's and the No-Go head's have no gradient here, so the norm is the same)
+        params = [p for group in self.policy.optimizer.param_groups for p in group["params"]]
         for _ in range(gradient_steps):
             replay_data = buffer.sample(batch_size, env=self._vec_normalize_env)
             loss, abs_td, logic = prioritized_dqn_loss(self, replay_data, self.lambda_logic)
@@ -99,7 +102,7 @@ class JanusDQN(DQN):
 
             self.policy.optimizer.zero_grad()
             loss.backward()
-            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            th.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
             self.policy.optimizer.step()
             buffer.update_priorities(replay_data.indices, abs_td.cpu().numpy())
 

@@ -89,6 +89,7 @@ from agents.basal_ganglia.gate import (
     go_head,
     risk_inputs,
 )
+from agents.basal_ganglia.modes import ModeSwitch
 from agents.gaf import is_tracing
 from janus_env.checks import check_callable, check_fraction, check_int, check_number, check_positive
 from replay.memory import MemoryReader, flatten_states
@@ -332,10 +333,12 @@ class BasalGangliaPolicyMixin:
         batch = proposed.shape[0]
         if self.logic_hook is not None:
             raw = self.logic_hook(obs, proposed)
-            values = th.as_tensor(raw, dtype=th.float32, device=proposed.device).reshape(-1)
-            if values.shape[0] != batch or not bool(th.all((values >= 0.0) & (values <= 1.0))):
+            # checked in numpy: a decision's handful of values costs a microsecond there, four tensor ops here
+            host = raw.detach().cpu().numpy() if isinstance(raw, th.Tensor) else raw
+            values = np.array(host, dtype=np.float32).reshape(-1)
+            if values.shape[0] != batch or not ((values >= 0.0) & (values <= 1.0)).all():
                 raise ValueError(_BAD_LOGIC_VALUES.format(batch, raw))
-            return values, "hook"
+            return th.from_numpy(values).to(proposed.device), "hook"
         if self._info_logic_loss is not None:
             if self._info_logic_loss.shape[0] != batch:
                 raise ValueError(_BAD_LOGIC_BATCH.format(self._info_logic_loss.shape[0], batch))
@@ -482,11 +485,13 @@ class BasalGangliaPolicyMixin:
 
     # ---- train / eval mode ---------------------------------------------------------------
     def set_training_mode(self, mode: bool) -> None:
-        """SB3's ``set_training_mode``, skipped where it would change nothing: SB3 calls it before every ``predict``
-        and ``nn.Module.train`` walks every submodule through ``nn.Module.__setattr__`` (≈ 0.2 ms a call for a DQN
-        policy on ``JanusExtractor``, as much as its features), while reading the flags costs a tenth of it."""
-        if any(module.training != mode for module in self._moded_modules()):
-            super().set_training_mode(mode)  # type: ignore[misc]
+        """SB3's ``set_training_mode``, as one pass over the flags it sets (:class:`~agents.basal_ganglia.modes.
+        ModeSwitch`): SB3 calls it before every ``predict`` and ``nn.Module.train`` walks every submodule."""
+        switch = self.__dict__.get("_mode_switch")
+        if switch is None:
+            switch = self.__dict__["_mode_switch"] = ModeSwitch(
+                self._moded_modules, super().set_training_mode)  # type: ignore[misc]
+        switch(mode)
 
     def _moded_modules(self) -> Any:
         """The modules SB3's ``set_training_mode`` sets: the policy and its ``q_net`` (DQN) or ``quantile_net``

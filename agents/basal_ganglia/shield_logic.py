@@ -32,7 +32,7 @@ def find_shield(env: Any) -> LTNShield | None:
     return None
 
 
-def shield_logic_hook(shields: Sequence[LTNShield]) -> Callable[[Any, th.Tensor], th.Tensor]:
+def shield_logic_hook(shields: Sequence[LTNShield]) -> Callable[[Any, th.Tensor], np.ndarray]:
     """``hook(obs, proposed) -> (B,)`` logic losses ``1 − SatAgg`` of each row's proposal under its shield.
 
     Raises:
@@ -43,14 +43,16 @@ def shield_logic_hook(shields: Sequence[LTNShield]) -> Callable[[Any, th.Tensor]
         if not isinstance(shield, LTNShield) or not isinstance(shield.action_space, spaces.Discrete):
             raise TypeError(f"Expected LTNShields over Discrete actions, got {shield!r}")
 
-    def hook(obs: Any, proposed: th.Tensor) -> th.Tensor:
-        actions = proposed.reshape(-1).cpu().numpy()
-        losses = np.zeros(actions.shape[0], dtype=np.float32)
-        if actions.shape[0] == len(shields):
-            for b, (shield, action) in enumerate(zip(shields, actions)):
-                losses[b] = 1.0 - float(shield.action_sat()[int(action)])  # the step's own scores, computed once
+    def hook(obs: Any, proposed: th.Tensor) -> np.ndarray:
+        actions = proposed.reshape(-1).tolist()
+        if len(actions) != len(shields):
+            return np.zeros(len(actions), dtype=np.float32)
+        # the step's own scores, computed once per step by the shield
+        losses = np.array([1.0 - float(shield.action_sat()[a]) for shield, a in zip(shields, actions)],
+                          dtype=np.float32)
         # SatAgg lies in [0, 1]; 1 − SatAgg may round a hair below 0, never further (the gate checks the range)
-        return th.as_tensor(np.where(np.abs(losses) < 1e-6, 0.0, losses).astype(np.float32))
+        losses[np.abs(losses) < 1e-6] = 0.0
+        return losses
 
     return hook
 
