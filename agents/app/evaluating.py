@@ -290,7 +290,7 @@ def _summary(plan: EvaluationPlan, result: EvaluationResult, elapsed: float) -> 
     lines = [f"{spec.env_id}: up to {spec.episodes} episode(s) per strategy and scenario, "
              f"seeds {seeds[0]}..{seeds[-1]}, {glass}, {elapsed:.1f}s",
              *plan.notes, *([f"audit trail of the agent's decisions: {spec.audit}"] if plan.agent_envs else []), "", ev.summary_table(result.rows), ev.TABLE_NOTE]
-    lines += ev.event_notes(result.rows)
+    lines += ev.annualization_notes(result.rows) + ev.event_notes(result.rows)
     if result.paired:
         lines += ["", "agent − baseline on the same episodes (mean, 95% t-interval, paired t-test p):", "",
                   ev.paired_table(result.paired)]

@@ -36,6 +36,10 @@
   is then ≤ −100% and the row counts it, instead of the metrics failing.
   A halted episode keeps the return at the halt (flat afterwards) and is
   annualized over the nominal episode length.
+* **Stress scenarios are not annualized**: where every episode holds the designed event (``flash_crash``,
+  ``squeeze``, or any ``event`` setting), a year of such episodes is not a year of trading, so the annualized
+  return and volatility, Sharpe (and its standard error), Sortino and Calmar are NaN there, said under the
+  table (:func:`annualization_notes`); ``sharpe_episode`` and the per-episode numbers stay.
 
 ## One row per scenario × strategy (full precision in CSV/JSON)
 
@@ -46,8 +50,9 @@ returns, annualized; ``sharpe_se`` its standard error; ``sharpe_episode``
 the same unannualized, which the printed table shows), ``sortino``,
 ``calmar``, ``max_drawdown_pct`` (worst episode), ``var_95_bps``/``cvar_95_bps``
 (one step), ``halts`` and ``ruin`` (episodes), ``halt_reasons``,
-``event_covered``, ``stopped_before_event`` (episodes halted or ruined at or before the event's
-first step: a breaker firing early), ``fill_rate`` (filled / requested shares over all episodes;
+``stress_event`` (the scenario holds a designed event: not annualized), ``event_covered``,
+``stopped_before_event`` (episodes halted or ruined at or before the event's first step: a breaker firing
+early), ``fill_rate`` (filled / requested shares over all episodes;
 empty when nothing was requested), ``avg_slippage_bps`` (over all fills),
 ``violation_rate``, ``executed_violations``, ``mean_steps``, latency
 percentiles, and the annualization used (``step_seconds``, ``calendar``,
@@ -109,6 +114,8 @@ TABLE_NOTE = ("return: mean episode return ± 95% t-interval; ann. %: a year of 
               "Sharpe/ep: mean / std of episode returns, from ≥ 4 episodes (annualized × sqrt(episodes/yr) ± "
               "sharpe_se in metrics.csv); max DD: worst episode; halts, ruin: episodes; fill %: filled / requested "
               "shares")
+ANNUALIZED_FIELDS = ("annualized_return_pct", "annualized_vol_pct", "sharpe", "sharpe_se", "sortino", "calmar")
+"""The row's figures that scale episodes to a year: NaN for a stress scenario (module docstring)."""
 PAIRED_COLUMNS = ("scenario", "agent − baseline", "Δ return bps", "95% CI", "p", "n")
 
 _BAD_BREAKER = "Unknown breaker setting {!r}; expected one of {}"
@@ -452,6 +459,7 @@ def summarize(results: list[EpisodeResult], timing: Annualization,
         "halts": sum(r.halted for r in results),
         "ruin": sum(r.ruin for r in results),
         "halt_reasons": "; ".join(f"{k}×{v}" for k, v in sorted(reasons.items())),
+        "stress_event": event is not None,
         "event_covered": (sum(r.steps >= event[1] + 1 for r in results) if event is not None else math.nan),
         "stopped_before_event": (sum(r.steps <= event[0] for r in results) if event is not None else math.nan),
         "fill_rate": filled / requested if requested > 0 else math.nan,
@@ -464,6 +472,8 @@ def summarize(results: list[EpisodeResult], timing: Annualization,
         "calendar": timing.calendar.name,
         "periods_per_year": timing.periods_per_year,
     }
+    if event is not None:  # a designed event in every episode: no year is made of these (module docstring)
+        row.update(dict.fromkeys(ANNUALIZED_FIELDS, math.nan))
     row.update(latency_percentiles(np.array([s for r in results for s in r.latencies])))
     return row
 
@@ -484,6 +494,15 @@ def paired_rows(scenario: str, episode_returns: Mapping[str, np.ndarray], agent:
 
 
 # --------------------------------------------------------------------------- tables
+
+
+def annualization_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """The line that says why the stress scenarios' rows have no annualized figures (none without such rows)."""
+    stress = sorted({r["scenario"] for r in rows if r.get("stress_event")})
+    if not stress:
+        return []
+    return [f"note: {', '.join(stress)}: not annualized (ann. %, and Sharpe, Sortino, Calmar in CSV/JSON): every "
+            "episode holds the designed stress event, so a year of such episodes is not a year of trading"]
 
 
 def event_notes(rows: list[dict[str, Any]]) -> list[str]:

@@ -16,8 +16,10 @@ from gymnasium import spaces
 
 import envs_registry  # noqa: F401
 from agents.app.evaluation import (
+    ANNUALIZED_FIELDS,
     Annualization,
     annualization,
+    annualization_notes,
     check_breaker_settings,
     check_event_inside,
     episode_plan,
@@ -251,6 +253,26 @@ def test_event_covered_counts_episodes_still_running_at_the_event_end() -> None:
     assert event_notes([{"scenario": "x", "strategy": "s", **row}]) == [
         "note: x/s: 1 of 2 episode(s) stopped before the stress event ended, 1 of them before it began "
         "(volatility×1)"]
+
+
+def test_a_stress_scenario_is_not_annualized() -> None:
+    """Every episode holds the designed event: the row keeps the per-episode figures and leaves out what scales
+    episodes to a year, and the summary says why."""
+    env = ScriptedEnv(PATHS)
+    results = [run_episode(env, lambda obs: BUY, seed) for seed in range(4)]
+    calm, stress = summarize(results, _timing(4)), summarize(results, _timing(4), event=(1, 2))
+    assert not calm["stress_event"] and stress["stress_event"]
+    for field in ANNUALIZED_FIELDS:
+        assert np.isfinite(calm[field]) and math.isnan(stress[field]), field
+    for field in ("return_bps", "return_bps_ci95", "sharpe_episode", "max_drawdown_pct", "var_95_bps"):
+        assert stress[field] == calm[field], field
+    rows = [{"scenario": "ou", "strategy": "agent", **calm}, {"scenario": "flash_crash", "strategy": "agent", **stress},
+            {"scenario": "flash_crash", "strategy": "random", **stress}]
+    assert annualization_notes(rows) == [
+        "note: flash_crash: not annualized (ann. %, and Sharpe, Sortino, Calmar in CSV/JSON): every episode holds "
+        "the designed stress event, so a year of such episodes is not a year of trading"]
+    assert annualization_notes(rows[:1]) == []
+    assert summary_table(rows).splitlines()[3].split("|")[4].strip() == "—"  # ann. % of the flash_crash row
 
 
 def test_shield_and_breakers_switch_separately() -> None:
