@@ -29,34 +29,37 @@ nn.modules.module.register_module_module_registration_hook(_count_registration)
 class ModeSwitch:
     """The modules one ``set_training_mode`` call sets, listed once, and the switch over them.
 
-    Args:
-        modules: returns the modules SB3's ``set_training_mode`` sets (walked again after any registration).
-        sb3_switch: SB3's own ``set_training_mode(mode)``, called where a module overrides ``nn.Module.train``
-            (its override must run) or ``mode`` is not a bool (``nn.Module.train`` raises for it).
+    It keeps data only (the listing and when it was made), no reference to its policy's methods, so a policy
+    that holds one copies and pickles as any module: the callables come with each call.
     """
 
-    def __init__(self, modules: Callable[[], Any], sb3_switch: Callable[[bool], None]) -> None:
-        self._walk, self._sb3_switch = modules, sb3_switch
+    def __init__(self) -> None:
         self._listed_at = -1
         self._modules: tuple[nn.Module, ...] = ()
         self._plain = True
 
-    def modules(self) -> tuple[nn.Module, ...]:
-        """The modules the switch sets (re-listed after any submodule registration since the last listing)."""
+    def modules(self, walk: Callable[[], Any]) -> tuple[nn.Module, ...]:
+        """The modules ``walk()`` returns, listed again only after a submodule registration since the last time."""
         if self._listed_at != _registrations[0]:
-            self._modules = tuple(self._walk())
+            self._modules = tuple(walk())
             self._plain = all(type(m).train is nn.Module.train for m in self._modules)
             self._listed_at = _registrations[0]
         return self._modules
 
-    def __call__(self, mode: bool) -> None:
+    def __call__(self, mode: bool, walk: Callable[[], Any], sb3_switch: Callable[[bool], None]) -> None:
+        """Set ``mode`` on the modules ``walk()`` returns (those SB3's ``set_training_mode`` sets).
+
+        ``sb3_switch`` (SB3's own ``set_training_mode``) is called instead where a module overrides
+        ``nn.Module.train`` (its override must run) and a flag differs, or where ``mode`` is not a bool (torch's
+        error for it).
+        """
         if not isinstance(mode, bool):
-            self._sb3_switch(mode)  # torch's own error for it
+            sb3_switch(mode)
             return
-        modules = self.modules()
+        modules = self.modules(walk)
         if not self._plain:
             if any(m.training is not mode for m in modules):
-                self._sb3_switch(mode)
+                sb3_switch(mode)
             return
         for module in modules:
             if module.training is not mode:

@@ -489,9 +489,8 @@ class BasalGangliaPolicyMixin:
         ModeSwitch`): SB3 calls it before every ``predict`` and ``nn.Module.train`` walks every submodule."""
         switch = self.__dict__.get("_mode_switch")
         if switch is None:
-            switch = self.__dict__["_mode_switch"] = ModeSwitch(
-                self._moded_modules, super().set_training_mode)  # type: ignore[misc]
-        switch(mode)
+            switch = self.__dict__["_mode_switch"] = ModeSwitch()
+        switch(mode, self._moded_modules, super().set_training_mode)  # type: ignore[misc]
 
     def _moded_modules(self) -> Any:
         """The modules SB3's ``set_training_mode`` sets: the policy and its ``q_net`` (DQN) or ``quantile_net``

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from typing import Any
 
 import pytest
@@ -21,7 +23,7 @@ class CountingTrain(nn.Linear):
 
 
 def sb3_flags(policy: Any, mode: bool) -> list[bool]:
-    """Every module's flag after SB3's own ``set_training_mode`` on a copy of ``policy``'s flags."""
+    """Every module's flag after SB3's own ``set_training_mode(mode)`` on ``policy`` (which it sets)."""
     base = type(policy).__mro__[2]
     base.set_training_mode(policy, mode)
     return [m.training for m in policy.modules()]
@@ -58,9 +60,8 @@ def test_an_overridden_train_runs(model_factory: Any) -> None:
 
 def test_a_non_bool_mode_is_refused_as_torch_refuses_it() -> None:
     module = nn.Linear(2, 2)
-    switch = ModeSwitch(module.modules, module.train)
     with pytest.raises(ValueError, match="training mode is expected to be boolean"):
-        switch(1)  # type: ignore[arg-type]
+        ModeSwitch()(1, module.modules, module.train)  # type: ignore[arg-type]
 
 
 def test_the_listing_is_reused_until_a_module_is_registered() -> None:
@@ -71,11 +72,23 @@ def test_the_listing_is_reused_until_a_module_is_registered() -> None:
         walks.append(1)
         return module.modules()
 
-    switch = ModeSwitch(walk, module.train)
-    switch(False)
-    switch(True)
-    switch(False)
+    switch = ModeSwitch()
+    for mode in (False, True, False):
+        switch(mode, walk, module.train)
     assert len(walks) == 1 and not any(m.training for m in module.modules())
     module.append(nn.ReLU())
-    switch(False)
+    switch(False, walk, module.train)
     assert len(walks) == 2 and not module[1].training
+
+
+@pytest.mark.parametrize("algo", ["dqn", "ppo"])
+def test_a_copied_or_pickled_policy_switches_its_own_modules(algo: str, model_factory: Any) -> None:
+    policy = model_factory(algo).policy
+    policy.set_training_mode(False)  # the switch exists and has listed the modules
+    before = [m.training for m in policy.modules()]
+    for clone in (copy.deepcopy(policy), pickle.loads(pickle.dumps(policy))):
+        reference = copy.deepcopy(clone)
+        clone.set_training_mode(True)
+        assert [m.training for m in clone.modules()] == sb3_flags(reference, True)
+        assert any(m.training for m in clone.modules())
+        assert [m.training for m in policy.modules()] == before  # the original is untouched
