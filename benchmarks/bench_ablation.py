@@ -23,7 +23,8 @@ differs from the full agent by its ``--hp`` overrides only:
 | ``janus-dqn`` | the DQN family as ``configs/janus-dqn.yml`` shipped it until ``janus-dqn-series-patches`` (``JanusDQN``: JanusExtractor with the GAF video and a series token per step, basal-ganglia DQN policy, prioritized replay with LTN-violation priority, logical loss λ 2, SWR sleep and memory), trained behind the shield; ``ou-edge`` only | ``--algo janus-dqn`` and ``FULL_BRAIN`` |
 | ``janus-dqn-unshielded`` | the same trained without the shield (``shield_training: none``, λ_logic = 0) and evaluated behind it, as ``janus`` is; ``ou-edge`` only | ``--algo janus-dqn``, ``FULL_BRAIN``, ``--hp shield_training=none --hp lambda_logic=0.0`` |
 | ``janus-dqn-no-gaf`` | ``janus-dqn`` on ``JanusExtractor(vision=False)`` (the ``no-gaf`` switch, a token per step); ``ou-edge`` only | ``--algo janus-dqn --hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.features_extractor_kwargs.ts_patch=1`` |
-| ``janus-dqn-series-patches`` | ``janus-dqn-no-gaf`` reading the series in patches of 4 steps (``ts_patch=4``, as ``series-patches``); ``ou-edge`` only. ``janus-dqn`` as ``configs/janus-dqn.yml`` ships it since this row | ``--algo janus-dqn --hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.features_extractor_kwargs.ts_patch=4`` |
+| ``janus-dqn-series-patches`` | ``janus-dqn-no-gaf`` reading the series in patches of 4 steps (``ts_patch=4``, as ``series-patches``); ``ou-edge`` and ``toxic-squeeze``. ``janus-dqn`` as ``configs/janus-dqn.yml`` ships it since this row | ``--algo janus-dqn --hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.features_extractor_kwargs.ts_patch=4`` |
+| ``janus-dqn-flat`` | ``janus-dqn-series-patches`` on SB3's ``CombinedExtractor`` (flatten + concatenate: no token streams, no pooling), as ``no-vision`` is to ``janus``; the gate, prioritized replay, logical loss, shield in training, sleep and memory as shipped; ``ou-edge`` and ``toxic-squeeze`` | ``--algo janus-dqn`` and ``no-vision``'s switches |
 | ``dqn-mlp`` | SB3 DQN with ``MultiInputPolicy`` (``configs/dqn.yml``); ``ou-edge`` only | ``--algo dqn`` |
 | ``random``, ``hold``, ``buy-and-hold``, ``momentum``, ``mean-reversion`` | the classical baselines (``agents/baselines.py``; ``hold`` always sends HOLD) | — |
 
@@ -242,8 +243,13 @@ VARIANTS: tuple[Variant, ...] = (
             markets=("ou-edge",), what="janus-dqn on JanusExtractor(vision=False): no GAF video, no ViViT"),
     Variant("janus-dqn-series-patches", "janus-dqn", hp=("policy_kwargs.features_extractor_kwargs.vision=false",
                                                          "policy_kwargs.features_extractor_kwargs.ts_patch=4"),
-            markets=("ou-edge",),
+            markets=("ou-edge", "toxic-squeeze"),
             what="janus-dqn-no-gaf with the series read in patches of 4 steps (ts_patch=4; janus-dqn as shipped now)"),
+    Variant("janus-dqn-flat", "janus-dqn",
+            hp=("policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor",
+                "policy_kwargs.features_extractor_kwargs={}"), markets=("ou-edge", "toxic-squeeze"),
+            what="janus-dqn-series-patches on SB3's CombinedExtractor (flatten + concatenate): no token streams, "
+                 "as no-vision is to janus"),
     Variant("dqn-mlp", "dqn", markets=("ou-edge",), what="SB3 DQN, MultiInputPolicy (configs/dqn.yml)"),
     Variant("random", baseline="random", what="uniform random actions"),
     Variant("hold", baseline="hold", what="always HOLD"),
