@@ -277,7 +277,7 @@ def test_the_dqn_rows_differ_by_their_switches_and_run_on_their_markets_only(ben
     assert jobs["janus-dqn-unshielded"].config["eval"]["glass_box"]["shield"] is True  # decides behind it
     assert jobs["dqn-mlp"].config["train"]["algo"] == "dqn"
     assert len({json.dumps(j.config["eval"]["env_kwargs"], sort_keys=True) for j in jobs.values()}) == 1
-    # as shipped they run on ou-edge only, and the report marks the other markets "—", not "missing"
+    # they run on their markets only, and the report marks the other markets "—", not "missing"
     only = bench.Variant("only-m1", baseline="hold", markets=("m1",))
     settings = bench.Settings(tmp_path, eval_episodes=1)
     grid, _ = bench.build_grid(settings, (bench.VARIANTS[0], only),
@@ -288,7 +288,8 @@ def test_the_dqn_rows_differ_by_their_switches_and_run_on_their_markets_only(ben
     assert "| only-m1 | missing (0/1) | — |" in report.markdown
     assert {v.name: v.markets for v in bench.VARIANTS if v.algo and "dqn" in v.algo} == {
         "janus-dqn": ("ou-edge",), "janus-dqn-unshielded": ("ou-edge",), "janus-dqn-no-gaf": ("ou-edge",),
-        "janus-dqn-series-patches": ("ou-edge",), "dqn-mlp": ("ou-edge",)}
+        "janus-dqn-series-patches": ("ou-edge", "toxic-squeeze"), "janus-dqn-flat": ("ou-edge", "toxic-squeeze"),
+        "dqn-mlp": ("ou-edge",)}
     # janus-dqn-series-patches is janus-dqn as configs/janus-dqn.yml ships it; janus-dqn keeps the video
     patches = next(j for j in _grid(bench, tmp_path, variants=("janus", "janus-dqn-series-patches")) if j.seed == 0
                    and j.variant == "janus-dqn-series-patches")
