@@ -298,34 +298,34 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
     # the enforcing shield), plain PPO otherwise (the shipped shield_training: none)
     masked = is_masking_supported(vec_env(ppo_base, shield=True))
     ppo_class, ppo_name = (MaskablePPO, "MaskablePPO MultiInputPolicy") if masked else (PPO, "PPO MultiInputPolicy")
+
+    def ppo_baseline() -> Any:  # the baseline of every janus-ppo row: MultiInputPolicy behind the shield
+        return build(ppo_class, "MultiInputPolicy", ppo_base, shield=True)
+
+    def dqn_baseline() -> Any:  # the baseline of every DQN-family row
+        return build(DQN, "MultiInputPolicy", dqn_base, shield=True)
+
     return [
         Pair("janus-ppo (configs/janus-ppo.yml, as train.py builds it)", ppo_name,
-             train_py("janus-ppo", ppo), lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
-             rollout, args.train_steps),
+             train_py("janus-ppo", ppo), ppo_baseline, rollout, args.train_steps),
         Pair("janus-ppo with the GAF video (vision=True, ts_patch=1: the ablation's full brain)", ppo_name,
-             train_py("janus-ppo", extractor(ppo, vision=True, ts_patch=1)),
-             lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
-             rollout, args.train_steps),
+             train_py("janus-ppo", extractor(ppo, vision=True, ts_patch=1)), ppo_baseline, rollout, args.train_steps),
         Pair("janus-ppo with a series token per step (ts_patch=1, no video: shipped until series-patches)", ppo_name,
-             train_py("janus-ppo", extractor(ppo, ts_patch=1)),
-             lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True),
-             rollout, args.train_steps),
+             train_py("janus-ppo", extractor(ppo, ts_patch=1)), ppo_baseline, rollout, args.train_steps),
         Pair("PPO + BasalGangliaActorCriticPolicy + JanusExtractor (one each), no shield", "PPO MultiInputPolicy",
              lambda: build(PPO, BasalGangliaActorCriticPolicy, bg_ppo, shield=False),
              lambda: build(PPO, "MultiInputPolicy", ppo_base, shield=False), rollout, args.train_steps),
         Pair("janus-dqn (configs/janus-dqn.yml, as train.py builds it, no sleep)", "DQN MultiInputPolicy",
-             train_py("janus-dqn", dqn), lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True),
-             dqn_warmup, args.dqn_steps),
+             train_py("janus-dqn", dqn), dqn_baseline, dqn_warmup, args.dqn_steps),
         Pair("janus-dqn with the GAF video (vision=True, ts_patch=1: shipped until janus-dqn-series-patches, no sleep)",
              "DQN MultiInputPolicy", train_py("janus-dqn", extractor(dqn, vision=True, ts_patch=1)),
-             lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True), dqn_warmup, args.dqn_steps),
+             dqn_baseline, dqn_warmup, args.dqn_steps),
         Pair("BasalGangliaDQN + BasalGangliaDQNPolicy + JanusExtractor (uniform replay)", "DQN MultiInputPolicy",
              lambda: build(BasalGangliaDQN, BasalGangliaDQNPolicy,
                            {k: v for k, v in dqn.items() if k != "lambda_logic"}, shield=True, logic_hook=True),
-             lambda: build(DQN, "MultiInputPolicy", dqn_base, shield=True), dqn_warmup, args.dqn_steps),
+             dqn_baseline, dqn_warmup, args.dqn_steps),
         Pair("janus-ppo with the former extractor and optimizer (patch_size=4, for-loop Adam)",
-             ppo_name, train_py("janus-ppo", former),
-             lambda: build(ppo_class, "MultiInputPolicy", ppo_base, shield=True), rollout, args.train_steps),
+             ppo_name, train_py("janus-ppo", former), ppo_baseline, rollout, args.train_steps),
     ]
 
 
