@@ -24,7 +24,7 @@ with ``ℓ_logic = 1 − SatAgg`` of the LTN knowledge base. HOLD (``hold_action
 
 | module | holds |
 | --- | --- |
-| ``gate`` | ``go_scores`` (the one Go computation, also the ONNX graph's), ``NoGoHead``, ``basal_ganglia_gate`` |
+| ``gate`` | ``go_scores`` (the one Go computation, also the ONNX graph's), ``NoGoHead``, ``basal_ganglia_gate``, ``gate_arrays`` |
 | ``policies`` | ``BasalGangliaPolicyMixin`` (one constructor, logic loss, audit, seeded exploration), four policies |
 | ``algorithms`` | ``BasalGangliaDQN``, ``BasalGangliaQRDQN``, ``GatedJanusDQN``: exploration through the gate |
 | ``ppo`` | ``JanusPPO``: MaskablePPO + the logical loss on the shield's per-action SatAgg (``janus-ppo``) |
@@ -60,6 +60,7 @@ from agents.basal_ganglia.gate import (
     TAU_VETO,
     NoGoHead,
     basal_ganglia_gate,
+    gate_arrays,
     go_extractor,
     go_head,
     go_scores,
@@ -102,6 +103,7 @@ __all__ = [
     "attach_shield_logic",
     "find_shield",
     "basal_ganglia_gate",
+    "gate_arrays",
     "check_basal_ganglia_policy",
     "go_extractor",
     "go_head",

@@ -7,7 +7,7 @@
 * **No-Go** (indirect pathway) — :class:`NoGoHead`: one veto probability per
   action, ``NoGo(s)_a = sigmoid(W_a·z + b_a)``, ``z = norm([e; VPIN; log1p σ])``
   (:func:`risk_inputs`).
-* **Gate** — :func:`basal_ganglia_gate`::
+* **Gate** — :func:`basal_ganglia_gate` (tensors) and :func:`gate_arrays` (numpy)::
 
       final = proposed   if NoGo(s)_proposed < τ_veto  and  ℓ_logic < τ_logic
             = HOLD       otherwise                         (τ_veto = 0.7, τ_logic = 0.1)
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch as th
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from sb3_contrib.qrdqn.policies import QRDQNPolicy
@@ -246,6 +247,33 @@ def basal_ganglia_gate(
     return final, vetoed
 
 
+def gate_arrays(
+    proposed: np.ndarray,
+    nogo: np.ndarray,
+    logic_loss: np.ndarray,
+    *,
+    tau_veto: float = TAU_VETO,
+    tau_logic: float = TAU_LOGIC,
+    hold_action: int = HOLD,
+    hold_allowed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`basal_ganglia_gate` on numpy arrays: ``(final (B,) int64, vetoed (B,) bool)``.
+
+    The same rule, compared in float32 as the tensors are (τ_veto, τ_logic and ℓ_logic rounded to float32), so
+    the two agree on every boundary (``tests/agents/basal_ganglia/test_gate.py``). The policies gate their
+    decisions here and the exported graph through the tensor version: on a batch-1 decision the tensor version's
+    nine ops cost ≈ 25 µs of dispatch, these a few.
+    """
+    proposed = np.asarray(proposed, dtype=np.int64).reshape(-1)
+    nogo_proposed = np.asarray(nogo, dtype=np.float32).reshape(proposed.shape[0], -1)[
+        np.arange(proposed.shape[0]), proposed]
+    logic = np.asarray(logic_loss, dtype=np.float32).reshape(-1)
+    vetoed = ((nogo_proposed >= np.float32(tau_veto)) | (logic >= np.float32(tau_logic))) & (proposed != hold_action)
+    if hold_allowed is not None:
+        vetoed &= np.asarray(hold_allowed, dtype=bool).reshape(-1)
+    return np.where(vetoed, np.int64(hold_action), proposed), vetoed
+
+
 __all__ = [
     "HOLD",
     "NOGO_INIT_BIAS",
@@ -255,6 +283,7 @@ __all__ = [
     "NoGoHead",
     "actor_critic_latents",
     "basal_ganglia_gate",
+    "gate_arrays",
     "go_features",
     "go_features_dim",
     "go_from_features",

@@ -2,8 +2,9 @@
 
 Every policy proposes an action with its own Go head (:func:`~agents.basal_ganglia.gate.go_scores`:
 ``argmax Q`` or ``argmax`` mean quantiles, a sample or the argmax of ``softmax(logits)``),
-reads the No-Go probabilities of the same features and passes the proposal through
-:func:`~agents.basal_ganglia.gate.basal_ganglia_gate`, in rollouts *and* in ``predict``.
+reads the No-Go probabilities of the same features and passes the proposal through the gate
+(:func:`~agents.basal_ganglia.gate.gate_arrays`, the numpy twin of
+:func:`~agents.basal_ganglia.gate.basal_ganglia_gate`), in rollouts *and* in ``predict``.
 :class:`BasalGangliaPolicyMixin` holds all of it — one constructor, one set of
 arguments; the concrete classes only pick the SB3 base.
 
@@ -83,6 +84,7 @@ from agents.basal_ganglia.gate import (
     NoGoHead,
     actor_critic_latents,
     basal_ganglia_gate,
+    gate_arrays,
     go_features,
     go_features_dim,
     go_from_features,
@@ -329,7 +331,8 @@ class BasalGangliaPolicyMixin:
         """Forget the logic losses observed from infos."""
         self._info_logic_loss = None
 
-    def _logic_losses(self, obs: PyTorchObs, proposed: th.Tensor) -> tuple[th.Tensor, str]:
+    def _logic_losses(self, obs: PyTorchObs, proposed: th.Tensor) -> tuple[np.ndarray, str]:
+        """``(B,)`` float32 logic losses of the proposals (numpy: the gate compares them there) and their source."""
         batch = proposed.shape[0]
         if self.logic_hook is not None:
             raw = self.logic_hook(obs, proposed)
@@ -338,12 +341,12 @@ class BasalGangliaPolicyMixin:
             values = np.array(host, dtype=np.float32).reshape(-1)
             if values.shape[0] != batch or not ((values >= 0.0) & (values <= 1.0)).all():
                 raise ValueError(_BAD_LOGIC_VALUES.format(batch, raw))
-            return th.from_numpy(values).to(proposed.device), "hook"
+            return values, "hook"
         if self._info_logic_loss is not None:
             if self._info_logic_loss.shape[0] != batch:
                 raise ValueError(_BAD_LOGIC_BATCH.format(self._info_logic_loss.shape[0], batch))
-            return th.as_tensor(self._info_logic_loss, device=proposed.device), "info"
-        return th.zeros(batch, dtype=th.float32, device=proposed.device), "none"
+            return self._info_logic_loss, "info"
+        return np.zeros(batch, dtype=np.float32), "none"
 
     # ---- proposal and gate -----------------------------------------------------------
     def _propose(
@@ -357,17 +360,18 @@ class BasalGangliaPolicyMixin:
         maskable = isinstance(self.action_dist, MaskableCategoricalDistribution)
         return propose_categorical(go, deterministic, action_masks if maskable else None, double_normalize=maskable)
 
-    def _hold_allowed(self, action_masks: np.ndarray | th.Tensor | None, batch: int) -> th.Tensor | None:
+    def _hold_allowed(self, action_masks: np.ndarray | th.Tensor | None, batch: int) -> np.ndarray | None:
         if action_masks is None:
             return None
-        masks = th.as_tensor(action_masks, device=self.device).reshape(batch, -1)
-        return masks[:, self.hold_action].bool()
+        masks = action_masks.cpu().numpy() if isinstance(action_masks, th.Tensor) else np.asarray(action_masks)
+        return masks.reshape(batch, -1)[:, self.hold_action].astype(bool)
 
     def apply_gate(
         self, proposed: th.Tensor, nogo: th.Tensor, logic: th.Tensor, hold_allowed: th.Tensor | None = None
     ) -> tuple[th.Tensor, th.Tensor]:
         """:func:`~agents.basal_ganglia.gate.basal_ganglia_gate` with this policy's τ_veto, τ_logic and HOLD action:
-        ``(final, vetoed)`` (the policies and the exported ONNX graph gate through it)."""
+        ``(final, vetoed)`` on tensors (the exported ONNX graph gates through it; the policy's decisions through
+        its numpy twin :func:`~agents.basal_ganglia.gate.gate_arrays`, equal on every boundary)."""
         return basal_ganglia_gate(proposed, nogo, logic, tau_veto=self.tau_veto, tau_logic=self.tau_logic,
                                   hold_action=self.hold_action, hold_allowed=hold_allowed)
 
@@ -377,36 +381,40 @@ class BasalGangliaPolicyMixin:
         features: th.Tensor,
         go: th.Tensor,
         proposed: th.Tensor,
-        hold_allowed: th.Tensor | None = None,
+        hold_allowed: np.ndarray | None = None,
     ) -> th.Tensor:
         proposed = proposed.long().reshape(-1)
         with th.no_grad():
             logits = self.nogo_net.logits(features, self.risk_inputs(obs))
-            nogo = th.sigmoid(logits)
+            nogo_head = th.sigmoid(logits)
             shift = self._memory_shift(obs)
-            nogo_head = nogo
-            if shift is not None:  # memory's prior on No-Go: sigmoid(W·z + b + Δ)
-                nogo = th.sigmoid(logits + shift)
-            logic, source = self._logic_losses(obs, proposed)
-            final, vetoed = self.apply_gate(proposed, nogo, logic, hold_allowed)
-        self._record(go, nogo, proposed, final, vetoed, logic, source, nogo_head if shift is not None else None)
-        return final
+            # memory's prior on No-Go: sigmoid(W·z + b + Δ)
+            nogo = nogo_head if shift is None else th.sigmoid(logits + shift)
+        # the rule and the record in numpy (gate_arrays, the same float32 comparisons as basal_ganglia_gate): a
+        # decision's values leave torch once, not per op
+        logic, source = self._logic_losses(obs, proposed)
+        proposed_np, nogo_np = proposed.cpu().numpy(), nogo.cpu().numpy()
+        final, vetoed = gate_arrays(proposed_np, nogo_np, logic, tau_veto=self.tau_veto, tau_logic=self.tau_logic,
+                                    hold_action=self.hold_action, hold_allowed=hold_allowed)
+        self._record(go, nogo_np, proposed_np, final, vetoed, logic, source,
+                     nogo_head.cpu().numpy() if shift is not None else None)
+        return th.from_numpy(final).to(proposed.device)
 
     def _record(
         self,
         go: th.Tensor,
-        nogo: th.Tensor,
-        proposed: th.Tensor,
-        final: th.Tensor,
-        vetoed: th.Tensor,
-        logic: th.Tensor,
+        nogo: np.ndarray,
+        proposed: np.ndarray,
+        final: np.ndarray,
+        vetoed: np.ndarray,
+        logic: np.ndarray,
         source: str,
-        nogo_head: th.Tensor | None = None,
+        nogo_head: np.ndarray | None = None,
     ) -> None:
         # tolist() gives Python floats, ints and bools: the rows are JSON-ready without a conversion per value
-        go_l, nogo_l, logic_l = go.detach().cpu().tolist(), nogo.detach().cpu().tolist(), logic.detach().cpu().tolist()
-        prop_l, final_l, vetoed_l = proposed.cpu().tolist(), final.cpu().tolist(), vetoed.cpu().tolist()
-        head_l = None if nogo_head is None else nogo_head.detach().cpu().tolist()
+        go_l, nogo_l, logic_l = go.detach().cpu().tolist(), nogo.tolist(), logic.tolist()
+        prop_l, final_l, vetoed_l = proposed.tolist(), final.tolist(), vetoed.tolist()
+        head_l = None if nogo_head is None else nogo_head.tolist()
         recall = self._last_recall if head_l is not None else None
         tau_veto, tau_logic = self.tau_veto, self.tau_logic
         rows = []

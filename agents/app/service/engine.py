@@ -44,7 +44,7 @@ from sb3_contrib import MaskablePPO
 
 from agents.app.config import load_memory
 from agents.app.safe_load import load_model
-from agents.basal_ganglia import go_scores, is_basal_ganglia_policy, memory_record, uses_action_masks
+from agents.basal_ganglia import gate_arrays, go_scores, is_basal_ganglia_policy, memory_record, uses_action_masks
 from agents.export import export_onnx
 from janus_env.checks import check_choice
 from replay.memory import MemoryReader, flatten_states, nogo_with_prior
@@ -78,15 +78,13 @@ def gate_row(proposed: int, nogo: np.ndarray, logic: float, policy: Any,
     probabilities ``nogo`` (float32) and the logic loss ``logic``.
 
     ``vetoed = (NoGo_proposed ≥ τ_veto ∨ ℓ_logic ≥ τ_logic) ∧ proposed ≠ HOLD [∧ HOLD allowed]``,
-    ``final = HOLD if vetoed else proposed`` (:func:`agents.basal_ganglia.gate.basal_ganglia_gate`), compared
-    in float32 as the policy's tensors are (τ and ℓ_logic rounded to float32).
+    ``final = HOLD if vetoed else proposed``: :func:`agents.basal_ganglia.gate.gate_arrays`, the policy's own
+    numpy gate (float32 comparisons, as its tensors compare).
     """
-    hold = int(policy.hold_action)
-    vetoed = bool((np.float32(nogo[proposed]) >= np.float32(policy.tau_veto)
-                   or np.float32(logic) >= np.float32(policy.tau_logic)) and proposed != hold)
-    if hold_allowed is not None:
-        vetoed = vetoed and bool(hold_allowed)
-    return (hold if vetoed else proposed), vetoed
+    final, vetoed = gate_arrays(np.array([proposed]), nogo, np.array([logic]), tau_veto=policy.tau_veto,
+                                tau_logic=policy.tau_logic, hold_action=int(policy.hold_action),
+                                hold_allowed=None if hold_allowed is None else np.array([hold_allowed]))
+    return int(final[0]), bool(vetoed[0])
 
 
 def _logic_loss(action_sat: np.ndarray, proposed: int) -> float:

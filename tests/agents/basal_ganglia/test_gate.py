@@ -11,7 +11,16 @@ import torch as th
 from sb3_contrib import QRDQN, MaskablePPO
 from stable_baselines3 import DQN, PPO, SAC
 
-from agents.basal_ganglia import HOLD, TAU_LOGIC, TAU_VETO, NoGoHead, basal_ganglia_gate, gate, go_scores
+from agents.basal_ganglia import (
+    HOLD,
+    TAU_LOGIC,
+    TAU_VETO,
+    NoGoHead,
+    basal_ganglia_gate,
+    gate,
+    gate_arrays,
+    go_scores,
+)
 
 
 def test_gate_keeps_proposal_unless_vetoed() -> None:
@@ -30,6 +39,34 @@ def test_gate_keeps_proposal_unless_vetoed() -> None:
     assert final.tolist() == [1, 0, 2, 0, 0, 2]
     assert vetoed.tolist() == [False, True, False, False, True, False]
     assert (TAU_VETO, TAU_LOGIC, HOLD) == (0.7, 0.1, 0)
+
+
+
+@pytest.mark.parametrize(("tau_veto", "tau_logic", "hold"), [(0.7, 0.1, 0), (0.3, 0.25, 2), (1e-3, 1 / 3, 1)])
+def test_the_numpy_gate_is_the_tensor_gate_on_a_batch_of_boundaries(tau_veto, tau_logic, hold) -> None:
+    """``gate_arrays`` (the policies' decisions) against ``basal_ganglia_gate`` (the ONNX graph's) on one batch
+    of every proposal × No-Go one float32 step below / at / above τ_veto (and the float64 τ) × the same around
+    τ_logic × HOLD allowed or forbidden."""
+    def near(tau: float) -> list[float]:
+        f32 = np.float32(tau)
+        return [float(np.nextafter(f32, np.float32(-1))), float(f32), float(np.nextafter(f32, np.float32(2))), tau]
+
+    rows = [(a, n, lg, ok) for a in range(3) for n in near(tau_veto) for lg in near(tau_logic) for ok in (True, False)]
+    proposed = np.array([r[0] for r in rows], dtype=np.int64)
+    nogo = np.full((len(rows), 3), 0.5, dtype=np.float32)
+    nogo[np.arange(len(rows)), proposed] = [r[1] for r in rows]
+    logic = np.array([r[2] for r in rows], dtype=np.float32)
+    allowed = np.array([r[3] for r in rows])
+    settings = {"tau_veto": tau_veto, "tau_logic": tau_logic, "hold_action": hold}
+    for mask in (None, allowed):
+        final, vetoed = gate_arrays(proposed, nogo, logic, hold_allowed=mask, **settings)
+        want_final, want_vetoed = basal_ganglia_gate(th.from_numpy(proposed), th.from_numpy(nogo),
+                                                     th.from_numpy(logic),
+                                                     hold_allowed=None if mask is None else th.from_numpy(mask),
+                                                     **settings)
+        assert final.dtype == np.int64 and vetoed.dtype == np.bool_
+        assert final.tolist() == want_final.tolist() and vetoed.tolist() == want_vetoed.tolist()
+        assert 0 < vetoed.sum() < len(rows)  # both outcomes occur: the comparison is exercised
 
 
 @pytest.mark.parametrize("gated", [True, False])
