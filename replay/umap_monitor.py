@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from janus_env.checks import check_int, check_positive
+from replay.umap_cache import import_umap
 
 __all__ = ["ParametricUMAPNet", "UMAPMonitor"]
 
@@ -215,7 +216,7 @@ class UMAPMonitor:
 
     def _embed(self, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Embed ``x`` aligned with the stored window; updates the window."""
-        import umap  # lazy: heavy import, numba compile on first fit
+        umap = import_umap()  # lazy: a heavy import; numba's cache on for its functions (replay.umap_cache)
 
         relations = _schema_relations(self.labels[-1], labels) if self.xs else {}
         with warnings.catch_warnings():
