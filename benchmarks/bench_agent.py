@@ -29,7 +29,8 @@ Two tables, measured in one process (one torch thread, ``train.py``'s default ``
    * ``janus-dqn`` as ``train.py`` builds it from ``configs/janus-dqn.yml`` (``GatedJanusDQN``: prioritized
      replay, IS weights, logical loss, ``BasalGangliaDQNPolicy`` on ``JanusExtractor`` as configured, the LTN
      shield, the logic hook) against SB3's ``DQN`` with ``MultiInputPolicy`` on the same shielded env and
-     settings; and ``BasalGangliaDQN`` (SB3's DQN with the gate, uniform replay) against the same baseline;
+     settings; the same on ``SymlogExtractor`` (the ablation's ``janus-dqn-symlog``: the token streams' price); and
+     ``BasalGangliaDQN`` (SB3's DQN with the gate, uniform replay) against the same baseline;
    * ``janus-ppo`` with the GAF video and a series token per step (``JanusExtractor(vision=True, ts_patch=1)``:
      the ablation's full brain, shipped until its ``no-gaf`` row), ``janus-ppo`` with a token per step
      (``ts_patch=1``, shipped from ``no-gaf`` to ``series-patches``) and ``janus-dqn`` with the video and a token
@@ -293,6 +294,11 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
         kwargs = {**(params["policy_kwargs"].get("features_extractor_kwargs") or {}), **settings}
         return {**params, "policy_kwargs": {**params["policy_kwargs"], "features_extractor_kwargs": kwargs}}
 
+    def symlog_flat(params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` on :class:`agents.symlog_extractor.SymlogExtractor` (flatten, concatenate, symlog)."""
+        return {**params, "policy_kwargs": {**params["policy_kwargs"], "features_extractor_kwargs": {},
+                                            "features_extractor_class": "agents.symlog_extractor:SymlogExtractor"}}
+
     bg_ppo = {k: v for k, v in ppo.items() if k != "lambda_logic"}
     # the baseline learns on train.py's env for janus-ppo: MaskablePPO where that env gives masks (it trains behind
     # the enforcing shield), plain PPO otherwise (the shipped shield_training: none)
@@ -320,6 +326,8 @@ def training_pairs(args: argparse.Namespace) -> list[Pair]:
         Pair("janus-dqn with the GAF video (vision=True, ts_patch=1: shipped until janus-dqn-series-patches, no sleep)",
              "DQN MultiInputPolicy", train_py("janus-dqn", extractor(dqn, vision=True, ts_patch=1)),
              dqn_baseline, dqn_warmup, args.dqn_steps),
+        Pair("janus-dqn on SymlogExtractor (the ablation's janus-dqn-symlog: no token streams, not shipped, no sleep)",
+             "DQN MultiInputPolicy", train_py("janus-dqn", symlog_flat(dqn)), dqn_baseline, dqn_warmup, args.dqn_steps),
         Pair("BasalGangliaDQN + BasalGangliaDQNPolicy + JanusExtractor (uniform replay)", "DQN MultiInputPolicy",
              lambda: build(BasalGangliaDQN, BasalGangliaDQNPolicy,
                            {k: v for k, v in dqn.items() if k != "lambda_logic"}, shield=True, logic_hook=True),

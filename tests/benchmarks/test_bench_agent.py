@@ -30,7 +30,7 @@ def test_every_pair_builds_and_learns_on_train_pys_env(bench: Any) -> None:
     from agents.basal_ganglia import go_extractor
 
     pairs = bench.training_pairs(argparse.Namespace(train_steps=1, dqn_steps=1))
-    assert len(pairs) == 8
+    assert len(pairs) == 9
     ppo = resolve_hyperparams("janus-ppo", bench.ENV_ID)
     masked = ppo.get("shield") and ppo.get("shield_training", "enforce") == "enforce"
     assert pairs[0].baseline == ("MaskablePPO MultiInputPolicy" if masked else "PPO MultiInputPolicy")
@@ -42,6 +42,8 @@ def test_every_pair_builds_and_learns_on_train_pys_env(bench: Any) -> None:
                 assert (extractor.gaf is None) == ("vision=False" in pair.label), pair.label
             if "ts_patch=1" in pair.label and make is pair.janus:  # a series token per step
                 assert extractor.ts_patch == 1, pair.label
+            if "SymlogExtractor" in pair.label and make is pair.janus:  # the token streams' price, timed
+                assert type(extractor).__name__ == "SymlogExtractor", pair.label
             if pair.label.startswith(("janus-ppo (configs", "janus-dqn (configs")) and make is pair.janus:
                 assert extractor.gaf is None and extractor.ts_patch == 4  # as shipped: no video, patches of 4
             model.learn(8)  # one rollout for PPO, a few steps for DQN: what the timed runs do, shorter
