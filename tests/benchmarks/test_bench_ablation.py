@@ -289,7 +289,8 @@ def test_the_dqn_rows_differ_by_their_switches_and_run_on_their_markets_only(ben
     assert {v.name: v.markets for v in bench.VARIANTS if v.algo and "dqn" in v.algo} == {
         "janus-dqn": ("ou-edge",), "janus-dqn-unshielded": ("ou-edge",), "janus-dqn-no-gaf": ("ou-edge",),
         "janus-dqn-series-patches": ("ou-edge", "toxic-squeeze"), "janus-dqn-flat": ("ou-edge", "toxic-squeeze"),
-        "janus-dqn-symlog": ("ou-edge", "toxic-squeeze"), "dqn-mlp": ("ou-edge",)}
+        "janus-dqn-symlog": ("ou-edge", "toxic-squeeze"), "janus-dqn-nogo-every-4": ("ou-edge", "toxic-squeeze"),
+        "dqn-mlp": ("ou-edge",)}
     # janus-dqn-series-patches is janus-dqn as configs/janus-dqn.yml ships it; janus-dqn keeps the video
     patches = next(j for j in _grid(bench, tmp_path, variants=("janus", "janus-dqn-series-patches")) if j.seed == 0
                    and j.variant == "janus-dqn-series-patches")
