@@ -23,10 +23,10 @@ differs from the full agent by its ``--hp`` overrides only:
 | ``janus-dqn`` | the DQN family as ``configs/janus-dqn.yml`` shipped it until ``janus-dqn-series-patches`` (``JanusDQN``: JanusExtractor with the GAF video and a series token per step, basal-ganglia DQN policy, prioritized replay with LTN-violation priority, logical loss λ 2, SWR sleep and memory), trained behind the shield; ``ou-edge`` only | ``--algo janus-dqn`` and ``FULL_BRAIN`` |
 | ``janus-dqn-unshielded`` | the same trained without the shield (``shield_training: none``, λ_logic = 0) and evaluated behind it, as ``janus`` is; ``ou-edge`` only | ``--algo janus-dqn``, ``FULL_BRAIN``, ``--hp shield_training=none --hp lambda_logic=0.0`` |
 | ``janus-dqn-no-gaf`` | ``janus-dqn`` on ``JanusExtractor(vision=False)`` (the ``no-gaf`` switch, a token per step); ``ou-edge`` only | ``--algo janus-dqn --hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.features_extractor_kwargs.ts_patch=1`` |
-| ``janus-dqn-series-patches`` | ``janus-dqn-no-gaf`` reading the series in patches of 4 steps (``ts_patch=4``, as ``series-patches``); ``ou-edge`` and ``toxic-squeeze``. ``janus-dqn`` as ``configs/janus-dqn.yml`` ships it since this row | ``--algo janus-dqn --hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.features_extractor_kwargs.ts_patch=4`` |
+| ``janus-dqn-series-patches`` | ``janus-dqn-no-gaf`` reading the series in patches of 4 steps (``ts_patch=4``, as ``series-patches``); ``ou-edge`` and ``toxic-squeeze``. ``janus-dqn`` as ``configs/janus-dqn.yml`` shipped it from this row to ``janus-dqn-nogo-every-4`` (the rows up to here set ``NOGO_EVERY_STEP``: the No-Go head updated every env step) | ``--algo janus-dqn --hp policy_kwargs.features_extractor_kwargs.vision=false --hp policy_kwargs.features_extractor_kwargs.ts_patch=4`` |
 | ``janus-dqn-flat`` | ``janus-dqn-series-patches`` on SB3's ``CombinedExtractor`` (flatten + concatenate: no token streams, no pooling), as ``no-vision`` is to ``janus``; the gate, prioritized replay, logical loss, shield in training, sleep and memory as shipped; ``ou-edge`` and ``toxic-squeeze`` | ``--algo janus-dqn`` and ``no-vision``'s switches |
 | ``janus-dqn-symlog`` | ``janus-dqn-flat`` with every input squashed by ``symlog`` (``agents.symlog_extractor.SymlogExtractor``: flatten, concatenate, ``sign(x)·log(1 + |x|)``, no parameters), the scaling ``JanusExtractor`` gives its token inputs without the token streams, per-token projections and pooling; ``ou-edge`` and ``toxic-squeeze`` | ``--algo janus-dqn --hp policy_kwargs.features_extractor_class=agents.symlog_extractor:SymlogExtractor --hp policy_kwargs.features_extractor_kwargs={}`` |
-| ``janus-dqn-nogo-every-4`` | ``janus-dqn-series-patches`` whose No-Go head takes a gradient step every 4 env steps (``BasalGangliaCallback(train_freq=4)``, the Q-network's cadence) instead of every step: the head's training is ≈ 20% of a ``train.py`` run's CPU; ``ou-edge`` and ``toxic-squeeze`` | ``--algo janus-dqn --hp basal_ganglia.train_freq=4`` |
+| ``janus-dqn-nogo-every-4`` | ``janus-dqn-series-patches`` whose No-Go head takes a gradient step every 4 env steps (``BasalGangliaCallback(train_freq=4)``, the Q-network's cadence) instead of every step: the head's training is ≈ 20% of a ``train.py`` run's CPU; ``ou-edge`` and ``toxic-squeeze``; ``janus-dqn`` as ``configs/janus-dqn.yml`` ships it since this row | ``--algo janus-dqn --hp basal_ganglia.train_freq=4`` |
 | ``dqn-mlp`` | SB3 DQN with ``MultiInputPolicy`` (``configs/dqn.yml``); ``ou-edge`` only | ``--algo dqn`` |
 | ``random``, ``hold``, ``buy-and-hold``, ``momentum``, ``mean-reversion`` | the classical baselines (``agents/baselines.py``; ``hold`` always sends HOLD) | — |
 
@@ -204,6 +204,12 @@ STEP_TOKENS = "policy_kwargs.features_extractor_kwargs.ts_patch=1"
 :data:`FULL_BRAIN`), and a setting at the class's default is not hashed (:func:`hashed_settings`), so their results
 stay up to date."""
 
+NOGO_EVERY_STEP = "basal_ganglia.train_freq=1"
+"""The No-Go head's online update at every env step, ``BasalGangliaCallback``'s default. ``configs/janus-dqn.yml``
+updates it every 4 steps since this grid's ``janus-dqn-nogo-every-4`` row; the ``janus-dqn`` rows measured before set
+it back, and a callback setting at its class's default is not hashed (:func:`hashed`, :data:`CALLBACK_BLOCKS`), so
+their results stay up to date."""
+
 FULL_BRAIN = (VISION, STEP_TOKENS)
 """The full brain as the grid measured it: the GAF video, one series token per step."""
 
@@ -236,30 +242,35 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("no-nogo", "janus-ppo", hp=(*FULL_BRAIN, "policy_kwargs.tau_veto=1.0"),
             what="No-Go gate off (tau_veto = 1)"),
     Variant("ppo-mlp", "ppo", what="SB3 PPO, MultiInputPolicy (configs/ppo.yml)"),
-    Variant("janus-dqn", "janus-dqn", hp=FULL_BRAIN, markets=("ou-edge",),
+    Variant("janus-dqn", "janus-dqn", hp=(*FULL_BRAIN, NOGO_EVERY_STEP), markets=("ou-edge",),
             what="the DQN family with the GAF video, as configs/janus-dqn.yml shipped it until "
                  "janus-dqn-series-patches: trained behind the shield, logical loss (λ 2)"),
-    Variant("janus-dqn-unshielded", "janus-dqn", hp=(*FULL_BRAIN, "shield_training=none", "lambda_logic=0.0"),
+    Variant("janus-dqn-unshielded", "janus-dqn",
+            hp=(*FULL_BRAIN, "shield_training=none", "lambda_logic=0.0", NOGO_EVERY_STEP),
             markets=("ou-edge",), what="janus-dqn trained without the shield (λ_logic 0), decides behind it"),
-    Variant("janus-dqn-no-gaf", "janus-dqn", hp=("policy_kwargs.features_extractor_kwargs.vision=false", STEP_TOKENS),
+    Variant("janus-dqn-no-gaf", "janus-dqn",
+            hp=("policy_kwargs.features_extractor_kwargs.vision=false", STEP_TOKENS, NOGO_EVERY_STEP),
             markets=("ou-edge",), what="janus-dqn on JanusExtractor(vision=False): no GAF video, no ViViT"),
     Variant("janus-dqn-series-patches", "janus-dqn", hp=("policy_kwargs.features_extractor_kwargs.vision=false",
-                                                         "policy_kwargs.features_extractor_kwargs.ts_patch=4"),
+                                                         "policy_kwargs.features_extractor_kwargs.ts_patch=4",
+                                                         NOGO_EVERY_STEP),
             markets=("ou-edge", "toxic-squeeze"),
-            what="janus-dqn-no-gaf with the series read in patches of 4 steps (ts_patch=4; janus-dqn as shipped now)"),
+            what="janus-dqn-no-gaf with the series read in patches of 4 steps (ts_patch=4; janus-dqn as shipped "
+                 "until janus-dqn-nogo-every-4)"),
     Variant("janus-dqn-flat", "janus-dqn",
             hp=("policy_kwargs.features_extractor_class=stable_baselines3.common.torch_layers:CombinedExtractor",
-                "policy_kwargs.features_extractor_kwargs={}"), markets=("ou-edge", "toxic-squeeze"),
+                "policy_kwargs.features_extractor_kwargs={}", NOGO_EVERY_STEP), markets=("ou-edge", "toxic-squeeze"),
             what="janus-dqn-series-patches on SB3's CombinedExtractor (flatten + concatenate): no token streams, "
                  "as no-vision is to janus"),
     Variant("janus-dqn-symlog", "janus-dqn",
             hp=("policy_kwargs.features_extractor_class=agents.symlog_extractor:SymlogExtractor",
-                "policy_kwargs.features_extractor_kwargs={}"), markets=("ou-edge", "toxic-squeeze"),
+                "policy_kwargs.features_extractor_kwargs={}", NOGO_EVERY_STEP), markets=("ou-edge", "toxic-squeeze"),
             what="janus-dqn-flat with every input squashed by symlog (agents.symlog_extractor): JanusExtractor's "
                  "input scaling without its token streams"),
     Variant("janus-dqn-nogo-every-4", "janus-dqn", hp=("basal_ganglia.train_freq=4",),
             markets=("ou-edge", "toxic-squeeze"),
-            what="janus-dqn-series-patches with a No-Go head update every 4 steps (as the Q-network), not every step"),
+            what="janus-dqn-series-patches with a No-Go head update every 4 steps (as the Q-network), not every "
+                 "step: janus-dqn as shipped now"),
     Variant("dqn-mlp", "dqn", markets=("ou-edge",), what="SB3 DQN, MultiInputPolicy (configs/dqn.yml)"),
     Variant("random", baseline="random", what="uniform random actions"),
     Variant("hold", baseline="hold", what="always HOLD"),
@@ -348,8 +359,8 @@ def hashed(config: Mapping[str, Any]) -> dict[str, Any]:
         extractor_kwarg = len(path) == 3 and path[:2] == ["policy_kwargs", "features_extractor_kwargs"]
         return extractor_kwarg and hashed_settings(name, {path[2]: value}) == {}
 
-    hp = [text for text in train["hp"] if not former(text)]
-    hyperparams = train["hyperparams"]
+    hp = [text for text in train["hp"] if not former(text) and not at_callback_default(*parse_override(text))]
+    hyperparams = without_callback_defaults(train["hyperparams"])
     kwargs = policy_kwargs.get("features_extractor_kwargs")
     if isinstance(kwargs, Mapping) and hashed_settings(name, kwargs) != dict(kwargs):
         kept = hashed_settings(name, kwargs)
@@ -358,6 +369,35 @@ def hashed(config: Mapping[str, Any]) -> dict[str, Any]:
             policy_kwargs["features_extractor_kwargs"] = kept
         hyperparams = {**hyperparams, "policy_kwargs": policy_kwargs}
     return {**config, "train": {**train, "hp": hp, "hyperparams": hyperparams}}
+
+
+CALLBACK_BLOCKS: Mapping[str, str] = {"basal_ganglia": "agents.basal_ganglia.callback:BasalGangliaCallback"}
+"""Config blocks that are a callback's keyword arguments (``train.py`` builds the callback with them): a setting at
+the class's default is left out of the hash, as an extractor argument at its default is (:data:`NOGO_EVERY_STEP`)."""
+
+
+def at_callback_default(path: list[str], value: Any) -> bool:
+    """Whether ``--hp`` path ``block.key`` sets a :data:`CALLBACK_BLOCKS` callback argument to the class's default."""
+    if len(path) != 2 or path[0] not in CALLBACK_BLOCKS:
+        return False
+    defaults = constructor_arguments(_import_class(CALLBACK_BLOCKS[path[0]]), {})
+    return path[1] in defaults and value == defaults[path[1]]
+
+
+def without_callback_defaults(hyperparams: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``hyperparams`` without the :data:`CALLBACK_BLOCKS` settings at their class's default (a block left empty
+    is dropped)."""
+    out = dict(hyperparams)
+    for block in CALLBACK_BLOCKS:
+        settings = out.get(block)
+        if not isinstance(settings, Mapping):
+            continue
+        kept = {k: v for k, v in settings.items() if not at_callback_default([block, k], v)}
+        if kept != dict(settings):
+            out.pop(block)
+            if kept:
+                out[block] = kept
+    return out if out != dict(hyperparams) else hyperparams
 
 
 def stable_hash(value: Any) -> str:

@@ -291,12 +291,24 @@ def test_the_dqn_rows_differ_by_their_switches_and_run_on_their_markets_only(ben
         "janus-dqn-series-patches": ("ou-edge", "toxic-squeeze"), "janus-dqn-flat": ("ou-edge", "toxic-squeeze"),
         "janus-dqn-symlog": ("ou-edge", "toxic-squeeze"), "janus-dqn-nogo-every-4": ("ou-edge", "toxic-squeeze"),
         "dqn-mlp": ("ou-edge",)}
-    # janus-dqn-series-patches is janus-dqn as configs/janus-dqn.yml ships it; janus-dqn keeps the video
-    patches = next(j for j in _grid(bench, tmp_path, variants=("janus", "janus-dqn-series-patches")) if j.seed == 0
-                   and j.variant == "janus-dqn-series-patches")
-    assert patches.config["train"]["hyperparams"] == resolve_hyperparams(
+    # janus-dqn-nogo-every-4 is janus-dqn as configs/janus-dqn.yml ships it; janus-dqn keeps the video, and the rows
+    # measured before the No-Go cadence changed update the head every step, hashed as before the config had the block
+    rows = {j.variant: j for j in _grid(bench, tmp_path, variants=("janus", "janus-dqn-series-patches",
+                                                                   "janus-dqn-nogo-every-4")) if j.seed == 0}
+    assert rows["janus-dqn-nogo-every-4"].config["train"]["hyperparams"] == resolve_hyperparams(
         "janus-dqn", bench.ENV_ID, None, bench.market_overrides(bench.Market("tiny", (0,), TINY)))
     assert shipped["policy_kwargs"]["features_extractor_kwargs"] == {"vision": True, "ts_patch": 1}
+    patches = rows["janus-dqn-series-patches"]
+    assert patches.config["train"]["hyperparams"]["basal_ganglia"] == {"train_freq": 1}
+    former = json.loads(json.dumps(patches.config))  # the same run when the config had no basal_ganglia block
+    former["train"]["hp"].remove(bench.NOGO_EVERY_STEP)
+    del former["train"]["hyperparams"]["basal_ganglia"]
+    assert bench.stable_hash(former) == patches.config_hash
+    assert rows["janus-dqn-nogo-every-4"].config_hash != patches.config_hash
+    assert not bench.at_callback_default(["basal_ganglia", "train_freq"], 4)
+    assert bench.at_callback_default(["basal_ganglia", "train_freq"], 1)
+    assert bench.without_callback_defaults({"basal_ganglia": {"train_freq": 1, "batch_size": 32}}) == {
+        "basal_ganglia": {"batch_size": 32}}
 
 
 def test_event_phases_add_up_to_the_episode_returns(bench: Any, tmp_path: Path) -> None:
