@@ -51,3 +51,35 @@ def test_umap_is_imported_with_its_functions_cached() -> None:
     assert umap.UMAP is not None
     for fn in (umap_.smooth_knn_dist, umap_.compute_membership_strengths, layouts.clip):
         assert not isinstance(fn._cache, NullCache), fn
+
+
+def test_the_aligned_layout_compiled_once_gives_umaps_embeddings_bit_for_bit() -> None:
+    import warnings
+
+    import numpy as np
+
+    umap = import_umap()
+    import umap.aligned_umap as aligned
+    from umap import layouts
+
+    from replay.umap_cache import optimize_layout_aligned_euclidean
+
+    assert aligned.optimize_layout_aligned_euclidean is optimize_layout_aligned_euclidean  # what AlignedUMAP calls
+    rng = np.random.default_rng(3)
+    xs = [rng.normal(size=(60, 5)).astype(np.float32) for _ in range(3)]
+    relations = [{i: i for i in range(0, 60, 2)}] * 2
+
+    def fit() -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = umap.AlignedUMAP(n_neighbors=8, n_components=3, n_epochs=30, random_state=0)
+            return np.concatenate(model.fit(xs, relations=relations).embeddings_)
+
+    try:
+        aligned.optimize_layout_aligned_euclidean = layouts.optimize_layout_aligned_euclidean  # umap's own
+        theirs = fit()
+    finally:
+        aligned.optimize_layout_aligned_euclidean = optimize_layout_aligned_euclidean
+    ours = fit()
+    assert np.isfinite(ours).all() and ours.std() > 0
+    assert ours.tobytes() == theirs.tobytes()
