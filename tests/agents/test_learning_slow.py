@@ -14,11 +14,11 @@ loss).
 
 The DQN family (``janus-dqn`` as ``configs/janus-dqn.yml`` ships it: JanusExtractor, basal-ganglia DQN policy,
 prioritized replay with LTN-violation priority, logical loss, SWR sleep and memory, trained behind the shield)
-clears a lower bar, 16,384 steps a seed (~6 min of one core): it trades (>= 3% of its decisions are not HOLD,
+clears a lower bar, 16,384 steps a seed (≈ 1 min of one core): it trades (>= 3% of its decisions are not HOLD,
 so an agent that learned to hold fails), it does not lose (mean >= 0: HOLD earns 0 here) and it leads random by
->= 60 bps (paired t >= 3). Evaluated as ``benchmarks/bench_ablation.py`` evaluates its ``janus-dqn`` row (the
-shield, no breakers), whose seeds 0-2 earned +3.3, +22.0 and +32.7 bps an episode, trading on 6-16% of the
-decisions; the PPO family's bar (>= 25 bps) would fail seed 0.
+>= 60 bps (paired t >= 3). Evaluated as ``benchmarks/bench_ablation.py`` evaluates its ``janus-dqn`` rows (the
+shield, no breakers): as shipped (``janus-dqn-nogo-every-4``) seeds 0-4 earned +15.3, +34.2, +4.8, +23.2 and
+−0.9 bps an episode; the PPO family's bar (>= 25 bps) would fail most seeds.
 """
 
 from __future__ import annotations
