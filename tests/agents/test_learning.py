@@ -11,8 +11,9 @@ Both seeds are evaluated against random actions on the same held-out episodes.
 
 The second family, ``janus-ppo``'s: ``JanusPPO`` (MaskablePPO with the logical loss on graded rule truths) and the
 masked basal-ganglia policy, trained and evaluated behind the LTN shield (its masks), must clear the same bar.
-(The DQN family does not fit a CI budget: ``janus-dqn`` as shipped needs ~16k steps at ~45 steps/s to learn to
-trade this market, +3 to +33 bps an episode; ``tests/agents/test_learning_slow.py`` holds it to a lower bar.)
+(The DQN family does not fit a CI budget: ``janus-dqn`` as shipped needs ~16k steps, ≈ 1 min of one core with its
+sleeps and online heads, to learn to trade this market, −0.9 to +34.2 bps an episode over 5 seeds;
+``tests/agents/test_learning_slow.py`` holds it to a lower bar.)
 """
 
 from __future__ import annotations
