@@ -384,7 +384,7 @@ def at_callback_default(path: list[str], value: Any) -> bool:
     return path[1] in defaults and value == defaults[path[1]]
 
 
-def without_callback_defaults(hyperparams: Mapping[str, Any]) -> Mapping[str, Any]:
+def without_callback_defaults(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
     """``hyperparams`` without the :data:`CALLBACK_BLOCKS` settings at their class's default (a block left empty
     is dropped)."""
     out = dict(hyperparams)
@@ -397,7 +397,7 @@ def without_callback_defaults(hyperparams: Mapping[str, Any]) -> Mapping[str, An
             out.pop(block)
             if kept:
                 out[block] = kept
-    return out if out != dict(hyperparams) else hyperparams
+    return out
 
 
 def stable_hash(value: Any) -> str:

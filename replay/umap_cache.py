@@ -19,14 +19,13 @@ on disk); :func:`import_umap` puts it where ``AlignedUMAP`` looks it up.
 from __future__ import annotations
 
 import sys
-from functools import lru_cache
+from functools import cache
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 _PACKAGES = ("umap", "pynndescent")
-_done: list[bool] = []
 
 
 def enable_numba_cache(prefixes: tuple[str, ...] = _PACKAGES) -> int:
@@ -49,7 +48,7 @@ def enable_numba_cache(prefixes: tuple[str, ...] = _PACKAGES) -> int:
     return turned
 
 
-@lru_cache(maxsize=None)
+@cache
 def _aligned_epoch(parallel: bool) -> Any:
     """umap-learn's aligned-layout epoch function compiled as umap compiles it (``fastmath``, ``parallel``), once.
     Cached on disk for ``parallel=True`` only (what ``AlignedUMAP`` runs): numba's cache index keys a function's
@@ -107,14 +106,13 @@ def optimize_layout_aligned_euclidean(
     return head_embeddings
 
 
+@cache
 def import_umap() -> ModuleType:
     """``import umap``, with numba's on-disk cache on for umap-learn's and pynndescent's functions and
     ``AlignedUMAP``'s layout compiled once (:func:`optimize_layout_aligned_euclidean`), once per process."""
     import umap
     import umap.aligned_umap
 
-    if not _done:
-        enable_numba_cache()
-        umap.aligned_umap.optimize_layout_aligned_euclidean = optimize_layout_aligned_euclidean
-        _done.append(True)
+    enable_numba_cache()
+    umap.aligned_umap.optimize_layout_aligned_euclidean = optimize_layout_aligned_euclidean
     return umap
