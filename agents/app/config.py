@@ -55,7 +55,7 @@ ALGO_CLASSES: dict[str, type] = {"janus-dqn": GatedJanusDQN, "janus-ppo": JanusP
 """The SB3 class each algorithm trains and loads with (``algo_class``)."""
 # keys that configure the run rather than the SB3 algorithm
 RUN_KEYS = ("policy", "n_timesteps", "n_envs", "shield", "shield_training", "breakers", "sizing", "sleep", "env_kwargs",
-            "lambda_logic", "basal_ganglia", "cerebellum", "normalize_reward")
+            "lambda_logic", "basal_ganglia", "cerebellum", "cerebellum_training", "normalize_reward")
 SHIELD_TRAINING = ("enforce", "observe", "none")
 """``shield_training``: the training envs' shield enforces (masks and overrides, as in deployment), only observes
 (scores every step for the logical loss and the No-Go labels, executes the proposal: ``LTNShield(enforce=False)``),
@@ -308,6 +308,7 @@ HYPERPARAM_RANGES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "breakers": (_check_switch, {}),
     "sizing": (_check_switch, {}),
     "cerebellum": (_check_optional_mapping, {}),
+    "cerebellum_training": (_check_optional_mapping, {}),
     "basal_ganglia": (_check_optional_mapping, {}),
 }
 """Every hyper-parameter's type and range, one table for every algorithm: key → (check, its arguments), the
@@ -321,6 +322,7 @@ RUN_KEY_ALGOS: dict[str, tuple[str, ...]] = {
     "shield_training": ("janus-dqn", "janus-ppo"),
     "basal_ganglia": ("janus-dqn", "janus-ppo"),
     "cerebellum": ("janus-dqn", "janus-ppo"),
+    "cerebellum_training": ("janus-dqn", "janus-ppo"),
     "sleep": ("janus-dqn", "janus-ppo"),
     # on-policy only: the off-policy learners' sleep replays the buffer's rewards outside SB3's normalizing sampler
     "normalize_reward": ("janus-ppo", "ppo"),
@@ -596,11 +598,13 @@ def with_slippage_predictor(breakers: Any, cerebellum: Cerebellum | None) -> Any
 def brain_callbacks(algo: str, params: Mapping[str, Any], cerebellum: Cerebellum | None) -> list[Any]:
     """The online-learning callbacks of the JANUS algorithms: cerebellum (slippage) and basal ganglia (No-Go).
 
-    The cerebellum runs first so the No-Go labels can use its predicted slippage.
+    The cerebellum runs first so the No-Go labels can use its predicted slippage. The config's
+    ``cerebellum_training`` block is ``CerebellumCallback``'s arguments, ``basal_ganglia`` ``BasalGangliaCallback``'s
+    (``cerebellum`` is the model's: ``Cerebellum.from_env``).
     """
     if not algo.startswith("janus-") or cerebellum is None:
         return []
-    return [CerebellumCallback(cerebellum),
+    return [CerebellumCallback(cerebellum, **dict(params.get("cerebellum_training") or {})),
             BasalGangliaCallback(slippage_predictor=cerebellum.predictor, **dict(params.get("basal_ganglia", {})))]
 
 

@@ -290,7 +290,7 @@ def test_the_dqn_rows_differ_by_their_switches_and_run_on_their_markets_only(ben
         "janus-dqn": ("ou-edge",), "janus-dqn-unshielded": ("ou-edge",), "janus-dqn-no-gaf": ("ou-edge",),
         "janus-dqn-series-patches": ("ou-edge", "toxic-squeeze"), "janus-dqn-flat": ("ou-edge", "toxic-squeeze"),
         "janus-dqn-symlog": ("ou-edge", "toxic-squeeze"), "janus-dqn-nogo-every-4": ("ou-edge", "toxic-squeeze"),
-        "dqn-mlp": ("ou-edge",)}
+        "janus-dqn-cerebellum-every-4": ("ou-edge", "toxic-squeeze"), "dqn-mlp": ("ou-edge",)}
     # janus-dqn-nogo-every-4 is janus-dqn as configs/janus-dqn.yml ships it; janus-dqn keeps the video, and the rows
     # measured before the No-Go cadence changed update the head every step, hashed as before the config had the block
     rows = {j.variant: j for j in _grid(bench, tmp_path, variants=("janus", "janus-dqn-series-patches",
