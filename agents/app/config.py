@@ -332,6 +332,7 @@ SET_BY_TRAIN = ("env", "seed", "device", "verbose", "tensorboard_log", "_init_se
 """Constructor arguments ``train.py`` sets itself (``--seed``, the run folder, CPU); refused in a config."""
 
 _UNKNOWN_KEY = "Unknown hyper-parameter {!r} for {}{}; expected one of {}"
+_UNKNOWN_BRAIN_KEY = "{}.{}: unknown setting{}; {} takes the arguments of {}: {}"
 _SET_BY_TRAIN = "Hyper-parameter {!r} is set by train.py (--seed, the run folder), not by a config"
 _RUN_KEY_ALGO = "Hyper-parameter {!r} applies to {} only, not to {!r}"
 _BAD_POLICY = "Expected `policy` to be one of {} for {}, got {!r}"
@@ -374,6 +375,39 @@ def policy_choices(algo: str) -> tuple[str, ...]:
     return tuple(algo_class(algo).policy_aliases)
 
 
+BRAIN_BLOCKS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "cerebellum": (Cerebellum, ()),
+    "cerebellum_training": (CerebellumCallback, ("cerebellum", "verbose")),
+    "basal_ganglia": (BasalGangliaCallback, ("slippage_predictor", "verbose")),
+}
+"""The brain's config blocks: the class whose keyword arguments each block is, and the arguments ``train.py`` sets
+itself (the cerebellum the callback trains, the No-Go labels' slippage predictor, verbosity)."""
+
+
+def brain_block_keys(block: str) -> tuple[str, ...]:
+    """The settings a :data:`BRAIN_BLOCKS` block takes: its class's keyword arguments, less those train.py sets."""
+    cls, set_by_train = BRAIN_BLOCKS[block]
+    params = inspect.signature(cls.__init__).parameters.values()
+    return tuple(sorted(p.name for p in params if p.default is not p.empty and p.name not in set_by_train))
+
+
+def check_brain_block(block: str, settings: Mapping[str, Any]) -> None:
+    """Refuse a setting of a :data:`BRAIN_BLOCKS` block its class does not take (values are checked by the class
+    when ``train.py`` builds it).
+
+    Raises:
+        ConfigError: naming ``block.key``, the closest setting and every accepted one.
+    """
+    keys = brain_block_keys(block)
+    for key in settings:
+        if key not in keys:
+            close = difflib.get_close_matches(str(key), keys, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            cls = BRAIN_BLOCKS[block][0]
+            raise ConfigError(_UNKNOWN_BRAIN_KEY.format(block, key, hint, block, f"agents.{cls.__name__}",
+                                                        ", ".join(keys)))
+
+
 def check_hyperparams(algo: str, params: Mapping[str, Any], *, run_keys: bool = True) -> None:
     """Check resolved hyper-parameters before anything is built: every key one that ``algo`` takes (its SB3
     class's keyword arguments, and with ``run_keys`` the run settings :data:`RUN_KEYS` it uses), every value of
@@ -386,8 +420,8 @@ def check_hyperparams(algo: str, params: Mapping[str, Any], *, run_keys: bool = 
 
     Raises:
         ConfigError: (one line, naming the key) an unknown key, a key set by ``train.py``, a run setting this
-            algorithm does not use, a value of the wrong type or out of range, an unknown policy, or ``janus-ppo``
-            without the shield.
+            algorithm does not use, a value of the wrong type or out of range, a setting a brain block's class
+            does not take (:data:`BRAIN_BLOCKS`), an unknown policy, or ``janus-ppo`` without the shield.
     """
     accepted = algo_arguments(algo)
     run = tuple(k for k in RUN_KEYS if algo in RUN_KEY_ALGOS.get(k, (algo,))) if run_keys else ()
@@ -413,6 +447,8 @@ def check_hyperparams(algo: str, params: Mapping[str, Any], *, run_keys: bool = 
                 check(key, value, **kwargs)
             except (TypeError, ValueError) as err:
                 raise ConfigError(str(err)) from err
+            if key in BRAIN_BLOCKS and value:
+                check_brain_block(key, value)
     if run_keys and algo == "janus-ppo" and params.get("shield") is not True:
         raise ConfigError(_JANUS_PPO_SHIELD.format(params.get("shield")))
     if run_keys and params.get("shield_training") == "none" and float(params.get("lambda_logic", 0) or 0) > 0:

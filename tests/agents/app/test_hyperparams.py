@@ -102,6 +102,36 @@ def test_one_table_applies_to_every_algorithm(algo: str) -> None:
     assert checked >= 12
 
 
+@pytest.mark.parametrize(
+    ("block", "key", "message"),
+    [
+        ("cerebellum_training", "train_frq", "cerebellum_training.train_frq: unknown setting (did you mean "
+         "train_freq?); cerebellum_training takes the arguments of agents.CerebellumCallback: batch_size, buffer_size, "
+         "gradient_steps, learning_starts, seed, train_freq, write_info"),
+        ("basal_ganglia", "slippage_predictor", "basal_ganglia.slippage_predictor: unknown setting (did you mean "
+         "slippage_ratio?); basal_ganglia takes the arguments of agents.BasalGangliaCallback: batch_size,"),  # train.py gives it the cerebellum's
+        ("cerebellum", "hiden", "cerebellum.hiden: unknown setting (did you mean hidden?); cerebellum takes the "
+         "arguments of agents.Cerebellum: book_key, hidden,"),
+    ],
+)
+def test_a_brain_block_refuses_a_setting_its_class_does_not_take(block: str, key: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        resolve_hyperparams("janus-dqn", "Janus-LOB-v0", None, [f"{block}.{key}=4"])
+
+
+def test_the_brain_blocks_reach_the_callbacks_train_py_builds() -> None:
+    params = resolve_hyperparams("janus-dqn", "Janus-LOB-v0", None, [
+        "cerebellum_training.train_freq=3", "cerebellum_training.batch_size=16", "basal_ganglia.train_freq=5",
+        "cerebellum.hidden=[8]"])
+    cerebellum = app_config.make_cerebellum("janus-dqn", "Janus-LOB-v0", params, seed=0)
+    assert cerebellum is not None and cerebellum.hidden == (8,)
+    trains, nogo = app_config.brain_callbacks("janus-dqn", params, cerebellum)
+    assert (trains.train_freq, trains.batch_size, trains.cerebellum) == (3, 16, cerebellum)
+    assert nogo.train_freq == 5
+    defaults = app_config.brain_callbacks("janus-ppo", {"shield": True}, cerebellum)  # no blocks: class defaults
+    assert (defaults[0].train_freq, defaults[1].train_freq) == (1, 1)
+
+
 def test_train_freq_takes_an_int_or_a_count_and_unit() -> None:
     check_hyperparams("dqn", {"train_freq": [4, "episode"]})
     with pytest.raises(ConfigError, match=re.escape("Expected `train_freq[1]` to be one of ('step', 'episode'), "
