@@ -7,10 +7,10 @@ the sleep phase and the memory read path, trained without the shield and decidin
 actions, held-out seeds) against random actions on the same episodes. The bar is the CI tests': it earns (mean >=
 25 bps an episode, t >= 2.5) and leads random by >= 60 bps (paired t >= 3), on two seeds.
 
-32,768 steps a seed. At 16,384 (``benchmarks/bench_ablation.py``'s ``no-gaf`` row, same market and evaluation)
-the agent earned +27.8 and +58.2 bps on seeds 0 and 1; with the GAF video (``janus``, shipped until then)
-+62.2 and +53.1, and +56.9 and +25.3 with the default before that (trained behind the masks with the logical
-loss).
+32,768 steps a seed. At 16,384 (``benchmarks/bench_ablation.py``'s ``series-patches`` row, the agent as shipped,
+same market and evaluation) it earned +67.0 and +65.3 bps on seeds 0 and 1; reading a series token per step
+(``no-gaf``, shipped before) +27.8 and +58.2, with the GAF video as well (``janus``) +62.2 and +53.1, and +56.9
+and +25.3 with the default before that (trained behind the masks with the logical loss).
 
 The DQN family (``janus-dqn`` as ``configs/janus-dqn.yml`` ships it: JanusExtractor, basal-ganglia DQN policy,
 prioritized replay with LTN-violation priority, logical loss, SWR sleep and memory, trained behind the shield)
