@@ -27,7 +27,7 @@ differs from the full agent by its ``--hp`` overrides only:
 | ``janus-dqn-flat`` | ``janus-dqn-series-patches`` on SB3's ``CombinedExtractor`` (flatten + concatenate: no token streams, no pooling), as ``no-vision`` is to ``janus``; the gate, prioritized replay, logical loss, shield in training, sleep and memory as shipped; ``ou-edge`` and ``toxic-squeeze`` | ``--algo janus-dqn`` and ``no-vision``'s switches |
 | ``janus-dqn-symlog`` | ``janus-dqn-flat`` with every input squashed by ``symlog`` (``agents.symlog_extractor.SymlogExtractor``: flatten, concatenate, ``sign(x)·log(1 + |x|)``, no parameters), the scaling ``JanusExtractor`` gives its token inputs without the token streams, per-token projections and pooling; ``ou-edge`` and ``toxic-squeeze`` | ``--algo janus-dqn --hp policy_kwargs.features_extractor_class=agents.symlog_extractor:SymlogExtractor --hp policy_kwargs.features_extractor_kwargs={}`` |
 | ``janus-dqn-nogo-every-4`` | ``janus-dqn-series-patches`` whose No-Go head takes a gradient step every 4 env steps (``BasalGangliaCallback(train_freq=4)``, the Q-network's cadence) instead of every step: the head's training is ≈ 20% of a ``train.py`` run's CPU; ``ou-edge`` and ``toxic-squeeze``; ``janus-dqn`` as ``configs/janus-dqn.yml`` ships it since this row | ``--algo janus-dqn --hp basal_ganglia.train_freq=4`` |
-| ``janus-dqn-cerebellum-every-4`` | ``janus-dqn-nogo-every-4`` whose cerebellum (the slippage forward model: the 2× slippage breaker's prediction and the No-Go labels' predicted slippage) takes a gradient step every 4 env steps (``CerebellumCallback(train_freq=4)``, the Q-network's and the No-Go head's cadence, ``janus-ppo``'s: one per vec step of 4 envs) instead of every step; ``ou-edge`` and ``toxic-squeeze`` | ``--algo janus-dqn --hp cerebellum_training.train_freq=4`` |
+| ``janus-dqn-cerebellum-every-4`` | ``janus-dqn-nogo-every-4`` whose cerebellum (the slippage forward model: the 2× slippage breaker's prediction and the No-Go labels' predicted slippage) takes a gradient step every 4 env steps (``CerebellumCallback(train_freq=4)``, the Q-network's and the No-Go head's cadence, ``janus-ppo``'s: one per vec step of 4 envs) instead of every step; ``ou-edge`` and ``toxic-squeeze``; not shipped (it lost on ``toxic-squeeze``: ``benchmarks/README.md``) | ``--algo janus-dqn --hp cerebellum_training.train_freq=4`` |
 | ``dqn-mlp`` | SB3 DQN with ``MultiInputPolicy`` (``configs/dqn.yml``); ``ou-edge`` only | ``--algo dqn`` |
 | ``random``, ``hold``, ``buy-and-hold``, ``momentum``, ``mean-reversion`` | the classical baselines (``agents/baselines.py``; ``hold`` always sends HOLD) | — |
 
@@ -275,7 +275,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("janus-dqn-cerebellum-every-4", "janus-dqn", hp=("cerebellum_training.train_freq=4",),
             markets=("ou-edge", "toxic-squeeze"),
             what="janus-dqn-nogo-every-4 with a cerebellum update every 4 steps (as the Q-network and the No-Go "
-                 "head), not every step"),
+                 "head), not every step (not shipped)"),
     Variant("dqn-mlp", "dqn", markets=("ou-edge",), what="SB3 DQN, MultiInputPolicy (configs/dqn.yml)"),
     Variant("random", baseline="random", what="uniform random actions"),
     Variant("hold", baseline="hold", what="always HOLD"),
