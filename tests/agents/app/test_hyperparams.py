@@ -109,7 +109,8 @@ def test_one_table_applies_to_every_algorithm(algo: str) -> None:
          "train_freq?); cerebellum_training takes the arguments of agents.CerebellumCallback: batch_size, buffer_size, "
          "gradient_steps, learning_starts, seed, train_freq, write_info"),
         ("basal_ganglia", "slippage_predictor", "basal_ganglia.slippage_predictor: unknown setting (did you mean "
-         "slippage_ratio?); basal_ganglia takes the arguments of agents.BasalGangliaCallback: batch_size,"),  # train.py gives it the cerebellum's
+         "slippage_ratio?); basal_ganglia takes the arguments of agents.BasalGangliaCallback: batch_size,"),
+        # (slippage_predictor: train.py gives it the cerebellum's)
         ("cerebellum", "hiden", "cerebellum.hiden: unknown setting (did you mean hidden?); cerebellum takes the "
          "arguments of agents.Cerebellum: book_key, hidden,"),
     ],
