@@ -376,17 +376,19 @@ def hashed(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**config, "train": {**train, "hp": hp, "hyperparams": hyperparams}}
 
 
-CALLBACK_BLOCKS: Mapping[str, str] = {"basal_ganglia": "agents.basal_ganglia.callback:BasalGangliaCallback",
-                                      "cerebellum_training": "agents.cerebellum:CerebellumCallback"}
-"""Config blocks that are a callback's keyword arguments (``train.py`` builds the callback with them): a setting at
-the class's default is left out of the hash, as an extractor argument at its default is (:data:`NOGO_EVERY_STEP`)."""
+CALLBACK_BLOCKS = ("basal_ganglia", "cerebellum_training")
+"""Config blocks that are a callback's keyword arguments (``train.py`` builds the callback with them; the class is
+``agents.app.config.BRAIN_BLOCKS``'s): a setting at the class's default is left out of the hash, as an extractor
+argument at its default is (:data:`NOGO_EVERY_STEP`)."""
 
 
 def at_callback_default(path: list[str], value: Any) -> bool:
     """Whether ``--hp`` path ``block.key`` sets a :data:`CALLBACK_BLOCKS` callback argument to the class's default."""
     if len(path) != 2 or path[0] not in CALLBACK_BLOCKS:
         return False
-    defaults = constructor_arguments(_import_class(CALLBACK_BLOCKS[path[0]]), {})
+    from agents.app.config import BRAIN_BLOCKS
+
+    defaults = constructor_arguments(BRAIN_BLOCKS[path[0]][0], {})
     return path[1] in defaults and value == defaults[path[1]]
 
 
