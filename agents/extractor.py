@@ -36,6 +36,12 @@ points, log-sizes and fractions with heavy tails, and ``symlog`` keeps the sign
 and the order while bounding the scale. The DiffGAF branch gets the raw
 ``prices`` (it min-max scales each window itself).
 
+Without the video and text (as ``janus-ppo`` and ``janus-dqn`` ship it) the fusion is the identity, and the
+token streams up to the pooling run as two numba kernels, forward and backward (:mod:`agents.token_pool`): the
+same features and gradients to float32 rounding at a fraction of the torch path's per-op cost. The torch path
+stays for the video, the text stream, inputs that need a gradient (attributions), tracing and export, and
+wherever ``fused_tokens`` is ``False``.
+
 The last gate values are kept for the audit log and TensorBoard:
 ``extractor.last_gates`` → ``{"vis": float, "text": float}`` (batch means,
 ``text`` is 0 without a text stream) and ``extractor.last_gate_tensors`` (per
@@ -59,9 +65,11 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+from torch.nn import functional as F
 
 from agents.fusion import GatedCrossAttention
 from agents.gaf import DiffGAF, is_tracing, required_length
+from agents.token_pool import fusable, token_pool
 from agents.vivit import ViViT
 from janus_env.checks import check_int
 
@@ -148,6 +156,11 @@ class JanusExtractor(BaseFeaturesExtractor):
             the ``window=`` to pass to ``gym.make``), a window that ``ts_patch``
             does not divide, or bad sizes.
     """
+
+    fused_tokens: bool = True
+    """Without the video and text, compute the token streams by :mod:`agents.token_pool`'s kernels (CPU, no
+    gradient to the observations, not traced): the same features to float32 rounding, a fraction of the torch
+    path's dispatch cost. ``False`` (on an instance or the class) keeps the torch path everywhere."""
 
     def __init__(
         self,
@@ -286,6 +299,13 @@ class JanusExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         """Features ``(B, features_dim)`` of a batch of ``Dict`` observations."""
+        if self.fused_tokens and self.gaf is None and not self.has_text and not is_tracing() \
+                and fusable(observations):
+            pooled = token_pool(self, observations)
+            no_gate = th.zeros(pooled.shape[0])  # what the fusion reports without video and text: λ = 0
+            self._last_gates = {"vis": no_gate, "text": no_gate}
+            linear = self.head[0]
+            return F.relu(F.linear(pooled, linear.weight, linear.bias))  # self.head's ops, without its module calls
         h_ts, h_vis, h_text = self.tokens(observations)
         fused, gates = self.fusion(h_ts, h_vis, h_text)
         if not is_tracing():

@@ -63,7 +63,9 @@ class ModeSwitch:
             return
         for module in modules:
             if module.training is not mode:
-                module.training = mode
+                # what nn.Module.__setattr__ ends in for a plain attribute, without its checks of the parameter,
+                # buffer and submodule dicts (`training` is none of them)
+                module.__dict__["training"] = mode
 
 
 __all__ = ["ModeSwitch"]
