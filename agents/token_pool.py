@@ -214,12 +214,16 @@ def _host(tensor: th.Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().numpy(), dtype=np.float32)
 
 
+_STREAMS = ("ts_proj", "book_proj", "account_proj", "market_proj", "norm")
+
+
 def _parameters(extractor: Any) -> tuple[th.Tensor, ...]:
-    return (extractor.ts_proj.weight, extractor.ts_proj.bias, extractor.ts_pos,
-            extractor.book_proj.weight, extractor.book_proj.bias, extractor.book_pos,
-            extractor.account_proj.weight, extractor.account_proj.bias,
-            extractor.market_proj.weight, extractor.market_proj.bias,
-            extractor.norm.weight, extractor.norm.bias)
+    """The 12 parameters the kernels read, in their argument order; read from the modules' parameter dicts, which
+    is where attribute access finds them too, without ``nn.Module.__getattr__`` twice per parameter."""
+    modules, own = extractor._modules, extractor._parameters
+    ts, book, account, market, norm = (modules[name]._parameters for name in _STREAMS)
+    return (ts["weight"], ts["bias"], own["ts_pos"], book["weight"], book["bias"], own["book_pos"],
+            account["weight"], account["bias"], market["weight"], market["bias"], norm["weight"], norm["bias"])
 
 
 def _parameter_views(extractor: Any, params: tuple[th.Tensor, ...]) -> tuple[np.ndarray, ...]:
