@@ -300,7 +300,7 @@ class JanusExtractor(BaseFeaturesExtractor):
     def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         """Features ``(B, features_dim)`` of a batch of ``Dict`` observations."""
         if self.fused_tokens and self.gaf is None and not self.has_text and not is_tracing() \
-                and fusable(observations):
+                and fusable(self, observations):
             pooled = token_pool(self, observations)
             no_gate = th.zeros(pooled.shape[0])  # what the fusion reports without video and text: λ = 0
             self._last_gates = {"vis": no_gate, "text": no_gate}

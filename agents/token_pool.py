@@ -267,9 +267,13 @@ def token_pool(extractor: Any, observations: dict[str, th.Tensor]) -> th.Tensor:
     return th.from_numpy(token_pool_forward(*inputs, *views, eps)[0])
 
 
-def fusable(observations: dict[str, th.Tensor]) -> bool:
-    """Whether :func:`token_pool` may stand for the torch path on these observations: CPU tensors that need no
-    gradient themselves (an attribution differentiates through the torch path)."""
+def fusable(extractor: Any, observations: dict[str, th.Tensor]) -> bool:
+    """Whether :func:`token_pool` may stand for the torch path: float32 parameters on the CPU (the kernels read them
+    in place), and CPU observations that need no gradient themselves (an attribution differentiates through the
+    torch path)."""
+    weight = extractor._modules["ts_proj"]._parameters["weight"]
+    if weight.dtype != th.float32 or weight.device.type != "cpu":
+        return False
     for key in TOKEN_KEYS:
         tensor = observations[key]
         if tensor.device.type != "cpu" or tensor.requires_grad:

@@ -5,14 +5,14 @@ trader imprints on the mid; a scripted reversion rule earns +75 bps per 200-step
 lose ~90 bps, HOLD earns 0). The agent is PPO with the basal-ganglia actor-critic policy (Go head, No-Go head and
 gate, trained by ``BasalGangliaCallback``) on SB3's ``CombinedExtractor``, and ``janus-ppo``'s own brain:
 ``JanusExtractor`` as ``configs/janus-ppo.yml`` ships it (the token streams and their fusion, no GAF video, series
-patches of 4 steps; ~8 s a seed: measured +108.2 and +62.5 bps per episode, ahead of random by 225 and 140). The GAF
+patches of 4 steps; ~8 s a seed: measured +108.2 and +62.7 bps per episode, ahead of random by 225 and 140). The GAF
 video trains at ~0.09× the speed and does not fit a CI budget; ``bench_learning.py`` measures it.
 Both seeds are evaluated against random actions on the same held-out episodes.
 
 The second family, ``janus-ppo``'s: ``JanusPPO`` (MaskablePPO with the logical loss on graded rule truths) and the
 masked basal-ganglia policy, trained and evaluated behind the LTN shield (its masks), must clear the same bar.
 (The DQN family does not fit a CI budget: ``janus-dqn`` as shipped needs ~16k steps, ≈ 1 min of one core with its
-sleeps and online heads, to learn to trade this market, −0.9 to +34.2 bps an episode over 5 seeds;
+sleeps and online heads, to learn to trade this market, +3.3 to +41.4 bps an episode over 5 seeds;
 ``tests/agents/test_learning_slow.py`` holds it to a lower bar.)
 """
 
