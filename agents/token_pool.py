@@ -227,9 +227,10 @@ def _parameters(extractor: Any) -> tuple[th.Tensor, ...]:
 
 
 def _parameter_views(extractor: Any, params: tuple[th.Tensor, ...]) -> tuple[np.ndarray, ...]:
-    """Numpy views of ``params``, made once per extractor and again only when a parameter's storage moved (an
-    optimizer updates in place, so a view stays current; a copied or reloaded module gets new storage). A view
-    keeps its tensor's storage alive, so a moved parameter never leaves a view on freed memory."""
+    """Numpy views of ``params``, made once per extractor and again only when a parameter's storage moved: an
+    optimizer step and ``load_state_dict`` write in place, so a view stays current; a deep copy, ``.to()`` or an
+    assignment to ``.data`` gives new storage, hence new views. A view keeps its tensor's storage alive, so a moved
+    parameter never leaves one on freed memory."""
     pointers = tuple(p.data_ptr() for p in params)
     cached = extractor.__dict__.get("_token_pool_views")
     if cached is None or cached[0] != pointers:
