@@ -65,10 +65,10 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
-from torch.nn import functional as F
 
 from agents.fusion import GatedCrossAttention
 from agents.gaf import DiffGAF, is_tracing, required_length
+from agents.sequential import sequential
 from agents.token_pool import fusable, token_pool
 from agents.vivit import ViViT
 from janus_env.checks import check_int
@@ -304,8 +304,7 @@ class JanusExtractor(BaseFeaturesExtractor):
             pooled = token_pool(self, observations)
             no_gate = th.zeros(pooled.shape[0])  # what the fusion reports without video and text: λ = 0
             self._last_gates = {"vis": no_gate, "text": no_gate}
-            linear = self.head[0]
-            return F.relu(F.linear(pooled, linear.weight, linear.bias))  # self.head's ops, without its module calls
+            return sequential(self.head, pooled)
         h_ts, h_vis, h_text = self.tokens(observations)
         fused, gates = self.fusion(h_ts, h_vis, h_text)
         if not is_tracing():

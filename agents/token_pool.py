@@ -37,32 +37,26 @@ def _symlog(x: float) -> float:
 
 
 @njit(cache=True)
+def _symlog_array(x: np.ndarray) -> np.ndarray:
+    """``symlog`` of every element of a C-contiguous array, float32, the same shape."""
+    flat = x.reshape(-1)
+    out = np.empty(flat.shape[0], dtype=np.float32)
+    for i in range(flat.shape[0]):
+        out[i] = _symlog(flat[i])
+    return out.reshape(x.shape)
+
+
+@njit(cache=True)
 def symlog_inputs(prices: np.ndarray, volumes: np.ndarray, book: np.ndarray, account: np.ndarray,
                   market: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The symlog-squashed token inputs: series ``(B, W/P, 2P)`` (``[p, v]`` of each step of a patch, oldest
     first), book ``(B, L, 4)``, account ``(B, n)``, market ``(B, m)``; float32."""
     batch, window = prices.shape
-    n_series = window // patch
-    series = np.empty((batch, n_series, 2 * patch), dtype=np.float32)
-    for b in range(batch):
-        for j in range(n_series):
-            for k in range(patch):
-                series[b, j, 2 * k] = _symlog(prices[b, j * patch + k])
-                series[b, j, 2 * k + 1] = _symlog(volumes[b, j * patch + k])
-    levels = np.empty(book.shape, dtype=np.float32)
-    for b in range(batch):
-        for i in range(book.shape[1]):
-            for c in range(book.shape[2]):
-                levels[b, i, c] = _symlog(book[b, i, c])
-    acc = np.empty(account.shape, dtype=np.float32)
-    for b in range(batch):
-        for c in range(account.shape[1]):
-            acc[b, c] = _symlog(account[b, c])
-    mkt = np.empty(market.shape, dtype=np.float32)
-    for b in range(batch):
-        for c in range(market.shape[1]):
-            mkt[b, c] = _symlog(market[b, c])
-    return series, levels, acc, mkt
+    series = np.empty((batch, window, 2), dtype=np.float32)  # steps interleaved, then cut into patches of P
+    series[:, :, 0] = _symlog_array(prices)
+    series[:, :, 1] = _symlog_array(volumes)
+    return (series.reshape(batch, window // patch, 2 * patch), _symlog_array(book), _symlog_array(account),
+            _symlog_array(market))
 
 
 _FAST = {"reassoc", "contract"}

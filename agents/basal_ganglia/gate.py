@@ -27,9 +27,9 @@ from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel
 from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
-from torch.nn import functional as F
 
 from agents.basal_ganglia.moments import merge_moments
+from agents.sequential import sequential
 
 HOLD = 0
 """Index of the HOLD action in ``Janus-LOB-v0`` (the fallback of every veto)."""
@@ -93,23 +93,6 @@ def go_features(policy: Any, obs: PyTorchObs) -> th.Tensor:
     return BaseModel.extract_features(policy, obs, go_extractor(policy))
 
 
-def sequential(net: nn.Sequential, x: th.Tensor) -> th.Tensor:
-    """``net(x)``, with its ``Linear`` and ``ReLU`` layers called as ``F.linear`` / ``F.relu`` (the ops their
-    ``forward`` runs, the same floats) and any other layer as itself: a decision's Q-MLP without five module calls.
-    A layer with forward hooks is called as itself, so they run."""
-    for layer in net:
-        kind = type(layer)
-        if layer._forward_hooks or layer._forward_pre_hooks:
-            x = layer(x)
-        elif kind is nn.Linear:
-            x = F.linear(x, layer.weight, layer.bias)
-        elif kind is nn.ReLU and not layer.inplace:
-            x = F.relu(x)
-        else:
-            x = layer(x)
-    return x
-
-
 def go_from_features(policy: Any, features: th.Tensor) -> th.Tensor:
     """Go scores from features, ``(B, n_actions)``: ``Q(s, ·)``, ``mean_k Z_k(s, ·)`` or the action logits.
 
@@ -117,7 +100,7 @@ def go_from_features(policy: Any, features: th.Tensor) -> th.Tensor:
     """
     kind = go_head(policy)
     if kind == "q":
-        return sequential(policy.q_net.q_net, features)
+        return sequential(policy.q_net.q_net, features)  # a decision's Q-MLP without five module calls
     if kind == "quantiles":
         net = policy.quantile_net
         return net.quantile_net(features).view(-1, net.n_quantiles, int(net.action_space.n)).mean(dim=1)

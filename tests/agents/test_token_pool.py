@@ -14,22 +14,14 @@ import envs_registry  # noqa: F401  (registers Janus-LOB-v0)
 from agents import token_pool as token_pool_module
 from agents.extractor import JanusExtractor
 from agents.token_pool import token_pool
+from tests.agents.test_extractor import as_tensors, env_observations
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def observations(n: int, seed: int = 0, **make_kwargs: Any) -> dict[str, th.Tensor]:
-    """``n`` consecutive observations of ``Janus-LOB-v0`` under seeded random actions, batched."""
-    env = gym.make("Janus-LOB-v0", seed=seed, **make_kwargs)
-    env.action_space.seed(seed)
-    obs, _ = env.reset()
-    rows = [obs]
-    for _ in range(n - 1):
-        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            obs, _ = env.reset()
-        rows.append(obs)
-    return {k: th.as_tensor(np.stack([row[k] for row in rows])) for k in rows[0]}
+    """``n`` consecutive observations of ``Janus-LOB-v0`` under seeded random actions, batched, as tensors."""
+    return as_tensors(env_observations(n, seed, **make_kwargs))
 
 
 def extractor(seed: int = 0, **kwargs: Any) -> JanusExtractor:

@@ -21,6 +21,7 @@ from agents.basal_ganglia import (
     gate_arrays,
     go_scores,
 )
+from agents.sequential import sequential
 
 
 def test_gate_keeps_proposal_unless_vetoed() -> None:
@@ -96,15 +97,15 @@ def test_go_scores_are_the_algorithms_own_head(
 
 
 def test_sequential_is_the_module_call_bit_for_bit_and_runs_hooks() -> None:
-    """``gate.sequential`` (the decision's Q-MLP without module calls) gives ``net(x)``'s floats, with any layer kind,
-    and a layer with a forward hook is called as itself."""
+    """``agents.sequential.sequential`` (the decision's Q-MLP without module calls) gives ``net(x)``'s floats, with
+    any layer kind, and a layer with a forward hook is called as itself."""
     th.manual_seed(0)
     net = th.nn.Sequential(th.nn.Linear(7, 16), th.nn.ReLU(), th.nn.Linear(16, 16), th.nn.Tanh(), th.nn.Linear(16, 3))
     x = th.randn(5, 7)
-    assert th.equal(gate.sequential(net, x), net(x))
+    assert th.equal(sequential(net, x), net(x))
     seen = []
     net[2].register_forward_hook(lambda module, args, out: seen.append(out.shape) or out * 2.0)
-    assert th.equal(gate.sequential(net, x), net(x)) and seen == [(5, 16), (5, 16)]
+    assert th.equal(sequential(net, x), net(x)) and seen == [(5, 16), (5, 16)]
 
 
 def test_go_scores_need_a_value_or_actor_head() -> None:
